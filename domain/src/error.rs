@@ -1,0 +1,32 @@
+//! Why a command or a validation was refused. The messages are shown to
+//! clients, so they say what is wrong without internal detail.
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LicenseError {
+    #[error("License not found")]
+    NotFound,
+    #[error("License already exists")]
+    AlreadyExists,
+    #[error("License has expired")]
+    Expired,
+    #[error("License has been revoked")]
+    Revoked,
+    #[error("License is suspended")]
+    Suspended,
+    #[error("License is not activated")]
+    NotActivated,
+    #[error("License is not activated on this machine")]
+    MachineNotActivated,
+    #[error("License is already bound to a different machine; revoke it before activating on a new one")]
+    BoundToAnotherMachine,
+    #[error("Activation limit reached: all {max} seats are in use")]
+    SeatLimitReached { max: u32 },
+    #[error("License is not suspended")]
+    NotSuspended,
+    #[error("License does not expire until {expires_at}")]
+    NotYetExpired { expires_at: String },
+    #[error("maxActivations {requested} is below the {active} machines now active; deactivate machines first")]
+    SeatsBelowActiveMachines { requested: u32, active: u32 },
+    #[error("expiredAt must be after the license's creation time")]
+    ExpiryBeforeCreation,
+}

@@ -1,0 +1,84 @@
+//! What happened to a license. Events are facts in the past tense and never
+//! change once written; a new shape gets a new `EVENT_VERSION` and an
+//! upcaster for the old one.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::{LicenseKey, LicenseType, MachineHash, MachineName, Seats};
+
+/// The version every event is written with today.
+pub const EVENT_VERSION: &str = "1.0";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LicenseEvent {
+    LicenseGenerated {
+        license_id: String,
+        tenant_id: String,
+        owner_id: String,
+        license_key: LicenseKey,
+        license_type: LicenseType,
+        max_activations: Seats,
+        max_connections: Option<u32>,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+    LicenseActivated {
+        machine: MachineHash,
+        machine_name: MachineName,
+        activated_at: DateTime<Utc>,
+    },
+    LicenseDeactivated {
+        machine: MachineHash,
+        deactivated_at: DateTime<Utc>,
+    },
+    /// The license was reset: every machine released, back to Generated.
+    LicenseRevoked {
+        released_machines: Vec<MachineHash>,
+        revoked_at: DateTime<Utc>,
+    },
+    LicenseSuspended {
+        reason: Option<String>,
+        suspended_at: DateTime<Utc>,
+    },
+    LicenseReinstated {
+        reinstated_at: DateTime<Utc>,
+    },
+    LicenseExpired {
+        expired_at: DateTime<Utc>,
+    },
+    HeartbeatRecorded {
+        machine: MachineHash,
+        recorded_at: DateTime<Utc>,
+    },
+    /// The resulting values of an administrator's edit, not a diff, so the
+    /// event reads on its own.
+    LicenseEdited {
+        expires_at: DateTime<Utc>,
+        max_activations: Seats,
+        max_connections: Option<u32>,
+        edited_at: DateTime<Utc>,
+    },
+}
+
+impl DomainEvent for LicenseEvent {
+    fn event_type(&self) -> String {
+        let name = match self {
+            Self::LicenseGenerated { .. } => "LicenseGenerated",
+            Self::LicenseActivated { .. } => "LicenseActivated",
+            Self::LicenseDeactivated { .. } => "LicenseDeactivated",
+            Self::LicenseRevoked { .. } => "LicenseRevoked",
+            Self::LicenseSuspended { .. } => "LicenseSuspended",
+            Self::LicenseReinstated { .. } => "LicenseReinstated",
+            Self::LicenseExpired { .. } => "LicenseExpired",
+            Self::HeartbeatRecorded { .. } => "HeartbeatRecorded",
+            Self::LicenseEdited { .. } => "LicenseEdited",
+        };
+        name.to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        EVENT_VERSION.to_owned()
+    }
+}

@@ -1,0 +1,23 @@
+//! The `License` aggregate and everything it is made of.
+//!
+//! This crate owns the rules of a license's life: which commands are accepted
+//! in which state, which events they produce, and how events fold into state.
+//! It is pure: no database, no HTTP, no clock and no randomness are read
+//! here. Time arrives inside each command and randomness through an `Rng`
+//! argument, so every rule is deterministic under test.
+
+mod command;
+mod error;
+mod event;
+mod key;
+mod license;
+mod machine;
+mod values;
+
+pub use command::LicenseCommand;
+pub use error::LicenseError;
+pub use event::{LicenseEvent, EVENT_VERSION};
+pub use key::{LicenseKey, LicenseKeyError};
+pub use license::{Device, License};
+pub use machine::{MachineHash, MachineId, MachineIdError, MachineName};
+pub use values::{LicenseStatus, LicenseType, Seats, ValueError};

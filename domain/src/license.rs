@@ -1,0 +1,378 @@
+//! The `License` aggregate: state folded from events, and the rules that
+//! decide which events a command may add.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    LicenseCommand, LicenseError, LicenseEvent, LicenseKey, LicenseStatus, LicenseType,
+    MachineHash, MachineName, Seats,
+};
+
+/// A machine holding one seat of a license.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub machine: MachineHash,
+    pub machine_name: MachineName,
+    pub activated_at: DateTime<Utc>,
+    pub last_heartbeat_at: DateTime<Utc>,
+}
+
+/// A license as its events left it. `Default` is the license before it was
+/// generated: every command but generate is refused with `NotFound`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct License {
+    pub id: String,
+    pub tenant_id: String,
+    pub owner_id: String,
+    pub license_key: Option<LicenseKey>,
+    pub license_type: LicenseType,
+    pub status: LicenseStatus,
+    pub created_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the current binding began; cleared by revoke and by releasing
+    /// the last machine.
+    pub activated_at: Option<DateTime<Utc>>,
+    pub max_activations: Seats,
+    pub max_connections: Option<u32>,
+    pub devices: Vec<Device>,
+    /// The status to return to on reinstatement.
+    pub status_before_suspension: Option<LicenseStatus>,
+    pub suspension_reason: Option<String>,
+}
+
+impl License {
+    pub fn exists(&self) -> bool {
+        self.license_key.is_some()
+    }
+
+    pub fn device(&self, machine: &MachineHash) -> Option<&Device> {
+        self.devices.iter().find(|d| &d.machine == machine)
+    }
+
+    /// Past its expiry at `now`, whether or not a `LicenseExpired` event has
+    /// been written yet: expiry must never wait for a scheduler.
+    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.status == LicenseStatus::Expired
+            || self.status_before_suspension == Some(LicenseStatus::Expired)
+            || self.expires_at.is_some_and(|expiry| now >= expiry)
+    }
+
+    /// The status a reader should see at `now`: a Generated or Activated
+    /// license past its expiry reads as Expired before the event lands.
+    pub fn status_at(&self, now: DateTime<Utc>) -> LicenseStatus {
+        match self.status {
+            LicenseStatus::Generated | LicenseStatus::Activated if self.is_expired_at(now) => {
+                LicenseStatus::Expired
+            }
+            status => status,
+        }
+    }
+
+    /// Seed 000's validation: may `machine` run under this license at `now`?
+    /// Checked in the order a support engineer would explain it.
+    pub fn validate(&self, machine: &MachineHash, now: DateTime<Utc>) -> Result<&Device, LicenseError> {
+        if !self.exists() {
+            return Err(LicenseError::NotFound);
+        }
+        self.ensure_usable(now)?;
+        match self.device(machine) {
+            Some(device) => Ok(device),
+            None if self.devices.is_empty() => Err(LicenseError::NotActivated),
+            None => Err(LicenseError::MachineNotActivated),
+        }
+    }
+
+    fn ensure_exists(&self) -> Result<(), LicenseError> {
+        if self.exists() {
+            Ok(())
+        } else {
+            Err(LicenseError::NotFound)
+        }
+    }
+
+    /// Refuses a suspended, revoked or expired license.
+    fn ensure_usable(&self, now: DateTime<Utc>) -> Result<(), LicenseError> {
+        match self.status {
+            LicenseStatus::Suspended => Err(LicenseError::Suspended),
+            LicenseStatus::Revoked => Err(LicenseError::Revoked),
+            _ if self.is_expired_at(now) => Err(LicenseError::Expired),
+            _ => Ok(()),
+        }
+    }
+
+    /// The status a license returns to when nothing overrides it.
+    fn binding_status(&self) -> LicenseStatus {
+        if self.devices.is_empty() {
+            LicenseStatus::Generated
+        } else {
+            LicenseStatus::Activated
+        }
+    }
+
+    fn decide(&self, command: LicenseCommand) -> Result<Vec<LicenseEvent>, LicenseError> {
+        use LicenseCommand::*;
+        use LicenseEvent::*;
+
+        if !matches!(command, GenerateLicense { .. }) {
+            self.ensure_exists()?;
+        }
+        let events = match command {
+            GenerateLicense {
+                license_id,
+                tenant_id,
+                owner_id,
+                license_key,
+                license_type,
+                max_activations,
+                max_connections,
+                expires_at,
+                at,
+            } => {
+                if self.exists() {
+                    return Err(LicenseError::AlreadyExists);
+                }
+                if expires_at <= at {
+                    return Err(LicenseError::ExpiryBeforeCreation);
+                }
+                vec![LicenseGenerated {
+                    license_id,
+                    tenant_id,
+                    owner_id,
+                    license_key,
+                    license_type,
+                    max_activations,
+                    max_connections,
+                    created_at: at,
+                    expires_at,
+                }]
+            }
+            ActivateLicense { machine, machine_name, at } => {
+                self.ensure_usable(at)?;
+                if self.device(&machine).is_some() {
+                    // Re-activating the bound machine is how a client
+                    // recovers from a lost response: answer as before.
+                    return Ok(vec![]);
+                }
+                let seats = self.max_activations.get();
+                if self.devices.len() as u32 >= seats {
+                    return Err(if seats == 1 {
+                        LicenseError::BoundToAnotherMachine
+                    } else {
+                        LicenseError::SeatLimitReached { max: seats }
+                    });
+                }
+                vec![LicenseActivated { machine, machine_name, activated_at: at }]
+            }
+            DeactivateLicense { machine, at } => {
+                if self.device(&machine).is_none() {
+                    return Err(LicenseError::MachineNotActivated);
+                }
+                vec![LicenseDeactivated { machine, deactivated_at: at }]
+            }
+            RevokeLicense { at } => {
+                // Revoking would clear a suspension or an expiry, so a
+                // suspended or expired license can't be reset this way.
+                self.ensure_usable(at)?;
+                if self.devices.is_empty() && self.activated_at.is_none() {
+                    return Ok(vec![]);
+                }
+                let released_machines = self.devices.iter().map(|d| d.machine.clone()).collect();
+                vec![LicenseRevoked { released_machines, revoked_at: at }]
+            }
+            SuspendLicense { reason, at } => {
+                if self.status == LicenseStatus::Suspended {
+                    return Ok(vec![]);
+                }
+                vec![LicenseSuspended { reason, suspended_at: at }]
+            }
+            ReinstateLicense { at } => {
+                if self.status != LicenseStatus::Suspended {
+                    return Err(LicenseError::NotSuspended);
+                }
+                vec![LicenseReinstated { reinstated_at: at }]
+            }
+            ExpireLicense { at } => {
+                let recorded = self.status == LicenseStatus::Expired
+                    || self.status_before_suspension == Some(LicenseStatus::Expired);
+                if recorded {
+                    return Ok(vec![]);
+                }
+                let expiry = self.expires_at.ok_or(LicenseError::NotFound)?;
+                if at < expiry {
+                    return Err(LicenseError::NotYetExpired { expires_at: expiry.to_rfc3339() });
+                }
+                vec![LicenseExpired { expired_at: at }]
+            }
+            RecordHeartbeat { machine, min_interval, at } => {
+                let device = self.validate(&machine, at)?;
+                if at < device.last_heartbeat_at + min_interval {
+                    return Ok(vec![]);
+                }
+                vec![HeartbeatRecorded { machine, recorded_at: at }]
+            }
+            EditLicense { expires_at, max_activations, max_connections, at } => {
+                let current_expiry = self.expires_at.ok_or(LicenseError::NotFound)?;
+                let expires_at = expires_at.unwrap_or(current_expiry);
+                let max_activations = max_activations.unwrap_or(self.max_activations);
+                let max_connections = max_connections.unwrap_or(self.max_connections);
+                if self.created_at.is_some_and(|created| expires_at <= created) {
+                    return Err(LicenseError::ExpiryBeforeCreation);
+                }
+                let active = self.devices.len() as u32;
+                if max_activations.get() < active {
+                    return Err(LicenseError::SeatsBelowActiveMachines {
+                        requested: max_activations.get(),
+                        active,
+                    });
+                }
+                let unchanged = expires_at == current_expiry
+                    && max_activations == self.max_activations
+                    && max_connections == self.max_connections;
+                if unchanged {
+                    return Ok(vec![]);
+                }
+                vec![LicenseEdited { expires_at, max_activations, max_connections, edited_at: at }]
+            }
+        };
+        Ok(events)
+    }
+}
+
+impl Aggregate for License {
+    const TYPE: &'static str = "License";
+    type Command = LicenseCommand;
+    type Event = LicenseEvent;
+    type Error = LicenseError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        // All checks happen in `decide` before the first write, so a refused
+        // command leaves the aggregate untouched.
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        use LicenseEvent::*;
+        match event {
+            LicenseGenerated {
+                license_id,
+                tenant_id,
+                owner_id,
+                license_key,
+                license_type,
+                max_activations,
+                max_connections,
+                created_at,
+                expires_at,
+            } => {
+                *self = License {
+                    id: license_id,
+                    tenant_id,
+                    owner_id,
+                    license_key: Some(license_key),
+                    license_type,
+                    status: LicenseStatus::Generated,
+                    created_at: Some(created_at),
+                    expires_at: Some(expires_at),
+                    max_activations,
+                    max_connections,
+                    ..License::default()
+                };
+            }
+            LicenseActivated { machine, machine_name, activated_at } => {
+                self.devices.push(Device {
+                    machine,
+                    machine_name,
+                    activated_at,
+                    last_heartbeat_at: activated_at,
+                });
+                self.activated_at.get_or_insert(activated_at);
+                self.status = LicenseStatus::Activated;
+            }
+            LicenseDeactivated { machine, .. } => {
+                self.devices.retain(|d| d.machine != machine);
+                if self.devices.is_empty() {
+                    self.activated_at = None;
+                }
+                self.settle_binding_status();
+            }
+            LicenseRevoked { .. } => {
+                self.devices.clear();
+                self.activated_at = None;
+                self.status = LicenseStatus::Generated;
+            }
+            LicenseSuspended { reason, .. } => {
+                self.status_before_suspension = Some(self.status);
+                self.suspension_reason = reason;
+                self.status = LicenseStatus::Suspended;
+            }
+            LicenseReinstated { .. } => {
+                self.status = match self.status_before_suspension.take() {
+                    Some(LicenseStatus::Expired) => LicenseStatus::Expired,
+                    _ => self.binding_status(),
+                };
+                self.suspension_reason = None;
+            }
+            LicenseExpired { .. } => {
+                if self.status == LicenseStatus::Suspended {
+                    self.status_before_suspension = Some(LicenseStatus::Expired);
+                } else {
+                    self.status = LicenseStatus::Expired;
+                }
+            }
+            HeartbeatRecorded { machine, recorded_at } => {
+                if let Some(device) = self.devices.iter_mut().find(|d| d.machine == machine) {
+                    device.last_heartbeat_at = recorded_at;
+                }
+            }
+            LicenseEdited { expires_at, max_activations, max_connections, edited_at } => {
+                self.expires_at = Some(expires_at);
+                self.max_activations = max_activations;
+                self.max_connections = max_connections;
+                // Moving the expiry into the future renews an expired license.
+                if expires_at > edited_at {
+                    if self.status == LicenseStatus::Expired {
+                        self.status = self.binding_status();
+                    }
+                    if self.status_before_suspension == Some(LicenseStatus::Expired) {
+                        self.status_before_suspension = Some(self.binding_status());
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl License {
+    /// After machines come or go, Generated/Activated follow the bindings;
+    /// other statuses (and the status under a suspension) are left alone.
+    fn settle_binding_status(&mut self) {
+        let binding = self.binding_status();
+        match self.status {
+            LicenseStatus::Generated | LicenseStatus::Activated => self.status = binding,
+            LicenseStatus::Suspended
+                if matches!(
+                    self.status_before_suspension,
+                    Some(LicenseStatus::Generated | LicenseStatus::Activated)
+                ) =>
+            {
+                self.status_before_suspension = Some(binding);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,469 @@
+//! Given/when/then tests of every command path and every refusal.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use cqrs_es::test::TestFramework;
+
+use super::*;
+use crate::LicenseEvent::*;
+
+type LicenseTest = TestFramework<License>;
+
+fn t(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 4, 22, 10, 0, 0).unwrap() + Duration::minutes(minutes)
+}
+
+fn expiry() -> DateTime<Utc> {
+    t(0) + Duration::days(365)
+}
+
+fn key() -> LicenseKey {
+    LicenseKey::parse("ABCD-EFGH-JKMN-2345").unwrap()
+}
+
+fn machine(n: u8) -> MachineHash {
+    MachineHash::from_hex(format!("{n:02x}").repeat(32))
+}
+
+fn name(s: &str) -> MachineName {
+    MachineName::parse(Some(s)).unwrap()
+}
+
+fn generated_with_seats(seats: u32) -> LicenseEvent {
+    LicenseGenerated {
+        license_id: "lic-1".into(),
+        tenant_id: "tenant-1".into(),
+        owner_id: "user-1".into(),
+        license_key: key(),
+        license_type: LicenseType::Standard,
+        max_activations: Seats::new(seats.into()).unwrap(),
+        max_connections: Some(10),
+        created_at: t(0),
+        expires_at: expiry(),
+    }
+}
+
+fn generated() -> LicenseEvent {
+    generated_with_seats(1)
+}
+
+fn activated(n: u8, at: i64) -> LicenseEvent {
+    LicenseActivated { machine: machine(n), machine_name: name("prod-01"), activated_at: t(at) }
+}
+
+fn activate(n: u8, at: i64) -> LicenseCommand {
+    LicenseCommand::ActivateLicense { machine: machine(n), machine_name: name("prod-01"), at: t(at) }
+}
+
+fn state(events: Vec<LicenseEvent>) -> License {
+    let mut license = License::default();
+    for event in events {
+        license.apply(event);
+    }
+    license
+}
+
+// --- generate ---------------------------------------------------------------
+
+#[test]
+fn generating_a_license_records_its_terms() {
+    LicenseTest::with(())
+        .given_no_previous_events()
+        .when(LicenseCommand::GenerateLicense {
+            license_id: "lic-1".into(),
+            tenant_id: "tenant-1".into(),
+            owner_id: "user-1".into(),
+            license_key: key(),
+            license_type: LicenseType::Standard,
+            max_activations: Seats::ONE,
+            max_connections: Some(10),
+            expires_at: expiry(),
+            at: t(0),
+        })
+        .then_expect_events(vec![generated()]);
+}
+
+#[test]
+fn generating_twice_is_refused() {
+    LicenseTest::with(())
+        .given(vec![generated()])
+        .when(LicenseCommand::GenerateLicense {
+            license_id: "lic-1".into(),
+            tenant_id: "tenant-1".into(),
+            owner_id: "user-1".into(),
+            license_key: key(),
+            license_type: LicenseType::Standard,
+            max_activations: Seats::ONE,
+            max_connections: None,
+            expires_at: expiry(),
+            at: t(1),
+        })
+        .then_expect_error(LicenseError::AlreadyExists);
+}
+
+#[test]
+fn generating_a_license_that_expires_at_creation_is_refused() {
+    LicenseTest::with(())
+        .given_no_previous_events()
+        .when(LicenseCommand::GenerateLicense {
+            license_id: "lic-1".into(),
+            tenant_id: "tenant-1".into(),
+            owner_id: "user-1".into(),
+            license_key: key(),
+            license_type: LicenseType::Trial,
+            max_activations: Seats::ONE,
+            max_connections: None,
+            expires_at: t(0),
+            at: t(0),
+        })
+        .then_expect_error(LicenseError::ExpiryBeforeCreation);
+}
+
+#[test]
+fn every_command_on_a_missing_license_is_not_found() {
+    for command in [
+        activate(1, 1),
+        LicenseCommand::DeactivateLicense { machine: machine(1), at: t(1) },
+        LicenseCommand::RevokeLicense { at: t(1) },
+        LicenseCommand::SuspendLicense { reason: None, at: t(1) },
+        LicenseCommand::ReinstateLicense { at: t(1) },
+        LicenseCommand::ExpireLicense { at: t(1) },
+        LicenseCommand::RecordHeartbeat { machine: machine(1), min_interval: Duration::zero(), at: t(1) },
+        LicenseCommand::EditLicense { expires_at: None, max_activations: None, max_connections: None, at: t(1) },
+    ] {
+        LicenseTest::with(()).given_no_previous_events().when(command).then_expect_error(LicenseError::NotFound);
+    }
+}
+
+// --- activate ---------------------------------------------------------------
+
+#[test]
+fn activating_binds_the_machine() {
+    LicenseTest::with(()).given(vec![generated()]).when(activate(1, 5)).then_expect_events(vec![activated(1, 5)]);
+    let license = state(vec![generated(), activated(1, 5)]);
+    assert_eq!(license.status, LicenseStatus::Activated);
+    assert_eq!(license.activated_at, Some(t(5)));
+    assert_eq!(license.devices.len(), 1);
+}
+
+#[test]
+fn activating_the_bound_machine_again_changes_nothing() {
+    LicenseTest::with(()).given(vec![generated(), activated(1, 5)]).when(activate(1, 9)).then_expect_events(vec![]);
+}
+
+#[test]
+fn activating_a_second_machine_on_a_one_seat_license_is_refused() {
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 5)])
+        .when(activate(2, 9))
+        .then_expect_error(LicenseError::BoundToAnotherMachine);
+}
+
+#[test]
+fn seats_allow_that_many_machines_and_no_more() {
+    LicenseTest::with(())
+        .given(vec![generated_with_seats(3), activated(1, 1), activated(2, 2)])
+        .when(activate(3, 3))
+        .then_expect_events(vec![activated(3, 3)]);
+    LicenseTest::with(())
+        .given(vec![generated_with_seats(3), activated(1, 1), activated(2, 2), activated(3, 3)])
+        .when(activate(4, 4))
+        .then_expect_error(LicenseError::SeatLimitReached { max: 3 });
+}
+
+#[test]
+fn activating_an_expired_license_is_refused_before_any_expiry_event() {
+    LicenseTest::with(())
+        .given(vec![generated()])
+        .when(LicenseCommand::ActivateLicense {
+            machine: machine(1),
+            machine_name: name("x"),
+            at: expiry(),
+        })
+        .then_expect_error(LicenseError::Expired);
+}
+
+#[test]
+fn activating_a_suspended_license_is_refused() {
+    LicenseTest::with(())
+        .given(vec![generated(), LicenseSuspended { reason: None, suspended_at: t(1) }])
+        .when(activate(1, 2))
+        .then_expect_error(LicenseError::Suspended);
+}
+
+// --- deactivate ---------------------------------------------------------------
+
+#[test]
+fn deactivating_the_last_machine_returns_the_license_to_generated() {
+    let deactivated = LicenseDeactivated { machine: machine(1), deactivated_at: t(9) };
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 5)])
+        .when(LicenseCommand::DeactivateLicense { machine: machine(1), at: t(9) })
+        .then_expect_events(vec![deactivated.clone()]);
+    let license = state(vec![generated(), activated(1, 5), deactivated]);
+    assert_eq!(license.status, LicenseStatus::Generated);
+    assert_eq!(license.activated_at, None);
+    assert!(license.devices.is_empty());
+}
+
+#[test]
+fn deactivating_one_of_several_machines_keeps_the_license_activated() {
+    let license = state(vec![
+        generated_with_seats(2),
+        activated(1, 1),
+        activated(2, 2),
+        LicenseDeactivated { machine: machine(1), deactivated_at: t(3) },
+    ]);
+    assert_eq!(license.status, LicenseStatus::Activated);
+    assert_eq!(license.devices.len(), 1);
+    assert_eq!(license.activated_at, Some(t(1)));
+}
+
+#[test]
+fn deactivating_a_machine_that_is_not_bound_is_refused() {
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 5)])
+        .when(LicenseCommand::DeactivateLicense { machine: machine(2), at: t(9) })
+        .then_expect_error(LicenseError::MachineNotActivated);
+}
+
+// --- revoke (reset for transfer) ------------------------------------------------
+
+#[test]
+fn revoking_releases_the_machine_and_returns_to_generated() {
+    let revoked = LicenseRevoked { released_machines: vec![machine(1)], revoked_at: t(10) };
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 5)])
+        .when(LicenseCommand::RevokeLicense { at: t(10) })
+        .then_expect_events(vec![revoked.clone()]);
+    let license = state(vec![generated(), activated(1, 5), revoked]);
+    assert_eq!(license.status, LicenseStatus::Generated);
+    assert_eq!(license.activated_at, None);
+    assert!(license.devices.is_empty());
+}
+
+#[test]
+fn after_revoke_another_machine_can_activate() {
+    LicenseTest::with(())
+        .given(vec![
+            generated(),
+            activated(1, 5),
+            LicenseRevoked { released_machines: vec![machine(1)], revoked_at: t(10) },
+        ])
+        .when(activate(2, 11))
+        .then_expect_events(vec![activated(2, 11)]);
+}
+
+#[test]
+fn revoking_a_license_that_is_not_bound_changes_nothing() {
+    LicenseTest::with(()).given(vec![generated()]).when(LicenseCommand::RevokeLicense { at: t(1) }).then_expect_events(vec![]);
+}
+
+#[test]
+fn revoking_cannot_lift_a_suspension_or_an_expiry() {
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1), LicenseSuspended { reason: None, suspended_at: t(2) }])
+        .when(LicenseCommand::RevokeLicense { at: t(3) })
+        .then_expect_error(LicenseError::Suspended);
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1)])
+        .when(LicenseCommand::RevokeLicense { at: expiry() })
+        .then_expect_error(LicenseError::Expired);
+}
+
+// --- suspend / reinstate ----------------------------------------------------------
+
+#[test]
+fn suspending_then_reinstating_restores_the_previous_status() {
+    let suspended = LicenseSuspended { reason: Some("chargeback".into()), suspended_at: t(2) };
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1)])
+        .when(LicenseCommand::SuspendLicense { reason: Some("chargeback".into()), at: t(2) })
+        .then_expect_events(vec![suspended.clone()]);
+    let reinstated = LicenseReinstated { reinstated_at: t(3) };
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1), suspended.clone()])
+        .when(LicenseCommand::ReinstateLicense { at: t(3) })
+        .then_expect_events(vec![reinstated.clone()]);
+    let license = state(vec![generated(), activated(1, 1), suspended, reinstated]);
+    assert_eq!(license.status, LicenseStatus::Activated);
+    assert_eq!(license.suspension_reason, None);
+}
+
+#[test]
+fn suspending_a_suspended_license_changes_nothing() {
+    LicenseTest::with(())
+        .given(vec![generated(), LicenseSuspended { reason: None, suspended_at: t(1) }])
+        .when(LicenseCommand::SuspendLicense { reason: None, at: t(2) })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn reinstating_a_license_that_is_not_suspended_is_refused() {
+    LicenseTest::with(())
+        .given(vec![generated()])
+        .when(LicenseCommand::ReinstateLicense { at: t(1) })
+        .then_expect_error(LicenseError::NotSuspended);
+}
+
+#[test]
+fn a_machine_released_while_suspended_is_not_restored_on_reinstatement() {
+    let license = state(vec![
+        generated(),
+        activated(1, 1),
+        LicenseSuspended { reason: None, suspended_at: t(2) },
+        LicenseDeactivated { machine: machine(1), deactivated_at: t(3) },
+        LicenseReinstated { reinstated_at: t(4) },
+    ]);
+    assert_eq!(license.status, LicenseStatus::Generated);
+}
+
+// --- expire -----------------------------------------------------------------------
+
+#[test]
+fn expiring_after_the_expiry_records_it() {
+    LicenseTest::with(())
+        .given(vec![generated()])
+        .when(LicenseCommand::ExpireLicense { at: expiry() })
+        .then_expect_events(vec![LicenseExpired { expired_at: expiry() }]);
+}
+
+#[test]
+fn expiring_early_is_refused() {
+    LicenseTest::with(())
+        .given(vec![generated()])
+        .when(LicenseCommand::ExpireLicense { at: t(1) })
+        .then_expect_error(LicenseError::NotYetExpired { expires_at: expiry().to_rfc3339() });
+}
+
+#[test]
+fn expiring_twice_changes_nothing() {
+    LicenseTest::with(())
+        .given(vec![generated(), LicenseExpired { expired_at: expiry() }])
+        .when(LicenseCommand::ExpireLicense { at: expiry() + Duration::days(1) })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn an_expiry_during_a_suspension_survives_reinstatement() {
+    let license = state(vec![
+        generated(),
+        LicenseSuspended { reason: None, suspended_at: t(1) },
+        LicenseExpired { expired_at: expiry() },
+        LicenseReinstated { reinstated_at: expiry() + Duration::days(1) },
+    ]);
+    assert_eq!(license.status, LicenseStatus::Expired);
+}
+
+// --- heartbeat ---------------------------------------------------------------------
+
+#[test]
+fn a_heartbeat_after_the_interval_is_recorded() {
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 0)])
+        .when(LicenseCommand::RecordHeartbeat { machine: machine(1), min_interval: Duration::minutes(15), at: t(15) })
+        .then_expect_events(vec![HeartbeatRecorded { machine: machine(1), recorded_at: t(15) }]);
+}
+
+#[test]
+fn heartbeats_within_the_interval_produce_no_event() {
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 0), HeartbeatRecorded { machine: machine(1), recorded_at: t(15) }])
+        .when(LicenseCommand::RecordHeartbeat { machine: machine(1), min_interval: Duration::minutes(15), at: t(29) })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_heartbeat_from_an_unbound_machine_is_refused() {
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 0)])
+        .when(LicenseCommand::RecordHeartbeat { machine: machine(2), min_interval: Duration::zero(), at: t(1) })
+        .then_expect_error(LicenseError::MachineNotActivated);
+}
+
+// --- edit --------------------------------------------------------------------------
+
+#[test]
+fn an_edit_records_the_resulting_terms() {
+    let new_expiry = expiry() + Duration::days(30);
+    LicenseTest::with(())
+        .given(vec![generated()])
+        .when(LicenseCommand::EditLicense {
+            expires_at: Some(new_expiry),
+            max_activations: Some(Seats::new(5).unwrap()),
+            max_connections: Some(None),
+            at: t(1),
+        })
+        .then_expect_events(vec![LicenseEdited {
+            expires_at: new_expiry,
+            max_activations: Seats::new(5).unwrap(),
+            max_connections: None,
+            edited_at: t(1),
+        }]);
+}
+
+#[test]
+fn an_edit_that_changes_nothing_records_nothing() {
+    LicenseTest::with(())
+        .given(vec![generated()])
+        .when(LicenseCommand::EditLicense { expires_at: Some(expiry()), max_activations: None, max_connections: None, at: t(1) })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn seats_cannot_drop_below_the_machines_in_use() {
+    LicenseTest::with(())
+        .given(vec![generated_with_seats(3), activated(1, 1), activated(2, 2)])
+        .when(LicenseCommand::EditLicense {
+            expires_at: None,
+            max_activations: Some(Seats::ONE),
+            max_connections: None,
+            at: t(3),
+        })
+        .then_expect_error(LicenseError::SeatsBelowActiveMachines { requested: 1, active: 2 });
+}
+
+#[test]
+fn extending_an_expired_license_renews_it() {
+    let later = expiry() + Duration::days(10);
+    let license = state(vec![
+        generated(),
+        activated(1, 1),
+        LicenseExpired { expired_at: expiry() },
+        LicenseEdited {
+            expires_at: later + Duration::days(365),
+            max_activations: Seats::ONE,
+            max_connections: Some(10),
+            edited_at: later,
+        },
+    ]);
+    assert_eq!(license.status, LicenseStatus::Activated);
+    assert!(license.validate(&machine(1), later).is_ok());
+}
+
+// --- validate (a query, not a command) ----------------------------------------------
+
+#[test]
+fn validation_accepts_the_bound_machine_only() {
+    let license = state(vec![generated(), activated(1, 1)]);
+    assert!(license.validate(&machine(1), t(2)).is_ok());
+    assert_eq!(license.validate(&machine(2), t(2)).unwrap_err(), LicenseError::MachineNotActivated);
+}
+
+#[test]
+fn validation_refuses_each_unusable_state() {
+    assert_eq!(License::default().validate(&machine(1), t(1)).unwrap_err(), LicenseError::NotFound);
+    assert_eq!(state(vec![generated()]).validate(&machine(1), t(1)).unwrap_err(), LicenseError::NotActivated);
+    let suspended = state(vec![generated(), activated(1, 1), LicenseSuspended { reason: None, suspended_at: t(2) }]);
+    assert_eq!(suspended.validate(&machine(1), t(3)).unwrap_err(), LicenseError::Suspended);
+    let active = state(vec![generated(), activated(1, 1)]);
+    assert_eq!(active.validate(&machine(1), expiry()).unwrap_err(), LicenseError::Expired);
+    assert_eq!(active.status_at(expiry()), LicenseStatus::Expired);
+    assert_eq!(active.status_at(t(2)), LicenseStatus::Activated);
+}
+
+#[test]
+fn state_survives_a_json_round_trip() {
+    let license = state(vec![generated_with_seats(2), activated(1, 1), activated(2, 2)]);
+    let json = serde_json::to_string(&license).unwrap();
+    assert_eq!(serde_json::from_str::<License>(&json).unwrap(), license);
+}
