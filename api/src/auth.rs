@@ -1,0 +1,171 @@
+//! Who is calling: API keys in `Authorization: Bearer` or `X-API-Key`,
+//! resolved to a [`Caller`] with a role, and the access rules of seed 000.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use keyledger_domain::License;
+
+use crate::error::ApiError;
+use crate::secret::{digests_match, sha256_hex};
+use crate::state::AppState;
+use crate::tenancy::TenancyStore;
+
+/// Every tenant key starts with this, so keys are recognisable in logs and
+/// by secret scanners.
+pub const KEY_PREFIX: &str = "klk_";
+/// The prefix of generated operator tokens.
+pub const OPERATOR_PREFIX: &str = "klo_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Platform-wide: seed 000's ProviderAdmin. Not a member of any tenant.
+    Operator,
+    /// Manages one tenant: its keys and all its licenses.
+    Admin,
+    /// Owns the licenses it generates.
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+
+    /// Tenant key roles as stored; the operator is never stored.
+    pub fn from_stored(raw: &str) -> Option<Self> {
+        match raw {
+            "admin" => Some(Role::Admin),
+            "user" => Some(Role::User),
+            _ => None,
+        }
+    }
+}
+
+/// An authenticated caller. Tenant callers carry their tenant and user.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: String,
+    pub role: Role,
+    pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl Caller {
+    /// The tenant a tenant caller acts in; the operator has none.
+    pub fn tenant(&self) -> Result<(&str, &str), ApiError> {
+        match (&self.tenant_id, &self.user_id) {
+            (Some(tenant), Some(user)) => Ok((tenant, user)),
+            _ => Err(ApiError::forbidden("This needs a tenant API key; the operator token belongs to no tenant")),
+        }
+    }
+
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        if self.role == Role::Operator {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("Only the operator may do this"))
+        }
+    }
+
+    /// The tenant this admin manages.
+    pub fn require_admin(&self) -> Result<&str, ApiError> {
+        match (self.role, &self.tenant_id) {
+            (Role::Admin, Some(tenant)) => Ok(tenant),
+            _ => Err(ApiError::forbidden("Only a tenant admin may do this")),
+        }
+    }
+
+    fn is_in_tenant_of(&self, license: &License) -> bool {
+        self.tenant_id.as_deref() == Some(license.tenant_id.as_str())
+    }
+
+    /// Seed 000's info rule: the owner, their tenant's admins and the
+    /// operator. Another tenant's license does not exist for the caller.
+    pub fn may_read(&self, license: &License) -> Result<(), ApiError> {
+        match self.role {
+            Role::Operator => Ok(()),
+            _ if !self.is_in_tenant_of(license) => Err(ApiError::license_not_found()),
+            Role::Admin => Ok(()),
+            Role::User if self.user_id.as_deref() == Some(license.owner_id.as_str()) => Ok(()),
+            Role::User => Err(ApiError::forbidden("Only the license owner or an administrator may access this license")),
+        }
+    }
+
+    /// Administrative actions (suspend, reinstate, edit): tenant admins and
+    /// the operator.
+    pub fn may_administer(&self, license: &License) -> Result<(), ApiError> {
+        match self.role {
+            Role::Operator => Ok(()),
+            _ if !self.is_in_tenant_of(license) => Err(ApiError::license_not_found()),
+            Role::Admin => Ok(()),
+            Role::User => Err(ApiError::forbidden("Only an administrator may do this")),
+        }
+    }
+}
+
+/// Resolves presented keys to callers.
+#[derive(Clone)]
+pub struct Authenticator {
+    operator_token_hash: Arc<str>,
+    tenancy: TenancyStore,
+}
+
+impl Authenticator {
+    pub fn new(operator_token: &str, tenancy: TenancyStore) -> Self {
+        Self { operator_token_hash: sha256_hex(operator_token).into(), tenancy }
+    }
+
+    pub async fn authenticate(&self, presented: &str) -> Result<Caller, ApiError> {
+        let invalid = || ApiError::unauthorized("Invalid or revoked API key");
+        if let Some(rest) = presented.strip_prefix(KEY_PREFIX) {
+            let (id, secret) = rest.split_once('_').ok_or_else(invalid)?;
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(invalid());
+            }
+            let key = self.tenancy.find_key(id).await.map_err(ApiError::internal)?.ok_or_else(invalid)?;
+            if key.revoked || !digests_match(&sha256_hex(secret), &key.secret_hash) {
+                return Err(invalid());
+            }
+            return Ok(Caller {
+                key_id: key.id,
+                role: key.role,
+                tenant_id: Some(key.tenant_id),
+                user_id: Some(key.user_id),
+            });
+        }
+        if digests_match(&sha256_hex(presented), &self.operator_token_hash) {
+            return Ok(Caller { key_id: "operator".to_owned(), role: Role::Operator, tenant_id: None, user_id: None });
+        }
+        Err(invalid())
+    }
+}
+
+/// The key from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+fn presented_key(parts: &Parts) -> Option<&str> {
+    let headers = &parts.headers;
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    bearer
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let key = presented_key(parts).ok_or_else(|| {
+            ApiError::unauthorized("Missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
+        })?;
+        state.auth.authenticate(key).await
+    }
+}

@@ -1,0 +1,77 @@
+//! Settings, from flags or `KEYLEDGER_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "keyledger", version, about = "Self-hosted, event-sourced license server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (what `keyledger` with no subcommand does).
+    Serve,
+}
+
+/// Deliberately not `Debug`: it holds secrets.
+#[derive(Args, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "KEYLEDGER_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded database and generated secrets.
+    #[arg(long, env = "KEYLEDGER_DATA_DIR", default_value = "./keyledger-data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// `postgres://…` or `sqlite://…`; defaults to SQLite in the data directory.
+    #[arg(long, env = "KEYLEDGER_DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+
+    /// The operator (platform admin) token; generated into the data directory when unset.
+    #[arg(long, env = "KEYLEDGER_OPERATOR_TOKEN", hide_env_values = true, global = true)]
+    pub operator_token: Option<String>,
+
+    /// Key for hashing machine ids; generated once and kept in the database when unset.
+    #[arg(long, env = "KEYLEDGER_MACHINE_ID_SECRET", hide_env_values = true, global = true)]
+    pub machine_id_secret: Option<String>,
+
+    /// At most one heartbeat event per device per this many seconds.
+    #[arg(long, env = "KEYLEDGER_HEARTBEAT_INTERVAL_SECS", default_value_t = 900, global = true)]
+    pub heartbeat_interval_secs: u32,
+
+    /// Size of the database connection pool.
+    #[arg(long, env = "KEYLEDGER_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
+    pub db_max_connections: u32,
+}
+
+impl Config {
+    /// The configured database URL, or the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("keyledger.db").display()),
+        }
+    }
+
+    /// Defaults for a server on `listen` with its data in `data_dir`, as if
+    /// no flag or variable were set.
+    pub fn with_defaults(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            database_url: None,
+            operator_token: None,
+            machine_id_secret: None,
+            heartbeat_interval_secs: 900,
+            db_max_connections: 16,
+        }
+    }
+}

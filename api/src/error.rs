@@ -1,0 +1,140 @@
+//! The HTTP error type. Every failure a handler can meet becomes one of
+//! these, with a status, a stable machine-readable `code`, a message for
+//! people and, for bad input, the field at fault.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keyledger_domain::LicenseError;
+use serde_json::{json, Value};
+
+/// Which JSON body the error is rendered as. Seed 000's validate answers
+/// `{"isValid": false, ...}` where every other endpoint answers
+/// `{"success": false, ...}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    Success,
+    Validate,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub shape: ErrorShape,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), field: None, shape: ErrorShape::Success }
+    }
+
+    /// Bad input in one field of the request.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self { field: Some(field.to_owned()), ..Self::new(StatusCode::BAD_REQUEST, "invalid_field", message) }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn license_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "license_not_found", LicenseError::NotFound.to_string())
+    }
+
+    /// Retries ran out while other writers kept changing the same license.
+    pub fn contended() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "contended",
+            "The license is being changed by other requests; retry shortly",
+        )
+    }
+
+    /// An infrastructure failure: logged in full here, opaque to the client.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
+    }
+
+    /// A refusal by the license rules. Seed 000 answers these with 400.
+    pub fn refused(error: LicenseError) -> Self {
+        let code = match error {
+            LicenseError::NotFound => "license_not_found",
+            LicenseError::AlreadyExists => "license_exists",
+            LicenseError::Expired => "license_expired",
+            LicenseError::Revoked => "license_revoked",
+            LicenseError::Suspended => "license_suspended",
+            LicenseError::NotActivated => "license_not_activated",
+            LicenseError::MachineNotActivated => "machine_not_activated",
+            LicenseError::BoundToAnotherMachine => "bound_to_another_machine",
+            LicenseError::SeatLimitReached { .. } => "seat_limit_reached",
+            LicenseError::NotSuspended => "license_not_suspended",
+            LicenseError::NotYetExpired { .. } => "license_not_expired",
+            LicenseError::SeatsBelowActiveMachines { .. } => "seats_below_active_machines",
+            LicenseError::ExpiryBeforeCreation => "expiry_before_creation",
+        };
+        let mut api_error = Self::new(StatusCode::BAD_REQUEST, code, error.to_string());
+        api_error.field = match error {
+            LicenseError::SeatsBelowActiveMachines { .. } => Some("maxActivations".to_owned()),
+            LicenseError::ExpiryBeforeCreation => Some("expiredAt".to_owned()),
+            _ => None,
+        };
+        api_error
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn shaped(mut self, shape: ErrorShape) -> Self {
+        self.shape = shape;
+        self
+    }
+
+    fn body(&self) -> Value {
+        let mut body = match self.shape {
+            ErrorShape::Success => json!({ "success": false, "error": self.message }),
+            ErrorShape::Validate => json!({
+                "isValid": false,
+                "error": self.message,
+                "expiresAt": null,
+                "licenseType": null,
+                "maxConnections": null,
+            }),
+        };
+        body["code"] = json!(self.code);
+        if let Some(field) = &self.field {
+            body["field"] = json!(field);
+        }
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,22 @@
+//! The keyledger HTTP API.
+//!
+//! This crate composes the rest: it turns requests into license commands
+//! and reads, decides who may do what (tenants, API keys, roles), and maps
+//! results onto seed 000's wire format. The `keyledger` binary in
+//! `main.rs` is a thin shell around [`Application`].
+
+pub mod auth;
+pub mod config;
+mod error;
+mod extract;
+mod metadata;
+mod routes;
+mod secret;
+mod service;
+mod startup;
+mod state;
+mod tenancy;
+mod wire;
+
+pub use config::{Cli, Command, Config};
+pub use startup::{Application, StartupError};

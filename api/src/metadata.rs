@@ -1,0 +1,36 @@
+//! The metadata recorded with every event: who, for which tenant, from
+//! where, in which request, when.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::auth::Caller;
+use crate::extract::RequestContext;
+use crate::wire::instant;
+
+/// Metadata for an event caused by `caller` (None: an anonymous client
+/// endpoint) on a license of `tenant_id`.
+pub fn event_metadata(
+    context: &RequestContext,
+    caller: Option<&Caller>,
+    tenant_id: &str,
+    at: DateTime<Utc>,
+) -> HashMap<String, String> {
+    let mut metadata = HashMap::from([
+        ("tenant_id".to_owned(), tenant_id.to_owned()),
+        ("request_id".to_owned(), context.request_id.clone()),
+        ("occurred_at".to_owned(), instant(at)),
+        ("actor_role".to_owned(), caller.map_or("client", |c| c.role.as_str()).to_owned()),
+    ]);
+    if let Some(caller) = caller {
+        metadata.insert("actor_key_id".to_owned(), caller.key_id.clone());
+    }
+    if let Some(ip) = &context.client_ip {
+        metadata.insert("client_ip".to_owned(), ip.clone());
+    }
+    if let Some(user_agent) = &context.user_agent {
+        metadata.insert("user_agent".to_owned(), user_agent.clone());
+    }
+    metadata
+}

@@ -1,0 +1,335 @@
+//! Seed 000's license endpoints, plus deactivate, suspend, reinstate and
+//! edit. Handlers parse input into domain values, run one command or one
+//! read, and map the result to seed 000's shapes.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{Duration, Utc};
+use keyledger_domain::{
+    License, LicenseCommand, LicenseError, LicenseKey, LicenseType, MachineId, MachineName, Seats,
+};
+use keyledger_projections::LicenseView;
+use rand::rngs::OsRng;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorShape};
+use crate::extract::{JsonBody, RequestContext};
+use crate::metadata::event_metadata;
+use crate::state::AppState;
+use crate::wire::{
+    instant, ActivateResponse, EditRequest, GenerateRequest, LicenseResponse, MachineRequest, MessageResponse,
+    SuspendRequest, ValidateResponse,
+};
+
+const DEFAULT_VALIDITY_DAYS: i64 = 365;
+const MAX_VALIDITY_DAYS: i64 = 36_500;
+const MAX_REASON_LEN: usize = 500;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/generate", post(generate))
+        .route("/activate", post(activate))
+        .route("/validate", post(validate))
+        .route("/deactivate", post(deactivate))
+        .route("/info/{license_key}", get(info))
+        .route("/revoke/{license_id}", post(revoke))
+        .route("/suspend/{license_id}", post(suspend))
+        .route("/reinstate/{license_id}", post(reinstate))
+        .route("/my-licenses", get(my_licenses))
+        .route("/{license_id}", get(by_id).patch(edit))
+}
+
+// --- input parsing -------------------------------------------------------------
+
+fn parse_key(raw: Option<&str>) -> ApiResult<LicenseKey> {
+    LicenseKey::parse(raw.unwrap_or_default()).map_err(|e| ApiError::field("licenseKey", e.to_string()))
+}
+
+fn parse_machine(raw: Option<&str>) -> ApiResult<MachineId> {
+    MachineId::parse(raw.unwrap_or_default()).map_err(|e| ApiError::field("machineId", e.to_string()))
+}
+
+fn parse_license_id(raw: &str) -> ApiResult<String> {
+    Uuid::parse_str(raw)
+        .map(|id| id.to_string())
+        .map_err(|_| ApiError::field("licenseId", "licenseId must be a UUID (the license's id, not its key)"))
+}
+
+fn parse_seats(raw: i64) -> ApiResult<Seats> {
+    Seats::new(raw).map_err(|e| ApiError::field("maxActivations", e.to_string()))
+}
+
+fn parse_max_connections(raw: i64) -> ApiResult<u32> {
+    u32::try_from(raw).map_err(|_| ApiError::field("maxConnections", "maxConnections must be between 0 and 4294967295"))
+}
+
+// --- lookups -----------------------------------------------------------------------
+
+async fn view_by_key(state: &AppState, key: &LicenseKey) -> ApiResult<Option<LicenseView>> {
+    state.views.by_key(key).await.map_err(ApiError::internal)
+}
+
+/// The license with this id if the caller may see it at all.
+async fn readable_license(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<License> {
+    let id = parse_license_id(raw_id)?;
+    let view = state.views.by_id(&id).await.map_err(ApiError::internal)?.ok_or_else(ApiError::license_not_found)?;
+    caller.may_read(&view.license)?;
+    Ok(view.license)
+}
+
+async fn administrable_license(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<License> {
+    let id = parse_license_id(raw_id)?;
+    let view = state.views.by_id(&id).await.map_err(ApiError::internal)?.ok_or_else(ApiError::license_not_found)?;
+    caller.may_administer(&view.license)?;
+    Ok(view.license)
+}
+
+/// Runs a command on behalf of an authenticated caller.
+async fn execute_as(
+    state: &AppState,
+    context: &RequestContext,
+    caller: Option<&Caller>,
+    license: &License,
+    command: LicenseCommand,
+) -> ApiResult<License> {
+    let metadata = event_metadata(context, caller, &license.tenant_id, Utc::now());
+    Ok(state.licenses.execute(&license.id, command, metadata).await?)
+}
+
+// --- authenticated endpoints -------------------------------------------------------
+
+/// Creates a license owned by the calling user.
+async fn generate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    JsonBody(request): JsonBody<GenerateRequest>,
+) -> ApiResult<Json<LicenseResponse>> {
+    let (tenant_id, owner_id) = caller.tenant()?;
+    let license_type = LicenseType::from_code(request.license_type.unwrap_or(LicenseType::Standard as i64))
+        .map_err(|e| ApiError::field("licenseType", e.to_string()))?;
+    let validity_days = request.validity_days.unwrap_or(DEFAULT_VALIDITY_DAYS);
+    if !(1..=MAX_VALIDITY_DAYS).contains(&validity_days) {
+        return Err(ApiError::field("validityDays", format!("validityDays must be between 1 and {MAX_VALIDITY_DAYS}")));
+    }
+    let max_connections = request.max_connections.map(parse_max_connections).transpose()?;
+    let max_activations = parse_seats(request.max_activations.unwrap_or(1))?;
+    let now = Utc::now();
+    let license_id = Uuid::new_v4().to_string();
+    let command = LicenseCommand::GenerateLicense {
+        license_id: license_id.clone(),
+        tenant_id: tenant_id.to_owned(),
+        owner_id: owner_id.to_owned(),
+        license_key: LicenseKey::generate(&mut OsRng),
+        license_type,
+        max_activations,
+        max_connections,
+        expires_at: now + Duration::days(validity_days),
+        at: now,
+    };
+    let metadata = event_metadata(&context, Some(&caller), tenant_id, now);
+    let license = state.licenses.execute(&license_id, command, metadata).await?;
+    Ok(Json(LicenseResponse::new(&license, now)))
+}
+
+async fn info(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw_key): Path<String>,
+) -> ApiResult<Json<LicenseResponse>> {
+    let key = parse_key(Some(&raw_key))?;
+    let view = view_by_key(&state, &key).await?.ok_or_else(ApiError::license_not_found)?;
+    caller.may_read(&view.license)?;
+    Ok(Json(LicenseResponse::new(&view.license, Utc::now())))
+}
+
+async fn by_id(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+) -> ApiResult<Json<LicenseResponse>> {
+    let license = readable_license(&state, &caller, &raw_id).await?;
+    Ok(Json(LicenseResponse::new(&license, Utc::now())))
+}
+
+async fn my_licenses(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<LicenseResponse>>> {
+    // The operator belongs to no tenant and owns no licenses.
+    let (Some(tenant_id), Some(owner_id)) = (&caller.tenant_id, &caller.user_id) else {
+        return Ok(Json(Vec::new()));
+    };
+    let views = state.views.by_owner(tenant_id, owner_id).await.map_err(ApiError::internal)?;
+    let now = Utc::now();
+    Ok(Json(views.iter().map(|v| LicenseResponse::new(&v.license, now)).collect()))
+}
+
+/// Seed 000's revoke: release the machine so the key can move to another.
+async fn revoke(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+) -> ApiResult<Json<MessageResponse>> {
+    let license = readable_license(&state, &caller, &raw_id).await?;
+    let command = LicenseCommand::RevokeLicense { at: Utc::now() };
+    execute_as(&state, &context, Some(&caller), &license, command).await?;
+    Ok(Json(MessageResponse::ok(
+        "License has been revoked and reset. It can now be activated on another machine.",
+    )))
+}
+
+async fn suspend(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+    JsonBody(request): JsonBody<SuspendRequest>,
+) -> ApiResult<Json<LicenseResponse>> {
+    let license = administrable_license(&state, &caller, &raw_id).await?;
+    let reason = request.reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+    if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON_LEN) {
+        return Err(ApiError::field("reason", format!("reason must be at most {MAX_REASON_LEN} characters")));
+    }
+    let now = Utc::now();
+    let command = LicenseCommand::SuspendLicense { reason, at: now };
+    let license = execute_as(&state, &context, Some(&caller), &license, command).await?;
+    Ok(Json(LicenseResponse::new(&license, now)))
+}
+
+async fn reinstate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+) -> ApiResult<Json<LicenseResponse>> {
+    let license = administrable_license(&state, &caller, &raw_id).await?;
+    let now = Utc::now();
+    let license = execute_as(&state, &context, Some(&caller), &license, LicenseCommand::ReinstateLicense { at: now }).await?;
+    Ok(Json(LicenseResponse::new(&license, now)))
+}
+
+/// An administrator changes expiry, seats or the connection cap.
+async fn edit(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+    JsonBody(request): JsonBody<EditRequest>,
+) -> ApiResult<Json<LicenseResponse>> {
+    let license = administrable_license(&state, &caller, &raw_id).await?;
+    let max_activations = request.max_activations.map(parse_seats).transpose()?;
+    let max_connections = match request.max_connections {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(raw)) => Some(Some(parse_max_connections(raw)?)),
+    };
+    let now = Utc::now();
+    let command = LicenseCommand::EditLicense { expires_at: request.expired_at, max_activations, max_connections, at: now };
+    let license = execute_as(&state, &context, Some(&caller), &license, command).await?;
+    Ok(Json(LicenseResponse::new(&license, now)))
+}
+
+// --- anonymous client endpoints ----------------------------------------------------
+
+/// Parsed `{licenseKey, machineId}` and the license it names. Every
+/// refusal is a 400 in seed 000's `{"success": false}` shape.
+async fn client_request(
+    state: &AppState,
+    body: Result<JsonBody<MachineRequest>, ApiError>,
+) -> ApiResult<(MachineRequest, MachineId, License)> {
+    let JsonBody(request) = body?;
+    let key = parse_key(request.license_key.as_deref())?;
+    let machine = parse_machine(request.machine_id.as_deref())?;
+    let view = view_by_key(state, &key).await?.ok_or_else(|| ApiError::refused(LicenseError::NotFound))?;
+    Ok((request, machine, view.license))
+}
+
+async fn activate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    body: Result<JsonBody<MachineRequest>, ApiError>,
+) -> ApiResult<Json<ActivateResponse>> {
+    let (request, machine, license) = client_request(&state, body).await?;
+    let machine_name =
+        MachineName::parse(request.machine_name.as_deref()).map_err(|e| ApiError::field("machineName", e.to_string()))?;
+    let command = LicenseCommand::ActivateLicense { machine: state.hash_machine(&machine), machine_name, at: Utc::now() };
+    let license = execute_as(&state, &context, None, &license, command).await?;
+    Ok(Json(ActivateResponse {
+        success: true,
+        error: None,
+        license_key: license.license_key.as_ref().map(ToString::to_string).unwrap_or_default(),
+        activated_at: license.activated_at.map(instant),
+        expires_at: license.expires_at.map(instant),
+        license_type: license.license_type,
+        max_connections: license.max_connections,
+        cloud_account_id: None,
+        account_id: license.tenant_id.clone(),
+        user_id: license.owner_id.clone(),
+    }))
+}
+
+async fn deactivate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    body: Result<JsonBody<MachineRequest>, ApiError>,
+) -> ApiResult<Json<MessageResponse>> {
+    let (_, machine, license) = client_request(&state, body).await?;
+    let command = LicenseCommand::DeactivateLicense { machine: state.hash_machine(&machine), at: Utc::now() };
+    execute_as(&state, &context, None, &license, command).await?;
+    Ok(Json(MessageResponse::ok("License has been deactivated on this machine.")))
+}
+
+/// The heartbeat: is this machine still licensed? A refusal is a normal
+/// answer (`isValid: false`, HTTP 200); only bad input is a 400.
+async fn validate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    body: Result<JsonBody<MachineRequest>, ApiError>,
+) -> Result<Json<ValidateResponse>, ApiError> {
+    let invalid = |reason: LicenseError| {
+        Json(ValidateResponse {
+            is_valid: false,
+            error: Some(reason.to_string()),
+            expires_at: None,
+            license_type: None,
+            max_connections: None,
+        })
+    };
+    let (_, machine, license) = match client_request(&state, body).await {
+        Ok(parsed) => parsed,
+        Err(error) if error.code == "license_not_found" => return Ok(invalid(LicenseError::NotFound)),
+        Err(error) => return Err(error.shaped(ErrorShape::Validate)),
+    };
+    let now = Utc::now();
+    let machine = state.hash_machine(&machine);
+    let heartbeat_due = match license.validate(&machine, now) {
+        Err(reason) => return Ok(invalid(reason)),
+        Ok(device) => now >= device.last_heartbeat_at + state.heartbeat_interval,
+    };
+    if heartbeat_due {
+        record_heartbeat(&state, &context, &license, machine, now).await;
+    }
+    Ok(Json(ValidateResponse {
+        is_valid: true,
+        error: None,
+        expires_at: license.expires_at.map(instant),
+        license_type: Some(license.license_type),
+        max_connections: license.max_connections,
+    }))
+}
+
+/// Writes the device's heartbeat. The answer to the client does not
+/// depend on it, so a failure is logged and the validation stands.
+async fn record_heartbeat(
+    state: &AppState,
+    context: &RequestContext,
+    license: &License,
+    machine: keyledger_domain::MachineHash,
+    now: chrono::DateTime<Utc>,
+) {
+    let command = LicenseCommand::RecordHeartbeat { machine, min_interval: state.heartbeat_interval, at: now };
+    if let Err(error) = execute_as(state, context, None, license, command).await {
+        tracing::warn!(license_id = %license.id, code = error.code, "heartbeat not recorded");
+    }
+}

@@ -1,0 +1,107 @@
+//! Tenants (operator) and API keys (tenant admins).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::state::AppState;
+
+const MAX_NAME_LEN: usize = 200;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tenants", post(create_tenant))
+        .route("/api/v1/api-keys", post(create_key).get(list_keys))
+        .route("/api/v1/api-keys/{key_id}", delete(revoke_key))
+}
+
+#[derive(Deserialize)]
+struct TenantRequest {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct KeyRequest {
+    role: Option<String>,
+    name: Option<String>,
+}
+
+fn parse_name(raw: Option<&str>, required: bool) -> ApiResult<Option<String>> {
+    let name = raw.map(str::trim).unwrap_or_default();
+    if name.is_empty() {
+        return if required { Err(ApiError::field("name", "name is required")) } else { Ok(None) };
+    }
+    if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(ApiError::field("name", "name must be at most 200 characters without control characters"));
+    }
+    Ok(Some(name.to_owned()))
+}
+
+async fn create_tenant(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<TenantRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    caller.require_operator()?;
+    let name = parse_name(request.name.as_deref(), true)?.unwrap_or_default();
+    let (tenant, admin_key) = state.tenancy.create_tenant(&name).await.map_err(ApiError::internal)?;
+    tracing::info!(tenant_id = %tenant.id, "tenant created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": tenant.id,
+            "name": tenant.name,
+            "adminKey": admin_key.key,
+            "adminKeyId": admin_key.id,
+            "adminUserId": admin_key.user_id,
+        })),
+    ))
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<KeyRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let tenant_id = caller.require_admin()?;
+    let role = match request.role.as_deref().map(str::trim) {
+        Some("admin") => Role::Admin,
+        Some("user") => Role::User,
+        None | Some("") => return Err(ApiError::field("role", "role is required: \"admin\" or \"user\"")),
+        Some(_) => return Err(ApiError::field("role", "role must be \"admin\" or \"user\"")),
+    };
+    let name = parse_name(request.name.as_deref(), false)?.unwrap_or_else(|| format!("{} key", role.as_str()));
+    let key = state.tenancy.create_key(tenant_id, role, &name).await.map_err(ApiError::internal)?;
+    tracing::info!(tenant_id, key_id = %key.id, role = role.as_str(), "API key issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": key.id, "key": key.key, "role": role.as_str(), "userId": key.user_id, "name": key.name })),
+    ))
+}
+
+/// The tenant's live keys, without their secrets (which are not kept).
+async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let tenant_id = caller.require_admin()?;
+    let keys = state.tenancy.list_keys(tenant_id).await.map_err(ApiError::internal)?;
+    let keys: Vec<Value> = keys
+        .into_iter()
+        .map(|k| json!({ "id": k.id, "role": k.role.as_str(), "userId": k.user_id, "name": k.name, "createdAt": k.created_at }))
+        .collect();
+    Ok(Json(Value::Array(keys)))
+}
+
+async fn revoke_key(State(state): State<AppState>, caller: Caller, Path(key_id): Path<String>) -> ApiResult<StatusCode> {
+    let tenant_id = caller.require_admin()?;
+    if state.tenancy.revoke_key(tenant_id, &key_id).await.map_err(ApiError::internal)? {
+        tracing::info!(tenant_id, key_id = %key_id, "API key revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("No such API key"))
+    }
+}

@@ -1,0 +1,101 @@
+//! Executing license commands: load, decide, append, project — retried
+//! when another writer got to the same license first.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, AggregateError, EventStore};
+use keyledger_domain::{License, LicenseCommand, LicenseError};
+use keyledger_eventlog::LicenseEventStore;
+use keyledger_projections::LicenseViews;
+use rand::Rng;
+
+use crate::error::ApiError;
+
+/// Attempts before a command gives up with 503. Each lost race means
+/// another command on the same license committed, so this bounds how long
+/// one request can be starved, not how many writers may race.
+const MAX_ATTEMPTS: u32 = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Refused(#[from] LicenseError),
+    #[error("gave up after {MAX_ATTEMPTS} attempts lost to concurrent writers")]
+    Contended,
+    #[error("event store: {0}")]
+    Store(String),
+    #[error("read model: {0}")]
+    Projection(#[from] keyledger_projections::ProjectionError),
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Refused(refusal) => ApiError::refused(refusal),
+            CommandError::Contended => ApiError::contended(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+pub struct LicenseService {
+    store: LicenseEventStore,
+    views: LicenseViews,
+}
+
+impl LicenseService {
+    pub fn new(store: LicenseEventStore, views: LicenseViews) -> Self {
+        Self { store, views }
+    }
+
+    /// Runs `command` against the license and returns the license as the
+    /// command left it. The read model is updated before this returns, so
+    /// a caller's next read sees its write.
+    pub async fn execute(
+        &self,
+        license_id: &str,
+        command: LicenseCommand,
+        metadata: HashMap<String, String>,
+    ) -> Result<License, CommandError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let mut context = self.store.load_aggregate(license_id).await.map_err(store_error)?;
+            let sink = EventSink::default();
+            context.aggregate.handle(command.clone(), &(), &sink).await?;
+            let events = sink.collect().await;
+            // The sink has applied the new events already: this is the
+            // license after the command.
+            let license = context.aggregate.clone();
+            if events.is_empty() {
+                return Ok(license);
+            }
+            let version = (context.current_sequence + events.len()) as i64;
+            match self.store.commit(events, context, metadata.clone()).await {
+                Ok(_) => {
+                    self.views.apply(&license, version).await?;
+                    return Ok(license);
+                }
+                Err(AggregateError::AggregateConflict) => backoff(attempt).await,
+                Err(error) => return Err(store_error(error)),
+            }
+        }
+        Err(CommandError::Contended)
+    }
+}
+
+fn store_error(error: AggregateError<LicenseError>) -> CommandError {
+    match error {
+        AggregateError::UserError(refusal) => CommandError::Refused(refusal),
+        AggregateError::AggregateConflict => CommandError::Contended,
+        other => CommandError::Store(other.to_string()),
+    }
+}
+
+/// Jittered exponential backoff, capped at ~64 ms, so racing writers spread
+/// out instead of colliding again in lock step.
+async fn backoff(attempt: u32) {
+    let ceiling_ms = 1u64 << attempt.min(6);
+    let wait = rand::thread_rng().gen_range(0..=ceiling_ms * 1000);
+    tokio::time::sleep(Duration::from_micros(wait)).await;
+}

@@ -1,0 +1,114 @@
+//! Building the application from its configuration: store, migrations,
+//! secrets, state, router and listener.
+
+use std::fs;
+use std::future::Future;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use keyledger_eventlog::{license_event_store, Database, EventLogError};
+use keyledger_projections::LicenseViews;
+use tokio::net::TcpListener;
+
+use crate::auth::{Authenticator, OPERATOR_PREFIX};
+use crate::config::Config;
+use crate::routes::router;
+use crate::secret::random_token;
+use crate::service::LicenseService;
+use crate::state::AppState;
+use crate::tenancy::TenancyStore;
+
+const OPERATOR_TOKEN_FILE: &str = "operator-token";
+const MACHINE_SECRET_NAME: &str = "machine_id_hmac_key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir { path: String, source: io::Error },
+    #[error(transparent)]
+    Store(#[from] EventLogError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("KEYLEDGER_OPERATOR_TOKEN must be at least 16 characters")]
+    WeakOperatorToken,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    /// Set when this start generated the operator token, so it can be shown once.
+    pub new_operator_token: Option<String>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let data_dir_error = |source| StartupError::DataDir { path: config.data_dir.display().to_string(), source };
+        fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
+
+        let db = Database::connect(&config.database_url(), config.db_max_connections).await?;
+        db.migrate().await?;
+
+        let (operator_token, new_operator_token) = match &config.operator_token {
+            Some(token) if token.trim().len() < 16 => return Err(StartupError::WeakOperatorToken),
+            Some(token) => (token.trim().to_owned(), None),
+            None => operator_token_from_file(&config.data_dir).map_err(data_dir_error)?,
+        };
+        let machine_secret = match &config.machine_id_secret {
+            Some(secret) => secret.clone(),
+            None => db.shared_secret(MACHINE_SECRET_NAME, &random_token(64)).await?,
+        };
+
+        let views = LicenseViews::new(db.clone());
+        let tenancy = TenancyStore::new(db.clone());
+        let state = AppState {
+            licenses: Arc::new(LicenseService::new(license_event_store(&db), views.clone())),
+            views,
+            auth: Authenticator::new(&operator_token, tenancy.clone()),
+            tenancy,
+            machine_secret: machine_secret.into_bytes().into(),
+            heartbeat_interval: chrono::Duration::seconds(config.heartbeat_interval_secs.into()),
+            db,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartupError::Listen { addr: config.listen, source })?;
+        Ok(Self { listener, state, new_operator_token })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
+        let db = self.state.db.clone();
+        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        db.close().await;
+        served
+    }
+}
+
+/// Reads the operator token from the data directory, creating it (mode
+/// 0600) on first start. Returns the token, and the token again if it is
+/// new so the caller can show it once.
+fn operator_token_from_file(data_dir: &Path) -> io::Result<(String, Option<String>)> {
+    let path = data_dir.join(OPERATOR_TOKEN_FILE);
+    match fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_owned(), None)),
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let token = format!("{OPERATOR_PREFIX}{}", random_token(43));
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path)?;
+    file.write_all(format!("{token}\n").as_bytes())?;
+    file.sync_all()?;
+    Ok((token.clone(), Some(token)))
+}

@@ -1,0 +1,30 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use keyledger_domain::{MachineHash, MachineId};
+use keyledger_eventlog::Database;
+use keyledger_projections::LicenseViews;
+
+use crate::auth::Authenticator;
+use crate::service::LicenseService;
+use crate::tenancy::TenancyStore;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Database,
+    pub licenses: Arc<LicenseService>,
+    pub views: LicenseViews,
+    pub tenancy: TenancyStore,
+    pub auth: Authenticator,
+    pub machine_secret: Arc<[u8]>,
+    /// At most one heartbeat per device per interval reaches the log.
+    pub heartbeat_interval: Duration,
+}
+
+impl AppState {
+    pub fn hash_machine(&self, machine: &MachineId) -> MachineHash {
+        machine.hash(&self.machine_secret)
+    }
+}

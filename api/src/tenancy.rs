@@ -1,0 +1,159 @@
+//! Tenants and their API keys, in plain tables: they are configuration of
+//! who may act, not license history, so they are not event-sourced.
+
+use chrono::{SecondsFormat, Utc};
+use keyledger_eventlog::{on_pool, Database};
+use uuid::Uuid;
+
+use crate::auth::{Role, KEY_PREFIX};
+use crate::secret::{random_id, random_token, sha256_hex};
+
+const KEY_ID_LEN: usize = 12;
+const KEY_SECRET_LEN: usize = 40;
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+}
+
+/// A key as issued: the only time its full text exists outside the
+/// caller's hands.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub id: String,
+    pub key: String,
+    pub role: Role,
+    pub user_id: String,
+    pub name: String,
+    pub tenant_id: String,
+}
+
+/// A key as stored.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub id: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub role: Role,
+    pub name: String,
+    pub secret_hash: String,
+    pub created_at: String,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TenancyStore {
+    db: Database,
+}
+
+const INSERT_TENANT: &str = "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)";
+const INSERT_KEY: &str = "INSERT INTO api_keys (id, tenant_id, user_id, role, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+const KEY_COLUMNS: &str = "SELECT id, tenant_id, user_id, role, name, secret_hash, created_at, revoked_at FROM api_keys";
+
+type KeyRow = (String, String, String, String, String, String, String, Option<String>);
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Makes a key for a new user of `tenant_id`: `klk_<id>_<secret>`. The id
+/// finds the row; only the secret's hash is kept.
+fn new_key(tenant_id: &str, role: Role, name: &str) -> (IssuedKey, String) {
+    let id = random_id(KEY_ID_LEN);
+    let secret = random_token(KEY_SECRET_LEN);
+    let issued = IssuedKey {
+        key: format!("{KEY_PREFIX}{id}_{secret}"),
+        id,
+        role,
+        user_id: Uuid::new_v4().to_string(),
+        name: name.to_owned(),
+        tenant_id: tenant_id.to_owned(),
+    };
+    (issued, sha256_hex(&secret))
+}
+
+impl TenancyStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Creates a tenant and its first admin key in one transaction, so a
+    /// tenant never exists without a way in.
+    pub async fn create_tenant(&self, name: &str) -> Result<(Tenant, IssuedKey), sqlx::Error> {
+        let tenant = Tenant { id: Uuid::new_v4().to_string(), name: name.to_owned() };
+        let (key, secret_hash) = new_key(&tenant.id, Role::Admin, "initial admin key");
+        let created_at = now();
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(INSERT_TENANT)
+                .bind(&tenant.id)
+                .bind(&tenant.name)
+                .bind(&created_at)
+                .execute(&mut *tx)
+                .await?;
+            insert_key(&key, &secret_hash, &created_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok((tenant, key))
+    }
+
+    pub async fn create_key(&self, tenant_id: &str, role: Role, name: &str) -> Result<IssuedKey, sqlx::Error> {
+        let (key, secret_hash) = new_key(tenant_id, role, name);
+        let created_at = now();
+        on_pool!(&self.db, pool => insert_key(&key, &secret_hash, &created_at).execute(pool).await.map(drop))?;
+        Ok(key)
+    }
+
+    pub async fn find_key(&self, id: &str) -> Result<Option<StoredKey>, sqlx::Error> {
+        let sql = format!("{KEY_COLUMNS} WHERE id = $1");
+        let row: Option<KeyRow> = on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?;
+        Ok(row.and_then(stored_key))
+    }
+
+    /// The tenant's keys that still work, oldest first.
+    pub async fn list_keys(&self, tenant_id: &str) -> Result<Vec<StoredKey>, sqlx::Error> {
+        let sql = format!("{KEY_COLUMNS} WHERE tenant_id = $1 AND revoked_at IS NULL ORDER BY created_at, id");
+        let rows: Vec<KeyRow> = on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(tenant_id).fetch_all(pool).await)?;
+        Ok(rows.into_iter().filter_map(stored_key).collect())
+    }
+
+    /// Revokes a live key of `tenant_id`; false when there is none.
+    pub async fn revoke_key(&self, tenant_id: &str, id: &str) -> Result<bool, sqlx::Error> {
+        const SQL: &str = "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL";
+        let revoked_at = now();
+        let affected = on_pool!(&self.db, pool => sqlx::query(SQL)
+            .bind(&revoked_at)
+            .bind(id)
+            .bind(tenant_id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(affected == 1)
+    }
+}
+
+fn insert_key<'q, DB: sqlx::Database>(
+    key: &'q IssuedKey,
+    secret_hash: &'q str,
+    created_at: &'q str,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(INSERT_KEY)
+        .bind(key.id.as_str())
+        .bind(key.tenant_id.as_str())
+        .bind(key.user_id.as_str())
+        .bind(key.role.as_str())
+        .bind(key.name.as_str())
+        .bind(secret_hash)
+        .bind(created_at)
+}
+
+fn stored_key((id, tenant_id, user_id, role, name, secret_hash, created_at, revoked_at): KeyRow) -> Option<StoredKey> {
+    let role = Role::from_stored(&role)?;
+    Some(StoredKey { id, tenant_id, user_id, role, name, secret_hash, created_at, revoked: revoked_at.is_some() })
+}

@@ -1,0 +1,131 @@
+//! Request and response bodies in seed 000's shapes (camelCase JSON).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use keyledger_domain::{License, LicenseStatus};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Seed 000 writes instants as `2026-04-22T10:00:00Z`.
+pub fn instant(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Integer fields are read as `i64` and range-checked by the value types,
+/// so an out-of-range number gets our message rather than serde's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerateRequest {
+    pub license_type: Option<i64>,
+    pub validity_days: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub max_activations: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineRequest {
+    pub license_key: Option<String>,
+    pub machine_id: Option<String>,
+    pub machine_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SuspendRequest {
+    pub reason: Option<String>,
+}
+
+/// An administrator's edit. `maxConnections: null` removes the cap, while
+/// leaving the field out keeps it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EditRequest {
+    pub expired_at: Option<DateTime<Utc>>,
+    pub max_activations: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
+    pub max_connections: Option<Option<i64>>,
+}
+
+/// Tells an explicit `null` (Some(None)) from an absent field (None).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Seed 000's FastrLicenseResponse, plus the seat fields of a multi-seat
+/// license.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseResponse {
+    pub id: String,
+    pub license_key: String,
+    pub status: LicenseStatus,
+    pub license_type: keyledger_domain::LicenseType,
+    pub created_at: Option<String>,
+    pub expired_at: Option<String>,
+    pub activated_at: Option<String>,
+    pub machine_name: Option<String>,
+    pub max_connections: Option<u32>,
+    pub is_activated: bool,
+    pub max_activations: u32,
+    pub activations: usize,
+}
+
+impl LicenseResponse {
+    pub fn new(license: &License, now: DateTime<Utc>) -> Self {
+        let status = license.status_at(now);
+        Self {
+            id: license.id.clone(),
+            license_key: license.license_key.as_ref().map(ToString::to_string).unwrap_or_default(),
+            status,
+            license_type: license.license_type,
+            created_at: license.created_at.map(instant),
+            expired_at: license.expires_at.map(instant),
+            activated_at: license.activated_at.map(instant),
+            machine_name: license.devices.first().map(|d| d.machine_name.as_str().to_owned()),
+            max_connections: license.max_connections,
+            is_activated: status == LicenseStatus::Activated,
+            max_activations: license.max_activations.get(),
+            activations: license.devices.len(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivateResponse {
+    pub success: bool,
+    pub error: Option<String>,
+    pub license_key: String,
+    pub activated_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub license_type: keyledger_domain::LicenseType,
+    pub max_connections: Option<u32>,
+    /// keyledger has no cloud accounts; always null, kept for seed 000's shape.
+    pub cloud_account_id: Option<String>,
+    /// The tenant that issued the license.
+    pub account_id: String,
+    pub user_id: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidateResponse {
+    pub is_valid: bool,
+    pub error: Option<String>,
+    pub expires_at: Option<String>,
+    pub license_type: Option<keyledger_domain::LicenseType>,
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageResponse {
+    pub success: bool,
+    pub error: Option<String>,
+    pub message: String,
+}
+
+impl MessageResponse {
+    pub fn ok(message: impl Into<String>) -> Self {
+        Self { success: true, error: None, message: message.into() }
+    }
+}

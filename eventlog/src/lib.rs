@@ -1,0 +1,25 @@
+//! The append-only license event log.
+//!
+//! This crate owns the database connection ([`Database`], PostgreSQL or
+//! embedded SQLite, chosen by URL), the schema migrations of both backends,
+//! and the cqrs-es event store that appends and loads `License` events.
+//! Nothing here knows about HTTP or read models.
+
+mod database;
+mod repository;
+mod secrets;
+
+pub use database::{Backend, Database, EventLogError};
+pub use repository::LogRepository;
+
+use cqrs_es::persist::PersistedEventStore;
+use keyledger_domain::License;
+
+/// The event store every command goes through. It runs in plain
+/// event-store mode: cqrs-es 0.5.0's snapshot modes apply each commit's
+/// events to the stored snapshot twice.
+pub type LicenseEventStore = PersistedEventStore<LogRepository, License>;
+
+pub fn license_event_store(database: &Database) -> LicenseEventStore {
+    PersistedEventStore::new_event_store(LogRepository::new(database))
+}

@@ -1,0 +1,13 @@
+-- Read model: one row per license, the license state as of `version`
+-- (its last applied event sequence). Rows only move forward in version.
+CREATE TABLE license_view
+(
+    license_id  text   PRIMARY KEY,
+    tenant_id   text   NOT NULL,
+    owner_id    text   NOT NULL,
+    license_key text   NOT NULL UNIQUE,
+    version     integer NOT NULL,
+    created_at  text   NOT NULL,
+    state       text   NOT NULL
+) STRICT;
+CREATE INDEX license_view_by_owner ON license_view (tenant_id, owner_id, created_at);

@@ -1,0 +1,105 @@
+//! `license_view`: every license's current state, found by id, by key or
+//! by owner.
+
+use keyledger_domain::{License, LicenseKey};
+use keyledger_eventlog::{on_pool, Database};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("read model query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("read model row for license {license_id} does not decode: {source}")]
+    Corrupt {
+        license_id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("license {0} has no key; only generated licenses can be projected")]
+    NotGenerated(String),
+}
+
+/// A license as of `version`, the sequence of its last applied event.
+#[derive(Debug, Clone)]
+pub struct LicenseView {
+    pub version: i64,
+    pub license: License,
+}
+
+#[derive(Debug, Clone)]
+pub struct LicenseViews {
+    db: Database,
+}
+
+const UPSERT: &str = "
+INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, state)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (license_id) DO UPDATE
+   SET owner_id = excluded.owner_id, license_key = excluded.license_key,
+       version = excluded.version, state = excluded.state
+ WHERE license_view.version < excluded.version";
+
+const COLUMNS: &str = "SELECT license_id, version, state FROM license_view";
+
+impl LicenseViews {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Records `license` as of `version` unless a newer version is already
+    /// there.
+    pub async fn apply(&self, license: &License, version: i64) -> Result<(), ProjectionError> {
+        let key = license
+            .license_key
+            .as_ref()
+            .ok_or_else(|| ProjectionError::NotGenerated(license.id.clone()))?;
+        let created_at = license.created_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+        let state = serde_json::to_string(license).map_err(|source| ProjectionError::Corrupt {
+            license_id: license.id.clone(),
+            source,
+        })?;
+        on_pool!(&self.db, pool => sqlx::query(UPSERT)
+            .bind(&license.id)
+            .bind(&license.tenant_id)
+            .bind(&license.owner_id)
+            .bind(key.as_str())
+            .bind(version)
+            .bind(created_at)
+            .bind(state)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    pub async fn by_id(&self, license_id: &str) -> Result<Option<LicenseView>, ProjectionError> {
+        let sql = format!("{COLUMNS} WHERE license_id = $1");
+        self.fetch_one(&sql, license_id).await
+    }
+
+    pub async fn by_key(&self, key: &LicenseKey) -> Result<Option<LicenseView>, ProjectionError> {
+        let sql = format!("{COLUMNS} WHERE license_key = $1");
+        self.fetch_one(&sql, key.as_str()).await
+    }
+
+    /// An owner's licenses, oldest first.
+    pub async fn by_owner(&self, tenant_id: &str, owner_id: &str) -> Result<Vec<LicenseView>, ProjectionError> {
+        let sql = format!("{COLUMNS} WHERE tenant_id = $1 AND owner_id = $2 ORDER BY created_at, license_id");
+        let rows: Vec<(String, i64, String)> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
+            .bind(tenant_id)
+            .bind(owner_id)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(decode).collect()
+    }
+
+    async fn fetch_one(&self, sql: &str, value: &str) -> Result<Option<LicenseView>, ProjectionError> {
+        let row: Option<(String, i64, String)> =
+            on_pool!(&self.db, pool => sqlx::query_as(sql).bind(value).fetch_optional(pool).await)?;
+        row.map(decode).transpose()
+    }
+}
+
+fn decode((license_id, version, state): (String, i64, String)) -> Result<LicenseView, ProjectionError> {
+    let license = serde_json::from_str(&state).map_err(|source| ProjectionError::Corrupt { license_id, source })?;
+    Ok(LicenseView { version, license })
+}
