@@ -1,0 +1,269 @@
+//! Who may do what: keys, roles, tenants, and the handling of bad input.
+
+use keyledger_tests::{on_both_backends, Backend, TestApp, OPERATOR_TOKEN};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+on_both_backends!(
+    info_is_for_the_owner_their_admins_and_the_operator,
+    revoke_follows_the_access_rules_of_info,
+    another_tenants_license_does_not_exist,
+    a_revoked_api_key_stops_working_at_once,
+    only_the_operator_creates_tenants,
+    only_tenant_admins_issue_and_list_keys,
+    suspend_and_reinstate_are_for_administrators,
+    my_licenses_lists_only_the_callers_licenses,
+    bad_input_is_a_4xx_naming_the_field,
+    both_key_headers_are_accepted,
+    health_and_status_answer,
+);
+
+async fn info_is_for_the_owner_their_admins_and_the_operator(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let owner = app.user(&tenant, "owner").await;
+    let colleague = app.user(&tenant, "colleague").await;
+    let license = app.generate(&owner.key, json!({})).await;
+    let path = format!("/api/v1/fastrLicense/info/{}", license["licenseKey"].as_str().unwrap());
+
+    assert_eq!(app.get(&path, Some(&owner.key)).await.status, StatusCode::OK);
+    assert_eq!(app.get(&path, Some(&tenant.admin_key)).await.status, StatusCode::OK);
+    assert_eq!(app.get(&path, Some(OPERATOR_TOKEN)).await.status, StatusCode::OK);
+    let refused = app.get(&path, Some(&colleague.key)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.body["success"], false);
+    assert_eq!(app.get(&path, None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get(&path, Some("klk_nope_nope")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get(&path, Some("not-a-key")).await.status, StatusCode::UNAUTHORIZED);
+    let unknown = app.get("/api/v1/fastrLicense/info/ABCD-EFGH-JKMN-2345", Some(&owner.key)).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let malformed = app.get("/api/v1/fastrLicense/info/abc", Some(&owner.key)).await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(malformed.body["field"], "licenseKey");
+}
+
+async fn revoke_follows_the_access_rules_of_info(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let owner = app.user(&tenant, "owner").await;
+    let colleague = app.user(&tenant, "colleague").await;
+    let stranger = app.tenant("Other").await;
+    let license = app.generate(&owner.key, json!({})).await;
+    let id = license["id"].as_str().unwrap();
+    app.activate(license["licenseKey"].as_str().unwrap(), "m1").await;
+    let path = format!("/api/v1/fastrLicense/revoke/{id}");
+
+    assert_eq!(app.post(&path, Some(&colleague.key), json!({})).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(app.post(&path, Some(&stranger.admin_key), json!({})).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.post(&path, None, json!({})).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.count_events(id, "LicenseRevoked").await, 0);
+    assert_eq!(app.post(&path, Some(&tenant.admin_key), json!({})).await.status, StatusCode::OK);
+    assert_eq!(app.count_events(id, "LicenseRevoked").await, 1);
+    let unknown = app.post("/api/v1/fastrLicense/revoke/00000000-0000-0000-0000-000000000000", Some(&owner.key), json!({})).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let malformed = app.post("/api/v1/fastrLicense/revoke/not-a-uuid", Some(&owner.key), json!({})).await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(malformed.body["field"], "licenseId");
+}
+
+async fn another_tenants_license_does_not_exist(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let acme = app.tenant("Acme").await;
+    let globex = app.tenant("Globex").await;
+    let acme_user = app.user(&acme, "a").await;
+    let globex_user = app.user(&globex, "g").await;
+    let license = app.generate(&acme_user.key, json!({})).await;
+    let key = license["licenseKey"].as_str().unwrap();
+    let id = license["id"].as_str().unwrap();
+
+    for caller in [&globex.admin_key, &globex_user.key] {
+        let info = app.get(&format!("/api/v1/licenses/info/{key}"), Some(caller)).await;
+        assert_eq!(info.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.get(&format!("/api/v1/licenses/{id}"), Some(caller)).await.status, StatusCode::NOT_FOUND);
+        let suspend = app.post(&format!("/api/v1/licenses/suspend/{id}"), Some(caller), json!({})).await;
+        assert!(matches!(suspend.status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN), "{}", suspend.status);
+    }
+    assert_eq!(app.post(&format!("/api/v1/licenses/suspend/{id}"), Some(&globex.admin_key), json!({})).await.status, StatusCode::NOT_FOUND);
+    let theirs = app.get("/api/v1/licenses/my-licenses", Some(&globex_user.key)).await;
+    assert_eq!(theirs.body, json!([]));
+    assert_eq!(app.count_events(id, "LicenseSuspended").await, 0);
+}
+
+async fn a_revoked_api_key_stops_working_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let other = app.tenant("Other").await;
+    let user = app.user(&tenant, "u").await;
+    assert_eq!(app.get("/api/v1/licenses/my-licenses", Some(&user.key)).await.status, StatusCode::OK);
+
+    let path = format!("/api/v1/api-keys/{}", user.id);
+    let by_stranger = app.request(Method::DELETE, &path, Some(&other.admin_key), None).await;
+    assert_eq!(by_stranger.status, StatusCode::NOT_FOUND);
+    let by_user = app.request(Method::DELETE, &path, Some(&user.key), None).await;
+    assert_eq!(by_user.status, StatusCode::FORBIDDEN);
+
+    let deleted = app.request(Method::DELETE, &path, Some(&tenant.admin_key), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let refused = app.get("/api/v1/licenses/my-licenses", Some(&user.key)).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.body["success"], false);
+    assert_eq!(app.request(Method::DELETE, &path, Some(&tenant.admin_key), None).await.status, StatusCode::NOT_FOUND);
+}
+
+async fn only_the_operator_creates_tenants(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    for key in [&tenant.admin_key, &user.key] {
+        let reply = app.post("/api/v1/tenants", Some(key), json!({"name": "Sneaky"})).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(app.post("/api/v1/tenants", None, json!({"name": "x"})).await.status, StatusCode::UNAUTHORIZED);
+    let unnamed = app.post("/api/v1/tenants", Some(OPERATOR_TOKEN), json!({})).await;
+    assert_eq!(unnamed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(unnamed.body["field"], "name");
+    let created = app.post("/api/v1/tenants", Some(OPERATOR_TOKEN), json!({"name": "Globex"})).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.body["name"], "Globex");
+    assert!(created.body["adminKey"].as_str().unwrap().starts_with("klk_"));
+}
+
+async fn only_tenant_admins_issue_and_list_keys(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    let by_user = app.post("/api/v1/api-keys", Some(&user.key), json!({"role": "user"})).await;
+    assert_eq!(by_user.status, StatusCode::FORBIDDEN);
+    let by_operator = app.post("/api/v1/api-keys", Some(OPERATOR_TOKEN), json!({"role": "user"})).await;
+    assert_eq!(by_operator.status, StatusCode::FORBIDDEN);
+    let bad_role = app.post("/api/v1/api-keys", Some(&tenant.admin_key), json!({"role": "root"})).await;
+    assert_eq!(bad_role.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_role.body["field"], "role");
+
+    let admin = app.post("/api/v1/api-keys", Some(&tenant.admin_key), json!({"role": "admin", "name": "ops"})).await;
+    assert_eq!(admin.status, StatusCode::CREATED);
+    assert_eq!(admin.body["role"], "admin");
+    let second_admin = admin.body["key"].as_str().unwrap();
+    let listed = app.get("/api/v1/api-keys", Some(second_admin)).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let keys = listed.body.as_array().unwrap();
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| k.get("key").is_none() && k.get("secretHash").is_none()));
+    assert!(!listed.body.to_string().contains(&user.key));
+}
+
+async fn suspend_and_reinstate_are_for_administrators(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let owner = app.user(&tenant, "owner").await;
+    let license = app.generate(&owner.key, json!({})).await;
+    let id = license["id"].as_str().unwrap();
+    let suspend = format!("/api/v1/licenses/suspend/{id}");
+    let reinstate = format!("/api/v1/licenses/reinstate/{id}");
+
+    assert_eq!(app.post(&suspend, Some(&owner.key), json!({})).await.status, StatusCode::FORBIDDEN);
+    let by_operator = app.post(&suspend, Some(OPERATOR_TOKEN), json!({"reason": "abuse"})).await;
+    assert_eq!(by_operator.status, StatusCode::OK);
+    assert_eq!(by_operator.body["status"], 4);
+    assert_eq!(app.post(&reinstate, Some(&owner.key), json!({})).await.status, StatusCode::FORBIDDEN);
+    let by_admin = app.post(&reinstate, Some(&tenant.admin_key), json!({})).await;
+    assert_eq!(by_admin.status, StatusCode::OK);
+    assert_eq!(by_admin.body["status"], 0);
+}
+
+async fn my_licenses_lists_only_the_callers_licenses(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let alice = app.user(&tenant, "alice").await;
+    let bob = app.user(&tenant, "bob").await;
+    let first = app.generate(&alice.key, json!({"licenseType": 0})).await;
+    let second = app.generate(&alice.key, json!({"licenseType": 3})).await;
+    app.generate(&bob.key, json!({})).await;
+
+    let mine = app.get("/api/v1/fastrLicense/my-licenses", Some(&alice.key)).await;
+    let keys: Vec<&str> = mine.body.as_array().unwrap().iter().map(|l| l["licenseKey"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.contains(&first["licenseKey"].as_str().unwrap()));
+    assert!(keys.contains(&second["licenseKey"].as_str().unwrap()));
+    let admin_owns_nothing = app.get("/api/v1/fastrLicense/my-licenses", Some(&tenant.admin_key)).await;
+    assert_eq!(admin_owns_nothing.body, json!([]));
+    assert_eq!(app.get("/api/v1/fastrLicense/my-licenses", Some(OPERATOR_TOKEN)).await.body, json!([]));
+}
+
+async fn bad_input_is_a_4xx_naming_the_field(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    let generate = "/api/v1/fastrLicense/generate";
+
+    let malformed = app.post_raw(generate, Some(&user.key), "{\"licenseType\": 1").await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(malformed.body["code"], "malformed_json");
+    let not_object = app.post_raw(generate, Some(&user.key), "[1, 2]").await;
+    assert_eq!(not_object.status, StatusCode::BAD_REQUEST);
+
+    let cases = [
+        (json!({"licenseType": "pro"}), "licenseType"),
+        (json!({"licenseType": 7}), "licenseType"),
+        (json!({"validityDays": 0}), "validityDays"),
+        (json!({"validityDays": 1.5}), "validityDays"),
+        (json!({"maxConnections": -1}), "maxConnections"),
+        (json!({"maxActivations": 0}), "maxActivations"),
+        (json!({"maxActivations": "3"}), "maxActivations"),
+    ];
+    for (body, field) in cases {
+        let reply = app.post(generate, Some(&user.key), body.clone()).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(reply.body["field"], field, "{body} -> {}", reply.body);
+        assert_eq!(reply.body["success"], false);
+    }
+    let activate = app.post_raw("/api/v1/fastrLicense/activate", None, "{\"licenseKey\":").await;
+    assert_eq!(activate.status, StatusCode::BAD_REQUEST);
+    assert_eq!(activate.body["success"], false);
+    let long_name = "n".repeat(300);
+    let license = app.generate(&user.key, json!({})).await;
+    let named = app
+        .post(
+            "/api/v1/fastrLicense/activate",
+            None,
+            json!({"licenseKey": license["licenseKey"], "machineId": "m", "machineName": long_name}),
+        )
+        .await;
+    assert_eq!(named.status, StatusCode::BAD_REQUEST);
+    assert_eq!(named.body["field"], "machineName");
+
+    let no_route = app.get("/api/v1/nothing-here", None).await;
+    assert_eq!(no_route.status, StatusCode::NOT_FOUND);
+    assert_eq!(no_route.body["code"], "route_not_found");
+    let wrong_method = app.request(Method::DELETE, "/api/v1/fastrLicense/activate", None, None).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.body["success"], false);
+    // Nothing above was half-written.
+    let mine = app.get("/api/v1/fastrLicense/my-licenses", Some(&user.key)).await;
+    assert_eq!(mine.body.as_array().unwrap().len(), 1);
+}
+
+async fn both_key_headers_are_accepted(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let via_header = app
+        .client
+        .get(format!("{}/api/v1/api-keys", app.base))
+        .header("x-api-key", &tenant.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(via_header.status(), StatusCode::OK);
+    assert_eq!(app.get("/api/v1/api-keys", Some(&tenant.admin_key)).await.status, StatusCode::OK);
+}
+
+async fn health_and_status_answer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let health = app.get("/health", None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["status"], "healthy");
+    assert_eq!(health.body["store"], if backend == Backend::Sqlite { "sqlite" } else { "postgres" });
+    let status = app.get("/", None).await;
+    assert_eq!(status.body["status"], "ok");
+    assert_eq!(status.body["service"], "keyledger");
+}

@@ -1,0 +1,234 @@
+//! Helpers for the end-to-end tests: start the real keyledger server on
+//! port 0 against a fresh database of either backend, and talk to it over
+//! HTTP like any client would.
+//!
+//! PostgreSQL tests create a database `kltest_<uuid>` on the server named
+//! by `KEYLEDGER_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test` drops
+//! leftovers before each run.
+
+use std::net::SocketAddr;
+
+use keyledger_api::{Application, Config};
+use keyledger_eventlog::{on_pool, Database};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
+const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Declares each listed `async fn name(backend: Backend)` as two tests,
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// The same database the server uses, for looking at the log directly.
+    pub db: Database,
+    pub data_dir: TempDir,
+}
+
+/// A tenant as created through the API.
+pub struct TestTenant {
+    pub id: String,
+    pub admin_key: String,
+}
+
+/// A tenant user's key.
+pub struct TestUser {
+    pub id: String,
+    pub key: String,
+    pub user_id: String,
+}
+
+/// Answer of a request: status and JSON body (`Null` when empty).
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Starts a server whose configuration `adjust` may change first.
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::with_defaults(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir.path().to_path_buf());
+        config.operator_token = Some(OPERATOR_TOKEN.to_owned());
+        config.db_max_connections = 8;
+        if backend == Backend::Postgres {
+            config.database_url = Some(fresh_postgres_database().await);
+        }
+        adjust(&mut config);
+        let database_url = config.database_url();
+        let app = Application::build(config).await.expect("server starts");
+        let base = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let db = Database::connect(&database_url, 4).await.expect("test connection to the server's database");
+        Self { base, client: reqwest::Client::new(), db, data_dir }
+    }
+
+    pub async fn request(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        into_reply(request.send().await.expect("request reaches the server")).await
+    }
+
+    /// Sends a raw body with a JSON content type, for malformed input.
+    pub async fn post_raw(&self, path: &str, key: Option<&str>, body: &'static str) -> Reply {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        into_reply(request.send().await.expect("request reaches the server")).await
+    }
+
+    pub async fn post(&self, path: &str, key: Option<&str>, body: Value) -> Reply {
+        self.request(Method::POST, path, key, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Reply {
+        self.request(Method::GET, path, key, None).await
+    }
+
+    pub async fn tenant(&self, name: &str) -> TestTenant {
+        let reply = self.post("/api/v1/tenants", Some(OPERATOR_TOKEN), json!({ "name": name })).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        TestTenant {
+            id: reply.body["id"].as_str().unwrap().to_owned(),
+            admin_key: reply.body["adminKey"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn user(&self, tenant: &TestTenant, name: &str) -> TestUser {
+        let reply = self
+            .post("/api/v1/api-keys", Some(&tenant.admin_key), json!({ "role": "user", "name": name }))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        TestUser {
+            id: reply.body["id"].as_str().unwrap().to_owned(),
+            key: reply.body["key"].as_str().unwrap().to_owned(),
+            user_id: reply.body["userId"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Generates a license with `body` and returns the FastrLicenseResponse.
+    pub async fn generate(&self, key: &str, body: Value) -> Value {
+        let reply = self.post("/api/v1/fastrLicense/generate", Some(key), body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body
+    }
+
+    pub async fn activate(&self, license_key: &str, machine_id: &str) -> Reply {
+        let body = json!({ "licenseKey": license_key, "machineId": machine_id, "machineName": "test-machine" });
+        self.post("/api/v1/fastrLicense/activate", None, body).await
+    }
+
+    pub async fn validate(&self, license_key: &str, machine_id: &str) -> Reply {
+        let body = json!({ "licenseKey": license_key, "machineId": machine_id });
+        self.post("/api/v1/fastrLicense/validate", None, body).await
+    }
+
+    /// How many events of `event_type` the log holds for the license.
+    pub async fn count_events(&self, license_id: &str, event_type: &str) -> i64 {
+        const SQL: &str = "SELECT COUNT(*) FROM events WHERE aggregate_id = $1 AND event_type = $2";
+        on_pool!(&self.db, pool => sqlx::query_scalar(SQL).bind(license_id).bind(event_type).fetch_one(pool).await)
+            .expect("count events")
+    }
+
+    /// Every stored event payload and metadata of the license, as text.
+    pub async fn raw_events(&self, license_id: &str) -> Vec<(String, String, String)> {
+        const SQL: &str = "SELECT event_type, CAST(payload AS TEXT), CAST(metadata AS TEXT) FROM events WHERE aggregate_id = $1 ORDER BY sequence";
+        on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(license_id).fetch_all(pool).await).expect("read events")
+    }
+}
+
+async fn into_reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let text = response.text().await.expect("response body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("response is not JSON ({status}): {text}"))
+    };
+    Reply { status, body }
+}
+
+/// Creates an empty database for one test and returns its URL.
+async fn fresh_postgres_database() -> String {
+    let admin_url =
+        std::env::var("KEYLEDGER_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
+    let name = format!("kltest_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL for tests is unreachable ({e}); run the suite with scripts/test"));
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
+    admin.close().await;
+    with_database(&admin_url, &name)
+}
+
+/// `admin_url` with its database name replaced by `name`.
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = admin_url.split_once('?').map_or((admin_url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_names_are_swapped_in_urls() {
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+        assert_eq!(with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+        assert_eq!(with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+    }
+}
