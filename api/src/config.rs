@@ -18,6 +18,17 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API (what `keyledger` with no subcommand does).
     Serve,
+    /// Maintain the read models derived from the event log.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ProjectionsAction {
+    /// Rebuild every read model from the event log; safe while servers run.
+    Rebuild,
 }
 
 /// Deliberately not `Debug`: it holds secrets.

@@ -18,5 +18,5 @@ mod state;
 mod tenancy;
 mod wire;
 
-pub use config::{Cli, Command, Config};
-pub use startup::{Application, StartupError};
+pub use config::{Cli, Command, Config, ProjectionsAction};
+pub use startup::{rebuild_projections, Application, StartupError};

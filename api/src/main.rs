@@ -1,7 +1,7 @@
 //! The `keyledger` binary: parse settings, start, stop on a signal.
 
 use clap::Parser;
-use keyledger_api::{Application, Cli, Command};
+use keyledger_api::{rebuild_projections, Application, Cli, Command, Config, ProjectionsAction};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -10,18 +10,26 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => match serve(cli.config).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(error) => {
-                tracing::error!("{error}");
-                std::process::ExitCode::FAILURE
-            }
-        },
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config).await,
+        Command::Projections { action: ProjectionsAction::Rebuild } => rebuild(cli.config).await,
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
-async fn serve(config: keyledger_api::Config) -> Result<(), Box<dyn std::error::Error>> {
+async fn rebuild(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let licenses = rebuild_projections(&config).await?;
+    println!("Rebuilt read models from the event log: {licenses} licenses replayed.");
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let data_dir = config.data_dir.clone();
     let app = Application::build(config).await?;
     if let Some(token) = &app.new_operator_token {

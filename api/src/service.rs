@@ -84,6 +84,36 @@ impl LicenseService {
     }
 }
 
+impl LicenseService {
+    /// Loads each license from its events and records it in the read
+    /// model at its last sequence.
+    async fn reproject(&self, license_ids: &[String]) -> Result<usize, CommandError> {
+        for license_id in license_ids {
+            let context = self.store.load_aggregate(license_id).await.map_err(store_error)?;
+            if context.aggregate.exists() {
+                self.views.rewrite(&context.aggregate, context.current_sequence as i64).await?;
+            }
+        }
+        Ok(license_ids.len())
+    }
+
+    /// Re-projects licenses whose read model fell behind their log, as a
+    /// crash between append and projection leaves them. Run at start-up.
+    pub async fn catch_up_views(&self) -> Result<usize, CommandError> {
+        let stale = self.views.stale_license_ids().await?;
+        self.reproject(&stale).await
+    }
+
+    /// Rebuilds every row of the read model from the log, in place, so a
+    /// running server keeps answering throughout.
+    pub async fn rebuild_views(&self) -> Result<usize, CommandError> {
+        let all = self.views.all_license_ids().await?;
+        let rebuilt = self.reproject(&all).await?;
+        self.views.remove_orphans().await?;
+        Ok(rebuilt)
+    }
+}
+
 fn store_error(error: AggregateError<LicenseError>) -> CommandError {
     match error {
         AggregateError::UserError(refusal) => CommandError::Refused(refusal),

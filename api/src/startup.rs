@@ -33,6 +33,40 @@ pub enum StartupError {
     Listen { addr: SocketAddr, source: io::Error },
     #[error("KEYLEDGER_OPERATOR_TOKEN must be at least 16 characters")]
     WeakOperatorToken,
+    #[error("cannot bring read models up to date: {0}")]
+    Projection(String),
+}
+
+/// The store and the command service over it: what both serving and the
+/// maintenance commands need.
+struct Core {
+    db: Database,
+    views: LicenseViews,
+    licenses: Arc<LicenseService>,
+}
+
+impl Core {
+    async fn open(config: &Config) -> Result<Self, StartupError> {
+        fs::create_dir_all(&config.data_dir).map_err(|source| data_dir_error(config, source))?;
+        let db = Database::connect(&config.database_url(), config.db_max_connections).await?;
+        db.migrate().await?;
+        let views = LicenseViews::new(db.clone());
+        let licenses = Arc::new(LicenseService::new(license_event_store(&db), views.clone()));
+        Ok(Self { db, views, licenses })
+    }
+}
+
+fn data_dir_error(config: &Config, source: io::Error) -> StartupError {
+    StartupError::DataDir { path: config.data_dir.display().to_string(), source }
+}
+
+/// `keyledger projections rebuild`: rebuilds every read model from the
+/// log and returns how many licenses it replayed.
+pub async fn rebuild_projections(config: &Config) -> Result<usize, StartupError> {
+    let core = Core::open(config).await?;
+    let rebuilt = core.licenses.rebuild_views().await.map_err(|e| StartupError::Projection(e.to_string()));
+    core.db.close().await;
+    rebuilt
 }
 
 pub struct Application {
@@ -44,26 +78,25 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let data_dir_error = |source| StartupError::DataDir { path: config.data_dir.display().to_string(), source };
-        fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
-
-        let db = Database::connect(&config.database_url(), config.db_max_connections).await?;
-        db.migrate().await?;
+        let Core { db, views, licenses } = Core::open(&config).await?;
+        let caught_up = licenses.catch_up_views().await.map_err(|e| StartupError::Projection(e.to_string()))?;
+        if caught_up > 0 {
+            tracing::warn!(licenses = caught_up, "read models were behind the event log and have been caught up");
+        }
 
         let (operator_token, new_operator_token) = match &config.operator_token {
             Some(token) if token.trim().len() < 16 => return Err(StartupError::WeakOperatorToken),
             Some(token) => (token.trim().to_owned(), None),
-            None => operator_token_from_file(&config.data_dir).map_err(data_dir_error)?,
+            None => operator_token_from_file(&config.data_dir).map_err(|e| data_dir_error(&config, e))?,
         };
         let machine_secret = match &config.machine_id_secret {
             Some(secret) => secret.clone(),
             None => db.shared_secret(MACHINE_SECRET_NAME, &random_token(64)).await?,
         };
 
-        let views = LicenseViews::new(db.clone());
         let tenancy = TenancyStore::new(db.clone());
         let state = AppState {
-            licenses: Arc::new(LicenseService::new(license_event_store(&db), views.clone())),
+            licenses,
             views,
             auth: Authenticator::new(&operator_token, tenancy.clone()),
             tenancy,

@@ -30,13 +30,16 @@ pub struct LicenseViews {
     db: Database,
 }
 
+/// Writes a row unless the stored one is newer. `{newer}` is `<` for live
+/// updates (a concurrent writer's newer state wins) and `<=` for a rebuild
+/// (the same version is rewritten, which mends a damaged row).
 const UPSERT: &str = "
 INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, state)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (license_id) DO UPDATE
    SET owner_id = excluded.owner_id, license_key = excluded.license_key,
        version = excluded.version, state = excluded.state
- WHERE license_view.version < excluded.version";
+ WHERE license_view.version {newer} excluded.version";
 
 const COLUMNS: &str = "SELECT license_id, version, state FROM license_view";
 
@@ -48,6 +51,16 @@ impl LicenseViews {
     /// Records `license` as of `version` unless a newer version is already
     /// there.
     pub async fn apply(&self, license: &License, version: i64) -> Result<(), ProjectionError> {
+        self.upsert(license, version, "<").await
+    }
+
+    /// Records `license` as of `version`, overwriting a row of the same
+    /// version: for rebuilding from the log.
+    pub async fn rewrite(&self, license: &License, version: i64) -> Result<(), ProjectionError> {
+        self.upsert(license, version, "<=").await
+    }
+
+    async fn upsert(&self, license: &License, version: i64, newer: &str) -> Result<(), ProjectionError> {
         let key = license
             .license_key
             .as_ref()
@@ -57,7 +70,8 @@ impl LicenseViews {
             license_id: license.id.clone(),
             source,
         })?;
-        on_pool!(&self.db, pool => sqlx::query(UPSERT)
+        let sql = UPSERT.replace("{newer}", newer);
+        on_pool!(&self.db, pool => sqlx::query(&sql)
             .bind(&license.id)
             .bind(&license.tenant_id)
             .bind(&license.owner_id)
@@ -90,6 +104,33 @@ impl LicenseViews {
             .fetch_all(pool)
             .await)?;
         rows.into_iter().map(decode).collect()
+    }
+
+    /// Licenses whose row is missing or older than their last event: what a
+    /// crash between appending events and updating this model leaves behind.
+    pub async fn stale_license_ids(&self) -> Result<Vec<String>, ProjectionError> {
+        const SQL: &str = "
+SELECT e.aggregate_id
+  FROM events e LEFT JOIN license_view v ON v.license_id = e.aggregate_id
+ WHERE e.aggregate_type = 'License'
+ GROUP BY e.aggregate_id, v.version
+HAVING v.version IS NULL OR MAX(e.sequence) > v.version";
+        let ids: Vec<String> = on_pool!(&self.db, pool => sqlx::query_scalar(SQL).fetch_all(pool).await)?;
+        Ok(ids)
+    }
+
+    /// Every license in the log, for a full rebuild.
+    pub async fn all_license_ids(&self) -> Result<Vec<String>, ProjectionError> {
+        const SQL: &str = "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'License' ORDER BY aggregate_id";
+        let ids: Vec<String> = on_pool!(&self.db, pool => sqlx::query_scalar(SQL).fetch_all(pool).await)?;
+        Ok(ids)
+    }
+
+    /// Removes rows of licenses that have no events (there should be none).
+    pub async fn remove_orphans(&self) -> Result<(), ProjectionError> {
+        const SQL: &str = "DELETE FROM license_view WHERE license_id NOT IN (SELECT aggregate_id FROM events WHERE aggregate_type = 'License')";
+        on_pool!(&self.db, pool => sqlx::query(SQL).execute(pool).await.map(drop))?;
+        Ok(())
     }
 
     async fn fetch_one(&self, sql: &str, value: &str) -> Result<Option<LicenseView>, ProjectionError> {

@@ -54,6 +54,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The same database the server uses, for looking at the log directly.
     pub db: Database,
+    pub database_url: String,
     pub data_dir: TempDir,
 }
 
@@ -83,20 +84,36 @@ impl TestApp {
 
     /// Starts a server whose configuration `adjust` may change first.
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        let database_url = match backend {
+            Backend::Postgres => Some(fresh_postgres_database().await),
+            Backend::Sqlite => None,
+        };
+        Self::start(database_url, adjust).await
+    }
+
+    /// A second server on this one's database, as another process would be.
+    pub async fn another_server(&self) -> Self {
+        Self::start(Some(self.database_url.clone()), |_| {}).await
+    }
+
+    /// The configuration a server on this app's database would get.
+    pub fn config(&self) -> Config {
+        let mut config = test_config(self.data_dir.path().to_path_buf());
+        config.database_url = Some(self.database_url.clone());
+        config
+    }
+
+    async fn start(database_url: Option<String>, adjust: impl FnOnce(&mut Config)) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::with_defaults(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir.path().to_path_buf());
-        config.operator_token = Some(OPERATOR_TOKEN.to_owned());
-        config.db_max_connections = 8;
-        if backend == Backend::Postgres {
-            config.database_url = Some(fresh_postgres_database().await);
-        }
+        let mut config = test_config(data_dir.path().to_path_buf());
+        config.database_url = database_url;
         adjust(&mut config);
         let database_url = config.database_url();
         let app = Application::build(config).await.expect("server starts");
         let base = format!("http://{}", app.local_addr());
         tokio::spawn(app.run_until(std::future::pending()));
         let db = Database::connect(&database_url, 4).await.expect("test connection to the server's database");
-        Self { base, client: reqwest::Client::new(), db, data_dir }
+        Self { base, client: reqwest::Client::new(), db, database_url, data_dir }
     }
 
     pub async fn request(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
@@ -181,6 +198,14 @@ impl TestApp {
         const SQL: &str = "SELECT event_type, CAST(payload AS TEXT), CAST(metadata AS TEXT) FROM events WHERE aggregate_id = $1 ORDER BY sequence";
         on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(license_id).fetch_all(pool).await).expect("read events")
     }
+}
+
+/// A server on port 0 with the test operator token and a small pool.
+pub fn test_config(data_dir: std::path::PathBuf) -> Config {
+    let mut config = Config::with_defaults(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir);
+    config.operator_token = Some(OPERATOR_TOKEN.to_owned());
+    config.db_max_connections = 8;
+    config
 }
 
 async fn into_reply(response: reqwest::Response) -> Reply {

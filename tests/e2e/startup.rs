@@ -1,0 +1,112 @@
+//! Starting up: the operator token, and read models that a crash left
+//! behind the log.
+
+use keyledger_api::{rebuild_projections, Application};
+use keyledger_eventlog::on_pool;
+use keyledger_tests::{on_both_backends, test_config, Backend, TestApp};
+use reqwest::StatusCode;
+use serde_json::json;
+
+on_both_backends!(read_models_left_behind_by_a_crash_are_caught_up_at_start, a_rebuild_mends_a_damaged_read_model);
+
+async fn view_row(app: &TestApp, license_id: &str) -> (i64, String) {
+    const SQL: &str = "SELECT version, state FROM license_view WHERE license_id = $1";
+    on_pool!(&app.db, pool => sqlx::query_as(SQL).bind(license_id).fetch_one(pool).await).expect("view row")
+}
+
+async fn put_view_row(app: &TestApp, license_id: &str, version: i64, state: &str) {
+    const SQL: &str = "UPDATE license_view SET version = $1, state = $2 WHERE license_id = $3";
+    on_pool!(&app.db, pool => sqlx::query(SQL).bind(version).bind(state).bind(license_id).execute(pool).await.map(drop))
+        .expect("update view row");
+}
+
+async fn delete_view_row(app: &TestApp, license_id: &str) {
+    const SQL: &str = "DELETE FROM license_view WHERE license_id = $1";
+    on_pool!(&app.db, pool => sqlx::query(SQL).bind(license_id).execute(pool).await.map(drop)).expect("delete view row");
+}
+
+async fn read_models_left_behind_by_a_crash_are_caught_up_at_start(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    let behind = app.generate(&user.key, json!({})).await;
+    let behind_id = behind["id"].as_str().unwrap();
+    let (_, generated_state) = view_row(&app, behind_id).await;
+    app.activate(behind["licenseKey"].as_str().unwrap(), "m1").await;
+    let missing = app.generate(&user.key, json!({})).await;
+    let missing_id = missing["id"].as_str().unwrap();
+
+    // As if the process died after appending each license's last events
+    // but before projecting them.
+    put_view_row(&app, behind_id, 1, &generated_state).await;
+    delete_view_row(&app, missing_id).await;
+
+    let restarted = app.another_server().await;
+    let info = restarted.get(&format!("/api/v1/licenses/{behind_id}"), Some(&user.key)).await;
+    assert_eq!(info.status, StatusCode::OK);
+    assert_eq!(info.body["status"], 1);
+    assert_eq!(info.body["machineName"], "test-machine");
+    let found = restarted.get(&format!("/api/v1/licenses/{missing_id}"), Some(&user.key)).await;
+    assert_eq!(found.status, StatusCode::OK);
+    assert_eq!(view_row(&restarted, behind_id).await.0, 2);
+}
+
+async fn a_rebuild_mends_a_damaged_read_model(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    let license = app.generate(&user.key, json!({"maxActivations": 2})).await;
+    let id = license["id"].as_str().unwrap();
+    let (_, generated_state) = view_row(&app, id).await;
+    app.activate(license["licenseKey"].as_str().unwrap(), "m1").await;
+    let (version, live_state) = view_row(&app, id).await;
+
+    // A damaged row that claims to be current: catch-up can't see it.
+    put_view_row(&app, id, version, &generated_state).await;
+    let rebuilt = rebuild_projections(&app.config()).await.expect("rebuild");
+    assert_eq!(rebuilt, 1);
+    assert_eq!(view_row(&app, id).await, (version, live_state));
+    let info = app.get(&format!("/api/v1/licenses/{id}"), Some(&user.key)).await;
+    assert_eq!(info.body["activations"], 1);
+}
+
+#[tokio::test]
+async fn the_operator_token_is_generated_once_into_a_private_file() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(data_dir.path().to_path_buf());
+    config.operator_token = None;
+
+    let first = Application::build(config.clone()).await.expect("first start");
+    let token = first.new_operator_token.clone().expect("a token is generated on first start");
+    assert!(token.starts_with("klo_") && token.len() > 40);
+    let path = data_dir.path().join("operator-token");
+    assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), token);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    drop(first);
+
+    let second = Application::build(config).await.expect("second start");
+    assert!(second.new_operator_token.is_none(), "the token is shown only once");
+    let base = format!("http://{}", second.local_addr());
+    tokio::spawn(second.run_until(std::future::pending()));
+    let reply = reqwest::Client::new()
+        .post(format!("{base}/api/v1/tenants"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_short_operator_token_is_refused_at_start() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(data_dir.path().to_path_buf());
+    config.operator_token = Some("short".to_owned());
+    let error = Application::build(config).await.err().expect("refused");
+    assert!(error.to_string().contains("KEYLEDGER_OPERATOR_TOKEN"), "{error}");
+}
