@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -62,8 +62,12 @@ const REQUEST_ID: &str = "x-request-id";
 
 /// Middleware: adopts a caller's `X-Request-Id` when it is sane, otherwise
 /// makes one, and echoes it on the response so logs and clients can be
-/// matched up.
+/// matched up. Logs each request at debug level by its route template, so
+/// license keys in paths never reach the log.
 pub async fn request_context(mut req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map_or("(no route)", MatchedPath::as_str).to_owned();
     let headers = req.headers();
     let request_id = headers
         .get(REQUEST_ID)
@@ -82,6 +86,14 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let context = RequestContext { request_id: request_id.clone(), client_ip, user_agent };
     req.extensions_mut().insert(context);
     let mut response = next.run(req).await;
+    tracing::debug!(
+        %method,
+        route,
+        status = response.status().as_u16(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        request_id,
+        "request"
+    );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
