@@ -146,17 +146,16 @@ impl Authenticator {
     }
 }
 
-/// The key from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+/// The key from `Authorization: Bearer <key>` (scheme in any case) or
+/// `X-API-Key: <key>`. An empty value in one header does not hide a key in
+/// the other.
 fn presented_key(parts: &Parts) -> Option<&str> {
-    let headers = &parts.headers;
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-    bearer
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(str::trim)
-        .filter(|key| !key.is_empty())
+    let header = |name| parts.headers.get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok());
+    let bearer = header(axum::http::header::AUTHORIZATION.as_str()).and_then(|value| {
+        let (scheme, key) = value.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(key)
+    });
+    [bearer, header("x-api-key")].into_iter().flatten().map(str::trim).find(|key| !key.is_empty())
 }
 
 impl FromRequestParts<AppState> for Caller {

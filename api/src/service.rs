@@ -17,6 +17,8 @@ use crate::error::ApiError;
 /// another command on the same license committed, so this bounds how long
 /// one request can be starved, not how many writers may race.
 const MAX_ATTEMPTS: u32 = 12;
+/// Retries of a read-model update after its events were committed.
+const PROJECTION_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -68,12 +70,18 @@ impl LicenseService {
             // license after the command.
             let license = context.aggregate.clone();
             if events.is_empty() {
+                // Nothing to append, but the read model may still be behind
+                // if an earlier projection failed: a client retrying its
+                // request is what heals it. `apply` never moves a row back.
+                if license.exists() {
+                    self.project(&license, context.current_sequence as i64).await?;
+                }
                 return Ok(license);
             }
             let version = (context.current_sequence + events.len()) as i64;
             match self.store.commit(events, context, metadata.clone()).await {
                 Ok(_) => {
-                    self.views.apply(&license, version).await?;
+                    self.project(&license, version).await?;
                     return Ok(license);
                 }
                 Err(AggregateError::AggregateConflict) => backoff(attempt).await,
@@ -85,16 +93,52 @@ impl LicenseService {
 }
 
 impl LicenseService {
-    /// Loads each license from its events and records it in the read
-    /// model at its last sequence.
-    async fn reproject(&self, license_ids: &[String]) -> Result<usize, CommandError> {
-        for license_id in license_ids {
-            let context = self.store.load_aggregate(license_id).await.map_err(store_error)?;
-            if context.aggregate.exists() {
-                self.views.rewrite(&context.aggregate, context.current_sequence as i64).await?;
+    /// The license as its events say it is now, bypassing the read model.
+    /// For confirming a refusal before it reaches a paying customer.
+    pub async fn load(&self, license_id: &str) -> Result<License, CommandError> {
+        let context = self.store.load_aggregate(license_id).await.map_err(store_error)?;
+        Ok(context.aggregate)
+    }
+
+    /// Records the license in the read model, retrying a transient failure
+    /// (a busy SQLite, an exhausted pool) so the write that was just
+    /// committed is readable when the client hears of it.
+    async fn project(&self, license: &License, version: i64) -> Result<(), CommandError> {
+        let mut attempt = 0;
+        loop {
+            match self.views.apply(license, version).await {
+                Ok(()) => return Ok(()),
+                Err(error) if attempt < PROJECTION_ATTEMPTS => {
+                    tracing::warn!(license_id = %license.id, %error, "read model update failed; retrying");
+                    attempt += 1;
+                    backoff(attempt + 2).await;
+                }
+                Err(error) => return Err(error.into()),
             }
         }
-        Ok(license_ids.len())
+    }
+
+    /// Loads each license from its events and records it in the read
+    /// model at its last sequence.
+    pub async fn reproject(&self, license_ids: &[String]) -> Result<usize, CommandError> {
+        let mut reprojected = 0;
+        for license_id in license_ids {
+            // One license that can't be projected must not keep every other
+            // license stale, nor the server from starting.
+            match self.reproject_one(license_id).await {
+                Ok(()) => reprojected += 1,
+                Err(error) => tracing::error!(%license_id, %error, "cannot re-project license; skipped"),
+            }
+        }
+        Ok(reprojected)
+    }
+
+    async fn reproject_one(&self, license_id: &str) -> Result<(), CommandError> {
+        let context = self.store.load_aggregate(license_id).await.map_err(store_error)?;
+        if context.aggregate.exists() {
+            self.views.rewrite(&context.aggregate, context.current_sequence as i64).await?;
+        }
+        Ok(())
     }
 
     /// Re-projects licenses whose read model fell behind their log, as a

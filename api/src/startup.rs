@@ -12,7 +12,7 @@ use keyledger_eventlog::{license_event_store, Database, EventLogError};
 use keyledger_projections::LicenseViews;
 use tokio::net::TcpListener;
 
-use crate::auth::{Authenticator, OPERATOR_PREFIX};
+use crate::auth::{Authenticator, KEY_PREFIX, OPERATOR_PREFIX};
 use crate::config::Config;
 use crate::routes::router;
 use crate::secret::random_token;
@@ -22,6 +22,7 @@ use crate::tenancy::TenancyStore;
 
 const OPERATOR_TOKEN_FILE: &str = "operator-token";
 const MACHINE_SECRET_NAME: &str = "machine_id_hmac_key";
+const MIN_SECRET_LEN: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -31,8 +32,10 @@ pub enum StartupError {
     Store(#[from] EventLogError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: io::Error },
-    #[error("KEYLEDGER_OPERATOR_TOKEN must be at least 16 characters")]
+    #[error("the operator token must be at least {MIN_SECRET_LEN} characters and must not start with `klk_` (that prefix is for tenant keys)")]
     WeakOperatorToken,
+    #[error("KEYLEDGER_MACHINE_ID_SECRET must be at least {MIN_SECRET_LEN} characters")]
+    WeakMachineIdSecret,
     #[error("cannot bring read models up to date: {0}")]
     Projection(String),
 }
@@ -85,11 +88,14 @@ impl Application {
         }
 
         let (operator_token, new_operator_token) = match &config.operator_token {
-            Some(token) if token.trim().len() < 16 => return Err(StartupError::WeakOperatorToken),
             Some(token) => (token.trim().to_owned(), None),
             None => operator_token_from_file(&config.data_dir).map_err(|e| data_dir_error(&config, e))?,
         };
+        if operator_token.len() < MIN_SECRET_LEN || operator_token.starts_with(KEY_PREFIX) {
+            return Err(StartupError::WeakOperatorToken);
+        }
         let machine_secret = match &config.machine_id_secret {
+            Some(secret) if secret.len() < MIN_SECRET_LEN => return Err(StartupError::WeakMachineIdSecret),
             Some(secret) => secret.clone(),
             None => db.shared_secret(MACHINE_SECRET_NAME, &random_token(64)).await?,
         };

@@ -42,6 +42,14 @@ pub struct StoredKey {
     pub revoked: bool,
 }
 
+/// What became of a request to revoke a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    Revoked,
+    NotFound,
+    LastAdmin,
+}
+
 #[derive(Debug, Clone)]
 pub struct TenancyStore {
     db: Database,
@@ -120,9 +128,20 @@ impl TenancyStore {
         Ok(rows.into_iter().filter_map(stored_key).collect())
     }
 
-    /// Revokes a live key of `tenant_id`; false when there is none.
-    pub async fn revoke_key(&self, tenant_id: &str, id: &str) -> Result<bool, sqlx::Error> {
-        const SQL: &str = "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL";
+    pub async fn tenant_exists(&self, tenant_id: &str) -> Result<bool, sqlx::Error> {
+        const SQL: &str = "SELECT COUNT(*) FROM tenants WHERE id = $1";
+        let count: i64 = on_pool!(&self.db, pool => sqlx::query_scalar(SQL).bind(tenant_id).fetch_one(pool).await)?;
+        Ok(count > 0)
+    }
+
+    /// Revokes a live key of `tenant_id`, unless it is the tenant's last
+    /// live admin key: a tenant without one could never be managed again.
+    pub async fn revoke_key(&self, tenant_id: &str, id: &str) -> Result<Revocation, sqlx::Error> {
+        const SQL: &str = "
+UPDATE api_keys SET revoked_at = $1
+ WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL
+   AND (role <> 'admin'
+        OR (SELECT COUNT(*) FROM api_keys WHERE tenant_id = $3 AND role = 'admin' AND revoked_at IS NULL) > 1)";
         let revoked_at = now();
         let affected = on_pool!(&self.db, pool => sqlx::query(SQL)
             .bind(&revoked_at)
@@ -131,7 +150,13 @@ impl TenancyStore {
             .execute(pool)
             .await
             .map(|done| done.rows_affected()))?;
-        Ok(affected == 1)
+        if affected == 1 {
+            return Ok(Revocation::Revoked);
+        }
+        Ok(match self.find_key(id).await? {
+            Some(key) if key.tenant_id == tenant_id && !key.revoked => Revocation::LastAdmin,
+            _ => Revocation::NotFound,
+        })
     }
 }
 

@@ -9,8 +9,9 @@ on_both_backends!(
     revoke_follows_the_access_rules_of_info,
     another_tenants_license_does_not_exist,
     a_revoked_api_key_stops_working_at_once,
+    a_tenant_always_keeps_an_admin_key,
     only_the_operator_creates_tenants,
-    only_tenant_admins_issue_and_list_keys,
+    keys_are_issued_by_admins_or_the_operator_and_listed_without_secrets,
     suspend_and_reinstate_are_for_administrators,
     my_licenses_lists_only_the_callers_licenses,
     bad_input_is_a_4xx_naming_the_field,
@@ -26,9 +27,12 @@ async fn info_is_for_the_owner_their_admins_and_the_operator(backend: Backend) {
     let license = app.generate(&owner.key, json!({})).await;
     let path = format!("/api/v1/fastrLicense/info/{}", license["licenseKey"].as_str().unwrap());
 
-    assert_eq!(app.get(&path, Some(&owner.key)).await.status, StatusCode::OK);
-    assert_eq!(app.get(&path, Some(&tenant.admin_key)).await.status, StatusCode::OK);
-    assert_eq!(app.get(&path, Some(OPERATOR_TOKEN)).await.status, StatusCode::OK);
+    for caller in [&owner.key, &tenant.admin_key, OPERATOR_TOKEN] {
+        let reply = app.get(&path, Some(caller)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body["id"], license["id"]);
+        assert_eq!(reply.body["licenseKey"], license["licenseKey"]);
+    }
     let refused = app.get(&path, Some(&colleague.key)).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(refused.body["success"], false);
@@ -76,14 +80,19 @@ async fn another_tenants_license_does_not_exist(backend: Backend) {
     let key = license["licenseKey"].as_str().unwrap();
     let id = license["id"].as_str().unwrap();
 
+    // Every answer is the one for a license that does not exist at all.
     for caller in [&globex.admin_key, &globex_user.key] {
         let info = app.get(&format!("/api/v1/licenses/info/{key}"), Some(caller)).await;
         assert_eq!(info.status, StatusCode::NOT_FOUND);
+        assert_eq!(info.body["code"], "license_not_found");
         assert_eq!(app.get(&format!("/api/v1/licenses/{id}"), Some(caller)).await.status, StatusCode::NOT_FOUND);
-        let suspend = app.post(&format!("/api/v1/licenses/suspend/{id}"), Some(caller), json!({})).await;
-        assert!(matches!(suspend.status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN), "{}", suspend.status);
+        for action in ["suspend", "reinstate", "revoke"] {
+            let reply = app.post(&format!("/api/v1/licenses/{action}/{id}"), Some(caller), json!({})).await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{action}: {}", reply.body);
+        }
+        let edit = app.request(Method::PATCH, &format!("/api/v1/licenses/{id}"), Some(caller), Some(json!({"maxActivations": 5}))).await;
+        assert_eq!(edit.status, StatusCode::NOT_FOUND);
     }
-    assert_eq!(app.post(&format!("/api/v1/licenses/suspend/{id}"), Some(&globex.admin_key), json!({})).await.status, StatusCode::NOT_FOUND);
     let theirs = app.get("/api/v1/licenses/my-licenses", Some(&globex_user.key)).await;
     assert_eq!(theirs.body, json!([]));
     assert_eq!(app.count_events(id, "LicenseSuspended").await, 0);
@@ -110,6 +119,42 @@ async fn a_revoked_api_key_stops_working_at_once(backend: Backend) {
     assert_eq!(app.request(Method::DELETE, &path, Some(&tenant.admin_key), None).await.status, StatusCode::NOT_FOUND);
 }
 
+async fn a_tenant_always_keeps_an_admin_key(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let listed = app.get("/api/v1/api-keys", Some(&tenant.admin_key)).await;
+    let first_admin_id = listed.body[0]["id"].as_str().unwrap().to_owned();
+    let last = app.request(Method::DELETE, &format!("/api/v1/api-keys/{first_admin_id}"), Some(&tenant.admin_key), None).await;
+    assert_eq!(last.status, StatusCode::CONFLICT);
+    assert_eq!(last.body["code"], "last_admin_key");
+    assert_eq!(app.get("/api/v1/api-keys", Some(&tenant.admin_key)).await.status, StatusCode::OK);
+
+    // The operator can always issue a tenant a new key, and revoke any key.
+    let missing = app.post("/api/v1/api-keys", Some(OPERATOR_TOKEN), json!({"role": "admin"})).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert_eq!(missing.body["field"], "tenantId");
+    let unknown = app
+        .post("/api/v1/api-keys", Some(OPERATOR_TOKEN), json!({"role": "admin", "tenantId": "no-such-tenant"}))
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let issued = app
+        .post("/api/v1/api-keys", Some(OPERATOR_TOKEN), json!({"role": "admin", "tenantId": tenant.id}))
+        .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
+    let second_admin = issued.body["key"].as_str().unwrap();
+    let revoked = app.request(Method::DELETE, &format!("/api/v1/api-keys/{first_admin_id}"), Some(OPERATOR_TOKEN), None).await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get("/api/v1/api-keys", Some(&tenant.admin_key)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/api/v1/api-keys", Some(second_admin)).await.status, StatusCode::OK);
+
+    // An admin can't reach into another tenant by naming it.
+    let other = app.tenant("Other").await;
+    let reach = app
+        .post("/api/v1/api-keys", Some(second_admin), json!({"role": "admin", "tenantId": other.id}))
+        .await;
+    assert_eq!(reach.status, StatusCode::NOT_FOUND);
+}
+
 async fn only_the_operator_creates_tenants(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let tenant = app.tenant("Acme").await;
@@ -128,14 +173,15 @@ async fn only_the_operator_creates_tenants(backend: Backend) {
     assert!(created.body["adminKey"].as_str().unwrap().starts_with("klk_"));
 }
 
-async fn only_tenant_admins_issue_and_list_keys(backend: Backend) {
+async fn keys_are_issued_by_admins_or_the_operator_and_listed_without_secrets(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let tenant = app.tenant("Acme").await;
     let user = app.user(&tenant, "u").await;
     let by_user = app.post("/api/v1/api-keys", Some(&user.key), json!({"role": "user"})).await;
     assert_eq!(by_user.status, StatusCode::FORBIDDEN);
     let by_operator = app.post("/api/v1/api-keys", Some(OPERATOR_TOKEN), json!({"role": "user"})).await;
-    assert_eq!(by_operator.status, StatusCode::FORBIDDEN);
+    assert_eq!(by_operator.status, StatusCode::BAD_REQUEST, "the operator must name the tenant");
+    assert_eq!(by_operator.body["field"], "tenantId");
     let bad_role = app.post("/api/v1/api-keys", Some(&tenant.admin_key), json!({"role": "root"})).await;
     assert_eq!(bad_role.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad_role.body["field"], "role");
@@ -232,6 +278,10 @@ async fn bad_input_is_a_4xx_naming_the_field(backend: Backend) {
     assert_eq!(named.status, StatusCode::BAD_REQUEST);
     assert_eq!(named.body["field"], "machineName");
 
+    let bad_path = app.get("/api/v1/fastrLicense/info/%FF%FE", Some(&user.key)).await;
+    assert_eq!(bad_path.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_path.body["success"], false);
+
     let no_route = app.get("/api/v1/nothing-here", None).await;
     assert_eq!(no_route.status, StatusCode::NOT_FOUND);
     assert_eq!(no_route.body["code"], "route_not_found");
@@ -255,6 +305,23 @@ async fn both_key_headers_are_accepted(backend: Backend) {
         .unwrap();
     assert_eq!(via_header.status(), StatusCode::OK);
     assert_eq!(app.get("/api/v1/api-keys", Some(&tenant.admin_key)).await.status, StatusCode::OK);
+    let lower_case_scheme = app
+        .client
+        .get(format!("{}/api/v1/api-keys", app.base))
+        .header("authorization", format!("bearer {}", tenant.admin_key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower_case_scheme.status(), StatusCode::OK);
+    let empty_bearer_beside_a_key = app
+        .client
+        .get(format!("{}/api/v1/api-keys", app.base))
+        .header("authorization", "Bearer ")
+        .header("x-api-key", &tenant.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty_bearer_beside_a_key.status(), StatusCode::OK);
 }
 
 async fn health_and_status_answer(backend: Backend) {

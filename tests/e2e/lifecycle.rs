@@ -400,6 +400,15 @@ async fn events_carry_who_did_what_from_where(backend: Backend) {
     assert_eq!(metadata["client_ip"], "127.0.0.1");
     assert_eq!(metadata["user_agent"], "license-daemon/1.2");
     assert!(metadata["occurred_at"].is_string());
+
+    // The anonymous client endpoints are recorded as the client, with no key.
+    app.activate(license["licenseKey"].as_str().unwrap(), "m1").await;
+    let events = app.raw_events(license["id"].as_str().unwrap()).await;
+    let metadata: serde_json::Value = serde_json::from_str(&events[1].2).unwrap();
+    assert_eq!(events[1].0, "LicenseActivated");
+    assert_eq!(metadata["actor_role"], "client");
+    assert_eq!(metadata.get("actor_key_id"), None);
+    assert_eq!(metadata["tenant_id"], tenant.id.as_str());
 }
 
 async fn raw_machine_ids_never_reach_the_log(backend: Backend) {
@@ -415,4 +424,11 @@ async fn raw_machine_ids_never_reach_the_log(backend: Backend) {
     for (_, payload, metadata) in events {
         assert!(!payload.contains(fingerprint) && !metadata.contains(fingerprint), "{payload}");
     }
+    const VIEW: &str = "SELECT state FROM license_view WHERE license_id = $1";
+    let state: String = keyledger_eventlog::on_pool!(&app.db, pool => sqlx::query_scalar(VIEW)
+        .bind(license["id"].as_str().unwrap())
+        .fetch_one(pool)
+        .await)
+    .unwrap();
+    assert!(!state.contains(fingerprint), "{state}");
 }

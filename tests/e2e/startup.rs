@@ -7,7 +7,11 @@ use keyledger_tests::{on_both_backends, test_config, Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 
-on_both_backends!(read_models_left_behind_by_a_crash_are_caught_up_at_start, a_rebuild_mends_a_damaged_read_model);
+on_both_backends!(
+    read_models_left_behind_by_a_crash_are_caught_up_at_start,
+    a_rebuild_mends_a_damaged_read_model,
+    a_running_server_heals_a_read_model_that_missed_a_write,
+);
 
 async fn view_row(app: &TestApp, license_id: &str) -> (i64, String) {
     const SQL: &str = "SELECT version, state FROM license_view WHERE license_id = $1";
@@ -49,6 +53,30 @@ async fn read_models_left_behind_by_a_crash_are_caught_up_at_start(backend: Back
     let found = restarted.get(&format!("/api/v1/licenses/{missing_id}"), Some(&user.key)).await;
     assert_eq!(found.status, StatusCode::OK);
     assert_eq!(view_row(&restarted, behind_id).await.0, 2);
+}
+
+async fn a_running_server_heals_a_read_model_that_missed_a_write(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    let license = app.generate(&user.key, json!({})).await;
+    let id = license["id"].as_str().unwrap();
+    let key = license["licenseKey"].as_str().unwrap();
+    let (_, generated_state) = view_row(&app, id).await;
+    assert_eq!(app.activate(key, "m1").await.status, StatusCode::OK);
+
+    // As if projecting the activation had failed while the server ran.
+    put_view_row(&app, id, 1, &generated_state).await;
+    // Validate confirms a refusal with the log before giving it...
+    let validation = app.validate(key, "m1").await;
+    assert_eq!(validation.body["isValid"], true, "{}", validation.body);
+    assert_eq!(view_row(&app, id).await.0, 2);
+
+    // ...and a client retrying its activation heals the row as well.
+    put_view_row(&app, id, 1, &generated_state).await;
+    assert_eq!(app.activate(key, "m1").await.status, StatusCode::OK);
+    assert_eq!(view_row(&app, id).await.0, 2);
+    assert_eq!(app.count_events(id, "LicenseActivated").await, 1);
 }
 
 async fn a_rebuild_mends_a_damaged_read_model(backend: Backend) {
@@ -103,10 +131,16 @@ async fn the_operator_token_is_generated_once_into_a_private_file() {
 }
 
 #[tokio::test]
-async fn a_short_operator_token_is_refused_at_start() {
+async fn weak_secrets_are_refused_at_start() {
     let data_dir = tempfile::tempdir().unwrap();
+    for token in ["short", "klk_looks_like_a_tenant_key_0123456789"] {
+        let mut config = test_config(data_dir.path().to_path_buf());
+        config.operator_token = Some(token.to_owned());
+        let error = Application::build(config).await.err().expect("refused");
+        assert!(error.to_string().contains("operator token"), "{error}");
+    }
     let mut config = test_config(data_dir.path().to_path_buf());
-    config.operator_token = Some("short".to_owned());
+    config.machine_id_secret = Some("short".to_owned());
     let error = Application::build(config).await.err().expect("refused");
-    assert!(error.to_string().contains("KEYLEDGER_OPERATOR_TOKEN"), "{error}");
+    assert!(error.to_string().contains("KEYLEDGER_MACHINE_ID_SECRET"), "{error}");
 }

@@ -1,8 +1,11 @@
 """Seed 000's Python sample code, as published, run against keyledger.
 
-Only the values a reader of the seed must fill in anyway come from the
-environment: BASE, the API key in place of YOUR_JWT, and the license key and
-id the daemon and the revoke call would have in their configuration.
+Only the values a reader of the seed must fill in anyway are changed: BASE
+and the API key in place of YOUR_JWT come from the environment, and the
+license key and id (which the daemon and the revoke call would have in their
+configuration) come from the generate response. The activation failure
+branch exits non-zero, and a last step checks that the revoked key activates
+on a new host.
 """
 import os
 

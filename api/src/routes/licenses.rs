@@ -2,7 +2,7 @@
 //! edit. Handlers parse input into domain values, run one command or one
 //! read, and map the result to seed 000's shapes.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{Duration, Utc};
@@ -15,8 +15,9 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorShape};
-use crate::extract::{JsonBody, RequestContext};
+use crate::extract::{JsonBody, PathParam, RequestContext};
 use crate::metadata::event_metadata;
+use crate::service::CommandError;
 use crate::state::AppState;
 use crate::wire::{
     instant, ActivateResponse, EditRequest, GenerateRequest, LicenseResponse, MachineRequest, MessageResponse,
@@ -137,7 +138,7 @@ async fn generate(
 async fn info(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw_key): Path<String>,
+    PathParam(raw_key): PathParam,
 ) -> ApiResult<Json<LicenseResponse>> {
     let key = parse_key(Some(&raw_key))?;
     let view = view_by_key(&state, &key).await?.ok_or_else(ApiError::license_not_found)?;
@@ -148,7 +149,7 @@ async fn info(
 async fn by_id(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw_id): Path<String>,
+    PathParam(raw_id): PathParam,
 ) -> ApiResult<Json<LicenseResponse>> {
     let license = readable_license(&state, &caller, &raw_id).await?;
     Ok(Json(LicenseResponse::new(&license, Utc::now())))
@@ -169,7 +170,7 @@ async fn revoke(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
-    Path(raw_id): Path<String>,
+    PathParam(raw_id): PathParam,
 ) -> ApiResult<Json<MessageResponse>> {
     let license = readable_license(&state, &caller, &raw_id).await?;
     let command = LicenseCommand::RevokeLicense { at: Utc::now() };
@@ -183,7 +184,7 @@ async fn suspend(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
-    Path(raw_id): Path<String>,
+    PathParam(raw_id): PathParam,
     JsonBody(request): JsonBody<SuspendRequest>,
 ) -> ApiResult<Json<LicenseResponse>> {
     let license = administrable_license(&state, &caller, &raw_id).await?;
@@ -201,7 +202,7 @@ async fn reinstate(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
-    Path(raw_id): Path<String>,
+    PathParam(raw_id): PathParam,
 ) -> ApiResult<Json<LicenseResponse>> {
     let license = administrable_license(&state, &caller, &raw_id).await?;
     let now = Utc::now();
@@ -214,7 +215,7 @@ async fn edit(
     State(state): State<AppState>,
     context: RequestContext,
     caller: Caller,
-    Path(raw_id): Path<String>,
+    PathParam(raw_id): PathParam,
     JsonBody(request): JsonBody<EditRequest>,
 ) -> ApiResult<Json<LicenseResponse>> {
     let license = administrable_license(&state, &caller, &raw_id).await?;
@@ -253,13 +254,16 @@ async fn activate(
     let (request, machine, license) = client_request(&state, body).await?;
     let machine_name =
         MachineName::parse(request.machine_name.as_deref()).map_err(|e| ApiError::field("machineName", e.to_string()))?;
-    let command = LicenseCommand::ActivateLicense { machine: state.hash_machine(&machine), machine_name, at: Utc::now() };
+    let machine = state.hash_machine(&machine);
+    let command = LicenseCommand::ActivateLicense { machine: machine.clone(), machine_name, at: Utc::now() };
     let license = execute_as(&state, &context, None, &license, command).await?;
     Ok(Json(ActivateResponse {
         success: true,
         error: None,
         license_key: license.license_key.as_ref().map(ToString::to_string).unwrap_or_default(),
-        activated_at: license.activated_at.map(instant),
+        // This machine's activation, which on a multi-seat license may be
+        // later than the license's first.
+        activated_at: license.device(&machine).map(|device| instant(device.activated_at)),
         expires_at: license.expires_at.map(instant),
         license_type: license.license_type,
         max_connections: license.max_connections,
@@ -303,10 +307,24 @@ async fn validate(
     };
     let now = Utc::now();
     let machine = state.hash_machine(&machine);
-    let heartbeat_due = match license.validate(&machine, now) {
-        Err(reason) => return Ok(invalid(reason)),
-        Ok(device) => now >= device.last_heartbeat_at + state.heartbeat_interval,
+    let license = match license.validate(&machine, now) {
+        Ok(_) => license,
+        // The read model said no: confirm with the log before refusing a
+        // paying customer, in case the model missed a write.
+        Err(_) => {
+            let shaped = |error: CommandError| ApiError::from(error).shaped(ErrorShape::Validate);
+            let current = state.licenses.load(&license.id).await.map_err(shaped)?;
+            if let Err(reason) = current.validate(&machine, now) {
+                return Ok(invalid(reason));
+            }
+            tracing::warn!(license_id = %license.id, "read model was behind the log; re-projecting");
+            state.licenses.reproject(std::slice::from_ref(&license.id)).await.map_err(shaped)?;
+            current
+        }
     };
+    let heartbeat_due = license
+        .device(&machine)
+        .is_some_and(|device| now >= device.last_heartbeat_at + state.heartbeat_interval);
     if heartbeat_due {
         record_heartbeat(&state, &context, &license, machine, now).await;
     }

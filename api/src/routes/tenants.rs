@@ -1,6 +1,6 @@
 //! Tenants (operator) and API keys (tenant admins).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, PathParam};
 use crate::state::AppState;
+use crate::tenancy::Revocation;
 
 const MAX_NAME_LEN: usize = 200;
 
@@ -27,9 +28,34 @@ struct TenantRequest {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct KeyRequest {
     role: Option<String>,
     name: Option<String>,
+    /// Only the operator names a tenant; an admin acts in their own.
+    tenant_id: Option<String>,
+}
+
+/// The tenant a key request acts on: a tenant admin's own, or the one the
+/// operator names (which is how a tenant that lost its admin keys gets a
+/// new one).
+async fn key_tenant(state: &AppState, caller: &Caller, requested: Option<&str>) -> ApiResult<String> {
+    if caller.role != Role::Operator {
+        let own = caller.require_admin()?;
+        return match requested {
+            Some(other) if other != own => Err(ApiError::not_found("No such tenant")),
+            _ => Ok(own.to_owned()),
+        };
+    }
+    let tenant_id = requested
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::field("tenantId", "tenantId is required when the operator issues a key"))?;
+    if state.tenancy.tenant_exists(tenant_id).await.map_err(ApiError::internal)? {
+        Ok(tenant_id.to_owned())
+    } else {
+        Err(ApiError::not_found("No such tenant"))
+    }
 }
 
 fn parse_name(raw: Option<&str>, required: bool) -> ApiResult<Option<String>> {
@@ -69,7 +95,7 @@ async fn create_key(
     caller: Caller,
     JsonBody(request): JsonBody<KeyRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let tenant_id = caller.require_admin()?;
+    let tenant_id = &key_tenant(&state, &caller, request.tenant_id.as_deref()).await?;
     let role = match request.role.as_deref().map(str::trim) {
         Some("admin") => Role::Admin,
         Some("user") => Role::User,
@@ -96,12 +122,25 @@ async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<J
     Ok(Json(Value::Array(keys)))
 }
 
-async fn revoke_key(State(state): State<AppState>, caller: Caller, Path(key_id): Path<String>) -> ApiResult<StatusCode> {
-    let tenant_id = caller.require_admin()?;
-    if state.tenancy.revoke_key(tenant_id, &key_id).await.map_err(ApiError::internal)? {
-        tracing::info!(tenant_id, key_id = %key_id, "API key revoked");
-        Ok(StatusCode::NO_CONTENT)
+/// Tenant admins revoke their tenant's keys; the operator any key.
+async fn revoke_key(State(state): State<AppState>, caller: Caller, PathParam(key_id): PathParam) -> ApiResult<StatusCode> {
+    let no_such_key = || ApiError::not_found("No such API key");
+    let tenant_id = if caller.role == Role::Operator {
+        let key = state.tenancy.find_key(&key_id).await.map_err(ApiError::internal)?.ok_or_else(no_such_key)?;
+        key.tenant_id
     } else {
-        Err(ApiError::not_found("No such API key"))
+        caller.require_admin()?.to_owned()
+    };
+    match state.tenancy.revoke_key(&tenant_id, &key_id).await.map_err(ApiError::internal)? {
+        Revocation::Revoked => {
+            tracing::info!(tenant_id, key_id = %key_id, "API key revoked");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Revocation::NotFound => Err(no_such_key()),
+        Revocation::LastAdmin => Err(ApiError::bad_request(
+            "last_admin_key",
+            "This is the tenant's last admin key; issue another admin key before revoking it",
+        )
+        .with_status(StatusCode::CONFLICT)),
     }
 }

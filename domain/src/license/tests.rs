@@ -380,6 +380,18 @@ fn a_heartbeat_from_an_unbound_machine_is_refused() {
         .then_expect_error(LicenseError::MachineNotActivated);
 }
 
+#[test]
+fn a_heartbeat_on_a_suspended_or_expired_license_is_refused() {
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 0), LicenseSuspended { reason: None, suspended_at: t(1) }])
+        .when(LicenseCommand::RecordHeartbeat { machine: machine(1), min_interval: Duration::zero(), at: t(2) })
+        .then_expect_error(LicenseError::Suspended);
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 0)])
+        .when(LicenseCommand::RecordHeartbeat { machine: machine(1), min_interval: Duration::zero(), at: expiry() })
+        .then_expect_error(LicenseError::Expired);
+}
+
 // --- edit --------------------------------------------------------------------------
 
 #[test]
@@ -420,6 +432,14 @@ fn seats_cannot_drop_below_the_machines_in_use() {
             at: t(3),
         })
         .then_expect_error(LicenseError::SeatsBelowActiveMachines { requested: 1, active: 2 });
+}
+
+#[test]
+fn an_edit_cannot_move_the_expiry_to_before_creation() {
+    LicenseTest::with(())
+        .given(vec![generated()])
+        .when(LicenseCommand::EditLicense { expires_at: Some(t(0)), max_activations: None, max_connections: None, at: t(1) })
+        .then_expect_error(LicenseError::ExpiryBeforeCreation);
 }
 
 #[test]
