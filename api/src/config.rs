@@ -58,6 +58,10 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_HEARTBEAT_INTERVAL_SECS", default_value_t = 900, global = true)]
     pub heartbeat_interval_secs: u32,
 
+    /// Seconds between sweeps that record expired licenses; 0 turns sweeping off.
+    #[arg(long, env = "KEYLEDGER_EXPIRY_SWEEP_SECS", default_value_t = 60, global = true)]
+    pub expiry_sweep_secs: u32,
+
     /// Size of the database connection pool.
     #[arg(long, env = "KEYLEDGER_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
@@ -82,6 +86,7 @@ impl Config {
             operator_token: None,
             machine_id_secret: None,
             heartbeat_interval_secs: 900,
+            expiry_sweep_secs: 60,
             db_max_connections: 16,
         }
     }

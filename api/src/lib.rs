@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod config;
 mod error;
+mod expiry;
 mod extract;
 mod metadata;
 mod routes;

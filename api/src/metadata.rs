@@ -34,3 +34,15 @@ pub fn event_metadata(
     }
     metadata
 }
+
+/// Metadata for an event the server causes by itself (`actor_role`
+/// `system`), such as an expiry found by the sweeper.
+pub fn system_metadata(tenant_id: &str, actor: &str, at: DateTime<Utc>) -> HashMap<String, String> {
+    HashMap::from([
+        ("tenant_id".to_owned(), tenant_id.to_owned()),
+        ("request_id".to_owned(), format!("{actor}-{}", uuid::Uuid::new_v4())),
+        ("occurred_at".to_owned(), instant(at)),
+        ("actor_role".to_owned(), "system".to_owned()),
+        ("actor_key_id".to_owned(), actor.to_owned()),
+    ])
+}

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{Authenticator, KEY_PREFIX, OPERATOR_PREFIX};
 use crate::config::Config;
+use crate::expiry;
 use crate::routes::router;
 use crate::secret::random_token;
 use crate::service::LicenseService;
@@ -75,6 +76,7 @@ pub async fn rebuild_projections(config: &Config) -> Result<usize, StartupError>
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    expiry_sweep: Option<std::time::Duration>,
     /// Set when this start generated the operator token, so it can be shown once.
     pub new_operator_token: Option<String>,
 }
@@ -113,18 +115,27 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartupError::Listen { addr: config.listen, source })?;
-        Ok(Self { listener, state, new_operator_token })
+        let expiry_sweep = (config.expiry_sweep_secs > 0)
+            .then(|| std::time::Duration::from_secs(config.expiry_sweep_secs.into()));
+        Ok(Self { listener, state, expiry_sweep, new_operator_token })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves (and sweeps expiries) until `shutdown` resolves, then
+    /// finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let db = self.state.db.clone();
+        let sweeper = self.expiry_sweep.map(|interval| {
+            tokio::spawn(expiry::run(self.state.licenses.clone(), self.state.views.clone(), interval))
+        });
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
         db.close().await;
         served
     }

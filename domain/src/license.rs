@@ -52,12 +52,16 @@ impl License {
         self.devices.iter().find(|d| &d.machine == machine)
     }
 
+    /// A `LicenseExpired` event is in the log, even if a suspension hides
+    /// it from the status.
+    pub fn expiry_recorded(&self) -> bool {
+        self.status == LicenseStatus::Expired || self.status_before_suspension == Some(LicenseStatus::Expired)
+    }
+
     /// Past its expiry at `now`, whether or not a `LicenseExpired` event has
     /// been written yet: expiry must never wait for a scheduler.
     pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
-        self.status == LicenseStatus::Expired
-            || self.status_before_suspension == Some(LicenseStatus::Expired)
-            || self.expires_at.is_some_and(|expiry| now >= expiry)
+        self.expiry_recorded() || self.expires_at.is_some_and(|expiry| now >= expiry)
     }
 
     /// The status a reader should see at `now`: a Generated or Activated
@@ -195,9 +199,7 @@ impl License {
                 vec![LicenseReinstated { reinstated_at: at }]
             }
             ExpireLicense { at } => {
-                let recorded = self.status == LicenseStatus::Expired
-                    || self.status_before_suspension == Some(LicenseStatus::Expired);
-                if recorded {
+                if self.expiry_recorded() {
                     return Ok(vec![]);
                 }
                 let expiry = self.expires_at.ok_or(LicenseError::NotFound)?;

@@ -8,6 +8,11 @@ CREATE TABLE license_view
     license_key text   NOT NULL UNIQUE,
     version     integer NOT NULL,
     created_at  text   NOT NULL,
+    -- RFC 3339 in UTC with fixed precision, so text order is time order.
+    expires_at  text   NOT NULL,
+    -- 1 once a LicenseExpired event is in the log (even under a suspension).
+    expiry_recorded integer NOT NULL,
     state       text   NOT NULL
 ) STRICT;
 CREATE INDEX license_view_by_owner ON license_view (tenant_id, owner_id, created_at);
+CREATE INDEX license_view_expiry_due ON license_view (expires_at) WHERE expiry_recorded = 0;

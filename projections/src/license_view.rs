@@ -1,6 +1,7 @@
 //! `license_view`: every license's current state, found by id, by key or
 //! by owner.
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use keyledger_domain::{License, LicenseKey};
 use keyledger_eventlog::{on_pool, Database};
 
@@ -34,11 +35,11 @@ pub struct LicenseViews {
 /// updates (a concurrent writer's newer state wins) and `<=` for a rebuild
 /// (the same version is rewritten, which mends a damaged row).
 const UPSERT: &str = "
-INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, state)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (license_id) DO UPDATE
-   SET owner_id = excluded.owner_id, license_key = excluded.license_key,
-       version = excluded.version, state = excluded.state
+   SET owner_id = excluded.owner_id, license_key = excluded.license_key, version = excluded.version,
+       expires_at = excluded.expires_at, expiry_recorded = excluded.expiry_recorded, state = excluded.state
  WHERE license_view.version {newer} excluded.version";
 
 const COLUMNS: &str = "SELECT license_id, version, state FROM license_view";
@@ -65,7 +66,8 @@ impl LicenseViews {
             .license_key
             .as_ref()
             .ok_or_else(|| ProjectionError::NotGenerated(license.id.clone()))?;
-        let created_at = license.created_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+        let created_at = license.created_at.map(sortable_instant).unwrap_or_default();
+        let expires_at = license.expires_at.map(sortable_instant).unwrap_or_default();
         let state = serde_json::to_string(license).map_err(|source| ProjectionError::Corrupt {
             license_id: license.id.clone(),
             source,
@@ -78,6 +80,8 @@ impl LicenseViews {
             .bind(key.as_str())
             .bind(version)
             .bind(created_at)
+            .bind(expires_at)
+            .bind(i64::from(license.expiry_recorded()))
             .bind(state)
             .execute(pool)
             .await
@@ -104,6 +108,19 @@ impl LicenseViews {
             .fetch_all(pool)
             .await)?;
         rows.into_iter().map(decode).collect()
+    }
+
+    /// Up to `limit` licenses past their expiry at `now` with no
+    /// `LicenseExpired` event yet, as (license id, tenant id), oldest expiry
+    /// first.
+    pub async fn due_for_expiry(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String)>, ProjectionError> {
+        const SQL: &str = "SELECT license_id, tenant_id FROM license_view WHERE expiry_recorded = 0 AND expires_at <= $1 ORDER BY expires_at LIMIT $2";
+        let due = on_pool!(&self.db, pool => sqlx::query_as(SQL)
+            .bind(sortable_instant(now))
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?;
+        Ok(due)
     }
 
     /// Licenses whose row is missing or older than their last event: what a
@@ -138,6 +155,12 @@ HAVING v.version IS NULL OR MAX(e.sequence) > v.version";
             on_pool!(&self.db, pool => sqlx::query_as(sql).bind(value).fetch_optional(pool).await)?;
         row.map(decode).transpose()
     }
+}
+
+/// RFC 3339 in UTC with a fixed number of digits, so that comparing the
+/// text compares the instants (for years up to 9999).
+fn sortable_instant(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 fn decode((license_id, version, state): (String, i64, String)) -> Result<LicenseView, ProjectionError> {

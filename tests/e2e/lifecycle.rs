@@ -16,6 +16,7 @@ on_both_backends!(
     revoke_then_activation_on_a_new_machine_succeeds,
     suspend_then_validate_is_refused_until_reinstated,
     an_expired_license_is_refused_before_any_expiry_event,
+    the_expiry_sweep_records_each_expiry_once,
     seats_admit_that_many_machines_and_deactivation_frees_one,
     an_admin_edit_changes_expiry_seats_and_connections,
     validate_records_at_most_one_heartbeat_per_interval,
@@ -291,6 +292,44 @@ async fn an_expired_license_is_refused_before_any_expiry_event(backend: Backend)
     assert_eq!(app.validate(key, "m1").await.body["isValid"], true);
 }
 
+async fn the_expiry_sweep_records_each_expiry_once(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| config.expiry_sweep_secs = 1).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    let active = app.generate(&user.key, json!({})).await;
+    let suspended = app.generate(&user.key, json!({})).await;
+    let (active_id, suspended_id) = (active["id"].as_str().unwrap(), suspended["id"].as_str().unwrap());
+    app.activate(active["licenseKey"].as_str().unwrap(), "m1").await;
+    app.post(&format!("/api/v1/licenses/suspend/{suspended_id}"), Some(&tenant.admin_key), json!({})).await;
+    expire_soon(&app, &tenant.admin_key, &active).await;
+    expire_soon(&app, &tenant.admin_key, &suspended).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.count_events(active_id, "LicenseExpired").await + app.count_events(suspended_id, "LicenseExpired").await < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the sweep did not record both expiries");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Later sweeps add nothing.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(app.count_events(active_id, "LicenseExpired").await, 1);
+    assert_eq!(app.count_events(suspended_id, "LicenseExpired").await, 1);
+
+    let events = app.raw_events(active_id).await;
+    let (event_type, _, metadata) = events.last().unwrap();
+    assert_eq!(event_type, "LicenseExpired");
+    let metadata: serde_json::Value = serde_json::from_str(metadata).unwrap();
+    assert_eq!(metadata["actor_role"], "system");
+    assert_eq!(metadata["tenant_id"], tenant.id.as_str());
+
+    let info = app.get(&format!("/api/v1/licenses/{active_id}"), Some(&user.key)).await;
+    assert_eq!(info.body["status"], 2);
+    // The suspension still shows; lifting it reveals the expiry.
+    let info = app.get(&format!("/api/v1/licenses/{suspended_id}"), Some(&user.key)).await;
+    assert_eq!(info.body["status"], 4);
+    let reinstated = app.post(&format!("/api/v1/licenses/reinstate/{suspended_id}"), Some(&tenant.admin_key), json!({})).await;
+    assert_eq!(reinstated.body["status"], 2);
+}
+
 async fn seats_admit_that_many_machines_and_deactivation_frees_one(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let tenant = app.tenant("Acme").await;
@@ -340,9 +379,11 @@ async fn an_admin_edit_changes_expiry_seats_and_connections(backend: Backend) {
     let too_few = patch(json!({"maxActivations": 1})).await;
     assert_eq!(too_few.status, StatusCode::BAD_REQUEST);
     assert_eq!(too_few.body["field"], "maxActivations");
-    let bad_date = patch(json!({"expiredAt": "tomorrow"})).await;
-    assert_eq!(bad_date.status, StatusCode::BAD_REQUEST);
-    assert_eq!(bad_date.body["field"], "expiredAt");
+    for bad_date in [json!("tomorrow"), json!("+10000-01-01T00:00:00Z"), json!(12)] {
+        let reply = patch(json!({"expiredAt": bad_date})).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad_date}");
+        assert_eq!(reply.body["field"], "expiredAt");
+    }
     let owner = app.request(reqwest::Method::PATCH, &path, Some(&user.key), Some(json!({"maxActivations": 9}))).await;
     assert_eq!(owner.status, StatusCode::FORBIDDEN);
     assert_eq!(app.count_events(id, "LicenseEdited").await, 2);

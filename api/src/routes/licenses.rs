@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{Duration, Utc};
+use chrono::{Datelike, Duration, Utc};
 use keyledger_domain::{
     License, LicenseCommand, LicenseError, LicenseKey, LicenseType, MachineId, MachineName, Seats,
 };
@@ -27,6 +27,8 @@ use crate::wire::{
 const DEFAULT_VALIDITY_DAYS: i64 = 365;
 const MAX_VALIDITY_DAYS: i64 = 36_500;
 const MAX_REASON_LEN: usize = 500;
+/// Four-digit years keep stored instants sortable as text.
+const MAX_EXPIRY_YEAR: i32 = 9999;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -219,6 +221,9 @@ async fn edit(
     JsonBody(request): JsonBody<EditRequest>,
 ) -> ApiResult<Json<LicenseResponse>> {
     let license = administrable_license(&state, &caller, &raw_id).await?;
+    if request.expired_at.is_some_and(|t| t.year() > MAX_EXPIRY_YEAR) {
+        return Err(ApiError::field("expiredAt", format!("expiredAt must be before the year {}", MAX_EXPIRY_YEAR + 1)));
+    }
     let max_activations = request.max_activations.map(parse_seats).transpose()?;
     let max_connections = match request.max_connections {
         None => None,
