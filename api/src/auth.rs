@@ -93,7 +93,9 @@ impl Caller {
             _ if !self.is_in_tenant_of(license) => Err(ApiError::license_not_found()),
             Role::Admin => Ok(()),
             Role::User if self.user_id.as_deref() == Some(license.owner_id.as_str()) => Ok(()),
-            Role::User => Err(ApiError::forbidden("Only the license owner or an administrator may access this license")),
+            Role::User => {
+                Err(ApiError::forbidden("Only the license owner or an administrator may access this license"))
+            }
         }
     }
 

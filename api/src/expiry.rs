@@ -35,7 +35,10 @@ pub async fn run(licenses: Arc<LicenseService>, views: LicenseViews, interval: D
 }
 
 /// One sweep; returns how many licenses it recorded as expired.
-pub async fn sweep(licenses: &LicenseService, views: &LicenseViews) -> Result<usize, keyledger_projections::ProjectionError> {
+pub async fn sweep(
+    licenses: &LicenseService,
+    views: &LicenseViews,
+) -> Result<usize, keyledger_projections::ProjectionError> {
     let now = Utc::now();
     let mut expired = 0;
     for (license_id, tenant_id) in views.due_for_expiry(now, BATCH).await? {

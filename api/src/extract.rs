@@ -94,10 +94,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(256).collect());
-    let client_ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
     let context = RequestContext { request_id: request_id.clone(), client_ip, user_agent };
     req.extensions_mut().insert(context);
     let mut response = next.run(req).await;

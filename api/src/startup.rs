@@ -115,8 +115,8 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartupError::Listen { addr: config.listen, source })?;
-        let expiry_sweep = (config.expiry_sweep_secs > 0)
-            .then(|| std::time::Duration::from_secs(config.expiry_sweep_secs.into()));
+        let expiry_sweep =
+            (config.expiry_sweep_secs > 0).then(|| std::time::Duration::from_secs(config.expiry_sweep_secs.into()));
         Ok(Self { listener, state, expiry_sweep, new_operator_token })
     }
 
@@ -128,9 +128,9 @@ impl Application {
     /// finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let db = self.state.db.clone();
-        let sweeper = self.expiry_sweep.map(|interval| {
-            tokio::spawn(expiry::run(self.state.licenses.clone(), self.state.views.clone(), interval))
-        });
+        let sweeper = self
+            .expiry_sweep
+            .map(|interval| tokio::spawn(expiry::run(self.state.licenses.clone(), self.state.views.clone(), interval)));
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         if let Some(sweeper) = sweeper {

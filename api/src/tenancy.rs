@@ -57,7 +57,8 @@ pub struct TenancyStore {
 
 const INSERT_TENANT: &str = "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)";
 const INSERT_KEY: &str = "INSERT INTO api_keys (id, tenant_id, user_id, role, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const KEY_COLUMNS: &str = "SELECT id, tenant_id, user_id, role, name, secret_hash, created_at, revoked_at FROM api_keys";
+const KEY_COLUMNS: &str =
+    "SELECT id, tenant_id, user_id, role, name, secret_hash, created_at, revoked_at FROM api_keys";
 
 type KeyRow = (String, String, String, String, String, String, String, Option<String>);
 

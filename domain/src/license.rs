@@ -7,8 +7,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    LicenseCommand, LicenseError, LicenseEvent, LicenseKey, LicenseStatus, LicenseType,
-    MachineHash, MachineName, Seats,
+    LicenseCommand, LicenseError, LicenseEvent, LicenseKey, LicenseStatus, LicenseType, MachineHash, MachineName, Seats,
 };
 
 /// A machine holding one seat of a license.
@@ -68,9 +67,7 @@ impl License {
     /// license past its expiry reads as Expired before the event lands.
     pub fn status_at(&self, now: DateTime<Utc>) -> LicenseStatus {
         match self.status {
-            LicenseStatus::Generated | LicenseStatus::Activated if self.is_expired_at(now) => {
-                LicenseStatus::Expired
-            }
+            LicenseStatus::Generated | LicenseStatus::Activated if self.is_expired_at(now) => LicenseStatus::Expired,
             status => status,
         }
     }
@@ -225,10 +222,7 @@ impl License {
                 }
                 let active = self.devices.len() as u32;
                 if max_activations.get() < active {
-                    return Err(LicenseError::SeatsBelowActiveMachines {
-                        requested: max_activations.get(),
-                        active,
-                    });
+                    return Err(LicenseError::SeatsBelowActiveMachines { requested: max_activations.get(), active });
                 }
                 let unchanged = expires_at == current_expiry
                     && max_activations == self.max_activations
@@ -293,12 +287,7 @@ impl Aggregate for License {
                 };
             }
             LicenseActivated { machine, machine_name, activated_at } => {
-                self.devices.push(Device {
-                    machine,
-                    machine_name,
-                    activated_at,
-                    last_heartbeat_at: activated_at,
-                });
+                self.devices.push(Device { machine, machine_name, activated_at, last_heartbeat_at: activated_at });
                 self.activated_at.get_or_insert(activated_at);
                 self.status = LicenseStatus::Activated;
             }

@@ -46,7 +46,10 @@ impl PersistedEventRepository for LogRepository {
         delegate!(self, repo => repo.get_last_events::<A>(aggregate_id, last_sequence).await)
     }
 
-    async fn get_snapshot<A: Aggregate>(&self, aggregate_id: &str) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         delegate!(self, repo => repo.get_snapshot::<A>(aggregate_id).await)
     }
 

@@ -62,16 +62,11 @@ impl LicenseViews {
     }
 
     async fn upsert(&self, license: &License, version: i64, newer: &str) -> Result<(), ProjectionError> {
-        let key = license
-            .license_key
-            .as_ref()
-            .ok_or_else(|| ProjectionError::NotGenerated(license.id.clone()))?;
+        let key = license.license_key.as_ref().ok_or_else(|| ProjectionError::NotGenerated(license.id.clone()))?;
         let created_at = license.created_at.map(sortable_instant).unwrap_or_default();
         let expires_at = license.expires_at.map(sortable_instant).unwrap_or_default();
-        let state = serde_json::to_string(license).map_err(|source| ProjectionError::Corrupt {
-            license_id: license.id.clone(),
-            source,
-        })?;
+        let state = serde_json::to_string(license)
+            .map_err(|source| ProjectionError::Corrupt { license_id: license.id.clone(), source })?;
         let sql = UPSERT.replace("{newer}", newer);
         on_pool!(&self.db, pool => sqlx::query(&sql)
             .bind(&license.id)
@@ -113,7 +108,11 @@ impl LicenseViews {
     /// Up to `limit` licenses past their expiry at `now` with no
     /// `LicenseExpired` event yet, as (license id, tenant id), oldest expiry
     /// first.
-    pub async fn due_for_expiry(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String)>, ProjectionError> {
+    pub async fn due_for_expiry(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, ProjectionError> {
         const SQL: &str = "SELECT license_id, tenant_id FROM license_view WHERE expiry_recorded = 0 AND expires_at <= $1 ORDER BY expires_at LIMIT $2";
         let due = on_pool!(&self.db, pool => sqlx::query_as(SQL)
             .bind(sortable_instant(now))
@@ -138,7 +137,8 @@ HAVING v.version IS NULL OR MAX(e.sequence) > v.version";
 
     /// Every license in the log, for a full rebuild.
     pub async fn all_license_ids(&self) -> Result<Vec<String>, ProjectionError> {
-        const SQL: &str = "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'License' ORDER BY aggregate_id";
+        const SQL: &str =
+            "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'License' ORDER BY aggregate_id";
         let ids: Vec<String> = on_pool!(&self.db, pool => sqlx::query_scalar(SQL).fetch_all(pool).await)?;
         Ok(ids)
     }

@@ -63,7 +63,8 @@ async fn revoke_follows_the_access_rules_of_info(backend: Backend) {
     assert_eq!(app.count_events(id, "LicenseRevoked").await, 0);
     assert_eq!(app.post(&path, Some(&tenant.admin_key), json!({})).await.status, StatusCode::OK);
     assert_eq!(app.count_events(id, "LicenseRevoked").await, 1);
-    let unknown = app.post("/api/v1/fastrLicense/revoke/00000000-0000-0000-0000-000000000000", Some(&owner.key), json!({})).await;
+    let unknown =
+        app.post("/api/v1/fastrLicense/revoke/00000000-0000-0000-0000-000000000000", Some(&owner.key), json!({})).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let malformed = app.post("/api/v1/fastrLicense/revoke/not-a-uuid", Some(&owner.key), json!({})).await;
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
@@ -90,7 +91,9 @@ async fn another_tenants_license_does_not_exist(backend: Backend) {
             let reply = app.post(&format!("/api/v1/licenses/{action}/{id}"), Some(caller), json!({})).await;
             assert_eq!(reply.status, StatusCode::NOT_FOUND, "{action}: {}", reply.body);
         }
-        let edit = app.request(Method::PATCH, &format!("/api/v1/licenses/{id}"), Some(caller), Some(json!({"maxActivations": 5}))).await;
+        let edit = app
+            .request(Method::PATCH, &format!("/api/v1/licenses/{id}"), Some(caller), Some(json!({"maxActivations": 5})))
+            .await;
         assert_eq!(edit.status, StatusCode::NOT_FOUND);
     }
     let theirs = app.get("/api/v1/licenses/my-licenses", Some(&globex_user.key)).await;
@@ -124,7 +127,8 @@ async fn a_tenant_always_keeps_an_admin_key(backend: Backend) {
     let tenant = app.tenant("Acme").await;
     let listed = app.get("/api/v1/api-keys", Some(&tenant.admin_key)).await;
     let first_admin_id = listed.body[0]["id"].as_str().unwrap().to_owned();
-    let last = app.request(Method::DELETE, &format!("/api/v1/api-keys/{first_admin_id}"), Some(&tenant.admin_key), None).await;
+    let last =
+        app.request(Method::DELETE, &format!("/api/v1/api-keys/{first_admin_id}"), Some(&tenant.admin_key), None).await;
     assert_eq!(last.status, StatusCode::CONFLICT);
     assert_eq!(last.body["code"], "last_admin_key");
     assert_eq!(app.get("/api/v1/api-keys", Some(&tenant.admin_key)).await.status, StatusCode::OK);
@@ -137,21 +141,19 @@ async fn a_tenant_always_keeps_an_admin_key(backend: Backend) {
         .post("/api/v1/api-keys", Some(OPERATOR_TOKEN), json!({"role": "admin", "tenantId": "no-such-tenant"}))
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
-    let issued = app
-        .post("/api/v1/api-keys", Some(OPERATOR_TOKEN), json!({"role": "admin", "tenantId": tenant.id}))
-        .await;
+    let issued =
+        app.post("/api/v1/api-keys", Some(OPERATOR_TOKEN), json!({"role": "admin", "tenantId": tenant.id})).await;
     assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
     let second_admin = issued.body["key"].as_str().unwrap();
-    let revoked = app.request(Method::DELETE, &format!("/api/v1/api-keys/{first_admin_id}"), Some(OPERATOR_TOKEN), None).await;
+    let revoked =
+        app.request(Method::DELETE, &format!("/api/v1/api-keys/{first_admin_id}"), Some(OPERATOR_TOKEN), None).await;
     assert_eq!(revoked.status, StatusCode::NO_CONTENT);
     assert_eq!(app.get("/api/v1/api-keys", Some(&tenant.admin_key)).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(app.get("/api/v1/api-keys", Some(second_admin)).await.status, StatusCode::OK);
 
     // An admin can't reach into another tenant by naming it.
     let other = app.tenant("Other").await;
-    let reach = app
-        .post("/api/v1/api-keys", Some(second_admin), json!({"role": "admin", "tenantId": other.id}))
-        .await;
+    let reach = app.post("/api/v1/api-keys", Some(second_admin), json!({"role": "admin", "tenantId": other.id})).await;
     assert_eq!(reach.status, StatusCode::NOT_FOUND);
 }
 

@@ -1,19 +1,15 @@
 //! Seat limits under concurrent activation.
 
 use futures::future::join_all;
-use keyledger_tests::{on_both_backends, Backend, TestApp};
+use keyledger_tests::{on_both_backends, Backend, Licensed, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 
 on_both_backends!(fifty_machines_racing_for_three_seats_get_exactly_three, concurrent_generates_all_succeed);
 
 async fn fifty_machines_racing_for_three_seats_get_exactly_three(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    let license = app.generate(&user.key, json!({"maxActivations": 3})).await;
-    let key = license["licenseKey"].as_str().unwrap();
-    let id = license["id"].as_str().unwrap();
+    let Licensed { app, user, key, id, .. } = Licensed::new(backend, json!({"maxActivations": 3})).await;
+    let (key, id) = (key.as_str(), id.as_str());
 
     let machines: Vec<String> = (0..50).map(|i| format!("machine-{i:02}")).collect();
     let replies = join_all(machines.iter().map(|m| app.activate(key, m))).await;

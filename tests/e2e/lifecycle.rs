@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use keyledger_tests::{on_both_backends, Backend, TestApp};
+use keyledger_tests::{on_both_backends, Backend, Licensed, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -60,9 +60,12 @@ async fn the_seed_000_lifecycle_works_end_to_end(backend: Backend) {
 
     let validation = app.validate(key, "machine-fingerprint-123").await;
     assert_eq!(validation.status, StatusCode::OK);
-    assert_eq!(validation.body, json!({
-        "isValid": true, "error": null, "expiresAt": license["expiredAt"], "licenseType": 2, "maxConnections": 10
-    }));
+    assert_eq!(
+        validation.body,
+        json!({
+            "isValid": true, "error": null, "expiresAt": license["expiredAt"], "licenseType": 2, "maxConnections": 10
+        })
+    );
 
     let info = app.get(&format!("/api/v1/fastrLicense/info/{key}"), Some(&alice.key)).await;
     assert_eq!(info.status, StatusCode::OK);
@@ -79,10 +82,13 @@ async fn the_seed_000_lifecycle_works_end_to_end(backend: Backend) {
 
     let revoked = app.post(&format!("/api/v1/fastrLicense/revoke/{id}"), Some(&alice.key), json!({})).await;
     assert_eq!(revoked.status, StatusCode::OK);
-    assert_eq!(revoked.body, json!({
-        "success": true, "error": null,
-        "message": "License has been revoked and reset. It can now be activated on another machine."
-    }));
+    assert_eq!(
+        revoked.body,
+        json!({
+            "success": true, "error": null,
+            "message": "License has been revoked and reset. It can now be activated on another machine."
+        })
+    );
 
     let info = app.get(&format!("/api/v1/licenses/info/{key}"), Some(&alice.key)).await;
     assert_eq!(info.body["status"], 0);
@@ -111,12 +117,8 @@ fn instant(value: &serde_json::Value) -> DateTime<Utc> {
 }
 
 async fn every_activation_failure_of_seed_000_is_a_400_with_success_false(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    let license = app.generate(&user.key, json!({})).await;
-    let key = license["licenseKey"].as_str().unwrap().to_owned();
-    let id = license["id"].as_str().unwrap().to_owned();
+    let Licensed { app, tenant, user, key, id, .. } = Licensed::new(backend, json!({})).await;
+    let (key, id) = (key.as_str(), id.as_str());
 
     let cases = [
         (json!({"machineId": "m1"}), "licenseKey"),
@@ -172,19 +174,16 @@ async fn expire_soon(app: &TestApp, admin_key: &str, license: &serde_json::Value
     let expiry = instant(&license["createdAt"]) + chrono::Duration::seconds(2);
     let id = license["id"].as_str().unwrap();
     let body = json!({"expiredAt": expiry.to_rfc3339()});
-    let reply = app.request(reqwest::Method::PATCH, &format!("/api/v1/licenses/{id}"), Some(admin_key), Some(body)).await;
+    let reply =
+        app.request(reqwest::Method::PATCH, &format!("/api/v1/licenses/{id}"), Some(admin_key), Some(body)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let remaining = (expiry - Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(remaining + Duration::from_millis(50)).await;
 }
 
 async fn every_validation_failure_of_seed_000_is_is_valid_false(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    let license = app.generate(&user.key, json!({})).await;
-    let key = license["licenseKey"].as_str().unwrap().to_owned();
-    let id = license["id"].as_str().unwrap().to_owned();
+    let Licensed { app, tenant, user, key, id, .. } = Licensed::new(backend, json!({})).await;
+    let (key, id) = (key.as_str(), id.as_str());
 
     let expect_invalid = |reply: keyledger_tests::Reply, reason: &str| {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -216,12 +215,8 @@ async fn every_validation_failure_of_seed_000_is_is_valid_false(backend: Backend
 }
 
 async fn revoke_then_activation_on_a_new_machine_succeeds(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    let license = app.generate(&user.key, json!({})).await;
-    let key = license["licenseKey"].as_str().unwrap();
-    let id = license["id"].as_str().unwrap();
+    let Licensed { app, user, key, id, .. } = Licensed::new(backend, json!({})).await;
+    let (key, id) = (key.as_str(), id.as_str());
 
     assert_eq!(app.activate(key, "old-host").await.status, StatusCode::OK);
     assert_eq!(app.activate(key, "new-host").await.status, StatusCode::BAD_REQUEST);
@@ -235,12 +230,8 @@ async fn revoke_then_activation_on_a_new_machine_succeeds(backend: Backend) {
 }
 
 async fn suspend_then_validate_is_refused_until_reinstated(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    let license = app.generate(&user.key, json!({})).await;
-    let key = license["licenseKey"].as_str().unwrap();
-    let id = license["id"].as_str().unwrap();
+    let Licensed { app, tenant, user, key, id, .. } = Licensed::new(backend, json!({})).await;
+    let (key, id) = (key.as_str(), id.as_str());
     app.activate(key, "m1").await;
 
     let suspended = app
@@ -266,12 +257,8 @@ async fn suspend_then_validate_is_refused_until_reinstated(backend: Backend) {
 }
 
 async fn an_expired_license_is_refused_before_any_expiry_event(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    let license = app.generate(&user.key, json!({})).await;
-    let key = license["licenseKey"].as_str().unwrap();
-    let id = license["id"].as_str().unwrap();
+    let Licensed { app, tenant, user, license, key, id } = Licensed::new(backend, json!({})).await;
+    let (key, id) = (key.as_str(), id.as_str());
     app.activate(key, "m1").await;
     assert_eq!(app.validate(key, "m1").await.body["isValid"], true);
 
@@ -286,7 +273,12 @@ async fn an_expired_license_is_refused_before_any_expiry_event(backend: Backend)
 
     // Extending the expiry renews it.
     let renewed = app
-        .request(reqwest::Method::PATCH, &format!("/api/v1/licenses/{id}"), Some(&tenant.admin_key), Some(json!({"expiredAt": "2099-01-01T00:00:00Z"})))
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/licenses/{id}"),
+            Some(&tenant.admin_key),
+            Some(json!({"expiredAt": "2099-01-01T00:00:00Z"})),
+        )
         .await;
     assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.body);
     assert_eq!(app.validate(key, "m1").await.body["isValid"], true);
@@ -305,7 +297,9 @@ async fn the_expiry_sweep_records_each_expiry_once(backend: Backend) {
     expire_soon(&app, &tenant.admin_key, &suspended).await;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.count_events(active_id, "LicenseExpired").await + app.count_events(suspended_id, "LicenseExpired").await < 2 {
+    while app.count_events(active_id, "LicenseExpired").await + app.count_events(suspended_id, "LicenseExpired").await
+        < 2
+    {
         assert!(tokio::time::Instant::now() < deadline, "the sweep did not record both expiries");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -326,15 +320,13 @@ async fn the_expiry_sweep_records_each_expiry_once(backend: Backend) {
     // The suspension still shows; lifting it reveals the expiry.
     let info = app.get(&format!("/api/v1/licenses/{suspended_id}"), Some(&user.key)).await;
     assert_eq!(info.body["status"], 4);
-    let reinstated = app.post(&format!("/api/v1/licenses/reinstate/{suspended_id}"), Some(&tenant.admin_key), json!({})).await;
+    let reinstated =
+        app.post(&format!("/api/v1/licenses/reinstate/{suspended_id}"), Some(&tenant.admin_key), json!({})).await;
     assert_eq!(reinstated.body["status"], 2);
 }
 
 async fn seats_admit_that_many_machines_and_deactivation_frees_one(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    let license = app.generate(&user.key, json!({"maxActivations": 2})).await;
+    let Licensed { app, license, .. } = Licensed::new(backend, json!({"maxActivations": 2})).await;
     assert_eq!(license["maxActivations"], 2);
     let key = license["licenseKey"].as_str().unwrap();
 
@@ -357,12 +349,9 @@ async fn seats_admit_that_many_machines_and_deactivation_frees_one(backend: Back
 }
 
 async fn an_admin_edit_changes_expiry_seats_and_connections(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    let license = app.generate(&user.key, json!({"maxConnections": 5, "maxActivations": 2})).await;
-    let id = license["id"].as_str().unwrap();
-    let key = license["licenseKey"].as_str().unwrap();
+    let Licensed { app, tenant, user, key, id, .. } =
+        Licensed::new(backend, json!({"maxConnections": 5, "maxActivations": 2})).await;
+    let (key, id) = (key.as_str(), id.as_str());
     let path = format!("/api/v1/licenses/{id}");
     let patch = |body| app.request(reqwest::Method::PATCH, &path, Some(&tenant.admin_key), Some(body));
 
@@ -390,11 +379,8 @@ async fn an_admin_edit_changes_expiry_seats_and_connections(backend: Backend) {
 }
 
 async fn validate_records_at_most_one_heartbeat_per_interval(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    let license = app.generate(&user.key, json!({})).await;
-    let key = license["licenseKey"].as_str().unwrap();
+    let Licensed { app, license, key, .. } = Licensed::new(backend, json!({})).await;
+    let key = key.as_str();
     app.activate(key, "m1").await;
     for _ in 0..5 {
         assert_eq!(app.validate(key, "m1").await.body["isValid"], true);
@@ -453,11 +439,8 @@ async fn events_carry_who_did_what_from_where(backend: Backend) {
 }
 
 async fn raw_machine_ids_never_reach_the_log(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    let license = app.generate(&user.key, json!({})).await;
-    let key = license["licenseKey"].as_str().unwrap();
+    let Licensed { app, license, key, .. } = Licensed::new(backend, json!({})).await;
+    let key = key.as_str();
     let fingerprint = "serial-XK42-very-identifying";
     assert_eq!(app.activate(key, fingerprint).await.status, StatusCode::OK);
     let events = app.raw_events(license["id"].as_str().unwrap()).await;

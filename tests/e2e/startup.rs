@@ -3,7 +3,7 @@
 
 use keyledger_api::{rebuild_projections, Application};
 use keyledger_eventlog::on_pool;
-use keyledger_tests::{on_both_backends, test_config, Backend, TestApp};
+use keyledger_tests::{on_both_backends, test_config, Backend, Licensed, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -26,7 +26,8 @@ async fn put_view_row(app: &TestApp, license_id: &str, version: i64, state: &str
 
 async fn delete_view_row(app: &TestApp, license_id: &str) {
     const SQL: &str = "DELETE FROM license_view WHERE license_id = $1";
-    on_pool!(&app.db, pool => sqlx::query(SQL).bind(license_id).execute(pool).await.map(drop)).expect("delete view row");
+    on_pool!(&app.db, pool => sqlx::query(SQL).bind(license_id).execute(pool).await.map(drop))
+        .expect("delete view row");
 }
 
 async fn read_models_left_behind_by_a_crash_are_caught_up_at_start(backend: Backend) {
@@ -56,12 +57,8 @@ async fn read_models_left_behind_by_a_crash_are_caught_up_at_start(backend: Back
 }
 
 async fn a_running_server_heals_a_read_model_that_missed_a_write(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    let license = app.generate(&user.key, json!({})).await;
-    let id = license["id"].as_str().unwrap();
-    let key = license["licenseKey"].as_str().unwrap();
+    let Licensed { app, key, id, .. } = Licensed::new(backend, json!({})).await;
+    let (key, id) = (key.as_str(), id.as_str());
     let (_, generated_state) = view_row(&app, id).await;
     assert_eq!(app.activate(key, "m1").await.status, StatusCode::OK);
 
@@ -80,11 +77,8 @@ async fn a_running_server_heals_a_read_model_that_missed_a_write(backend: Backen
 }
 
 async fn a_rebuild_mends_a_damaged_read_model(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    let license = app.generate(&user.key, json!({"maxActivations": 2})).await;
-    let id = license["id"].as_str().unwrap();
+    let Licensed { app, user, license, id, .. } = Licensed::new(backend, json!({"maxActivations": 2})).await;
+    let id = id.as_str();
     let (_, generated_state) = view_row(&app, id).await;
     app.activate(license["licenseKey"].as_str().unwrap(), "m1").await;
     let (version, live_state) = view_row(&app, id).await;

@@ -71,6 +71,30 @@ pub struct TestUser {
     pub user_id: String,
 }
 
+/// The usual starting point: a server with one tenant, one of its users,
+/// and a license that user generated.
+pub struct Licensed {
+    pub app: TestApp,
+    pub tenant: TestTenant,
+    pub user: TestUser,
+    /// The generate response (seed 000's FastrLicenseResponse).
+    pub license: Value,
+    pub key: String,
+    pub id: String,
+}
+
+impl Licensed {
+    pub async fn new(backend: Backend, generate: Value) -> Self {
+        let app = TestApp::spawn(backend).await;
+        let tenant = app.tenant("Acme").await;
+        let user = app.user(&tenant, "u").await;
+        let license = app.generate(&user.key, generate).await;
+        let key = license["licenseKey"].as_str().expect("licenseKey").to_owned();
+        let id = license["id"].as_str().expect("id").to_owned();
+        Self { app, tenant, user, license, key, id }
+    }
+}
+
 /// Answer of a request: status and JSON body (`Null` when empty).
 pub struct Reply {
     pub status: StatusCode,
@@ -129,11 +153,8 @@ impl TestApp {
 
     /// Sends a raw body with a JSON content type, for malformed input.
     pub async fn post_raw(&self, path: &str, key: Option<&str>, body: &'static str) -> Reply {
-        let mut request = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body);
+        let mut request =
+            self.client.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body);
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
@@ -158,9 +179,8 @@ impl TestApp {
     }
 
     pub async fn user(&self, tenant: &TestTenant, name: &str) -> TestUser {
-        let reply = self
-            .post("/api/v1/api-keys", Some(&tenant.admin_key), json!({ "role": "user", "name": name }))
-            .await;
+        let reply =
+            self.post("/api/v1/api-keys", Some(&tenant.admin_key), json!({ "role": "user", "name": name })).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         TestUser {
             id: reply.body["id"].as_str().unwrap().to_owned(),

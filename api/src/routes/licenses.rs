@@ -6,9 +6,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{Datelike, Duration, Utc};
-use keyledger_domain::{
-    License, LicenseCommand, LicenseError, LicenseKey, LicenseType, MachineId, MachineName, Seats,
-};
+use keyledger_domain::{License, LicenseCommand, LicenseError, LicenseKey, LicenseType, MachineId, MachineName, Seats};
 use keyledger_projections::LicenseView;
 use rand::rngs::OsRng;
 use uuid::Uuid;
@@ -177,9 +175,7 @@ async fn revoke(
     let license = readable_license(&state, &caller, &raw_id).await?;
     let command = LicenseCommand::RevokeLicense { at: Utc::now() };
     execute_as(&state, &context, Some(&caller), &license, command).await?;
-    Ok(Json(MessageResponse::ok(
-        "License has been revoked and reset. It can now be activated on another machine.",
-    )))
+    Ok(Json(MessageResponse::ok("License has been revoked and reset. It can now be activated on another machine.")))
 }
 
 async fn suspend(
@@ -208,7 +204,8 @@ async fn reinstate(
 ) -> ApiResult<Json<LicenseResponse>> {
     let license = administrable_license(&state, &caller, &raw_id).await?;
     let now = Utc::now();
-    let license = execute_as(&state, &context, Some(&caller), &license, LicenseCommand::ReinstateLicense { at: now }).await?;
+    let license =
+        execute_as(&state, &context, Some(&caller), &license, LicenseCommand::ReinstateLicense { at: now }).await?;
     Ok(Json(LicenseResponse::new(&license, now)))
 }
 
@@ -231,7 +228,8 @@ async fn edit(
         Some(Some(raw)) => Some(Some(parse_max_connections(raw)?)),
     };
     let now = Utc::now();
-    let command = LicenseCommand::EditLicense { expires_at: request.expired_at, max_activations, max_connections, at: now };
+    let command =
+        LicenseCommand::EditLicense { expires_at: request.expired_at, max_activations, max_connections, at: now };
     let license = execute_as(&state, &context, Some(&caller), &license, command).await?;
     Ok(Json(LicenseResponse::new(&license, now)))
 }
@@ -257,8 +255,8 @@ async fn activate(
     body: Result<JsonBody<MachineRequest>, ApiError>,
 ) -> ApiResult<Json<ActivateResponse>> {
     let (request, machine, license) = client_request(&state, body).await?;
-    let machine_name =
-        MachineName::parse(request.machine_name.as_deref()).map_err(|e| ApiError::field("machineName", e.to_string()))?;
+    let machine_name = MachineName::parse(request.machine_name.as_deref())
+        .map_err(|e| ApiError::field("machineName", e.to_string()))?;
     let machine = state.hash_machine(&machine);
     let command = LicenseCommand::ActivateLicense { machine: machine.clone(), machine_name, at: Utc::now() };
     let license = execute_as(&state, &context, None, &license, command).await?;
@@ -327,9 +325,8 @@ async fn validate(
             current
         }
     };
-    let heartbeat_due = license
-        .device(&machine)
-        .is_some_and(|device| now >= device.last_heartbeat_at + state.heartbeat_interval);
+    let heartbeat_due =
+        license.device(&machine).is_some_and(|device| now >= device.last_heartbeat_at + state.heartbeat_interval);
     if heartbeat_due {
         record_heartbeat(&state, &context, &license, machine, now).await;
     }

@@ -123,7 +123,11 @@ async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<J
 }
 
 /// Tenant admins revoke their tenant's keys; the operator any key.
-async fn revoke_key(State(state): State<AppState>, caller: Caller, PathParam(key_id): PathParam) -> ApiResult<StatusCode> {
+async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(key_id): PathParam,
+) -> ApiResult<StatusCode> {
     let no_such_key = || ApiError::not_found("No such API key");
     let tenant_id = if caller.role == Role::Operator {
         let key = state.tenancy.find_key(&key_id).await.map_err(ApiError::internal)?.ok_or_else(no_such_key)?;

@@ -174,11 +174,7 @@ fn seats_allow_that_many_machines_and_no_more() {
 fn activating_an_expired_license_is_refused_before_any_expiry_event() {
     LicenseTest::with(())
         .given(vec![generated()])
-        .when(LicenseCommand::ActivateLicense {
-            machine: machine(1),
-            machine_name: name("x"),
-            at: expiry(),
-        })
+        .when(LicenseCommand::ActivateLicense { machine: machine(1), machine_name: name("x"), at: expiry() })
         .then_expect_error(LicenseError::Expired);
 }
 
@@ -255,7 +251,10 @@ fn after_revoke_another_machine_can_activate() {
 
 #[test]
 fn revoking_a_license_that_is_not_bound_changes_nothing() {
-    LicenseTest::with(()).given(vec![generated()]).when(LicenseCommand::RevokeLicense { at: t(1) }).then_expect_events(vec![]);
+    LicenseTest::with(())
+        .given(vec![generated()])
+        .when(LicenseCommand::RevokeLicense { at: t(1) })
+        .then_expect_events(vec![]);
 }
 
 #[test]
@@ -417,7 +416,12 @@ fn an_edit_records_the_resulting_terms() {
 fn an_edit_that_changes_nothing_records_nothing() {
     LicenseTest::with(())
         .given(vec![generated()])
-        .when(LicenseCommand::EditLicense { expires_at: Some(expiry()), max_activations: None, max_connections: None, at: t(1) })
+        .when(LicenseCommand::EditLicense {
+            expires_at: Some(expiry()),
+            max_activations: None,
+            max_connections: None,
+            at: t(1),
+        })
         .then_expect_events(vec![]);
 }
 
@@ -438,7 +442,12 @@ fn seats_cannot_drop_below_the_machines_in_use() {
 fn an_edit_cannot_move_the_expiry_to_before_creation() {
     LicenseTest::with(())
         .given(vec![generated()])
-        .when(LicenseCommand::EditLicense { expires_at: Some(t(0)), max_activations: None, max_connections: None, at: t(1) })
+        .when(LicenseCommand::EditLicense {
+            expires_at: Some(t(0)),
+            max_activations: None,
+            max_connections: None,
+            at: t(1),
+        })
         .then_expect_error(LicenseError::ExpiryBeforeCreation);
 }
 
