@@ -3,11 +3,10 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::auth::Caller;
 use crate::extract::RequestContext;
-use crate::wire::instant;
 
 /// Metadata for an event caused by `caller` (None: an anonymous client
 /// endpoint) on a license of `tenant_id`.
@@ -20,7 +19,7 @@ pub fn event_metadata(
     let mut metadata = HashMap::from([
         ("tenant_id".to_owned(), tenant_id.to_owned()),
         ("request_id".to_owned(), context.request_id.clone()),
-        ("occurred_at".to_owned(), instant(at)),
+        ("occurred_at".to_owned(), occurred_at(at)),
         ("actor_role".to_owned(), caller.map_or("client", |c| c.role.as_str()).to_owned()),
     ]);
     if let Some(caller) = caller {
@@ -41,8 +40,14 @@ pub fn system_metadata(tenant_id: &str, actor: &str, at: DateTime<Utc>) -> HashM
     HashMap::from([
         ("tenant_id".to_owned(), tenant_id.to_owned()),
         ("request_id".to_owned(), format!("{actor}-{}", uuid::Uuid::new_v4())),
-        ("occurred_at".to_owned(), instant(at)),
+        ("occurred_at".to_owned(), occurred_at(at)),
         ("actor_role".to_owned(), "system".to_owned()),
         ("actor_key_id".to_owned(), actor.to_owned()),
     ])
+}
+
+/// Microsecond precision, so a license's state can be asked for between
+/// two events that happened within the same second.
+fn occurred_at(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use keyledger_eventlog::{license_event_store, Database, EventLogError};
+use keyledger_eventlog::{license_event_store, Database, EventLog, EventLogError};
 use keyledger_projections::LicenseViews;
 use tokio::net::TcpListener;
 
@@ -106,6 +106,7 @@ impl Application {
         let state = AppState {
             licenses,
             views,
+            log: EventLog::new(db.clone()),
             auth: Authenticator::new(&operator_token, tenancy.clone()),
             tenancy,
             machine_secret: machine_secret.into_bytes().into(),

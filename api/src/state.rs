@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use keyledger_domain::{MachineHash, MachineId};
-use keyledger_eventlog::Database;
+use keyledger_eventlog::{Database, EventLog};
 use keyledger_projections::LicenseViews;
 
 use crate::auth::Authenticator;
@@ -14,6 +14,7 @@ use crate::tenancy::TenancyStore;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Database,
+    pub log: EventLog,
     pub licenses: Arc<LicenseService>,
     pub views: LicenseViews,
     pub tenancy: TenancyStore,

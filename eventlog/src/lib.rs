@@ -2,14 +2,19 @@
 //!
 //! This crate owns the database connection ([`Database`], PostgreSQL or
 //! embedded SQLite, chosen by URL), the schema migrations of both backends,
-//! and the cqrs-es event store that appends and loads `License` events.
-//! Nothing here knows about HTTP or read models.
+//! the cqrs-es event store that appends and loads `License` events, and the
+//! [`EventLog`]: the global order every reader follows, each license's
+//! history, and the hash chains that make tampering evident. Nothing here
+//! knows about HTTP or read models.
 
+mod chain;
 mod database;
+mod log;
 mod repository;
 mod secrets;
 
 pub use database::{Backend, Database, EventLogError};
+pub use log::{BrokenChain, ChainBreak, Cursor, EventLog, LoggedEvent, VerifyReport, AGGREGATE_TYPE, ENVELOPE_VERSION};
 pub use repository::LogRepository;
 
 use cqrs_es::persist::PersistedEventStore;

@@ -6,31 +6,55 @@ use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
 
+use crate::log::{EventLog, NewEvent};
 use crate::Database;
 
-/// postgres-es or sqlite-es behind one type, so the event store and
-/// everything above it are written once.
-pub enum LogRepository {
+/// The event repository cqrs-es loads and appends through: reads go to
+/// postgres-es or sqlite-es, appends to [`EventLog`], which adds the global
+/// position, the event id and the hash chain their INSERTs know nothing of.
+pub struct LogRepository {
+    reader: Reader,
+    log: EventLog,
+}
+
+enum Reader {
     Postgres(PostgresEventRepository),
     Sqlite(SqliteEventRepository),
 }
 
 impl LogRepository {
     pub fn new(database: &Database) -> Self {
-        match database {
-            Database::Postgres(pool) => Self::Postgres(PostgresEventRepository::new(pool.clone())),
-            Database::Sqlite(pool) => Self::Sqlite(SqliteEventRepository::new(pool.clone())),
-        }
+        let reader = match database {
+            Database::Postgres(pool) => Reader::Postgres(PostgresEventRepository::new(pool.clone())),
+            Database::Sqlite(pool) => Reader::Sqlite(SqliteEventRepository::new(pool.clone())),
+        };
+        Self { reader, log: EventLog::new(database.clone()) }
     }
 }
 
 macro_rules! delegate {
     ($self:ident, $repo:ident => $call:expr) => {
-        match $self {
-            LogRepository::Postgres($repo) => $call,
-            LogRepository::Sqlite($repo) => $call,
+        match &$self.reader {
+            Reader::Postgres($repo) => $call,
+            Reader::Sqlite($repo) => $call,
         }
     };
+}
+
+/// A unique violation means another writer appended to the license first
+/// (PostgreSQL 23505; SQLite 1555 and 2067): the optimistic lock was lost.
+fn persistence_error(error: sqlx::Error) -> PersistenceError {
+    if let sqlx::Error::Database(db_error) = &error {
+        if matches!(db_error.code().as_deref(), Some("23505" | "1555" | "2067")) {
+            return PersistenceError::OptimisticLockError;
+        }
+    }
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            PersistenceError::ConnectionError(Box::new(error))
+        }
+        other => PersistenceError::UnknownError(Box::new(other)),
+    }
 }
 
 impl PersistedEventRepository for LogRepository {
@@ -53,12 +77,24 @@ impl PersistedEventRepository for LogRepository {
         delegate!(self, repo => repo.get_snapshot::<A>(aggregate_id).await)
     }
 
+    /// The store runs in event-store mode, so there is never a snapshot.
     async fn persist<A: Aggregate>(
         &self,
         events: &[SerializedEvent],
-        snapshot_update: Option<(String, Value, usize)>,
+        _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        delegate!(self, repo => repo.persist::<A>(events, snapshot_update).await)
+        let events: Vec<NewEvent<'_>> = events
+            .iter()
+            .map(|event| NewEvent {
+                aggregate_id: &event.aggregate_id,
+                sequence: event.sequence as i64,
+                event_type: &event.event_type,
+                event_version: &event.event_version,
+                payload: &event.payload,
+                metadata: &event.metadata,
+            })
+            .collect();
+        self.log.append(&events).await.map_err(persistence_error)
     }
 
     async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {

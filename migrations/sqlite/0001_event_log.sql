@@ -1,4 +1,5 @@
--- The append-only event log, in the shape sqlite-es reads and writes.
+-- The append-only event log. sqlite-es reads the first seven columns;
+-- keyledger appends (eventlog/src/log.rs) and fills the rest.
 CREATE TABLE events
 (
     aggregate_type text                         NOT NULL,
@@ -8,6 +9,13 @@ CREATE TABLE events
     event_version  text                         NOT NULL,
     payload        text                         NOT NULL,
     metadata       text                         NOT NULL,
+    -- Global position: SQLite has one writer at a time, so positions are
+    -- handed out in commit order.
+    position       integer NOT NULL UNIQUE,
+    event_id       text NOT NULL UNIQUE,
+    -- SHA-256 over the previous event's hash of this aggregate and this
+    -- event's canonical content: the tamper-evidence chain.
+    hash           text NOT NULL,
     PRIMARY KEY (aggregate_type, aggregate_id, sequence)
 ) STRICT;
 

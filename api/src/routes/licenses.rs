@@ -73,7 +73,7 @@ async fn view_by_key(state: &AppState, key: &LicenseKey) -> ApiResult<Option<Lic
 }
 
 /// The license with this id if the caller may see it at all.
-async fn readable_license(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<License> {
+pub(super) async fn readable_license(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<License> {
     let id = parse_license_id(raw_id)?;
     let view = state.views.by_id(&id).await.map_err(ApiError::internal)?.ok_or_else(ApiError::license_not_found)?;
     caller.may_read(&view.license)?;

@@ -1,5 +1,6 @@
 //! The HTTP surface: which path goes to which handler.
 
+mod audit;
 mod health;
 mod licenses;
 mod tenants;
@@ -17,12 +18,16 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(tenants::routes())
         // One set of handlers under the native path and seed 000's own.
-        .nest("/api/v1/licenses", licenses::routes())
-        .nest("/api/v1/fastrLicense", licenses::routes())
+        .nest("/api/v1/licenses", license_routes())
+        .nest("/api/v1/fastrLicense", license_routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_context))
         .with_state(state)
+}
+
+fn license_routes() -> Router<AppState> {
+    licenses::routes().merge(audit::routes())
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {

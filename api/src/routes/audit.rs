@@ -1,0 +1,101 @@
+//! A license's history, and its state at any past instant, for its owner,
+//! its tenant's admins and the operator.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use keyledger_domain::{License, LicenseEvent};
+use serde_json::{json, Value};
+
+use super::licenses::readable_license;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::PathParam;
+use crate::state::AppState;
+use crate::wire::{instant, LicenseResponse};
+
+const DEFAULT_PAGE: i64 = 100;
+const MAX_PAGE: i64 = 1_000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/{license_id}/events", get(history)).route("/{license_id}/state", get(state_at))
+}
+
+type QueryParams = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+
+fn query_params(params: QueryParams) -> ApiResult<HashMap<String, String>> {
+    params.map(|Query(params)| params).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+fn integer_param(params: &HashMap<String, String>, name: &str, default: i64, range: (i64, i64)) -> ApiResult<i64> {
+    let Some(raw) = params.get(name) else { return Ok(default) };
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| (range.0..=range.1).contains(n))
+        .ok_or_else(|| ApiError::field(name, format!("{name} must be an integer from {} to {}", range.0, range.1)))
+}
+
+/// `GET …/{licenseId}/events?after=<position>&limit=<n>`: the license's
+/// events in order, each with its metadata and chain hash. Page on by
+/// passing the last event's `position` as `after` (`nextAfter`).
+async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(raw_id): PathParam,
+    params: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let params = query_params(params)?;
+    let after = integer_param(&params, "after", 0, (0, i64::MAX))?;
+    let limit = integer_param(&params, "limit", DEFAULT_PAGE, (1, MAX_PAGE))?;
+    let license = readable_license(&state, &caller, &raw_id).await?;
+    let events = state.log.history(&license.id, after, limit).await.map_err(ApiError::internal)?;
+    let next_after = (events.len() as i64 == limit).then(|| events.last().map(|e| e.position)).flatten();
+    Ok(Json(json!({
+        "licenseId": license.id,
+        "events": events.iter().map(|e| e.envelope()).collect::<Vec<_>>(),
+        "nextAfter": next_after,
+    })))
+}
+
+/// `GET …/{licenseId}/state?at=<RFC 3339>`: the license as it was at that
+/// instant, folded from its events up to then.
+async fn state_at(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(raw_id): PathParam,
+    params: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let params = query_params(params)?;
+    let raw_at = params.get("at").ok_or_else(|| ApiError::field("at", "at is required: an RFC 3339 instant"))?;
+    let at: DateTime<Utc> = DateTime::parse_from_rfc3339(raw_at)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| ApiError::field("at", "at must be an RFC 3339 instant, e.g. 2026-04-22T10:00:00Z"))?;
+    let current = readable_license(&state, &caller, &raw_id).await?;
+    let events = state.log.history(&current.id, 0, i64::MAX).await.map_err(ApiError::internal)?;
+
+    let mut license = License::default();
+    let mut version = 0;
+    for event in events {
+        let occurred_at = event
+            .metadata
+            .get("occurred_at")
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .ok_or_else(|| ApiError::internal(format!("event {} has no occurred_at", event.event_id)))?;
+        if occurred_at > at {
+            break;
+        }
+        version = event.sequence;
+        let event: LicenseEvent = serde_json::from_value(event.payload).map_err(ApiError::internal)?;
+        license.apply(event);
+    }
+    if !license.exists() {
+        return Err(ApiError::not_found(format!("The license did not exist yet at {}", instant(at)))
+            .with_code("license_not_yet_generated"));
+    }
+    Ok(Json(json!({ "at": raw_at, "version": version, "license": LicenseResponse::new(&license, at) })))
+}

@@ -1,0 +1,364 @@
+//! Appending to the log, and reading it back in global order: the tail
+//! that read models and consumers follow, a license's history, and the
+//! verification of every hash chain.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::chain::{chain_hash, ChainedContent};
+use crate::{Database, EventLogError};
+
+/// The only aggregate type in the log.
+pub const AGGREGATE_TYPE: &str = "License";
+
+/// Where a reader of the tail has got to. On PostgreSQL events are read in
+/// `(txid, position)` order; on SQLite `txid` is always 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Cursor {
+    pub txid: i64,
+    pub position: i64,
+}
+
+impl Cursor {
+    /// Before the first event: a reader starting here sees the whole log.
+    pub const START: Cursor = Cursor { txid: 0, position: 0 };
+}
+
+/// An event as stored, with everything a consumer or an auditor needs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoggedEvent {
+    pub cursor: Cursor,
+    pub position: i64,
+    pub event_id: String,
+    pub license_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    pub hash: String,
+}
+
+/// The version of [`LoggedEvent::envelope`]'s shape.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+impl LoggedEvent {
+    /// The event as consumers see it: the API's history and, later, the
+    /// NATS relay. `data` is the event's own fields; the stored payload
+    /// wraps them in the event type's name.
+    pub fn envelope(&self) -> Value {
+        let data = match &self.payload {
+            Value::Object(wrapper) if wrapper.len() == 1 => {
+                wrapper.get(&self.event_type).cloned().unwrap_or_else(|| self.payload.clone())
+            }
+            other => other.clone(),
+        };
+        serde_json::json!({
+            "envelopeVersion": ENVELOPE_VERSION,
+            "eventId": self.event_id,
+            "position": self.position,
+            "licenseId": self.license_id,
+            "tenantId": self.metadata.get("tenant_id"),
+            "sequence": self.sequence,
+            "type": self.event_type,
+            "version": self.event_version,
+            "occurredAt": self.metadata.get("occurred_at"),
+            "data": data,
+            "metadata": self.metadata,
+            "hash": self.hash,
+        })
+    }
+}
+
+/// One event to append, as cqrs-es serialised it.
+pub struct NewEvent<'a> {
+    pub aggregate_id: &'a str,
+    pub sequence: i64,
+    pub event_type: &'a str,
+    pub event_version: &'a str,
+    pub payload: &'a Value,
+    pub metadata: &'a Value,
+}
+
+/// What went wrong with one license's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ChainBreak {
+    /// The sequence jumps: events were removed or renumbered.
+    Gap { expected: i64, found: i64 },
+    /// The stored hash does not match the content and the previous hash:
+    /// the event was edited or moved.
+    HashMismatch { sequence: i64 },
+}
+
+/// The first broken link of a license's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokenChain {
+    pub license_id: String,
+    #[serde(flatten)]
+    pub first_break: ChainBreak,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub licenses: usize,
+    pub events: usize,
+    pub broken: Vec<BrokenChain>,
+}
+
+/// The log on either backend.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    db: Database,
+}
+
+const EVENT_COLUMNS: &str =
+    "position, event_id, aggregate_id, sequence, event_type, event_version, payload, metadata, hash";
+const PREVIOUS_HASH: &str = "SELECT hash FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3";
+
+impl EventLog {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Appends one command's events to a license in one transaction,
+    /// chaining each to the one before. A concurrent append to the same
+    /// license fails on the primary key, which the caller retries.
+    pub(crate) async fn append(&self, events: &[NewEvent<'_>]) -> Result<(), sqlx::Error> {
+        let Some(first) = events.first() else { return Ok(()) };
+        match &self.db {
+            Database::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let mut previous: Option<String> = sqlx::query_scalar(PREVIOUS_HASH)
+                    .bind(AGGREGATE_TYPE)
+                    .bind(first.aggregate_id)
+                    .bind(first.sequence - 1)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                for event in events {
+                    let (event_id, hash) = identify(previous.as_deref().unwrap_or_default(), event);
+                    sqlx::query(
+                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(AGGREGATE_TYPE)
+                    .bind(event.aggregate_id)
+                    .bind(event.sequence)
+                    .bind(event.event_type)
+                    .bind(event.event_version)
+                    .bind(event.payload)
+                    .bind(event.metadata)
+                    .bind(&event_id)
+                    .bind(&hash)
+                    .execute(&mut *tx)
+                    .await?;
+                    previous = Some(hash);
+                }
+                tx.commit().await
+            }
+            Database::Sqlite(pool) => {
+                // IMMEDIATE takes the write lock up front, so positions are
+                // handed out by one writer at a time and a waiting writer
+                // queues on the busy timeout instead of failing its upgrade.
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut previous: Option<String> = sqlx::query_scalar(PREVIOUS_HASH)
+                    .bind(AGGREGATE_TYPE)
+                    .bind(first.aggregate_id)
+                    .bind(first.sequence - 1)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let mut position: i64 =
+                    sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events").fetch_one(&mut *tx).await?;
+                for event in events {
+                    let (event_id, hash) = identify(previous.as_deref().unwrap_or_default(), event);
+                    position += 1;
+                    sqlx::query(
+                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, position, event_id, hash)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    )
+                    .bind(AGGREGATE_TYPE)
+                    .bind(event.aggregate_id)
+                    .bind(event.sequence)
+                    .bind(event.event_type)
+                    .bind(event.event_version)
+                    .bind(event.payload)
+                    .bind(event.metadata)
+                    .bind(position)
+                    .bind(&event_id)
+                    .bind(&hash)
+                    .execute(&mut *tx)
+                    .await?;
+                    previous = Some(hash);
+                }
+                tx.commit().await
+            }
+        }
+    }
+
+    /// Up to `limit` events after `after`, in the order every reader
+    /// agrees on. On PostgreSQL only transactions older than the oldest
+    /// one still running are read, so an event that commits late can
+    /// never land behind a cursor already handed out.
+    pub async fn tail(&self, after: Cursor, limit: i64) -> Result<Vec<LoggedEvent>, EventLogError> {
+        let events = match &self.db {
+            Database::Postgres(pool) => {
+                let sql = format!(
+                    "SELECT txid::text AS txid, {EVENT_COLUMNS} FROM events
+                      WHERE (txid, position) > ($1::bigint::text::xid8, $2)
+                        AND txid < pg_snapshot_xmin(pg_current_snapshot())
+                      ORDER BY txid, position LIMIT $3"
+                );
+                let rows = sqlx::query(&sql).bind(after.txid).bind(after.position).bind(limit).fetch_all(pool).await?;
+                rows.iter().map(pg_event).collect::<Result<_, _>>()?
+            }
+            Database::Sqlite(pool) => {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
+                let rows = sqlx::query(&sql).bind(after.position).bind(limit).fetch_all(pool).await?;
+                rows.iter().map(sqlite_event).collect::<Result<_, _>>()?
+            }
+        };
+        Ok(events)
+    }
+
+    /// A license's events after global position `after`, oldest first. For
+    /// one license, position order is sequence order: each append waits
+    /// for the one before it to commit.
+    pub async fn history(&self, license_id: &str, after: i64, limit: i64) -> Result<Vec<LoggedEvent>, EventLogError> {
+        let sql = |columns: &str| {
+            format!(
+                "SELECT {columns} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND position > $3
+                  ORDER BY sequence LIMIT $4"
+            )
+        };
+        let events = match &self.db {
+            Database::Postgres(pool) => {
+                let rows = sqlx::query(&sql(&format!("txid::text AS txid, {EVENT_COLUMNS}")))
+                    .bind(AGGREGATE_TYPE)
+                    .bind(license_id)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(pg_event).collect::<Result<_, _>>()?
+            }
+            Database::Sqlite(pool) => {
+                let rows = sqlx::query(&sql(EVENT_COLUMNS))
+                    .bind(AGGREGATE_TYPE)
+                    .bind(license_id)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(sqlite_event).collect::<Result<_, _>>()?
+            }
+        };
+        Ok(events)
+    }
+
+    /// Recomputes every chain (or one license's) from the stored rows and
+    /// reports the first broken link of each broken chain.
+    pub async fn verify(&self, license_id: Option<&str>) -> Result<VerifyReport, EventLogError> {
+        let license_ids: Vec<String> = match license_id {
+            Some(id) => vec![id.to_owned()],
+            None => {
+                const SQL: &str =
+                    "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1 ORDER BY aggregate_id";
+                crate::on_pool!(&self.db, pool => sqlx::query_scalar(SQL).bind(AGGREGATE_TYPE).fetch_all(pool).await)?
+            }
+        };
+        let mut report = VerifyReport::default();
+        for license_id in license_ids {
+            let events = self.history(&license_id, i64::MIN, i64::MAX).await?;
+            report.licenses += 1;
+            report.events += events.len();
+            if let Some(first_break) = first_break(&events) {
+                report.broken.push(BrokenChain { license_id, first_break });
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// A fresh event id, and the event's chain hash after `previous`.
+fn identify(previous: &str, event: &NewEvent<'_>) -> (String, String) {
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let hash = chain_hash(
+        previous,
+        &ChainedContent {
+            aggregate_id: event.aggregate_id,
+            sequence: event.sequence,
+            event_id: &event_id,
+            event_type: event.event_type,
+            event_version: event.event_version,
+            payload: event.payload,
+            metadata: event.metadata,
+        },
+    );
+    (event_id, hash)
+}
+
+/// The first link where a license's stored events stop agreeing with
+/// their chain, walking in sequence order from 1.
+fn first_break(events: &[LoggedEvent]) -> Option<ChainBreak> {
+    let mut previous = String::new();
+    for (index, event) in events.iter().enumerate() {
+        let expected = index as i64 + 1;
+        if event.sequence != expected {
+            return Some(ChainBreak::Gap { expected, found: event.sequence });
+        }
+        let recomputed = chain_hash(
+            &previous,
+            &ChainedContent {
+                aggregate_id: &event.license_id,
+                sequence: event.sequence,
+                event_id: &event.event_id,
+                event_type: &event.event_type,
+                event_version: &event.event_version,
+                payload: &event.payload,
+                metadata: &event.metadata,
+            },
+        );
+        if recomputed != event.hash {
+            return Some(ChainBreak::HashMismatch { sequence: event.sequence });
+        }
+        previous = recomputed;
+    }
+    None
+}
+
+fn pg_event(row: &sqlx::postgres::PgRow) -> Result<LoggedEvent, sqlx::Error> {
+    let txid: String = row.try_get("txid")?;
+    let txid = txid.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let mut event = common_event(row)?;
+    event.cursor.txid = txid;
+    Ok(event)
+}
+
+fn sqlite_event(row: &sqlx::sqlite::SqliteRow) -> Result<LoggedEvent, sqlx::Error> {
+    common_event(row)
+}
+
+fn common_event<'r, R>(row: &'r R) -> Result<LoggedEvent, sqlx::Error>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Value: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let position: i64 = row.try_get("position")?;
+    Ok(LoggedEvent {
+        cursor: Cursor { txid: 0, position },
+        position,
+        event_id: row.try_get("event_id")?,
+        license_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        hash: row.try_get("hash")?,
+    })
+}

@@ -1,0 +1,256 @@
+//! The log itself: one global order that a tail can follow while writers
+//! race, and hash chains that reveal tampering.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures::future::join_all;
+use keyledger_eventlog::{on_pool, ChainBreak, Cursor, Database, EventLog};
+use keyledger_tests::{on_both_backends, Backend, Licensed, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+on_both_backends!(
+    a_tail_running_during_concurrent_writes_sees_every_event_exactly_once,
+    verification_passes_an_untouched_log_and_finds_each_kind_of_tampering,
+    history_pages_through_a_licenses_events_with_their_metadata,
+    the_state_at_a_past_instant_is_the_events_up_to_then,
+);
+
+async fn a_tail_running_during_concurrent_writes_sees_every_event_exactly_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    let log = EventLog::new(app.db.clone());
+
+    // The tail reads in small pages while 12 writers work on 12 licenses.
+    let tail = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let (mut cursor, mut seen, mut idle) = (Cursor::START, Vec::new(), 0);
+            while idle < 40 {
+                let page = log.tail(cursor, 7).await.expect("tail");
+                match page.last() {
+                    Some(last) => {
+                        assert!(last.cursor > cursor, "the tail moved backwards");
+                        cursor = last.cursor;
+                        seen.extend(page);
+                        idle = 0;
+                    }
+                    None => {
+                        idle += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            seen
+        })
+    };
+    let writers = (0..12).map(|w| {
+        let (app, key) = (&app, &user.key);
+        async move {
+            let license = app.generate(key, json!({"maxActivations": 3})).await;
+            let license_key = license["licenseKey"].as_str().unwrap();
+            for round in 0..4 {
+                let machine = format!("w{w}-m{round}");
+                assert_eq!(app.activate(license_key, &machine).await.status, StatusCode::OK);
+                let body = json!({"licenseKey": license_key, "machineId": machine});
+                assert_eq!(app.post("/api/v1/licenses/deactivate", None, body).await.status, StatusCode::OK);
+            }
+        }
+    });
+    join_all(writers).await;
+    let seen = tail.await.unwrap();
+
+    const ALL: &str = "SELECT event_id FROM events";
+    let stored: Vec<String> = on_pool!(&app.db, pool => sqlx::query_scalar(ALL).fetch_all(pool).await).unwrap();
+    assert_eq!(stored.len(), 12 * 9);
+    let seen_ids: HashSet<&str> = seen.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(seen.len(), stored.len(), "every event once: no duplicates, none missing");
+    assert_eq!(seen_ids, stored.iter().map(String::as_str).collect());
+    // Within each license the tail keeps the license's own order.
+    let mut last_sequence: HashMap<&str, i64> = HashMap::new();
+    for event in &seen {
+        let previous = last_sequence.insert(&event.license_id, event.sequence).unwrap_or(0);
+        assert_eq!(event.sequence, previous + 1, "license {} out of order", event.license_id);
+    }
+}
+
+/// Runs `postgres_sql` or `sqlite_sql` against the server's database.
+async fn tamper(db: &Database, postgres_sql: &str, sqlite_sql: &str, license_id: &str) {
+    match db {
+        Database::Postgres(pool) => sqlx::query(postgres_sql).bind(license_id).execute(pool).await.map(drop),
+        Database::Sqlite(pool) => sqlx::query(sqlite_sql).bind(license_id).execute(pool).await.map(drop),
+    }
+    .expect("tamper with the log");
+}
+
+async fn verification_passes_an_untouched_log_and_finds_each_kind_of_tampering(backend: Backend) {
+    let Licensed { app, tenant, user, .. } = Licensed::new(backend, json!({"maxActivations": 2})).await;
+    // Four licenses with five events each: generated, 2 activated, deactivated, suspended.
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let license = app.generate(&user.key, json!({"maxActivations": 2})).await;
+        let (key, id) = (license["licenseKey"].as_str().unwrap(), license["id"].as_str().unwrap().to_owned());
+        app.activate(key, "m1").await;
+        app.activate(key, "m2").await;
+        app.post("/api/v1/licenses/deactivate", None, json!({"licenseKey": key, "machineId": "m1"})).await;
+        app.post(&format!("/api/v1/licenses/suspend/{id}"), Some(&tenant.admin_key), json!({})).await;
+        ids.push(id);
+    }
+    let log = EventLog::new(app.db.clone());
+    let clean = log.verify(None).await.unwrap();
+    assert_eq!(clean.licenses, 5);
+    assert_eq!(clean.events, 1 + 4 * 5);
+    assert!(clean.broken.is_empty(), "{:?}", clean.broken);
+
+    let (edited, deleted, swapped, untouched) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    tamper(
+        &app.db,
+        "UPDATE events SET payload = REPLACE(payload::text, 'test-machine', 'evil-machine')::json WHERE aggregate_id = $1 AND sequence = 2",
+        "UPDATE events SET payload = REPLACE(payload, 'test-machine', 'evil-machine') WHERE aggregate_id = $1 AND sequence = 2",
+        edited,
+    )
+    .await;
+    let delete = "DELETE FROM events WHERE aggregate_id = $1 AND sequence = 3";
+    tamper(&app.db, delete, delete, deleted).await;
+    for step in [
+        "UPDATE events SET sequence = 1000 WHERE aggregate_id = $1 AND sequence = 2",
+        "UPDATE events SET sequence = 2 WHERE aggregate_id = $1 AND sequence = 3",
+        "UPDATE events SET sequence = 3 WHERE aggregate_id = $1 AND sequence = 1000",
+    ] {
+        tamper(&app.db, step, step, swapped).await;
+    }
+
+    let report = log.verify(None).await.unwrap();
+    let broken: HashMap<&str, &ChainBreak> =
+        report.broken.iter().map(|b| (b.license_id.as_str(), &b.first_break)).collect();
+    assert_eq!(broken.len(), 3, "{:?}", report.broken);
+    assert_eq!(broken[edited.as_str()], &ChainBreak::HashMismatch { sequence: 2 });
+    assert_eq!(broken[deleted.as_str()], &ChainBreak::Gap { expected: 3, found: 4 });
+    assert_eq!(broken[swapped.as_str()], &ChainBreak::HashMismatch { sequence: 2 });
+    assert!(!broken.contains_key(untouched.as_str()));
+    let one = log.verify(Some(untouched)).await.unwrap();
+    assert_eq!((one.licenses, one.events, one.broken.len()), (1, 5, 0));
+
+    // The API's history shows the stored events with their hashes.
+    let history =
+        app.request(Method::GET, &format!("/api/v1/licenses/{untouched}/events"), Some(&user.key), None).await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    let events = history.body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 5);
+    let stored = log.history(untouched, 0, 100).await.unwrap();
+    for (shown, stored) in events.iter().zip(&stored) {
+        assert_eq!(shown["hash"], stored.hash.as_str());
+        assert_eq!(shown["eventId"], stored.event_id.as_str());
+    }
+}
+
+async fn history_pages_through_a_licenses_events_with_their_metadata(backend: Backend) {
+    let Licensed { app, tenant, user, key, id, .. } = Licensed::new(backend, json!({})).await;
+    app.activate(&key, "m1").await;
+    app.post(&format!("/api/v1/licenses/suspend/{id}"), Some(&tenant.admin_key), json!({"reason": "audit"})).await;
+    app.post(&format!("/api/v1/licenses/reinstate/{id}"), Some(&tenant.admin_key), json!({})).await;
+
+    let path = format!("/api/v1/licenses/{id}/events");
+    let first = app.get(&format!("{path}?limit=3"), Some(&user.key)).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let page = first.body["events"].as_array().unwrap();
+    let types: Vec<&str> = page.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["LicenseGenerated", "LicenseActivated", "LicenseSuspended"]);
+    assert_eq!(page[0]["envelopeVersion"], 1);
+    assert_eq!(page[0]["licenseId"], id.as_str());
+    assert_eq!(page[0]["tenantId"], tenant.id.as_str());
+    assert_eq!(page[0]["sequence"], 1);
+    assert_eq!(page[0]["metadata"]["actor_role"], "user");
+    assert_eq!(page[1]["metadata"]["actor_role"], "client");
+    assert_eq!(page[2]["data"]["reason"], "audit");
+    assert_eq!(page[2]["metadata"]["actor_role"], "admin");
+    assert!(page.windows(2).all(|w| w[0]["position"].as_i64() < w[1]["position"].as_i64()));
+
+    let after = first.body["nextAfter"].as_i64().expect("a full page says where to go on");
+    let rest = app.get(&format!("{path}?limit=3&after={after}"), Some(&user.key)).await;
+    let rest = rest.body["events"].as_array().unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["type"], "LicenseReinstated");
+
+    // Same access rules as the license itself; bad parameters name themselves.
+    let colleague = app.user(&tenant, "colleague").await;
+    assert_eq!(app.get(&path, Some(&colleague.key)).await.status, StatusCode::FORBIDDEN);
+    let stranger = app.tenant("Other").await;
+    assert_eq!(app.get(&path, Some(&stranger.admin_key)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&path, Some(keyledger_tests::OPERATOR_TOKEN)).await.status, StatusCode::OK);
+    for bad in ["limit=0", "limit=5000", "after=-1", "after=x"] {
+        let reply = app.get(&format!("{path}?{bad}"), Some(&user.key)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(reply.body["field"], bad.split('=').next().unwrap());
+    }
+}
+
+async fn the_state_at_a_past_instant_is_the_events_up_to_then(backend: Backend) {
+    let Licensed { app, tenant, user, key, id, license } = Licensed::new(backend, json!({})).await;
+    app.activate(&key, "m1").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let while_active = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    app.post(&format!("/api/v1/licenses/suspend/{id}"), Some(&tenant.admin_key), json!({})).await;
+
+    let at = |t: chrono::DateTime<chrono::Utc>| {
+        format!("/api/v1/licenses/{id}/state?at={}", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    };
+    let then = app.get(&at(while_active), Some(&user.key)).await;
+    assert_eq!(then.status, StatusCode::OK, "{}", then.body);
+    assert_eq!(then.body["version"], 2);
+    assert_eq!(then.body["license"]["status"], 1);
+    assert_eq!(then.body["license"]["machineName"], "test-machine");
+    let now = app.get(&at(chrono::Utc::now()), Some(&user.key)).await;
+    assert_eq!(now.body["version"], 3);
+    assert_eq!(now.body["license"]["status"], 4);
+
+    let created: chrono::DateTime<chrono::Utc> = license["createdAt"].as_str().unwrap().parse().unwrap();
+    let before = app.get(&at(created - chrono::Duration::seconds(5)), Some(&user.key)).await;
+    assert_eq!(before.status, StatusCode::NOT_FOUND);
+    assert_eq!(before.body["code"], "license_not_yet_generated");
+    let missing = app.get(&format!("/api/v1/licenses/{id}/state"), Some(&user.key)).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert_eq!(missing.body["field"], "at");
+    let garbled = app.get(&format!("/api/v1/licenses/{id}/state?at=yesterday"), Some(&user.key)).await;
+    assert_eq!(garbled.body["field"], "at");
+}
+
+/// The case a position-ordered tail gets wrong: a transaction takes a low
+/// position, others commit higher positions, and only then does it commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_tail_never_skips_an_event_that_commits_late() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let Database::Postgres(pool) = &app.db else { unreachable!("a PostgreSQL app") };
+    let log = EventLog::new(app.db.clone());
+
+    let mut late = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash)
+         VALUES ('License', 'late-writer', 1, 'LicenseGenerated', '1.0', '{}', '{}', 'late-event', 'unchained')",
+    )
+    .execute(&mut *late)
+    .await
+    .unwrap();
+
+    // Events committed after the late one took its position.
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    app.generate(&user.key, json!({})).await;
+    let early_positions: Vec<i64> =
+        sqlx::query_scalar("SELECT position FROM events WHERE event_id <> 'late-event'").fetch_all(pool).await.unwrap();
+    assert!(!early_positions.is_empty());
+
+    // While the late transaction runs, the tail holds back everything from it on.
+    let held_back = log.tail(Cursor::START, 100).await.unwrap();
+    assert!(held_back.is_empty(), "{held_back:?}");
+
+    late.commit().await.unwrap();
+    let seen = log.tail(Cursor::START, 100).await.unwrap();
+    assert_eq!(seen.len(), early_positions.len() + 1);
+    assert_eq!(seen[0].event_id, "late-event", "the earlier transaction comes first");
+    let late_position = seen[0].position;
+    assert!(early_positions.iter().all(|&p| p > late_position), "the late event had the lowest position");
+}
