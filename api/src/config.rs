@@ -23,6 +23,22 @@ pub enum Command {
         #[command(subcommand)]
         action: ProjectionsAction,
     },
+    /// Check the event log for tampering.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditAction {
+    /// Recompute every license's hash chain and report the first broken link
+    /// of each; exits 1 if any chain is broken.
+    Verify {
+        /// Check only this license (its id).
+        #[arg(long)]
+        license: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -19,5 +19,5 @@ mod state;
 mod tenancy;
 mod wire;
 
-pub use config::{Cli, Command, Config, ProjectionsAction};
-pub use startup::{rebuild_projections, Application, StartupError};
+pub use config::{AuditAction, Cli, Command, Config, ProjectionsAction};
+pub use startup::{rebuild_projections, verify_log, Application, StartupError};

@@ -1,26 +1,44 @@
 //! The `keyledger` binary: parse settings, start, stop on a signal.
 
 use clap::Parser;
-use keyledger_api::{rebuild_projections, Application, Cli, Command, Config, ProjectionsAction};
+use std::process::ExitCode;
+
+use keyledger_api::{rebuild_projections, verify_log, Application, AuditAction, Cli, Command, Config, ProjectionsAction};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("KEYLEDGER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let cli = Cli::parse();
     let outcome = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.config).await,
-        Command::Projections { action: ProjectionsAction::Rebuild } => rebuild(cli.config).await,
-    };
-    match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error}");
-            std::process::ExitCode::FAILURE
+        Command::Serve => serve(cli.config).await.map(|()| ExitCode::SUCCESS),
+        Command::Projections { action: ProjectionsAction::Rebuild } => {
+            rebuild(cli.config).await.map(|()| ExitCode::SUCCESS)
         }
+        Command::Audit { action: AuditAction::Verify { license } } => verify(cli.config, license.as_deref()).await,
+    };
+    outcome.unwrap_or_else(|error| {
+        tracing::error!("{error}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Prints one line per broken chain; exit status 1 when there is any.
+async fn verify(config: Config, license: Option<&str>) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let report = verify_log(&config, license).await?;
+    for broken in &report.broken {
+        println!("BROKEN license {}: {}", broken.license_id, serde_json::to_string(&broken.first_break)?);
     }
+    let verdict = if report.broken.is_empty() { "OK" } else { "TAMPERED" };
+    println!(
+        "{verdict}: {} licenses, {} events checked, {} broken chains",
+        report.licenses,
+        report.events,
+        report.broken.len()
+    );
+    Ok(if report.broken.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn rebuild(config: Config) -> Result<(), Box<dyn std::error::Error>> {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use keyledger_eventlog::{license_event_store, Database, EventLog, EventLogError};
+use keyledger_eventlog::{license_event_store, Database, EventLog, EventLogError, VerifyReport};
 use keyledger_projections::LicenseViews;
 use tokio::net::TcpListener;
 
@@ -62,6 +62,14 @@ impl Core {
 
 fn data_dir_error(config: &Config, source: io::Error) -> StartupError {
     StartupError::DataDir { path: config.data_dir.display().to_string(), source }
+}
+
+/// `keyledger audit verify`: recomputes the hash chains of the log.
+pub async fn verify_log(config: &Config, license_id: Option<&str>) -> Result<VerifyReport, StartupError> {
+    let core = Core::open(config).await?;
+    let report = EventLog::new(core.db.clone()).verify(license_id).await;
+    core.db.close().await;
+    Ok(report?)
 }
 
 /// `keyledger projections rebuild`: rebuilds every read model from the
