@@ -33,11 +33,17 @@ pub enum Command {
 #[derive(Subcommand)]
 pub enum AuditAction {
     /// Recompute every license's hash chain and report the first broken link
-    /// of each; exits 1 if any chain is broken.
+    /// of each; exits 1 if any chain is broken or a checkpoint does not match.
     Verify {
         /// Check only this license (its id).
         #[arg(long)]
         license: Option<String>,
+        /// Also check the log against a signed checkpoint kept in this JSON file.
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
+        /// The hex public key the checkpoint must be signed with.
+        #[arg(long, requires = "checkpoint")]
+        public_key: Option<String>,
     },
 }
 
@@ -70,6 +76,14 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_MACHINE_ID_SECRET", hide_env_values = true, global = true)]
     pub machine_id_secret: Option<String>,
 
+    /// Ed25519 key (64 hex characters) that signs audit checkpoints; generated into the data directory when unset.
+    #[arg(long, env = "KEYLEDGER_SIGNING_KEY", hide_env_values = true, global = true)]
+    pub signing_key: Option<String>,
+
+    /// Seconds between signed audit checkpoints; 0 makes them on request only.
+    #[arg(long, env = "KEYLEDGER_CHECKPOINT_SECS", default_value_t = 3600, global = true)]
+    pub checkpoint_secs: u32,
+
     /// At most one heartbeat event per device per this many seconds.
     #[arg(long, env = "KEYLEDGER_HEARTBEAT_INTERVAL_SECS", default_value_t = 900, global = true)]
     pub heartbeat_interval_secs: u32,
@@ -101,6 +115,8 @@ impl Config {
             database_url: None,
             operator_token: None,
             machine_id_secret: None,
+            signing_key: None,
+            checkpoint_secs: 3600,
             heartbeat_interval_secs: 900,
             expiry_sweep_secs: 60,
             db_max_connections: 16,

@@ -1,9 +1,14 @@
 //! The `keyledger` binary: parse settings, start, stop on a signal.
 
 use clap::Parser;
+use std::path::Path;
 use std::process::ExitCode;
 
-use keyledger_api::{rebuild_projections, verify_log, Application, AuditAction, Cli, Command, Config, ProjectionsAction};
+use keyledger_eventlog::{CheckpointCheck, SignedCheckpoint};
+
+use keyledger_api::{
+    rebuild_projections, verify_log, Application, AuditAction, Cli, Command, Config, ProjectionsAction,
+};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -17,7 +22,9 @@ async fn main() -> ExitCode {
         Command::Projections { action: ProjectionsAction::Rebuild } => {
             rebuild(cli.config).await.map(|()| ExitCode::SUCCESS)
         }
-        Command::Audit { action: AuditAction::Verify { license } } => verify(cli.config, license.as_deref()).await,
+        Command::Audit { action: AuditAction::Verify { license, checkpoint, public_key } } => {
+            verify(cli.config, license.as_deref(), checkpoint.as_deref(), public_key.as_deref()).await
+        }
     };
     outcome.unwrap_or_else(|error| {
         tracing::error!("{error}");
@@ -25,20 +32,38 @@ async fn main() -> ExitCode {
     })
 }
 
-/// Prints one line per broken chain; exit status 1 when there is any.
-async fn verify(config: Config, license: Option<&str>) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let report = verify_log(&config, license).await?;
+/// Prints one line per broken chain and the checkpoint's outcome; exit
+/// status 1 when anything is wrong.
+async fn verify(
+    config: Config,
+    license: Option<&str>,
+    checkpoint_file: Option<&Path>,
+    public_key: Option<&str>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let checkpoint: Option<SignedCheckpoint> = match checkpoint_file {
+        Some(path) => Some(serde_json::from_str(&std::fs::read_to_string(path)?)?),
+        None => None,
+    };
+    let (report, check) = verify_log(&config, license, checkpoint.as_ref().map(|c| (c, public_key))).await?;
     for broken in &report.broken {
         println!("BROKEN license {}: {}", broken.license_id, serde_json::to_string(&broken.first_break)?);
     }
-    let verdict = if report.broken.is_empty() { "OK" } else { "TAMPERED" };
+    let chains_hold = report.broken.is_empty();
     println!(
-        "{verdict}: {} licenses, {} events checked, {} broken chains",
+        "{}: {} licenses, {} events checked, {} broken chains",
+        if chains_hold { "OK" } else { "TAMPERED" },
         report.licenses,
         report.events,
         report.broken.len()
     );
-    Ok(if report.broken.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let checkpoint_holds = match &check {
+        None => true,
+        Some(check) => {
+            println!("checkpoint: {}", serde_json::to_string(check)?);
+            *check == CheckpointCheck::Matches
+        }
+    };
+    Ok(if chains_hold && checkpoint_holds { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn rebuild(config: Config) -> Result<(), Box<dyn std::error::Error>> {

@@ -8,7 +8,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use keyledger_eventlog::{license_event_store, Database, EventLog, EventLogError, VerifyReport};
+use ed25519_dalek::SigningKey;
+use keyledger_eventlog::{
+    license_event_store, CheckpointCheck, Checkpoints, Database, EventLog, EventLogError, SignedCheckpoint,
+    VerifyReport,
+};
 use keyledger_projections::LicenseViews;
 use tokio::net::TcpListener;
 
@@ -22,6 +26,7 @@ use crate::state::AppState;
 use crate::tenancy::TenancyStore;
 
 const OPERATOR_TOKEN_FILE: &str = "operator-token";
+const SIGNING_KEY_FILE: &str = "checkpoint-signing-key";
 const MACHINE_SECRET_NAME: &str = "machine_id_hmac_key";
 const MIN_SECRET_LEN: usize = 16;
 
@@ -37,6 +42,8 @@ pub enum StartupError {
     WeakOperatorToken,
     #[error("KEYLEDGER_MACHINE_ID_SECRET must be at least {MIN_SECRET_LEN} characters")]
     WeakMachineIdSecret,
+    #[error("the checkpoint signing key must be 64 hex characters (32 bytes)")]
+    BadSigningKey,
     #[error("cannot bring read models up to date: {0}")]
     Projection(String),
 }
@@ -64,12 +71,29 @@ fn data_dir_error(config: &Config, source: io::Error) -> StartupError {
     StartupError::DataDir { path: config.data_dir.display().to_string(), source }
 }
 
-/// `keyledger audit verify`: recomputes the hash chains of the log.
-pub async fn verify_log(config: &Config, license_id: Option<&str>) -> Result<VerifyReport, StartupError> {
+/// `keyledger audit verify`: recomputes the hash chains of the log and,
+/// given a kept checkpoint, checks the log against it.
+pub async fn verify_log(
+    config: &Config,
+    license_id: Option<&str>,
+    checkpoint: Option<(&SignedCheckpoint, Option<&str>)>,
+) -> Result<(VerifyReport, Option<CheckpointCheck>), StartupError> {
     let core = Core::open(config).await?;
-    let report = EventLog::new(core.db.clone()).verify(license_id).await;
+    let outcome = async {
+        let report = EventLog::new(core.db.clone()).verify(license_id).await?;
+        let check = match checkpoint {
+            Some((checkpoint, trusted_key)) => {
+                // Checking needs no signing key; any key builds the handle.
+                let checker = Checkpoints::new(core.db.clone(), SigningKey::from_bytes(&[0; 32]));
+                Some(checker.check(checkpoint, trusted_key).await?)
+            }
+            None => None,
+        };
+        Ok::<_, EventLogError>((report, check))
+    }
+    .await;
     core.db.close().await;
-    Ok(report?)
+    Ok(outcome?)
 }
 
 /// `keyledger projections rebuild`: rebuilds every read model from the
@@ -85,6 +109,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     expiry_sweep: Option<std::time::Duration>,
+    checkpoint_every: Option<std::time::Duration>,
     /// Set when this start generated the operator token, so it can be shown once.
     pub new_operator_token: Option<String>,
 }
@@ -99,7 +124,12 @@ impl Application {
 
         let (operator_token, new_operator_token) = match &config.operator_token {
             Some(token) => (token.trim().to_owned(), None),
-            None => operator_token_from_file(&config.data_dir).map_err(|e| data_dir_error(&config, e))?,
+            None => {
+                let generate = || format!("{OPERATOR_PREFIX}{}", random_token(43));
+                let (token, created) = secret_file(&config.data_dir.join(OPERATOR_TOKEN_FILE), generate)
+                    .map_err(|e| data_dir_error(&config, e))?;
+                (token.clone(), created.then_some(token))
+            }
         };
         if operator_token.len() < MIN_SECRET_LEN || operator_token.starts_with(KEY_PREFIX) {
             return Err(StartupError::WeakOperatorToken);
@@ -110,11 +140,13 @@ impl Application {
             None => db.shared_secret(MACHINE_SECRET_NAME, &random_token(64)).await?,
         };
 
+        let checkpoints = Checkpoints::new(db.clone(), signing_key(&config)?);
         let tenancy = TenancyStore::new(db.clone());
         let state = AppState {
             licenses,
             views,
             log: EventLog::new(db.clone()),
+            checkpoints,
             auth: Authenticator::new(&operator_token, tenancy.clone()),
             tenancy,
             machine_secret: machine_secret.into_bytes().into(),
@@ -124,50 +156,82 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartupError::Listen { addr: config.listen, source })?;
-        let expiry_sweep =
-            (config.expiry_sweep_secs > 0).then(|| std::time::Duration::from_secs(config.expiry_sweep_secs.into()));
-        Ok(Self { listener, state, expiry_sweep, new_operator_token })
+        let every = |secs: u32| (secs > 0).then(|| std::time::Duration::from_secs(secs.into()));
+        let expiry_sweep = every(config.expiry_sweep_secs);
+        let checkpoint_every = every(config.checkpoint_secs);
+        Ok(Self { listener, state, expiry_sweep, checkpoint_every, new_operator_token })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves (and sweeps expiries) until `shutdown` resolves, then
-    /// finishes in-flight requests.
+    /// Serves, with the expiry sweeper and periodic audit checkpoints, until
+    /// `shutdown` resolves; then finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let db = self.state.db.clone();
-        let sweeper = self
-            .expiry_sweep
-            .map(|interval| tokio::spawn(expiry::run(self.state.licenses.clone(), self.state.views.clone(), interval)));
+        let mut background = Vec::new();
+        if let Some(interval) = self.expiry_sweep {
+            background.push(tokio::spawn(expiry::run(self.state.licenses.clone(), self.state.views.clone(), interval)));
+        }
+        if let Some(interval) = self.checkpoint_every {
+            background.push(tokio::spawn(checkpoint_periodically(self.state.checkpoints.clone(), interval)));
+        }
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
-        if let Some(sweeper) = sweeper {
-            sweeper.abort();
-        }
+        background.iter().for_each(tokio::task::JoinHandle::abort);
         db.close().await;
         served
     }
 }
 
-/// Reads the operator token from the data directory, creating it (mode
-/// 0600) on first start. Returns the token, and the token again if it is
-/// new so the caller can show it once.
-fn operator_token_from_file(data_dir: &Path) -> io::Result<(String, Option<String>)> {
-    let path = data_dir.join(OPERATOR_TOKEN_FILE);
-    match fs::read_to_string(&path) {
-        Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_owned(), None)),
+/// Signs a checkpoint every `interval`; the first one after a full
+/// interval, so restarts don't add one each.
+async fn checkpoint_periodically(checkpoints: Checkpoints, interval: std::time::Duration) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        ticker.tick().await;
+        match checkpoints.create(chrono::Utc::now()).await {
+            Ok(Some(checkpoint)) => {
+                tracing::info!(position = checkpoint.body.cursor.position, "audit checkpoint signed")
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "audit checkpoint failed; will retry"),
+        }
+    }
+}
+
+/// The checkpoint signing key: from the configuration, or from a 0600 file
+/// in the data directory, created on first start. Never the database: the
+/// key must be out of reach of whoever could rewrite the log.
+fn signing_key(config: &Config) -> Result<SigningKey, StartupError> {
+    let hex_key = match &config.signing_key {
+        Some(key) => key.clone(),
+        None => {
+            secret_file(&config.data_dir.join(SIGNING_KEY_FILE), Checkpoints::generate_key_hex)
+                .map_err(|e| data_dir_error(config, e))?
+                .0
+        }
+    };
+    Checkpoints::key_from_hex(&hex_key).ok_or(StartupError::BadSigningKey)
+}
+
+/// Reads a secret from `path`, creating it (mode 0600) with `generate` if
+/// it is missing or empty. Returns the secret and whether it is new.
+fn secret_file(path: &Path, generate: impl FnOnce() -> String) -> io::Result<(String, bool)> {
+    match fs::read_to_string(path) {
+        Ok(secret) if !secret.trim().is_empty() => return Ok((secret.trim().to_owned(), false)),
         Ok(_) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
     }
-    let token = format!("{OPERATOR_PREFIX}{}", random_token(43));
+    let secret = generate();
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path)?;
-    file.write_all(format!("{token}\n").as_bytes())?;
+    let mut file = options.open(path)?;
+    file.write_all(format!("{secret}\n").as_bytes())?;
     file.sync_all()?;
-    Ok((token.clone(), Some(token)))
+    Ok((secret, true))
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use keyledger_domain::{MachineHash, MachineId};
-use keyledger_eventlog::{Database, EventLog};
+use keyledger_eventlog::{Checkpoints, Database, EventLog};
 use keyledger_projections::LicenseViews;
 
 use crate::auth::Authenticator;
@@ -15,6 +15,7 @@ use crate::tenancy::TenancyStore;
 pub struct AppState {
     pub db: Database,
     pub log: EventLog,
+    pub checkpoints: Checkpoints,
     pub licenses: Arc<LicenseService>,
     pub views: LicenseViews,
     pub tenancy: TenancyStore,

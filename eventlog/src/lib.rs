@@ -8,11 +8,13 @@
 //! knows about HTTP or read models.
 
 mod chain;
+mod checkpoint;
 mod database;
 mod log;
 mod repository;
 mod secrets;
 
+pub use checkpoint::{CheckpointBody, CheckpointCheck, CheckpointCursor, Checkpoints, SignedCheckpoint};
 pub use database::{Backend, Database, EventLogError};
 pub use log::{BrokenChain, ChainBreak, Cursor, EventLog, LoggedEvent, VerifyReport, AGGREGATE_TYPE, ENVELOPE_VERSION};
 pub use repository::LogRepository;

@@ -32,3 +32,13 @@ CREATE TABLE snapshots
     payload          json                                 NOT NULL,
     PRIMARY KEY (aggregate_type, aggregate_id, last_sequence)
 );
+
+-- Signed checkpoints of every chain head up to a point of the log, for
+-- auditors to keep outside the system (eventlog/src/checkpoint.rs).
+CREATE TABLE audit_checkpoints
+(
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    body       text NOT NULL,
+    signature  text NOT NULL,
+    public_key text NOT NULL
+);

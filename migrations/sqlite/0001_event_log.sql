@@ -29,3 +29,13 @@ CREATE TABLE snapshots
     payload          text                                 NOT NULL,
     PRIMARY KEY (aggregate_type, aggregate_id, last_sequence)
 ) STRICT;
+
+-- Signed checkpoints of every chain head up to a point of the log, for
+-- auditors to keep outside the system (eventlog/src/checkpoint.rs).
+CREATE TABLE audit_checkpoints
+(
+    id         integer PRIMARY KEY,
+    body       text NOT NULL,
+    signature  text NOT NULL,
+    public_key text NOT NULL
+) STRICT;

@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::future::join_all;
-use keyledger_eventlog::{on_pool, ChainBreak, Cursor, Database, EventLog};
+use keyledger_api::verify_log;
+use keyledger_eventlog::{on_pool, ChainBreak, CheckpointCheck, Cursor, Database, EventLog, SignedCheckpoint};
 use keyledger_tests::{on_both_backends, Backend, Licensed, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -15,6 +16,7 @@ on_both_backends!(
     verification_passes_an_untouched_log_and_finds_each_kind_of_tampering,
     history_pages_through_a_licenses_events_with_their_metadata,
     the_state_at_a_past_instant_is_the_events_up_to_then,
+    a_kept_checkpoint_reveals_removed_events_that_the_chains_cannot,
 );
 
 async fn a_tail_running_during_concurrent_writes_sees_every_event_exactly_once(backend: Backend) {
@@ -216,6 +218,51 @@ async fn the_state_at_a_past_instant_is_the_events_up_to_then(backend: Backend) 
     assert_eq!(missing.body["field"], "at");
     let garbled = app.get(&format!("/api/v1/licenses/{id}/state?at=yesterday"), Some(&user.key)).await;
     assert_eq!(garbled.body["field"], "at");
+}
+
+async fn a_kept_checkpoint_reveals_removed_events_that_the_chains_cannot(backend: Backend) {
+    let Licensed { app, tenant, user, key, id, .. } = Licensed::new(backend, json!({"maxActivations": 3})).await;
+    app.activate(&key, "m1").await;
+    let operator = Some(keyledger_tests::OPERATOR_TOKEN);
+
+    let created = app.request(Method::POST, "/api/v1/audit/checkpoints", operator, None).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let kept: SignedCheckpoint = serde_json::from_value(created.body.clone()).unwrap();
+    assert_eq!((kept.body.licenses, kept.body.events), (1, 2));
+    let public_key = app.get("/api/v1/audit/public-key", None).await.body["publicKey"].as_str().unwrap().to_owned();
+    assert_eq!(public_key, kept.public_key);
+    let listed = app.get("/api/v1/audit/checkpoints", operator).await;
+    assert_eq!(listed.body[0], created.body);
+    for caller in [&tenant.admin_key, &user.key] {
+        assert_eq!(app.get("/api/v1/audit/checkpoints", Some(caller)).await.status, StatusCode::FORBIDDEN);
+        let refused = app.request(Method::POST, "/api/v1/audit/checkpoints", Some(caller), None).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    }
+
+    let check = |checkpoint: SignedCheckpoint, key: Option<String>| {
+        let config = app.config();
+        async move { verify_log(&config, None, Some((&checkpoint, key.as_deref()))).await.unwrap() }
+    };
+    // Later events are outside the checkpoint and don't disturb it.
+    app.activate(&key, "m2").await;
+    let (chains, outcome) = check(kept.clone(), Some(public_key.clone())).await;
+    assert!(chains.broken.is_empty());
+    assert_eq!(outcome, Some(CheckpointCheck::Matches));
+
+    // Cut the license back to its first event: every chain still holds...
+    let truncate = "DELETE FROM events WHERE aggregate_id = $1 AND sequence > 1";
+    tamper(&app.db, truncate, truncate, &id).await;
+    let (chains, outcome) = check(kept.clone(), Some(public_key.clone())).await;
+    assert!(chains.broken.is_empty(), "a truncated chain is still a valid chain");
+    // ...but not the heads the auditor's checkpoint signed.
+    assert!(matches!(outcome, Some(CheckpointCheck::LogDiffers { .. })), "{outcome:?}");
+
+    // A doctored checkpoint, or one signed by another key, is refused.
+    let mut doctored = kept.clone();
+    doctored.body.events = 1;
+    assert_eq!(check(doctored, None).await.1, Some(CheckpointCheck::BadSignature));
+    let other_key = "11".repeat(32);
+    assert!(matches!(check(kept, Some(other_key)).await.1, Some(CheckpointCheck::UnexpectedKey { .. })));
 }
 
 /// The case a position-ordered tail gets wrong: a transaction takes a low

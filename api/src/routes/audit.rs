@@ -21,8 +21,48 @@ use crate::wire::{instant, LicenseResponse};
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1_000;
 
+/// Per-license audit routes, served under both license prefixes.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/{license_id}/events", get(history)).route("/{license_id}/state", get(state_at))
+}
+
+/// Platform-wide audit routes: signed checkpoints of the whole log.
+pub fn platform_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/audit/public-key", get(public_key))
+        .route("/api/v1/audit/checkpoints", get(list_checkpoints).post(create_checkpoint))
+}
+
+/// The key checkpoints are signed with. Public by nature; auditors pin it.
+async fn public_key(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "algorithm": "Ed25519", "publicKey": state.checkpoints.public_key_hex() }))
+}
+
+/// The newest checkpoints (`limit`, default 100), newest first. They
+/// describe the whole platform's log, so they are the operator's.
+async fn list_checkpoints(
+    State(state): State<AppState>,
+    caller: Caller,
+    params: QueryParams,
+) -> ApiResult<Json<Value>> {
+    caller.require_operator()?;
+    let params = query_params(params)?;
+    let limit = integer_param(&params, "limit", DEFAULT_PAGE, (1, MAX_PAGE))?;
+    let checkpoints = state.checkpoints.list(limit).await.map_err(ApiError::internal)?;
+    Ok(Json(json!(checkpoints)))
+}
+
+/// Signs a checkpoint of the log as it is now, for an auditor to keep.
+async fn create_checkpoint(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<(axum::http::StatusCode, Json<Value>)> {
+    caller.require_operator()?;
+    match state.checkpoints.create(Utc::now()).await.map_err(ApiError::internal)? {
+        Some(checkpoint) => Ok((axum::http::StatusCode::CREATED, Json(json!(checkpoint)))),
+        None => Err(ApiError::bad_request("log_empty", "The log has no events to checkpoint yet")
+            .with_status(axum::http::StatusCode::CONFLICT)),
+    }
 }
 
 type QueryParams = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;

@@ -17,6 +17,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(tenants::routes())
+        .merge(audit::platform_routes())
         // One set of handlers under the native path and seed 000's own.
         .nest("/api/v1/licenses", license_routes())
         .nest("/api/v1/fastrLicense", license_routes())
