@@ -76,6 +76,18 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_MACHINE_ID_SECRET", hide_env_values = true, global = true)]
     pub machine_id_secret: Option<String>,
 
+    /// `nats://host:4222`: publish every event to NATS JetStream.
+    #[arg(long, env = "KEYLEDGER_NATS_URL", hide_env_values = true, global = true)]
+    pub nats_url: Option<String>,
+
+    /// The JetStream stream events are published to.
+    #[arg(long, env = "KEYLEDGER_NATS_STREAM", default_value = "KEYLEDGER_EVENTS", global = true)]
+    pub nats_stream: String,
+
+    /// Seconds JetStream remembers event ids to drop republished events.
+    #[arg(long, env = "KEYLEDGER_NATS_DUPLICATE_WINDOW_SECS", default_value_t = 3600, global = true)]
+    pub nats_duplicate_window_secs: u32,
+
     /// Ed25519 key (64 hex characters) that signs audit checkpoints; generated into the data directory when unset.
     #[arg(long, env = "KEYLEDGER_SIGNING_KEY", hide_env_values = true, global = true)]
     pub signing_key: Option<String>,
@@ -116,6 +128,9 @@ impl Config {
             operator_token: None,
             machine_id_secret: None,
             signing_key: None,
+            nats_url: None,
+            nats_stream: "KEYLEDGER_EVENTS".to_owned(),
+            nats_duplicate_window_secs: 3600,
             checkpoint_secs: 3600,
             heartbeat_interval_secs: 900,
             expiry_sweep_secs: 60,

@@ -14,6 +14,7 @@ use keyledger_eventlog::{
     VerifyReport,
 };
 use keyledger_projections::LicenseViews;
+use keyledger_workers::{Relay, RelayConfig};
 use tokio::net::TcpListener;
 
 use crate::auth::{Authenticator, KEY_PREFIX, OPERATOR_PREFIX};
@@ -110,6 +111,7 @@ pub struct Application {
     state: AppState,
     expiry_sweep: Option<std::time::Duration>,
     checkpoint_every: Option<std::time::Duration>,
+    relay: Option<RelayConfig>,
     /// Set when this start generated the operator token, so it can be shown once.
     pub new_operator_token: Option<String>,
 }
@@ -159,20 +161,29 @@ impl Application {
         let every = |secs: u32| (secs > 0).then(|| std::time::Duration::from_secs(secs.into()));
         let expiry_sweep = every(config.expiry_sweep_secs);
         let checkpoint_every = every(config.checkpoint_secs);
-        Ok(Self { listener, state, expiry_sweep, checkpoint_every, new_operator_token })
+        let relay = config.nats_url.clone().map(|nats_url| RelayConfig {
+            nats_url,
+            stream: config.nats_stream.clone(),
+            duplicate_window: std::time::Duration::from_secs(config.nats_duplicate_window_secs.into()),
+        });
+        Ok(Self { listener, state, expiry_sweep, checkpoint_every, relay, new_operator_token })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves, with the expiry sweeper and periodic audit checkpoints, until
-    /// `shutdown` resolves; then finishes in-flight requests.
+    /// Serves, with the expiry sweeper, periodic audit checkpoints and (when
+    /// configured) the NATS relay, until `shutdown` resolves; then finishes
+    /// in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let db = self.state.db.clone();
         let mut background = Vec::new();
         if let Some(interval) = self.expiry_sweep {
             background.push(tokio::spawn(expiry::run(self.state.licenses.clone(), self.state.views.clone(), interval)));
+        }
+        if let Some(relay) = self.relay {
+            background.push(tokio::spawn(Relay::new(self.state.db.clone(), relay).run()));
         }
         if let Some(interval) = self.checkpoint_every {
             background.push(tokio::spawn(checkpoint_periodically(self.state.checkpoints.clone(), interval)));

@@ -280,6 +280,34 @@ impl EventLog {
     }
 }
 
+impl EventLog {
+    /// Where the consumer `name` has got to in the tail; the start of the
+    /// log for a consumer never seen before.
+    pub async fn checkpoint(&self, name: &str) -> Result<Cursor, EventLogError> {
+        const SQL: &str = "SELECT txid, position FROM consumer_checkpoints WHERE name = $1";
+        let row: Option<(i64, i64)> =
+            crate::on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(name).fetch_optional(pool).await)?;
+        Ok(row.map_or(Cursor::START, |(txid, position)| Cursor { txid, position }))
+    }
+
+    /// Records that consumer `name` has handed on everything up to `cursor`.
+    pub async fn save_checkpoint(&self, name: &str, cursor: Cursor) -> Result<(), EventLogError> {
+        const SQL: &str = "INSERT INTO consumer_checkpoints (name, txid, position, updated_at) VALUES ($1, $2, $3, $4)
+                           ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, position = excluded.position,
+                                                            updated_at = excluded.updated_at";
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        crate::on_pool!(&self.db, pool => sqlx::query(SQL)
+            .bind(name)
+            .bind(cursor.txid)
+            .bind(cursor.position)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+}
+
 /// A fresh event id, and the event's chain hash after `previous`.
 fn identify(previous: &str, event: &NewEvent<'_>) -> (String, String) {
     let event_id = uuid::Uuid::new_v4().to_string();

@@ -7,6 +7,10 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test` drops
 //! leftovers before each run.
 
+mod nats;
+
+pub use nats::{stream_messages, NatsServer, StreamedEvent};
+
 use std::net::SocketAddr;
 
 use keyledger_api::{Application, Config};
@@ -211,6 +215,12 @@ impl TestApp {
         const SQL: &str = "SELECT COUNT(*) FROM events WHERE aggregate_id = $1 AND event_type = $2";
         on_pool!(&self.db, pool => sqlx::query_scalar(SQL).bind(license_id).bind(event_type).fetch_one(pool).await)
             .expect("count events")
+    }
+
+    /// Every event id in the log, in no particular order.
+    pub async fn all_event_ids(&self) -> Vec<String> {
+        const SQL: &str = "SELECT event_id FROM events";
+        on_pool!(&self.db, pool => sqlx::query_scalar(SQL).fetch_all(pool).await).expect("read event ids")
     }
 
     /// Every stored event payload and metadata of the license, as text.

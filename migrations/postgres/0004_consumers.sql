@@ -1,0 +1,9 @@
+-- Where each consumer of the tail (the NATS relay, later projection runners)
+-- has got to. Saved only after what it covers has been handed on.
+CREATE TABLE consumer_checkpoints
+(
+    name       text PRIMARY KEY,
+    txid       bigint NOT NULL,
+    position   bigint NOT NULL,
+    updated_at text   NOT NULL
+);

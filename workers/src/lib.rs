@@ -1,0 +1,13 @@
+//! Consumers of the event log that run beside the API: today the NATS
+//! JetStream relay.
+//!
+//! Each follows the log's tail from a saved checkpoint, hands events on,
+//! and only then moves its checkpoint, so a crash repeats work rather than
+//! losing it. Where several processes share a database, a lease makes one
+//! of them the active consumer.
+
+mod lease;
+mod relay;
+
+pub use lease::Lease;
+pub use relay::{Relay, RelayConfig, RELAY_CONSUMER, SUBJECT_PREFIX};

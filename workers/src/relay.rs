@@ -1,0 +1,186 @@
+//! The NATS JetStream relay: publishes every committed event, in log
+//! order, to subject `keyledger.events.<tenantId>.<EventType>` of one
+//! stream, with `Nats-Msg-Id` set to the event id.
+//!
+//! Delivery is at least once from the relay and exactly once in the
+//! stream: the checkpoint moves only after JetStream acknowledged every
+//! event before it, and an event published again after a crash carries the
+//! same message id, which JetStream drops as a duplicate within the
+//! stream's duplicate window. While NATS is unreachable the relay retries
+//! the same event, so nothing is skipped and writes to keyledger go on.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use async_nats::HeaderMap;
+use keyledger_eventlog::{Database, EventLog, LoggedEvent};
+
+use crate::Lease;
+
+/// Every subject starts with this; the stream captures `keyledger.events.>`.
+pub const SUBJECT_PREFIX: &str = "keyledger.events";
+/// The relay's checkpoint and lease name.
+pub const RELAY_CONSUMER: &str = "nats-relay";
+const BATCH: i64 = 256;
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub nats_url: String,
+    pub stream: String,
+    /// How long JetStream remembers message ids; a relay down for longer
+    /// than this may publish its last unacknowledged batch twice.
+    pub duplicate_window: Duration,
+}
+
+pub struct Relay {
+    db: Database,
+    log: EventLog,
+    config: RelayConfig,
+}
+
+impl Relay {
+    pub fn new(db: Database, config: RelayConfig) -> Self {
+        Self { log: EventLog::new(db.clone()), db, config }
+    }
+
+    /// Relays until the task is dropped. Waits as a standby while another
+    /// process holds the relay lease.
+    pub async fn run(self) {
+        let client = loop {
+            // Later disconnects are handled inside the client, which
+            // reconnects by itself.
+            match async_nats::ConnectOptions::new().retry_on_initial_connect().connect(&self.config.nats_url).await {
+                Ok(client) => break client,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reach NATS; will retry");
+                    tokio::time::sleep(MAX_BACKOFF).await;
+                }
+            }
+        };
+        let jetstream = jetstream::new(client);
+        let mut lease = Lease::acquire(&self.db, RELAY_CONSUMER).await;
+        tracing::info!(stream = %self.config.stream, "NATS relay active");
+        let mut stream_ready = false;
+        let mut backoff = Backoff::default();
+        loop {
+            if !lease.is_held().await {
+                tracing::warn!("NATS relay lost its lease; waiting to take it again");
+                lease = Lease::acquire(&self.db, RELAY_CONSUMER).await;
+            }
+            if !stream_ready {
+                match self.ensure_stream(&jetstream).await {
+                    Ok(()) => stream_ready = true,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot create the JetStream stream; will retry");
+                        backoff.wait().await;
+                        continue;
+                    }
+                }
+            }
+            match self.relay_batch(&jetstream).await {
+                Ok(0) => tokio::time::sleep(IDLE_WAIT).await,
+                Ok(_) => backoff.reset(),
+                Err(error) => {
+                    tracing::warn!(%error, "NATS relay interrupted; will retry from its checkpoint");
+                    backoff.wait().await;
+                }
+            }
+        }
+    }
+
+    async fn ensure_stream(&self, jetstream: &jetstream::Context) -> Result<(), RelayError> {
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: self.config.stream.clone(),
+                subjects: vec![format!("{SUBJECT_PREFIX}.>")],
+                duplicate_window: self.config.duplicate_window,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map(drop)
+            .map_err(|e| RelayError::Nats(e.to_string()))
+    }
+
+    /// Publishes the next batch after the checkpoint, one acknowledged event
+    /// at a time so the stream keeps log order, then saves the checkpoint.
+    /// Returns how many events were relayed.
+    async fn relay_batch(&self, jetstream: &jetstream::Context) -> Result<usize, RelayError> {
+        let cursor = self.log.checkpoint(RELAY_CONSUMER).await?;
+        let events = self.log.tail(cursor, BATCH).await?;
+        let Some(last) = events.last() else { return Ok(0) };
+        for event in &events {
+            publish(jetstream, event).await?;
+        }
+        self.log.save_checkpoint(RELAY_CONSUMER, last.cursor).await?;
+        Ok(events.len())
+    }
+}
+
+/// Publishes one event and waits for JetStream to store it (or to report
+/// it a duplicate, which is as good).
+async fn publish(jetstream: &jetstream::Context, event: &LoggedEvent) -> Result<(), RelayError> {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", event.event_id.as_str());
+    let payload = serde_json::to_vec(&event.envelope()).map_err(|e| RelayError::Nats(e.to_string()))?;
+    let ack = jetstream
+        .publish_with_headers(subject(event), headers, payload.into())
+        .await
+        .map_err(|e| RelayError::Nats(e.to_string()))?;
+    ack.await.map(drop).map_err(|e| RelayError::Nats(e.to_string()))
+}
+
+/// `keyledger.events.<tenantId>.<EventType>`, with anything a subject token
+/// can't hold replaced by `_`.
+pub fn subject(event: &LoggedEvent) -> String {
+    let tenant = event.metadata.get("tenant_id").and_then(|t| t.as_str()).unwrap_or("unknown");
+    format!("{SUBJECT_PREFIX}.{}.{}", token(tenant), token(&event.event_type))
+}
+
+fn token(raw: &str) -> String {
+    let cleaned: String =
+        raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    if cleaned.is_empty() {
+        "_".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("NATS: {0}")]
+    Nats(String),
+    #[error(transparent)]
+    Log(#[from] keyledger_eventlog::EventLogError),
+}
+
+/// Doubling waits from 100 ms up to [`MAX_BACKOFF`].
+#[derive(Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    async fn wait(&mut self) {
+        let wait = Duration::from_millis(100u64 << self.0.min(6)).min(MAX_BACKOFF);
+        self.0 += 1;
+        tokio::time::sleep(wait).await;
+    }
+
+    fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token;
+
+    #[test]
+    fn subject_tokens_hold_only_safe_characters() {
+        assert_eq!(token("0876-abc_1"), "0876-abc_1");
+        assert_eq!(token("a.b*c>d e"), "a_b_c_d_e");
+        assert_eq!(token(""), "_");
+    }
+}
