@@ -14,7 +14,7 @@ use keyledger_eventlog::{
     VerifyReport,
 };
 use keyledger_projections::LicenseViews;
-use keyledger_workers::{Relay, RelayConfig};
+use keyledger_workers::{ProjectionRunner, Relay, RelayConfig};
 use tokio::net::TcpListener;
 
 use crate::auth::{Authenticator, KEY_PREFIX, OPERATOR_PREFIX};
@@ -173,12 +173,12 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves, with the expiry sweeper, periodic audit checkpoints and (when
-    /// configured) the NATS relay, until `shutdown` resolves; then finishes
-    /// in-flight requests.
+    /// Serves, with the projection runner, the expiry sweeper, periodic
+    /// audit checkpoints and (when configured) the NATS relay, until
+    /// `shutdown` resolves; then finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let db = self.state.db.clone();
-        let mut background = Vec::new();
+        let mut background = vec![tokio::spawn(ProjectionRunner::new(self.state.db.clone()).run())];
         if let Some(interval) = self.expiry_sweep {
             background.push(tokio::spawn(expiry::run(self.state.licenses.clone(), self.state.views.clone(), interval)));
         }

@@ -16,7 +16,10 @@ mod secrets;
 
 pub use checkpoint::{CheckpointBody, CheckpointCheck, CheckpointCursor, Checkpoints, SignedCheckpoint};
 pub use database::{Backend, Database, EventLogError};
-pub use log::{BrokenChain, ChainBreak, Cursor, EventLog, LoggedEvent, VerifyReport, AGGREGATE_TYPE, ENVELOPE_VERSION};
+pub use log::{
+    BrokenChain, ChainBreak, Cursor, EventLog, LoggedEvent, VerifyReport, AGGREGATE_TYPE, ENVELOPE_VERSION,
+    SAVE_CHECKPOINT_SQL,
+};
 pub use repository::LogRepository;
 
 use cqrs_es::persist::PersistedEventStore;

@@ -292,9 +292,7 @@ impl EventLog {
 
     /// Records that consumer `name` has handed on everything up to `cursor`.
     pub async fn save_checkpoint(&self, name: &str, cursor: Cursor) -> Result<(), EventLogError> {
-        const SQL: &str = "INSERT INTO consumer_checkpoints (name, txid, position, updated_at) VALUES ($1, $2, $3, $4)
-                           ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, position = excluded.position,
-                                                            updated_at = excluded.updated_at";
+        const SQL: &str = SAVE_CHECKPOINT_SQL;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         crate::on_pool!(&self.db, pool => sqlx::query(SQL)
             .bind(name)
@@ -307,6 +305,12 @@ impl EventLog {
         Ok(())
     }
 }
+
+/// Saves a consumer's checkpoint; binds name, txid, position, updated-at.
+/// Public so a consumer can save it in the transaction of its own writes.
+pub const SAVE_CHECKPOINT_SQL: &str = "
+INSERT INTO consumer_checkpoints (name, txid, position, updated_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, position = excluded.position, updated_at = excluded.updated_at";
 
 /// A fresh event id, and the event's chain hash after `previous`.
 fn identify(previous: &str, event: &NewEvent<'_>) -> (String, String) {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyledger_domain::{License, LicenseKey};
-use keyledger_eventlog::{on_pool, Database};
+use keyledger_eventlog::{on_pool, Cursor, Database, SAVE_CHECKPOINT_SQL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -62,25 +62,39 @@ impl LicenseViews {
     }
 
     async fn upsert(&self, license: &License, version: i64, newer: &str) -> Result<(), ProjectionError> {
-        let key = license.license_key.as_ref().ok_or_else(|| ProjectionError::NotGenerated(license.id.clone()))?;
-        let created_at = license.created_at.map(sortable_instant).unwrap_or_default();
-        let expires_at = license.expires_at.map(sortable_instant).unwrap_or_default();
-        let state = serde_json::to_string(license)
-            .map_err(|source| ProjectionError::Corrupt { license_id: license.id.clone(), source })?;
+        let row = ViewRow::new(license, version)?;
         let sql = UPSERT.replace("{newer}", newer);
-        on_pool!(&self.db, pool => sqlx::query(&sql)
-            .bind(&license.id)
-            .bind(&license.tenant_id)
-            .bind(&license.owner_id)
-            .bind(key.as_str())
-            .bind(version)
-            .bind(created_at)
-            .bind(expires_at)
-            .bind(i64::from(license.expiry_recorded()))
-            .bind(state)
-            .execute(pool)
-            .await
-            .map(drop))?;
+        on_pool!(&self.db, pool => row.bind(sqlx::query(&sql)).execute(pool).await.map(drop))?;
+        Ok(())
+    }
+
+    /// Records several licenses and moves consumer `consumer`'s checkpoint
+    /// to `cursor`, in one transaction: a runner that dies half-way leaves
+    /// neither, and repeats the batch.
+    pub async fn apply_batch(
+        &self,
+        licenses: &[(&License, i64)],
+        consumer: &str,
+        cursor: Cursor,
+    ) -> Result<(), ProjectionError> {
+        let rows =
+            licenses.iter().map(|(license, version)| ViewRow::new(license, *version)).collect::<Result<Vec<_>, _>>()?;
+        let sql = UPSERT.replace("{newer}", "<");
+        let now = sortable_instant(Utc::now());
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            for row in &rows {
+                row.bind(sqlx::query(&sql)).execute(&mut *tx).await?;
+            }
+            sqlx::query(SAVE_CHECKPOINT_SQL)
+                .bind(consumer)
+                .bind(cursor.txid)
+                .bind(cursor.position)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -154,6 +168,58 @@ HAVING v.version IS NULL OR MAX(e.sequence) > v.version";
         let row: Option<(String, i64, String)> =
             on_pool!(&self.db, pool => sqlx::query_as(sql).bind(value).fetch_optional(pool).await)?;
         row.map(decode).transpose()
+    }
+}
+
+/// The columns of one `license_view` row, ready to bind in `UPSERT`'s order.
+struct ViewRow {
+    license_id: String,
+    tenant_id: String,
+    owner_id: String,
+    license_key: String,
+    version: i64,
+    created_at: String,
+    expires_at: String,
+    expiry_recorded: i64,
+    state: String,
+}
+
+impl ViewRow {
+    fn new(license: &License, version: i64) -> Result<Self, ProjectionError> {
+        let key = license.license_key.as_ref().ok_or_else(|| ProjectionError::NotGenerated(license.id.clone()))?;
+        let state = serde_json::to_string(license)
+            .map_err(|source| ProjectionError::Corrupt { license_id: license.id.clone(), source })?;
+        Ok(Self {
+            license_id: license.id.clone(),
+            tenant_id: license.tenant_id.clone(),
+            owner_id: license.owner_id.clone(),
+            license_key: key.as_str().to_owned(),
+            version,
+            created_at: license.created_at.map(sortable_instant).unwrap_or_default(),
+            expires_at: license.expires_at.map(sortable_instant).unwrap_or_default(),
+            expiry_recorded: i64::from(license.expiry_recorded()),
+            state,
+        })
+    }
+
+    fn bind<'q, DB: sqlx::Database>(
+        &'q self,
+        query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+    where
+        &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        query
+            .bind(self.license_id.as_str())
+            .bind(self.tenant_id.as_str())
+            .bind(self.owner_id.as_str())
+            .bind(self.license_key.as_str())
+            .bind(self.version)
+            .bind(self.created_at.as_str())
+            .bind(self.expires_at.as_str())
+            .bind(self.expiry_recorded)
+            .bind(self.state.as_str())
     }
 }
 

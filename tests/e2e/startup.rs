@@ -4,10 +4,13 @@
 use keyledger_api::{rebuild_projections, Application};
 use keyledger_eventlog::on_pool;
 use keyledger_tests::{on_both_backends, test_config, Backend, Licensed, TestApp};
+
 use reqwest::StatusCode;
 use serde_json::json;
 
 on_both_backends!(
+    a_write_whose_projection_was_lost_converges_without_a_restart,
+    servers_sharing_a_database_converge_and_a_rebuild_changes_nothing,
     read_models_left_behind_by_a_crash_are_caught_up_at_start,
     a_rebuild_mends_a_damaged_read_model,
     a_running_server_heals_a_read_model_that_missed_a_write,
@@ -28,6 +31,92 @@ async fn delete_view_row(app: &TestApp, license_id: &str) {
     const SQL: &str = "DELETE FROM license_view WHERE license_id = $1";
     on_pool!(&app.db, pool => sqlx::query(SQL).bind(license_id).execute(pool).await.map(drop))
         .expect("delete view row");
+}
+
+/// Appends an activation straight to the event store, as a process that
+/// died right after appending would leave it: no read-model update.
+async fn append_without_projecting(app: &TestApp, license_id: &str, machine_id: &str) {
+    use cqrs_es::event_sink::EventSink;
+    use cqrs_es::{Aggregate, EventStore};
+    use keyledger_domain::{LicenseCommand, MachineId, MachineName};
+
+    let store = keyledger_eventlog::license_event_store(&app.db);
+    let mut context = store.load_aggregate(license_id).await.expect("load");
+    let sink = EventSink::default();
+    let command = LicenseCommand::ActivateLicense {
+        machine: MachineId::parse(machine_id).unwrap().hash(b"any key: only the row matters here"),
+        machine_name: MachineName::parse(Some("appended-directly")).unwrap(),
+        at: chrono::Utc::now(),
+    };
+    context.aggregate.handle(command, &(), &sink).await.expect("activate");
+    let metadata = std::collections::HashMap::from([("tenant_id".to_owned(), context.aggregate.tenant_id.clone())]);
+    store.commit(sink.collect().await, context, metadata).await.expect("append");
+}
+
+async fn a_write_whose_projection_was_lost_converges_without_a_restart(backend: Backend) {
+    let Licensed { app, user, id, .. } = Licensed::new(backend, json!({"maxActivations": 2})).await;
+    append_without_projecting(&app, &id, "m1").await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let info = app.get(&format!("/api/v1/licenses/{id}"), Some(&user.key)).await;
+        if info.body["activations"] == 1 {
+            assert_eq!(info.body["machineName"], "appended-directly");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the runner never projected the event: {}", info.body);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(view_row(&app, &id).await.0, 2);
+}
+
+async fn all_view_rows(app: &TestApp) -> Vec<(String, i64, String)> {
+    const SQL: &str = "SELECT license_id, version, state FROM license_view ORDER BY license_id";
+    on_pool!(&app.db, pool => sqlx::query_as(SQL).fetch_all(pool).await).expect("view rows")
+}
+
+async fn servers_sharing_a_database_converge_and_a_rebuild_changes_nothing(backend: Backend) {
+    let first = TestApp::spawn(backend).await;
+    let second = first.another_server().await;
+    let tenant = first.tenant("Acme").await;
+    let user = first.user(&tenant, "u").await;
+    // Licenses made on one server and changed on the other, concurrently.
+    futures::future::join_all((0..8).map(|i| {
+        let (first, second, user) = (&first, &second, &user);
+        async move {
+            let (maker, changer) = if i % 2 == 0 { (first, second) } else { (second, first) };
+            let license = maker.generate(&user.key, json!({"maxActivations": 2})).await;
+            let key = license["licenseKey"].as_str().unwrap();
+            assert_eq!(changer.activate(key, "m1").await.status, StatusCode::OK);
+            assert_eq!(maker.activate(key, "m2").await.status, StatusCode::OK);
+            let body = json!({"licenseKey": key, "machineId": "m1"});
+            assert_eq!(changer.post("/api/v1/licenses/deactivate", None, body).await.status, StatusCode::OK);
+        }
+    }))
+    .await;
+    let lost = first.generate(&user.key, json!({})).await;
+    append_without_projecting(&first, lost["id"].as_str().unwrap(), "m9").await;
+
+    // Wait until the runner has followed the whole log.
+    let log = keyledger_eventlog::EventLog::new(first.db.clone());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let at = log.checkpoint(keyledger_workers::LICENSE_VIEW_RUNNER).await.unwrap();
+        if log.tail(at, 1).await.unwrap().is_empty() && all_view_rows(&first).await.iter().all(|r| r.1 >= 1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the runner did not reach the end of the log");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let live = all_view_rows(&first).await;
+    assert_eq!(live.len(), 9);
+    // Every row is at its license's last event...
+    for (license_id, version, _) in &live {
+        let events = log.history(license_id, 0, 1000).await.unwrap();
+        assert_eq!(*version, events.last().unwrap().sequence, "license {license_id}");
+    }
+    // ...and rebuilding from the log gives the same rows, byte for byte.
+    rebuild_projections(&first.config()).await.expect("rebuild");
+    assert_eq!(all_view_rows(&first).await, live);
 }
 
 async fn read_models_left_behind_by_a_crash_are_caught_up_at_start(backend: Backend) {

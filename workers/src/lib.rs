@@ -1,5 +1,6 @@
-//! Consumers of the event log that run beside the API: today the NATS
-//! JetStream relay.
+//! Consumers of the event log that run beside the API: the projection
+//! runner that keeps read models equal to the log, and the NATS JetStream
+//! relay.
 //!
 //! Each follows the log's tail from a saved checkpoint, hands events on,
 //! and only then moves its checkpoint, so a crash repeats work rather than
@@ -7,7 +8,9 @@
 //! of them the active consumer.
 
 mod lease;
+mod projector;
 mod relay;
 
 pub use lease::Lease;
+pub use projector::{ProjectionRunner, ProjectorError, LICENSE_VIEW_RUNNER};
 pub use relay::{Relay, RelayConfig, RELAY_CONSUMER, SUBJECT_PREFIX};

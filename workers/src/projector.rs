@@ -1,0 +1,125 @@
+//! The projection runner: keeps `license_view` equal to the log by
+//! following the tail.
+//!
+//! Commands update the view right after they append, so a client reads its
+//! own writes at once. This runner is what makes the view converge
+//! whatever happens to that fast path: a process that dies between append
+//! and update, an update that failed, a write made by another process. It
+//! applies each event to the row it follows and saves its checkpoint in
+//! the same transaction; rows only ever move forward in version, so the
+//! two writers never undo each other.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cqrs_es::{Aggregate, EventStore};
+use keyledger_domain::{License, LicenseEvent};
+use keyledger_eventlog::{license_event_store, Database, EventLog, LicenseEventStore, LoggedEvent};
+use keyledger_projections::LicenseViews;
+
+use crate::Lease;
+
+/// The runner's checkpoint and lease name.
+pub const LICENSE_VIEW_RUNNER: &str = "projection:license_view";
+const BATCH: i64 = 500;
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+const RETRY_WAIT: Duration = Duration::from_secs(1);
+
+pub struct ProjectionRunner {
+    db: Database,
+    log: EventLog,
+    views: LicenseViews,
+    store: LicenseEventStore,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error(transparent)]
+    Log(#[from] keyledger_eventlog::EventLogError),
+    #[error(transparent)]
+    View(#[from] keyledger_projections::ProjectionError),
+    #[error("event {event_id} does not decode: {source}")]
+    Undecodable { event_id: String, source: serde_json::Error },
+    #[error("loading license {license_id}: {message}")]
+    Load { license_id: String, message: String },
+}
+
+impl ProjectionRunner {
+    pub fn new(db: Database) -> Self {
+        Self {
+            log: EventLog::new(db.clone()),
+            views: LicenseViews::new(db.clone()),
+            store: license_event_store(&db),
+            db,
+        }
+    }
+
+    /// Follows the tail until the task is dropped; a standby while another
+    /// process holds the runner's lease.
+    pub async fn run(self) {
+        let mut lease = Lease::acquire(&self.db, LICENSE_VIEW_RUNNER).await;
+        loop {
+            if !lease.is_held().await {
+                tracing::warn!("projection runner lost its lease; waiting to take it again");
+                lease = Lease::acquire(&self.db, LICENSE_VIEW_RUNNER).await;
+            }
+            match self.step().await {
+                Ok(0) => tokio::time::sleep(IDLE_WAIT).await,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "projection runner failed a batch; will retry it");
+                    tokio::time::sleep(RETRY_WAIT).await;
+                }
+            }
+        }
+    }
+
+    /// Projects the next batch after the checkpoint; returns its size.
+    pub async fn step(&self) -> Result<usize, ProjectorError> {
+        let cursor = self.log.checkpoint(LICENSE_VIEW_RUNNER).await?;
+        let events = self.log.tail(cursor, BATCH).await?;
+        let Some(last) = events.last() else { return Ok(0) };
+        let mut touched: HashMap<String, (License, i64)> = HashMap::new();
+        for event in &events {
+            self.project(&mut touched, event).await?;
+        }
+        let rows: Vec<(&License, i64)> = touched.values().map(|(license, version)| (license, *version)).collect();
+        self.views.apply_batch(&rows, LICENSE_VIEW_RUNNER, last.cursor).await?;
+        Ok(events.len())
+    }
+
+    async fn project(
+        &self,
+        touched: &mut HashMap<String, (License, i64)>,
+        event: &LoggedEvent,
+    ) -> Result<(), ProjectorError> {
+        if !touched.contains_key(&event.license_id) {
+            let current = match self.views.by_id(&event.license_id).await? {
+                Some(view) => (view.license, view.version),
+                None => (License::default(), 0),
+            };
+            touched.insert(event.license_id.clone(), current);
+        }
+        let (license, version) = touched.get_mut(&event.license_id).expect("inserted above");
+        if *version >= event.sequence {
+            return Ok(()); // The row already has it, from the command that wrote it.
+        }
+        if *version + 1 == event.sequence {
+            let decoded: LicenseEvent = serde_json::from_value(event.payload.clone())
+                .map_err(|source| ProjectorError::Undecodable { event_id: event.event_id.clone(), source })?;
+            license.apply(decoded);
+            *version = event.sequence;
+            return Ok(());
+        }
+        // The row is further behind than this batch can bridge (it was
+        // lost or damaged): take the license whole from the log.
+        let context = self
+            .store
+            .load_aggregate(&event.license_id)
+            .await
+            .map_err(|e| ProjectorError::Load { license_id: event.license_id.clone(), message: e.to_string() })?;
+        *license = context.aggregate;
+        *version = context.current_sequence as i64;
+        Ok(())
+    }
+}
