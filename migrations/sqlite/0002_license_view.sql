@@ -15,4 +15,5 @@ CREATE TABLE license_view
     state       text   NOT NULL
 ) STRICT;
 CREATE INDEX license_view_by_owner ON license_view (tenant_id, owner_id, created_at);
+CREATE INDEX license_view_by_tenant ON license_view (tenant_id, created_at, license_id);
 CREATE INDEX license_view_expiry_due ON license_view (expires_at) WHERE expiry_recorded = 0;

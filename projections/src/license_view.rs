@@ -119,6 +119,28 @@ impl LicenseViews {
         rows.into_iter().map(decode).collect()
     }
 
+    /// A tenant's licenses, oldest first, `limit` at a time; `after` is the
+    /// last license id of the previous page.
+    pub async fn by_tenant(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<LicenseView>, ProjectionError> {
+        let sql = format!(
+            "{COLUMNS} WHERE tenant_id = $1
+               AND ($2 = '' OR (created_at, license_id) > (SELECT created_at, license_id FROM license_view WHERE license_id = $2))
+             ORDER BY created_at, license_id LIMIT $3"
+        );
+        let rows: Vec<(String, i64, String)> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
+            .bind(tenant_id)
+            .bind(after.unwrap_or_default())
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(decode).collect()
+    }
+
     /// Up to `limit` licenses past their expiry at `now` with no
     /// `LicenseExpired` event yet, as (license id, tenant id), oldest expiry
     /// first.

@@ -1,6 +1,6 @@
 //! Who may do what: keys, roles, tenants, and the handling of bad input.
 
-use keyledger_tests::{on_both_backends, Backend, TestApp, OPERATOR_TOKEN};
+use keyledger_tests::{on_both_backends, Backend, Licensed, TestApp, OPERATOR_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -14,6 +14,8 @@ on_both_backends!(
     keys_are_issued_by_admins_or_the_operator_and_listed_without_secrets,
     suspend_and_reinstate_are_for_administrators,
     my_licenses_lists_only_the_callers_licenses,
+    a_tenant_admin_pages_through_every_license_of_the_tenant_and_only_those,
+    the_devices_of_a_license_are_listed_without_their_machine_ids,
     bad_input_is_a_4xx_naming_the_field,
     both_key_headers_are_accepted,
     health_and_status_answer,
@@ -236,6 +238,66 @@ async fn my_licenses_lists_only_the_callers_licenses(backend: Backend) {
     let admin_owns_nothing = app.get("/api/v1/fastrLicense/my-licenses", Some(&tenant.admin_key)).await;
     assert_eq!(admin_owns_nothing.body, json!([]));
     assert_eq!(app.get("/api/v1/fastrLicense/my-licenses", Some(OPERATOR_TOKEN)).await.body, json!([]));
+}
+
+async fn a_tenant_admin_pages_through_every_license_of_the_tenant_and_only_those(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let acme = app.tenant("Acme").await;
+    let globex = app.tenant("Globex").await;
+    let (alice, bob) = (app.user(&acme, "alice").await, app.user(&acme, "bob").await);
+    let mut made = Vec::new();
+    for key in [&alice.key, &bob.key, &alice.key] {
+        made.push(app.generate(key, json!({})).await["id"].as_str().unwrap().to_owned());
+    }
+    let theirs = app.user(&globex, "g").await;
+    app.generate(&theirs.key, json!({})).await;
+
+    let all = app.get("/api/v1/licenses", Some(&acme.admin_key)).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.body);
+    let ids: Vec<&str> = all.body["licenses"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(made.iter().all(|id| ids.contains(&id.as_str())));
+    assert_eq!(all.body["nextAfter"], json!(null));
+
+    let first = app.get("/api/v1/licenses?limit=2", Some(&acme.admin_key)).await;
+    assert_eq!(first.body["licenses"].as_array().unwrap().len(), 2);
+    let after = first.body["nextAfter"].as_str().unwrap();
+    let rest = app.get(&format!("/api/v1/licenses?limit=2&after={after}"), Some(&acme.admin_key)).await;
+    let rest = rest.body["licenses"].as_array().unwrap();
+    assert_eq!(rest.len(), 1);
+    let paged: Vec<&str> =
+        first.body["licenses"].as_array().unwrap().iter().chain(rest).map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(paged, ids, "pages follow one order");
+
+    assert_eq!(app.get("/api/v1/licenses", Some(&alice.key)).await.status, StatusCode::FORBIDDEN);
+    let operator = app.get("/api/v1/licenses", Some(OPERATOR_TOKEN)).await;
+    assert_eq!(operator.status, StatusCode::BAD_REQUEST);
+    assert_eq!(operator.body["field"], "tenantId");
+    let for_globex = app.get(&format!("/api/v1/licenses?tenantId={}", globex.id), Some(OPERATOR_TOKEN)).await;
+    assert_eq!(for_globex.body["licenses"].as_array().unwrap().len(), 1);
+    for bad in ["limit=0", "limit=x", "after=nope"] {
+        let reply = app.get(&format!("/api/v1/licenses?{bad}"), Some(&acme.admin_key)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+}
+
+async fn the_devices_of_a_license_are_listed_without_their_machine_ids(backend: Backend) {
+    let Licensed { app, tenant, user, key, id, .. } = Licensed::new(backend, json!({"maxActivations": 3})).await;
+    app.activate(&key, "serial-AAA-111").await;
+    app.activate(&key, "serial-BBB-222").await;
+    let reply = app.get(&format!("/api/v1/licenses/{id}/devices"), Some(&user.key)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["maxActivations"], 3);
+    let devices = reply.body["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 2);
+    assert!(devices.iter().all(|d| d["deviceId"].as_str().unwrap().len() == 16 && d["machineName"] == "test-machine"));
+    assert_ne!(devices[0]["deviceId"], devices[1]["deviceId"]);
+    assert!(!reply.body.to_string().contains("serial-"));
+    let colleague = app.user(&tenant, "c").await;
+    assert_eq!(
+        app.get(&format!("/api/v1/licenses/{id}/devices"), Some(&colleague.key)).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 async fn bad_input_is_a_4xx_naming_the_field(backend: Backend) {

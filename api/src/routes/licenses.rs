@@ -9,6 +9,7 @@ use chrono::{Datelike, Duration, Utc};
 use keyledger_domain::{License, LicenseCommand, LicenseError, LicenseKey, LicenseType, MachineId, MachineName, Seats};
 use keyledger_projections::LicenseView;
 use rand::rngs::OsRng;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -40,6 +41,8 @@ pub fn routes() -> Router<AppState> {
         .route("/reinstate/{license_id}", post(reinstate))
         .route("/my-licenses", get(my_licenses))
         .route("/{license_id}", get(by_id).patch(edit))
+        .route("/{license_id}/devices", get(devices))
+        .route("/", get(tenant_licenses))
 }
 
 // --- input parsing -------------------------------------------------------------
@@ -153,6 +156,71 @@ async fn by_id(
 ) -> ApiResult<Json<LicenseResponse>> {
     let license = readable_license(&state, &caller, &raw_id).await?;
     Ok(Json(LicenseResponse::new(&license, Utc::now())))
+}
+
+/// The machines holding seats. `deviceId` is the start of the machine id's
+/// keyed hash: stable, and useless for recovering the machine id.
+async fn devices(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(raw_id): PathParam,
+) -> ApiResult<Json<Value>> {
+    let license = readable_license(&state, &caller, &raw_id).await?;
+    let devices: Vec<Value> = license
+        .devices
+        .iter()
+        .map(|device| {
+            json!({
+                "deviceId": &device.machine.as_str()[..16.min(device.machine.as_str().len())],
+                "machineName": device.machine_name.as_str(),
+                "activatedAt": instant(device.activated_at),
+                "lastHeartbeatAt": instant(device.last_heartbeat_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "licenseId": license.id, "maxActivations": license.max_activations.get(), "devices": devices })))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TenantListQuery {
+    tenant_id: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /api/v1/licenses`: every license of the admin's tenant (the
+/// operator names one with `tenantId`), oldest first, `limit` (1–1000,
+/// default 100) at a time; `nextAfter` continues.
+async fn tenant_licenses(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<axum::extract::Query<TenantListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let tenant_id = match caller.role {
+        crate::auth::Role::Operator => query
+            .tenant_id
+            .clone()
+            .ok_or_else(|| ApiError::field("tenantId", "tenantId is required for the operator"))?,
+        _ => caller.require_admin()?.to_owned(),
+    };
+    let limit = match &query.limit {
+        None => 100,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::field("limit", "limit must be an integer from 1 to 1000"))?,
+    };
+    if let Some(after) = &query.after {
+        parse_license_id(after).map_err(|_| ApiError::field("after", "after must be a license id"))?;
+    }
+    let views = state.views.by_tenant(&tenant_id, query.after.as_deref(), limit).await.map_err(ApiError::internal)?;
+    let now = Utc::now();
+    let next_after = (views.len() as i64 == limit).then(|| views.last().map(|v| v.license.id.clone())).flatten();
+    let licenses: Vec<LicenseResponse> = views.iter().map(|v| LicenseResponse::new(&v.license, now)).collect();
+    Ok(Json(json!({ "licenses": licenses, "nextAfter": next_after })))
 }
 
 async fn my_licenses(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<LicenseResponse>>> {
