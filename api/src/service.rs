@@ -7,7 +7,7 @@ use std::time::Duration;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use keyledger_domain::{License, LicenseCommand, LicenseError};
-use keyledger_eventlog::LicenseEventStore;
+use keyledger_eventlog::{LicenseEventStore, Snapshots};
 use keyledger_projections::LicenseViews;
 use rand::Rng;
 
@@ -44,12 +44,13 @@ impl From<CommandError> for ApiError {
 
 pub struct LicenseService {
     store: LicenseEventStore,
+    snapshots: Snapshots,
     views: LicenseViews,
 }
 
 impl LicenseService {
-    pub fn new(store: LicenseEventStore, views: LicenseViews) -> Self {
-        Self { store, views }
+    pub fn new(store: LicenseEventStore, snapshots: Snapshots, views: LicenseViews) -> Self {
+        Self { store, snapshots, views }
     }
 
     /// Runs `command` against the license and returns the license as the
@@ -62,7 +63,9 @@ impl LicenseService {
         metadata: HashMap<String, String>,
     ) -> Result<License, CommandError> {
         for attempt in 0..MAX_ATTEMPTS {
-            let mut context = self.store.load_aggregate(license_id).await.map_err(store_error)?;
+            // From the snapshot: cost bounded by the events since it.
+            let mut context = self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?;
+            let previous_version = context.current_sequence as i64;
             let sink = EventSink::default();
             context.aggregate.handle(command.clone(), &(), &sink).await?;
             let events = sink.collect().await;
@@ -82,6 +85,10 @@ impl LicenseService {
             match self.store.commit(events, context, metadata.clone()).await {
                 Ok(_) => {
                     self.project(&license, version).await?;
+                    if let Err(error) = self.snapshots.maybe_save(&license, previous_version, version).await {
+                        // Only loading gets slower without it.
+                        tracing::warn!(license_id, %error, "snapshot not saved");
+                    }
                     return Ok(license);
                 }
                 Err(AggregateError::AggregateConflict) => backoff(attempt).await,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use keyledger_eventlog::{
-    license_event_store, CheckpointCheck, Checkpoints, Database, EventLog, EventLogError, SignedCheckpoint,
+    license_event_store, CheckpointCheck, Checkpoints, Database, EventLog, EventLogError, SignedCheckpoint, Snapshots,
     VerifyReport,
 };
 use keyledger_projections::LicenseViews;
@@ -63,7 +63,8 @@ impl Core {
         let db = Database::connect(&config.database_url(), config.db_max_connections).await?;
         db.migrate().await?;
         let views = LicenseViews::new(db.clone());
-        let licenses = Arc::new(LicenseService::new(license_event_store(&db), views.clone()));
+        let licenses =
+            Arc::new(LicenseService::new(license_event_store(&db), Snapshots::new(db.clone()), views.clone()));
         Ok(Self { db, views, licenses })
     }
 }

@@ -13,6 +13,7 @@ mod database;
 mod log;
 mod repository;
 mod secrets;
+mod snapshot;
 
 pub use checkpoint::{CheckpointBody, CheckpointCheck, CheckpointCursor, Checkpoints, SignedCheckpoint};
 pub use database::{Backend, Database, EventLogError};
@@ -21,6 +22,7 @@ pub use log::{
     SAVE_CHECKPOINT_SQL,
 };
 pub use repository::LogRepository;
+pub use snapshot::{Snapshots, SNAPSHOT_EVERY};
 
 use cqrs_es::persist::PersistedEventStore;
 use keyledger_domain::License;

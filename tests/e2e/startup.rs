@@ -12,6 +12,7 @@ on_both_backends!(
     a_write_whose_projection_was_lost_converges_without_a_restart,
     servers_sharing_a_database_converge_and_a_rebuild_changes_nothing,
     read_models_left_behind_by_a_crash_are_caught_up_at_start,
+    a_long_history_loads_from_its_snapshot_and_agrees_with_a_full_replay,
     a_rebuild_mends_a_damaged_read_model,
     a_running_server_heals_a_read_model_that_missed_a_write,
 );
@@ -117,6 +118,50 @@ async fn servers_sharing_a_database_converge_and_a_rebuild_changes_nothing(backe
     // ...and rebuilding from the log gives the same rows, byte for byte.
     rebuild_projections(&first.config()).await.expect("rebuild");
     assert_eq!(all_view_rows(&first).await, live);
+}
+
+async fn a_long_history_loads_from_its_snapshot_and_agrees_with_a_full_replay(backend: Backend) {
+    // With no heartbeat interval every validation appends a heartbeat.
+    let app = TestApp::spawn_with(backend, |config| config.heartbeat_interval_secs = 0).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    let license = app.generate(&user.key, json!({"maxActivations": 2})).await;
+    let (key, id) = (license["licenseKey"].as_str().unwrap(), license["id"].as_str().unwrap());
+    app.activate(key, "m1").await;
+    for _ in 0..250 {
+        assert_eq!(app.validate(key, "m1").await.body["isValid"], true);
+    }
+    assert_eq!(app.count_events(id, "HeartbeatRecorded").await, 250);
+    const SNAPSHOT: &str = "SELECT version FROM license_snapshots WHERE license_id = $1";
+    let snapshot: i64 = on_pool!(&app.db, pool => sqlx::query_scalar(SNAPSHOT).bind(id).fetch_one(pool).await).unwrap();
+    assert_eq!(snapshot, 200);
+
+    // Commands really load from it: a doctored one (one seat only) wins
+    // over the history until it is removed.
+    const STATE: &str = "SELECT state FROM license_snapshots WHERE license_id = $1";
+    let honest: String = on_pool!(&app.db, pool => sqlx::query_scalar(STATE).bind(id).fetch_one(pool).await).unwrap();
+    let doctored = honest.replace("\"max_activations\":2", "\"max_activations\":1");
+    assert_ne!(doctored, honest);
+    const PUT: &str = "UPDATE license_snapshots SET state = $1 WHERE license_id = $2";
+    on_pool!(&app.db, pool => sqlx::query(PUT).bind(&doctored).bind(id).execute(pool).await.map(drop)).unwrap();
+    assert_eq!(app.activate(key, "m2").await.body["code"], "bound_to_another_machine");
+    on_pool!(&app.db, pool => sqlx::query(PUT).bind(&honest).bind(id).execute(pool).await.map(drop)).unwrap();
+
+    // A command on top of the snapshot sees the whole history...
+    assert_eq!(app.activate(key, "m2").await.status, StatusCode::OK);
+    assert_eq!(app.activate(key, "m3").await.body["code"], "seat_limit_reached");
+    let live = all_view_rows(&app).await;
+    rebuild_projections(&app.config()).await.unwrap();
+    assert_eq!(all_view_rows(&app).await, live, "snapshot + tail differs from a full replay");
+
+    // ...and an unreadable snapshot only costs a full replay.
+    const SPOIL: &str = "UPDATE license_snapshots SET state = 'not json' WHERE license_id = $1";
+    on_pool!(&app.db, pool => sqlx::query(SPOIL).bind(id).execute(pool).await.map(drop)).unwrap();
+    let body = json!({"licenseKey": key, "machineId": "m2"});
+    assert_eq!(app.post("/api/v1/licenses/deactivate", None, body).await.status, StatusCode::OK);
+    let live = all_view_rows(&app).await;
+    rebuild_projections(&app.config()).await.unwrap();
+    assert_eq!(all_view_rows(&app).await, live);
 }
 
 async fn read_models_left_behind_by_a_crash_are_caught_up_at_start(backend: Backend) {

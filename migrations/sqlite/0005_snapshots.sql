@@ -1,0 +1,9 @@
+-- A license's state every so many events, so loading it for a command
+-- costs the events since the last snapshot, not its whole history.
+-- Derived and disposable: an unreadable row is ignored and replaced.
+CREATE TABLE license_snapshots
+(
+    license_id text PRIMARY KEY,
+    version    integer NOT NULL,
+    state      text   NOT NULL
+) STRICT;
