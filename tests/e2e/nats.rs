@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use keyledger_eventlog::{Cursor, EventLog};
 use keyledger_tests::{on_both_backends, stream_messages, Backend, NatsServer, StreamedEvent, TestApp};
-use keyledger_workers::{Relay, RelayConfig, RELAY_CONSUMER};
+use keyledger_workers::{Feed, NatsFeed, Relay, RelayConfig, TailFeed, RELAY_CONSUMER};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -17,6 +17,7 @@ on_both_backends!(
     every_event_reaches_the_stream_once_in_log_order,
     a_relay_killed_again_and_again_loses_nothing_and_duplicates_nothing,
     writes_go_on_while_nats_is_down_and_the_backlog_follows,
+    the_tail_feed_and_the_nats_feed_deliver_the_same_events_and_redeliver_the_unacknowledged,
 );
 
 fn relay_config(nats: &NatsServer) -> RelayConfig {
@@ -139,4 +140,68 @@ async fn writes_go_on_while_nats_is_down_and_the_backlog_follows(backend: Backen
     let messages = stream_with(&nats, 20).await;
     assert_eq!(messages.len(), 20);
     assert_exactly_once_in_order(&app, &messages).await;
+}
+
+/// Reads `feed` until it has returned `count` envelopes, acknowledging
+/// each batch; returns their event ids in delivery order.
+async fn drain(feed: &mut impl Feed, count: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut ids = Vec::new();
+    while ids.len() < count {
+        assert!(tokio::time::Instant::now() < deadline, "the feed stalled after {} events", ids.len());
+        let batch = feed.next_batch(5).await.expect("a batch");
+        ids.extend(batch.iter().map(|e| e["eventId"].as_str().unwrap().to_owned()));
+        feed.ack().await.expect("ack");
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    ids
+}
+
+async fn the_tail_feed_and_the_nats_feed_deliver_the_same_events_and_redeliver_the_unacknowledged(backend: Backend) {
+    let nats = NatsServer::start().await;
+    let app = TestApp::spawn_with(backend, |config| config.nats_url = Some(nats.url.clone())).await;
+    write_load(&app, 3).await;
+    assert_eq!(stream_with(&nats, 12).await.len(), 12);
+
+    let log = EventLog::new(app.db.clone());
+    let from_tail = drain(&mut TailFeed::new(log.clone(), "audit-exporter"), 12).await;
+    let ack_wait = Duration::from_secs(1);
+    let mut nats_feed = NatsFeed::open(&nats.url, STREAM, "audit-exporter", ack_wait).await.unwrap();
+    let from_nats = drain(&mut nats_feed, 12).await;
+    assert_eq!(from_tail, from_nats, "both feeds give the same events in the same order");
+    assert_eq!(from_tail.len(), 12);
+
+    // What a consumer took but never acknowledged comes again.
+    let unacked: Vec<String> = TailFeed::new(log.clone(), "forgetful")
+        .next_batch(5)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    let again: Vec<String> = TailFeed::new(log, "forgetful")
+        .next_batch(5)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(unacked, again);
+
+    let first: HashSet<String> = NatsFeed::open(&nats.url, STREAM, "forgetful", ack_wait)
+        .await
+        .unwrap()
+        .next_batch(5)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e["eventId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(first.len(), 5);
+    tokio::time::sleep(ack_wait + Duration::from_millis(300)).await;
+    let mut reopened = NatsFeed::open(&nats.url, STREAM, "forgetful", ack_wait).await.unwrap();
+    let redelivered: HashSet<String> = drain(&mut reopened, 12).await.into_iter().collect();
+    assert!(first.is_subset(&redelivered), "unacknowledged messages were not redelivered");
 }

@@ -7,10 +7,12 @@
 //! losing it. Where several processes share a database, a lease makes one
 //! of them the active consumer.
 
+mod feed;
 mod lease;
 mod projector;
 mod relay;
 
+pub use feed::{Feed, FeedError, NatsFeed, TailFeed};
 pub use lease::Lease;
 pub use projector::{ProjectionRunner, ProjectorError, LICENSE_VIEW_RUNNER};
 pub use relay::{Relay, RelayConfig, RELAY_CONSUMER, SUBJECT_PREFIX};

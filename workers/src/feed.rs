@@ -1,0 +1,125 @@
+//! One interface for every consumer of license events, whether it reads
+//! the log's tail directly (the embedded default) or a durable JetStream
+//! consumer (with NATS). Both deliver the same envelopes
+//! ([`LoggedEvent::envelope`](keyledger_eventlog::LoggedEvent::envelope)) in
+//! the same order, and both redeliver what was not acknowledged.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, Message};
+use futures::StreamExt;
+use keyledger_eventlog::{Cursor, EventLog};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error(transparent)]
+    Log(#[from] keyledger_eventlog::EventLogError),
+    #[error("NATS: {0}")]
+    Nats(String),
+    #[error("a message is not an event envelope: {0}")]
+    NotAnEnvelope(String),
+}
+
+/// Events in log order for one named consumer, which remembers how far
+/// that consumer got across restarts.
+pub trait Feed: Send {
+    /// Up to `max` envelopes after the last acknowledged batch; empty when
+    /// there is nothing new right now. After a restart without `ack`, the
+    /// same envelopes come again, so consumers must be idempotent by
+    /// `eventId`.
+    fn next_batch(&mut self, max: usize) -> impl Future<Output = Result<Vec<Value>, FeedError>> + Send;
+
+    /// Marks everything returned so far as handled.
+    fn ack(&mut self) -> impl Future<Output = Result<(), FeedError>> + Send;
+}
+
+/// The log's tail, with the consumer's checkpoint in the database.
+pub struct TailFeed {
+    log: EventLog,
+    name: String,
+    /// Where the next batch starts: past everything returned so far.
+    read_to: Option<Cursor>,
+}
+
+impl TailFeed {
+    pub fn new(log: EventLog, name: impl Into<String>) -> Self {
+        Self { log, name: name.into(), read_to: None }
+    }
+}
+
+impl Feed for TailFeed {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Value>, FeedError> {
+        let from = match self.read_to {
+            Some(cursor) => cursor,
+            None => self.log.checkpoint(&self.name).await?,
+        };
+        let events = self.log.tail(from, max as i64).await?;
+        if let Some(last) = events.last() {
+            self.read_to = Some(last.cursor);
+        }
+        Ok(events.iter().map(|event| event.envelope()).collect())
+    }
+
+    async fn ack(&mut self) -> Result<(), FeedError> {
+        if let Some(cursor) = self.read_to {
+            self.log.save_checkpoint(&self.name, cursor).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A durable pull consumer of the relay's stream.
+pub struct NatsFeed {
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    unacked: Vec<Message>,
+    wait: Duration,
+}
+
+impl NatsFeed {
+    /// Creates (or reopens) durable consumer `name` on `stream`. Messages
+    /// not acknowledged within `ack_wait` are delivered again.
+    pub async fn open(nats_url: &str, stream: &str, name: &str, ack_wait: Duration) -> Result<Self, FeedError> {
+        let nats = |e: &dyn std::fmt::Display| FeedError::Nats(e.to_string());
+        let client = async_nats::connect(nats_url).await.map_err(|e| nats(&e))?;
+        let stream = jetstream::new(client).get_stream(stream).await.map_err(|e| nats(&e))?;
+        let config = pull::Config {
+            durable_name: Some(name.to_owned()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait,
+            ..Default::default()
+        };
+        let consumer = stream.get_or_create_consumer(name, config).await.map_err(|e| nats(&e))?;
+        Ok(Self { consumer, unacked: Vec::new(), wait: Duration::from_millis(250) })
+    }
+}
+
+impl Feed for NatsFeed {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Value>, FeedError> {
+        let mut batch = self
+            .consumer
+            .fetch()
+            .max_messages(max)
+            .expires(self.wait)
+            .messages()
+            .await
+            .map_err(|e| FeedError::Nats(e.to_string()))?;
+        let mut envelopes = Vec::new();
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| FeedError::Nats(e.to_string()))?;
+            let envelope =
+                serde_json::from_slice(&message.payload).map_err(|e| FeedError::NotAnEnvelope(e.to_string()))?;
+            envelopes.push(envelope);
+            self.unacked.push(message);
+        }
+        Ok(envelopes)
+    }
+
+    async fn ack(&mut self) -> Result<(), FeedError> {
+        for message in self.unacked.drain(..) {
+            message.ack().await.map_err(|e| FeedError::Nats(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
