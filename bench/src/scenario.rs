@@ -1,0 +1,394 @@
+//! The scenarios: prepare data through the public API, run the load
+//! against keyledger and against its baselines, report with ratios.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+use crate::load::{self, Report};
+use crate::{baseline, this_binary, Scenario};
+
+const OPERATOR: &str = "bench-operator-token-0123456789";
+
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "keyledger-bench", about = "Throughput and latency of keyledger against raw baselines, in one run")]
+pub struct Options {
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Seconds of load per measured target.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Use PostgreSQL (a fresh database on this admin URL) instead of SQLite.
+    #[arg(long)]
+    postgres: bool,
+    #[arg(long, env = "KEYLEDGER_TEST_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres_admin_url: String,
+    /// validate: licenses prepared (5 machines each). activate: licenses prepared.
+    #[arg(long, default_value_t = 2_000)]
+    licenses: usize,
+    /// history: events on the long license.
+    #[arg(long, default_value_t = 100_000)]
+    events: usize,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+/// A child process listening on `base`, killed when dropped.
+struct Served {
+    _child: Child,
+    base: String,
+}
+
+struct Bench {
+    options: Options,
+    dir: tempfile::TempDir,
+    client: reqwest::Client,
+    databases: Vec<String>,
+}
+
+pub async fn run(options: Options) -> std::process::ExitCode {
+    let bench = Bench {
+        dir: tempfile::tempdir().expect("temp dir"),
+        client: reqwest::Client::builder().pool_max_idle_per_host(1024).build().expect("client"),
+        databases: Vec::new(),
+        options,
+    };
+    let mut bench = bench;
+    let result = match bench.options.scenario {
+        Scenario::Validate => validate(&mut bench).await,
+        Scenario::Activate => activate(&mut bench).await,
+        Scenario::History => history(&mut bench).await,
+    };
+    bench.drop_databases().await;
+    match result {
+        Ok(report) => {
+            let text = serde_json::to_string_pretty(&report).expect("report serialises");
+            println!("{text}");
+            if let Some(path) = &bench.options.json {
+                std::fs::write(path, &text).expect("write the JSON report");
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("bench failed: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port")
+}
+
+impl Bench {
+    fn backend(&self) -> &'static str {
+        if self.options.postgres {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    /// A fresh database for one server of this run.
+    async fn database(&mut self, name: &str) -> Result<String, String> {
+        if !self.options.postgres {
+            return Ok(format!("sqlite://{}/{name}.db", self.dir.path().display()));
+        }
+        let db_name = format!("kltest_bench_{name}_{}", std::process::id());
+        let admin = sqlx::PgPool::connect(&self.options.postgres_admin_url).await.map_err(|e| e.to_string())?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+            .execute(&admin)
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&admin).await.map_err(|e| e.to_string())?;
+        admin.close().await;
+        self.databases.push(db_name.clone());
+        let (server, _) = self.options.postgres_admin_url.rsplit_once('/').ok_or("admin URL has no database")?;
+        Ok(format!("{server}/{db_name}"))
+    }
+
+    async fn drop_databases(&self) {
+        let Ok(admin) = sqlx::PgPool::connect(&self.options.postgres_admin_url).await else { return };
+        for db_name in &self.databases {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(&admin).await;
+        }
+    }
+
+    async fn keyledger(&mut self, extra_env: &[(&str, &str)]) -> Result<Served, String> {
+        let database_url = self.database("keyledger").await?;
+        let addr = free_addr();
+        let mut command = Command::new(this_binary());
+        command
+            .arg(crate::SERVE_KEYLEDGER)
+            .env("KEYLEDGER_LISTEN", addr.to_string())
+            .env("KEYLEDGER_DATA_DIR", self.dir.path().join("keyledger-data"))
+            .env("KEYLEDGER_DATABASE_URL", database_url)
+            .env("KEYLEDGER_OPERATOR_TOKEN", OPERATOR)
+            .env("KEYLEDGER_LOG", "warn");
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        self.start(command, addr, "/health").await
+    }
+
+    async fn baseline(&mut self, kind: baseline::Kind) -> Result<Served, String> {
+        let addr = free_addr();
+        let mut command = Command::new(this_binary());
+        command
+            .args([crate::BASELINE, "--kind"])
+            .arg(format!("{kind:?}").to_lowercase())
+            .arg("--listen")
+            .arg(addr.to_string());
+        if kind != baseline::Kind::Static {
+            let url = self.database(&format!("{kind:?}").to_lowercase()).await?;
+            command.arg("--database-url").arg(url);
+        }
+        self.start(command, addr, "").await
+    }
+
+    async fn start(&self, mut command: Command, addr: SocketAddr, probe: &str) -> Result<Served, String> {
+        let child = command.stdout(Stdio::null()).kill_on_drop(true).spawn().map_err(|e| e.to_string())?;
+        let base = format!("http://{addr}");
+        for _ in 0..600 {
+            let up = if probe.is_empty() {
+                tokio::net::TcpStream::connect(addr).await.is_ok()
+            } else {
+                self.client.get(format!("{base}{probe}")).send().await.is_ok_and(|r| r.status().is_success())
+            };
+            if up {
+                return Ok(Served { _child: child, base });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("{addr} did not come up"))
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.options.seconds)
+    }
+}
+
+async fn post(client: &reqwest::Client, url: &str, key: Option<&str>, body: &Value) -> Result<Value, String> {
+    let mut request = client.post(url).json(body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!("{status}: {body}"))
+    }
+}
+
+/// A tenant user's key on `server`.
+async fn user_key(client: &reqwest::Client, server: &Served) -> Result<String, String> {
+    let tenant =
+        post(client, &format!("{}/api/v1/tenants", server.base), Some(OPERATOR), &json!({"name": "Bench"})).await?;
+    let admin = tenant["adminKey"].as_str().ok_or("no admin key")?;
+    let user = post(client, &format!("{}/api/v1/api-keys", server.base), Some(admin), &json!({"role": "user"})).await?;
+    Ok(user["key"].as_str().ok_or("no user key")?.to_owned())
+}
+
+/// Generates `count` licenses with `body`, 16 at a time; returns their keys.
+async fn generate(
+    client: &reqwest::Client,
+    server: &Served,
+    key: &str,
+    count: usize,
+    body: Value,
+) -> Result<Vec<String>, String> {
+    let url = format!("{}/api/v1/licenses/generate", server.base);
+    let mut keys = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(16) {
+        let made = futures::future::join_all(chunk.iter().map(|_| post(client, &url, Some(key), &body))).await;
+        for license in made {
+            keys.push(license?["licenseKey"].as_str().ok_or("no license key")?.to_owned());
+        }
+    }
+    Ok(keys)
+}
+
+fn expect_field(answer: Result<Value, String>, field: &str, value: &Value) -> load::Outcome {
+    let answer = answer?;
+    if &answer[field] == value {
+        Ok(())
+    } else {
+        Err(format!("unexpected answer: {answer}"))
+    }
+}
+
+/// Load against a baseline's `/validate` with a validate-shaped body.
+async fn baseline_load(bench: &Bench, name: &str, served: &Served) -> Report {
+    let (client, url) = (bench.client.clone(), format!("{}/validate", served.base));
+    load::run(name, bench.options.connections, bench.duration(), move |connection, n| {
+        let (client, url) = (client.clone(), url.clone());
+        let body = json!({
+            "licenseKey": "ABCD-EFGH-JKMN-2345",
+            "machineId": format!("c{connection}-{n}"),
+            "row": (n as i64 * 7919 + connection as i64) % baseline::ROWS + 1,
+        });
+        Some(async move {
+            let answer = post(&client, &url, None, &body).await?;
+            if answer["signature"].is_string() && answer["data"]["isValid"] == true {
+                Ok(())
+            } else {
+                Err(format!("unexpected answer: {answer}"))
+            }
+        })
+    })
+    .await
+}
+
+fn ratio(a: &Report, b: &Report) -> f64 {
+    if b.throughput == 0.0 {
+        0.0
+    } else {
+        a.throughput / b.throughput
+    }
+}
+
+fn print_table(reports: &[&Report]) {
+    eprintln!(
+        "{:<34} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "target", "conns", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
+    );
+    for r in reports {
+        eprintln!(
+            "{:<34} {:>6} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8}",
+            r.name, r.connections, r.throughput, r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms, r.errors
+        );
+        if let Some(error) = &r.first_error {
+            eprintln!("    first error: {error}");
+        }
+    }
+}
+
+/// `validate`: activated licenses on many machines, validate calls only.
+async fn validate(bench: &mut Bench) -> Result<Value, String> {
+    let server = bench.keyledger(&[]).await?;
+    let key = user_key(&bench.client, &server).await?;
+    let licenses = generate(&bench.client, &server, &key, bench.options.licenses, json!({"maxActivations": 5})).await?;
+    let activate_url = format!("{}/api/v1/licenses/activate", server.base);
+    for chunk in licenses.chunks(8) {
+        let bodies: Vec<Value> = chunk
+            .iter()
+            .flat_map(|license| (0..5).map(move |m| json!({"licenseKey": license, "machineId": format!("m{m}")})))
+            .collect();
+        let calls = bodies.iter().map(|body| post(&bench.client, &activate_url, None, body));
+        for outcome in futures::future::join_all(calls).await {
+            outcome?;
+        }
+    }
+    let licenses = Arc::new(licenses);
+    let (client, url) = (bench.client.clone(), format!("{}/api/v1/licenses/validate", server.base));
+    let keyledger =
+        load::run("keyledger validate", bench.options.connections, bench.duration(), move |connection, n| {
+            let pick = (n as usize * 7919 + connection * 104_729) % (licenses.len() * 5);
+            let body = json!({"licenseKey": licenses[pick / 5], "machineId": format!("m{}", pick % 5)});
+            let (client, url) = (client.clone(), url.clone());
+            Some(async move { expect_field(post(&client, &url, None, &body).await, "isValid", &json!(true)) })
+        })
+        .await;
+    drop(server);
+    let static_server = bench.baseline(baseline::Kind::Static).await?;
+    let signed_static = baseline_load(bench, "baseline: signed, no storage", &static_server).await;
+    drop(static_server);
+    let select_server = bench.baseline(baseline::Kind::Select).await?;
+    let select = baseline_load(bench, "baseline: one primary-key SELECT", &select_server).await;
+    drop(select_server);
+    print_table(&[&keyledger, &signed_static, &select]);
+    let (vs_static, vs_select) = (ratio(&keyledger, &signed_static), ratio(&keyledger, &select));
+    eprintln!(
+        "validate / signed static = {vs_static:.2} (target >= 0.7); validate / SELECT = {vs_select:.2} (target >= 2.0)"
+    );
+    Ok(json!({
+        "scenario": "validate", "backend": bench.backend(), "reports": [keyledger, signed_static, select],
+        "ratios": {"validate_over_static": vs_static, "validate_over_select": vs_select},
+        "targets_met": {"validate_over_static": vs_static >= 0.7, "validate_over_select": vs_select >= 2.0},
+    }))
+}
+
+/// `activate`: fresh licenses, each activated once.
+async fn activate(bench: &mut Bench) -> Result<Value, String> {
+    let server = bench.keyledger(&[]).await?;
+    let key = user_key(&bench.client, &server).await?;
+    let licenses = Arc::new(generate(&bench.client, &server, &key, bench.options.licenses, json!({})).await?);
+    let (client, url) = (bench.client.clone(), format!("{}/api/v1/licenses/activate", server.base));
+    let connections = bench.options.connections;
+    let keyledger = load::run("keyledger activate", connections, bench.duration(), move |connection, n| {
+        // Each connection takes its own licenses; it stops when they run out.
+        let index = n as usize * connections + connection;
+        let license = licenses.get(index)?.clone();
+        let body = json!({"licenseKey": license, "machineId": "bench-machine"});
+        let (client, url) = (client.clone(), url.clone());
+        Some(async move { expect_field(post(&client, &url, None, &body).await, "success", &json!(true)) })
+    })
+    .await;
+    drop(server);
+    let insert_server = bench.baseline(baseline::Kind::Insert).await?;
+    let insert = baseline_load(bench, "baseline: one single-row INSERT", &insert_server).await;
+    drop(insert_server);
+    print_table(&[&keyledger, &insert]);
+    let vs_insert = ratio(&keyledger, &insert);
+    let ran_out = keyledger.seconds + 0.5 < bench.options.seconds as f64;
+    eprintln!(
+        "activate / INSERT = {vs_insert:.2} (target >= 0.5 on PostgreSQL){}",
+        if ran_out { "; the prepared licenses ran out early: raise --licenses" } else { "" }
+    );
+    Ok(json!({
+        "scenario": "activate", "backend": bench.backend(), "reports": [keyledger, insert],
+        "ratios": {"activate_over_insert": vs_insert},
+        "targets_met": {"activate_over_insert": vs_insert >= 0.5},
+        "licenses_ran_out": ran_out,
+    }))
+}
+
+/// `history`: command latency on a license with many events against a
+/// fresh one. Every validate appends a heartbeat (interval 0), so each
+/// request loads the license and appends to it.
+async fn history(bench: &mut Bench) -> Result<Value, String> {
+    let server = bench.keyledger(&[("KEYLEDGER_HEARTBEAT_INTERVAL_SECS", "0")]).await?;
+    let key = user_key(&bench.client, &server).await?;
+    let licenses = generate(&bench.client, &server, &key, 2, json!({})).await?;
+    let activate_url = format!("{}/api/v1/licenses/activate", server.base);
+    let validate_url = format!("{}/api/v1/licenses/validate", server.base);
+    for license in &licenses {
+        post(&bench.client, &activate_url, None, &json!({"licenseKey": license, "machineId": "m"})).await?;
+    }
+    let (fresh, long) = (licenses[0].clone(), licenses[1].clone());
+    eprintln!("writing {} events to the long license...", bench.options.events);
+    let body = json!({"licenseKey": long, "machineId": "m"});
+    for _ in 0..bench.options.events {
+        post(&bench.client, &validate_url, None, &body).await?;
+    }
+    let measure = |name: &'static str, license: String| {
+        let (client, url) = (bench.client.clone(), validate_url.clone());
+        load::run(name, 1, bench.duration() / 2, move |_, _| {
+            let body = json!({"licenseKey": license, "machineId": "m"});
+            let (client, url) = (client.clone(), url.clone());
+            Some(async move { expect_field(post(&client, &url, None, &body).await, "isValid", &json!(true)) })
+        })
+    };
+    let fresh_report = measure("command on a fresh license", fresh).await;
+    let long_report = measure("command on the long license", long).await;
+    print_table(&[&fresh_report, &long_report]);
+    let slowdown = if fresh_report.p50_ms > 0.0 { long_report.p50_ms / fresh_report.p50_ms } else { 0.0 };
+    eprintln!("long / fresh p50 latency = {slowdown:.2} (target <= 1.5) with {} events", bench.options.events);
+    Ok(json!({
+        "scenario": "history", "backend": bench.backend(), "events": bench.options.events,
+        "reports": [fresh_report, long_report],
+        "ratios": {"long_over_fresh_p50": slowdown},
+        "targets_met": {"long_over_fresh_p50": slowdown <= 1.5},
+    }))
+}
