@@ -39,9 +39,9 @@ pub enum AuditAction {
         #[arg(long)]
         license: Option<String>,
         /// Also check the log against a signed checkpoint kept in this JSON file.
-        #[arg(long)]
+        #[arg(long, requires = "public_key")]
         checkpoint: Option<std::path::PathBuf>,
-        /// The hex public key the checkpoint must be signed with.
+        /// The auditor's copy of the public key (hex) the checkpoint must be signed with.
         #[arg(long, requires = "checkpoint")]
         public_key: Option<String>,
     },

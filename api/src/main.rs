@@ -44,7 +44,8 @@ async fn verify(
         Some(path) => Some(serde_json::from_str(&std::fs::read_to_string(path)?)?),
         None => None,
     };
-    let (report, check) = verify_log(&config, license, checkpoint.as_ref().map(|c| (c, public_key))).await?;
+    let trusted = checkpoint.as_ref().zip(public_key);
+    let (report, check) = verify_log(&config, license, trusted).await?;
     for broken in &report.broken {
         println!("BROKEN license {}: {}", broken.license_id, serde_json::to_string(&broken.first_break)?);
     }

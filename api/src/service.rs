@@ -103,7 +103,7 @@ impl LicenseService {
     /// The license as its events say it is now, bypassing the read model.
     /// For confirming a refusal before it reaches a paying customer.
     pub async fn load(&self, license_id: &str) -> Result<License, CommandError> {
-        let context = self.store.load_aggregate(license_id).await.map_err(store_error)?;
+        let context = self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?;
         Ok(context.aggregate)
     }
 

@@ -62,6 +62,7 @@ impl Core {
         fs::create_dir_all(&config.data_dir).map_err(|source| data_dir_error(config, source))?;
         let db = Database::connect(&config.database_url(), config.db_max_connections).await?;
         db.migrate().await?;
+        EventLog::new(db.clone()).check_transaction_ids().await?;
         let views = LicenseViews::new(db.clone());
         let licenses =
             Arc::new(LicenseService::new(license_event_store(&db), Snapshots::new(db.clone()), views.clone()));
@@ -78,7 +79,7 @@ fn data_dir_error(config: &Config, source: io::Error) -> StartupError {
 pub async fn verify_log(
     config: &Config,
     license_id: Option<&str>,
-    checkpoint: Option<(&SignedCheckpoint, Option<&str>)>,
+    checkpoint: Option<(&SignedCheckpoint, &str)>,
 ) -> Result<(VerifyReport, Option<CheckpointCheck>), StartupError> {
     let core = Core::open(config).await?;
     let outcome = async {

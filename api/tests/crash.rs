@@ -103,7 +103,8 @@ async fn crash_mid_load_loses_no_acknowledged_write(backend: &str) {
                 while !stop.load(Ordering::Relaxed) && n < 5_000 {
                     let key = &keys[n % keys.len()];
                     let machine = format!("w{worker}-{n}");
-                    let body = json!({"licenseKey": key, "machineId": machine});
+                    // The machine id doubles as its name, so the log shows it.
+                    let body = json!({"licenseKey": key, "machineId": machine, "machineName": machine});
                     let (status, _) = post(&client, format!("{base}/api/v1/licenses/activate"), None, body).await;
                     if status == 200 {
                         acknowledged.lock().unwrap().push((key.clone(), machine));
@@ -122,7 +123,17 @@ async fn crash_mid_load_loses_no_acknowledged_write(backend: &str) {
     assert!(acknowledged.len() > 20, "the load barely ran: {}", acknowledged.len());
     eprintln!("{backend}: killed the server after {} acknowledged activations", acknowledged.len());
 
-    // After a restart every acknowledged activation holds.
+    // Every acknowledged activation is in the log itself...
+    let logged = activated_machines(backend, &database_url).await;
+    let missing: Vec<_> = acknowledged.iter().filter(|(_, machine)| !logged.contains(machine)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged activations are not in the log, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
+
+    // ...and in effect after a restart.
     let server = start(data_dir.path(), &database_url).await;
     let mut refused = Vec::new();
     for (key, machine) in &acknowledged {
@@ -168,6 +179,23 @@ async fn crash_mid_load_loses_no_acknowledged_write(backend: &str) {
     assert_eq!(db_rows().await, live, "the live read model differs from a rebuild");
     let verified = keyledger(data_dir.path(), &database_url).args(["audit", "verify"]).status().unwrap();
     assert!(verified.success(), "a hash chain broke in the crash");
+}
+
+/// The machine names of every LicenseActivated event in the log.
+async fn activated_machines(backend: &str, database_url: &str) -> std::collections::HashSet<String> {
+    const SQL: &str = "SELECT CAST(payload AS TEXT) FROM events WHERE event_type = 'LicenseActivated'";
+    let payloads: Vec<String> = if backend == "sqlite" {
+        let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
+        sqlx::query_scalar(SQL).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+        sqlx::query_scalar(SQL).fetch_all(&pool).await.unwrap()
+    };
+    payloads
+        .iter()
+        .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+        .filter_map(|p| p["LicenseActivated"]["machine_name"].as_str().map(str::to_owned))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

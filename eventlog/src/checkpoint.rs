@@ -135,24 +135,23 @@ impl Checkpoints {
             .collect()
     }
 
-    /// Checks a kept checkpoint: its signature (by `trusted_key` when given,
-    /// else by the key it names), then the log's heads up to its point.
+    /// Checks a kept checkpoint: that `trusted_key` (the auditor's copy of
+    /// the public key, never the one the checkpoint names) signed it, then
+    /// the log's heads and event count up to its point.
     pub async fn check(
         &self,
         checkpoint: &SignedCheckpoint,
-        trusted_key: Option<&str>,
+        trusted_key: &str,
     ) -> Result<CheckpointCheck, EventLogError> {
-        if let Some(trusted) = trusted_key {
-            if !trusted.trim().eq_ignore_ascii_case(&checkpoint.public_key) {
-                return Ok(CheckpointCheck::UnexpectedKey { found: checkpoint.public_key.clone() });
-            }
+        if !trusted_key.trim().eq_ignore_ascii_case(&checkpoint.public_key) {
+            return Ok(CheckpointCheck::UnexpectedKey { found: checkpoint.public_key.clone() });
         }
         if !signature_holds(checkpoint) {
             return Ok(CheckpointCheck::BadSignature);
         }
         let cursor = Cursor { txid: checkpoint.body.cursor.txid, position: checkpoint.body.cursor.position };
-        let (_, _, heads_digest_now) = self.heads_at(cursor).await?;
-        if heads_digest_now == checkpoint.body.heads_digest {
+        let (_, events_now, heads_digest_now) = self.heads_at(cursor).await?;
+        if heads_digest_now == checkpoint.body.heads_digest && events_now == checkpoint.body.events {
             Ok(CheckpointCheck::Matches)
         } else {
             Ok(CheckpointCheck::LogDiffers { heads_digest_now })

@@ -90,6 +90,11 @@ pub enum ChainBreak {
     /// The stored hash does not match the content and the previous hash:
     /// the event was edited or moved.
     HashMismatch { sequence: i64 },
+    /// Global positions do not rise with the sequence: events were
+    /// reordered in the log.
+    PositionOutOfOrder { sequence: i64 },
+    /// A license asked for by id has no events at all.
+    NoEvents,
 }
 
 /// The first broken link of a license's chain.
@@ -272,7 +277,8 @@ impl EventLog {
             let events = self.history(&license_id, i64::MIN, i64::MAX).await?;
             report.licenses += 1;
             report.events += events.len();
-            if let Some(first_break) = first_break(&events) {
+            let first_break = if events.is_empty() { Some(ChainBreak::NoEvents) } else { first_break(&events) };
+            if let Some(first_break) = first_break {
                 report.broken.push(BrokenChain { license_id, first_break });
             }
         }
@@ -306,11 +312,49 @@ impl EventLog {
     }
 }
 
+impl EventLog {
+    /// On PostgreSQL the tail orders by transaction id, which only counts
+    /// up within one cluster. A log restored from a dump into another
+    /// cluster can hold ids ahead of the new cluster's, and new events
+    /// would then sort behind every consumer's checkpoint and be skipped:
+    /// refuse to run on such a log rather than lose events quietly.
+    pub async fn check_transaction_ids(&self) -> Result<(), EventLogError> {
+        let Database::Postgres(pool) = &self.db else { return Ok(()) };
+        const NEWEST: &str = "SELECT txid::text FROM events ORDER BY txid DESC LIMIT 1";
+        let Some(newest) = sqlx::query_scalar::<_, String>(NEWEST).fetch_optional(pool).await? else { return Ok(()) };
+        let current: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text").fetch_one(pool).await?;
+        let parse = |t: &str| t.parse::<u64>().map_err(|_| EventLogError::Corrupt(format!("transaction id {t}")));
+        if parse(&newest)? >= parse(&current)? {
+            return Err(EventLogError::Corrupt(format!(
+                "the event log's newest transaction id ({newest}) is not older than this PostgreSQL cluster's \
+                 ({current}): the log was restored into another cluster. Advance this cluster's transaction ids \
+                 past it, or reset the tail's order, before starting keyledger"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Moves consumer `name` back to `cursor` (the start, to replay), for
+    /// an operator who wants events handed on again.
+    pub async fn rewind_checkpoint(&self, name: &str, cursor: Cursor) -> Result<(), EventLogError> {
+        const SQL: &str = "DELETE FROM consumer_checkpoints WHERE name = $1";
+        crate::on_pool!(&self.db, pool => sqlx::query(SQL).bind(name).execute(pool).await.map(drop))?;
+        if cursor != Cursor::START {
+            self.save_checkpoint(name, cursor).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Saves a consumer's checkpoint; binds name, txid, position, updated-at.
 /// Public so a consumer can save it in the transaction of its own writes.
+/// It only ever moves forward, so a consumer that lost its lease and
+/// wakes up late can't drag it back; [`EventLog::rewind_checkpoint`] is
+/// the deliberate way back.
 pub const SAVE_CHECKPOINT_SQL: &str = "
 INSERT INTO consumer_checkpoints (name, txid, position, updated_at) VALUES ($1, $2, $3, $4)
-ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, position = excluded.position, updated_at = excluded.updated_at";
+ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, position = excluded.position, updated_at = excluded.updated_at
+ WHERE (consumer_checkpoints.txid, consumer_checkpoints.position) < (excluded.txid, excluded.position)";
 
 /// A fresh event id, and the event's chain hash after `previous`.
 fn identify(previous: &str, event: &NewEvent<'_>) -> (String, String) {
@@ -353,6 +397,10 @@ fn first_break(events: &[LoggedEvent]) -> Option<ChainBreak> {
         );
         if recomputed != event.hash {
             return Some(ChainBreak::HashMismatch { sequence: event.sequence });
+        }
+        // Each append waits for the one before to commit, so positions rise.
+        if index > 0 && event.position <= events[index - 1].position {
+            return Some(ChainBreak::PositionOutOfOrder { sequence: event.sequence });
         }
         previous = recomputed;
     }

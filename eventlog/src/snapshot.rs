@@ -16,6 +16,11 @@ use crate::{on_pool, Database, EventLogError};
 /// of this.
 pub const SNAPSHOT_EVERY: i64 = 100;
 
+/// Raise this whenever `License` or how events fold into it changes: older
+/// snapshots would still parse but hold what the old rules made of the
+/// events, so they are ignored and the license replayed.
+pub const SNAPSHOT_FORMAT: i64 = 1;
+
 #[derive(Debug, Clone)]
 pub struct Snapshots {
     db: Database,
@@ -43,6 +48,11 @@ impl Snapshots {
             .fetch_all(pool)
             .await)?;
         for (sequence, payload) in rows {
+            if sequence != version + 1 {
+                return Err(EventLogError::Corrupt(format!(
+                    "license {license_id} jumps from event {version} to {sequence}"
+                )));
+            }
             let event: LicenseEvent = serde_json::from_value(payload)
                 .map_err(|e| EventLogError::Corrupt(format!("event {sequence} of license {license_id}: {e}")))?;
             license.apply(event);
@@ -67,13 +77,15 @@ impl Snapshots {
         if version / SNAPSHOT_EVERY == previous_version / SNAPSHOT_EVERY {
             return Ok(());
         }
-        const UPSERT: &str = "INSERT INTO license_snapshots (license_id, version, state) VALUES ($1, $2, $3)
-                              ON CONFLICT (license_id) DO UPDATE SET version = excluded.version, state = excluded.state
-                              WHERE license_snapshots.version < excluded.version";
+        const UPSERT: &str = "INSERT INTO license_snapshots (license_id, version, format, state) VALUES ($1, $2, $3, $4)
+                              ON CONFLICT (license_id) DO UPDATE
+                                 SET version = excluded.version, format = excluded.format, state = excluded.state
+                               WHERE license_snapshots.version < excluded.version OR license_snapshots.format <> excluded.format";
         let state = serde_json::to_string(license).map_err(|e| EventLogError::Corrupt(e.to_string()))?;
         on_pool!(&self.db, pool => sqlx::query(UPSERT)
             .bind(&license.id)
             .bind(version)
+            .bind(SNAPSHOT_FORMAT)
             .bind(state)
             .execute(pool)
             .await
@@ -82,9 +94,8 @@ impl Snapshots {
     }
 
     async fn read(&self, license_id: &str) -> Result<Option<(License, i64)>, EventLogError> {
-        const SQL: &str = "SELECT version, state FROM license_snapshots WHERE license_id = $1";
-        let row: Option<(i64, String)> =
-            on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(license_id).fetch_optional(pool).await)?;
+        const SQL: &str = "SELECT version, state FROM license_snapshots WHERE license_id = $1 AND format = $2";
+        let row: Option<(i64, String)> = on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(license_id).bind(SNAPSHOT_FORMAT).fetch_optional(pool).await)?;
         Ok(row.and_then(|(version, state)| match serde_json::from_str(&state) {
             Ok(license) => Some((license, version)),
             Err(error) => {

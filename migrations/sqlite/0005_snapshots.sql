@@ -5,5 +5,7 @@ CREATE TABLE license_snapshots
 (
     license_id text PRIMARY KEY,
     version    integer NOT NULL,
+    -- The shape of `state`; a snapshot of another format is ignored.
+    format     integer NOT NULL,
     state      text   NOT NULL
 ) STRICT;

@@ -112,7 +112,7 @@ async fn a_relay_killed_again_and_again_loses_nothing_and_duplicates_nothing(bac
     // republished event carries its id and is dropped as a duplicate.
     relay.abort();
     let _ = relay.await;
-    EventLog::new(app.db.clone()).save_checkpoint(RELAY_CONSUMER, Cursor::START).await.unwrap();
+    EventLog::new(app.db.clone()).rewind_checkpoint(RELAY_CONSUMER, Cursor::START).await.unwrap();
     let relay = tokio::spawn(Relay::new(app.db.clone(), config).run());
     let log = EventLog::new(app.db.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -105,14 +105,18 @@ impl Feed for NatsFeed {
             .messages()
             .await
             .map_err(|e| FeedError::Nats(e.to_string()))?;
-        let mut envelopes = Vec::new();
+        // The batch is handed over whole or not at all: a message taken
+        // here but never returned must not be acknowledged by a later
+        // `ack`, so on an error it stays unacknowledged and comes again.
+        let (mut envelopes, mut messages) = (Vec::new(), Vec::new());
         while let Some(message) = batch.next().await {
             let message = message.map_err(|e| FeedError::Nats(e.to_string()))?;
             let envelope =
                 serde_json::from_slice(&message.payload).map_err(|e| FeedError::NotAnEnvelope(e.to_string()))?;
             envelopes.push(envelope);
-            self.unacked.push(message);
+            messages.push(message);
         }
+        self.unacked.extend(messages);
         Ok(envelopes)
     }
 

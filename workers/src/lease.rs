@@ -58,6 +58,12 @@ impl Lease {
 
 async fn try_lock(pool: &sqlx::PgPool, name: &str) -> Result<Option<PoolConnection<Postgres>>, sqlx::Error> {
     let mut connection = pool.acquire().await?;
+    // If this process vanishes without closing the socket (a partition, a
+    // frozen host), the server finds out within a minute and frees the lock.
+    for setting in ["SET tcp_keepalives_idle = 30", "SET tcp_keepalives_interval = 10", "SET tcp_keepalives_count = 3"]
+    {
+        sqlx::query(setting).execute(&mut *connection).await?;
+    }
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('keyledger:' || $1))")
         .bind(name)
         .fetch_one(&mut *connection)

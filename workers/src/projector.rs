@@ -12,9 +12,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cqrs_es::{Aggregate, EventStore};
+use cqrs_es::Aggregate;
 use keyledger_domain::{License, LicenseEvent};
-use keyledger_eventlog::{license_event_store, Database, EventLog, LicenseEventStore, LoggedEvent};
+use keyledger_eventlog::{Database, EventLog, LoggedEvent, Snapshots};
 use keyledger_projections::LicenseViews;
 
 use crate::Lease;
@@ -29,7 +29,7 @@ pub struct ProjectionRunner {
     db: Database,
     log: EventLog,
     views: LicenseViews,
-    store: LicenseEventStore,
+    snapshots: Snapshots,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ impl ProjectionRunner {
         Self {
             log: EventLog::new(db.clone()),
             views: LicenseViews::new(db.clone()),
-            store: license_event_store(&db),
+            snapshots: Snapshots::new(db.clone()),
             db,
         }
     }
@@ -61,6 +61,7 @@ impl ProjectionRunner {
         loop {
             if !lease.is_held().await {
                 tracing::warn!("projection runner lost its lease; waiting to take it again");
+                drop(lease); // close the old session before asking for a new one
                 lease = Lease::acquire(&self.db, LICENSE_VIEW_RUNNER).await;
             }
             match self.step().await {
@@ -94,9 +95,12 @@ impl ProjectionRunner {
         event: &LoggedEvent,
     ) -> Result<(), ProjectorError> {
         if !touched.contains_key(&event.license_id) {
-            let current = match self.views.by_id(&event.license_id).await? {
-                Some(view) => (view.license, view.version),
-                None => (License::default(), 0),
+            let current = match self.views.by_id(&event.license_id).await {
+                Ok(Some(view)) => (view.license, view.version),
+                Ok(None) => (License::default(), 0),
+                // A row that no longer decodes is rebuilt from the log below.
+                Err(keyledger_projections::ProjectionError::Corrupt { .. }) => (License::default(), -1),
+                Err(other) => return Err(other.into()),
             };
             touched.insert(event.license_id.clone(), current);
         }
@@ -114,8 +118,8 @@ impl ProjectionRunner {
         // The row is further behind than this batch can bridge (it was
         // lost or damaged): take the license whole from the log.
         let context = self
-            .store
-            .load_aggregate(&event.license_id)
+            .snapshots
+            .load(&event.license_id)
             .await
             .map_err(|e| ProjectorError::Load { license_id: event.license_id.clone(), message: e.to_string() })?;
         *license = context.aggregate;

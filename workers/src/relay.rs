@@ -67,6 +67,7 @@ impl Relay {
         loop {
             if !lease.is_held().await {
                 tracing::warn!("NATS relay lost its lease; waiting to take it again");
+                drop(lease); // close the old session before asking for a new one
                 lease = Lease::acquire(&self.db, RELAY_CONSUMER).await;
             }
             if !stream_ready {
@@ -84,6 +85,8 @@ impl Relay {
                 Ok(_) => backoff.reset(),
                 Err(error) => {
                     tracing::warn!(%error, "NATS relay interrupted; will retry from its checkpoint");
+                    // NATS may have come back without the stream.
+                    stream_ready = false;
                     backoff.wait().await;
                 }
             }
@@ -111,8 +114,15 @@ impl Relay {
         let cursor = self.log.checkpoint(RELAY_CONSUMER).await?;
         let events = self.log.tail(cursor, BATCH).await?;
         let Some(last) = events.last() else { return Ok(0) };
-        for event in &events {
-            publish(jetstream, event).await?;
+        for (index, event) in events.iter().enumerate() {
+            if let Err(error) = publish(jetstream, event).await {
+                // Keep what JetStream did acknowledge, so a long outage
+                // doesn't make it publish those again after its window.
+                if let Some(acknowledged) = index.checked_sub(1).map(|i| events[i].cursor) {
+                    self.log.save_checkpoint(RELAY_CONSUMER, acknowledged).await?;
+                }
+                return Err(error);
+            }
         }
         self.log.save_checkpoint(RELAY_CONSUMER, last.cursor).await?;
         Ok(events.len())

@@ -255,8 +255,11 @@ async fn suspend(
 ) -> ApiResult<Json<LicenseResponse>> {
     let license = administrable_license(&state, &caller, &raw_id).await?;
     let reason = request.reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
-    if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON_LEN) {
-        return Err(ApiError::field("reason", format!("reason must be at most {MAX_REASON_LEN} characters")));
+    if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON_LEN || r.contains('\0')) {
+        return Err(ApiError::field(
+            "reason",
+            format!("reason must be at most {MAX_REASON_LEN} characters, without NUL"),
+        ));
     }
     let now = Utc::now();
     let command = LicenseCommand::SuspendLicense { reason, at: now };
