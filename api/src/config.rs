@@ -49,8 +49,11 @@ pub enum AuditAction {
 
 #[derive(Subcommand)]
 pub enum ProjectionsAction {
-    /// Rebuild every read model from the event log; safe while servers run.
-    Rebuild,
+    /// Replay the event log from position 0 into the read models; safe while servers run.
+    Rebuild {
+        /// Only this read model (today there is one: license_view).
+        name: Option<String>,
+    },
 }
 
 /// Deliberately not `Debug`: it holds secrets.

@@ -19,8 +19,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await.map(|()| ExitCode::SUCCESS),
-        Command::Projections { action: ProjectionsAction::Rebuild } => {
-            rebuild(cli.config).await.map(|()| ExitCode::SUCCESS)
+        Command::Projections { action: ProjectionsAction::Rebuild { name } } => {
+            rebuild(cli.config, name.as_deref()).await.map(|()| ExitCode::SUCCESS)
         }
         Command::Audit { action: AuditAction::Verify { license, checkpoint, public_key } } => {
             verify(cli.config, license.as_deref(), checkpoint.as_deref(), public_key.as_deref()).await
@@ -67,8 +67,8 @@ async fn verify(
     Ok(if chains_hold && checkpoint_holds { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn rebuild(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let licenses = rebuild_projections(&config).await?;
+async fn rebuild(config: Config, name: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+    let licenses = rebuild_projections(&config, name).await?;
     println!("Rebuilt read models from the event log: {licenses} licenses replayed.");
     Ok(())
 }

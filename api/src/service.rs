@@ -154,15 +154,6 @@ impl LicenseService {
         let stale = self.views.stale_license_ids().await?;
         self.reproject(&stale).await
     }
-
-    /// Rebuilds every row of the read model from the log, in place, so a
-    /// running server keeps answering throughout.
-    pub async fn rebuild_views(&self) -> Result<usize, CommandError> {
-        let all = self.views.all_license_ids().await?;
-        let rebuilt = self.reproject(&all).await?;
-        self.views.remove_orphans().await?;
-        Ok(rebuilt)
-    }
 }
 
 fn store_error(error: AggregateError<LicenseError>) -> CommandError {

@@ -47,6 +47,8 @@ pub enum StartupError {
     BadSigningKey,
     #[error("cannot bring read models up to date: {0}")]
     Projection(String),
+    #[error("no read model is called {0:?}; there is: license_view")]
+    UnknownReadModel(String),
 }
 
 /// The store and the command service over it: what both serving and the
@@ -99,11 +101,19 @@ pub async fn verify_log(
     Ok(outcome?)
 }
 
-/// `keyledger projections rebuild`: rebuilds every read model from the
-/// log and returns how many licenses it replayed.
-pub async fn rebuild_projections(config: &Config) -> Result<usize, StartupError> {
+/// The read models `keyledger projections rebuild` knows.
+pub const READ_MODELS: &[&str] = &["license_view"];
+
+/// `keyledger projections rebuild [NAME]`: replays the log from position 0
+/// into the read model (all of them without a name) and returns how many
+/// licenses it replayed.
+pub async fn rebuild_projections(config: &Config, name: Option<&str>) -> Result<usize, StartupError> {
+    if let Some(name) = name.filter(|name| !READ_MODELS.contains(name)) {
+        return Err(StartupError::UnknownReadModel(name.to_owned()));
+    }
     let core = Core::open(config).await?;
-    let rebuilt = core.licenses.rebuild_views().await.map_err(|e| StartupError::Projection(e.to_string()));
+    let rebuilt =
+        ProjectionRunner::new(core.db.clone()).rebuild().await.map_err(|e| StartupError::Projection(e.to_string()));
     core.db.close().await;
     rebuilt
 }

@@ -171,14 +171,6 @@ HAVING v.version IS NULL OR MAX(e.sequence) > v.version";
         Ok(ids)
     }
 
-    /// Every license in the log, for a full rebuild.
-    pub async fn all_license_ids(&self) -> Result<Vec<String>, ProjectionError> {
-        const SQL: &str =
-            "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = 'License' ORDER BY aggregate_id";
-        let ids: Vec<String> = on_pool!(&self.db, pool => sqlx::query_scalar(SQL).fetch_all(pool).await)?;
-        Ok(ids)
-    }
-
     /// Removes rows of licenses that have no events (there should be none).
     pub async fn remove_orphans(&self) -> Result<(), ProjectionError> {
         const SQL: &str = "DELETE FROM license_view WHERE license_id NOT IN (SELECT aggregate_id FROM events WHERE aggregate_type = 'License')";

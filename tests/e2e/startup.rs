@@ -116,7 +116,7 @@ async fn servers_sharing_a_database_converge_and_a_rebuild_changes_nothing(backe
         assert_eq!(*version, events.last().unwrap().sequence, "license {license_id}");
     }
     // ...and rebuilding from the log gives the same rows, byte for byte.
-    rebuild_projections(&first.config()).await.expect("rebuild");
+    rebuild_projections(&first.config(), None).await.expect("rebuild");
     assert_eq!(all_view_rows(&first).await, live);
 }
 
@@ -151,7 +151,7 @@ async fn a_long_history_loads_from_its_snapshot_and_agrees_with_a_full_replay(ba
     assert_eq!(app.activate(key, "m2").await.status, StatusCode::OK);
     assert_eq!(app.activate(key, "m3").await.body["code"], "seat_limit_reached");
     let live = all_view_rows(&app).await;
-    rebuild_projections(&app.config()).await.unwrap();
+    rebuild_projections(&app.config(), None).await.unwrap();
     assert_eq!(all_view_rows(&app).await, live, "snapshot + tail differs from a full replay");
 
     // ...and an unreadable snapshot only costs a full replay.
@@ -160,7 +160,7 @@ async fn a_long_history_loads_from_its_snapshot_and_agrees_with_a_full_replay(ba
     let body = json!({"licenseKey": key, "machineId": "m2"});
     assert_eq!(app.post("/api/v1/licenses/deactivate", None, body).await.status, StatusCode::OK);
     let live = all_view_rows(&app).await;
-    rebuild_projections(&app.config()).await.unwrap();
+    rebuild_projections(&app.config(), None).await.unwrap();
     assert_eq!(all_view_rows(&app).await, live);
 }
 
@@ -219,7 +219,7 @@ async fn a_rebuild_mends_a_damaged_read_model(backend: Backend) {
 
     // A damaged row that claims to be current: catch-up can't see it.
     put_view_row(&app, id, version, &generated_state).await;
-    let rebuilt = rebuild_projections(&app.config()).await.expect("rebuild");
+    let rebuilt = rebuild_projections(&app.config(), Some("license_view")).await.expect("rebuild");
     assert_eq!(rebuilt, 1);
     assert_eq!(view_row(&app, id).await, (version, live_state));
     let info = app.get(&format!("/api/v1/licenses/{id}"), Some(&user.key)).await;
@@ -256,6 +256,32 @@ async fn the_operator_token_is_generated_once_into_a_private_file() {
         .await
         .unwrap();
     assert_eq!(reply.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn rebuilding_an_unknown_read_model_is_refused() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let error = rebuild_projections(&test_config(data_dir.path().to_path_buf()), Some("no_such_model")).await.err();
+    assert!(error.expect("refused").to_string().contains("license_view"));
+}
+
+/// One holder at a time, and a standby takes over when the holder goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_lease_has_one_holder_and_a_standby_takes_over() {
+    use keyledger_workers::Lease;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let mut holder = Lease::acquire(&app.db, "test-lease").await;
+    assert!(holder.is_held().await);
+    let db = app.db.clone();
+    let standby = tokio::spawn(async move { Lease::acquire(&db, "test-lease").await });
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert!(!standby.is_finished(), "two holders at once");
+    drop(holder);
+    let mut taken_over = tokio::time::timeout(std::time::Duration::from_secs(5), standby)
+        .await
+        .expect("the standby takes over once the holder is gone")
+        .unwrap();
+    assert!(taken_over.is_held().await);
 }
 
 #[tokio::test]
