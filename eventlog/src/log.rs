@@ -143,21 +143,8 @@ impl EventLog {
                     .await?;
                 for event in events {
                     let (event_id, hash) = identify(previous.as_deref().unwrap_or_default(), event);
-                    sqlx::query(
-                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(AGGREGATE_TYPE)
-                    .bind(event.aggregate_id)
-                    .bind(event.sequence)
-                    .bind(event.event_type)
-                    .bind(event.event_version)
-                    .bind(event.payload)
-                    .bind(event.metadata)
-                    .bind(&event_id)
-                    .bind(&hash)
-                    .execute(&mut *tx)
-                    .await?;
+                    // The position is the identity column's next value.
+                    bind_event(sqlx::query(&insert_event("", "")), event, &event_id, &hash).execute(&mut *tx).await?;
                     previous = Some(hash);
                 }
                 tx.commit().await
@@ -178,22 +165,10 @@ impl EventLog {
                 for event in events {
                     let (event_id, hash) = identify(previous.as_deref().unwrap_or_default(), event);
                     position += 1;
-                    sqlx::query(
-                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, position, event_id, hash)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    )
-                    .bind(AGGREGATE_TYPE)
-                    .bind(event.aggregate_id)
-                    .bind(event.sequence)
-                    .bind(event.event_type)
-                    .bind(event.event_version)
-                    .bind(event.payload)
-                    .bind(event.metadata)
-                    .bind(position)
-                    .bind(&event_id)
-                    .bind(&hash)
-                    .execute(&mut *tx)
-                    .await?;
+                    bind_event(sqlx::query(&insert_event(", position", ", $10")), event, &event_id, &hash)
+                        .bind(position)
+                        .execute(&mut *tx)
+                        .await?;
                     previous = Some(hash);
                 }
                 tx.commit().await
@@ -355,6 +330,38 @@ pub const SAVE_CHECKPOINT_SQL: &str = "
 INSERT INTO consumer_checkpoints (name, txid, position, updated_at) VALUES ($1, $2, $3, $4)
 ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, position = excluded.position, updated_at = excluded.updated_at
  WHERE (consumer_checkpoints.txid, consumer_checkpoints.position) < (excluded.txid, excluded.position)";
+
+/// The INSERT of one event; SQLite adds the position it hands out.
+fn insert_event(extra_column: &str, extra_value: &str) -> String {
+    format!(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash{extra_column})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9{extra_value})"
+    )
+}
+
+/// Binds an event's columns in [`insert_event`]'s order.
+fn bind_event<'q, DB: sqlx::Database>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    event: &NewEvent<'q>,
+    event_id: &'q str,
+    hash: &'q str,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q Value: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(AGGREGATE_TYPE)
+        .bind(event.aggregate_id)
+        .bind(event.sequence)
+        .bind(event.event_type)
+        .bind(event.event_version)
+        .bind(event.payload)
+        .bind(event.metadata)
+        .bind(event_id)
+        .bind(hash)
+}
 
 /// A fresh event id, and the event's chain hash after `previous`.
 fn identify(previous: &str, event: &NewEvent<'_>) -> (String, String) {
