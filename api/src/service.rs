@@ -2,13 +2,14 @@
 //! when another writer got to the same license first.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 use keyledger_domain::{License, LicenseCommand, LicenseError};
 use keyledger_eventlog::{LicenseEventStore, Snapshots};
-use keyledger_projections::LicenseViews;
+use keyledger_projections::{LicenseViews, MemoryView};
 use rand::Rng;
 
 use crate::error::ApiError;
@@ -46,11 +47,12 @@ pub struct LicenseService {
     store: LicenseEventStore,
     snapshots: Snapshots,
     views: LicenseViews,
+    memory: Arc<MemoryView>,
 }
 
 impl LicenseService {
-    pub fn new(store: LicenseEventStore, snapshots: Snapshots, views: LicenseViews) -> Self {
-        Self { store, snapshots, views }
+    pub fn new(store: LicenseEventStore, snapshots: Snapshots, views: LicenseViews, memory: Arc<MemoryView>) -> Self {
+        Self { store, snapshots, views, memory }
     }
 
     /// Runs `command` against the license and returns the license as the
@@ -78,6 +80,7 @@ impl LicenseService {
                 // request is what heals it. `apply` never moves a row back.
                 if license.exists() {
                     self.project(&license, context.current_sequence as i64).await?;
+                    self.memory.put(license.clone(), context.current_sequence as i64);
                 }
                 return Ok(license);
             }
@@ -85,6 +88,7 @@ impl LicenseService {
             match self.store.commit(events, context, metadata.clone()).await {
                 Ok(_) => {
                     self.project(&license, version).await?;
+                    self.memory.put(license.clone(), version);
                     if let Err(error) = self.snapshots.maybe_save(&license, previous_version, version).await {
                         // Only loading gets slower without it.
                         tracing::warn!(license_id, %error, "snapshot not saved");
@@ -102,8 +106,12 @@ impl LicenseService {
 impl LicenseService {
     /// The license as its events say it is now, bypassing the read model.
     /// For confirming a refusal before it reaches a paying customer.
+    /// The in-memory view learns what was loaded.
     pub async fn load(&self, license_id: &str) -> Result<License, CommandError> {
         let context = self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?;
+        if context.aggregate.exists() {
+            self.memory.put(context.aggregate.clone(), context.current_sequence as i64);
+        }
         Ok(context.aggregate)
     }
 

@@ -13,8 +13,8 @@ use keyledger_eventlog::{
     license_event_store, CheckpointCheck, Checkpoints, Database, EventLog, EventLogError, SignedCheckpoint, Snapshots,
     VerifyReport,
 };
-use keyledger_projections::LicenseViews;
-use keyledger_workers::{ProjectionRunner, Relay, RelayConfig};
+use keyledger_projections::{LicenseViews, MemoryView};
+use keyledger_workers::{MemoryFollower, ProjectionRunner, Relay, RelayConfig};
 use tokio::net::TcpListener;
 
 use crate::auth::{Authenticator, KEY_PREFIX, OPERATOR_PREFIX};
@@ -56,6 +56,7 @@ pub enum StartupError {
 struct Core {
     db: Database,
     views: LicenseViews,
+    memory: Arc<MemoryView>,
     licenses: Arc<LicenseService>,
 }
 
@@ -66,9 +67,10 @@ impl Core {
         db.migrate().await?;
         EventLog::new(db.clone()).check_transaction_ids().await?;
         let views = LicenseViews::new(db.clone());
-        let licenses =
-            Arc::new(LicenseService::new(license_event_store(&db), Snapshots::new(db.clone()), views.clone()));
-        Ok(Self { db, views, licenses })
+        let memory = Arc::new(MemoryView::default());
+        let store = license_event_store(&db);
+        let licenses = Arc::new(LicenseService::new(store, Snapshots::new(db.clone()), views.clone(), memory.clone()));
+        Ok(Self { db, views, memory, licenses })
     }
 }
 
@@ -124,13 +126,14 @@ pub struct Application {
     expiry_sweep: Option<std::time::Duration>,
     checkpoint_every: Option<std::time::Duration>,
     relay: Option<RelayConfig>,
+    follower: (MemoryFollower, keyledger_eventlog::Cursor),
     /// Set when this start generated the operator token, so it can be shown once.
     pub new_operator_token: Option<String>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let Core { db, views, licenses } = Core::open(&config).await?;
+        let Core { db, views, memory, licenses } = Core::open(&config).await?;
         let caught_up = licenses.catch_up_views().await.map_err(|e| StartupError::Projection(e.to_string()))?;
         if caught_up > 0 {
             tracing::warn!(licenses = caught_up, "read models were behind the event log and have been caught up");
@@ -154,11 +157,15 @@ impl Application {
             None => db.shared_secret(MACHINE_SECRET_NAME, &random_token(64)).await?,
         };
 
+        let follower = MemoryFollower::new(db.clone(), memory.clone());
+        let follow_from = follower.warm().await.map_err(|e| StartupError::Projection(e.to_string()))?;
+        tracing::info!(licenses = memory.len(), "validation view loaded");
         let checkpoints = Checkpoints::new(db.clone(), signing_key(&config)?);
         let tenancy = TenancyStore::new(db.clone());
         let state = AppState {
             licenses,
             views,
+            memory,
             log: EventLog::new(db.clone()),
             checkpoints,
             auth: Authenticator::new(&operator_token, tenancy.clone()),
@@ -178,7 +185,15 @@ impl Application {
             stream: config.nats_stream.clone(),
             duplicate_window: std::time::Duration::from_secs(config.nats_duplicate_window_secs.into()),
         });
-        Ok(Self { listener, state, expiry_sweep, checkpoint_every, relay, new_operator_token })
+        Ok(Self {
+            listener,
+            state,
+            expiry_sweep,
+            checkpoint_every,
+            relay,
+            follower: (follower, follow_from),
+            new_operator_token,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -190,7 +205,11 @@ impl Application {
     /// `shutdown` resolves; then finishes in-flight requests.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let db = self.state.db.clone();
-        let mut background = vec![tokio::spawn(ProjectionRunner::new(self.state.db.clone()).run())];
+        let (follower, follow_from) = self.follower;
+        let mut background = vec![
+            tokio::spawn(ProjectionRunner::new(self.state.db.clone()).run()),
+            tokio::spawn(follower.run(follow_from)),
+        ];
         if let Some(interval) = self.expiry_sweep {
             background.push(tokio::spawn(expiry::run(self.state.licenses.clone(), self.state.views.clone(), interval)));
         }

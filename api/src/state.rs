@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use keyledger_domain::{MachineHash, MachineId};
 use keyledger_eventlog::{Checkpoints, Database, EventLog};
-use keyledger_projections::LicenseViews;
+use keyledger_projections::{LicenseViews, MemoryView};
 
 use crate::auth::Authenticator;
 use crate::service::LicenseService;
@@ -18,6 +18,8 @@ pub struct AppState {
     pub checkpoints: Checkpoints,
     pub licenses: Arc<LicenseService>,
     pub views: LicenseViews,
+    /// Every license's current state in this process, for validate.
+    pub memory: Arc<MemoryView>,
     pub tenancy: TenancyStore,
     pub auth: Authenticator,
     pub machine_secret: Arc<[u8]>,

@@ -99,7 +99,7 @@ impl Checkpoints {
     /// Signs and stores a checkpoint of the log up to the end of the tail.
     /// None while the log is empty.
     pub async fn create(&self, now: DateTime<Utc>) -> Result<Option<SignedCheckpoint>, EventLogError> {
-        let Some(cursor) = self.tail_end().await? else { return Ok(None) };
+        let Some(cursor) = crate::EventLog::new(self.db.clone()).end_cursor().await? else { return Ok(None) };
         let (licenses, events, heads_digest) = self.heads_at(cursor).await?;
         let body = CheckpointBody {
             cursor: CheckpointCursor { txid: cursor.txid, position: cursor.position },
@@ -156,28 +156,6 @@ impl Checkpoints {
         } else {
             Ok(CheckpointCheck::LogDiffers { heads_digest_now })
         }
-    }
-
-    /// The cursor of the last event a tail can read now.
-    async fn tail_end(&self) -> Result<Option<Cursor>, EventLogError> {
-        let end = match &self.db {
-            Database::Postgres(pool) => {
-                const SQL: &str = "SELECT txid::text, position FROM events
-                                    WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
-                                    ORDER BY txid DESC, position DESC LIMIT 1";
-                let row: Option<(String, i64)> = sqlx::query_as(SQL).fetch_optional(pool).await?;
-                row.map(|(txid, position)| {
-                    txid.parse().map(|txid| Cursor { txid, position }).map_err(|_| EventLogError::Corrupt(txid))
-                })
-                .transpose()?
-            }
-            Database::Sqlite(pool) => {
-                let position: Option<i64> =
-                    sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(pool).await?;
-                position.map(|position| Cursor { txid: 0, position })
-            }
-        };
-        Ok(end)
     }
 
     /// (licenses, events, heads digest) of the log up to `cursor`.

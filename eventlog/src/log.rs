@@ -288,6 +288,28 @@ impl EventLog {
 }
 
 impl EventLog {
+    /// The cursor of the last event a tail can read now.
+    pub async fn end_cursor(&self) -> Result<Option<Cursor>, EventLogError> {
+        let end = match &self.db {
+            Database::Postgres(pool) => {
+                const SQL: &str = "SELECT txid::text, position FROM events
+                                    WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
+                                    ORDER BY txid DESC, position DESC LIMIT 1";
+                let row: Option<(String, i64)> = sqlx::query_as(SQL).fetch_optional(pool).await?;
+                row.map(|(txid, position)| {
+                    txid.parse().map(|txid| Cursor { txid, position }).map_err(|_| EventLogError::Corrupt(txid))
+                })
+                .transpose()?
+            }
+            Database::Sqlite(pool) => {
+                let position: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(position) FROM events").fetch_one(pool).await?;
+                position.map(|position| Cursor { txid: 0, position })
+            }
+        };
+        Ok(end)
+    }
+
     /// On PostgreSQL the tail orders by transaction id, which only counts
     /// up within one cluster. A log restored from a dump into another
     /// cluster can hold ids ahead of the new cluster's, and new events

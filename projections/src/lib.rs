@@ -6,5 +6,7 @@
 //! newer than the one they hold, so concurrent writers can't move them back.
 
 mod license_view;
+mod memory;
 
 pub use license_view::{LicenseView, LicenseViews, ProjectionError};
+pub use memory::{Entry, MemoryView};

@@ -119,6 +119,15 @@ impl LicenseViews {
         rows.into_iter().map(decode).collect()
     }
 
+    /// Every row after license id `after` (by id), `limit` at a time: for
+    /// loading the whole model without holding it twice.
+    pub async fn page(&self, after: &str, limit: i64) -> Result<Vec<LicenseView>, ProjectionError> {
+        let sql = format!("{COLUMNS} WHERE license_id > $1 ORDER BY license_id LIMIT $2");
+        let rows: Vec<(String, i64, String)> =
+            on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(after).bind(limit).fetch_all(pool).await)?;
+        rows.into_iter().map(decode).collect()
+    }
+
     /// A tenant's licenses, oldest first, `limit` at a time; `after` is the
     /// last license id of the previous page.
     pub async fn by_tenant(

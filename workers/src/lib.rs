@@ -9,10 +9,12 @@
 
 mod feed;
 mod lease;
+mod memory_follower;
 mod projector;
 mod relay;
 
 pub use feed::{Feed, FeedError, NatsFeed, TailFeed};
 pub use lease::Lease;
+pub use memory_follower::MemoryFollower;
 pub use projector::{ProjectionRunner, ProjectorError, LICENSE_VIEW_RUNNER};
 pub use relay::{Relay, RelayConfig, RELAY_CONSUMER, SUBJECT_PREFIX};

@@ -1,0 +1,105 @@
+//! The in-memory validation view: every license's current state, in each
+//! process, so the validate hot path answers without a database round
+//! trip.
+//!
+//! It is fed three ways: the process's own commands put the state they
+//! produced; a follower of the log's tail applies every other process's
+//! events (within tens of milliseconds); and validate puts what it confirmed
+//! against the log when the view said no. An entry only ever moves forward
+//! in version, whichever way it arrives.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use keyledger_domain::{License, LicenseKey};
+
+/// A license as of `version`.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub license: Arc<License>,
+    pub version: i64,
+}
+
+#[derive(Default)]
+struct Maps {
+    by_id: HashMap<String, Entry>,
+    id_by_key: HashMap<String, String>,
+}
+
+#[derive(Default)]
+pub struct MemoryView {
+    maps: RwLock<Maps>,
+}
+
+impl MemoryView {
+    pub fn get(&self, license_id: &str) -> Option<Entry> {
+        self.read().by_id.get(license_id).cloned()
+    }
+
+    pub fn get_by_key(&self, key: &LicenseKey) -> Option<Entry> {
+        let maps = self.read();
+        maps.id_by_key.get(key.as_str()).and_then(|id| maps.by_id.get(id)).cloned()
+    }
+
+    /// Records `license` as of `version` unless a newer version is there.
+    pub fn put(&self, license: License, version: i64) {
+        let Some(key) = license.license_key.as_ref().map(|k| k.as_str().to_owned()) else { return };
+        let mut maps = self.maps.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if maps.by_id.get(&license.id).is_some_and(|held| held.version >= version) {
+            return;
+        }
+        maps.id_by_key.insert(key, license.id.clone());
+        maps.by_id.insert(license.id.clone(), Entry { license: Arc::new(license), version });
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
+        // A panic while holding the lock can't leave the maps half-updated
+        // (each update is two inserts of whole values), so carry on.
+        self.maps.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use cqrs_es::Aggregate;
+    use keyledger_domain::{LicenseEvent, LicenseType, Seats};
+
+    fn license(id: &str, key: &str, max: i64) -> License {
+        let mut license = License::default();
+        license.apply(LicenseEvent::LicenseGenerated {
+            license_id: id.into(),
+            tenant_id: "t".into(),
+            owner_id: "o".into(),
+            license_key: LicenseKey::parse(key).unwrap(),
+            license_type: LicenseType::Standard,
+            max_activations: Seats::new(max).unwrap(),
+            max_connections: None,
+            created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            expires_at: Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap(),
+        });
+        license
+    }
+
+    #[test]
+    fn entries_are_found_by_id_and_key_and_never_move_back() {
+        let view = MemoryView::default();
+        let key = LicenseKey::parse("ABCD-EFGH-JKMN-2345").unwrap();
+        view.put(license("l1", key.as_str(), 2), 2);
+        assert_eq!(view.get_by_key(&key).unwrap().version, 2);
+        view.put(license("l1", key.as_str(), 9), 1);
+        assert_eq!(view.get("l1").unwrap().license.max_activations.get(), 2, "an older version is ignored");
+        view.put(license("l1", key.as_str(), 5), 3);
+        assert_eq!(view.get("l1").unwrap().license.max_activations.get(), 5);
+        assert_eq!(view.len(), 1);
+    }
+}

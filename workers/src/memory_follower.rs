@@ -1,0 +1,97 @@
+//! Keeps this process's in-memory validation view equal to the log: loads
+//! it at start, then applies every event committed anywhere, following the
+//! tail. Every process runs its own; no lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::Aggregate;
+use keyledger_domain::LicenseEvent;
+use keyledger_eventlog::{Cursor, Database, EventLog, LoggedEvent, Snapshots};
+use keyledger_projections::{LicenseViews, MemoryView};
+
+use crate::ProjectorError;
+
+const PAGE: i64 = 5_000;
+const BATCH: i64 = 1_000;
+/// How long an idle follower waits before looking again: the most another
+/// process's write can take to reach this process's validations.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+pub struct MemoryFollower {
+    log: EventLog,
+    views: LicenseViews,
+    snapshots: Snapshots,
+    memory: Arc<MemoryView>,
+}
+
+impl MemoryFollower {
+    pub fn new(db: Database, memory: Arc<MemoryView>) -> Self {
+        Self {
+            log: EventLog::new(db.clone()),
+            views: LicenseViews::new(db.clone()),
+            snapshots: Snapshots::new(db),
+            memory,
+        }
+    }
+
+    /// Loads every license into memory; returns where to follow the tail
+    /// from (taken before loading, so nothing falls in between).
+    pub async fn warm(&self) -> Result<Cursor, ProjectorError> {
+        let from = self.log.end_cursor().await?.unwrap_or(Cursor::START);
+        let mut after = String::new();
+        loop {
+            let page = self.views.page(&after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.license.id.clone();
+            for view in page {
+                self.memory.put(view.license, view.version);
+            }
+        }
+        Ok(from)
+    }
+
+    /// Follows the tail from `from` until the task is dropped.
+    pub async fn run(self, mut from: Cursor) {
+        loop {
+            match self.step(from).await {
+                Ok(Some(next)) => from = next,
+                Ok(None) => tokio::time::sleep(IDLE_WAIT).await,
+                Err(error) => {
+                    tracing::warn!(%error, "validation view follower failed; will retry");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    async fn step(&self, from: Cursor) -> Result<Option<Cursor>, ProjectorError> {
+        let events = self.log.tail(from, BATCH).await?;
+        for event in &events {
+            self.apply(event).await?;
+        }
+        Ok(events.last().map(|e| e.cursor))
+    }
+
+    async fn apply(&self, event: &LoggedEvent) -> Result<(), ProjectorError> {
+        match self.memory.get(&event.license_id) {
+            Some(held) if held.version >= event.sequence => {}
+            Some(held) if held.version + 1 == event.sequence => {
+                let decoded: LicenseEvent = serde_json::from_value(event.payload.clone())
+                    .map_err(|source| ProjectorError::Undecodable { event_id: event.event_id.clone(), source })?;
+                let mut license = (*held.license).clone();
+                license.apply(decoded);
+                self.memory.put(license, event.sequence);
+            }
+            // New to this process, or further behind than one event.
+            _ => {
+                let context = self.snapshots.load(&event.license_id).await.map_err(|e| ProjectorError::Load {
+                    license_id: event.license_id.clone(),
+                    message: e.to_string(),
+                })?;
+                self.memory.put(context.aggregate, context.current_sequence as i64);
+            }
+        }
+        Ok(())
+    }
+}
