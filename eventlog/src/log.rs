@@ -288,14 +288,27 @@ impl EventLog {
 }
 
 impl EventLog {
+    /// The cursor of the newest event committed so far, whether or not a
+    /// tail can read it yet (on PostgreSQL, a transaction open elsewhere
+    /// on the cluster holds the tail back). A reader that must see
+    /// everything committed before it started reads until it passes this.
+    pub async fn committed_end(&self) -> Result<Option<Cursor>, EventLogError> {
+        self.last_cursor("").await
+    }
+
     /// The cursor of the last event a tail can read now.
     pub async fn end_cursor(&self) -> Result<Option<Cursor>, EventLogError> {
+        self.last_cursor("WHERE txid < pg_snapshot_xmin(pg_current_snapshot())").await
+    }
+
+    /// The newest event's cursor; `postgres_filter` narrows it on PostgreSQL.
+    async fn last_cursor(&self, postgres_filter: &str) -> Result<Option<Cursor>, EventLogError> {
         let end = match &self.db {
             Database::Postgres(pool) => {
-                const SQL: &str = "SELECT txid::text, position FROM events
-                                    WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
-                                    ORDER BY txid DESC, position DESC LIMIT 1";
-                let row: Option<(String, i64)> = sqlx::query_as(SQL).fetch_optional(pool).await?;
+                let sql = format!(
+                    "SELECT txid::text, position FROM events {postgres_filter} ORDER BY txid DESC, position DESC LIMIT 1"
+                );
+                let row: Option<(String, i64)> = sqlx::query_as(&sql).fetch_optional(pool).await?;
                 row.map(|(txid, position)| {
                     txid.parse().map(|txid| Cursor { txid, position }).map_err(|_| EventLogError::Corrupt(txid))
                 })
@@ -309,7 +322,9 @@ impl EventLog {
         };
         Ok(end)
     }
+}
 
+impl EventLog {
     /// On PostgreSQL the tail orders by transaction id, which only counts
     /// up within one cluster. A log restored from a dump into another
     /// cluster can hold ids ahead of the new cluster's, and new events

@@ -98,12 +98,14 @@ async fn servers_sharing_a_database_converge_and_a_rebuild_changes_nothing(backe
     let lost = first.generate(&user.key, json!({})).await;
     append_without_projecting(&first, lost["id"].as_str().unwrap(), "m9").await;
 
-    // Wait until the runner has followed the whole log.
+    // Wait until the runner has followed the whole log: past the last
+    // committed event, not merely to what the tail shows right now (an
+    // open transaction elsewhere on the cluster can hold that back).
     let log = keyledger_eventlog::EventLog::new(first.db.clone());
+    let end = log.committed_end().await.unwrap().expect("events");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let at = log.checkpoint(keyledger_workers::LICENSE_VIEW_RUNNER).await.unwrap();
-        if log.tail(at, 1).await.unwrap().is_empty() && all_view_rows(&first).await.iter().all(|r| r.1 >= 1) {
+        if log.checkpoint(keyledger_workers::LICENSE_VIEW_RUNNER).await.unwrap() >= end {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "the runner did not reach the end of the log");
@@ -282,6 +284,30 @@ async fn the_operator_token_is_generated_once_into_a_private_file() {
         .await
         .unwrap();
     assert_eq!(reply.status(), StatusCode::CREATED);
+}
+
+/// A transaction open elsewhere holds the tail back; a rebuild must still
+/// replay everything committed before it began, so it waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_rebuild_waits_for_events_an_open_transaction_holds_back() {
+    let Licensed { app, key, id, .. } = Licensed::new(Backend::Postgres, json!({})).await;
+    let keyledger_eventlog::Database::Postgres(pool) = &app.db else { unreachable!("a PostgreSQL app") };
+    let (_, generated_state) = view_row(&app, &id).await;
+
+    let mut open = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *open).await.unwrap();
+    assert_eq!(app.activate(&key, "m1").await.status, StatusCode::OK);
+    put_view_row(&app, &id, 2, &generated_state).await; // damaged, at the current version
+
+    let config = app.config();
+    let rebuild = tokio::spawn(async move { rebuild_projections(&config, None).await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!rebuild.is_finished(), "the rebuild finished without the activation it could not see yet");
+    open.commit().await.unwrap();
+    rebuild.await.unwrap().expect("rebuild");
+    let (version, state) = view_row(&app, &id).await;
+    assert_eq!(version, 2);
+    assert_ne!(state, generated_state, "the damaged row was mended");
 }
 
 #[tokio::test]

@@ -23,6 +23,9 @@ use crate::Lease;
 pub const LICENSE_VIEW_RUNNER: &str = "projection:license_view";
 const BATCH: i64 = 500;
 const REBUILD_BATCH: i64 = 5_000;
+/// How long a rebuild waits for a transaction open elsewhere on the
+/// database cluster to let the tail reach what was committed before it.
+const REBUILD_MAX_WAIT: Duration = Duration::from_secs(300);
 const IDLE_WAIT: Duration = Duration::from_millis(50);
 const RETRY_WAIT: Duration = Duration::from_secs(1);
 
@@ -43,6 +46,8 @@ pub enum ProjectorError {
     Undecodable { event_id: String, source: serde_json::Error },
     #[error("loading license {license_id}: {message}")]
     Load { license_id: String, message: String },
+    #[error("a transaction open on the database cluster for over {0:?} keeps the log's tail from the events committed before the rebuild began; end it and retry")]
+    HeldBack(Duration),
 }
 
 impl ProjectionRunner {
@@ -99,9 +104,22 @@ impl ProjectionRunner {
     pub async fn rebuild(&self) -> Result<usize, ProjectorError> {
         let mut states: HashMap<String, (License, i64)> = HashMap::new();
         let mut cursor = keyledger_eventlog::Cursor::START;
+        // Everything committed before the rebuild began must be replayed,
+        // even what a transaction open elsewhere keeps from the tail for now.
+        let target = self.log.committed_end().await?.unwrap_or(cursor);
+        let waiting_since = std::time::Instant::now();
         loop {
             let events = self.log.tail(cursor, REBUILD_BATCH).await?;
-            let Some(last) = events.last() else { break };
+            let Some(last) = events.last() else {
+                if cursor >= target {
+                    break;
+                }
+                if waiting_since.elapsed() > REBUILD_MAX_WAIT {
+                    return Err(ProjectorError::HeldBack(REBUILD_MAX_WAIT));
+                }
+                tokio::time::sleep(IDLE_WAIT).await;
+                continue;
+            };
             cursor = last.cursor;
             for event in &events {
                 let (license, version) = states.entry(event.license_id.clone()).or_default();
