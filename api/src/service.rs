@@ -104,15 +104,22 @@ impl LicenseService {
 }
 
 impl LicenseService {
-    /// The license as its events say it is now, bypassing the read model.
-    /// For confirming a refusal before it reaches a paying customer.
-    /// The in-memory view learns what was loaded.
-    pub async fn load(&self, license_id: &str) -> Result<License, CommandError> {
+    /// The license as its events say it is now, and its version, bypassing
+    /// the read model: for confirming a refusal before it reaches a paying
+    /// customer. The in-memory view learns what was loaded.
+    pub async fn load(&self, license_id: &str) -> Result<(License, i64), CommandError> {
         let context = self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?;
+        let version = context.current_sequence as i64;
         if context.aggregate.exists() {
-            self.memory.put(context.aggregate.clone(), context.current_sequence as i64);
+            self.memory.put(context.aggregate.clone(), version);
         }
-        Ok(context.aggregate)
+        Ok((context.aggregate, version))
+    }
+
+    /// Rewrites the read-model row from a license just loaded from the log,
+    /// when a reader found the row behind it.
+    pub async fn mend_view(&self, license: &License, version: i64) -> Result<(), CommandError> {
+        Ok(self.views.rewrite(license, version).await?)
     }
 
     /// Records the license in the read model, retrying a transient failure
@@ -135,7 +142,7 @@ impl LicenseService {
 
     /// Loads each license from its events and records it in the read
     /// model at its last sequence.
-    pub async fn reproject(&self, license_ids: &[String]) -> Result<usize, CommandError> {
+    async fn reproject(&self, license_ids: &[String]) -> Result<usize, CommandError> {
         let mut reprojected = 0;
         for license_id in license_ids {
             // One license that can't be projected must not keep every other
@@ -149,9 +156,9 @@ impl LicenseService {
     }
 
     async fn reproject_one(&self, license_id: &str) -> Result<(), CommandError> {
-        let context = self.store.load_aggregate(license_id).await.map_err(store_error)?;
-        if context.aggregate.exists() {
-            self.views.rewrite(&context.aggregate, context.current_sequence as i64).await?;
+        let (license, version) = self.load(license_id).await?;
+        if license.exists() {
+            self.mend_view(&license, version).await?;
         }
         Ok(())
     }

@@ -396,7 +396,7 @@ async fn validate(
         // paying customer, in case the model missed a write.
         Err(_) => {
             let shaped = |error: CommandError| ApiError::from(error).shaped(ErrorShape::Validate);
-            let current = state.licenses.load(&license.id).await.map_err(shaped)?;
+            let (current, version) = state.licenses.load(&license.id).await.map_err(shaped)?;
             if let Err(reason) = current.validate(&machine, now) {
                 return Ok(invalid(reason));
             }
@@ -404,7 +404,7 @@ async fn validate(
             // elsewhere a moment ago, or its projection failed); `load`
             // taught the memory, and the read model is mended too.
             tracing::debug!(license_id = %license.id, "validation view was behind the log");
-            state.licenses.reproject(std::slice::from_ref(&license.id)).await.map_err(shaped)?;
+            state.licenses.mend_view(&current, version).await.map_err(shaped)?;
             Arc::new(current)
         }
     };
