@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, AggregateError, EventStore};
-use keyledger_domain::{License, LicenseCommand, LicenseError};
-use keyledger_eventlog::{LicenseEventStore, Snapshots};
+use cqrs_es::{Aggregate, DomainEvent};
+use keyledger_domain::{License, LicenseCommand, LicenseError, LicenseEvent};
+use keyledger_eventlog::{AppendError, EventLog, Loaded, NewEvent, Snapshots};
 use keyledger_projections::{LicenseViews, MemoryView};
 use rand::Rng;
+use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -44,63 +45,122 @@ impl From<CommandError> for ApiError {
 }
 
 pub struct LicenseService {
-    store: LicenseEventStore,
+    log: EventLog,
     snapshots: Snapshots,
     views: LicenseViews,
     memory: Arc<MemoryView>,
 }
 
 impl LicenseService {
-    pub fn new(store: LicenseEventStore, snapshots: Snapshots, views: LicenseViews, memory: Arc<MemoryView>) -> Self {
-        Self { store, snapshots, views, memory }
+    pub fn new(log: EventLog, snapshots: Snapshots, views: LicenseViews, memory: Arc<MemoryView>) -> Self {
+        Self { log, snapshots, views, memory }
     }
 
     /// Runs `command` against the license and returns the license as the
-    /// command left it. The read model is updated before this returns, so
-    /// a caller's next read sees its write.
+    /// command left it. The read model row is written in the same
+    /// transaction as the events, so a caller's next read sees its write.
+    ///
+    /// The command is first decided on this process's in-memory state of
+    /// the license, when it holds one with its last event's hash: the
+    /// append only succeeds if that is still the log's latest, so a stale
+    /// entry costs a retry, never a wrong event. A refusal decided from
+    /// memory is confirmed against the log before it is returned.
     pub async fn execute(
         &self,
         license_id: &str,
         command: LicenseCommand,
         metadata: HashMap<String, String>,
     ) -> Result<License, CommandError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            // From the snapshot: cost bounded by the events since it.
-            let mut context = self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?;
-            let previous_version = context.current_sequence as i64;
+        let metadata = serde_json::to_value(&metadata).map_err(|e| CommandError::Store(e.to_string()))?;
+        let mut from_memory = true;
+        let mut lost_races = 0;
+        loop {
+            let remembered = if from_memory { self.remembered(license_id) } else { None };
+            let current = match remembered {
+                Some(current) => current,
+                None => {
+                    from_memory = false;
+                    self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?
+                }
+            };
+            let mut license = current.license;
             let sink = EventSink::default();
-            context.aggregate.handle(command.clone(), &(), &sink).await?;
+            if let Err(refusal) = license.handle(command.clone(), &(), &sink).await {
+                if from_memory {
+                    from_memory = false;
+                    continue;
+                }
+                return Err(refusal.into());
+            }
+            // The sink has applied the new events: `license` is the license
+            // after the command.
             let events = sink.collect().await;
-            // The sink has applied the new events already: this is the
-            // license after the command.
-            let license = context.aggregate.clone();
             if events.is_empty() {
-                // Nothing to append, but the read model may still be behind
-                // if an earlier projection failed: a client retrying its
-                // request is what heals it. `apply` never moves a row back.
-                if license.exists() {
-                    self.project(&license, context.current_sequence as i64).await?;
-                    self.memory.put(license.clone(), context.current_sequence as i64);
+                if !from_memory && license.exists() {
+                    // Nothing to append; a row left behind by a failure
+                    // before rows were written with their events is healed
+                    // by the client's retry. `apply` never moves a row back.
+                    self.project(&license, current.version).await?;
+                    self.memory.put(license.clone(), current.version, Some(&current.last_hash));
                 }
                 return Ok(license);
             }
-            let version = (context.current_sequence + events.len()) as i64;
-            match self.store.commit(events, context, metadata.clone()).await {
-                Ok(_) => {
-                    self.project(&license, version).await?;
-                    self.memory.put(license.clone(), version);
-                    if let Err(error) = self.snapshots.maybe_save(&license, previous_version, version).await {
+            let version = current.version + events.len() as i64;
+            let serialized = serialize(&events, current.version)?;
+            let new_events: Vec<NewEvent<'_>> = serialized
+                .iter()
+                .map(|(sequence, event_type, event_version, payload)| NewEvent {
+                    aggregate_id: license_id,
+                    sequence: *sequence,
+                    event_type,
+                    event_version,
+                    payload,
+                    metadata: &metadata,
+                })
+                .collect();
+            let row = LicenseViews::projected_row(&license, version)?;
+            match self.log.append_after(&new_events, &current.last_hash, Some(&row)).await {
+                Ok(hashes) => {
+                    self.memory.put(license.clone(), version, hashes.last().map(String::as_str));
+                    if let Err(error) = self.snapshots.maybe_save(&license, current.version, version).await {
                         // Only loading gets slower without it.
                         tracing::warn!(license_id, %error, "snapshot not saved");
                     }
                     return Ok(license);
                 }
-                Err(AggregateError::AggregateConflict) => backoff(attempt).await,
-                Err(error) => return Err(store_error(error)),
+                Err(AppendError::Conflict) if from_memory => from_memory = false,
+                Err(AppendError::Conflict) => {
+                    lost_races += 1;
+                    if lost_races >= MAX_ATTEMPTS {
+                        return Err(CommandError::Contended);
+                    }
+                    backoff(lost_races).await;
+                }
+                Err(AppendError::Database(error)) => return Err(CommandError::Store(error.to_string())),
             }
         }
-        Err(CommandError::Contended)
     }
+
+    /// The license as this process last saw it, if it knows the hash to
+    /// chain the next event to.
+    fn remembered(&self, license_id: &str) -> Option<Loaded> {
+        let entry = self.memory.get(license_id)?;
+        let last_hash = entry.last_hash_hex()?;
+        Some(Loaded { license: (*entry.license).clone(), version: entry.version, last_hash })
+    }
+}
+
+/// Each event's sequence, type, version and payload, numbered after
+/// `version`.
+fn serialize(events: &[LicenseEvent], version: i64) -> Result<Vec<(i64, String, String, Value)>, CommandError> {
+    events
+        .iter()
+        .zip(version + 1..)
+        .map(|(event, sequence)| {
+            let payload = serde_json::to_value(event).map_err(|e| CommandError::Store(e.to_string()))?;
+            Ok((sequence, event.event_type(), event.event_version(), payload))
+        })
+        .collect()
 }
 
 impl LicenseService {
@@ -108,12 +168,11 @@ impl LicenseService {
     /// the read model: for confirming a refusal before it reaches a paying
     /// customer. The in-memory view learns what was loaded.
     pub async fn load(&self, license_id: &str) -> Result<(License, i64), CommandError> {
-        let context = self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?;
-        let version = context.current_sequence as i64;
-        if context.aggregate.exists() {
-            self.memory.put(context.aggregate.clone(), version);
+        let loaded = self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?;
+        if loaded.license.exists() {
+            self.memory.put(loaded.license.clone(), loaded.version, Some(&loaded.last_hash));
         }
-        Ok((context.aggregate, version))
+        Ok((loaded.license, loaded.version))
     }
 
     /// Rewrites the read-model row from a license just loaded from the log,
@@ -168,14 +227,6 @@ impl LicenseService {
     pub async fn catch_up_views(&self) -> Result<usize, CommandError> {
         let stale = self.views.stale_license_ids().await?;
         self.reproject(&stale).await
-    }
-}
-
-fn store_error(error: AggregateError<LicenseError>) -> CommandError {
-    match error {
-        AggregateError::UserError(refusal) => CommandError::Refused(refusal),
-        AggregateError::AggregateConflict => CommandError::Contended,
-        other => CommandError::Store(other.to_string()),
     }
 }
 

@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use keyledger_eventlog::{
-    license_event_store, CheckpointCheck, Checkpoints, Database, EventLog, EventLogError, SignedCheckpoint, Snapshots,
-    VerifyReport,
+    CheckpointCheck, Checkpoints, Database, EventLog, EventLogError, SignedCheckpoint, Snapshots, VerifyReport,
 };
 use keyledger_projections::{LicenseViews, MemoryView};
 use keyledger_workers::{MemoryFollower, ProjectionRunner, Relay, RelayConfig};
@@ -68,8 +67,8 @@ impl Core {
         EventLog::new(db.clone()).check_transaction_ids().await?;
         let views = LicenseViews::new(db.clone());
         let memory = Arc::new(MemoryView::default());
-        let store = license_event_store(&db);
-        let licenses = Arc::new(LicenseService::new(store, Snapshots::new(db.clone()), views.clone(), memory.clone()));
+        let log = EventLog::new(db.clone());
+        let licenses = Arc::new(LicenseService::new(log, Snapshots::new(db.clone()), views.clone(), memory.clone()));
         Ok(Self { db, views, memory, licenses })
     }
 }

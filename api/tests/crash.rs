@@ -174,8 +174,12 @@ async fn crash_mid_load_loses_no_acknowledged_write(backend: &str) {
     let mut server = server;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    let rebuilt = keyledger(data_dir.path(), &database_url).args(["projections", "rebuild"]).status().unwrap();
-    assert!(rebuilt.success());
+    let rebuilt = keyledger(data_dir.path(), &database_url)
+        .args(["projections", "rebuild"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(rebuilt.status.success(), "rebuild failed: {}", String::from_utf8_lossy(&rebuilt.stderr));
     assert_eq!(db_rows().await, live, "the live read model differs from a rebuild");
     let verified = keyledger(data_dir.path(), &database_url).args(["audit", "verify"]).status().unwrap();
     assert!(verified.success(), "a hash chain broke in the crash");

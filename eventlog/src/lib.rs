@@ -18,11 +18,11 @@ mod snapshot;
 pub use checkpoint::{CheckpointBody, CheckpointCheck, CheckpointCursor, Checkpoints, SignedCheckpoint};
 pub use database::{Backend, Database, EventLogError};
 pub use log::{
-    BrokenChain, ChainBreak, Cursor, EventLog, LoggedEvent, VerifyReport, AGGREGATE_TYPE, ENVELOPE_VERSION,
-    SAVE_CHECKPOINT_SQL,
+    AppendError, BrokenChain, ChainBreak, Cursor, EventLog, LoggedEvent, NewEvent, ProjectedRow, SqlValue,
+    VerifyReport, AGGREGATE_TYPE, ENVELOPE_VERSION, SAVE_CHECKPOINT_SQL,
 };
 pub use repository::LogRepository;
-pub use snapshot::{Snapshots, SNAPSHOT_EVERY};
+pub use snapshot::{Loaded, Snapshots, SNAPSHOT_EVERY};
 
 use cqrs_es::persist::PersistedEventStore;
 use keyledger_domain::License;

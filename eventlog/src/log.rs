@@ -127,53 +127,114 @@ impl EventLog {
         Self { db }
     }
 
-    /// Appends one command's events to a license in one transaction,
-    /// chaining each to the one before. A concurrent append to the same
-    /// license fails on the primary key, which the caller retries.
-    pub(crate) async fn append(&self, events: &[NewEvent<'_>]) -> Result<(), sqlx::Error> {
-        let Some(first) = events.first() else { return Ok(()) };
-        match &self.db {
+    /// Appends one command's events to a license, looking up the hash the
+    /// first one chains to. For writers that hold no state of their own;
+    /// commands use [`EventLog::append_after`].
+    pub async fn append(&self, events: &[NewEvent<'_>]) -> Result<Vec<String>, AppendError> {
+        let Some(first) = events.first() else { return Ok(Vec::new()) };
+        let previous: Option<String> = crate::on_pool!(&self.db, pool => sqlx::query_scalar(PREVIOUS_HASH)
+            .bind(AGGREGATE_TYPE)
+            .bind(first.aggregate_id)
+            .bind(first.sequence - 1)
+            .fetch_optional(pool)
+            .await)?;
+        self.append_after(events, previous.as_deref().unwrap_or_default(), None).await
+    }
+
+    /// Appends one command's events to a license, the first chained to
+    /// `previous_hash` (the license's last event's; empty before its
+    /// first), and writes `projected` in the same transaction: a read
+    /// model that reflects these events and nothing else. Returns the new
+    /// events' hashes.
+    ///
+    /// Fails with [`AppendError::Conflict`] if the license has moved on
+    /// since the caller loaded it: another writer took the sequence, or
+    /// the last event's hash is not `previous_hash`. So a caller may load
+    /// the license from anywhere (its own memory), and the log still only
+    /// takes events decided on its latest state. On PostgreSQL it is one
+    /// statement; on SQLite one transaction, with this process's appends
+    /// taking turns before asking SQLite for its write lock.
+    pub async fn append_after(
+        &self,
+        events: &[NewEvent<'_>],
+        previous_hash: &str,
+        projected: Option<&ProjectedRow>,
+    ) -> Result<Vec<String>, AppendError> {
+        let Some(first) = events.first() else { return Ok(Vec::new()) };
+        let mut previous = previous_hash.to_owned();
+        let identified: Vec<(String, String)> = events
+            .iter()
+            .map(|event| {
+                let (event_id, hash) = identify(&previous, event);
+                previous.clone_from(&hash);
+                (event_id, hash)
+            })
+            .collect();
+        let appended = match &self.db {
             Database::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let mut previous: Option<String> = sqlx::query_scalar(PREVIOUS_HASH)
+                let sql = postgres_append_sql(events.len(), projected);
+                let mut query = sqlx::query_scalar::<_, i64>(&sql)
                     .bind(AGGREGATE_TYPE)
                     .bind(first.aggregate_id)
                     .bind(first.sequence - 1)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                for event in events {
-                    let (event_id, hash) = identify(previous.as_deref().unwrap_or_default(), event);
-                    // The position is the identity column's next value.
-                    bind_event(sqlx::query(&insert_event("", "")), event, &event_id, &hash).execute(&mut *tx).await?;
-                    previous = Some(hash);
+                    .bind(previous_hash);
+                for (event, (event_id, hash)) in events.iter().zip(&identified) {
+                    query = query
+                        .bind(event.sequence)
+                        .bind(event.event_type)
+                        .bind(event.event_version)
+                        .bind(event.payload)
+                        .bind(event.metadata)
+                        .bind(event_id.as_str())
+                        .bind(hash.as_str());
                 }
-                tx.commit().await
+                if let Some(row) = projected {
+                    query = row.values.iter().fold(query, |query, value| match value {
+                        SqlValue::Text(text) => query.bind(text.as_str()),
+                        SqlValue::Int(number) => query.bind(*number),
+                    });
+                }
+                query.fetch_one(pool).await.map_err(AppendError::from)? as usize
             }
             Database::Sqlite(pool) => {
+                let _turn = SQLITE_APPENDS.lock().await;
                 // IMMEDIATE takes the write lock up front, so positions are
-                // handed out by one writer at a time and a waiting writer
-                // queues on the busy timeout instead of failing its upgrade.
+                // handed out by one writer at a time.
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let mut previous: Option<String> = sqlx::query_scalar(PREVIOUS_HASH)
-                    .bind(AGGREGATE_TYPE)
-                    .bind(first.aggregate_id)
-                    .bind(first.sequence - 1)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let mut position: i64 =
-                    sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events").fetch_one(&mut *tx).await?;
-                for event in events {
-                    let (event_id, hash) = identify(previous.as_deref().unwrap_or_default(), event);
-                    position += 1;
-                    bind_event(sqlx::query(&insert_event(", position", ", $10")), event, &event_id, &hash)
-                        .bind(position)
-                        .execute(&mut *tx)
-                        .await?;
-                    previous = Some(hash);
+                let mut appended = 0;
+                for (index, (event, (event_id, hash))) in events.iter().zip(&identified).enumerate() {
+                    let guard = if index == 0 { SQLITE_CHAIN_GUARD } else { "" };
+                    let sql = format!(
+                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash, position)
+                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT COALESCE(MAX(position), 0) + 1 FROM events){guard}"
+                    );
+                    let mut query = bind_event(sqlx::query(&sql), event, event_id, hash);
+                    if index == 0 {
+                        query = query.bind(first.sequence - 1).bind(previous_hash);
+                    }
+                    let done = query.execute(&mut *tx).await?;
+                    appended += done.rows_affected() as usize;
                 }
-                tx.commit().await
+                if appended == events.len() {
+                    if let Some(row) = projected {
+                        let placeholders =
+                            (1..=row.values.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+                        let sql = format!("{} VALUES ({placeholders}) {}", row.insert_into, row.on_conflict);
+                        let query = row.values.iter().fold(sqlx::query(&sql), |query, value| match value {
+                            SqlValue::Text(text) => query.bind(text.as_str()),
+                            SqlValue::Int(number) => query.bind(*number),
+                        });
+                        query.execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                }
+                appended
             }
+        };
+        if appended != events.len() {
+            return Err(AppendError::Conflict);
         }
+        Ok(identified.into_iter().map(|(_, hash)| hash).collect())
     }
 
     /// Up to `limit` events after `after`, in the order every reader
@@ -368,15 +429,98 @@ INSERT INTO consumer_checkpoints (name, txid, position, updated_at) VALUES ($1, 
 ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, position = excluded.position, updated_at = excluded.updated_at
  WHERE (consumer_checkpoints.txid, consumer_checkpoints.position) < (excluded.txid, excluded.position)";
 
-/// The INSERT of one event; SQLite adds the position it hands out.
-fn insert_event(extra_column: &str, extra_value: &str) -> String {
-    format!(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash{extra_column})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9{extra_value})"
-    )
+/// Why an append did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The license moved on since the caller loaded it; load and retry.
+    #[error("another writer appended to the license first")]
+    Conflict,
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
 }
 
-/// Binds an event's columns in [`insert_event`]'s order.
+impl From<sqlx::Error> for AppendError {
+    /// A unique violation means another writer took the sequence first
+    /// (PostgreSQL 23505; SQLite 1555 and 2067).
+    fn from(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db_error) = &error {
+            if matches!(db_error.code().as_deref(), Some("23505" | "1555" | "2067")) {
+                return AppendError::Conflict;
+            }
+        }
+        AppendError::Database(error)
+    }
+}
+
+/// A read-model row written in the same transaction as the events it
+/// reflects, and only if they were appended: `{insert_into} VALUES (…)
+/// {on_conflict}`.
+#[derive(Debug, Clone)]
+pub struct ProjectedRow {
+    /// `INSERT INTO table (columns…)`
+    pub insert_into: &'static str,
+    pub values: Vec<SqlValue>,
+    /// `ON CONFLICT … DO UPDATE …`, or empty.
+    pub on_conflict: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Text(String),
+    Int(i64),
+}
+
+/// This process's SQLite appends take turns here rather than in SQLite's
+/// busy handler, which sleeps for milliseconds between attempts while a
+/// commit takes tens of microseconds.
+static SQLITE_APPENDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Appends the first event only if the license's last event is the one
+/// the caller decided on: binds $10 (its sequence) and $11 (its hash).
+const SQLITE_CHAIN_GUARD: &str = "
+ WHERE $10 = 0 OR EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $10 AND hash = $11)";
+
+/// One statement that appends `count` events after the chain guard and,
+/// if they were appended, writes `projected`; it answers how many events
+/// it appended. Binds the aggregate type, id, previous sequence and hash,
+/// then seven columns per event, then the projected row's values.
+fn postgres_append_sql(count: usize, projected: Option<&ProjectedRow>) -> String {
+    let mut n = 4;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    let rows: Vec<String> = (0..count)
+        .map(|_| {
+            format!(
+                "($1::text, $2::text, ${}::bigint, ${}::text, ${}::text, ${}::jsonb::json, ${}::jsonb::json, ${}::text, ${}::text)",
+                next(), next(), next(), next(), next(), next(), next()
+            )
+        })
+        .collect();
+    let mut sql = format!(
+        "WITH appended AS (
+           INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash)
+           SELECT * FROM (VALUES {}) AS new_events
+            WHERE $3::bigint = 0
+               OR EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3 AND hash = $4::text)
+           RETURNING 1)",
+        rows.join(", ")
+    );
+    if let Some(row) = projected {
+        let values: Vec<String> = row.values.iter().map(|_| format!("${}", next())).collect();
+        sql.push_str(&format!(
+            ", projected AS ({} SELECT {} WHERE EXISTS (SELECT 1 FROM appended) {} RETURNING 1)",
+            row.insert_into,
+            values.join(", "),
+            row.on_conflict
+        ));
+    }
+    sql.push_str(" SELECT count(*) FROM appended");
+    sql
+}
+
+/// Binds an event's columns, aggregate type first and hash last.
 fn bind_event<'q, DB: sqlx::Database>(
     query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
     event: &NewEvent<'q>,

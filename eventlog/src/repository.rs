@@ -6,7 +6,7 @@ use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
 
-use crate::log::{EventLog, NewEvent};
+use crate::log::{AppendError, EventLog, NewEvent};
 use crate::Database;
 
 /// The event repository cqrs-es loads and appends through: reads go to
@@ -41,19 +41,13 @@ macro_rules! delegate {
     };
 }
 
-/// A unique violation means another writer appended to the license first
-/// (PostgreSQL 23505; SQLite 1555 and 2067): the optimistic lock was lost.
-fn persistence_error(error: sqlx::Error) -> PersistenceError {
-    if let sqlx::Error::Database(db_error) = &error {
-        if matches!(db_error.code().as_deref(), Some("23505" | "1555" | "2067")) {
-            return PersistenceError::OptimisticLockError;
-        }
-    }
+fn persistence_error(error: AppendError) -> PersistenceError {
     match error {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+        AppendError::Conflict => PersistenceError::OptimisticLockError,
+        AppendError::Database(error @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => {
             PersistenceError::ConnectionError(Box::new(error))
         }
-        other => PersistenceError::UnknownError(Box::new(other)),
+        AppendError::Database(other) => PersistenceError::UnknownError(Box::new(other)),
     }
 }
 
@@ -94,7 +88,7 @@ impl PersistedEventRepository for LogRepository {
                 metadata: &event.metadata,
             })
             .collect();
-        self.log.append(&events).await.map_err(persistence_error)
+        self.log.append(&events).await.map(drop).map_err(persistence_error)
     }
 
     async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {

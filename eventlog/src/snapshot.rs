@@ -5,7 +5,6 @@
 //! stored snapshot twice, so the event store runs in plain event-store mode
 //! and this module stands in for them.
 
-use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::Aggregate;
 use keyledger_domain::{License, LicenseEvent};
 
@@ -21,6 +20,16 @@ pub const SNAPSHOT_EVERY: i64 = 100;
 /// events, so they are ignored and the license replayed.
 pub const SNAPSHOT_FORMAT: i64 = 1;
 
+/// A license loaded from the log.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub license: License,
+    /// The sequence of its last event; 0 if it has none.
+    pub version: i64,
+    /// Its last event's chain hash; empty if it has none.
+    pub last_hash: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Snapshots {
     db: Database,
@@ -34,21 +43,28 @@ impl Snapshots {
     /// The license as of its last event, ready for a command: its latest
     /// snapshot plus the events after it. A missing or unreadable snapshot
     /// means a full replay.
-    pub async fn load(&self, license_id: &str) -> Result<EventStoreAggregateContext<License>, EventLogError> {
-        let (mut license, mut version) = match self.read(license_id).await? {
+    pub async fn load(&self, license_id: &str) -> Result<Loaded, EventLogError> {
+        let (mut license, snapshot_version) = match self.read(license_id).await? {
             Some(snapshot) => snapshot,
             None => (License::default(), 0),
         };
-        const EVENTS: &str =
-            "SELECT sequence, payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence";
-        let rows: Vec<(i64, serde_json::Value)> = on_pool!(&self.db, pool => sqlx::query_as(EVENTS)
+        // From the snapshot's own event, for the hash the next one chains to.
+        const EVENTS: &str = "SELECT sequence, payload, hash FROM events
+                               WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence >= $3 ORDER BY sequence";
+        let rows: Vec<(i64, serde_json::Value, String)> = on_pool!(&self.db, pool => sqlx::query_as(EVENTS)
             .bind(AGGREGATE_TYPE)
             .bind(license_id)
-            .bind(version)
+            .bind(snapshot_version)
             .fetch_all(pool)
             .await)?;
-        for (sequence, payload) in rows {
-            if sequence != version + 1 {
+        let mut version = snapshot_version;
+        let mut last_hash = String::new();
+        for (sequence, payload, hash) in rows {
+            if sequence == snapshot_version {
+                last_hash = hash;
+                continue;
+            }
+            if sequence != version + 1 || (version > 0 && last_hash.is_empty()) {
                 return Err(EventLogError::Corrupt(format!(
                     "license {license_id} jumps from event {version} to {sequence}"
                 )));
@@ -57,13 +73,14 @@ impl Snapshots {
                 .map_err(|e| EventLogError::Corrupt(format!("event {sequence} of license {license_id}: {e}")))?;
             license.apply(event);
             version = sequence;
+            last_hash = hash;
         }
-        Ok(EventStoreAggregateContext {
-            aggregate_id: license_id.to_owned(),
-            aggregate: license,
-            current_sequence: version as usize,
-            current_snapshot: None,
-        })
+        if version > 0 && last_hash.is_empty() {
+            return Err(EventLogError::Corrupt(format!(
+                "license {license_id} has a snapshot at {version} but no event {version}"
+            )));
+        }
+        Ok(Loaded { license, version, last_hash })
     }
 
     /// Stores `license` as of `version` if that crosses a snapshot boundary

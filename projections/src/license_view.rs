@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyledger_domain::{License, LicenseKey};
-use keyledger_eventlog::{on_pool, Cursor, Database, SAVE_CHECKPOINT_SQL};
+use keyledger_eventlog::{on_pool, Cursor, Database, ProjectedRow, SqlValue, SAVE_CHECKPOINT_SQL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -31,16 +31,20 @@ pub struct LicenseViews {
     db: Database,
 }
 
+const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state)";
+
 /// Writes a row unless the stored one is newer. `{newer}` is `<` for live
 /// updates (a concurrent writer's newer state wins) and `<=` for a rebuild
 /// (the same version is rewritten, which mends a damaged row).
-const UPSERT: &str = "
-INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+const ON_CONFLICT: &str = "
 ON CONFLICT (license_id) DO UPDATE
    SET owner_id = excluded.owner_id, license_key = excluded.license_key, version = excluded.version,
        expires_at = excluded.expires_at, expiry_recorded = excluded.expiry_recorded, state = excluded.state
  WHERE license_view.version {newer} excluded.version";
+
+fn upsert_sql(newer: &str) -> String {
+    format!("{INSERT_INTO} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) {}", ON_CONFLICT.replace("{newer}", newer))
+}
 
 const COLUMNS: &str = "SELECT license_id, version, state FROM license_view";
 
@@ -63,7 +67,7 @@ impl LicenseViews {
 
     async fn upsert(&self, license: &License, version: i64, newer: &str) -> Result<(), ProjectionError> {
         let row = ViewRow::new(license, version)?;
-        let sql = UPSERT.replace("{newer}", newer);
+        let sql = upsert_sql(newer);
         on_pool!(&self.db, pool => row.bind(sqlx::query(&sql)).execute(pool).await.map(drop))?;
         Ok(())
     }
@@ -79,7 +83,7 @@ impl LicenseViews {
     ) -> Result<(), ProjectionError> {
         let rows =
             licenses.iter().map(|(license, version)| ViewRow::new(license, *version)).collect::<Result<Vec<_>, _>>()?;
-        let sql = UPSERT.replace("{newer}", "<");
+        let sql = upsert_sql("<");
         let now = sortable_instant(Utc::now());
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
@@ -96,6 +100,29 @@ impl LicenseViews {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// `license`'s row as of `version`, for writing in the transaction that
+    /// appends the events it reflects (see [`EventLog::append_after`]).
+    ///
+    /// [`EventLog::append_after`]: keyledger_eventlog::EventLog::append_after
+    pub fn projected_row(license: &License, version: i64) -> Result<ProjectedRow, ProjectionError> {
+        let row = ViewRow::new(license, version)?;
+        Ok(ProjectedRow {
+            insert_into: INSERT_INTO,
+            values: vec![
+                SqlValue::Text(row.license_id),
+                SqlValue::Text(row.tenant_id),
+                SqlValue::Text(row.owner_id),
+                SqlValue::Text(row.license_key),
+                SqlValue::Int(row.version),
+                SqlValue::Text(row.created_at),
+                SqlValue::Text(row.expires_at),
+                SqlValue::Int(row.expiry_recorded),
+                SqlValue::Text(row.state),
+            ],
+            on_conflict: ON_CONFLICT.replace("{newer}", "<"),
+        })
     }
 
     pub async fn by_id(&self, license_id: &str) -> Result<Option<LicenseView>, ProjectionError> {
@@ -194,7 +221,7 @@ HAVING v.version IS NULL OR MAX(e.sequence) > v.version";
     }
 }
 
-/// The columns of one `license_view` row, ready to bind in `UPSERT`'s order.
+/// The columns of one `license_view` row, in `INSERT_INTO`'s order.
 struct ViewRow {
     license_id: String,
     tenant_id: String,

@@ -18,6 +18,16 @@ use keyledger_domain::{License, LicenseKey};
 pub struct Entry {
     pub license: Arc<License>,
     pub version: i64,
+    /// The chain hash of event `version`, when whoever put the entry knew
+    /// it: a command can then be decided and appended from this entry
+    /// alone (the append checks it against the log).
+    pub last_hash: Option<[u8; 32]>,
+}
+
+impl Entry {
+    pub fn last_hash_hex(&self) -> Option<String> {
+        self.last_hash.map(hex::encode)
+    }
 }
 
 #[derive(Default)]
@@ -41,15 +51,27 @@ impl MemoryView {
         maps.id_by_key.get(key.as_str()).and_then(|id| maps.by_id.get(id)).cloned()
     }
 
-    /// Records `license` as of `version` unless a newer version is there.
-    pub fn put(&self, license: License, version: i64) {
+    /// Records `license` as of `version` unless a newer version is there;
+    /// `last_hash` is event `version`'s chain hash in hex, if known.
+    pub fn put(&self, license: License, version: i64, last_hash: Option<&str>) {
         let Some(key) = license.license_key.as_ref().map(|k| k.as_str().to_owned()) else { return };
+        let last_hash = last_hash.and_then(|hash| {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(hash, &mut bytes).ok().map(|()| bytes)
+        });
         let mut maps = self.maps.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if maps.by_id.get(&license.id).is_some_and(|held| held.version >= version) {
-            return;
+        if let Some(held) = maps.by_id.get_mut(&license.id) {
+            if held.version > version {
+                return;
+            }
+            if held.version == version {
+                // Same state; keep whichever hash is known.
+                held.last_hash = held.last_hash.or(last_hash);
+                return;
+            }
         }
         maps.id_by_key.insert(key, license.id.clone());
-        maps.by_id.insert(license.id.clone(), Entry { license: Arc::new(license), version });
+        maps.by_id.insert(license.id.clone(), Entry { license: Arc::new(license), version, last_hash });
     }
 
     pub fn len(&self) -> usize {
@@ -94,12 +116,18 @@ mod tests {
     fn entries_are_found_by_id_and_key_and_never_move_back() {
         let view = MemoryView::default();
         let key = LicenseKey::parse("ABCD-EFGH-JKMN-2345").unwrap();
-        view.put(license("l1", key.as_str(), 2), 2);
+        view.put(license("l1", key.as_str(), 2), 2, None);
         assert_eq!(view.get_by_key(&key).unwrap().version, 2);
-        view.put(license("l1", key.as_str(), 9), 1);
+        view.put(license("l1", key.as_str(), 9), 1, None);
         assert_eq!(view.get("l1").unwrap().license.max_activations.get(), 2, "an older version is ignored");
-        view.put(license("l1", key.as_str(), 5), 3);
+        view.put(license("l1", key.as_str(), 5), 3, None);
         assert_eq!(view.get("l1").unwrap().license.max_activations.get(), 5);
+        assert_eq!(view.get("l1").unwrap().last_hash, None);
+        let hash = "ab".repeat(32);
+        view.put(license("l1", key.as_str(), 7), 3, Some(&hash));
+        let entry = view.get("l1").unwrap();
+        assert_eq!(entry.license.max_activations.get(), 5, "the same version keeps its state");
+        assert_eq!(entry.last_hash_hex(), Some(hash), "but learns the hash");
         assert_eq!(view.len(), 1);
     }
 }

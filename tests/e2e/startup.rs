@@ -2,7 +2,7 @@
 //! behind the log.
 
 use keyledger_api::{rebuild_projections, Application};
-use keyledger_eventlog::on_pool;
+use keyledger_eventlog::{on_pool, Backend as DbBackend};
 use keyledger_tests::{on_both_backends, test_config, Backend, Licensed, TestApp};
 
 use reqwest::StatusCode;
@@ -15,7 +15,7 @@ on_both_backends!(
     read_models_left_behind_by_a_crash_are_caught_up_at_start,
     a_long_history_loads_from_its_snapshot_and_agrees_with_a_full_replay,
     a_rebuild_mends_a_damaged_read_model,
-    a_running_server_heals_a_read_model_that_missed_a_write,
+    an_event_and_its_read_model_row_are_written_together_or_not_at_all,
 );
 
 async fn view_row(app: &TestApp, license_id: &str) -> (i64, String) {
@@ -139,15 +139,17 @@ async fn a_long_history_loads_from_its_snapshot_and_agrees_with_a_full_replay(ba
     let snapshot: i64 = on_pool!(&app.db, pool => sqlx::query_scalar(SNAPSHOT).bind(id).fetch_one(pool).await).unwrap();
     assert_eq!(snapshot, 200);
 
-    // Commands really load from it: a doctored one (one seat only) wins
-    // over the history until it is removed.
+    // Commands loading from the log really load from it: a doctored one
+    // (one seat only) wins over the history until it is removed. A second
+    // server has no state of its own for the license yet, so it loads.
     const STATE: &str = "SELECT state FROM license_snapshots WHERE license_id = $1";
     let honest: String = on_pool!(&app.db, pool => sqlx::query_scalar(STATE).bind(id).fetch_one(pool).await).unwrap();
     let doctored = honest.replace("\"max_activations\":2", "\"max_activations\":1");
     assert_ne!(doctored, honest);
     const PUT: &str = "UPDATE license_snapshots SET state = $1 WHERE license_id = $2";
     on_pool!(&app.db, pool => sqlx::query(PUT).bind(&doctored).bind(id).execute(pool).await.map(drop)).unwrap();
-    assert_eq!(app.activate(key, "m2").await.body["code"], "bound_to_another_machine");
+    let loading = app.another_server().await;
+    assert_eq!(loading.activate(key, "m2").await.body["code"], "bound_to_another_machine");
     on_pool!(&app.db, pool => sqlx::query(PUT).bind(&honest).bind(id).execute(pool).await.map(drop)).unwrap();
 
     // A command on top of the snapshot sees the whole history...
@@ -220,22 +222,50 @@ async fn read_models_left_behind_by_a_crash_are_caught_up_at_start(backend: Back
     assert_eq!(view_row(&restarted, behind_id).await.0, 2);
 }
 
-async fn a_running_server_heals_a_read_model_that_missed_a_write(backend: Backend) {
+/// Makes every update of `license_view` fail until [`allow_view_updates`].
+async fn refuse_view_updates(app: &TestApp) {
+    let statements: &[&str] = match app.db.backend() {
+        DbBackend::Sqlite => &["CREATE TRIGGER refuse_view_updates BEFORE UPDATE ON license_view
+                              BEGIN SELECT RAISE(ABORT, 'view updates refused by the test'); END"],
+        DbBackend::Postgres => &[
+            "CREATE FUNCTION refuse_view_updates() RETURNS trigger LANGUAGE plpgsql
+               AS $$ BEGIN RAISE EXCEPTION 'view updates refused by the test'; END $$",
+            "CREATE TRIGGER refuse_view_updates BEFORE UPDATE ON license_view
+               FOR EACH ROW EXECUTE FUNCTION refuse_view_updates()",
+        ],
+    };
+    for sql in statements {
+        on_pool!(&app.db, pool => sqlx::query(sql).execute(pool).await.map(drop)).expect("create trigger");
+    }
+}
+
+async fn allow_view_updates(app: &TestApp) {
+    let sql = match app.db.backend() {
+        DbBackend::Sqlite => "DROP TRIGGER refuse_view_updates",
+        DbBackend::Postgres => "DROP TRIGGER refuse_view_updates ON license_view",
+    };
+    on_pool!(&app.db, pool => sqlx::query(sql).execute(pool).await.map(drop)).expect("drop trigger");
+}
+
+async fn an_event_and_its_read_model_row_are_written_together_or_not_at_all(backend: Backend) {
     let Licensed { app, key, id, .. } = Licensed::new(backend, json!({})).await;
     let (key, id) = (key.as_str(), id.as_str());
-    let (_, generated_state) = view_row(&app, id).await;
-    assert_eq!(app.activate(key, "m1").await.status, StatusCode::OK);
+    let before = view_row(&app, id).await;
 
-    // As if projecting the activation had failed while the server ran.
-    put_view_row(&app, id, 1, &generated_state).await;
-    // Validate answers from the process's memory, which the command fed...
-    let validation = app.validate(key, "m1").await;
-    assert_eq!(validation.body["isValid"], true, "{}", validation.body);
+    // The row can't be written: the activation fails whole.
+    refuse_view_updates(&app).await;
+    let refused = app.activate(key, "m1").await;
+    assert_eq!(refused.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", refused.body);
+    assert_eq!(app.count_events(id, "LicenseActivated").await, 0, "the event was appended without its row");
+    assert_eq!(view_row(&app, id).await, before);
+    assert_eq!(app.validate(key, "m1").await.body["isValid"], false);
 
-    // ...and a client retrying its activation heals the row.
+    // The client's retry, once the row can be written, lands both.
+    allow_view_updates(&app).await;
     assert_eq!(app.activate(key, "m1").await.status, StatusCode::OK);
     assert_eq!(view_row(&app, id).await.0, 2);
     assert_eq!(app.count_events(id, "LicenseActivated").await, 1);
+    assert_eq!(app.validate(key, "m1").await.body["isValid"], true);
 }
 
 async fn a_rebuild_mends_a_damaged_read_model(backend: Backend) {

@@ -45,7 +45,7 @@ impl MemoryFollower {
             let Some(last) = page.last() else { break };
             after = last.license.id.clone();
             for view in page {
-                self.memory.put(view.license, view.version);
+                self.memory.put(view.license, view.version, None);
             }
         }
         Ok(from)
@@ -75,21 +75,27 @@ impl MemoryFollower {
 
     async fn apply(&self, event: &LoggedEvent) -> Result<(), ProjectorError> {
         match self.memory.get(&event.license_id) {
-            Some(held) if held.version >= event.sequence => {}
+            Some(held) if held.version > event.sequence => {}
+            // Known, perhaps without the hash commands chain to.
+            Some(held) if held.version == event.sequence => {
+                if held.last_hash.is_none() {
+                    self.memory.put((*held.license).clone(), event.sequence, Some(&event.hash));
+                }
+            }
             Some(held) if held.version + 1 == event.sequence => {
                 let decoded: LicenseEvent = serde_json::from_value(event.payload.clone())
                     .map_err(|source| ProjectorError::Undecodable { event_id: event.event_id.clone(), source })?;
                 let mut license = (*held.license).clone();
                 license.apply(decoded);
-                self.memory.put(license, event.sequence);
+                self.memory.put(license, event.sequence, Some(&event.hash));
             }
             // New to this process, or further behind than one event.
             _ => {
-                let context = self.snapshots.load(&event.license_id).await.map_err(|e| ProjectorError::Load {
+                let loaded = self.snapshots.load(&event.license_id).await.map_err(|e| ProjectorError::Load {
                     license_id: event.license_id.clone(),
                     message: e.to_string(),
                 })?;
-                self.memory.put(context.aggregate, context.current_sequence as i64);
+                self.memory.put(loaded.license, loaded.version, Some(&loaded.last_hash));
             }
         }
         Ok(())

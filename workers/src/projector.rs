@@ -174,13 +174,13 @@ impl ProjectionRunner {
         }
         // The row is further behind than this batch can bridge (it was
         // lost or damaged): take the license whole from the log.
-        let context = self
+        let loaded = self
             .snapshots
             .load(&event.license_id)
             .await
             .map_err(|e| ProjectorError::Load { license_id: event.license_id.clone(), message: e.to_string() })?;
-        *license = context.aggregate;
-        *version = context.current_sequence as i64;
+        *license = loaded.license;
+        *version = loaded.version;
         Ok(())
     }
 }
