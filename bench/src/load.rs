@@ -64,6 +64,18 @@ where
         errors += loop_errors;
         first_error = first_error.or(loop_error);
     }
+    report(name, connections, elapsed, latencies, errors, first_error)
+}
+
+/// The figures of a run from its requests' latencies in microseconds.
+pub fn report(
+    name: &str,
+    connections: usize,
+    elapsed: f64,
+    mut latencies: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+) -> Report {
     latencies.sort_unstable();
     let percentile = |p: f64| -> f64 {
         if latencies.is_empty() {

@@ -8,7 +8,10 @@
 //! runtime. Everything listens on 127.0.0.1 and every run stops by itself.
 
 mod baseline;
+mod lag;
 mod load;
+mod mixed;
+mod replay;
 mod scenario;
 
 use std::net::SocketAddr;
@@ -20,6 +23,9 @@ use clap::{Parser, ValueEnum};
 pub const SERVE_KEYLEDGER: &str = "__serve-keyledger";
 /// The first argument that makes this binary a raw baseline server.
 pub const BASELINE: &str = "__baseline";
+/// The first argument that makes this binary rebuild keyledger's read
+/// models and print how long the rebuild took.
+pub const REBUILD_KEYLEDGER: &str = "__rebuild-keyledger";
 
 /// A baseline server's own arguments.
 #[derive(Parser)]
@@ -37,7 +43,10 @@ struct BaselineArgs {
 pub enum Scenario {
     Validate,
     Activate,
+    Mixed,
     History,
+    Replay,
+    Lag,
 }
 
 #[tokio::main]
@@ -50,6 +59,13 @@ async fn main() -> std::process::ExitCode {
             let config = keyledger_api::Cli::parse_from(["keyledger"]).config;
             let app = keyledger_api::Application::build(config).await.expect("keyledger starts");
             app.run_until(std::future::pending()).await.expect("keyledger serves");
+        }
+        Some(REBUILD_KEYLEDGER) => {
+            let config = keyledger_api::Cli::parse_from(["keyledger"]).config;
+            let started = std::time::Instant::now();
+            let licenses = keyledger_api::rebuild_projections(&config, None).await.expect("rebuild");
+            let seconds = started.elapsed().as_secs_f64();
+            println!("{}", serde_json::json!({"licenses": licenses, "seconds": seconds}));
         }
         Some(BASELINE) => {
             let BaselineArgs { kind, listen, database_url } = BaselineArgs::parse_from(&args[1..]);

@@ -12,45 +12,47 @@ use tokio::process::{Child, Command};
 use crate::load::{self, Report};
 use crate::{baseline, this_binary, Scenario};
 
-const OPERATOR: &str = "bench-operator-token-0123456789";
+pub(crate) const OPERATOR: &str = "bench-operator-token-0123456789";
 
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "keyledger-bench", about = "Throughput and latency of keyledger against raw baselines, in one run")]
 pub struct Options {
     #[arg(value_enum)]
-    scenario: Scenario,
+    pub(crate) scenario: Scenario,
     /// Seconds of load per measured target.
     #[arg(long, default_value_t = 10)]
-    seconds: u64,
+    pub(crate) seconds: u64,
     /// Concurrent connections.
     #[arg(long, default_value_t = 32)]
-    connections: usize,
+    pub(crate) connections: usize,
     /// Use PostgreSQL (a fresh database on this admin URL) instead of SQLite.
     #[arg(long)]
-    postgres: bool,
+    pub(crate) postgres: bool,
     #[arg(long, env = "KEYLEDGER_TEST_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
-    postgres_admin_url: String,
-    /// validate: licenses prepared (5 machines each). activate: licenses prepared.
-    #[arg(long, default_value_t = 2_000)]
-    licenses: usize,
-    /// history: events on the long license.
+    pub(crate) postgres_admin_url: String,
+    /// Licenses prepared. validate and mixed: 2,000, 4 or 5 machines each;
+    /// activate: 40,000 fresh ones; lag: 20,000 fresh ones.
+    #[arg(long)]
+    pub(crate) licenses: Option<usize>,
+    /// history: events on the long license. replay: events (each a new
+    /// license) to rebuild from.
     #[arg(long, default_value_t = 100_000)]
-    events: usize,
+    pub(crate) events: usize,
     /// Also write the JSON report to this file.
     #[arg(long)]
-    json: Option<std::path::PathBuf>,
+    pub(crate) json: Option<std::path::PathBuf>,
 }
 
 /// A child process listening on `base`, killed when dropped.
-struct Served {
-    _child: Child,
-    base: String,
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
-struct Bench {
-    options: Options,
-    dir: tempfile::TempDir,
-    client: reqwest::Client,
+pub(crate) struct Bench {
+    pub(crate) options: Options,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) client: reqwest::Client,
     databases: Vec<String>,
 }
 
@@ -66,6 +68,9 @@ pub async fn run(options: Options) -> std::process::ExitCode {
         Scenario::Validate => validate(&mut bench).await,
         Scenario::Activate => activate(&mut bench).await,
         Scenario::History => history(&mut bench).await,
+        Scenario::Mixed => crate::mixed::run(&mut bench).await,
+        Scenario::Replay => crate::replay::run(&mut bench).await,
+        Scenario::Lag => crate::lag::run(&mut bench).await,
     };
     bench.drop_databases().await;
     match result {
@@ -84,12 +89,12 @@ pub async fn run(options: Options) -> std::process::ExitCode {
     }
 }
 
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port")
 }
 
 impl Bench {
-    fn backend(&self) -> &'static str {
+    pub(crate) fn backend(&self) -> &'static str {
         if self.options.postgres {
             "postgres"
         } else {
@@ -98,7 +103,7 @@ impl Bench {
     }
 
     /// A fresh database for one server of this run.
-    async fn database(&mut self, name: &str) -> Result<String, String> {
+    pub(crate) async fn database(&mut self, name: &str) -> Result<String, String> {
         if !self.options.postgres {
             return Ok(format!("sqlite://{}/{name}.db", self.dir.path().display()));
         }
@@ -122,8 +127,14 @@ impl Bench {
         }
     }
 
-    async fn keyledger(&mut self, extra_env: &[(&str, &str)]) -> Result<Served, String> {
+    pub(crate) async fn keyledger(&mut self, extra_env: &[(&str, &str)]) -> Result<Served, String> {
         let database_url = self.database("keyledger").await?;
+        self.keyledger_on(&database_url, extra_env).await
+    }
+
+    /// A keyledger server on an existing database: a second process, or a
+    /// restart.
+    pub(crate) async fn keyledger_on(&self, database_url: &str, extra_env: &[(&str, &str)]) -> Result<Served, String> {
         let addr = free_addr();
         let mut command = Command::new(this_binary());
         command
@@ -139,7 +150,7 @@ impl Bench {
         self.start(command, addr, "/health").await
     }
 
-    async fn baseline(&mut self, kind: baseline::Kind) -> Result<Served, String> {
+    pub(crate) async fn baseline(&mut self, kind: baseline::Kind) -> Result<Served, String> {
         let addr = free_addr();
         let mut command = Command::new(this_binary());
         command
@@ -164,19 +175,24 @@ impl Bench {
                 self.client.get(format!("{base}{probe}")).send().await.is_ok_and(|r| r.status().is_success())
             };
             if up {
-                return Ok(Served { _child: child, base });
+                return Ok(Served { child, base });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(format!("{addr} did not come up"))
     }
 
-    fn duration(&self) -> Duration {
+    pub(crate) fn duration(&self) -> Duration {
         Duration::from_secs(self.options.seconds)
     }
 }
 
-async fn post(client: &reqwest::Client, url: &str, key: Option<&str>, body: &Value) -> Result<Value, String> {
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+    body: &Value,
+) -> Result<Value, String> {
     let mut request = client.post(url).json(body);
     if let Some(key) = key {
         request = request.bearer_auth(key);
@@ -192,7 +208,7 @@ async fn post(client: &reqwest::Client, url: &str, key: Option<&str>, body: &Val
 }
 
 /// A tenant user's key on `server`.
-async fn user_key(client: &reqwest::Client, server: &Served) -> Result<String, String> {
+pub(crate) async fn user_key(client: &reqwest::Client, server: &Served) -> Result<String, String> {
     let tenant =
         post(client, &format!("{}/api/v1/tenants", server.base), Some(OPERATOR), &json!({"name": "Bench"})).await?;
     let admin = tenant["adminKey"].as_str().ok_or("no admin key")?;
@@ -200,26 +216,25 @@ async fn user_key(client: &reqwest::Client, server: &Served) -> Result<String, S
     Ok(user["key"].as_str().ok_or("no user key")?.to_owned())
 }
 
-/// Generates `count` licenses with `body`, 16 at a time; returns their keys.
-async fn generate(
+/// Generates `count` licenses with `body`, 64 at a time; returns their keys.
+pub(crate) async fn generate(
     client: &reqwest::Client,
     server: &Served,
     key: &str,
     count: usize,
     body: Value,
 ) -> Result<Vec<String>, String> {
+    use futures::StreamExt;
     let url = format!("{}/api/v1/licenses/generate", server.base);
-    let mut keys = Vec::with_capacity(count);
-    for chunk in (0..count).collect::<Vec<_>>().chunks(16) {
-        let made = futures::future::join_all(chunk.iter().map(|_| post(client, &url, Some(key), &body))).await;
-        for license in made {
-            keys.push(license?["licenseKey"].as_str().ok_or("no license key")?.to_owned());
-        }
-    }
-    Ok(keys)
+    let made: Vec<Result<Value, String>> = futures::stream::iter(0..count)
+        .map(|_| post(client, &url, Some(key), &body))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    made.into_iter().map(|license| Ok(license?["licenseKey"].as_str().ok_or("no license key")?.to_owned())).collect()
 }
 
-fn expect_field(answer: Result<Value, String>, field: &str, value: &Value) -> load::Outcome {
+pub(crate) fn expect_field(answer: Result<Value, String>, field: &str, value: &Value) -> load::Outcome {
     let answer = answer?;
     if &answer[field] == value {
         Ok(())
@@ -229,7 +244,7 @@ fn expect_field(answer: Result<Value, String>, field: &str, value: &Value) -> lo
 }
 
 /// Load against a baseline's `/validate` with a validate-shaped body.
-async fn baseline_load(bench: &Bench, name: &str, served: &Served) -> Report {
+pub(crate) async fn baseline_load(bench: &Bench, name: &str, served: &Served) -> Report {
     let (client, url) = (bench.client.clone(), format!("{}/validate", served.base));
     load::run(name, bench.options.connections, bench.duration(), move |connection, n| {
         let (client, url) = (client.clone(), url.clone());
@@ -250,7 +265,7 @@ async fn baseline_load(bench: &Bench, name: &str, served: &Served) -> Report {
     .await
 }
 
-fn ratio(a: &Report, b: &Report) -> f64 {
+pub(crate) fn ratio(a: &Report, b: &Report) -> f64 {
     if b.throughput == 0.0 {
         0.0
     } else {
@@ -258,7 +273,7 @@ fn ratio(a: &Report, b: &Report) -> f64 {
     }
 }
 
-fn print_table(reports: &[&Report]) {
+pub(crate) fn print_table(reports: &[&Report]) {
     eprintln!(
         "{:<34} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "target", "conns", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
@@ -278,7 +293,9 @@ fn print_table(reports: &[&Report]) {
 async fn validate(bench: &mut Bench) -> Result<Value, String> {
     let server = bench.keyledger(&[]).await?;
     let key = user_key(&bench.client, &server).await?;
-    let licenses = generate(&bench.client, &server, &key, bench.options.licenses, json!({"maxActivations": 5})).await?;
+    let licenses =
+        generate(&bench.client, &server, &key, bench.options.licenses.unwrap_or(2_000), json!({"maxActivations": 5}))
+            .await?;
     let activate_url = format!("{}/api/v1/licenses/activate", server.base);
     for chunk in licenses.chunks(8) {
         let bodies: Vec<Value> = chunk
@@ -323,7 +340,8 @@ async fn validate(bench: &mut Bench) -> Result<Value, String> {
 async fn activate(bench: &mut Bench) -> Result<Value, String> {
     let server = bench.keyledger(&[]).await?;
     let key = user_key(&bench.client, &server).await?;
-    let licenses = Arc::new(generate(&bench.client, &server, &key, bench.options.licenses, json!({})).await?);
+    let licenses =
+        Arc::new(generate(&bench.client, &server, &key, bench.options.licenses.unwrap_or(40_000), json!({})).await?);
     let (client, url) = (bench.client.clone(), format!("{}/api/v1/licenses/activate", server.base));
     let connections = bench.options.connections;
     let keyledger = load::run("keyledger activate", connections, bench.duration(), move |connection, n| {

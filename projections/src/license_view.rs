@@ -1,6 +1,8 @@
 //! `license_view`: every license's current state, found by id, by key or
 //! by owner.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyledger_domain::{License, LicenseKey};
 use keyledger_eventlog::{on_pool, Cursor, Database, ProjectedRow, SqlValue, SAVE_CHECKPOINT_SQL};
@@ -41,6 +43,22 @@ ON CONFLICT (license_id) DO UPDATE
    SET owner_id = excluded.owner_id, license_key = excluded.license_key, version = excluded.version,
        expires_at = excluded.expires_at, expiry_recorded = excluded.expiry_recorded, state = excluded.state
  WHERE license_view.version {newer} excluded.version";
+
+/// Rows per multi-row upsert: 9 parameters each, well under either
+/// backend's limit on parameters in one statement.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// An upsert of `rows` rows; see [`ON_CONFLICT`] for `newer`.
+fn multi_row_upsert(rows: usize, newer: &str) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let first = row * 9;
+            let placeholders: Vec<String> = (1..=9).map(|column| format!("${}", first + column)).collect();
+            format!("({})", placeholders.join(", "))
+        })
+        .collect();
+    format!("{INSERT_INTO} VALUES {} {}", values.join(", "), ON_CONFLICT.replace("{newer}", newer))
+}
 
 fn upsert_sql(newer: &str) -> String {
     format!("{INSERT_INTO} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) {}", ON_CONFLICT.replace("{newer}", newer))
@@ -83,12 +101,12 @@ impl LicenseViews {
     ) -> Result<(), ProjectionError> {
         let rows =
             licenses.iter().map(|(license, version)| ViewRow::new(license, *version)).collect::<Result<Vec<_>, _>>()?;
-        let sql = upsert_sql("<");
         let now = sortable_instant(Utc::now());
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            for row in &rows {
-                row.bind(sqlx::query(&sql)).execute(&mut *tx).await?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let sql = multi_row_upsert(chunk.len(), "<");
+                chunk.iter().fold(sqlx::query(&sql), |query, row| row.bind(query)).execute(&mut *tx).await?;
             }
             sqlx::query(SAVE_CHECKPOINT_SQL)
                 .bind(consumer)
@@ -100,6 +118,44 @@ impl LicenseViews {
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// Records every license as of its version, overwriting rows of the
+    /// same version, a few thousand rows a transaction: for a rebuild.
+    pub async fn rewrite_all(&self, licenses: &[(&License, i64)]) -> Result<(), ProjectionError> {
+        for transaction in licenses.chunks(ROWS_PER_STATEMENT * 10) {
+            let rows = transaction
+                .iter()
+                .map(|(license, version)| ViewRow::new(license, *version))
+                .collect::<Result<Vec<_>, _>>()?;
+            on_pool!(&self.db, pool => {
+                let mut tx = pool.begin().await?;
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let sql = multi_row_upsert(chunk.len(), "<=");
+                    chunk.iter().fold(sqlx::query(&sql), |query, row| row.bind(query)).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// The stored version of each of these licenses that has a row.
+    pub async fn versions(&self, license_ids: &[&str]) -> Result<HashMap<String, i64>, ProjectionError> {
+        let ids = serde_json::to_string(license_ids).expect("strings serialise");
+        let rows: Vec<(String, i64)> = match &self.db {
+            Database::Postgres(pool) => {
+                const SQL: &str = "SELECT license_id, version FROM license_view
+                                    WHERE license_id IN (SELECT json_array_elements_text($1::text::json))";
+                sqlx::query_as(SQL).bind(ids).fetch_all(pool).await?
+            }
+            Database::Sqlite(pool) => {
+                const SQL: &str =
+                    "SELECT license_id, version FROM license_view WHERE license_id IN (SELECT value FROM json_each($1))";
+                sqlx::query_as(SQL).bind(ids).fetch_all(pool).await?
+            }
+        };
+        Ok(rows.into_iter().collect())
     }
 
     /// `license`'s row as of `version`, for writing in the transaction that

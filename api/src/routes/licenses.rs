@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/generate", post(generate))
         .route("/activate", post(activate))
         .route("/validate", post(validate))
+        .route("/heartbeat", post(heartbeat))
         .route("/deactivate", post(deactivate))
         .route("/info/{license_key}", get(info))
         .route("/revoke/{license_id}", post(revoke))
@@ -367,12 +368,38 @@ async fn deactivate(
     Ok(Json(MessageResponse::ok("License has been deactivated on this machine.")))
 }
 
-/// The heartbeat: is this machine still licensed? A refusal is a normal
-/// answer (`isValid: false`, HTTP 200); only bad input is a 400.
+/// Is this machine still licensed? A refusal is a normal answer
+/// (`isValid: false`, HTTP 200); only bad input is a 400. The device's
+/// heartbeat is recorded at most once per KEYLEDGER_HEARTBEAT_INTERVAL_SECS.
 async fn validate(
     State(state): State<AppState>,
     context: RequestContext,
     body: Result<JsonBody<MachineRequest>, ApiError>,
+) -> Result<Json<ValidateResponse>, ApiError> {
+    let interval = state.heartbeat_interval;
+    check_machine(&state, &context, body, interval).await
+}
+
+/// The shortest time between two recorded heartbeats of one device, so a
+/// client calling in a loop can't flood its license's history.
+const HEARTBEAT_FLOOR_SECS: i64 = 1;
+
+/// An explicit heartbeat: the same answer as validate, and the device's
+/// heartbeat recorded whenever its last one is at least a second old, for
+/// daemons that report liveness more often than the validation interval.
+async fn heartbeat(
+    State(state): State<AppState>,
+    context: RequestContext,
+    body: Result<JsonBody<MachineRequest>, ApiError>,
+) -> Result<Json<ValidateResponse>, ApiError> {
+    check_machine(&state, &context, body, chrono::Duration::seconds(HEARTBEAT_FLOOR_SECS)).await
+}
+
+async fn check_machine(
+    state: &AppState,
+    context: &RequestContext,
+    body: Result<JsonBody<MachineRequest>, ApiError>,
+    heartbeat_interval: chrono::Duration,
 ) -> Result<Json<ValidateResponse>, ApiError> {
     let invalid = |reason: LicenseError| {
         Json(ValidateResponse {
@@ -383,7 +410,7 @@ async fn validate(
             max_connections: None,
         })
     };
-    let (_, machine, license) = match client_request(&state, body).await {
+    let (_, machine, license) = match client_request(state, body).await {
         Ok(parsed) => parsed,
         Err(error) if error.code == "license_not_found" => return Ok(invalid(LicenseError::NotFound)),
         Err(error) => return Err(error.shaped(ErrorShape::Validate)),
@@ -409,9 +436,9 @@ async fn validate(
         }
     };
     let heartbeat_due =
-        license.device(&machine).is_some_and(|device| now >= device.last_heartbeat_at + state.heartbeat_interval);
+        license.device(&machine).is_some_and(|device| now >= device.last_heartbeat_at + heartbeat_interval);
     if heartbeat_due {
-        record_heartbeat(&state, &context, &license, machine, now).await;
+        record_heartbeat(state, context, &license, machine, heartbeat_interval, now).await;
     }
     Ok(Json(ValidateResponse {
         is_valid: true,
@@ -429,9 +456,10 @@ async fn record_heartbeat(
     context: &RequestContext,
     license: &License,
     machine: keyledger_domain::MachineHash,
+    min_interval: chrono::Duration,
     now: chrono::DateTime<Utc>,
 ) {
-    let command = LicenseCommand::RecordHeartbeat { machine, min_interval: state.heartbeat_interval, at: now };
+    let command = LicenseCommand::RecordHeartbeat { machine, min_interval, at: now };
     if let Err(error) = execute_as(state, context, None, license, command).await {
         tracing::warn!(license_id = %license.id, code = error.code, "heartbeat not recorded");
     }
