@@ -144,7 +144,12 @@ impl LicenseService {
     /// The license as this process last saw it, if it knows the hash to
     /// chain the next event to.
     fn remembered(&self, license_id: &str) -> Option<Loaded> {
-        let entry = self.memory.get(license_id)?;
+        let Some(entry) = self.memory.get(license_id) else {
+            // Unknown here: decided as a license with no events. Only
+            // generate succeeds on that, and its append fails if the
+            // license exists after all; a refusal is confirmed by loading.
+            return Some(Loaded::default());
+        };
         let last_hash = entry.last_hash_hex()?;
         Some(Loaded { license: (*entry.license).clone(), version: entry.version, last_hash })
     }

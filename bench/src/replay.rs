@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::process::Command;
 
-use crate::scenario::{generate, user_key, Bench, Served, OPERATOR};
+use futures::StreamExt;
+
+use crate::scenario::{generate, post, user_key, Bench, Served, OPERATOR};
 use crate::{this_binary, REBUILD_KEYLEDGER};
 
 pub async fn run(bench: &mut Bench) -> Result<Value, String> {
@@ -15,16 +17,36 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     let server = bench.keyledger_on(&database_url, &[]).await?;
     let empty_rss = settled_rss(&server).await?;
     let key = user_key(&bench.client, &server).await?;
-    let count = bench.options.events;
-    eprintln!("generating {count} licenses (one event each) through the API...");
+    let events_wanted = bench.options.events;
+    // Ten events a license unless told otherwise: a generate, then a
+    // machine activated and deactivated in turn.
+    let count = bench.options.licenses.unwrap_or(events_wanted / 10).clamp(1, events_wanted.max(1));
+    eprintln!("generating {count} licenses through the API...");
     let started = Instant::now();
-    let mut made = 0;
+    let mut keys = Vec::with_capacity(count);
     // In slices, to show progress on a long preparation.
-    while made < count {
-        let slice = (count - made).min(50_000);
-        generate(&bench.client, &server, &key, slice, json!({})).await?;
-        made += slice;
-        eprintln!("  {made} licenses after {:.0} s", started.elapsed().as_secs_f64());
+    while keys.len() < count {
+        let slice = (count - keys.len()).min(50_000);
+        keys.extend(generate(&bench.client, &server, &key, slice, json!({})).await?);
+        eprintln!("  {} licenses after {:.0} s", keys.len(), started.elapsed().as_secs_f64());
+    }
+    let toggles = events_wanted.saturating_sub(count);
+    eprintln!("activating and deactivating machines for {toggles} more events...");
+    // Round by round, so a license's activation is answered before its
+    // deactivation is sent.
+    for round in 0..toggles.div_ceil(count) {
+        let action = if round % 2 == 0 { "activate" } else { "deactivate" };
+        let url = format!("{}/api/v1/licenses/{action}", server.base);
+        let in_round = (toggles - round * count).min(count);
+        let answers: Vec<Result<Value, String>> = futures::stream::iter(&keys[..in_round])
+            .map(|license| {
+                let (client, url) = (&bench.client, &url);
+                async move { post(client, url, None, &json!({"licenseKey": license, "machineId": "replay"})).await }
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        answers.into_iter().collect::<Result<Vec<_>, _>>()?;
     }
     drop(server);
     tokio::time::sleep(Duration::from_millis(200)).await;

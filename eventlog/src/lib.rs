@@ -18,7 +18,7 @@ mod snapshot;
 pub use checkpoint::{CheckpointBody, CheckpointCheck, CheckpointCursor, Checkpoints, SignedCheckpoint};
 pub use database::{Backend, Database, EventLogError};
 pub use log::{
-    AppendError, BrokenChain, ChainBreak, Cursor, EventLog, LoggedEvent, NewEvent, ProjectedRow, SqlValue,
+    AppendError, BrokenChain, ChainBreak, Cursor, EventLog, LoggedEvent, NewEvent, PayloadOnly, ProjectedRow, SqlValue,
     VerifyReport, AGGREGATE_TYPE, ENVELOPE_VERSION, SAVE_CHECKPOINT_SQL,
 };
 pub use repository::LogRepository;

@@ -40,6 +40,16 @@ pub struct LoggedEvent {
     pub hash: String,
 }
 
+/// An event as a replay needs it: see [`EventLog::tail_payloads`].
+#[derive(Debug, Clone)]
+pub struct PayloadOnly {
+    pub cursor: Cursor,
+    pub license_id: String,
+    pub sequence: i64,
+    /// The payload as stored JSON text.
+    pub payload: String,
+}
+
 /// The version of [`LoggedEvent::envelope`]'s shape.
 pub const ENVELOPE_VERSION: u32 = 1;
 
@@ -260,6 +270,36 @@ impl EventLog {
             }
         };
         Ok(events)
+    }
+
+    /// Like [`EventLog::tail`], but only what replaying needs: each
+    /// event's license, sequence and payload as stored JSON text, which
+    /// decodes straight into the event without an intermediate `Value`.
+    pub async fn tail_payloads(&self, after: Cursor, limit: i64) -> Result<Vec<PayloadOnly>, EventLogError> {
+        let rows: Vec<(i64, i64, String, i64, String)> = match &self.db {
+            Database::Postgres(pool) => {
+                const SQL: &str =
+                    "SELECT txid::text::bigint, position, aggregate_id, sequence, payload::text FROM events
+                      WHERE (txid, position) > ($1::bigint::text::xid8, $2)
+                        AND txid < pg_snapshot_xmin(pg_current_snapshot())
+                      ORDER BY txid, position LIMIT $3";
+                sqlx::query_as(SQL).bind(after.txid).bind(after.position).bind(limit).fetch_all(pool).await?
+            }
+            Database::Sqlite(pool) => {
+                const SQL: &str = "SELECT 0, position, aggregate_id, sequence, payload FROM events
+                      WHERE position > $1 ORDER BY position LIMIT $2";
+                sqlx::query_as(SQL).bind(after.position).bind(limit).fetch_all(pool).await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(txid, position, license_id, sequence, payload)| PayloadOnly {
+                cursor: Cursor { txid, position },
+                license_id,
+                sequence,
+                payload,
+            })
+            .collect())
     }
 
     /// A license's events after global position `after`, oldest first. For

@@ -44,9 +44,21 @@ ON CONFLICT (license_id) DO UPDATE
        expires_at = excluded.expires_at, expiry_recorded = excluded.expiry_recorded, state = excluded.state
  WHERE license_view.version {newer} excluded.version";
 
-/// Rows per multi-row upsert: 9 parameters each, well under either
-/// backend's limit on parameters in one statement.
+/// Rows per multi-row upsert on PostgreSQL: 9 parameters each, well under
+/// its limit on parameters in one statement. SQLite runs a prepared
+/// statement as cheaply as a bigger one, and looks its parameters up by
+/// position one at a time, so it gets few rows per statement.
 const ROWS_PER_STATEMENT: usize = 200;
+const SQLITE_ROWS_PER_STATEMENT: usize = 8;
+
+impl LicenseViews {
+    fn rows_per_statement(&self) -> usize {
+        match self.db {
+            Database::Postgres(_) => ROWS_PER_STATEMENT,
+            Database::Sqlite(_) => SQLITE_ROWS_PER_STATEMENT,
+        }
+    }
+}
 
 /// An upsert of `rows` rows; see [`ON_CONFLICT`] for `newer`.
 fn multi_row_upsert(rows: usize, newer: &str) -> String {
@@ -104,7 +116,7 @@ impl LicenseViews {
         let now = sortable_instant(Utc::now());
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            for chunk in rows.chunks(self.rows_per_statement()) {
                 let sql = multi_row_upsert(chunk.len(), "<");
                 chunk.iter().fold(sqlx::query(&sql), |query, row| row.bind(query)).execute(&mut *tx).await?;
             }
@@ -123,19 +135,48 @@ impl LicenseViews {
     /// Records every license as of its version, overwriting rows of the
     /// same version, a few thousand rows a transaction: for a rebuild.
     pub async fn rewrite_all(&self, licenses: &[(&License, i64)]) -> Result<(), ProjectionError> {
-        for transaction in licenses.chunks(ROWS_PER_STATEMENT * 10) {
+        match &self.db {
+            Database::Postgres(pool) => {
+                let mut connection = pool.acquire().await?;
+                self.rewrite_on(&mut connection, licenses).await
+            }
+            Database::Sqlite(pool) => {
+                // Rewriting every row through SQLite's default 2 MiB page
+                // cache spills and re-reads pages all the way; this one
+                // connection gets 64 MiB while it does, and gives it back.
+                let mut connection = pool.acquire().await?;
+                sqlx::query("PRAGMA cache_size = -65536").execute(&mut *connection).await?;
+                let rewritten = self.rewrite_on(&mut connection, licenses).await;
+                sqlx::query("PRAGMA cache_size = -2000").execute(&mut *connection).await?;
+                rewritten
+            }
+        }
+    }
+
+    async fn rewrite_on<DB>(
+        &self,
+        connection: &mut sqlx::pool::PoolConnection<DB>,
+        licenses: &[(&License, i64)],
+    ) -> Result<(), ProjectionError>
+    where
+        DB: sqlx::Database,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    {
+        use sqlx::Connection;
+        for transaction in licenses.chunks(2_000) {
             let rows = transaction
                 .iter()
                 .map(|(license, version)| ViewRow::new(license, *version))
                 .collect::<Result<Vec<_>, _>>()?;
-            on_pool!(&self.db, pool => {
-                let mut tx = pool.begin().await?;
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    let sql = multi_row_upsert(chunk.len(), "<=");
-                    chunk.iter().fold(sqlx::query(&sql), |query, row| row.bind(query)).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-            });
+            let mut tx = connection.begin().await?;
+            for chunk in rows.chunks(self.rows_per_statement()) {
+                let sql = multi_row_upsert(chunk.len(), "<=");
+                chunk.iter().fold(sqlx::query(&sql), |query, row| row.bind(query)).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
         }
         Ok(())
     }

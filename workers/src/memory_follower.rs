@@ -17,6 +17,8 @@ const BATCH: i64 = 1_000;
 /// How long an idle follower waits before looking again: the most another
 /// process's write can take to reach this process's validations.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
+/// How long it waits after a batch that drained the tail.
+const BUSY_WAIT: Duration = Duration::from_millis(10);
 
 pub struct MemoryFollower {
     log: EventLog,
@@ -55,7 +57,14 @@ impl MemoryFollower {
     pub async fn run(self, mut from: Cursor) {
         loop {
             match self.step(from).await {
-                Ok(Some(next)) => from = next,
+                Ok(Some((next, full))) => {
+                    from = next;
+                    if !full {
+                        // Drained: gather a few milliseconds of events
+                        // rather than query once per event under load.
+                        tokio::time::sleep(BUSY_WAIT).await;
+                    }
+                }
                 Ok(None) => tokio::time::sleep(IDLE_WAIT).await,
                 Err(error) => {
                     tracing::warn!(%error, "validation view follower failed; will retry");
@@ -65,12 +74,14 @@ impl MemoryFollower {
         }
     }
 
-    async fn step(&self, from: Cursor) -> Result<Option<Cursor>, ProjectorError> {
+    /// Applies the next batch; returns where it ended and whether it was
+    /// a full one (more may be waiting).
+    async fn step(&self, from: Cursor) -> Result<Option<(Cursor, bool)>, ProjectorError> {
         let events = self.log.tail(from, BATCH).await?;
         for event in &events {
             self.apply(event).await?;
         }
-        Ok(events.last().map(|e| e.cursor))
+        Ok(events.last().map(|e| (e.cursor, events.len() as i64 == BATCH)))
     }
 
     async fn apply(&self, event: &LoggedEvent) -> Result<(), ProjectorError> {
@@ -83,11 +94,15 @@ impl MemoryFollower {
                 }
             }
             Some(held) if held.version + 1 == event.sequence => {
-                let decoded: LicenseEvent = serde_json::from_value(event.payload.clone())
-                    .map_err(|source| ProjectorError::Undecodable { event_id: event.event_id.clone(), source })?;
                 let mut license = (*held.license).clone();
-                license.apply(decoded);
+                license.apply(decode(event)?);
                 self.memory.put(license, event.sequence, Some(&event.hash));
+            }
+            // A license generated elsewhere: its first event is all of it.
+            None if event.sequence == 1 => {
+                let mut license = keyledger_domain::License::default();
+                license.apply(decode(event)?);
+                self.memory.put(license, 1, Some(&event.hash));
             }
             // New to this process, or further behind than one event.
             _ => {
@@ -100,4 +115,9 @@ impl MemoryFollower {
         }
         Ok(())
     }
+}
+
+fn decode(event: &LoggedEvent) -> Result<LicenseEvent, ProjectorError> {
+    serde_json::from_value(event.payload.clone())
+        .map_err(|source| ProjectorError::Undecodable { event_id: event.event_id.clone(), source })
 }

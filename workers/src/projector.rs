@@ -71,7 +71,10 @@ impl ProjectionRunner {
                 lease = Lease::acquire(&self.db, LICENSE_VIEW_RUNNER).await;
             }
             match self.step().await {
-                Ok(0) => tokio::time::sleep(IDLE_WAIT).await,
+                // Commands write their own rows, so there is rarely work
+                // here: a part batch means the tail is drained, and waiting
+                // lets the next batch gather instead of polling per event.
+                Ok(projected) if projected < BATCH as usize => tokio::time::sleep(IDLE_WAIT).await,
                 Ok(_) => {}
                 Err(error) => {
                     tracing::warn!(%error, "projection runner failed a batch; will retry it");
@@ -120,7 +123,7 @@ impl ProjectionRunner {
         let target = self.log.committed_end().await?.unwrap_or(cursor);
         let waiting_since = std::time::Instant::now();
         loop {
-            let events = self.log.tail(cursor, REBUILD_BATCH).await?;
+            let events = self.log.tail_payloads(cursor, REBUILD_BATCH).await?;
             let Some(last) = events.last() else {
                 if cursor >= target {
                     break;
@@ -143,8 +146,9 @@ impl ProjectionRunner {
                         ),
                     });
                 }
-                let decoded: LicenseEvent = serde_json::from_value(event.payload.clone())
-                    .map_err(|source| ProjectorError::Undecodable { event_id: event.event_id.clone(), source })?;
+                let decoded: LicenseEvent = serde_json::from_str(&event.payload).map_err(|source| {
+                    ProjectorError::Undecodable { event_id: format!("at position {}", event.cursor.position), source }
+                })?;
                 license.apply(decoded);
                 *version = event.sequence;
             }

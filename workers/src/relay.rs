@@ -107,39 +107,84 @@ impl Relay {
             .map_err(|e| RelayError::Nats(e.to_string()))
     }
 
-    /// Publishes the next batch after the checkpoint, one acknowledged event
-    /// at a time so the stream keeps log order, then saves the checkpoint.
-    /// Returns how many events were relayed.
+    /// Publishes the next batch after the checkpoint, then saves the
+    /// checkpoint; returns how many events were relayed.
+    ///
+    /// Every event of the batch is sent before the first acknowledgement
+    /// is awaited, so a batch costs about one round trip, not one per
+    /// event. Order is kept all the same: each message expects the
+    /// stream's last sequence to be the one its predecessor was given, so
+    /// if one is not stored, none after it is. Whatever was acknowledged
+    /// is kept; the rest is sent again from there (a message JetStream
+    /// already holds is dropped as a duplicate by its `Nats-Msg-Id`).
     async fn relay_batch(&self, jetstream: &jetstream::Context) -> Result<usize, RelayError> {
         let cursor = self.log.checkpoint(RELAY_CONSUMER).await?;
         let events = self.log.tail(cursor, BATCH).await?;
-        let Some(last) = events.last() else { return Ok(0) };
-        for (index, event) in events.iter().enumerate() {
-            if let Err(error) = publish(jetstream, event).await {
-                // Keep what JetStream did acknowledge, so a long outage
-                // doesn't make it publish those again after its window.
-                if let Some(acknowledged) = index.checked_sub(1).map(|i| events[i].cursor) {
-                    self.log.save_checkpoint(RELAY_CONSUMER, acknowledged).await?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let stream = jetstream.get_stream(&self.config.stream).await.map_err(|e| RelayError::Nats(e.to_string()))?;
+        let stream_last = stream.cached_info().state.last_sequence;
+        let mut pending = Vec::with_capacity(events.len());
+        let mut failure = None;
+        for (offset, event) in (0u64..).zip(&events) {
+            match send(jetstream, event, stream_last + offset).await {
+                Ok(ack) => pending.push(ack),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
                 }
-                return Err(error);
             }
         }
-        self.log.save_checkpoint(RELAY_CONSUMER, last.cursor).await?;
-        Ok(events.len())
+        let (mut acknowledged, mut relayed, mut duplicate_seen) = (None, 0, false);
+        for (event, ack) in events.iter().zip(pending) {
+            match ack.await {
+                Ok(ack) => {
+                    acknowledged = Some(event.cursor);
+                    relayed += 1;
+                    duplicate_seen |= ack.duplicate;
+                }
+                // A duplicate doesn't move the stream's last sequence, so
+                // the messages after it expected one too many: not a fault,
+                // the next batch sends them again.
+                Err(_) if duplicate_seen => {
+                    failure = None;
+                    break;
+                }
+                Err(error) => {
+                    failure = Some(RelayError::Nats(error.to_string()));
+                    break;
+                }
+            }
+        }
+        // Keep what JetStream did acknowledge, so a long outage doesn't
+        // make the relay publish those again after the duplicate window.
+        if let Some(acknowledged) = acknowledged {
+            self.log.save_checkpoint(RELAY_CONSUMER, acknowledged).await?;
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(relayed),
+        }
     }
 }
 
-/// Publishes one event and waits for JetStream to store it (or to report
-/// it a duplicate, which is as good).
-async fn publish(jetstream: &jetstream::Context, event: &LoggedEvent) -> Result<(), RelayError> {
+/// Sends one event, to be stored only if the stream's last sequence is
+/// `expected_last`; the returned future resolves when JetStream has
+/// stored it (or reports it a duplicate, which is as good).
+async fn send(
+    jetstream: &jetstream::Context,
+    event: &LoggedEvent,
+    expected_last: u64,
+) -> Result<jetstream::context::PublishAckFuture, RelayError> {
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", event.event_id.as_str());
+    headers.insert("Nats-Expected-Last-Sequence", expected_last.to_string().as_str());
     let payload = serde_json::to_vec(&event.envelope()).map_err(|e| RelayError::Nats(e.to_string()))?;
-    let ack = jetstream
+    jetstream
         .publish_with_headers(subject(event), headers, payload.into())
         .await
-        .map_err(|e| RelayError::Nats(e.to_string()))?;
-    ack.await.map(drop).map_err(|e| RelayError::Nats(e.to_string()))
+        .map_err(|e| RelayError::Nats(e.to_string()))
 }
 
 /// `keyledger.events.<tenantId>.<EventType>`, with anything a subject token
