@@ -1,9 +1,12 @@
 //! `lag`: how long a committed write takes to reach the read models and
 //! NATS, under a steady write load at 80% of the peak just measured.
 //!
+//! The write load is activations of fresh licenses (the hot write path),
+//! first closed-loop to find the peak, then open-loop at 80% of it.
+//!
 //! - To NATS: server A relays to a private nats-server; the bench
-//!   subscribes to every event subject and times each generated license's
-//!   event from the moment A acknowledged the write.
+//!   subscribes to every event subject and times each activation's event
+//!   from the moment A acknowledged the write.
 //! - To read models: `license_view` is written in the transaction that
 //!   appends the events, so it has no lag. What can lag is another
 //!   process's in-memory validation view: a sampler deactivates a machine
@@ -12,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +24,7 @@ use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
 use crate::load::{self, Report};
-use crate::scenario::{post, print_table, user_key, Bench, Served};
+use crate::scenario::{expect_field, generate_with_ids, post, print_table, user_key, Bench};
 
 /// Share of the peak write rate the lag is measured at.
 const LOAD_SHARE: f64 = 0.8;
@@ -34,9 +38,12 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     let a = bench.keyledger_on(&database_url, &[("KEYLEDGER_NATS_URL", nats.url.as_str())]).await?;
     let b = bench.keyledger_on(&database_url, &[]).await?;
     let key = user_key(&bench.client, &a).await?;
-    let generate_url = format!("{}/api/v1/licenses/generate", a.base);
+    let count = bench.options.licenses.unwrap_or(40_000);
+    let fresh = Arc::new(generate_with_ids(&bench.client, &a, &key, count, json!({})).await?);
+    let next = Arc::new(AtomicUsize::new(0));
+    let activate_url = format!("{}/api/v1/licenses/activate", a.base);
 
-    // Every generate's event as NATS delivers it, by license id.
+    // Every activation's event as NATS delivers it, by license id.
     let delivered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let subscriber = {
         let client = async_nats::connect(&nats.url).await.map_err(|e| format!("NATS: {e}"))?;
@@ -47,7 +54,7 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
             while let Some(message) = messages.next().await {
                 let at = Instant::now();
                 let Ok(envelope) = serde_json::from_slice::<Value>(&message.payload) else { continue };
-                if envelope["type"] == "LicenseGenerated" {
+                if envelope["type"] == "LicenseActivated" {
                     if let Some(id) = envelope["licenseId"].as_str() {
                         delivered.lock().expect("lock").insert(id.to_owned(), at);
                     }
@@ -56,20 +63,21 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
         })
     };
 
-    // The peak: closed-loop generates, as fast as the connections go.
+    // The peak: closed-loop activations, as fast as the connections go.
     let peak_time = Duration::from_secs((bench.options.seconds / 3).max(1));
     let peak = {
-        let (client, url, key) = (bench.client.clone(), generate_url.clone(), key.clone());
-        load::run("peak: generate, closed loop", bench.options.connections, peak_time, move |_, _| {
-            let (client, url, key) = (client.clone(), url.clone(), key.clone());
-            Some(async move { post(&client, &url, Some(&key), &json!({})).await.map(drop) })
+        let (client, url, fresh, next) = (bench.client.clone(), activate_url.clone(), fresh.clone(), next.clone());
+        load::run("peak: activate, closed loop", bench.options.connections, peak_time, move |_, _| {
+            let (key, _) = fresh.get(next.fetch_add(1, Ordering::Relaxed))?.clone();
+            let (client, url) = (client.clone(), url.clone());
+            Some(async move { activate(&client, &url, &key).await })
         })
         .await
     };
     let rate = (peak.throughput * LOAD_SHARE).max(1.0);
-    eprintln!("peak {:.0} writes/s; measuring lag at {rate:.0} writes/s", peak.throughput);
+    eprintln!("peak {:.0} activations/s; measuring lag at {rate:.0}/s", peak.throughput);
 
-    let sampler_licenses = sampler_licenses(bench, &a, &key).await?;
+    let sampler_licenses = crate::scenario::generate(&bench.client, &a, &key, SAMPLER_LICENSES, json!({})).await?;
     let acknowledged: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let sampling = tokio::spawn(sample_view_lag(
         bench.client.clone(),
@@ -78,7 +86,7 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
         sampler_licenses,
         bench.duration(),
     ));
-    let paced = paced_generates(bench, &generate_url, &key, rate, acknowledged.clone()).await;
+    let paced = paced_activations(bench, &activate_url, fresh, next, rate, acknowledged.clone()).await;
     let view_lags = sampling.await.map_err(|e| e.to_string())??;
 
     // Let the relay deliver what was acknowledged last.
@@ -146,12 +154,14 @@ fn summarise(lags: &mut [Duration]) -> LagSummary {
     LagSummary { count: lags.len(), p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0) }
 }
 
-/// Generates at `rate` a second for the run's duration, whatever the
-/// answers' latency (open loop), recording when each was acknowledged.
-async fn paced_generates(
+/// Activates fresh licenses at `rate` a second for the run's duration,
+/// whatever the answers' latency (open loop), recording when each was
+/// acknowledged. Stops early if the prepared licenses run out.
+async fn paced_activations(
     bench: &Bench,
     url: &str,
-    key: &str,
+    fresh: Arc<Vec<(String, String)>>,
+    next: Arc<AtomicUsize>,
     rate: f64,
     acknowledged: Arc<Mutex<HashMap<String, Instant>>>,
 ) -> Report {
@@ -163,17 +173,21 @@ async fn paced_generates(
     let mut tasks = Vec::new();
     while started.elapsed() < bench.duration() {
         ticks.tick().await;
+        let Some((key, id)) = fresh.get(next.fetch_add(1, Ordering::Relaxed)).cloned() else {
+            eprintln!("the prepared licenses ran out: raise --licenses");
+            break;
+        };
         let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
-        let (client, url, key) = (bench.client.clone(), url.to_owned(), key.to_owned());
+        let (client, url) = (bench.client.clone(), url.to_owned());
         let (acknowledged, results) = (acknowledged.clone(), results.clone());
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let answer = post(&client, &url, Some(&key), &json!({})).await;
+            let answer = activate(&client, &url, &key).await;
             let at = Instant::now();
             let mut results = results.lock().expect("lock");
             results.0.push(sent.elapsed().as_micros() as u32);
-            match answer.and_then(|license| license["id"].as_str().map(str::to_owned).ok_or("no id".into())) {
-                Ok(id) => {
+            match answer {
+                Ok(()) => {
                     acknowledged.lock().expect("lock").insert(id, at);
                 }
                 Err(error) => {
@@ -186,20 +200,16 @@ async fn paced_generates(
     }
     futures::future::join_all(tasks).await;
     let (latencies, errors, first_error) = std::mem::take(&mut *results.lock().expect("lock"));
-    load::report(
-        &format!("generate at {rate:.0}/s, open loop"),
-        0,
-        started.elapsed().as_secs_f64(),
-        latencies,
-        errors,
-        first_error,
-    )
+    let name = format!("activate at {rate:.0}/s, open loop");
+    load::report(&name, 0, started.elapsed().as_secs_f64(), latencies, errors, first_error)
 }
 
-/// Single-seat licenses, each with machine "s" activated, for the sampler.
-async fn sampler_licenses(bench: &Bench, a: &Served, key: &str) -> Result<Vec<String>, String> {
-    let keys = crate::scenario::generate(&bench.client, a, key, SAMPLER_LICENSES, json!({})).await?;
-    Ok(keys)
+async fn activate(client: &reqwest::Client, url: &str, key: &str) -> load::Outcome {
+    expect_field(
+        post(client, url, None, &json!({"licenseKey": key, "machineId": "lag"})).await,
+        "success",
+        &json!(true),
+    )
 }
 
 /// Deactivates a machine through A and times how long B keeps validating

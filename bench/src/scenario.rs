@@ -224,6 +224,17 @@ pub(crate) async fn generate(
     count: usize,
     body: Value,
 ) -> Result<Vec<String>, String> {
+    Ok(generate_with_ids(client, server, key, count, body).await?.into_iter().map(|(key, _)| key).collect())
+}
+
+/// Like [`generate`], with each license's id beside its key.
+pub(crate) async fn generate_with_ids(
+    client: &reqwest::Client,
+    server: &Served,
+    key: &str,
+    count: usize,
+    body: Value,
+) -> Result<Vec<(String, String)>, String> {
     use futures::StreamExt;
     let url = format!("{}/api/v1/licenses/generate", server.base);
     let made: Vec<Result<Value, String>> = futures::stream::iter(0..count)
@@ -231,7 +242,14 @@ pub(crate) async fn generate(
         .buffer_unordered(64)
         .collect()
         .await;
-    made.into_iter().map(|license| Ok(license?["licenseKey"].as_str().ok_or("no license key")?.to_owned())).collect()
+    made.into_iter()
+        .map(|license| {
+            let license = license?;
+            let key = license["licenseKey"].as_str().ok_or("no license key")?.to_owned();
+            let id = license["id"].as_str().ok_or("no license id")?.to_owned();
+            Ok((key, id))
+        })
+        .collect()
 }
 
 pub(crate) fn expect_field(answer: Result<Value, String>, field: &str, value: &Value) -> load::Outcome {

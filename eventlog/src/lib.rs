@@ -17,6 +17,7 @@ mod snapshot;
 
 pub use checkpoint::{CheckpointBody, CheckpointCheck, CheckpointCursor, Checkpoints, SignedCheckpoint};
 pub use database::{Backend, Database, EventLogError};
+pub use log::write_turn;
 pub use log::{
     AppendError, BrokenChain, ChainBreak, Cursor, EventLog, LoggedEvent, NewEvent, PayloadOnly, ProjectedRow, SqlValue,
     VerifyReport, AGGREGATE_TYPE, ENVELOPE_VERSION, SAVE_CHECKPOINT_SQL,

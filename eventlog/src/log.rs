@@ -48,6 +48,14 @@ pub struct PayloadOnly {
     pub sequence: i64,
     /// The payload as stored JSON text.
     pub payload: String,
+    pub hash: String,
+}
+
+impl PayloadOnly {
+    /// Where the event is in the log, for error messages.
+    pub fn describe(&self) -> String {
+        format!("event {} of license {} (position {})", self.sequence, self.license_id, self.cursor.position)
+    }
 }
 
 /// The version of [`LoggedEvent::envelope`]'s shape.
@@ -207,7 +215,7 @@ impl EventLog {
                 query.fetch_one(pool).await.map_err(AppendError::from)? as usize
             }
             Database::Sqlite(pool) => {
-                let _turn = SQLITE_APPENDS.lock().await;
+                let _turn = SQLITE_WRITES.lock().await;
                 // IMMEDIATE takes the write lock up front, so positions are
                 // handed out by one writer at a time.
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -273,31 +281,33 @@ impl EventLog {
     }
 
     /// Like [`EventLog::tail`], but only what replaying needs: each
-    /// event's license, sequence and payload as stored JSON text, which
-    /// decodes straight into the event without an intermediate `Value`.
+    /// event's license, sequence, hash and payload as stored JSON text,
+    /// which decodes straight into the event without an intermediate
+    /// `Value`, and only if the reader needs it.
     pub async fn tail_payloads(&self, after: Cursor, limit: i64) -> Result<Vec<PayloadOnly>, EventLogError> {
-        let rows: Vec<(i64, i64, String, i64, String)> = match &self.db {
+        let rows: Vec<(i64, i64, String, i64, String, String)> = match &self.db {
             Database::Postgres(pool) => {
                 const SQL: &str =
-                    "SELECT txid::text::bigint, position, aggregate_id, sequence, payload::text FROM events
+                    "SELECT txid::text::bigint, position, aggregate_id, sequence, payload::text, hash FROM events
                       WHERE (txid, position) > ($1::bigint::text::xid8, $2)
                         AND txid < pg_snapshot_xmin(pg_current_snapshot())
                       ORDER BY txid, position LIMIT $3";
                 sqlx::query_as(SQL).bind(after.txid).bind(after.position).bind(limit).fetch_all(pool).await?
             }
             Database::Sqlite(pool) => {
-                const SQL: &str = "SELECT 0, position, aggregate_id, sequence, payload FROM events
+                const SQL: &str = "SELECT 0, position, aggregate_id, sequence, payload, hash FROM events
                       WHERE position > $1 ORDER BY position LIMIT $2";
                 sqlx::query_as(SQL).bind(after.position).bind(limit).fetch_all(pool).await?
             }
         };
         Ok(rows
             .into_iter()
-            .map(|(txid, position, license_id, sequence, payload)| PayloadOnly {
+            .map(|(txid, position, license_id, sequence, payload, hash)| PayloadOnly {
                 cursor: Cursor { txid, position },
                 license_id,
                 sequence,
                 payload,
+                hash,
             })
             .collect())
     }
@@ -376,6 +386,7 @@ impl EventLog {
     pub async fn save_checkpoint(&self, name: &str, cursor: Cursor) -> Result<(), EventLogError> {
         const SQL: &str = SAVE_CHECKPOINT_SQL;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let _turn = write_turn(&self.db).await;
         crate::on_pool!(&self.db, pool => sqlx::query(SQL)
             .bind(name)
             .bind(cursor.txid)
@@ -510,10 +521,20 @@ pub enum SqlValue {
     Int(i64),
 }
 
-/// This process's SQLite appends take turns here rather than in SQLite's
+/// This process's SQLite writers take turns here rather than in SQLite's
 /// busy handler, which sleeps for milliseconds between attempts while a
 /// commit takes tens of microseconds.
-static SQLITE_APPENDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static SQLITE_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// On SQLite, waits for this process's turn to write and holds it until
+/// the guard is dropped; on PostgreSQL, nothing. Take it around a whole
+/// write transaction, and never while already holding it.
+pub async fn write_turn(db: &Database) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    match db {
+        Database::Sqlite(_) => Some(SQLITE_WRITES.lock().await),
+        Database::Postgres(_) => None,
+    }
+}
 
 /// Appends the first event only if the license's last event is the one
 /// the caller decided on: binds $10 (its sequence) and $11 (its hash).

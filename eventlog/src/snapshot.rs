@@ -99,6 +99,7 @@ impl Snapshots {
                                  SET version = excluded.version, format = excluded.format, state = excluded.state
                                WHERE license_snapshots.version < excluded.version OR license_snapshots.format <> excluded.format";
         let state = serde_json::to_string(license).map_err(|e| EventLogError::Corrupt(e.to_string()))?;
+        let _turn = crate::write_turn(&self.db).await;
         on_pool!(&self.db, pool => sqlx::query(UPSERT)
             .bind(&license.id)
             .bind(version)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyledger_domain::{License, LicenseKey};
-use keyledger_eventlog::{on_pool, Cursor, Database, ProjectedRow, SqlValue, SAVE_CHECKPOINT_SQL};
+use keyledger_eventlog::{on_pool, write_turn, Cursor, Database, ProjectedRow, SqlValue, SAVE_CHECKPOINT_SQL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -98,6 +98,7 @@ impl LicenseViews {
     async fn upsert(&self, license: &License, version: i64, newer: &str) -> Result<(), ProjectionError> {
         let row = ViewRow::new(license, version)?;
         let sql = upsert_sql(newer);
+        let _turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => row.bind(sqlx::query(&sql)).execute(pool).await.map(drop))?;
         Ok(())
     }
@@ -114,6 +115,7 @@ impl LicenseViews {
         let rows =
             licenses.iter().map(|(license, version)| ViewRow::new(license, *version)).collect::<Result<Vec<_>, _>>()?;
         let now = sortable_instant(Utc::now());
+        let _turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             for chunk in rows.chunks(self.rows_per_statement()) {
@@ -141,6 +143,10 @@ impl LicenseViews {
                 self.rewrite_on(&mut connection, licenses).await
             }
             Database::Sqlite(pool) => {
+                // This process's other writers wait for the whole rewrite;
+                // the turn comes before the connection, so no waiter holds
+                // one.
+                let _turn = write_turn(&self.db).await;
                 // Rewriting every row through SQLite's default 2 MiB page
                 // cache spills and re-reads pages all the way; this one
                 // connection gets 64 MiB while it does, and gives it back.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cqrs_es::Aggregate;
 use keyledger_domain::LicenseEvent;
-use keyledger_eventlog::{Cursor, Database, EventLog, LoggedEvent, Snapshots};
+use keyledger_eventlog::{Cursor, Database, EventLog, PayloadOnly, Snapshots};
 use keyledger_projections::{LicenseViews, MemoryView};
 
 use crate::ProjectorError;
@@ -77,14 +77,16 @@ impl MemoryFollower {
     /// Applies the next batch; returns where it ended and whether it was
     /// a full one (more may be waiting).
     async fn step(&self, from: Cursor) -> Result<Option<(Cursor, bool)>, ProjectorError> {
-        let events = self.log.tail(from, BATCH).await?;
+        let events = self.log.tail_payloads(from, BATCH).await?;
         for event in &events {
             self.apply(event).await?;
         }
         Ok(events.last().map(|e| (e.cursor, events.len() as i64 == BATCH)))
     }
 
-    async fn apply(&self, event: &LoggedEvent) -> Result<(), ProjectorError> {
+    /// Applies one event; the payload is only decoded when the view lacks
+    /// it, which for this process's own writes it never does.
+    async fn apply(&self, event: &PayloadOnly) -> Result<(), ProjectorError> {
         match self.memory.get(&event.license_id) {
             Some(held) if held.version > event.sequence => {}
             // Known, perhaps without the hash commands chain to.
@@ -117,7 +119,7 @@ impl MemoryFollower {
     }
 }
 
-fn decode(event: &LoggedEvent) -> Result<LicenseEvent, ProjectorError> {
-    serde_json::from_value(event.payload.clone())
-        .map_err(|source| ProjectorError::Undecodable { event_id: event.event_id.clone(), source })
+fn decode(event: &PayloadOnly) -> Result<LicenseEvent, ProjectorError> {
+    serde_json::from_str(&event.payload)
+        .map_err(|source| ProjectorError::Undecodable { event: event.describe(), source })
 }

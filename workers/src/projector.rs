@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cqrs_es::Aggregate;
 use keyledger_domain::{License, LicenseEvent};
-use keyledger_eventlog::{Database, EventLog, LoggedEvent, Snapshots};
+use keyledger_eventlog::{Database, EventLog, PayloadOnly, Snapshots};
 use keyledger_projections::LicenseViews;
 
 use crate::Lease;
@@ -42,8 +42,8 @@ pub enum ProjectorError {
     Log(#[from] keyledger_eventlog::EventLogError),
     #[error(transparent)]
     View(#[from] keyledger_projections::ProjectionError),
-    #[error("event {event_id} does not decode: {source}")]
-    Undecodable { event_id: String, source: serde_json::Error },
+    #[error("{event} does not decode: {source}")]
+    Undecodable { event: String, source: serde_json::Error },
     #[error("loading license {license_id}: {message}")]
     Load { license_id: String, message: String },
     #[error("a transaction open on the database cluster for over {0:?} keeps the log's tail from the events committed before the rebuild began; end it and retry")]
@@ -90,7 +90,7 @@ impl ProjectionRunner {
     /// that out, and only rows behind their events are loaded and written.
     pub async fn step(&self) -> Result<usize, ProjectorError> {
         let cursor = self.log.checkpoint(LICENSE_VIEW_RUNNER).await?;
-        let events = self.log.tail(cursor, BATCH).await?;
+        let events = self.log.tail_payloads(cursor, BATCH).await?;
         let Some(last) = events.last() else { return Ok(0) };
         let mut newest: HashMap<&str, i64> = HashMap::new();
         for event in &events {
@@ -146,9 +146,8 @@ impl ProjectionRunner {
                         ),
                     });
                 }
-                let decoded: LicenseEvent = serde_json::from_str(&event.payload).map_err(|source| {
-                    ProjectorError::Undecodable { event_id: format!("at position {}", event.cursor.position), source }
-                })?;
+                let decoded: LicenseEvent = serde_json::from_str(&event.payload)
+                    .map_err(|source| ProjectorError::Undecodable { event: event.describe(), source })?;
                 license.apply(decoded);
                 *version = event.sequence;
             }
@@ -163,7 +162,7 @@ impl ProjectionRunner {
     async fn project(
         &self,
         touched: &mut HashMap<String, (License, i64)>,
-        event: &LoggedEvent,
+        event: &PayloadOnly,
     ) -> Result<(), ProjectorError> {
         if !touched.contains_key(&event.license_id) {
             let current = match self.views.by_id(&event.license_id).await {
@@ -180,8 +179,8 @@ impl ProjectionRunner {
             return Ok(()); // The row already has it, from the command that wrote it.
         }
         if *version + 1 == event.sequence {
-            let decoded: LicenseEvent = serde_json::from_value(event.payload.clone())
-                .map_err(|source| ProjectorError::Undecodable { event_id: event.event_id.clone(), source })?;
+            let decoded: LicenseEvent = serde_json::from_str(&event.payload)
+                .map_err(|source| ProjectorError::Undecodable { event: event.describe(), source })?;
             license.apply(decoded);
             *version = event.sequence;
             return Ok(());

@@ -22,7 +22,9 @@ pub const SUBJECT_PREFIX: &str = "keyledger.events";
 /// The relay's checkpoint and lease name.
 pub const RELAY_CONSUMER: &str = "nats-relay";
 const BATCH: i64 = 256;
-const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// How long an idle relay waits before looking at the tail again: most
+/// of an event's way to NATS when writes are few.
+const IDLE_WAIT: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
