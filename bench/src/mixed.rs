@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::baseline;
 use crate::load;
-use crate::scenario::{baseline_load, expect_field, generate, post, print_table, ratio, user_key, Bench};
+use crate::scenario::{expect_field, generate, post, print_table, ratio, read_baselines, user_key, Bench};
 
 /// Machines activated on every license for validations and heartbeats.
 const MACHINES: usize = 4;
@@ -78,12 +77,7 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     })
     .await;
     drop(server);
-    let static_server = bench.baseline(baseline::Kind::Static).await?;
-    let signed_static = baseline_load(bench, "baseline: signed, no storage", &static_server).await;
-    drop(static_server);
-    let select_server = bench.baseline(baseline::Kind::Select).await?;
-    let select = baseline_load(bench, "baseline: one primary-key SELECT", &select_server).await;
-    drop(select_server);
+    let (signed_static, select) = read_baselines(bench).await?;
     print_table(&[&keyledger, &signed_static, &select]);
     let (vs_static, vs_select) = (ratio(&keyledger, &signed_static), ratio(&keyledger, &select));
     eprintln!("mixed / signed static = {vs_static:.2}; mixed / SELECT = {vs_select:.2} (no target: for comparison)");

@@ -73,11 +73,15 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
         loaded_rss as f64 / 1048576.0
     );
     let measured_million = count >= 1_000_000;
-    eprintln!(
-        "resident memory at 1,000,000 licenses: {} {:.2} GiB (target < 1 GiB)",
-        if measured_million { "measured" } else { "extrapolated" },
-        if measured_million { loaded_rss as f64 / GIB } else { at_a_million / GIB }
-    );
+    if measured_million {
+        eprintln!("resident memory with {count} licenses: {:.2} GiB (target < 1 GiB)", loaded_rss as f64 / GIB);
+    } else {
+        eprintln!(
+            "resident memory at 1,000,000 licenses, extrapolated: {:.2} GiB (fixed costs make small runs overstate it; \
+             measure with --events 1000000 --licenses 1000000)",
+            at_a_million / GIB
+        );
+    }
     Ok(json!({
         "scenario": "replay", "backend": bench.backend(), "events": events, "licenses": count,
         "replay": {"seconds": seconds, "events_per_second": events_per_second},
@@ -90,7 +94,8 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
         "reports": [],
         "targets_met": {
             "replay_events_per_second": events_per_second >= 100_000.0,
-            "million_licenses_under_1_gib": (if measured_million { loaded_rss as f64 } else { at_a_million }) < GIB,
+            // Only a run with a million licenses can meet or miss it.
+            "million_licenses_under_1_gib": measured_million.then_some((loaded_rss as f64) < GIB),
         },
     }))
 }

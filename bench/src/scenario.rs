@@ -307,6 +307,18 @@ pub(crate) fn print_table(reports: &[&Report]) {
     }
 }
 
+/// The read path's baselines, one after the other: the signed static
+/// answer, and the same with one primary-key SELECT.
+pub(crate) async fn read_baselines(bench: &mut Bench) -> Result<(Report, Report), String> {
+    let static_server = bench.baseline(baseline::Kind::Static).await?;
+    let signed_static = baseline_load(bench, "baseline: signed, no storage", &static_server).await;
+    drop(static_server);
+    let select_server = bench.baseline(baseline::Kind::Select).await?;
+    let select = baseline_load(bench, "baseline: one primary-key SELECT", &select_server).await;
+    drop(select_server);
+    Ok((signed_static, select))
+}
+
 /// `validate`: activated licenses on many machines, validate calls only.
 async fn validate(bench: &mut Bench) -> Result<Value, String> {
     let server = bench.keyledger(&[]).await?;
@@ -336,12 +348,7 @@ async fn validate(bench: &mut Bench) -> Result<Value, String> {
         })
         .await;
     drop(server);
-    let static_server = bench.baseline(baseline::Kind::Static).await?;
-    let signed_static = baseline_load(bench, "baseline: signed, no storage", &static_server).await;
-    drop(static_server);
-    let select_server = bench.baseline(baseline::Kind::Select).await?;
-    let select = baseline_load(bench, "baseline: one primary-key SELECT", &select_server).await;
-    drop(select_server);
+    let (signed_static, select) = read_baselines(bench).await?;
     print_table(&[&keyledger, &signed_static, &select]);
     let (vs_static, vs_select) = (ratio(&keyledger, &signed_static), ratio(&keyledger, &select));
     eprintln!(
