@@ -103,6 +103,11 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_HEARTBEAT_INTERVAL_SECS", default_value_t = 900, global = true)]
     pub heartbeat_interval_secs: u32,
 
+    /// At most one heartbeat event per device per this many seconds from
+    /// the explicit heartbeat endpoint.
+    #[arg(long, env = "KEYLEDGER_HEARTBEAT_FLOOR_SECS", default_value_t = 60, global = true)]
+    pub heartbeat_floor_secs: u32,
+
     /// Seconds between sweeps that record expired licenses; 0 turns sweeping off.
     #[arg(long, env = "KEYLEDGER_EXPIRY_SWEEP_SECS", default_value_t = 60, global = true)]
     pub expiry_sweep_secs: u32,
@@ -136,6 +141,7 @@ impl Config {
             nats_duplicate_window_secs: 3600,
             checkpoint_secs: 3600,
             heartbeat_interval_secs: 900,
+            heartbeat_floor_secs: 60,
             expiry_sweep_secs: 60,
             db_max_connections: 16,
         }

@@ -63,8 +63,9 @@ impl LicenseService {
     /// The command is first decided on this process's in-memory state of
     /// the license, when it holds one with its last event's hash: the
     /// append only succeeds if that is still the log's latest, so a stale
-    /// entry costs a retry, never a wrong event. A refusal decided from
-    /// memory is confirmed against the log before it is returned.
+    /// entry costs a retry, never a wrong event. A refusal, or a command
+    /// that finds nothing to do, decided from memory is confirmed against
+    /// the log before it is returned.
     pub async fn execute(
         &self,
         license_id: &str,
@@ -95,8 +96,15 @@ impl LicenseService {
             // The sink has applied the new events: `license` is the license
             // after the command.
             let events = sink.collect().await;
+            if events.is_empty() && from_memory {
+                // "Nothing to do" is as much a verdict as a refusal: if the
+                // memory is behind a write made elsewhere, the command may
+                // have something to do after all. Confirm it on the log.
+                from_memory = false;
+                continue;
+            }
             if events.is_empty() {
-                if !from_memory && license.exists() {
+                if license.exists() {
                     // Nothing to append; a row left behind by a failure
                     // before rows were written with their events is healed
                     // by the client's retry. `apply` never moves a row back.
@@ -241,4 +249,60 @@ async fn backoff(attempt: u32) {
     let ceiling_ms = 1u64 << attempt.min(6);
     let wait = rand::thread_rng().gen_range(0..=ceiling_ms * 1000);
     tokio::time::sleep(Duration::from_micros(wait)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    //! Two services on one database, each with its own memory and no
+    //! follower: two processes, one of which has not heard of the other's
+    //! writes yet.
+
+    use super::*;
+    use chrono::{Duration, Utc};
+    use keyledger_domain::{LicenseKey, LicenseType, MachineId, MachineName, Seats};
+    use keyledger_eventlog::Database;
+
+    async fn process(db: &Database) -> LicenseService {
+        let views = LicenseViews::new(db.clone());
+        LicenseService::new(EventLog::new(db.clone()), Snapshots::new(db.clone()), views, Arc::default())
+    }
+
+    fn activate(machine: &MachineId) -> LicenseCommand {
+        let name = MachineName::parse(Some("m")).unwrap();
+        LicenseCommand::ActivateLicense { machine: machine.hash(b"secret"), machine_name: name, at: Utc::now() }
+    }
+
+    #[tokio::test]
+    async fn a_command_that_memory_says_is_done_already_is_checked_against_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::connect(&format!("sqlite://{}/t.db", dir.path().display()), 4).await.unwrap();
+        db.migrate().await.unwrap();
+        let (a, b) = (process(&db).await, process(&db).await);
+        let id = uuid::Uuid::new_v4().to_string();
+        let generate = LicenseCommand::GenerateLicense {
+            license_id: id.clone(),
+            tenant_id: "t".into(),
+            owner_id: "o".into(),
+            license_key: LicenseKey::parse("ABCD-EFGH-JKMN-2345").unwrap(),
+            license_type: LicenseType::Standard,
+            max_activations: Seats::new(1).unwrap(),
+            max_connections: None,
+            expires_at: Utc::now() + Duration::days(30),
+            at: Utc::now(),
+        };
+        let machine = MachineId::parse("m1").unwrap();
+        a.execute(&id, generate, HashMap::new()).await.unwrap();
+        // B learns the license bound to m1; then A releases it.
+        b.execute(&id, activate(&machine), HashMap::new()).await.unwrap();
+        let deactivate = LicenseCommand::DeactivateLicense { machine: machine.hash(b"secret"), at: Utc::now() };
+        a.execute(&id, deactivate, HashMap::new()).await.unwrap();
+
+        // B's memory still has m1 bound, so activating it looks like
+        // nothing to do; the log says otherwise, and the event is written.
+        let license = b.execute(&id, activate(&machine), HashMap::new()).await.unwrap();
+        assert_eq!(license.devices.len(), 1);
+        let (logged, version) = a.load(&id).await.unwrap();
+        assert_eq!(version, 4, "generate, activate, deactivate, activate");
+        assert_eq!(logged.devices.len(), 1);
+    }
 }

@@ -171,6 +171,7 @@ impl Application {
             tenancy,
             machine_secret: machine_secret.into_bytes().into(),
             heartbeat_interval: chrono::Duration::seconds(config.heartbeat_interval_secs.into()),
+            heartbeat_floor: chrono::Duration::seconds(config.heartbeat_floor_secs.into()),
             db,
         };
         let listener = TcpListener::bind(config.listen)

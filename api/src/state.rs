@@ -25,6 +25,8 @@ pub struct AppState {
     pub machine_secret: Arc<[u8]>,
     /// At most one heartbeat per device per interval reaches the log.
     pub heartbeat_interval: Duration,
+    /// The same for the explicit heartbeat endpoint.
+    pub heartbeat_floor: Duration,
 }
 
 impl AppState {

@@ -15,7 +15,8 @@ use crate::scenario::{expect_field, generate, post, print_table, ratio, read_bas
 const MACHINES: usize = 4;
 
 pub async fn run(bench: &mut Bench) -> Result<Value, String> {
-    let server = bench.keyledger(&[]).await?;
+    // Heartbeats count as writes here: let every device record one a second.
+    let server = bench.keyledger(&[("KEYLEDGER_HEARTBEAT_FLOOR_SECS", "1")]).await?;
     let key = user_key(&bench.client, &server).await?;
     let count = bench.options.licenses.unwrap_or(2_000);
     let licenses = generate(&bench.client, &server, &key, count, json!({"maxActivations": MACHINES})).await?;

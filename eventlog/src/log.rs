@@ -221,6 +221,9 @@ impl EventLog {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let mut appended = 0;
                 for (index, (event, (event_id, hash))) in events.iter().zip(&identified).enumerate() {
+                    if appended < index {
+                        break; // The guard turned the first event away.
+                    }
                     let guard = if index == 0 { SQLITE_CHAIN_GUARD } else { "" };
                     let sql = format!(
                         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash, position)
@@ -245,6 +248,10 @@ impl EventLog {
                         query.execute(&mut *tx).await?;
                     }
                     tx.commit().await?;
+                } else {
+                    // Roll back while this process's turn is still held, so
+                    // the next writer doesn't find the lock taken.
+                    tx.rollback().await?;
                 }
                 appended
             }
@@ -491,11 +498,19 @@ pub enum AppendError {
 }
 
 impl From<sqlx::Error> for AppendError {
-    /// A unique violation means another writer took the sequence first
-    /// (PostgreSQL 23505; SQLite 1555 and 2067).
+    /// A violation of the events' primary key (license, sequence) means
+    /// another writer took the sequence first: PostgreSQL 23505 on
+    /// `events_pkey`, SQLite's primary-key code 1555. Any other unique
+    /// violation (an event id, a license key) is a real error, not a race
+    /// to retry.
     fn from(error: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db_error) = &error {
-            if matches!(db_error.code().as_deref(), Some("23505" | "1555" | "2067")) {
+            let lost_race = match db_error.code().as_deref() {
+                Some("23505") => db_error.constraint() == Some("events_pkey"),
+                Some("1555") => true,
+                _ => false,
+            };
+            if lost_race {
                 return AppendError::Conflict;
             }
         }

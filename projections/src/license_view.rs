@@ -112,8 +112,7 @@ impl LicenseViews {
         consumer: &str,
         cursor: Cursor,
     ) -> Result<(), ProjectionError> {
-        let rows =
-            licenses.iter().map(|(license, version)| ViewRow::new(license, *version)).collect::<Result<Vec<_>, _>>()?;
+        let rows = sorted_rows(licenses)?;
         let now = sortable_instant(Utc::now());
         let _turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => {
@@ -172,11 +171,8 @@ impl LicenseViews {
         for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     {
         use sqlx::Connection;
-        for transaction in licenses.chunks(2_000) {
-            let rows = transaction
-                .iter()
-                .map(|(license, version)| ViewRow::new(license, *version))
-                .collect::<Result<Vec<_>, _>>()?;
+        let rows = sorted_rows(licenses)?;
+        for rows in rows.chunks(2_000) {
             let mut tx = connection.begin().await?;
             for chunk in rows.chunks(self.rows_per_statement()) {
                 let sql = multi_row_upsert(chunk.len(), "<=");
@@ -322,6 +318,16 @@ HAVING v.version IS NULL OR MAX(e.sequence) > v.version";
             on_pool!(&self.db, pool => sqlx::query_as(sql).bind(value).fetch_optional(pool).await)?;
         row.map(decode).transpose()
     }
+}
+
+/// Rows in license id order: two transactions writing overlapping rows
+/// (the runner and a rebuild) then lock them in the same order and can't
+/// deadlock each other.
+fn sorted_rows(licenses: &[(&License, i64)]) -> Result<Vec<ViewRow>, ProjectionError> {
+    let mut rows =
+        licenses.iter().map(|(license, version)| ViewRow::new(license, *version)).collect::<Result<Vec<_>, _>>()?;
+    rows.sort_unstable_by(|a, b| a.license_id.cmp(&b.license_id));
+    Ok(rows)
 }
 
 /// The columns of one `license_view` row, in `INSERT_INTO`'s order.

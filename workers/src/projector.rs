@@ -168,7 +168,10 @@ impl ProjectionRunner {
             let current = match self.views.by_id(&event.license_id).await {
                 Ok(Some(view)) => (view.license, view.version),
                 Ok(None) => (License::default(), 0),
-                // A row that no longer decodes is rebuilt from the log below.
+                // A row behind its events that no longer decodes is rebuilt
+                // from the log below. (A current row that doesn't decode is
+                // not looked at here: validate's refusal check, start-up
+                // and `projections rebuild` mend it.)
                 Err(keyledger_projections::ProjectionError::Corrupt { .. }) => (License::default(), -1),
                 Err(other) => return Err(other.into()),
             };

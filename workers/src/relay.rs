@@ -9,11 +9,11 @@
 //! stream's duplicate window. While NATS is unreachable the relay retries
 //! the same event, so nothing is skipped and writes to keyledger go on.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
-use keyledger_eventlog::{Database, EventLog, LoggedEvent};
+use keyledger_eventlog::{Cursor, Database, EventLog, LoggedEvent};
 
 use crate::Lease;
 
@@ -26,6 +26,8 @@ const BATCH: i64 = 256;
 /// of an event's way to NATS when writes are few.
 const IDLE_WAIT: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often an active relay confirms it still holds its lease.
+const LEASE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -66,11 +68,22 @@ impl Relay {
         tracing::info!(stream = %self.config.stream, "NATS relay active");
         let mut stream_ready = false;
         let mut backoff = Backoff::default();
+        let mut lease_checked = Instant::now();
+        // Where the relay has got to; read from the log after a start or a
+        // failure, then kept here (it is the checkpoint's only writer).
+        let mut cursor: Option<Cursor> = None;
         loop {
-            if !lease.is_held().await {
-                tracing::warn!("NATS relay lost its lease; waiting to take it again");
-                drop(lease); // close the old session before asking for a new one
-                lease = Lease::acquire(&self.db, RELAY_CONSUMER).await;
+            // Checked once a second, not per batch: a relay that lost its
+            // lease a moment ago only sends what JetStream drops as
+            // duplicates or refuses as out of sequence.
+            if lease_checked.elapsed() >= LEASE_CHECK_EVERY {
+                if !lease.is_held().await {
+                    tracing::warn!("NATS relay lost its lease; waiting to take it again");
+                    drop(lease); // close the old session before asking for a new one
+                    lease = Lease::acquire(&self.db, RELAY_CONSUMER).await;
+                    cursor = None;
+                }
+                lease_checked = Instant::now();
             }
             if !stream_ready {
                 match self.ensure_stream(&jetstream).await {
@@ -82,10 +95,25 @@ impl Relay {
                     }
                 }
             }
-            match self.relay_batch(&jetstream).await {
-                Ok(0) => tokio::time::sleep(IDLE_WAIT).await,
-                Ok(_) => backoff.reset(),
+            let from = match cursor {
+                Some(cursor) => cursor,
+                None => match self.log.checkpoint(RELAY_CONSUMER).await {
+                    Ok(checkpoint) => *cursor.insert(checkpoint),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read the relay's checkpoint; will retry");
+                        backoff.wait().await;
+                        continue;
+                    }
+                },
+            };
+            match self.relay_batch(&jetstream, from).await {
+                Ok((0, _)) => tokio::time::sleep(IDLE_WAIT).await,
+                Ok((_, reached)) => {
+                    cursor = Some(reached);
+                    backoff.reset();
+                }
                 Err(error) => {
+                    cursor = None;
                     tracing::warn!(%error, "NATS relay interrupted; will retry from its checkpoint");
                     // NATS may have come back without the stream.
                     stream_ready = false;
@@ -109,21 +137,20 @@ impl Relay {
             .map_err(|e| RelayError::Nats(e.to_string()))
     }
 
-    /// Publishes the next batch after the checkpoint, then saves the
-    /// checkpoint; returns how many events were relayed.
+    /// Publishes the next batch after `from`, then saves the checkpoint;
+    /// returns how many events were relayed and where that got to.
     ///
     /// Every event of the batch is sent before the first acknowledgement
-    /// is awaited, so a batch costs about one round trip, not one per
-    /// event. Order is kept all the same: each message expects the
+    /// is awaited, so a batch costs two round trips to NATS (the stream's
+    /// last sequence, then the publishes), not one per event. Order is kept all the same: each message expects the
     /// stream's last sequence to be the one its predecessor was given, so
     /// if one is not stored, none after it is. Whatever was acknowledged
     /// is kept; the rest is sent again from there (a message JetStream
     /// already holds is dropped as a duplicate by its `Nats-Msg-Id`).
-    async fn relay_batch(&self, jetstream: &jetstream::Context) -> Result<usize, RelayError> {
-        let cursor = self.log.checkpoint(RELAY_CONSUMER).await?;
-        let events = self.log.tail(cursor, BATCH).await?;
+    async fn relay_batch(&self, jetstream: &jetstream::Context, from: Cursor) -> Result<(usize, Cursor), RelayError> {
+        let events = self.log.tail(from, BATCH).await?;
         if events.is_empty() {
-            return Ok(0);
+            return Ok((0, from));
         }
         let stream = jetstream.get_stream(&self.config.stream).await.map_err(|e| RelayError::Nats(e.to_string()))?;
         let stream_last = stream.cached_info().state.last_sequence;
@@ -148,7 +175,8 @@ impl Relay {
                 }
                 // A duplicate doesn't move the stream's last sequence, so
                 // the messages after it expected one too many: not a fault,
-                // the next batch sends them again.
+                // the next batch sends them again. (Any other failure here
+                // shows again on that batch.)
                 Err(_) if duplicate_seen => {
                     failure = None;
                     break;
@@ -166,7 +194,7 @@ impl Relay {
         }
         match failure {
             Some(error) => Err(error),
-            None => Ok(relayed),
+            None => Ok((relayed, acknowledged.unwrap_or(from))),
         }
     }
 }

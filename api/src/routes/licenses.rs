@@ -380,19 +380,18 @@ async fn validate(
     check_machine(&state, &context, body, interval).await
 }
 
-/// The shortest time between two recorded heartbeats of one device, so a
-/// client calling in a loop can't flood its license's history.
-const HEARTBEAT_FLOOR_SECS: i64 = 1;
-
 /// An explicit heartbeat: the same answer as validate, and the device's
-/// heartbeat recorded whenever its last one is at least a second old, for
-/// daemons that report liveness more often than the validation interval.
+/// heartbeat recorded whenever its last one is at least
+/// KEYLEDGER_HEARTBEAT_FLOOR_SECS old (a minute by default), for daemons
+/// that report liveness more often than the validation interval. The
+/// floor keeps a client calling in a loop from flooding the log.
 async fn heartbeat(
     State(state): State<AppState>,
     context: RequestContext,
     body: Result<JsonBody<MachineRequest>, ApiError>,
 ) -> Result<Json<ValidateResponse>, ApiError> {
-    check_machine(&state, &context, body, chrono::Duration::seconds(HEARTBEAT_FLOOR_SECS)).await
+    let floor = state.heartbeat_floor;
+    check_machine(&state, &context, body, floor).await
 }
 
 async fn check_machine(
