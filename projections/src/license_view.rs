@@ -72,10 +72,6 @@ fn multi_row_upsert(rows: usize, newer: &str) -> String {
     format!("{INSERT_INTO} VALUES {} {}", values.join(", "), ON_CONFLICT.replace("{newer}", newer))
 }
 
-fn upsert_sql(newer: &str) -> String {
-    format!("{INSERT_INTO} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) {}", ON_CONFLICT.replace("{newer}", newer))
-}
-
 const COLUMNS: &str = "SELECT license_id, version, state FROM license_view";
 
 impl LicenseViews {
@@ -97,7 +93,7 @@ impl LicenseViews {
 
     async fn upsert(&self, license: &License, version: i64, newer: &str) -> Result<(), ProjectionError> {
         let row = ViewRow::new(license, version)?;
-        let sql = upsert_sql(newer);
+        let sql = multi_row_upsert(1, newer);
         let _turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => row.bind(sqlx::query(&sql)).execute(pool).await.map(drop))?;
         Ok(())
@@ -117,10 +113,7 @@ impl LicenseViews {
         let _turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            for chunk in rows.chunks(self.rows_per_statement()) {
-                let sql = multi_row_upsert(chunk.len(), "<");
-                chunk.iter().fold(sqlx::query(&sql), |query, row| row.bind(query)).execute(&mut *tx).await?;
-            }
+            self.upsert_rows(&mut tx, &rows, "<").await?;
             sqlx::query(SAVE_CHECKPOINT_SQL)
                 .bind(consumer)
                 .bind(cursor.txid)
@@ -174,11 +167,30 @@ impl LicenseViews {
         let rows = sorted_rows(licenses)?;
         for rows in rows.chunks(2_000) {
             let mut tx = connection.begin().await?;
-            for chunk in rows.chunks(self.rows_per_statement()) {
-                let sql = multi_row_upsert(chunk.len(), "<=");
-                chunk.iter().fold(sqlx::query(&sql), |query, row| row.bind(query)).execute(&mut *tx).await?;
-            }
+            self.upsert_rows(&mut tx, rows, "<=").await?;
             tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Upserts `rows` in `tx`, a multi-row statement at a time; see
+    /// [`ON_CONFLICT`] for `newer`.
+    async fn upsert_rows<DB>(
+        &self,
+        tx: &mut sqlx::Transaction<'_, DB>,
+        rows: &[ViewRow],
+        newer: &str,
+    ) -> Result<(), ProjectionError>
+    where
+        DB: sqlx::Database,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    {
+        for chunk in rows.chunks(self.rows_per_statement()) {
+            let sql = multi_row_upsert(chunk.len(), newer);
+            chunk.iter().fold(sqlx::query(&sql), |query, row| row.bind(query)).execute(&mut **tx).await?;
         }
         Ok(())
     }

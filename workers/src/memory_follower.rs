@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
-use keyledger_domain::LicenseEvent;
 use keyledger_eventlog::{Cursor, Database, EventLog, PayloadOnly, Snapshots};
 use keyledger_projections::{LicenseViews, MemoryView};
 
+use crate::projector::decode;
 use crate::ProjectorError;
 
 const PAGE: i64 = 5_000;
@@ -117,9 +117,4 @@ impl MemoryFollower {
         }
         Ok(())
     }
-}
-
-fn decode(event: &PayloadOnly) -> Result<LicenseEvent, ProjectorError> {
-    serde_json::from_str(&event.payload)
-        .map_err(|source| ProjectorError::Undecodable { event: event.describe(), source })
 }

@@ -146,9 +146,7 @@ impl ProjectionRunner {
                         ),
                     });
                 }
-                let decoded: LicenseEvent = serde_json::from_str(&event.payload)
-                    .map_err(|source| ProjectorError::Undecodable { event: event.describe(), source })?;
-                license.apply(decoded);
+                license.apply(decode(event)?);
                 *version = event.sequence;
             }
         }
@@ -182,9 +180,7 @@ impl ProjectionRunner {
             return Ok(()); // The row already has it, from the command that wrote it.
         }
         if *version + 1 == event.sequence {
-            let decoded: LicenseEvent = serde_json::from_str(&event.payload)
-                .map_err(|source| ProjectorError::Undecodable { event: event.describe(), source })?;
-            license.apply(decoded);
+            license.apply(decode(event)?);
             *version = event.sequence;
             return Ok(());
         }
@@ -199,4 +195,10 @@ impl ProjectionRunner {
         *version = loaded.version;
         Ok(())
     }
+}
+
+/// An event's payload as the event it is.
+pub(crate) fn decode(event: &PayloadOnly) -> Result<LicenseEvent, ProjectorError> {
+    serde_json::from_str(&event.payload)
+        .map_err(|source| ProjectorError::Undecodable { event: event.describe(), source })
 }
