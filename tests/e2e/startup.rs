@@ -148,6 +148,15 @@ async fn a_long_history_loads_from_its_snapshot_and_agrees_with_a_full_replay(ba
     assert_ne!(doctored, honest);
     const PUT: &str = "UPDATE license_snapshots SET state = $1 WHERE license_id = $2";
     on_pool!(&app.db, pool => sqlx::query(PUT).bind(&doctored).bind(id).execute(pool).await.map(drop)).unwrap();
+    // The second server must start with the tail past every event, or its
+    // follower would hand it the last event's hash and it would decide from
+    // memory (a transaction open elsewhere on PostgreSQL holds the tail back).
+    let log = keyledger_eventlog::EventLog::new(app.db.clone());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while log.end_cursor().await.unwrap() != log.committed_end().await.unwrap() {
+        assert!(tokio::time::Instant::now() < deadline, "the tail never reached the last committed event");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let loading = app.another_server().await;
     assert_eq!(loading.activate(key, "m2").await.body["code"], "bound_to_another_machine");
     on_pool!(&app.db, pool => sqlx::query(PUT).bind(&honest).bind(id).execute(pool).await.map(drop)).unwrap();
