@@ -150,21 +150,47 @@ impl Authenticator {
 
 /// The key from `Authorization: Bearer <key>` (scheme in any case) or
 /// `X-API-Key: <key>`. An empty value in one header does not hide a key in
-/// the other.
-fn presented_key(parts: &Parts) -> Option<&str> {
-    let header = |name| parts.headers.get(name).and_then(|v: &axum::http::HeaderValue| v.to_str().ok());
-    let bearer = header(axum::http::header::AUTHORIZATION.as_str()).and_then(|value| {
-        let (scheme, key) = value.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then_some(key)
-    });
-    [bearer, header("x-api-key")].into_iter().flatten().map(str::trim).find(|key| !key.is_empty())
+/// the other, but an `Authorization` header that is not a bearer token is
+/// an error of its own, not a missing key, so a client that
+/// writes it wrong (`Bearer<TAB>key`, `Basic …`) is told so.
+fn presented_key(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let malformed = || {
+        ApiError::unauthorized("Malformed Authorization header: expected `Bearer <key>`")
+            .with_code("malformed_authorization")
+    };
+    let bearer = match parts.headers.get(axum::http::header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let value = value.to_str().map_err(|_| malformed())?.trim();
+            if value.is_empty() || value.eq_ignore_ascii_case("bearer") {
+                // `Bearer ` with nothing after it, as a client templating an
+                // empty token sends: no key here, but maybe in `X-API-Key`.
+                return Ok(parts
+                    .headers
+                    .get("x-api-key")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty()));
+            }
+            let (scheme, key) = value.trim().split_once(' ').ok_or_else(malformed)?;
+            if !scheme.eq_ignore_ascii_case("bearer")
+                || key.trim().is_empty()
+                || key.trim().contains(char::is_whitespace)
+            {
+                return Err(malformed());
+            }
+            Some(key.trim())
+        }
+    };
+    let api_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+    Ok([bearer, api_key].into_iter().flatten().find(|key| !key.is_empty()))
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let key = presented_key(parts).ok_or_else(|| {
+        let key = presented_key(parts)?.ok_or_else(|| {
             ApiError::unauthorized("Missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
         })?;
         state.auth.authenticate(key).await

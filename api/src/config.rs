@@ -112,12 +112,46 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_EXPIRY_SWEEP_SECS", default_value_t = 60, global = true)]
     pub expiry_sweep_secs: u32,
 
+    /// Seconds a client has to send a request's head, from connecting or
+    /// from the request's first byte.
+    #[arg(long, env = "KEYLEDGER_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub header_read_timeout_secs: u32,
+
+    /// Seconds a client has to send a request's whole body.
+    #[arg(long, env = "KEYLEDGER_BODY_READ_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub body_read_timeout_secs: u32,
+
+    /// Seconds a kept-alive connection may wait for its next request.
+    #[arg(long, env = "KEYLEDGER_KEEP_ALIVE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub keep_alive_timeout_secs: u32,
+
+    /// Open connections allowed from one client address; 0 for no cap.
+    #[arg(long, env = "KEYLEDGER_MAX_CONNECTIONS_PER_IP", default_value_t = 256, global = true)]
+    pub max_connections_per_ip: u32,
+
+    /// Open connections allowed in all; 0 for no cap.
+    #[arg(long, env = "KEYLEDGER_MAX_CONNECTIONS", default_value_t = 10_000, global = true)]
+    pub max_connections: u32,
+
     /// Size of the database connection pool.
     #[arg(long, env = "KEYLEDGER_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
 }
 
 impl Config {
+    /// The connection deadlines and caps.
+    pub(crate) fn server_settings(&self) -> crate::server::ServerSettings {
+        let secs = |s: u32| std::time::Duration::from_secs(s.into());
+        crate::server::ServerSettings {
+            deadlines: crate::server::Deadlines {
+                header_read: secs(self.header_read_timeout_secs),
+                keep_alive: secs(self.keep_alive_timeout_secs),
+            },
+            body_read: secs(self.body_read_timeout_secs),
+            caps: crate::server::ConnectionCaps { per_ip: self.max_connections_per_ip, total: self.max_connections },
+        }
+    }
+
     /// The configured database URL, or the embedded SQLite file.
     pub fn database_url(&self) -> String {
         match &self.database_url {
@@ -144,6 +178,11 @@ impl Config {
             heartbeat_floor_secs: 60,
             expiry_sweep_secs: 60,
             db_max_connections: 16,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            keep_alive_timeout_secs: 60,
+            max_connections_per_ip: 256,
+            max_connections: 10_000,
         }
     }
 }

@@ -13,8 +13,21 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON body. An empty body reads as `{}`, so endpoints whose fields all
-/// have defaults can be called with no body at all.
+/// How long a request's body may take to arrive in full, set per request by
+/// the server (`KEYLEDGER_BODY_READ_TIMEOUT_SECS`). A client that trickles
+/// its body a byte at a time is answered 408 when it runs out.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyReadTimeout(pub std::time::Duration);
+
+impl Default for BodyReadTimeout {
+    fn default() -> Self {
+        Self(std::time::Duration::from_secs(30))
+    }
+}
+
+/// A JSON object body, as the screen (`screen.rs`) let it through: read in
+/// full, a JSON object or empty. An empty body reads as `{}`, so endpoints
+/// whose fields all have defaults can be called with no body at all.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -26,6 +39,50 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         })?;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
         parse_json(bytes).map(JsonBody)
+    }
+}
+
+/// Accepts an empty body, or a well-formed JSON object with no NUL in any
+/// string or key. Anything else is refused even where serde would take it
+/// (a struct from an array `[..]`).
+pub fn check_object(bytes: &[u8]) -> Result<(), ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Ok(()),
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::bad_request("invalid_body", "Request body must be a JSON object")),
+    }
+    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::bad_request("malformed_json", format!("Request body is not valid JSON: {error}")));
+    }
+    // A NUL can only reach a string through the escape `\u0000`; the
+    // precise walk runs only when the escape's text is present at all.
+    if bytes.windows(6).any(|w| w == b"\\u0000") {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+            if let Some(path) = nul_path(&value, String::new()) {
+                let field = if path.is_empty() { "body".to_owned() } else { path };
+                return Err(ApiError::field(&field, format!("{field} must not contain NUL characters")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The path (as serde_path_to_error writes it) of the first string or key
+/// holding a NUL.
+fn nul_path(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| nul_path(item, format!("{path}[{i}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let here = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+            if key.contains('\0') {
+                Some(here)
+            } else {
+                nul_path(item, here)
+            }
+        }),
+        _ => None,
     }
 }
 
@@ -45,7 +102,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParam {
 }
 
 /// Deserialises `bytes`, reporting the path of the field that failed.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

@@ -12,7 +12,9 @@ mod expiry;
 mod extract;
 mod metadata;
 mod routes;
+mod screen;
 mod secret;
+mod server;
 mod service;
 mod startup;
 mod state;
@@ -20,4 +22,5 @@ mod tenancy;
 mod wire;
 
 pub use config::{AuditAction, Cli, Command, Config, ProjectionsAction};
+pub use routes::{table as route_table, Route, MAX_BODY_BYTES};
 pub use startup::{rebuild_projections, verify_log, Application, StartupError};

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::expiry;
 use crate::routes::router;
 use crate::secret::random_token;
+use crate::server::{self, ServerSettings};
 use crate::service::LicenseService;
 use crate::state::AppState;
 use crate::tenancy::TenancyStore;
@@ -61,9 +62,19 @@ struct Core {
 
 impl Core {
     async fn open(config: &Config) -> Result<Self, StartupError> {
-        fs::create_dir_all(&config.data_dir).map_err(|source| data_dir_error(config, source))?;
-        let db = Database::connect(&config.database_url(), config.db_max_connections).await?;
+        private_data_dir(&config.data_dir).map_err(|source| data_dir_error(config, source))?;
+        let database_url = config.database_url();
+        let sqlite_file = sqlite_path(&database_url);
+        if let Some(file) = &sqlite_file {
+            private_file(file).map_err(|source| data_dir_error(config, source))?;
+        }
+        let db = Database::connect(&database_url, config.db_max_connections).await?;
         db.migrate().await?;
+        if let Some(file) = &sqlite_file {
+            // SQLite gives its -wal and -shm files the database file's mode;
+            // files made by an older keyledger are narrowed here.
+            private_sidecars(file).map_err(|source| data_dir_error(config, source))?;
+        }
         EventLog::new(db.clone()).check_transaction_ids().await?;
         let views = LicenseViews::new(db.clone());
         let memory = Arc::new(MemoryView::default());
@@ -71,6 +82,68 @@ impl Core {
         let licenses = Arc::new(LicenseService::new(log, Snapshots::new(db.clone()), views.clone(), memory.clone()));
         Ok(Self { db, views, memory, licenses })
     }
+}
+
+/// The data directory holds license keys and secrets: it is made
+/// accessible to its owner only, whatever the umask. The files keyledger
+/// keeps in it are made so as they are created ([`private_file`],
+/// [`secret_file`]), and narrowed at start if an older version left them
+/// wider; other files are not keyledger's to touch.
+fn private_data_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        for name in [OPERATOR_TOKEN_FILE, SIGNING_KEY_FILE] {
+            match fs::set_permissions(dir.join(name), fs::Permissions::from_mode(0o600)) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The file of a `sqlite://` URL, if it names one (not `:memory:`).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
+/// Creates `file` empty with mode 0600 if it is missing, so SQLite opens
+/// it rather than creating it with the umask's mode; narrows it otherwise.
+fn private_file(file: &Path) -> io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(file)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(file, fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+fn private_sidecars(file: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    for suffix in ["-wal", "-shm", "-journal"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mut sidecar = file.as_os_str().to_owned();
+        sidecar.push(suffix);
+        match fs::set_permissions(&sidecar, fs::Permissions::from_mode(0o600)) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn data_dir_error(config: &Config, source: io::Error) -> StartupError {
@@ -126,6 +199,7 @@ pub struct Application {
     checkpoint_every: Option<std::time::Duration>,
     relay: Option<RelayConfig>,
     follower: (MemoryFollower, keyledger_eventlog::Cursor),
+    server: ServerSettings,
     /// Set when this start generated the operator token, so it can be shown once.
     pub new_operator_token: Option<String>,
 }
@@ -192,6 +266,7 @@ impl Application {
             checkpoint_every,
             relay,
             follower: (follower, follow_from),
+            server: config.server_settings(),
             new_operator_token,
         })
     }
@@ -219,8 +294,7 @@ impl Application {
         if let Some(interval) = self.checkpoint_every {
             background.push(tokio::spawn(checkpoint_periodically(self.state.checkpoints.clone(), interval)));
         }
-        let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let served = server::serve(self.listener, router(self.state), self.server, shutdown).await;
         background.iter().for_each(tokio::task::JoinHandle::abort);
         db.close().await;
         served

@@ -137,20 +137,31 @@ impl TenancyStore {
 
     /// Revokes a live key of `tenant_id`, unless it is the tenant's last
     /// live admin key: a tenant without one could never be managed again.
+    ///
+    /// The count of admin keys and the revocation must be one decision.
+    /// SQLite runs the statement under its single write lock. PostgreSQL's
+    /// READ COMMITTED lets two revocations each count the other's key as
+    /// live, so there the tenant's row is locked first and revocations of
+    /// one tenant's keys take turns, across any number of processes.
     pub async fn revoke_key(&self, tenant_id: &str, id: &str) -> Result<Revocation, sqlx::Error> {
         const SQL: &str = "
 UPDATE api_keys SET revoked_at = $1
  WHERE id = $2 AND tenant_id = $3 AND revoked_at IS NULL
    AND (role <> 'admin'
         OR (SELECT COUNT(*) FROM api_keys WHERE tenant_id = $3 AND role = 'admin' AND revoked_at IS NULL) > 1)";
+        const LOCK_TENANT: &str = "SELECT id FROM tenants WHERE id = $1 FOR UPDATE";
         let revoked_at = now();
-        let affected = on_pool!(&self.db, pool => sqlx::query(SQL)
-            .bind(&revoked_at)
-            .bind(id)
-            .bind(tenant_id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected()))?;
+        let args = [revoked_at.as_str(), id, tenant_id];
+        let affected = match &self.db {
+            Database::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(LOCK_TENANT).bind(tenant_id).execute(&mut *tx).await?;
+                let affected = bind_all(sqlx::query(SQL), args).execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
+                affected
+            }
+            Database::Sqlite(pool) => bind_all(sqlx::query(SQL), args).execute(pool).await?.rows_affected(),
+        };
         if affected == 1 {
             return Ok(Revocation::Revoked);
         }
@@ -159,6 +170,19 @@ UPDATE api_keys SET revoked_at = $1
             _ => Revocation::NotFound,
         })
     }
+}
+
+fn bind_all<'q, DB: sqlx::Database, const N: usize>(
+    mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    args: [&'q str; N],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for arg in args {
+        query = query.bind(arg);
+    }
+    query
 }
 
 fn insert_key<'q, DB: sqlx::Database>(

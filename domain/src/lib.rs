@@ -12,6 +12,7 @@ mod event;
 mod key;
 mod license;
 mod machine;
+mod text;
 mod values;
 
 pub use command::LicenseCommand;
@@ -20,4 +21,5 @@ pub use event::{LicenseEvent, EVENT_VERSION};
 pub use key::{LicenseKey, LicenseKeyError};
 pub use license::{Device, License};
 pub use machine::{MachineHash, MachineId, MachineIdError, MachineName};
+pub use text::{check_display_text, TextError};
 pub use values::{LicenseStatus, LicenseType, Seats, ValueError};

@@ -17,8 +17,10 @@ pub enum MachineIdError {
     TooLong,
     #[error("machineId must not contain control characters")]
     ControlCharacters,
-    #[error("machineName must be at most 200 characters without control characters")]
-    BadName,
+    #[error("machineName must be at most 200 characters")]
+    NameTooLong,
+    #[error("machineName {0}")]
+    BadName(#[from] crate::TextError),
 }
 
 /// A raw machine fingerprint as the client sent it. Deliberately not
@@ -79,9 +81,10 @@ impl MachineName {
         if trimmed.is_empty() {
             return Ok(Self(DEFAULT_MACHINE_NAME.to_owned()));
         }
-        if trimmed.chars().count() > MAX_MACHINE_NAME_LEN || trimmed.chars().any(char::is_control) {
-            return Err(MachineIdError::BadName);
+        if trimmed.chars().count() > MAX_MACHINE_NAME_LEN {
+            return Err(MachineIdError::NameTooLong);
         }
+        crate::check_display_text(trimmed)?;
         Ok(Self(trimmed.to_owned()))
     }
 
@@ -126,5 +129,11 @@ mod tests {
         assert_eq!(MachineName::parse(Some(" ")).unwrap().as_str(), "Unknown Machine");
         assert_eq!(MachineName::parse(Some("prod-01")).unwrap().as_str(), "prod-01");
         assert!(MachineName::parse(Some(&"n".repeat(201))).is_err());
+    }
+
+    #[test]
+    fn a_name_that_would_lie_on_a_dashboard_is_refused() {
+        assert!(matches!(MachineName::parse(Some("prod\u{202E}10-dorp")), Err(MachineIdError::BadName(_))));
+        assert!(matches!(MachineName::parse(Some("a\u{1b}[31m")), Err(MachineIdError::BadName(_))));
     }
 }

@@ -139,8 +139,16 @@ async fn a_tenant_always_keeps_an_admin_key(backend: Backend) {
     let missing = app.post("/api/v1/api-keys", Some(OPERATOR_TOKEN), json!({"role": "admin"})).await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
     assert_eq!(missing.body["field"], "tenantId");
-    let unknown = app
+    let malformed = app
         .post("/api/v1/api-keys", Some(OPERATOR_TOKEN), json!({"role": "admin", "tenantId": "no-such-tenant"}))
+        .await;
+    assert_eq!((malformed.status, malformed.body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("tenantId")));
+    let unknown = app
+        .post(
+            "/api/v1/api-keys",
+            Some(OPERATOR_TOKEN),
+            json!({"role": "admin", "tenantId": "00000000-0000-0000-0000-000000000000"}),
+        )
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let issued =

@@ -8,6 +8,7 @@
 //! leftovers before each run.
 
 mod nats;
+pub mod raw;
 
 pub use nats::{stream_messages, NatsServer, StreamedEvent};
 
@@ -66,6 +67,7 @@ pub struct TestApp {
 pub struct TestTenant {
     pub id: String,
     pub admin_key: String,
+    pub admin_key_id: String,
 }
 
 /// A tenant user's key.
@@ -157,8 +159,22 @@ impl TestApp {
 
     /// Sends a raw body with a JSON content type, for malformed input.
     pub async fn post_raw(&self, path: &str, key: Option<&str>, body: &'static str) -> Reply {
-        let mut request =
-            self.client.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body);
+        self.send_raw(Method::POST, path, key, "application/json", body.into()).await
+    }
+
+    /// Sends `body` as it is, with `content_type` (none if empty).
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).body(body);
+        if !content_type.is_empty() {
+            request = request.header("content-type", content_type);
+        }
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
@@ -179,6 +195,7 @@ impl TestApp {
         TestTenant {
             id: reply.body["id"].as_str().unwrap().to_owned(),
             admin_key: reply.body["adminKey"].as_str().unwrap().to_owned(),
+            admin_key_id: reply.body["adminKeyId"].as_str().unwrap().to_owned(),
         }
     }
 

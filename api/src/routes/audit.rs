@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use keyledger_domain::{License, LicenseEvent};
 use serde_json::{json, Value};
 
 use super::licenses::readable_license;
+use super::Routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::PathParam;
@@ -22,15 +22,16 @@ const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1_000;
 
 /// Per-license audit routes, served under both license prefixes.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/{license_id}/events", get(history)).route("/{license_id}/state", get(state_at))
+pub fn routes() -> Routes {
+    Routes::new().get("/{license_id}/events", history).get("/{license_id}/state", state_at)
 }
 
 /// Platform-wide audit routes: signed checkpoints of the whole log.
-pub fn platform_routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/audit/public-key", get(public_key))
-        .route("/api/v1/audit/checkpoints", get(list_checkpoints).post(create_checkpoint))
+pub fn platform_routes() -> Routes {
+    Routes::new()
+        .get("/api/v1/audit/public-key", public_key)
+        .get("/api/v1/audit/checkpoints", list_checkpoints)
+        .post("/api/v1/audit/checkpoints", create_checkpoint)
 }
 
 /// The key checkpoints are signed with. Public by nature; auditors pin it.

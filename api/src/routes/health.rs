@@ -2,17 +2,17 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::Utc;
 use keyledger_eventlog::Backend;
 use serde_json::{json, Value};
 
+use super::Routes;
 use crate::state::AppState;
 use crate::wire::instant;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/", get(status)).route("/health", get(health))
+pub fn routes() -> Routes {
+    Routes::new().get("/", status).get("/health", health)
 }
 
 async fn status() -> Json<Value> {

@@ -3,10 +3,11 @@
 //! read, and map the result to seed 000's shapes.
 
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{Datelike, Duration, Utc};
-use keyledger_domain::{License, LicenseCommand, LicenseError, LicenseKey, LicenseType, MachineId, MachineName, Seats};
+use keyledger_domain::{
+    check_display_text, License, LicenseCommand, LicenseError, LicenseKey, LicenseType, MachineId, MachineName, Seats,
+};
 use keyledger_projections::LicenseView;
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::Routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorShape};
 use crate::extract::{JsonBody, PathParam, RequestContext};
@@ -31,21 +33,22 @@ const MAX_REASON_LEN: usize = 500;
 /// Four-digit years keep stored instants sortable as text.
 const MAX_EXPIRY_YEAR: i32 = 9999;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/generate", post(generate))
-        .route("/activate", post(activate))
-        .route("/validate", post(validate))
-        .route("/heartbeat", post(heartbeat))
-        .route("/deactivate", post(deactivate))
-        .route("/info/{license_key}", get(info))
-        .route("/revoke/{license_id}", post(revoke))
-        .route("/suspend/{license_id}", post(suspend))
-        .route("/reinstate/{license_id}", post(reinstate))
-        .route("/my-licenses", get(my_licenses))
-        .route("/{license_id}", get(by_id).patch(edit))
-        .route("/{license_id}/devices", get(devices))
-        .route("/", get(tenant_licenses))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/generate", generate)
+        .post("/activate", activate)
+        .post("/validate", validate)
+        .post("/heartbeat", heartbeat)
+        .post("/deactivate", deactivate)
+        .get("/info/{license_key}", info)
+        .post("/revoke/{license_id}", revoke)
+        .post("/suspend/{license_id}", suspend)
+        .post("/reinstate/{license_id}", reinstate)
+        .get("/my-licenses", my_licenses)
+        .get("/{license_id}", by_id)
+        .patch("/{license_id}", edit)
+        .get("/{license_id}/devices", devices)
+        .get("/", tenant_licenses)
 }
 
 // --- input parsing -------------------------------------------------------------
@@ -202,10 +205,12 @@ async fn tenant_licenses(
 ) -> ApiResult<Json<Value>> {
     let axum::extract::Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let tenant_id = match caller.role {
-        crate::auth::Role::Operator => query
-            .tenant_id
-            .clone()
-            .ok_or_else(|| ApiError::field("tenantId", "tenantId is required for the operator"))?,
+        crate::auth::Role::Operator => super::tenants::parse_tenant_id(
+            query
+                .tenant_id
+                .as_deref()
+                .ok_or_else(|| ApiError::field("tenantId", "tenantId is required for the operator"))?,
+        )?,
         _ => caller.require_admin()?.to_owned(),
     };
     let limit = match &query.limit {
@@ -258,11 +263,11 @@ async fn suspend(
 ) -> ApiResult<Json<LicenseResponse>> {
     let license = administrable_license(&state, &caller, &raw_id).await?;
     let reason = request.reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
-    if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON_LEN || r.contains('\0')) {
-        return Err(ApiError::field(
-            "reason",
-            format!("reason must be at most {MAX_REASON_LEN} characters, without NUL"),
-        ));
+    if let Some(reason) = &reason {
+        if reason.chars().count() > MAX_REASON_LEN {
+            return Err(ApiError::field("reason", format!("reason must be at most {MAX_REASON_LEN} characters")));
+        }
+        check_display_text(reason).map_err(|e| ApiError::field("reason", format!("reason {e}")))?;
     }
     let now = Utc::now();
     let command = LicenseCommand::SuspendLicense { reason, at: now };

@@ -2,11 +2,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, post};
-use axum::{Json, Router};
+use axum::Json;
+use keyledger_domain::check_display_text;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::Routes;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParam};
@@ -15,11 +16,12 @@ use crate::tenancy::Revocation;
 
 const MAX_NAME_LEN: usize = 200;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tenants", post(create_tenant))
-        .route("/api/v1/api-keys", post(create_key).get(list_keys))
-        .route("/api/v1/api-keys/{key_id}", delete(revoke_key))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/api/v1/tenants", create_tenant)
+        .post("/api/v1/api-keys", create_key)
+        .get("/api/v1/api-keys", list_keys)
+        .delete("/api/v1/api-keys/{key_id}", revoke_key)
 }
 
 #[derive(Deserialize)]
@@ -51,10 +53,27 @@ async fn key_tenant(state: &AppState, caller: &Caller, requested: Option<&str>) 
         .map(str::trim)
         .filter(|id| !id.is_empty())
         .ok_or_else(|| ApiError::field("tenantId", "tenantId is required when the operator issues a key"))?;
+    let tenant_id = &parse_tenant_id(tenant_id)?;
     if state.tenancy.tenant_exists(tenant_id).await.map_err(ApiError::internal)? {
         Ok(tenant_id.to_owned())
     } else {
         Err(ApiError::not_found("No such tenant"))
+    }
+}
+
+/// A tenant id as the API shows it: a UUID.
+pub(super) fn parse_tenant_id(raw: &str) -> ApiResult<String> {
+    uuid::Uuid::parse_str(raw.trim())
+        .map(|id| id.to_string())
+        .map_err(|_| ApiError::field("tenantId", "tenantId must be a tenant's id (a UUID)"))
+}
+
+/// An API key's id as issued: the part between `klk_` and the next `_`.
+fn parse_key_id(raw: &str) -> ApiResult<&str> {
+    if (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(raw)
+    } else {
+        Err(ApiError::field("keyId", "keyId must be an API key's id: letters and digits"))
     }
 }
 
@@ -63,9 +82,10 @@ fn parse_name(raw: Option<&str>, required: bool) -> ApiResult<Option<String>> {
     if name.is_empty() {
         return if required { Err(ApiError::field("name", "name is required")) } else { Ok(None) };
     }
-    if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(ApiError::field("name", "name must be at most 200 characters without control characters"));
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(ApiError::field("name", format!("name must be at most {MAX_NAME_LEN} characters")));
     }
+    check_display_text(name).map_err(|e| ApiError::field("name", format!("name {e}")))?;
     Ok(Some(name.to_owned()))
 }
 
@@ -128,14 +148,15 @@ async fn revoke_key(
     caller: Caller,
     PathParam(key_id): PathParam,
 ) -> ApiResult<StatusCode> {
+    let key_id = parse_key_id(&key_id)?;
     let no_such_key = || ApiError::not_found("No such API key");
     let tenant_id = if caller.role == Role::Operator {
-        let key = state.tenancy.find_key(&key_id).await.map_err(ApiError::internal)?.ok_or_else(no_such_key)?;
+        let key = state.tenancy.find_key(key_id).await.map_err(ApiError::internal)?.ok_or_else(no_such_key)?;
         key.tenant_id
     } else {
         caller.require_admin()?.to_owned()
     };
-    match state.tenancy.revoke_key(&tenant_id, &key_id).await.map_err(ApiError::internal)? {
+    match state.tenancy.revoke_key(&tenant_id, key_id).await.map_err(ApiError::internal)? {
         Revocation::Revoked => {
             tracing::info!(tenant_id, key_id = %key_id, "API key revoked");
             Ok(StatusCode::NO_CONTENT)

@@ -4,58 +4,14 @@
 //! chain holds. On both backends (PostgreSQL at `KEYLEDGER_TEST_DATABASE_URL`,
 //! default `postgres://postgres@127.0.0.1:5432/postgres`).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-const OPERATOR: &str = "crash-test-operator-token-0123456789";
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn keyledger(data_dir: &std::path::Path, database_url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_keyledger"));
-    command
-        .env("KEYLEDGER_DATA_DIR", data_dir)
-        .env("KEYLEDGER_DATABASE_URL", database_url)
-        .env("KEYLEDGER_OPERATOR_TOKEN", OPERATOR)
-        .env("KEYLEDGER_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    command
-}
-
-async fn start(data_dir: &std::path::Path, database_url: &str) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = keyledger(data_dir, database_url).env("KEYLEDGER_LISTEN", format!("127.0.0.1:{port}")).spawn().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if reqwest::get(format!("{base}/health")).await.is_ok_and(|r| r.status().is_success()) {
-            return Server { child, base };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("keyledger did not come up");
-}
-
-async fn post(client: &reqwest::Client, url: String, key: Option<&str>, body: Value) -> (u16, Value) {
-    let mut request = client.post(url).json(&body);
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            (status, response.json().await.unwrap_or(Value::Null))
-        }
-        Err(_) => (0, Value::Null), // the server died under us
-    }
-}
+use super::{keyledger, post, start, OPERATOR};
 
 async fn fresh_database(backend: &str, data_dir: &std::path::Path) -> String {
     if backend == "sqlite" {

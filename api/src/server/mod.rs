@@ -1,0 +1,192 @@
+//! The HTTP server under the router: accepting connections, capping them
+//! per client address, keeping each to its deadlines, and stopping
+//! gracefully.
+//!
+//! axum's own `serve` offers none of these knobs, so connections are served
+//! here with hyper directly (HTTP/1.1; keyledger is meant to sit behind a
+//! TLS-terminating proxy or be reached directly by clients, both of which
+//! speak it).
+
+mod guard;
+mod limits;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Uri};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tower::ServiceExt;
+
+pub use guard::Deadlines;
+pub use limits::ConnectionCaps;
+
+use crate::extract::BodyReadTimeout;
+use guard::GuardedIo;
+use limits::{ConnectionLimits, ConnectionSlot, Refusal};
+
+/// hyper's read buffer, which bounds a request's head: a longer head is
+/// answered 431, and a URI over 64 KiB within it 414. Shorter URIs over
+/// the router's own limit (16 KiB) get its 414.
+const MAX_HEAD_BYTES: usize = 128 * 1024;
+/// How long in-flight requests get to finish once a stop is asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSettings {
+    pub deadlines: Deadlines,
+    pub body_read: Duration,
+    pub caps: ConnectionCaps,
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops
+/// accepting, lets kept-alive connections close after their current
+/// request, and waits for in-flight requests (at most [`SHUTDOWN_GRACE`]).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let limits = ConnectionLimits::new(settings.caps);
+    let (stop, stopping) = watch::channel(false);
+    // Every connection task holds a sender; the receiver sees the channel
+    // close when the last one ends.
+    let (in_flight, mut drained) = mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, most likely: wait for some
+                    // to be given back rather than spin.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        match limits.try_open(peer.ip()) {
+            Ok(slot) => {
+                let connection = Connection { peer, router: router.clone(), settings, _slot: slot };
+                tokio::spawn(connection.serve(stream, stopping.clone(), in_flight.clone()));
+            }
+            Err(refusal) => {
+                tokio::spawn(refuse(stream, refusal));
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    drop(in_flight);
+    if tokio::time::timeout(SHUTDOWN_GRACE, drained.recv()).await.is_err() {
+        tracing::warn!("requests still in flight after {} s; stopping anyway", SHUTDOWN_GRACE.as_secs());
+    }
+    Ok(())
+}
+
+/// Answers a connection over a cap with a 503 and closes it, without
+/// reading its request.
+async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+    let message = match refusal {
+        Refusal::PerIp => "Too many open connections from this address",
+        Refusal::Total => "Too many open connections",
+    };
+    let body = serde_json::json!({ "success": false, "error": message, "code": "too_many_connections" }).to_string();
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+    let _ = stream.shutdown().await;
+}
+
+struct Connection {
+    peer: SocketAddr,
+    router: Router,
+    settings: ServerSettings,
+    /// Held while the connection is open.
+    _slot: ConnectionSlot,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, mut stopping: watch::Receiver<bool>, _in_flight: mpsc::Sender<()>) {
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(GuardedIo::new(stream, self.settings.deadlines));
+        let (peer, router, body_read) = (self.peer, self.router, BodyReadTimeout(self.settings.body_read));
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(body_read);
+            strip_trailing_slash(&mut request);
+            router.clone().oneshot(request)
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .header_read_timeout(None)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .writev(false)
+            .serve_connection(io, service);
+        tokio::pin!(connection);
+        let served = tokio::select! {
+            served = connection.as_mut() => served,
+            () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(error) = served {
+            // Timeouts and clients that go away: routine, not the server's fault.
+            tracing::debug!(peer = %peer, %error, "connection ended with an error");
+        }
+    }
+}
+
+/// `/api/v1/licenses/` is `/api/v1/licenses`: a trailing slash is not a
+/// different resource.
+fn strip_trailing_slash<B>(request: &mut Request<B>) {
+    let path = request.uri().path();
+    if path.len() <= 1 || !path.ends_with('/') {
+        return;
+    }
+    let trimmed = path.trim_end_matches('/');
+    let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("{trimmed}?{query}"),
+        None => trimmed.to_owned(),
+    };
+    let mut parts = request.uri().clone().into_parts();
+    if let Ok(path_and_query) = path_and_query.parse() {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stripped(uri: &str) -> String {
+        let mut request = Request::builder().uri(uri).body(()).unwrap();
+        strip_trailing_slash(&mut request);
+        request.uri().to_string()
+    }
+
+    #[test]
+    fn trailing_slashes_are_dropped_but_the_root_stays() {
+        assert_eq!(stripped("/api/v1/licenses/"), "/api/v1/licenses");
+        assert_eq!(stripped("/api/v1/licenses//?limit=1"), "/api/v1/licenses?limit=1");
+        assert_eq!(stripped("/"), "/");
+        assert_eq!(stripped("//"), "/");
+        assert_eq!(stripped("/health"), "/health");
+    }
+}

@@ -1,0 +1,66 @@
+//! Tests of the real `keyledger` binary, started as a child process the
+//! way an operator runs it.
+
+mod crash;
+mod data_files;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const OPERATOR: &str = "crash-test-operator-token-0123456789";
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+pub fn keyledger(data_dir: &std::path::Path, database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keyledger"));
+    command.env("KEYLEDGER_OPERATOR_TOKEN", OPERATOR);
+    configure(command, data_dir, database_url)
+}
+
+/// The settings every test server gets: its data, its database, quiet logs.
+pub fn configure(mut command: Command, data_dir: &std::path::Path, database_url: &str) -> Command {
+    command
+        .env("KEYLEDGER_DATA_DIR", data_dir)
+        .env("KEYLEDGER_DATABASE_URL", database_url)
+        .env("KEYLEDGER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+pub async fn start(data_dir: &std::path::Path, database_url: &str) -> Server {
+    start_command(keyledger(data_dir, database_url)).await
+}
+
+/// Runs `command` on a free port and waits until it answers `/health`.
+pub async fn start_command(mut command: Command) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = command.env("KEYLEDGER_LISTEN", format!("127.0.0.1:{port}")).spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if reqwest::get(format!("{base}/health")).await.is_ok_and(|r| r.status().is_success()) {
+            return Server { child, base };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("keyledger did not come up");
+}
+
+pub async fn post(client: &reqwest::Client, url: String, key: Option<&str>, body: Value) -> (u16, Value) {
+    let mut request = client.post(url).json(&body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null), // the server died under us
+    }
+}

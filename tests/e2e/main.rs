@@ -1,0 +1,11 @@
+//! The end-to-end suites, in one test binary: each module starts real
+//! keyledger servers (on both backends where a store is involved) and
+//! talks to them over HTTP like any client.
+
+mod access;
+mod concurrency;
+mod eventlog;
+mod hardening;
+mod lifecycle;
+mod nats;
+mod startup;
