@@ -1,7 +1,8 @@
 //! Who is calling: API keys in `Authorization: Bearer` or `X-API-Key`,
 //! resolved to a [`Caller`] with a role, and the access rules of seed 000.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -9,7 +10,9 @@ use keyledger_domain::License;
 
 use crate::error::ApiError;
 use crate::secret::{digests_match, sha256_hex};
+use crate::signing::Directory;
 use crate::state::AppState;
+use crate::tenancy::StoredKey;
 use crate::tenancy::TenancyStore;
 
 /// Every tenant key starts with this, so keys are recognisable in logs and
@@ -26,6 +29,9 @@ pub enum Role {
     Admin,
     /// Owns the licenses it generates.
     User,
+    /// A publishable key shipped inside a vendor's software: the client
+    /// endpoints only, for its tenant's licenses only.
+    Client,
 }
 
 impl Role {
@@ -34,6 +40,7 @@ impl Role {
             Role::Operator => "operator",
             Role::Admin => "admin",
             Role::User => "user",
+            Role::Client => "client",
         }
     }
 
@@ -42,6 +49,7 @@ impl Role {
         match raw {
             "admin" => Some(Role::Admin),
             "user" => Some(Role::User),
+            "client" => Some(Role::Client),
             _ => None,
         }
     }
@@ -93,7 +101,7 @@ impl Caller {
             _ if !self.is_in_tenant_of(license) => Err(ApiError::license_not_found()),
             Role::Admin => Ok(()),
             Role::User if self.user_id.as_deref() == Some(license.owner_id.as_str()) => Ok(()),
-            Role::User => {
+            Role::User | Role::Client => {
                 Err(ApiError::forbidden("Only the license owner or an administrator may access this license"))
             }
         }
@@ -106,21 +114,59 @@ impl Caller {
             Role::Operator => Ok(()),
             _ if !self.is_in_tenant_of(license) => Err(ApiError::license_not_found()),
             Role::Admin => Ok(()),
-            Role::User => Err(ApiError::forbidden("Only an administrator may do this")),
+            Role::User | Role::Client => Err(ApiError::forbidden("Only an administrator may do this")),
         }
     }
 }
 
 /// Resolves presented keys to callers.
+///
+/// Keys found are kept in memory, so a client key on the validate hot path
+/// costs no database round trip. The cache is dropped whenever the
+/// directory's version moves (a key revoked by this process moves it at
+/// once; one revoked by another process within the directory's poll, about
+/// a second).
 #[derive(Clone)]
 pub struct Authenticator {
     operator_token_hash: Arc<str>,
     tenancy: TenancyStore,
+    directory: Arc<Directory>,
+    cache: Arc<RwLock<KeyCache>>,
 }
 
+#[derive(Default)]
+struct KeyCache {
+    version: i64,
+    keys: HashMap<String, StoredKey>,
+}
+
+/// Bounds the cache; past it, it starts over.
+const MAX_CACHED_KEYS: usize = 100_000;
+
 impl Authenticator {
-    pub fn new(operator_token: &str, tenancy: TenancyStore) -> Self {
-        Self { operator_token_hash: sha256_hex(operator_token).into(), tenancy }
+    pub fn new(operator_token: &str, tenancy: TenancyStore, directory: Arc<Directory>) -> Self {
+        Self { operator_token_hash: sha256_hex(operator_token).into(), tenancy, directory, cache: Arc::default() }
+    }
+
+    async fn find_key(&self, id: &str) -> Result<Option<StoredKey>, ApiError> {
+        let version = self.directory.version();
+        {
+            let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+            if cache.version == version {
+                if let Some(key) = cache.keys.get(id) {
+                    return Ok(Some(key.clone()));
+                }
+            }
+        }
+        let found = self.tenancy.find_key(id).await.map_err(ApiError::internal)?;
+        if let Some(key) = &found {
+            let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+            if cache.version != version || cache.keys.len() >= MAX_CACHED_KEYS {
+                *cache = KeyCache { version, keys: HashMap::new() };
+            }
+            cache.keys.insert(id.to_owned(), key.clone());
+        }
+        Ok(found)
     }
 
     pub async fn authenticate(&self, presented: &str) -> Result<Caller, ApiError> {
@@ -130,7 +176,7 @@ impl Authenticator {
             if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 return Err(invalid());
             }
-            let key = self.tenancy.find_key(id).await.map_err(ApiError::internal)?.ok_or_else(invalid)?;
+            let key = self.find_key(id).await?.ok_or_else(invalid)?;
             if key.revoked || !digests_match(&sha256_hex(secret), &key.secret_hash) {
                 return Err(invalid());
             }
@@ -186,6 +232,8 @@ fn presented_key(parts: &Parts) -> Result<Option<&str>, ApiError> {
     Ok([bearer, api_key].into_iter().flatten().find(|key| !key.is_empty()))
 }
 
+/// An authenticated caller of a management endpoint. Client keys are
+/// refused here: they ship inside software, where anyone can read them.
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -193,6 +241,25 @@ impl FromRequestParts<AppState> for Caller {
         let key = presented_key(parts)?.ok_or_else(|| {
             ApiError::unauthorized("Missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`")
         })?;
-        state.auth.authenticate(key).await
+        let caller = state.auth.authenticate(key).await?;
+        if caller.role == Role::Client {
+            return Err(ApiError::forbidden("A client key may call the client endpoints only"));
+        }
+        Ok(caller)
+    }
+}
+
+/// The caller of a client endpoint: anonymous, or any valid key, which
+/// confines the call to the key's tenant.
+pub struct ClientCaller(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for ClientCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match presented_key(parts)? {
+            None => Ok(ClientCaller(None)),
+            Some(key) => state.auth.authenticate(key).await.map(|caller| ClientCaller(Some(caller))),
+        }
     }
 }

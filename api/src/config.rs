@@ -95,6 +95,17 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_SIGNING_KEY", hide_env_values = true, global = true)]
     pub signing_key: Option<String>,
 
+    /// The master key (64 hex characters) that seals tenants' private
+    /// signing keys in the database; generated into the data directory when
+    /// unset. Every process on one database needs the same one.
+    #[arg(long, env = "KEYLEDGER_MASTER_KEY", hide_env_values = true, global = true)]
+    pub master_key: Option<String>,
+
+    /// Longest life of an offline license token, in seconds (never past
+    /// the license's own expiry).
+    #[arg(long, env = "KEYLEDGER_TOKEN_TTL_SECS", default_value_t = 604_800, value_parser = clap::value_parser!(u32).range(60..), global = true)]
+    pub token_ttl_secs: u32,
+
     /// Seconds between signed audit checkpoints; 0 makes them on request only.
     #[arg(long, env = "KEYLEDGER_CHECKPOINT_SECS", default_value_t = 3600, global = true)]
     pub checkpoint_secs: u32,
@@ -170,6 +181,8 @@ impl Config {
             operator_token: None,
             machine_id_secret: None,
             signing_key: None,
+            master_key: None,
+            token_ttl_secs: 604_800,
             nats_url: None,
             nats_stream: "KEYLEDGER_EVENTS".to_owned(),
             nats_duplicate_window_secs: 3600,

@@ -112,7 +112,7 @@ impl ApiError {
         self
     }
 
-    fn body(&self) -> Value {
+    pub fn body(&self) -> Value {
         let mut body = match self.shape {
             ErrorShape::Success => json!({ "success": false, "error": self.message }),
             ErrorShape::Validate => json!({

@@ -16,6 +16,7 @@ mod screen;
 mod secret;
 mod server;
 mod service;
+mod signing;
 mod startup;
 mod state;
 mod tenancy;

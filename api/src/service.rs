@@ -188,6 +188,22 @@ impl LicenseService {
         Ok((loaded.license, loaded.version))
     }
 
+    /// The license's newest state known here, with the sequence and chain
+    /// hash of its last event: from memory when it has the hash, else from
+    /// the log. License tokens name this point of the license's history.
+    pub async fn head(&self, license_id: &str) -> Result<(Arc<License>, i64, String), CommandError> {
+        if let Some(entry) = self.memory.get(license_id) {
+            if let Some(hash) = entry.last_hash_hex() {
+                return Ok((entry.license, entry.version, hash));
+            }
+        }
+        let loaded = self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?;
+        if loaded.license.exists() {
+            self.memory.put(loaded.license.clone(), loaded.version, Some(&loaded.last_hash));
+        }
+        Ok((Arc::new(loaded.license), loaded.version, loaded.last_hash))
+    }
+
     /// Rewrites the read-model row from a license just loaded from the log,
     /// when a reader found the row behind it.
     pub async fn mend_view(&self, license: &License, version: i64) -> Result<(), CommandError> {

@@ -23,11 +23,13 @@ use crate::routes::router;
 use crate::secret::random_token;
 use crate::server::{self, ServerSettings};
 use crate::service::LicenseService;
+use crate::signing::{self, Directory, DirectoryError, MasterKey};
 use crate::state::AppState;
 use crate::tenancy::TenancyStore;
 
 const OPERATOR_TOKEN_FILE: &str = "operator-token";
 const SIGNING_KEY_FILE: &str = "checkpoint-signing-key";
+const MASTER_KEY_FILE: &str = "master-key";
 const MACHINE_SECRET_NAME: &str = "machine_id_hmac_key";
 const MIN_SECRET_LEN: usize = 16;
 
@@ -45,6 +47,12 @@ pub enum StartupError {
     WeakMachineIdSecret,
     #[error("the checkpoint signing key must be 64 hex characters (32 bytes)")]
     BadSigningKey,
+    #[error("the master key (KEYLEDGER_MASTER_KEY or the data directory's master-key file) must be 64 hex characters (32 bytes)")]
+    BadMasterKey,
+    #[error("the database holds signing keys sealed with a master key, but this process has none: set KEYLEDGER_MASTER_KEY to the key the other processes use (or restore the data directory's master-key file). Nothing was changed")]
+    MissingMasterKey,
+    #[error("{0}. Nothing was changed")]
+    Directory(#[from] DirectoryError),
     #[error("cannot bring read models up to date: {0}")]
     Projection(String),
     #[error("no read model is called {0:?}; there is: license_view")]
@@ -99,7 +107,7 @@ fn private_data_dir(dir: &Path) -> io::Result<()> {
     {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        for name in [OPERATOR_TOKEN_FILE, SIGNING_KEY_FILE] {
+        for name in [OPERATOR_TOKEN_FILE, SIGNING_KEY_FILE, MASTER_KEY_FILE] {
             match fs::set_permissions(dir.join(name), fs::Permissions::from_mode(0o600)) {
                 Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
                 _ => {}
@@ -230,6 +238,10 @@ impl Application {
             None => db.shared_secret(MACHINE_SECRET_NAME, &random_token(64)).await?,
         };
 
+        let master = master_key(&config, &db).await?;
+        signing::check_all_keys_open(&db, &master).await?;
+        let directory = Arc::new(Directory::open(db.clone(), master).await?);
+
         let follower = MemoryFollower::new(db.clone(), memory.clone());
         let follow_from = follower.warm().await.map_err(|e| StartupError::Projection(e.to_string()))?;
         tracing::info!(licenses = memory.len(), "validation view loaded");
@@ -241,7 +253,9 @@ impl Application {
             memory,
             log: EventLog::new(db.clone()),
             checkpoints,
-            auth: Authenticator::new(&operator_token, tenancy.clone()),
+            auth: Authenticator::new(&operator_token, tenancy.clone(), directory.clone()),
+            directory,
+            token_ttl: chrono::Duration::seconds(config.token_ttl_secs.into()),
             tenancy,
             machine_secret: machine_secret.into_bytes().into(),
             heartbeat_interval: chrono::Duration::seconds(config.heartbeat_interval_secs.into()),
@@ -291,6 +305,7 @@ impl Application {
         if let Some(relay) = self.relay {
             background.push(tokio::spawn(Relay::new(self.state.db.clone(), relay).run()));
         }
+        background.push(tokio::spawn(follow_directory(self.state.directory.clone())));
         if let Some(interval) = self.checkpoint_every {
             background.push(tokio::spawn(checkpoint_periodically(self.state.checkpoints.clone(), interval)));
         }
@@ -299,6 +314,36 @@ impl Application {
         db.close().await;
         served
     }
+}
+
+/// Reloads the cached keys and settings whenever another process changed
+/// them; one cheap read a second.
+async fn follow_directory(directory: Arc<Directory>) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        ticker.tick().await;
+        if let Err(error) = directory.refresh().await {
+            tracing::warn!(%error, "cannot refresh signing keys and tenant settings; will retry");
+        }
+    }
+}
+
+/// The master key: from the configuration, or from a 0600 file in the
+/// data directory, made on first start. A process with no key at all
+/// must not make one for a database whose keys were sealed with another.
+async fn master_key(config: &Config, db: &Database) -> Result<MasterKey, StartupError> {
+    let path = config.data_dir.join(MASTER_KEY_FILE);
+    let hex_key = match &config.master_key {
+        Some(key) => key.clone(),
+        None if path.exists() => secret_file(&path, MasterKey::generate_hex).map_err(|e| data_dir_error(config, e))?.0,
+        None => {
+            if signing::has_sealed_secrets(db).await.map_err(EventLogError::from)? {
+                return Err(StartupError::MissingMasterKey);
+            }
+            secret_file(&path, MasterKey::generate_hex).map_err(|e| data_dir_error(config, e))?.0
+        }
+    };
+    MasterKey::from_hex(&hex_key).map_err(|_| StartupError::BadMasterKey)
 }
 
 /// Signs a checkpoint every `interval`; the first one after a full

@@ -9,6 +9,7 @@ use keyledger_projections::{LicenseViews, MemoryView};
 
 use crate::auth::Authenticator;
 use crate::service::LicenseService;
+use crate::signing::Directory;
 use crate::tenancy::TenancyStore;
 
 #[derive(Clone)]
@@ -22,6 +23,10 @@ pub struct AppState {
     pub memory: Arc<MemoryView>,
     pub tenancy: TenancyStore,
     pub auth: Authenticator,
+    /// Signing keys and tenant settings, cached.
+    pub directory: Arc<Directory>,
+    /// How long an offline license token lasts at most.
+    pub token_ttl: Duration,
     pub machine_secret: Arc<[u8]>,
     /// At most one heartbeat per device per interval reaches the log.
     pub heartbeat_interval: Duration,

@@ -20,14 +20,6 @@ pub struct GenerateRequest {
     pub max_activations: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MachineRequest {
-    pub license_key: Option<String>,
-    pub machine_id: Option<String>,
-    pub machine_name: Option<String>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SuspendRequest {
@@ -87,33 +79,6 @@ impl LicenseResponse {
             activations: license.devices.len(),
         }
     }
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActivateResponse {
-    pub success: bool,
-    pub error: Option<String>,
-    pub license_key: String,
-    pub activated_at: Option<String>,
-    pub expires_at: Option<String>,
-    pub license_type: keyledger_domain::LicenseType,
-    pub max_connections: Option<u32>,
-    /// keyledger has no cloud accounts; always null, kept for seed 000's shape.
-    pub cloud_account_id: Option<String>,
-    /// The tenant that issued the license.
-    pub account_id: String,
-    pub user_id: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ValidateResponse {
-    pub is_valid: bool,
-    pub error: Option<String>,
-    pub expires_at: Option<String>,
-    pub license_type: Option<keyledger_domain::LicenseType>,
-    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]

@@ -64,9 +64,13 @@ async fn the_seed_000_lifecycle_works_end_to_end(backend: Backend) {
     assert_eq!(
         validation.body,
         json!({
-            "isValid": true, "error": null, "expiresAt": license["expiredAt"], "licenseType": 2, "maxConnections": 10
+            "isValid": true, "error": null, "expiresAt": license["expiredAt"], "licenseType": 2, "maxConnections": 10,
+            // What the signed answer answers for.
+            "nonce": null, "licenseKey": key, "machineId": "machine-fingerprint-123",
+            "issuedAt": validation.body["issuedAt"],
         })
     );
+    assert!(validation.body["issuedAt"].is_string());
 
     let info = app.get(&format!("/api/v1/fastrLicense/info/{key}"), Some(&alice.key)).await;
     assert_eq!(info.status, StatusCode::OK);

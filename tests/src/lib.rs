@@ -21,6 +21,8 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
+/// Every test server's master key, so servers sharing a database agree.
+pub const MASTER_KEY: &str = "6b65796c65646765722d746573742d6d61737465722d6b65792d303132333435";
 const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +253,7 @@ impl TestApp {
 pub fn test_config(data_dir: std::path::PathBuf) -> Config {
     let mut config = Config::with_defaults(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir);
     config.operator_token = Some(OPERATOR_TOKEN.to_owned());
+    config.master_key = Some(MASTER_KEY.to_owned());
     config.db_max_connections = 8;
     config
 }

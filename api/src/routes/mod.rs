@@ -2,7 +2,9 @@
 //! every route, which tests walk so that none is missed.
 
 mod audit;
+mod client;
 mod health;
+mod keys;
 mod licenses;
 mod tenants;
 
@@ -85,13 +87,14 @@ fn all() -> Routes {
         .merge(health::routes())
         .merge(tenants::routes())
         .merge(audit::platform_routes())
+        .merge(keys::routes())
         // One set of handlers under the native path and seed 000's own.
         .nest("/api/v1/licenses", license_routes())
         .nest("/api/v1/fastrLicense", license_routes())
 }
 
 fn license_routes() -> Routes {
-    licenses::routes().merge(audit::routes())
+    licenses::routes().merge(client::routes()).merge(audit::routes())
 }
 
 pub fn router(state: AppState) -> Router {

@@ -22,6 +22,64 @@ pub fn routes() -> Routes {
         .post("/api/v1/api-keys", create_key)
         .get("/api/v1/api-keys", list_keys)
         .delete("/api/v1/api-keys/{key_id}", revoke_key)
+        .get("/api/v1/tenants/{tenant_id}/settings", settings)
+        .patch("/api/v1/tenants/{tenant_id}/settings", edit_settings)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SettingsRequest {
+    require_client_key: Option<bool>,
+}
+
+/// The tenant whose settings the caller may manage: its own admin's, or
+/// any for the operator. Another tenant is a 404, as everywhere.
+async fn settings_tenant(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<String> {
+    let tenant_id = parse_tenant_id(raw_id)?;
+    let no_such_tenant = || ApiError::not_found("No such tenant");
+    if caller.role == Role::Operator {
+        if !state.tenancy.tenant_exists(&tenant_id).await.map_err(ApiError::internal)? {
+            return Err(no_such_tenant());
+        }
+    } else if caller.require_admin()? != tenant_id {
+        return Err(no_such_tenant());
+    }
+    Ok(tenant_id)
+}
+
+async fn settings_body(state: &AppState, tenant_id: &str) -> ApiResult<Json<Value>> {
+    let tenant = state
+        .directory
+        .tenant(tenant_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("No such tenant"))?;
+    Ok(Json(json!({ "tenantId": tenant_id, "requireClientKey": tenant.require_client_key })))
+}
+
+async fn settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(raw_id): PathParam,
+) -> ApiResult<Json<Value>> {
+    let tenant_id = settings_tenant(&state, &caller, &raw_id).await?;
+    settings_body(&state, &tenant_id).await
+}
+
+/// `requireClientKey: true` makes the tenant's licenses answer anonymous
+/// client calls as if their keys did not exist.
+async fn edit_settings(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(raw_id): PathParam,
+    JsonBody(request): JsonBody<SettingsRequest>,
+) -> ApiResult<Json<Value>> {
+    let tenant_id = settings_tenant(&state, &caller, &raw_id).await?;
+    if let Some(required) = request.require_client_key {
+        state.directory.set_require_client_key(&tenant_id, required).await.map_err(ApiError::internal)?;
+        tracing::info!(tenant_id, required, "requireClientKey set");
+    }
+    settings_body(&state, &tenant_id).await
 }
 
 #[derive(Deserialize)]
@@ -97,6 +155,7 @@ async fn create_tenant(
     caller.require_operator()?;
     let name = parse_name(request.name.as_deref(), true)?.unwrap_or_default();
     let (tenant, admin_key) = state.tenancy.create_tenant(&name).await.map_err(ApiError::internal)?;
+    state.directory.add_tenant(&tenant.id).await.map_err(ApiError::internal)?;
     tracing::info!(tenant_id = %tenant.id, "tenant created");
     Ok((
         StatusCode::CREATED,
@@ -119,8 +178,9 @@ async fn create_key(
     let role = match request.role.as_deref().map(str::trim) {
         Some("admin") => Role::Admin,
         Some("user") => Role::User,
-        None | Some("") => return Err(ApiError::field("role", "role is required: \"admin\" or \"user\"")),
-        Some(_) => return Err(ApiError::field("role", "role must be \"admin\" or \"user\"")),
+        Some("client") => Role::Client,
+        None | Some("") => return Err(ApiError::field("role", "role is required: \"admin\", \"user\" or \"client\"")),
+        Some(_) => return Err(ApiError::field("role", "role must be \"admin\", \"user\" or \"client\"")),
     };
     let name = parse_name(request.name.as_deref(), false)?.unwrap_or_else(|| format!("{} key", role.as_str()));
     let key = state.tenancy.create_key(tenant_id, role, &name).await.map_err(ApiError::internal)?;
@@ -158,6 +218,8 @@ async fn revoke_key(
     };
     match state.tenancy.revoke_key(&tenant_id, key_id).await.map_err(ApiError::internal)? {
         Revocation::Revoked => {
+            // Every process drops its cache of keys.
+            state.directory.changed().await.map_err(ApiError::internal)?;
             tracing::info!(tenant_id, key_id = %key_id, "API key revoked");
             Ok(StatusCode::NO_CONTENT)
         }

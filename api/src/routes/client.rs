@@ -1,0 +1,415 @@
+//! The client endpoints, which a vendor's software calls: activate,
+//! validate, heartbeat, deactivate, and a fresh offline license token.
+//!
+//! Every answer, refusals included, is signed: the body's exact bytes with
+//! Ed25519, in the `Keyledger-Signature` header, by the key of the tenant
+//! the license belongs to (or that the client key names), or by the
+//! platform key when no tenant can be named. The body repeats the
+//! request's `nonce`, `licenseKey` and `machineId` and says when it was
+//! issued, so a recorded answer can't be replayed for another request.
+//!
+//! Callers are anonymous (seed 000) or present a key, usually a tenant's
+//! publishable client key, which confines the call to that tenant's
+//! licenses: another tenant's license is answered exactly as an unknown
+//! key. A tenant may require a key (`requireClientKey`); then an anonymous
+//! call on its licenses is answered as an unknown key too.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, Utc};
+use keyledger_domain::{License, LicenseCommand, LicenseError, LicenseKey, MachineHash, MachineId, MachineName};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::licenses::{execute_as, parse_key, parse_machine, view_by_key};
+use super::Routes;
+use crate::auth::{Caller, ClientCaller};
+use crate::error::{ApiError, ErrorShape};
+use crate::extract::{JsonBody, RequestContext};
+use crate::service::CommandError;
+use crate::signing::{jws, ActiveKey};
+use crate::state::AppState;
+use crate::wire::instant;
+
+const MAX_NONCE_LEN: usize = 128;
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/activate", activate)
+        .post("/validate", validate)
+        .post("/heartbeat", heartbeat)
+        .post("/deactivate", deactivate)
+        .post("/token", token)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientRequest {
+    pub license_key: Option<String>,
+    pub machine_id: Option<String>,
+    pub machine_name: Option<String>,
+    pub nonce: Option<String>,
+}
+
+/// One client call: who signs its answer, and what the answer repeats.
+struct Call {
+    signer: Arc<ActiveKey>,
+    nonce: Option<String>,
+    license_key: Option<String>,
+    machine_id: Option<String>,
+    issued_at: DateTime<Utc>,
+}
+
+impl Call {
+    /// Signs `body` (a JSON object) with what it answers for added.
+    fn answer(&self, status: StatusCode, mut body: Value) -> Response {
+        if let Value::Object(fields) = &mut body {
+            fields.insert("nonce".into(), json!(self.nonce));
+            fields.insert("licenseKey".into(), json!(self.license_key));
+            fields.insert("machineId".into(), json!(self.machine_id));
+            fields.insert("issuedAt".into(), json!(instant(self.issued_at)));
+        }
+        let bytes = serde_json::to_vec(&body).expect("a JSON value serialises");
+        let signature = jws::signature_header(&self.signer.kid, &self.signer.key, &bytes);
+        let mut response = (status, bytes).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(value) = HeaderValue::from_str(&signature) {
+            headers.insert(jws::SIGNATURE_HEADER, value);
+        }
+        response
+    }
+
+    fn refuse(&self, error: ApiError) -> Response {
+        self.answer(error.status, error.body())
+    }
+}
+
+/// A call whose license was found and may be used by this caller.
+struct Found {
+    call: Call,
+    request: ClientRequest,
+    caller: Option<Caller>,
+    machine: MachineId,
+    license: Arc<License>,
+}
+
+/// Parses the call and finds its license, deciding who signs. A refusal
+/// comes back with the call, to be answered in the endpoint's own shape.
+async fn begin(
+    state: &AppState,
+    caller: Result<ClientCaller, ApiError>,
+    body: Result<JsonBody<ClientRequest>, ApiError>,
+) -> Result<Found, (Call, ApiError)> {
+    let mut call = Call {
+        signer: state.directory.platform().clone(),
+        nonce: None,
+        license_key: None,
+        machine_id: None,
+        issued_at: Utc::now(),
+    };
+    let request = match body {
+        Ok(JsonBody(request)) => request,
+        Err(error) => return Err((call, error)),
+    };
+    call.nonce = request.nonce.clone();
+    call.license_key = request.license_key.clone();
+    call.machine_id = request.machine_id.clone();
+    let caller = match caller {
+        Ok(ClientCaller(caller)) => caller,
+        Err(error) => return Err((call, error)),
+    };
+    let caller_tenant = caller.as_ref().and_then(|c| c.tenant_id.clone());
+    if let Some(tenant) = &caller_tenant {
+        match state.directory.tenant(tenant).await {
+            Ok(Some(keys)) => call.signer = keys.current.clone(),
+            Ok(None) => {}
+            Err(error) => return Err((call, ApiError::internal(error))),
+        }
+    }
+    if let Some(nonce) = &request.nonce {
+        if nonce.chars().count() > MAX_NONCE_LEN || nonce.chars().any(char::is_control) {
+            let message = format!("nonce must be at most {MAX_NONCE_LEN} characters without control characters");
+            call.nonce = None;
+            return Err((call, ApiError::field("nonce", message)));
+        }
+    }
+    let parsed = parse_key(request.license_key.as_deref())
+        .and_then(|key| parse_machine(request.machine_id.as_deref()).map(|machine| (key, machine)));
+    let (key, machine) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => return Err((call, error)),
+    };
+    let license = match find(state, &key).await {
+        Ok(Some(license)) => license,
+        Ok(None) => return Err((call, ApiError::refused(LicenseError::NotFound))),
+        Err(error) => return Err((call, error)),
+    };
+    let tenant = match state.directory.tenant(&license.tenant_id).await {
+        Ok(Some(tenant)) => tenant,
+        Ok(None) => return Err((call, ApiError::refused(LicenseError::NotFound))),
+        Err(error) => return Err((call, ApiError::internal(error))),
+    };
+    let visible = match (&caller, &caller_tenant) {
+        (Some(_), Some(tenant_id)) => *tenant_id == license.tenant_id,
+        (Some(_), None) => true, // the operator
+        (None, _) => !tenant.require_client_key,
+    };
+    if !visible {
+        // Exactly what an unknown key gets, signed the same way.
+        return Err((call, ApiError::refused(LicenseError::NotFound)));
+    }
+    call.signer = tenant.current.clone();
+    Ok(Found { call, request, caller, machine, license })
+}
+
+/// The license with this key, from this process's memory when it knows
+/// the key (the hot path: no database), else from the read model.
+async fn find(state: &AppState, key: &LicenseKey) -> Result<Option<Arc<License>>, ApiError> {
+    if let Some(entry) = state.memory.get_by_key(key) {
+        return Ok(Some(entry.license));
+    }
+    // Generated by another process a moment ago, or not at all.
+    let Some(view) = view_by_key(state, key).await? else { return Ok(None) };
+    state.memory.put(view.license.clone(), view.version, None);
+    Ok(Some(Arc::new(view.license)))
+}
+
+/// An offline license token for `machine_id` (as the client sent it),
+/// describing the license at its event `version` with chain `hash`.
+fn license_token(
+    signer: &ActiveKey,
+    license: &License,
+    version: i64,
+    hash: &str,
+    machine_id: &str,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> (String, DateTime<Utc>) {
+    let expires = license.expires_at.map_or(now + ttl, |at| at.min(now + ttl));
+    let claims = json!({
+        "iss": format!("keyledger:{}", license.tenant_id),
+        "sub": license.id,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "iat": now.timestamp(),
+        "nbf": now.timestamp(),
+        "exp": expires.timestamp(),
+        "licenseKey": license.license_key.as_ref().map(ToString::to_string),
+        "machine": hex::encode(Sha256::digest(machine_id.as_bytes())),
+        "status": license.status_at(now),
+        "licenseType": license.license_type,
+        "maxActivations": license.max_activations.get(),
+        "maxConnections": license.max_connections,
+        "expiresAt": license.expires_at.map(instant),
+        "sequence": version,
+        "hash": hash,
+    });
+    (jws::jwt(&signer.kid, &signer.key, &claims), expires)
+}
+
+/// A token for `found`'s machine from the license's newest state.
+async fn token_for(state: &AppState, found: &Found, now: DateTime<Utc>) -> Result<(String, DateTime<Utc>), ApiError> {
+    let (license, version, hash) = state.licenses.head(&found.license.id).await?;
+    let machine_id = found.request.machine_id.as_deref().unwrap_or_default();
+    Ok(license_token(&found.call.signer, &license, version, &hash, machine_id, state.token_ttl, now))
+}
+
+async fn activate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Result<ClientCaller, ApiError>,
+    body: Result<JsonBody<ClientRequest>, ApiError>,
+) -> Response {
+    let found = match begin(&state, caller, body).await {
+        Ok(found) => found,
+        Err((call, error)) => return call.refuse(error),
+    };
+    match activate_found(&state, &context, &found).await {
+        Ok(body) => found.call.answer(StatusCode::OK, body),
+        Err(error) => found.call.refuse(error),
+    }
+}
+
+async fn activate_found(state: &AppState, context: &RequestContext, found: &Found) -> Result<Value, ApiError> {
+    let machine_name = MachineName::parse(found.request.machine_name.as_deref())
+        .map_err(|e| ApiError::field("machineName", e.to_string()))?;
+    let machine = state.hash_machine(&found.machine);
+    let now = Utc::now();
+    let command = LicenseCommand::ActivateLicense { machine: machine.clone(), machine_name, at: now };
+    let license = execute_as(state, context, found.caller.as_ref(), &found.license, command).await?;
+    let (token, _) = token_for(state, found, now).await?;
+    Ok(json!({
+        "success": true,
+        "error": null,
+        // This machine's activation, which on a multi-seat license may be
+        // later than the license's first.
+        "activatedAt": license.device(&machine).map(|device| instant(device.activated_at)),
+        "expiresAt": license.expires_at.map(instant),
+        "licenseType": license.license_type,
+        "maxConnections": license.max_connections,
+        // keyledger has no cloud accounts; kept for seed 000's shape.
+        "cloudAccountId": null,
+        // The tenant that issued the license.
+        "accountId": license.tenant_id,
+        "userId": license.owner_id,
+        "licenseToken": token,
+    }))
+}
+
+async fn deactivate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Result<ClientCaller, ApiError>,
+    body: Result<JsonBody<ClientRequest>, ApiError>,
+) -> Response {
+    let found = match begin(&state, caller, body).await {
+        Ok(found) => found,
+        Err((call, error)) => return call.refuse(error),
+    };
+    let command = LicenseCommand::DeactivateLicense { machine: state.hash_machine(&found.machine), at: Utc::now() };
+    match execute_as(&state, &context, found.caller.as_ref(), &found.license, command).await {
+        Ok(_) => found.call.answer(
+            StatusCode::OK,
+            json!({ "success": true, "error": null, "message": "License has been deactivated on this machine." }),
+        ),
+        Err(error) => found.call.refuse(error),
+    }
+}
+
+/// Is this machine still licensed? A refusal is a normal answer
+/// (`isValid: false`, HTTP 200); only bad input is a 400. The device's
+/// heartbeat is recorded at most once per KEYLEDGER_HEARTBEAT_INTERVAL_SECS.
+async fn validate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Result<ClientCaller, ApiError>,
+    body: Result<JsonBody<ClientRequest>, ApiError>,
+) -> Response {
+    let interval = state.heartbeat_interval;
+    check_machine(&state, &context, caller, body, interval).await
+}
+
+/// An explicit heartbeat: the same answer as validate, and the device's
+/// heartbeat recorded whenever its last one is at least
+/// KEYLEDGER_HEARTBEAT_FLOOR_SECS old (a minute by default), for daemons
+/// that report liveness more often than the validation interval. The
+/// floor keeps a client calling in a loop from flooding the log.
+async fn heartbeat(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Result<ClientCaller, ApiError>,
+    body: Result<JsonBody<ClientRequest>, ApiError>,
+) -> Response {
+    let floor = state.heartbeat_floor;
+    check_machine(&state, &context, caller, body, floor).await
+}
+
+/// Validate's answer to a license-state refusal: 200 with `isValid: false`.
+fn invalid(call: &Call, reason: LicenseError) -> Response {
+    let code = ApiError::refused(reason.clone()).code;
+    call.answer(
+        StatusCode::OK,
+        json!({
+            "isValid": false,
+            "error": reason.to_string(),
+            "code": code,
+            "expiresAt": null,
+            "licenseType": null,
+            "maxConnections": null,
+        }),
+    )
+}
+
+async fn check_machine(
+    state: &AppState,
+    context: &RequestContext,
+    caller: Result<ClientCaller, ApiError>,
+    body: Result<JsonBody<ClientRequest>, ApiError>,
+    heartbeat_interval: Duration,
+) -> Response {
+    let found = match begin(state, caller, body).await {
+        Ok(found) => found,
+        Err((call, error)) if error.code == "license_not_found" => return invalid(&call, LicenseError::NotFound),
+        Err((call, error)) => return call.refuse(error.shaped(ErrorShape::Validate)),
+    };
+    let now = Utc::now();
+    let machine = state.hash_machine(&found.machine);
+    let license = match confirmed_valid(state, &found.license, &machine, now).await {
+        Ok(Ok(license)) => license,
+        Ok(Err(reason)) => return invalid(&found.call, reason),
+        Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
+    };
+    let heartbeat_due =
+        license.device(&machine).is_some_and(|device| now >= device.last_heartbeat_at + heartbeat_interval);
+    if heartbeat_due {
+        let command = LicenseCommand::RecordHeartbeat { machine, min_interval: heartbeat_interval, at: now };
+        // The answer does not depend on it: a failure is logged and the
+        // validation stands.
+        if let Err(error) = execute_as(state, context, found.caller.as_ref(), &license, command).await {
+            tracing::warn!(license_id = %license.id, code = error.code, "heartbeat not recorded");
+        }
+    }
+    found.call.answer(
+        StatusCode::OK,
+        json!({
+            "isValid": true,
+            "error": null,
+            "expiresAt": license.expires_at.map(instant),
+            "licenseType": license.license_type,
+            "maxConnections": license.max_connections,
+        }),
+    )
+}
+
+/// Whether `machine` holds a seat of the license now. A refusal from
+/// memory is confirmed on the log before a paying customer hears it, in
+/// case this process has not seen a write made elsewhere; the read model
+/// is mended then too.
+async fn confirmed_valid(
+    state: &AppState,
+    license: &Arc<License>,
+    machine: &MachineHash,
+    now: DateTime<Utc>,
+) -> Result<Result<Arc<License>, LicenseError>, ApiError> {
+    if license.validate(machine, now).is_ok() {
+        return Ok(Ok(license.clone()));
+    }
+    let (current, version) = state.licenses.load(&license.id).await.map_err(ApiError::from)?;
+    if let Err(reason) = current.validate(machine, now) {
+        return Ok(Err(reason));
+    }
+    tracing::debug!(license_id = %license.id, "validation view was behind the log");
+    state.licenses.mend_view(&current, version).await.map_err(|e: CommandError| ApiError::from(e))?;
+    Ok(Ok(Arc::new(current)))
+}
+
+/// `POST …/token`: a fresh offline license token for a machine that holds
+/// a seat; refused, as a 400, when validate would refuse the machine.
+async fn token(
+    State(state): State<AppState>,
+    caller: Result<ClientCaller, ApiError>,
+    body: Result<JsonBody<ClientRequest>, ApiError>,
+) -> Response {
+    let found = match begin(&state, caller, body).await {
+        Ok(found) => found,
+        Err((call, error)) => return call.refuse(error),
+    };
+    let now = Utc::now();
+    let machine = state.hash_machine(&found.machine);
+    match confirmed_valid(&state, &found.license, &machine, now).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(reason)) => return found.call.refuse(ApiError::refused(reason)),
+        Err(error) => return found.call.refuse(error),
+    }
+    match token_for(&state, &found, now).await {
+        Ok((token, expires)) => found.call.answer(
+            StatusCode::OK,
+            json!({ "success": true, "error": null, "licenseToken": token, "tokenExpiresAt": instant(expires) }),
+        ),
+        Err(error) => found.call.refuse(error),
+    }
+}
