@@ -307,3 +307,25 @@ mod tests {
         assert_eq!(with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
     }
 }
+
+/// A Python of the test suite's virtual environment (`KEYLEDGER_TEST_PYTHON`,
+/// set by scripts/test), running `script` from tests/python with `args`.
+/// Returns its exit status and what it printed.
+pub async fn run_python(script: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let python = std::env::var("KEYLEDGER_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python");
+    let mut command = tokio::process::Command::new(&python);
+    command.arg(dir.join(script)).args(args).env("PYTHONPATH", &dir);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output =
+        command.output().await.unwrap_or_else(|e| panic!("cannot run {python}: {e}; run the suite with scripts/test"));
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if printed.contains("ModuleNotFoundError") {
+        panic!(
+            "{python} lacks a package the tests need; scripts/test installs tests/python/requirements.txt:\n{printed}"
+        );
+    }
+    (output.status.success(), printed)
+}
