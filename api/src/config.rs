@@ -144,6 +144,55 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_MAX_CONNECTIONS", default_value_t = 10_000, global = true)]
     pub max_connections: u32,
 
+    /// `off` turns rate limits and address blocks off, for deployments
+    /// whose gateway limits, and for load tests.
+    #[arg(long, env = "KEYLEDGER_RATE_LIMITS", default_value = "on", value_parser = ["on", "off"], global = true)]
+    pub rate_limits: String,
+
+    /// Requests a minute per client address to the client endpoints.
+    #[arg(long, env = "KEYLEDGER_RATE_LIMIT_CLIENT_PER_MINUTE", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub rate_limit_client_per_minute: u32,
+
+    /// Requests a minute per API key to the management endpoints.
+    #[arg(long, env = "KEYLEDGER_RATE_LIMIT_MANAGEMENT_PER_MINUTE", default_value_t = 1200, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub rate_limit_management_per_minute: u32,
+
+    /// Requests a minute per client address to the public endpoints.
+    #[arg(long, env = "KEYLEDGER_RATE_LIMIT_PUBLIC_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub rate_limit_public_per_minute: u32,
+
+    /// Failures a minute (unknown keys, failed authentication, 429s) after
+    /// which an address is blocked.
+    #[arg(long, env = "KEYLEDGER_RATE_LIMIT_BLOCK_AFTER", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub rate_limit_block_after: u32,
+
+    /// Length of an address's first block, in seconds; each next one doubles.
+    #[arg(long, env = "KEYLEDGER_RATE_LIMIT_BLOCK_BASE_SECS", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub rate_limit_block_base_secs: u32,
+
+    /// Longest block, in seconds.
+    #[arg(long, env = "KEYLEDGER_RATE_LIMIT_BLOCK_MAX_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub rate_limit_block_max_secs: u32,
+
+    /// Seconds without a block after which an address's next block is
+    /// the base length again.
+    #[arg(long, env = "KEYLEDGER_RATE_LIMIT_BLOCK_DECAY_SECS", default_value_t = 3600, global = true)]
+    pub rate_limit_block_decay_secs: u32,
+
+    /// Most callers each limit tracks at once; past it, newcomers share one
+    /// bucket, so a flood from many addresses can't grow memory.
+    #[arg(long, env = "KEYLEDGER_RATE_LIMIT_MAX_TRACKED", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1000..), global = true)]
+    pub rate_limit_max_tracked: u32,
+
+    /// Proxies (addresses or CIDR ranges, comma-separated) whose
+    /// `X-Forwarded-For` or `Forwarded` header names the client.
+    #[arg(long, env = "KEYLEDGER_TRUSTED_PROXIES", default_value = "", global = true)]
+    pub trusted_proxies: String,
+
+    /// When set, `GET /metrics` needs `Authorization: Bearer <this>`.
+    #[arg(long, env = "KEYLEDGER_METRICS_TOKEN", hide_env_values = true, global = true)]
+    pub metrics_token: Option<String>,
+
     /// Size of the database connection pool.
     #[arg(long, env = "KEYLEDGER_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
@@ -151,9 +200,30 @@ pub struct Config {
 
 impl Config {
     /// The connection deadlines and caps.
-    pub(crate) fn server_settings(&self) -> crate::server::ServerSettings {
+    pub(crate) fn limit_settings(&self) -> crate::limits::LimitSettings {
+        let secs = |s: u32| std::time::Duration::from_secs(s.into());
+        crate::limits::LimitSettings {
+            enabled: self.rate_limits != "off",
+            client_per_minute: self.rate_limit_client_per_minute,
+            management_per_minute: self.rate_limit_management_per_minute,
+            public_per_minute: self.rate_limit_public_per_minute,
+            max_tracked: self.rate_limit_max_tracked as usize,
+            blocks: crate::limits::BlockSettings {
+                after_failures: self.rate_limit_block_after,
+                base: secs(self.rate_limit_block_base_secs),
+                max: secs(self.rate_limit_block_max_secs.max(self.rate_limit_block_base_secs)),
+                decay: secs(self.rate_limit_block_decay_secs),
+            },
+        }
+    }
+
+    pub(crate) fn server_settings(
+        &self,
+        trusted_proxies: Vec<crate::limits::client_ip::Cidr>,
+    ) -> crate::server::ServerSettings {
         let secs = |s: u32| std::time::Duration::from_secs(s.into());
         crate::server::ServerSettings {
+            trusted_proxies: std::sync::Arc::new(trusted_proxies),
             deadlines: crate::server::Deadlines {
                 header_read: secs(self.header_read_timeout_secs),
                 keep_alive: secs(self.keep_alive_timeout_secs),
@@ -196,6 +266,17 @@ impl Config {
             keep_alive_timeout_secs: 60,
             max_connections_per_ip: 256,
             max_connections: 10_000,
+            rate_limits: "on".to_owned(),
+            rate_limit_client_per_minute: 300,
+            rate_limit_management_per_minute: 1200,
+            rate_limit_public_per_minute: 600,
+            rate_limit_block_after: 30,
+            rate_limit_block_base_secs: 120,
+            rate_limit_block_max_secs: 3600,
+            rate_limit_block_decay_secs: 3600,
+            rate_limit_max_tracked: 100_000,
+            trusted_proxies: String::new(),
+            metrics_token: None,
         }
     }
 }

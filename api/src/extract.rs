@@ -136,7 +136,11 @@ const REQUEST_ID: &str = "x-request-id";
 /// makes one, and echoes it on the response so logs and clients can be
 /// matched up. Logs each request at debug level by its route template, so
 /// license keys in paths never reach the log.
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+pub async fn request_context(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map_or("(no route)", MatchedPath::as_str).to_owned();
@@ -151,10 +155,19 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(256).collect());
-    let client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
+    let client_ip = match req.extensions().get::<crate::limits::ClientIp>() {
+        Some(crate::limits::ClientIp(ip)) => Some(ip.to_string()),
+        None => req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string()),
+    };
     let context = RequestContext { request_id: request_id.clone(), client_ip, user_agent };
     req.extensions_mut().insert(context);
     let mut response = next.run(req).await;
+    state.metrics.request(
+        &route,
+        crate::metrics::method_label(&method),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     tracing::debug!(
         %method,
         route,

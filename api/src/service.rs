@@ -14,6 +14,7 @@ use rand::Rng;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 /// Attempts before a command gives up with 503. Each lost race means
 /// another command on the same license committed, so this bounds how long
@@ -49,11 +50,38 @@ pub struct LicenseService {
     snapshots: Snapshots,
     views: LicenseViews,
     memory: Arc<MemoryView>,
+    metrics: Arc<Metrics>,
 }
 
 impl LicenseService {
-    pub fn new(log: EventLog, snapshots: Snapshots, views: LicenseViews, memory: Arc<MemoryView>) -> Self {
-        Self { log, snapshots, views, memory }
+    pub fn new(
+        log: EventLog,
+        snapshots: Snapshots,
+        views: LicenseViews,
+        memory: Arc<MemoryView>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { log, snapshots, views, memory, metrics }
+    }
+
+    /// Runs `command` (see [`LicenseService::decide_and_append`]) and counts
+    /// its outcome.
+    pub async fn execute(
+        &self,
+        license_id: &str,
+        command: LicenseCommand,
+        metadata: HashMap<String, String>,
+    ) -> Result<License, CommandError> {
+        let name = command.name();
+        let outcome = self.decide_and_append(license_id, command, metadata).await;
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(CommandError::Refused(_)) => "refused",
+            Err(CommandError::Contended) => "contended",
+            Err(_) => "failed",
+        };
+        self.metrics.command(name, label);
+        outcome
     }
 
     /// Runs `command` against the license and returns the license as the
@@ -66,7 +94,7 @@ impl LicenseService {
     /// entry costs a retry, never a wrong event. A refusal, or a command
     /// that finds nothing to do, decided from memory is confirmed against
     /// the log before it is returned.
-    pub async fn execute(
+    async fn decide_and_append(
         &self,
         license_id: &str,
         command: LicenseCommand,
@@ -129,6 +157,9 @@ impl LicenseService {
             let row = LicenseViews::projected_row(&license, version)?;
             match self.log.append_after(&new_events, &current.last_hash, Some(&row)).await {
                 Ok(hashes) => {
+                    for event in &events {
+                        self.metrics.event(&event.event_type());
+                    }
                     self.memory.put(license.clone(), version, hashes.last().map(String::as_str));
                     if let Err(error) = self.snapshots.maybe_save(&license, current.version, version).await {
                         // Only loading gets slower without it.
@@ -280,7 +311,13 @@ mod tests {
 
     async fn process(db: &Database) -> LicenseService {
         let views = LicenseViews::new(db.clone());
-        LicenseService::new(EventLog::new(db.clone()), Snapshots::new(db.clone()), views, Arc::default())
+        LicenseService::new(
+            EventLog::new(db.clone()),
+            Snapshots::new(db.clone()),
+            views,
+            Arc::default(),
+            Arc::default(),
+        )
     }
 
     fn activate(machine: &MachineId) -> LicenseCommand {

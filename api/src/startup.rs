@@ -19,8 +19,11 @@ use tokio::net::TcpListener;
 use crate::auth::{Authenticator, KEY_PREFIX, OPERATOR_PREFIX};
 use crate::config::Config;
 use crate::expiry;
+use crate::limits::client_ip::parse_trusted;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::routes::router;
-use crate::secret::random_token;
+use crate::secret::{random_token, sha256_hex};
 use crate::server::{self, ServerSettings};
 use crate::service::LicenseService;
 use crate::signing::{self, Directory, DirectoryError, MasterKey};
@@ -53,6 +56,8 @@ pub enum StartupError {
     MissingMasterKey,
     #[error("{0}. Nothing was changed")]
     Directory(#[from] DirectoryError),
+    #[error("KEYLEDGER_TRUSTED_PROXIES: {0}")]
+    TrustedProxies(String),
     #[error("cannot bring read models up to date: {0}")]
     Projection(String),
     #[error("no read model is called {0:?}; there is: license_view")]
@@ -66,6 +71,7 @@ struct Core {
     views: LicenseViews,
     memory: Arc<MemoryView>,
     licenses: Arc<LicenseService>,
+    metrics: Arc<Metrics>,
 }
 
 impl Core {
@@ -87,8 +93,15 @@ impl Core {
         let views = LicenseViews::new(db.clone());
         let memory = Arc::new(MemoryView::default());
         let log = EventLog::new(db.clone());
-        let licenses = Arc::new(LicenseService::new(log, Snapshots::new(db.clone()), views.clone(), memory.clone()));
-        Ok(Self { db, views, memory, licenses })
+        let metrics = Arc::new(Metrics::default());
+        let licenses = Arc::new(LicenseService::new(
+            log,
+            Snapshots::new(db.clone()),
+            views.clone(),
+            memory.clone(),
+            metrics.clone(),
+        ));
+        Ok(Self { db, views, memory, licenses, metrics })
     }
 }
 
@@ -214,7 +227,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let Core { db, views, memory, licenses } = Core::open(&config).await?;
+        let Core { db, views, memory, licenses, metrics } = Core::open(&config).await?;
         let caught_up = licenses.catch_up_views().await.map_err(|e| StartupError::Projection(e.to_string()))?;
         if caught_up > 0 {
             tracing::warn!(licenses = caught_up, "read models were behind the event log and have been caught up");
@@ -243,10 +256,16 @@ impl Application {
         let directory = Arc::new(Directory::open(db.clone(), master).await?);
 
         let follower = MemoryFollower::new(db.clone(), memory.clone());
+        let follower_progress = follower.progress();
         let follow_from = follower.warm().await.map_err(|e| StartupError::Projection(e.to_string()))?;
         tracing::info!(licenses = memory.len(), "validation view loaded");
         let checkpoints = Checkpoints::new(db.clone(), signing_key(&config)?);
         let tenancy = TenancyStore::new(db.clone());
+        let trusted_proxies = parse_trusted(&config.trusted_proxies).map_err(StartupError::TrustedProxies)?;
+        let limits = Arc::new(Limits::new(db.clone(), config.limit_settings()));
+        if !limits.enabled() {
+            tracing::warn!("rate limits and address blocks are off (KEYLEDGER_RATE_LIMITS=off)");
+        }
         let state = AppState {
             licenses,
             views,
@@ -255,6 +274,15 @@ impl Application {
             checkpoints,
             auth: Authenticator::new(&operator_token, tenancy.clone(), directory.clone()),
             directory,
+            limits,
+            metrics,
+            metrics_token: config
+                .metrics_token
+                .clone()
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| sha256_hex(t.trim()).into()),
+            follower_progress,
+            relay_enabled: config.nats_url.is_some(),
             token_ttl: chrono::Duration::seconds(config.token_ttl_secs.into()),
             tenancy,
             machine_secret: machine_secret.into_bytes().into(),
@@ -280,7 +308,7 @@ impl Application {
             checkpoint_every,
             relay,
             follower: (follower, follow_from),
-            server: config.server_settings(),
+            server: config.server_settings(trusted_proxies),
             new_operator_token,
         })
     }
@@ -306,6 +334,9 @@ impl Application {
             background.push(tokio::spawn(Relay::new(self.state.db.clone(), relay).run()));
         }
         background.push(tokio::spawn(follow_directory(self.state.directory.clone())));
+        if self.state.limits.enabled() {
+            background.push(tokio::spawn(self.state.limits.clone().follow_blocks()));
+        }
         if let Some(interval) = self.checkpoint_every {
             background.push(tokio::spawn(checkpoint_periodically(self.state.checkpoints.clone(), interval)));
         }

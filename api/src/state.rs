@@ -25,6 +25,15 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Signing keys and tenant settings, cached.
     pub directory: Arc<Directory>,
+    /// Rate limits and address blocks.
+    pub limits: Arc<crate::limits::Limits>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// SHA-256 of `KEYLEDGER_METRICS_TOKEN`, when `/metrics` needs one.
+    pub metrics_token: Option<Arc<str>>,
+    /// Where this process's validation-view follower has got to.
+    pub follower_progress: Arc<std::sync::Mutex<keyledger_eventlog::Cursor>>,
+    /// Whether this process runs a NATS relay (whose lag is reported).
+    pub relay_enabled: bool,
     /// How long an offline license token lasts at most.
     pub token_ttl: Duration,
     pub machine_secret: Arc<[u8]>,

@@ -58,3 +58,20 @@ pub enum LicenseCommand {
         at: DateTime<Utc>,
     },
 }
+
+impl LicenseCommand {
+    /// The command's name, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::GenerateLicense { .. } => "GenerateLicense",
+            Self::ActivateLicense { .. } => "ActivateLicense",
+            Self::DeactivateLicense { .. } => "DeactivateLicense",
+            Self::RevokeLicense { .. } => "RevokeLicense",
+            Self::SuspendLicense { .. } => "SuspendLicense",
+            Self::ReinstateLicense { .. } => "ReinstateLicense",
+            Self::ExpireLicense { .. } => "ExpireLicense",
+            Self::RecordHeartbeat { .. } => "RecordHeartbeat",
+            Self::EditLicense { .. } => "EditLicense",
+        }
+    }
+}

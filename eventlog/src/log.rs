@@ -407,6 +407,29 @@ impl EventLog {
 }
 
 impl EventLog {
+    /// How far a consumer at `after` is behind: how many committed events
+    /// follow it (counted up to `cap`), and when the oldest of them
+    /// happened (its `occurred_at`).
+    pub async fn behind(&self, after: Cursor, cap: i64) -> Result<(i64, Option<String>), EventLogError> {
+        let count: i64 = match &self.db {
+            Database::Postgres(pool) => {
+                const SQL: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM events \
+                     WHERE (txid, position) > ($1::bigint::text::xid8, $2) LIMIT $3) AS behind";
+                sqlx::query_scalar(SQL).bind(after.txid).bind(after.position).bind(cap).fetch_one(pool).await?
+            }
+            Database::Sqlite(pool) => {
+                const SQL: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE position > $1 LIMIT $2)";
+                sqlx::query_scalar(SQL).bind(after.position).bind(cap).fetch_one(pool).await?
+            }
+        };
+        if count == 0 {
+            return Ok((0, None));
+        }
+        let oldest = self.tail(after, 1).await?.into_iter().next();
+        let occurred_at = oldest.and_then(|e| e.metadata.get("occurred_at").and_then(Value::as_str).map(str::to_owned));
+        Ok((count, occurred_at))
+    }
+
     /// The cursor of the newest event committed so far, whether or not a
     /// tail can read it yet (on PostgreSQL, a transaction open elsewhere
     /// on the cluster holds the tail back). A reader that must see

@@ -37,7 +37,7 @@ CREATE TABLE address_blocks
 (
     address       text PRIMARY KEY,
     -- How many blocks in a row; each lasts twice the one before.
-    level         integer NOT NULL,
+    level         bigint  NOT NULL,
     blocked_until text    NOT NULL
 );
 CREATE INDEX address_blocks_until ON address_blocks (blocked_until);

@@ -8,5 +8,6 @@ mod concurrency;
 mod eventlog;
 mod hardening;
 mod lifecycle;
+mod limits;
 mod nats;
 mod startup;

@@ -254,6 +254,9 @@ pub fn test_config(data_dir: std::path::PathBuf) -> Config {
     let mut config = Config::with_defaults(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir);
     config.operator_token = Some(OPERATOR_TOKEN.to_owned());
     config.master_key = Some(MASTER_KEY.to_owned());
+    // Tests send thousands of requests from one address; the rate-limit
+    // tests turn limits on for themselves.
+    config.rate_limits = "off".to_owned();
     config.db_max_connections = 8;
     config
 }

@@ -25,6 +25,7 @@ pub struct MemoryFollower {
     views: LicenseViews,
     snapshots: Snapshots,
     memory: Arc<MemoryView>,
+    progress: Arc<std::sync::Mutex<Cursor>>,
 }
 
 impl MemoryFollower {
@@ -34,7 +35,13 @@ impl MemoryFollower {
             views: LicenseViews::new(db.clone()),
             snapshots: Snapshots::new(db),
             memory,
+            progress: Arc::default(),
         }
+    }
+
+    /// Where the follower has got to in the tail, for reporting its lag.
+    pub fn progress(&self) -> Arc<std::sync::Mutex<Cursor>> {
+        self.progress.clone()
     }
 
     /// Loads every license into memory; returns where to follow the tail
@@ -55,10 +62,12 @@ impl MemoryFollower {
 
     /// Follows the tail from `from` until the task is dropped.
     pub async fn run(self, mut from: Cursor) {
+        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = from;
         loop {
             match self.step(from).await {
                 Ok(Some((next, full))) => {
                     from = next;
+                    *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = from;
                     if !full {
                         // Drained: gather a few milliseconds of events
                         // rather than query once per event under load.

@@ -30,6 +30,7 @@ use super::Routes;
 use crate::auth::{Caller, ClientCaller};
 use crate::error::{ApiError, ErrorShape};
 use crate::extract::{JsonBody, RequestContext};
+use crate::limits::FailedGuess;
 use crate::service::CommandError;
 use crate::signing::{jws, ActiveKey};
 use crate::state::AppState;
@@ -85,7 +86,12 @@ impl Call {
     }
 
     fn refuse(&self, error: ApiError) -> Response {
-        self.answer(error.status, error.body())
+        let guessed = error.code == "license_not_found" || error.field.as_deref() == Some("licenseKey");
+        let mut response = self.answer(error.status, error.body());
+        if guessed {
+            response.extensions_mut().insert(FailedGuess);
+        }
+        response
     }
 }
 
@@ -311,7 +317,8 @@ async fn heartbeat(
 /// Validate's answer to a license-state refusal: 200 with `isValid: false`.
 fn invalid(call: &Call, reason: LicenseError) -> Response {
     let code = ApiError::refused(reason.clone()).code;
-    call.answer(
+    let guessed = reason == LicenseError::NotFound;
+    let mut response = call.answer(
         StatusCode::OK,
         json!({
             "isValid": false,
@@ -321,7 +328,11 @@ fn invalid(call: &Call, reason: LicenseError) -> Response {
             "licenseType": null,
             "maxConnections": null,
         }),
-    )
+    );
+    if guessed {
+        response.extensions_mut().insert(FailedGuess);
+    }
+    response
 }
 
 async fn check_machine(

@@ -6,6 +6,7 @@ mod client;
 mod health;
 mod keys;
 mod licenses;
+mod metrics;
 mod tenants;
 
 use axum::extract::DefaultBodyLimit;
@@ -17,6 +18,7 @@ use axum::Router;
 
 use crate::error::ApiError;
 use crate::extract::request_context;
+use crate::limits::rate_limit;
 use crate::screen::screen;
 use crate::state::AppState;
 
@@ -88,6 +90,7 @@ fn all() -> Routes {
         .merge(tenants::routes())
         .merge(audit::platform_routes())
         .merge(keys::routes())
+        .merge(metrics::routes())
         // One set of handlers under the native path and seed 000's own.
         .nest("/api/v1/licenses", license_routes())
         .nest("/api/v1/fastrLicense", license_routes())
@@ -104,7 +107,8 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(screen))
-        .layer(middleware::from_fn(request_context))
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .with_state(state)
 }
 

@@ -46,13 +46,15 @@ impl ConnectionLimits {
         Self { caps, open: Arc::default() }
     }
 
-    pub fn try_open(&self, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
+    /// Opens a connection from `ip`; an `exempt` address (a trusted proxy)
+    /// counts toward the total only.
+    pub fn try_open(&self, ip: IpAddr, exempt: bool) -> Result<ConnectionSlot, Refusal> {
         let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.caps.total > 0 && open.total >= self.caps.total {
             return Err(Refusal::Total);
         }
         let from_ip = open.by_ip.entry(ip).or_default();
-        if self.caps.per_ip > 0 && *from_ip >= self.caps.per_ip {
+        if self.caps.per_ip > 0 && *from_ip >= self.caps.per_ip && !exempt {
             return Err(Refusal::PerIp);
         }
         *from_ip += 1;
@@ -90,21 +92,21 @@ mod tests {
     fn each_address_gets_its_own_cap_and_places_come_back() {
         let limits = ConnectionLimits::new(ConnectionCaps { per_ip: 2, total: 3 });
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        let first = limits.try_open(a).unwrap();
-        let _second = limits.try_open(a).unwrap();
-        assert_eq!(limits.try_open(a).unwrap_err(), Refusal::PerIp);
-        let _third = limits.try_open(b).unwrap();
-        assert_eq!(limits.try_open(b).unwrap_err(), Refusal::Total);
+        let first = limits.try_open(a, false).unwrap();
+        let _second = limits.try_open(a, false).unwrap();
+        assert_eq!(limits.try_open(a, false).unwrap_err(), Refusal::PerIp);
+        let _third = limits.try_open(b, false).unwrap();
+        assert_eq!(limits.try_open(b, false).unwrap_err(), Refusal::Total);
         drop(first);
         assert_eq!(limits.counts(a), (2, 1));
-        limits.try_open(a).unwrap();
+        limits.try_open(a, false).unwrap();
     }
 
     #[test]
     fn zero_means_no_cap() {
         let limits = ConnectionLimits::new(ConnectionCaps { per_ip: 0, total: 0 });
         let ip: IpAddr = "::1".parse().unwrap();
-        let slots: Vec<_> = (0..1000).map(|_| limits.try_open(ip).unwrap()).collect();
+        let slots: Vec<_> = (0..1000).map(|_| limits.try_open(ip, false).unwrap()).collect();
         assert_eq!(limits.counts(ip), (1000, 1000));
         drop(slots);
         assert_eq!(limits.counts(ip), (0, 0));

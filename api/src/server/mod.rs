@@ -29,8 +29,11 @@ pub use guard::Deadlines;
 pub use limits::ConnectionCaps;
 
 use crate::extract::BodyReadTimeout;
+use crate::limits::client_ip::{client_ip, Cidr};
+use crate::limits::ClientIp;
 use guard::GuardedIo;
 use limits::{ConnectionLimits, ConnectionSlot, Refusal};
+use std::sync::Arc;
 
 /// hyper's read buffer, which bounds a request's head: a longer head is
 /// answered 431, and a URI over 64 KiB within it 414. Shorter URIs over
@@ -39,11 +42,14 @@ const MAX_HEAD_BYTES: usize = 128 * 1024;
 /// How long in-flight requests get to finish once a stop is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub deadlines: Deadlines,
     pub body_read: Duration,
     pub caps: ConnectionCaps,
+    /// Proxies whose `X-Forwarded-For` is believed, and which are exempt
+    /// from the per-address connection cap (every client comes through them).
+    pub trusted_proxies: Arc<Vec<Cidr>>,
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
@@ -75,9 +81,10 @@ pub async fn serve(
                 }
             },
         };
-        match limits.try_open(peer.ip()) {
+        let trusted = settings.trusted_proxies.iter().any(|proxy| proxy.contains(peer.ip()));
+        match limits.try_open(peer.ip(), trusted) {
             Ok(slot) => {
-                let connection = Connection { peer, router: router.clone(), settings, _slot: slot };
+                let connection = Connection { peer, router: router.clone(), settings: settings.clone(), _slot: slot };
                 tokio::spawn(connection.serve(stream, stopping.clone(), in_flight.clone()));
             }
             Err(refusal) => {
@@ -123,7 +130,10 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(GuardedIo::new(stream, self.settings.deadlines));
         let (peer, router, body_read) = (self.peer, self.router, BodyReadTimeout(self.settings.body_read));
+        let trusted = self.settings.trusted_proxies.clone();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            let ip = client_ip(peer.ip(), request.headers(), &trusted);
+            request.extensions_mut().insert(ClientIp(ip));
             request.extensions_mut().insert(ConnectInfo(peer));
             request.extensions_mut().insert(body_read);
             strip_trailing_slash(&mut request);

@@ -1,0 +1,131 @@
+//! Progressive blocks: an address whose calls keep failing the way
+//! guessing does (unknown or malformed license keys, failed
+//! authentication) or that keeps running into its rate limit is blocked,
+//! and each block lasts twice the one before, from a base to a maximum.
+//! After a quiet period with no block the address starts from the base
+//! again.
+//!
+//! Failures are counted per process (a token bucket of `after` a minute).
+//! Blocks are shared: each is written to `address_blocks`, which every
+//! process reads each second, so a block made by one process holds in all
+//! of them within about a second.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use keyledger_eventlog::{on_pool, Database};
+
+use super::buckets::Buckets;
+
+#[derive(Debug, Clone, Copy)]
+pub struct BlockSettings {
+    /// Failures a minute an address may have before it is blocked.
+    pub after_failures: u32,
+    pub base: Duration,
+    pub max: Duration,
+    /// A quiet period after which the next block starts from the base.
+    pub decay: Duration,
+}
+
+pub struct Blocks {
+    settings: BlockSettings,
+    db: Database,
+    failures: Buckets<IpAddr>,
+    active: RwLock<HashMap<IpAddr, DateTime<Utc>>>,
+    pub made: AtomicU64,
+}
+
+fn text(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Blocks {
+    pub fn new(db: Database, settings: BlockSettings, max_counted: usize) -> Self {
+        Self {
+            failures: Buckets::new(settings.after_failures, max_counted),
+            settings,
+            db,
+            active: RwLock::default(),
+            made: AtomicU64::new(0),
+        }
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.failures.len()
+    }
+
+    /// How long `ip` stays blocked, if it is.
+    pub fn blocked(&self, ip: IpAddr, now: DateTime<Utc>) -> Option<Duration> {
+        let until = *self.active.read().unwrap_or_else(|p| p.into_inner()).get(&ip)?;
+        (until > now).then(|| (until - now).to_std().unwrap_or_default())
+    }
+
+    pub fn active_count(&self, now: DateTime<Utc>) -> usize {
+        self.active.read().unwrap_or_else(|p| p.into_inner()).values().filter(|until| **until > now).count()
+    }
+
+    /// Counts a failure of `ip`; blocks it when it has failed too often,
+    /// returning the new block's length.
+    pub async fn record_failure(&self, ip: IpAddr) -> Result<Option<Duration>, sqlx::Error> {
+        if self.failures.take(&ip, Instant::now()).allowed {
+            return Ok(None);
+        }
+        self.block(ip).await.map(Some)
+    }
+
+    async fn block(&self, ip: IpAddr) -> Result<Duration, sqlx::Error> {
+        const PREVIOUS: &str = "SELECT level, blocked_until FROM address_blocks WHERE address = $1";
+        const UPSERT: &str = "INSERT INTO address_blocks (address, level, blocked_until) VALUES ($1, $2, $3) \
+             ON CONFLICT (address) DO UPDATE SET level = excluded.level, blocked_until = excluded.blocked_until";
+        let now = Utc::now();
+        let address = ip.to_string();
+        let previous: Option<(i64, String)> =
+            on_pool!(&self.db, pool => sqlx::query_as(PREVIOUS).bind(&address).fetch_optional(pool).await)?;
+        let level = match previous {
+            Some((_, until)) if DateTime::parse_from_rfc3339(&until).is_ok_and(|u| u.with_timezone(&Utc) > now) => {
+                // Blocked already, by another process a moment ago.
+                let until = DateTime::parse_from_rfc3339(&until).expect("checked above").with_timezone(&Utc);
+                self.active.write().unwrap_or_else(|p| p.into_inner()).insert(ip, until);
+                return Ok((until - now).to_std().unwrap_or_default());
+            }
+            Some((level, until))
+                if DateTime::parse_from_rfc3339(&until).is_ok_and(|u| {
+                    now - u.with_timezone(&Utc) < chrono::Duration::from_std(self.settings.decay).unwrap_or_default()
+                }) =>
+            {
+                level + 1
+            }
+            _ => 1,
+        };
+        let doubling = 2u32.saturating_pow(u32::try_from(level - 1).unwrap_or(u32::MAX).min(31));
+        let length = self.settings.base.saturating_mul(doubling).min(self.settings.max);
+        let until = now + chrono::Duration::from_std(length).unwrap_or_default();
+        on_pool!(&self.db, pool => sqlx::query(UPSERT).bind(&address).bind(level).bind(text(until)).execute(pool).await.map(drop))?;
+        self.active.write().unwrap_or_else(|p| p.into_inner()).insert(ip, until);
+        self.made.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(address = %ip, level, seconds = length.as_secs(), "address blocked for repeated failures");
+        Ok(length)
+    }
+
+    /// Takes in every block in force, from whichever process made it, and
+    /// forgets those that ended. Also sweeps idle failure counts.
+    pub async fn poll(&self) -> Result<(), sqlx::Error> {
+        const ACTIVE: &str = "SELECT address, blocked_until FROM address_blocks WHERE blocked_until > $1";
+        let now = Utc::now();
+        let rows: Vec<(String, String)> =
+            on_pool!(&self.db, pool => sqlx::query_as(ACTIVE).bind(text(now)).fetch_all(pool).await)?;
+        let active = rows
+            .into_iter()
+            .filter_map(|(address, until)| {
+                Some((address.parse().ok()?, DateTime::parse_from_rfc3339(&until).ok()?.with_timezone(&Utc)))
+            })
+            .collect();
+        *self.active.write().unwrap_or_else(|p| p.into_inner()) = active;
+        self.failures.sweep(Instant::now());
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! Rate limits and progressive blocks, one layer in front of every route.
+//!
+//! Requests are limited by endpoint class: the client endpoints and the
+//! public ones (JWKS, health, the API document) per client address, the
+//! management endpoints per API key (per address when no key is sent).
+//! Every answer says where the caller stands (`X-RateLimit-Limit`,
+//! `-Remaining`, `-Reset` in Unix seconds); a refusal is a JSON 429 with
+//! `Retry-After`. An address that keeps failing like a guesser is blocked
+//! ([`blocks`]). Counters are per process; blocks are shared through the
+//! database.
+
+mod blocks;
+mod buckets;
+pub mod client_ip;
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use keyledger_eventlog::Database;
+
+pub use blocks::BlockSettings;
+use blocks::Blocks;
+use buckets::{Buckets, Take};
+
+use crate::auth::KEY_PREFIX;
+use crate::error::ApiError;
+use crate::metrics::ClassLabels;
+use crate::state::AppState;
+
+/// The address a request came from, as decided by [`client_ip::client_ip`].
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+/// Marks an answer that is what a key guesser gets: an unknown or
+/// malformed license key on a client endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct FailedGuess;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Client,
+    Management,
+    Public,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Client => "client",
+            Class::Management => "management",
+            Class::Public => "public",
+        }
+    }
+
+    /// The class of a route template.
+    pub fn of(route: Option<&str>) -> Self {
+        let Some(route) = route else { return Class::Public };
+        const CLIENT: [&str; 5] = ["/activate", "/validate", "/heartbeat", "/deactivate", "/token"];
+        const PUBLIC: [&str; 6] = ["/", "/health", "/metrics", "/openapi.json", "/docs", "/api/v1/audit/public-key"];
+        if CLIENT.iter().any(|suffix| route.ends_with(suffix)) && route.matches('/').count() == 4 {
+            Class::Client
+        } else if PUBLIC.contains(&route) || route.ends_with("/jwks.json") {
+            Class::Public
+        } else {
+            Class::Management
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LimitSettings {
+    pub enabled: bool,
+    pub client_per_minute: u32,
+    pub management_per_minute: u32,
+    pub public_per_minute: u32,
+    pub max_tracked: usize,
+    pub blocks: BlockSettings,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+enum Key {
+    Address(IpAddr),
+    ApiKey(String),
+}
+
+pub struct Limits {
+    enabled: bool,
+    client: Buckets<Key>,
+    management: Buckets<Key>,
+    public: Buckets<Key>,
+    blocks: Blocks,
+}
+
+impl Limits {
+    pub fn new(db: Database, settings: LimitSettings) -> Self {
+        Self {
+            enabled: settings.enabled,
+            client: Buckets::new(settings.client_per_minute, settings.max_tracked),
+            management: Buckets::new(settings.management_per_minute, settings.max_tracked),
+            public: Buckets::new(settings.public_per_minute, settings.max_tracked),
+            blocks: Blocks::new(db, settings.blocks, settings.max_tracked),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn buckets(&self, class: Class) -> &Buckets<Key> {
+        match class {
+            Class::Client => &self.client,
+            Class::Management => &self.management,
+            Class::Public => &self.public,
+        }
+    }
+
+    /// Callers tracked by every limit and by the failure counts.
+    pub fn tracked(&self) -> usize {
+        self.client.len() + self.management.len() + self.public.len() + self.blocks.tracked()
+    }
+
+    pub fn active_blocks(&self) -> usize {
+        self.blocks.active_count(Utc::now())
+    }
+
+    pub fn blocks_made(&self) -> u64 {
+        self.blocks.made.load(Ordering::Relaxed)
+    }
+
+    /// Keeps this process's view of blocks in step with the others'.
+    pub async fn follow_blocks(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticker.tick().await;
+            if let Err(error) = self.blocks.poll().await {
+                tracing::warn!(%error, "cannot read address blocks; will retry");
+            }
+        }
+    }
+
+    async fn failed(&self, ip: IpAddr) {
+        if let Err(error) = self.blocks.record_failure(ip).await {
+            tracing::warn!(%error, "cannot record an address block");
+        }
+    }
+}
+
+/// The id of the API key a request presents, without checking it: the
+/// management limit is per key, and checking is the handler's work.
+fn presented_key_id(headers: &HeaderMap) -> Option<String> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' ').map(|(_, key)| key.trim()));
+    let key = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim))?;
+    match key.strip_prefix(KEY_PREFIX) {
+        Some(rest) => rest.split('_').next().map(str::to_owned),
+        // The operator token: one bucket, whatever is presented as it.
+        None if !key.is_empty() => Some("operator".to_owned()),
+        None => None,
+    }
+}
+
+fn set_headers(response: &mut Response, take: &Take) {
+    let reset = Utc::now().timestamp() + take.reset_after.as_secs_f64().ceil() as i64;
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(take.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(take.remaining));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+}
+
+fn too_many(code: &'static str, message: String, retry_after: Duration) -> Response {
+    let mut response = ApiError::bad_request(code, message).with_status(StatusCode::TOO_MANY_REQUESTS).into_response();
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
+    response
+}
+
+pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limits = &state.limits;
+    if !limits.enabled {
+        return next.run(request).await;
+    }
+    let Some(&ClientIp(ip)) = request.extensions().get::<ClientIp>() else { return next.run(request).await };
+    let class = Class::of(request.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
+    let buckets = limits.buckets(class);
+    let rejected =
+        |reason| state.metrics.rate_limited.get_or_create(&ClassLabels { class: class.as_str(), reason }).inc();
+    if let Some(left) = limits.blocks.blocked(ip, Utc::now()) {
+        rejected("blocked");
+        let mut response = too_many(
+            "blocked",
+            format!("This address is blocked for {} more seconds after repeated failures", left.as_secs().max(1)),
+            left,
+        );
+        let take = Take { allowed: false, limit: buckets.limit(), remaining: 0, reset_after: left, retry_after: left };
+        set_headers(&mut response, &take);
+        return response;
+    }
+    let key = match class {
+        Class::Management => presented_key_id(request.headers()).map_or(Key::Address(ip), Key::ApiKey),
+        Class::Client | Class::Public => Key::Address(ip),
+    };
+    let take = buckets.take(&key, Instant::now());
+    if !take.allowed {
+        rejected("rate_limited");
+        limits.failed(ip).await;
+        let mut response =
+            too_many("rate_limited", format!("Too many {} requests; retry later", class.as_str()), take.retry_after);
+        set_headers(&mut response, &take);
+        return response;
+    }
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::UNAUTHORIZED || response.extensions().get::<FailedGuess>().is_some() {
+        limits.failed(ip).await;
+    }
+    set_headers(&mut response, &take);
+    response
+}

@@ -1,0 +1,228 @@
+//! Rate limits, progressive address blocks shared by every process, client
+//! addresses behind trusted proxies, bounded limiter state, and the
+//! metrics a Prometheus scraper reads.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use keyledger_api::Config;
+use keyledger_tests::{on_both_backends, run_python, Backend, Licensed, TestApp, OPERATOR_TOKEN};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+on_both_backends!(
+    answers_carry_rate_limit_headers_and_a_429_says_when_to_retry,
+    a_guessing_address_is_blocked_for_longer_each_time_in_every_process,
+    metrics_parse_with_a_real_prometheus_parser,
+);
+
+fn limited(config: &mut Config) {
+    config.rate_limits = "on".to_owned();
+    config.trusted_proxies = "127.0.0.1".to_owned();
+}
+
+/// Sends `body` to a client endpoint as if from `address` (through the
+/// trusted proxy at 127.0.0.1).
+async fn from(app: &TestApp, address: &str, endpoint: &str, body: Value) -> reqwest::Response {
+    app.client
+        .post(format!("{}/api/v1/licenses/{endpoint}", app.base))
+        .header("x-forwarded-for", address)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response.headers().get(name).unwrap_or_else(|| panic!("no {name}")).to_str().unwrap()
+}
+
+async fn answers_carry_rate_limit_headers_and_a_429_says_when_to_retry(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        limited(config);
+        config.rate_limit_client_per_minute = 5;
+    })
+    .await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    let license = app.generate(&user.key, json!({})).await;
+    let key = license["licenseKey"].as_str().unwrap();
+    let body = json!({ "licenseKey": key, "machineId": "m1" });
+    let now = chrono::Utc::now().timestamp();
+    for expected_remaining in (0..5).rev() {
+        let response = from(&app, "198.51.100.1", "validate", body.clone()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(&response, "x-ratelimit-limit"), "5");
+        assert_eq!(header(&response, "x-ratelimit-remaining"), expected_remaining.to_string());
+        let reset: i64 = header(&response, "x-ratelimit-reset").parse().unwrap();
+        assert!(reset >= now && reset <= now + 61, "reset {reset} is a Unix time within the minute");
+    }
+    let refused = from(&app, "198.51.100.1", "validate", body.clone()).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((1..=12).contains(&retry), "Retry-After {retry}");
+    assert_eq!(header(&refused, "x-ratelimit-remaining"), "0");
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["code"], "rate_limited");
+    // Other addresses, and the management class, have their own budgets.
+    assert_eq!(from(&app, "198.51.100.2", "validate", body.clone()).await.status(), StatusCode::OK);
+    let keys = app.get("/api/v1/api-keys", Some(&tenant.admin_key)).await;
+    assert_eq!(keys.status, StatusCode::OK);
+}
+
+async fn a_guessing_address_is_blocked_for_longer_each_time_in_every_process(backend: Backend) {
+    let settings = |config: &mut Config| {
+        limited(config);
+        config.rate_limit_block_after = 3;
+        config.rate_limit_block_base_secs = 2;
+        config.rate_limit_block_max_secs = 60;
+        config.rate_limit_block_decay_secs = 3;
+    };
+    let app = TestApp::spawn_with(backend, settings).await;
+    let other = TestApp::spawn_with(backend, |config| {
+        settings(config);
+        config.database_url = Some(app.database_url.clone());
+    })
+    .await;
+    let guess = json!({ "licenseKey": "ABCD-EFGH-JKMN-PQRS", "machineId": "m" });
+    let guesser = "203.0.113.7";
+
+    let mut lengths = Vec::new();
+    for round in 0..4 {
+        if round == 3 {
+            // A quiet spell longer than the decay: the next block is short again.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+        }
+        // Guess on the first process until it blocks the address.
+        let mut blocked = None;
+        for _ in 0..10 {
+            let response = from(&app, guesser, "validate", guess.clone()).await;
+            if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                blocked = Some(header(&response, "retry-after").parse::<u64>().unwrap());
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["code"], "blocked");
+                break;
+            }
+        }
+        let length = blocked.unwrap_or_else(|| panic!("round {round}: the guesser was never blocked"));
+        lengths.push(length);
+        // The second process holds the block within about a second.
+        let mut shared = false;
+        for _ in 0..30 {
+            if from(&other, guesser, "validate", guess.clone()).await.status() == StatusCode::TOO_MANY_REQUESTS {
+                shared = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(shared, "round {round}: the other process never saw the block");
+        // Someone else is not affected.
+        assert_ne!(
+            from(&other, "203.0.113.8", "validate", guess.clone()).await.status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        tokio::time::sleep(Duration::from_secs(length) + Duration::from_millis(300)).await;
+    }
+    assert!(lengths[0] <= 2 && lengths[1] > lengths[0] && lengths[2] > lengths[1], "each block doubles: {lengths:?}");
+    assert_eq!((lengths[1], lengths[2]), (4, 8), "{lengths:?}");
+    assert!(lengths[3] <= 2, "after a quiet spell the block is the base length again: {lengths:?}");
+}
+
+async fn metrics_parse_with_a_real_prometheus_parser(backend: Backend) {
+    let fixture = Licensed::new(backend, json!({})).await;
+    let app = &fixture.app;
+    app.activate(&fixture.key, "m1").await;
+    app.validate(&fixture.key, "m1").await;
+    app.validate("ABCD-EFGH-JKMN-PQRS", "m1").await;
+    let (ok, printed) = run_python("parse_metrics.py", &[&format!("{}/metrics", app.base)], &[]).await;
+    assert!(ok, "{printed}");
+    let samples: Vec<Value> = printed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let find = |name: &str, labels: Value| {
+        samples.iter().find(|s| s[0] == name && labels.as_object().unwrap().iter().all(|(k, v)| s[1][k] == *v))
+    };
+    let validate = find(
+        "keyledger_http_requests_total",
+        json!({ "route": "/api/v1/fastrLicense/validate", "method": "POST", "status": "200" }),
+    );
+    assert_eq!(validate.map(|s| s[2].as_f64().unwrap()), Some(2.0), "{printed}");
+    assert!(find(
+        "keyledger_http_request_duration_seconds_bucket",
+        json!({ "route": "/api/v1/fastrLicense/validate" })
+    )
+    .is_some());
+    assert!(find("keyledger_commands_total", json!({ "command": "ActivateLicense", "outcome": "ok" })).is_some());
+    assert!(find("keyledger_events_appended_total", json!({ "type": "LicenseActivated" })).is_some());
+    for consumer in ["validation_view_follower", "projection:license_view"] {
+        assert!(find("keyledger_consumer_lag_events", json!({ "consumer": consumer })).is_some(), "{consumer}");
+        assert!(find("keyledger_consumer_lag_seconds", json!({ "consumer": consumer })).is_some(), "{consumer}");
+    }
+    assert_eq!(find("keyledger_validation_view_licenses", json!({})).map(|s| s[2].as_f64().unwrap()), Some(1.0));
+    assert!(find("keyledger_db_pool_connections", json!({ "state": "max" })).is_some());
+    assert!(find("keyledger_rate_limit_active_blocks", json!({})).is_some());
+    // No raw path, key or machine id reaches a label.
+    assert!(!printed.contains(&fixture.key) && !printed.contains("m1\""), "{printed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_closed_behind_a_token() {
+    let app =
+        TestApp::spawn_with(Backend::Sqlite, |config| config.metrics_token = Some("scrape-secret".to_owned())).await;
+    assert_eq!(app.get("/metrics", None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/metrics", Some(OPERATOR_TOKEN)).await.status, StatusCode::UNAUTHORIZED);
+    let (ok, printed) = run_python("parse_metrics.py", &[&format!("{}/metrics", app.base), "scrape-secret"], &[]).await;
+    assert!(ok, "{printed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_address_counts_only_from_a_trusted_proxy() {
+    for (trusted, expected) in [("", "127.0.0.1"), ("127.0.0.1", "192.0.2.44")] {
+        let app = TestApp::spawn_with(Backend::Sqlite, |config| config.trusted_proxies = trusted.to_owned()).await;
+        let tenant = app.tenant("Acme").await;
+        let user = app.user(&tenant, "u").await;
+        let license = app.generate(&user.key, json!({})).await;
+        let response =
+            from(&app, "192.0.2.44", "activate", json!({ "licenseKey": license["licenseKey"], "machineId": "m1" }))
+                .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let events = app.raw_events(license["id"].as_str().unwrap()).await;
+        let metadata: Value = serde_json::from_str(&events[1].2).unwrap();
+        assert_eq!(metadata["client_ip"], expected, "trusted proxies {trusted:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_a_hundred_thousand_addresses_stays_in_bounded_memory() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        limited(config);
+        config.rate_limit_max_tracked = 5_000;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let sent = std::sync::atomic::AtomicU32::new(0);
+    let workers = (0..32u32).map(|worker| {
+        let (client, base, sent) = (client.clone(), app.base.clone(), &sent);
+        async move {
+            for i in (worker..100_000).step_by(32) {
+                let address = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+                let response =
+                    client.get(format!("{base}/health")).header("x-forwarded-for", address).send().await.unwrap();
+                assert!(response.status().is_success() || response.status() == StatusCode::TOO_MANY_REQUESTS);
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    join_all(workers).await;
+    assert_eq!(sent.into_inner(), 100_000);
+    let (ok, printed) = run_python("parse_metrics.py", &[&format!("{}/metrics", app.base)], &[]).await;
+    assert!(ok, "{printed}");
+    let tracked = printed
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|s| s[0] == "keyledger_rate_limit_tracked_callers")
+        .map(|s| s[2].as_f64().unwrap())
+        .expect("the tracked-callers gauge");
+    // Each limit and the failure counts hold at most the cap: the public
+    // limit and the failures (every 429 counts as one) are what fill here.
+    assert!(tracked <= 4.0 * 5_000.0, "{tracked} callers tracked for a cap of 5000 per table");
+    assert!(tracked >= 1_000.0, "the flood was tracked at all: {tracked}");
+}
