@@ -13,6 +13,7 @@ mod extract;
 mod limits;
 mod metadata;
 mod metrics;
+mod openapi;
 mod routes;
 mod screen;
 mod secret;

@@ -11,7 +11,7 @@ pub fn instant(t: DateTime<Utc>) -> String {
 
 /// Integer fields are read as `i64` and range-checked by the value types,
 /// so an out-of-range number gets our message rather than serde's.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateRequest {
     pub license_type: Option<i64>,
@@ -20,7 +20,7 @@ pub struct GenerateRequest {
     pub max_activations: Option<i64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SuspendRequest {
     pub reason: Option<String>,
@@ -28,12 +28,15 @@ pub struct SuspendRequest {
 
 /// An administrator's edit. `maxConnections: null` removes the cap, while
 /// leaving the field out keeps it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EditRequest {
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expired_at: Option<DateTime<Utc>>,
     pub max_activations: Option<i64>,
+    /// `null` removes the cap; leaving it out keeps it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
     pub max_connections: Option<Option<i64>>,
 }
 
@@ -44,12 +47,16 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 
 /// Seed 000's FastrLicenseResponse, plus the seat fields of a multi-seat
 /// license.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LicenseResponse {
     pub id: String,
     pub license_key: String,
+    /// 0 Generated, 1 Activated, 2 Expired, 3 Revoked, 4 Suspended.
+    #[schema(value_type = i32)]
     pub status: LicenseStatus,
+    /// 0 Trial, 1 Standard, 2 Professional, 3 Enterprise.
+    #[schema(value_type = i32)]
     pub license_type: keyledger_domain::LicenseType,
     pub created_at: Option<String>,
     pub expired_at: Option<String>,

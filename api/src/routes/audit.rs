@@ -17,30 +17,44 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::PathParam;
 use crate::state::AppState;
 use crate::wire::{instant, LicenseResponse};
+use utoipa_axum::routes;
 
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1_000;
 
 /// Per-license audit routes, served under both license prefixes.
 pub fn routes() -> Routes {
-    Routes::new().get("/{license_id}/events", history).get("/{license_id}/state", state_at)
+    Routes::new().add(routes!(history)).add(routes!(state_at))
 }
 
 /// Platform-wide audit routes: signed checkpoints of the whole log.
 pub fn platform_routes() -> Routes {
-    Routes::new()
-        .get("/api/v1/audit/public-key", public_key)
-        .get("/api/v1/audit/checkpoints", list_checkpoints)
-        .post("/api/v1/audit/checkpoints", create_checkpoint)
+    Routes::new().add(routes!(public_key)).add(routes!(list_checkpoints)).add(routes!(create_checkpoint))
 }
 
 /// The key checkpoints are signed with. Public by nature; auditors pin it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/public-key",
+    tag = "audit",
+    summary = "The key audit checkpoints are signed with",
+    responses((status = 200, description = "The Ed25519 public key, hex", body = crate::openapi::AuditPublicKey), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error))
+)]
 async fn public_key(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "algorithm": "Ed25519", "publicKey": state.checkpoints.public_key_hex() }))
 }
 
 /// The newest checkpoints (`limit`, default 100), newest first. They
 /// describe the whole platform's log, so they are the operator's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/checkpoints",
+    tag = "audit",
+    summary = "The newest signed checkpoints (operator)",
+    params(("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
+    responses((status = 200, description = "Checkpoints, newest first", body = Vec<serde_json::Value>), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn list_checkpoints(
     State(state): State<AppState>,
     caller: Caller,
@@ -54,6 +68,14 @@ async fn list_checkpoints(
 }
 
 /// Signs a checkpoint of the log as it is now, for an auditor to keep.
+#[utoipa::path(
+    post,
+    path = "/api/v1/audit/checkpoints",
+    tag = "audit",
+    summary = "Sign a checkpoint of the log as it is now (operator)",
+    responses((status = 201, description = "The signed checkpoint", body = serde_json::Value), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn create_checkpoint(
     State(state): State<AppState>,
     caller: Caller,
@@ -83,6 +105,15 @@ fn integer_param(params: &HashMap<String, String>, name: &str, default: i64, ran
 /// `GET …/{licenseId}/events?after=<position>&limit=<n>`: the license's
 /// events in order, each with its metadata and chain hash. Page on by
 /// passing the last event's `position` as `after` (`nextAfter`).
+#[utoipa::path(
+    get,
+    path = "/{license_id}/events",
+    tag = "audit",
+    summary = "A license's history, oldest first",
+    params(("license_id" = String, Path, description = "The license id (a UUID)"), ("after" = Option<i64>, Query, description = "Position to continue after"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
+    responses((status = 200, description = "A page of event envelopes", body = crate::openapi::History), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn history(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,6 +135,15 @@ async fn history(
 
 /// `GET …/{licenseId}/state?at=<RFC 3339>`: the license as it was at that
 /// instant, folded from its events up to then.
+#[utoipa::path(
+    get,
+    path = "/{license_id}/state",
+    tag = "audit",
+    summary = "A license as it was at an instant, replayed from its events",
+    params(("license_id" = String, Path, description = "The license id (a UUID)"), ("at" = String, Query, description = "An RFC 3339 instant")),
+    responses((status = 200, description = "The license then", body = crate::openapi::StateAt), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn state_at(
     State(state): State<AppState>,
     caller: Caller,

@@ -35,19 +35,20 @@ use crate::service::CommandError;
 use crate::signing::{jws, ActiveKey};
 use crate::state::AppState;
 use crate::wire::instant;
+use utoipa_axum::routes;
 
 const MAX_NONCE_LEN: usize = 128;
 
 pub fn routes() -> Routes {
     Routes::new()
-        .post("/activate", activate)
-        .post("/validate", validate)
-        .post("/heartbeat", heartbeat)
-        .post("/deactivate", deactivate)
-        .post("/token", token)
+        .add(routes!(activate))
+        .add(routes!(validate))
+        .add(routes!(heartbeat))
+        .add(routes!(deactivate))
+        .add(routes!(token))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientRequest {
     pub license_key: Option<String>,
@@ -224,6 +225,15 @@ async fn token_for(state: &AppState, found: &Found, now: DateTime<Utc>) -> Resul
     Ok(license_token(&found.call.signer, &license, version, &hash, machine_id, state.token_ttl, now))
 }
 
+#[utoipa::path(
+    post,
+    path = "/activate",
+    tag = "client",
+    summary = "Activate a machine: take a seat; the answer holds an offline license token",
+    request_body = ClientRequest,
+    responses((status = 200, description = "Activated (signed)", body = crate::openapi::ActivateAnswer, headers(("Keyledger-Signature" = String, description = "keyid, algorithm and Ed25519 signature of the body"))), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security((), ("bearer" = []), ("apiKey" = []))
+)]
 async fn activate(
     State(state): State<AppState>,
     context: RequestContext,
@@ -266,6 +276,15 @@ async fn activate_found(state: &AppState, context: &RequestContext, found: &Foun
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/deactivate",
+    tag = "client",
+    summary = "Release this machine's seat",
+    request_body = ClientRequest,
+    responses((status = 200, description = "Released (signed)", body = crate::openapi::DeactivateAnswer, headers(("Keyledger-Signature" = String, description = "keyid, algorithm and Ed25519 signature of the body"))), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security((), ("bearer" = []), ("apiKey" = []))
+)]
 async fn deactivate(
     State(state): State<AppState>,
     context: RequestContext,
@@ -289,6 +308,15 @@ async fn deactivate(
 /// Is this machine still licensed? A refusal is a normal answer
 /// (`isValid: false`, HTTP 200); only bad input is a 400. The device's
 /// heartbeat is recorded at most once per KEYLEDGER_HEARTBEAT_INTERVAL_SECS.
+#[utoipa::path(
+    post,
+    path = "/validate",
+    tag = "client",
+    summary = "Is this machine licensed? A refusal is isValid: false",
+    request_body = ClientRequest,
+    responses((status = 200, description = "The verdict (signed)", body = crate::openapi::ValidateAnswer, headers(("Keyledger-Signature" = String, description = "keyid, algorithm and Ed25519 signature of the body"))), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security((), ("bearer" = []), ("apiKey" = []))
+)]
 async fn validate(
     State(state): State<AppState>,
     context: RequestContext,
@@ -304,6 +332,15 @@ async fn validate(
 /// KEYLEDGER_HEARTBEAT_FLOOR_SECS old (a minute by default), for daemons
 /// that report liveness more often than the validation interval. The
 /// floor keeps a client calling in a loop from flooding the log.
+#[utoipa::path(
+    post,
+    path = "/heartbeat",
+    tag = "client",
+    summary = "validate's answer, and the machine's heartbeat recorded",
+    request_body = ClientRequest,
+    responses((status = 200, description = "The verdict (signed)", body = crate::openapi::ValidateAnswer, headers(("Keyledger-Signature" = String, description = "keyid, algorithm and Ed25519 signature of the body"))), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security((), ("bearer" = []), ("apiKey" = []))
+)]
 async fn heartbeat(
     State(state): State<AppState>,
     context: RequestContext,
@@ -400,6 +437,15 @@ async fn confirmed_valid(
 
 /// `POST …/token`: a fresh offline license token for a machine that holds
 /// a seat; refused, as a 400, when validate would refuse the machine.
+#[utoipa::path(
+    post,
+    path = "/token",
+    tag = "client",
+    summary = "A fresh offline license token for a machine that holds a seat",
+    request_body = ClientRequest,
+    responses((status = 200, description = "The token (signed)", body = crate::openapi::TokenAnswer, headers(("Keyledger-Signature" = String, description = "keyid, algorithm and Ed25519 signature of the body"))), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security((), ("bearer" = []), ("apiKey" = []))
+)]
 async fn token(
     State(state): State<AppState>,
     caller: Result<ClientCaller, ApiError>,

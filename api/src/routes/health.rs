@@ -10,11 +10,19 @@ use serde_json::{json, Value};
 use super::Routes;
 use crate::state::AppState;
 use crate::wire::instant;
+use utoipa_axum::routes;
 
 pub fn routes() -> Routes {
-    Routes::new().get("/", status).get("/health", health)
+    Routes::new().add(routes!(status)).add(routes!(health))
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "service",
+    summary = "Service status",
+    responses((status = 200, description = "Running", body = crate::openapi::ServiceStatus), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error))
+)]
 async fn status() -> Json<Value> {
     Json(json!({
         "status": "ok",
@@ -25,6 +33,13 @@ async fn status() -> Json<Value> {
 }
 
 /// Healthy only if the store answers a query.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    summary = "Health: whether the store answers",
+    responses((status = 200, description = "Healthy", body = crate::openapi::Health), (status = 503, description = "The store does not answer", body = crate::openapi::Health), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error))
+)]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store = match state.db.backend() {
         Backend::Postgres => "postgres",

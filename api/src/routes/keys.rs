@@ -14,13 +14,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::PathParam;
 use crate::signing::{jws, PublicKey, Retirement};
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 pub fn routes() -> Routes {
-    Routes::new()
-        .get("/api/v1/signing-keys", list)
-        .post("/api/v1/signing-keys/rotate", rotate)
-        .delete("/api/v1/signing-keys/{kid}", retire)
-        .get("/api/v1/tenants/{tenant_id}/jwks.json", jwks)
+    Routes::new().add(routes!(list)).add(routes!(rotate)).add(routes!(retire)).add(routes!(jwks))
 }
 
 fn describe(key: &PublicKey, current: bool) -> Value {
@@ -36,6 +33,14 @@ fn describe(key: &PublicKey, current: bool) -> Value {
 }
 
 /// Every key of the tenant, newest first, retired ones too; public parts only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/signing-keys",
+    tag = "signing keys",
+    summary = "The tenant's signing keys, public parts only (tenant admin)",
+    responses((status = 200, description = "Keys, newest first", body = crate::openapi::SigningKeys), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let tenant_id = caller.require_admin()?;
     let keys = state.directory.list(tenant_id).await.map_err(ApiError::internal)?;
@@ -45,6 +50,14 @@ async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<V
 }
 
 /// A new current key. The previous ones keep verifying until retired.
+#[utoipa::path(
+    post,
+    path = "/api/v1/signing-keys/rotate",
+    tag = "signing keys",
+    summary = "Make a new current signing key (tenant admin)",
+    responses((status = 201, description = "The new key", body = crate::openapi::SigningKey), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn rotate(State(state): State<AppState>, caller: Caller) -> ApiResult<(StatusCode, Json<Value>)> {
     let tenant_id = caller.require_admin()?;
     let key = state.directory.rotate(tenant_id).await.map_err(ApiError::internal)?;
@@ -53,6 +66,15 @@ async fn rotate(State(state): State<AppState>, caller: Caller) -> ApiResult<(Sta
 }
 
 /// Stops publishing a key: what it signed no longer verifies.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/signing-keys/{kid}",
+    tag = "signing keys",
+    summary = "Retire a signing key that is not the current one (tenant admin)",
+    params(("kid" = String, Path, description = "The key id")),
+    responses((status = 204, description = "Retired: no longer published"), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn retire(State(state): State<AppState>, caller: Caller, PathParam(kid): PathParam) -> ApiResult<StatusCode> {
     let tenant_id = caller.require_admin()?;
     if kid.len() != 43 || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
@@ -74,6 +96,14 @@ async fn retire(State(state): State<AppState>, caller: Caller, PathParam(kid): P
 
 /// Anyone: the tenant's unretired public keys, and the platform's key,
 /// which signs refusals that no tenant can be named for.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant_id}/jwks.json",
+    tag = "signing keys",
+    summary = "The tenant's public keys as a JWKS",
+    params(("tenant_id" = String, Path, description = "The tenant id")),
+    responses((status = 200, description = "Every unretired key, and the platform key", body = crate::openapi::Jwks), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error))
+)]
 async fn jwks(State(state): State<AppState>, PathParam(raw_id): PathParam) -> ApiResult<Json<Value>> {
     let tenant_id = parse_tenant_id(&raw_id)?;
     let tenant = state

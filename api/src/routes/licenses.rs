@@ -19,6 +19,7 @@ use crate::extract::{JsonBody, PathParam, RequestContext};
 use crate::metadata::event_metadata;
 use crate::state::AppState;
 use crate::wire::{instant, EditRequest, GenerateRequest, LicenseResponse, MessageResponse, SuspendRequest};
+use utoipa_axum::routes;
 
 const DEFAULT_VALIDITY_DAYS: i64 = 365;
 const MAX_VALIDITY_DAYS: i64 = 36_500;
@@ -28,16 +29,16 @@ const MAX_EXPIRY_YEAR: i32 = 9999;
 
 pub fn routes() -> Routes {
     Routes::new()
-        .post("/generate", generate)
-        .get("/info/{license_key}", info)
-        .post("/revoke/{license_id}", revoke)
-        .post("/suspend/{license_id}", suspend)
-        .post("/reinstate/{license_id}", reinstate)
-        .get("/my-licenses", my_licenses)
-        .get("/{license_id}", by_id)
-        .patch("/{license_id}", edit)
-        .get("/{license_id}/devices", devices)
-        .get("/", tenant_licenses)
+        .add(routes!(generate))
+        .add(routes!(info))
+        .add(routes!(revoke))
+        .add(routes!(suspend))
+        .add(routes!(reinstate))
+        .add(routes!(my_licenses))
+        .add(routes!(by_id))
+        .add(routes!(edit))
+        .add(routes!(devices))
+        .add(routes!(tenant_licenses))
 }
 
 // --- input parsing -------------------------------------------------------------
@@ -100,6 +101,15 @@ pub(super) async fn execute_as(
 // --- authenticated endpoints -------------------------------------------------------
 
 /// Creates a license owned by the calling user.
+#[utoipa::path(
+    post,
+    path = "/generate",
+    tag = "licenses",
+    summary = "Generate a license owned by the caller",
+    request_body = GenerateRequest,
+    responses((status = 200, description = "The new license", body = LicenseResponse), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn generate(
     State(state): State<AppState>,
     context: RequestContext,
@@ -133,6 +143,15 @@ async fn generate(
     Ok(Json(LicenseResponse::new(&license, now)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/info/{license_key}",
+    tag = "licenses",
+    summary = "A license by its key (owner, tenant admin, operator)",
+    params(("license_key" = String, Path, description = "XXXX-XXXX-XXXX-XXXX")),
+    responses((status = 200, description = "The license", body = LicenseResponse), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn info(
     State(state): State<AppState>,
     caller: Caller,
@@ -144,6 +163,15 @@ async fn info(
     Ok(Json(LicenseResponse::new(&view.license, Utc::now())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/{license_id}",
+    tag = "licenses",
+    summary = "A license by id (owner, tenant admin, operator)",
+    params(("license_id" = String, Path, description = "The license id (a UUID)")),
+    responses((status = 200, description = "The license", body = LicenseResponse), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn by_id(
     State(state): State<AppState>,
     caller: Caller,
@@ -155,6 +183,15 @@ async fn by_id(
 
 /// The machines holding seats. `deviceId` is the start of the machine id's
 /// keyed hash: stable, and useless for recovering the machine id.
+#[utoipa::path(
+    get,
+    path = "/{license_id}/devices",
+    tag = "licenses",
+    summary = "The machines holding seats of a license",
+    params(("license_id" = String, Path, description = "The license id (a UUID)")),
+    responses((status = 200, description = "The devices", body = crate::openapi::Devices), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn devices(
     State(state): State<AppState>,
     caller: Caller,
@@ -187,6 +224,15 @@ struct TenantListQuery {
 /// `GET /api/v1/licenses`: every license of the admin's tenant (the
 /// operator names one with `tenantId`), oldest first, `limit` (1–1000,
 /// default 100) at a time; `nextAfter` continues.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "licenses",
+    summary = "Every license of the tenant, oldest first (tenant admin; operator with tenantId)",
+    params(("tenantId" = Option<String>, Query, description = "The operator names the tenant"), ("after" = Option<String>, Query, description = "License id to continue after"), ("limit" = Option<i64>, Query, description = "1 to 1000, default 100")),
+    responses((status = 200, description = "A page of licenses", body = crate::openapi::LicensePage), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn tenant_licenses(
     State(state): State<AppState>,
     caller: Caller,
@@ -220,6 +266,14 @@ async fn tenant_licenses(
     Ok(Json(json!({ "licenses": licenses, "nextAfter": next_after })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/my-licenses",
+    tag = "licenses",
+    summary = "The caller's own licenses",
+    responses((status = 200, description = "The licenses", body = Vec<LicenseResponse>), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn my_licenses(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<LicenseResponse>>> {
     // The operator belongs to no tenant and owns no licenses.
     let (Some(tenant_id), Some(owner_id)) = (&caller.tenant_id, &caller.user_id) else {
@@ -231,6 +285,15 @@ async fn my_licenses(State(state): State<AppState>, caller: Caller) -> ApiResult
 }
 
 /// Seed 000's revoke: release the machine so the key can move to another.
+#[utoipa::path(
+    post,
+    path = "/revoke/{license_id}",
+    tag = "licenses",
+    summary = "Reset a license for transfer: every machine released",
+    params(("license_id" = String, Path, description = "The license id (a UUID)")),
+    responses((status = 200, description = "Reset", body = crate::openapi::Message), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn revoke(
     State(state): State<AppState>,
     context: RequestContext,
@@ -243,6 +306,15 @@ async fn revoke(
     Ok(Json(MessageResponse::ok("License has been revoked and reset. It can now be activated on another machine.")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/suspend/{license_id}",
+    tag = "licenses",
+    summary = "Suspend a license (tenant admin, operator)",
+    params(("license_id" = String, Path, description = "The license id (a UUID)")), request_body = SuspendRequest,
+    responses((status = 200, description = "The license now", body = LicenseResponse), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn suspend(
     State(state): State<AppState>,
     context: RequestContext,
@@ -264,6 +336,15 @@ async fn suspend(
     Ok(Json(LicenseResponse::new(&license, now)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/reinstate/{license_id}",
+    tag = "licenses",
+    summary = "Lift a suspension (tenant admin, operator)",
+    params(("license_id" = String, Path, description = "The license id (a UUID)")),
+    responses((status = 200, description = "The license now", body = LicenseResponse), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn reinstate(
     State(state): State<AppState>,
     context: RequestContext,
@@ -278,6 +359,15 @@ async fn reinstate(
 }
 
 /// An administrator changes expiry, seats or the connection cap.
+#[utoipa::path(
+    patch,
+    path = "/{license_id}",
+    tag = "licenses",
+    summary = "Edit expiry, seats and the connection cap (tenant admin, operator)",
+    params(("license_id" = String, Path, description = "The license id (a UUID)")), request_body = EditRequest,
+    responses((status = 200, description = "The license now", body = LicenseResponse), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn edit(
     State(state): State<AppState>,
     context: RequestContext,

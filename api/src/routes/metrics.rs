@@ -13,14 +13,23 @@ use crate::error::ApiError;
 use crate::metrics::{ConsumerLabels, PoolLabels};
 use crate::secret::{digests_match, sha256_hex};
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 /// Lag is counted up to this many events; past it the number is "a lot".
 const LAG_COUNT_CAP: i64 = 100_000;
 
 pub fn routes() -> Routes {
-    Routes::new().get("/metrics", metrics)
+    Routes::new().add(routes!(metrics))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    summary = "Prometheus metrics (open, or behind KEYLEDGER_METRICS_TOKEN)",
+    responses((status = 200, description = "Metrics in the text exposition format", content_type = "application/openmetrics-text", body = String), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security((), ("bearer" = []))
+)]
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(expected) = &state.metrics_token {
         let presented = headers

@@ -3,6 +3,7 @@
 
 mod audit;
 mod client;
+mod docs;
 mod health;
 mod keys;
 mod licenses;
@@ -10,11 +11,12 @@ mod metrics;
 mod tenants;
 
 use axum::extract::DefaultBodyLimit;
-use axum::handler::Handler;
 use axum::http::{Method, Uri};
 use axum::middleware;
-use axum::routing::{on, MethodFilter};
 use axum::Router;
+use utoipa::openapi::path::{Operation, PathItem, Paths};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::error::ApiError;
 use crate::extract::request_context;
@@ -33,55 +35,76 @@ pub struct Route {
     pub path: String,
 }
 
-/// A router that remembers what it was given.
+/// A router that remembers what it was given: each route comes with its
+/// handler's OpenAPI operation (utoipa-axum's `routes!`), so the table of
+/// routes and the document are built from the same registrations.
 pub struct Routes {
     router: Router<AppState>,
     table: Vec<Route>,
+    paths: Paths,
+    schemas: Vec<(String, RefOr<Schema>)>,
 }
 
 impl Routes {
     fn new() -> Self {
-        Self { router: Router::new(), table: Vec::new() }
+        Self { router: Router::new(), table: Vec::new(), paths: Paths::new(), schemas: Vec::new() }
     }
 
-    fn on<H: Handler<T, AppState>, T: 'static>(mut self, method: Method, path: &str, handler: H) -> Self {
-        let filter = MethodFilter::try_from(method.clone()).expect("every method used here has a filter");
-        self.router = self.router.route(path, on(filter, handler));
-        self.table.push(Route { method, path: path.to_owned() });
+    /// Adds the handlers of one `routes!(…)`, which share a path.
+    fn add(mut self, (schemas, paths, method_router): UtoipaMethodRouter<AppState>) -> Self {
+        for (path, item) in &paths.paths {
+            self.router = self.router.route(path, method_router.clone());
+            self.table.extend(methods(item).into_iter().map(|method| Route { method, path: path.clone() }));
+        }
+        self.paths.merge(paths);
+        self.schemas.extend(schemas);
         self
-    }
-
-    fn get<H: Handler<T, AppState>, T: 'static>(self, path: &str, handler: H) -> Self {
-        self.on(Method::GET, path, handler)
-    }
-
-    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &str, handler: H) -> Self {
-        self.on(Method::POST, path, handler)
-    }
-
-    fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &str, handler: H) -> Self {
-        self.on(Method::PATCH, path, handler)
-    }
-
-    fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &str, handler: H) -> Self {
-        self.on(Method::DELETE, path, handler)
     }
 
     fn merge(mut self, other: Routes) -> Self {
         self.router = self.router.merge(other.router);
         self.table.extend(other.table);
+        self.paths.merge(other.paths);
+        self.schemas.extend(other.schemas);
         self
     }
 
     /// `other`'s routes under `prefix`; its `/` is the prefix itself.
-    fn nest(mut self, prefix: &str, other: Routes) -> Self {
+    /// Operation ids get `id_prefix`, so each copy of a route stays unique.
+    fn nest(mut self, prefix: &str, other: Routes, id_prefix: &str) -> Self {
+        let under = |path: &str| if path == "/" { prefix.to_owned() } else { format!("{prefix}{path}") };
         self.router = self.router.nest(prefix, other.router);
-        self.table.extend(other.table.into_iter().map(|route| Route {
-            path: if route.path == "/" { prefix.to_owned() } else { format!("{prefix}{}", route.path) },
-            method: route.method,
-        }));
+        self.table
+            .extend(other.table.into_iter().map(|route| Route { path: under(&route.path), method: route.method }));
+        let mut nested = Paths::new();
+        for (path, mut item) in other.paths.paths {
+            for operation in operations(&mut item) {
+                operation.operation_id = operation.operation_id.take().map(|id| format!("{id_prefix}{id}"));
+            }
+            nested.paths.insert(under(&path), item);
+        }
+        self.paths.merge(nested);
+        self.schemas.extend(other.schemas);
         self
     }
+}
+
+fn methods(item: &PathItem) -> Vec<Method> {
+    [
+        (Method::GET, &item.get),
+        (Method::POST, &item.post),
+        (Method::PUT, &item.put),
+        (Method::PATCH, &item.patch),
+        (Method::DELETE, &item.delete),
+    ]
+    .into_iter()
+    .filter(|(_, operation)| operation.is_some())
+    .map(|(method, _)| method)
+    .collect()
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
 }
 
 fn all() -> Routes {
@@ -91,9 +114,10 @@ fn all() -> Routes {
         .merge(audit::platform_routes())
         .merge(keys::routes())
         .merge(metrics::routes())
+        .merge(docs::routes())
         // One set of handlers under the native path and seed 000's own.
-        .nest("/api/v1/licenses", license_routes())
-        .nest("/api/v1/fastrLicense", license_routes())
+        .nest("/api/v1/licenses", license_routes(), "")
+        .nest("/api/v1/fastrLicense", license_routes(), "fastr_")
 }
 
 fn license_routes() -> Routes {
@@ -115,6 +139,12 @@ pub fn router(state: AppState) -> Router {
 /// Every route the API serves.
 pub fn table() -> Vec<Route> {
     all().table
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let routes = all();
+    crate::openapi::document(routes.paths, routes.schemas)
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {

@@ -13,20 +13,21 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParam};
 use crate::state::AppState;
 use crate::tenancy::Revocation;
+use utoipa_axum::routes;
 
 const MAX_NAME_LEN: usize = 200;
 
 pub fn routes() -> Routes {
     Routes::new()
-        .post("/api/v1/tenants", create_tenant)
-        .post("/api/v1/api-keys", create_key)
-        .get("/api/v1/api-keys", list_keys)
-        .delete("/api/v1/api-keys/{key_id}", revoke_key)
-        .get("/api/v1/tenants/{tenant_id}/settings", settings)
-        .patch("/api/v1/tenants/{tenant_id}/settings", edit_settings)
+        .add(routes!(create_tenant))
+        .add(routes!(create_key))
+        .add(routes!(list_keys))
+        .add(routes!(revoke_key))
+        .add(routes!(settings))
+        .add(routes!(edit_settings))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SettingsRequest {
     require_client_key: Option<bool>,
@@ -57,6 +58,15 @@ async fn settings_body(state: &AppState, tenant_id: &str) -> ApiResult<Json<Valu
     Ok(Json(json!({ "tenantId": tenant_id, "requireClientKey": tenant.require_client_key })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant_id}/settings",
+    tag = "tenants",
+    summary = "A tenant's settings (its admin; operator)",
+    params(("tenant_id" = String, Path, description = "The tenant id")),
+    responses((status = 200, description = "The settings", body = crate::openapi::TenantSettings), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn settings(
     State(state): State<AppState>,
     caller: Caller,
@@ -68,6 +78,15 @@ async fn settings(
 
 /// `requireClientKey: true` makes the tenant's licenses answer anonymous
 /// client calls as if their keys did not exist.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/tenants/{tenant_id}/settings",
+    tag = "tenants",
+    summary = "Change a tenant's settings (its admin; operator)",
+    params(("tenant_id" = String, Path, description = "The tenant id")), request_body = SettingsRequest,
+    responses((status = 200, description = "The settings now", body = crate::openapi::TenantSettings), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn edit_settings(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,12 +101,12 @@ async fn edit_settings(
     settings_body(&state, &tenant_id).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TenantRequest {
     name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct KeyRequest {
     role: Option<String>,
@@ -147,6 +166,15 @@ fn parse_name(raw: Option<&str>, required: bool) -> ApiResult<Option<String>> {
     Ok(Some(name.to_owned()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants",
+    tag = "tenants",
+    summary = "Create a tenant and its first admin key (operator)",
+    request_body = TenantRequest,
+    responses((status = 201, description = "Created; the admin key is shown only now", body = crate::openapi::TenantCreated), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn create_tenant(
     State(state): State<AppState>,
     caller: Caller,
@@ -169,6 +197,15 @@ async fn create_tenant(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/api-keys",
+    tag = "tenants",
+    summary = "Issue an API key: admin, user or client (tenant admin; operator for any tenant)",
+    request_body = KeyRequest,
+    responses((status = 201, description = "Issued; the key is shown only now", body = crate::openapi::KeyIssued), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -192,6 +229,14 @@ async fn create_key(
 }
 
 /// The tenant's live keys, without their secrets (which are not kept).
+#[utoipa::path(
+    get,
+    path = "/api/v1/api-keys",
+    tag = "tenants",
+    summary = "The tenant's live API keys, without secrets (tenant admin)",
+    responses((status = 200, description = "Live keys, oldest first", body = Vec<crate::openapi::KeyListed>), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let tenant_id = caller.require_admin()?;
     let keys = state.tenancy.list_keys(tenant_id).await.map_err(ApiError::internal)?;
@@ -203,6 +248,15 @@ async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<J
 }
 
 /// Tenant admins revoke their tenant's keys; the operator any key.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/api-keys/{key_id}",
+    tag = "tenants",
+    summary = "Revoke an API key (tenant admin; operator)",
+    params(("key_id" = String, Path, description = "The key id, the part between klk_ and the next _")),
+    responses((status = 204, description = "Revoked: it stops working at once"), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
 async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,0 +1,292 @@
+//! The OpenAPI 3.1 document: every route's operation comes from its
+//! handler's `#[utoipa::path]` annotation (collected by the router as it is
+//! built, so a route can't be served without being described); this module
+//! holds the shapes of JSON bodies that handlers build by hand, the
+//! security schemes, and the document's head.
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths};
+use utoipa::ToSchema;
+
+/// The body of every error: a stable `code`, a message, and the field at
+/// fault for bad input. The client endpoints' errors also carry what they
+/// answer for (`nonce`, `licenseKey`, `machineId`, `issuedAt`), and
+/// validate's carry `isValid: false` instead of `success`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Error {
+    success: Option<bool>,
+    #[schema(rename = "isValid")]
+    is_valid: Option<bool>,
+    error: String,
+    code: String,
+    field: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct ActivateAnswer {
+    success: bool,
+    error: Option<String>,
+    activated_at: Option<String>,
+    expires_at: Option<String>,
+    /// 0 Trial, 1 Standard, 2 Professional, 3 Enterprise.
+    license_type: i32,
+    max_connections: Option<u32>,
+    /// Always null: kept for seed 000's shape.
+    cloud_account_id: Option<String>,
+    /// The tenant that issued the license.
+    account_id: String,
+    user_id: String,
+    /// An offline license token: a JWT signed with EdDSA, checked against the tenant's JWKS.
+    license_token: String,
+    nonce: Option<String>,
+    license_key: Option<String>,
+    machine_id: Option<String>,
+    issued_at: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct ValidateAnswer {
+    is_valid: bool,
+    error: Option<String>,
+    /// Why the license is not valid, when it isn't.
+    code: Option<String>,
+    expires_at: Option<String>,
+    license_type: Option<i32>,
+    max_connections: Option<u32>,
+    nonce: Option<String>,
+    license_key: Option<String>,
+    machine_id: Option<String>,
+    issued_at: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct DeactivateAnswer {
+    success: bool,
+    error: Option<String>,
+    message: String,
+    nonce: Option<String>,
+    license_key: Option<String>,
+    machine_id: Option<String>,
+    issued_at: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct TokenAnswer {
+    success: bool,
+    error: Option<String>,
+    license_token: String,
+    token_expires_at: String,
+    nonce: Option<String>,
+    license_key: Option<String>,
+    machine_id: Option<String>,
+    issued_at: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Message {
+    success: bool,
+    error: Option<String>,
+    message: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct LicensePage {
+    licenses: Vec<crate::wire::LicenseResponse>,
+    /// The `after` of the next page; null on the last.
+    next_after: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct Device {
+    device_id: String,
+    machine_name: String,
+    activated_at: String,
+    last_heartbeat_at: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct Devices {
+    license_id: String,
+    max_activations: u32,
+    devices: Vec<Device>,
+}
+
+/// A page of a license's history, oldest first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct History {
+    license_id: String,
+    /// Event envelopes (`envelopeVersion` 1): see the README.
+    events: Vec<serde_json::Value>,
+    next_after: Option<i64>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StateAt {
+    at: String,
+    version: i64,
+    license: crate::wire::LicenseResponse,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct TenantCreated {
+    id: String,
+    name: String,
+    /// The tenant's first admin key, shown this once.
+    admin_key: String,
+    admin_key_id: String,
+    admin_user_id: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct KeyIssued {
+    id: String,
+    /// The key itself, shown this once.
+    key: String,
+    /// admin, user or client.
+    role: String,
+    user_id: String,
+    name: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct KeyListed {
+    id: String,
+    role: String,
+    user_id: String,
+    name: String,
+    created_at: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct TenantSettings {
+    tenant_id: String,
+    require_client_key: bool,
+}
+
+/// An Ed25519 public key as a JWK (RFC 8037).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Jwk {
+    kty: String,
+    crv: String,
+    x: String,
+    kid: String,
+    alg: String,
+    #[schema(rename = "use")]
+    use_: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Jwks {
+    keys: Vec<Jwk>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct SigningKey {
+    kid: String,
+    algorithm: String,
+    /// The raw public key, base64url.
+    public_key: String,
+    created_at: String,
+    retired_at: Option<String>,
+    current: bool,
+    jwk: Jwk,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SigningKeys {
+    keys: Vec<SigningKey>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ServiceStatus {
+    status: String,
+    service: String,
+    version: String,
+    timestamp: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Health {
+    /// healthy or unhealthy.
+    status: String,
+    /// sqlite or postgres.
+    store: String,
+    timestamp: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct AuditPublicKey {
+    algorithm: String,
+    public_key: String,
+}
+
+/// The document for `paths`, with its schemas, security schemes and head.
+pub fn document(
+    paths: Paths,
+    schemas: Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>,
+) -> OpenApi {
+    let components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key (klk_…) or the operator token"))
+                    .build(),
+            ),
+        )
+        .security_scheme("apiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))))
+        .build();
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("keyledger")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "A self-hosted, event-sourced license server. License paths are served under both \
+                     /api/v1/licenses (native) and /api/v1/fastrLicense (seed 000's own). Every error is JSON \
+                     with a stable `code`. The client endpoints sign every answer (header Keyledger-Signature).",
+                ))
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(components))
+        .build()
+}
