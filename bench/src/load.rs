@@ -56,7 +56,19 @@ where
             (latencies, errors, first_error)
         })
     });
-    let results = futures::future::join_all(loops).await;
+    finish(name, connections, started, futures::future::join_all(loops).await)
+}
+
+/// What one loop measured: latencies in microseconds, errors, the first error.
+type LoopResult = (Vec<u32>, u64, Option<String>);
+
+/// The report of a run from its loops' results.
+fn finish(
+    name: &str,
+    connections: usize,
+    started: Instant,
+    results: Vec<Result<LoopResult, tokio::task::JoinError>>,
+) -> Report {
     let elapsed = started.elapsed().as_secs_f64();
     let (mut latencies, mut errors, mut first_error) = (Vec::new(), 0, None);
     for (loop_latencies, loop_errors, loop_error) in results.into_iter().flatten() {
@@ -97,4 +109,122 @@ pub fn report(
         max_ms: latencies.last().map_or(0.0, |&m| f64::from(m) / 1000.0),
         first_error,
     }
+}
+
+/// One kept-alive HTTP/1.1 connection speaking just enough of the protocol
+/// for the load: a request is written from bytes made up front, and an
+/// answer is read by its `content-length`. It costs the generator far less
+/// than a general client, so the server, not the generator, sets the pace.
+pub struct Connection {
+    addr: std::net::SocketAddr,
+    stream: Option<tokio::net::TcpStream>,
+    buffer: Vec<u8>,
+}
+
+impl Connection {
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        Self { addr, stream: None, buffer: Vec::with_capacity(16 * 1024) }
+    }
+
+    /// POSTs `body` as JSON to `path`; returns the status and the body.
+    pub async fn post(&mut self, path: &str, body: &[u8]) -> Result<(u16, &[u8]), String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        if self.stream.is_none() {
+            let stream = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| e.to_string())?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            self.stream = Some(stream);
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        if let Err(error) = stream.write_all(&request).await {
+            self.stream = None;
+            return Err(error.to_string());
+        }
+        self.buffer.clear();
+        let mut chunk = [0u8; 8192];
+        let (head_end, status, length) = loop {
+            if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buffer[..end]).map_err(|e| e.to_string())?;
+                let status = head.get(9..12).and_then(|s| s.parse::<u16>().ok()).ok_or("no status")?;
+                let length = head
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .ok_or("an answer without content-length")?;
+                break (end + 4, status, length);
+            }
+            let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                self.stream = None;
+                return Err("the server closed the connection".to_owned());
+            }
+            self.buffer.extend_from_slice(&chunk[..n]);
+        };
+        while self.buffer.len() < head_end + length {
+            let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                self.stream = None;
+                return Err("the server closed the connection mid-answer".to_owned());
+            }
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+        Ok((status, &self.buffer[head_end..head_end + length]))
+    }
+}
+
+/// What to send and what the answer must contain.
+pub struct Call {
+    pub path: String,
+    pub body: Vec<u8>,
+    /// Bytes a correct answer holds, e.g. `"isValid":true`.
+    pub expect: &'static [u8],
+}
+
+/// Like [`run`], with each loop on its own [`Connection`] to `addr`.
+pub async fn run_raw<F>(
+    name: &str,
+    addr: std::net::SocketAddr,
+    connections: usize,
+    duration: Duration,
+    call: F,
+) -> Report
+where
+    F: Fn(usize, u64) -> Option<Call> + Send + Sync + 'static,
+{
+    let call = Arc::new(call);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let loops = (0..connections).map(|connection| {
+        let call = call.clone();
+        tokio::spawn(async move {
+            let mut http = Connection::new(addr);
+            let (mut latencies, mut errors, mut first_error) = (Vec::new(), 0u64, None);
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let Some(Call { path, body, expect }) = call(connection, n) else { break };
+                let sent = Instant::now();
+                let outcome = match http.post(&path, &body).await {
+                    Ok((200, answer)) if answer.windows(expect.len()).any(|w| w == expect) => Ok(()),
+                    Ok((status, answer)) => Err(format!("{status}: {}", String::from_utf8_lossy(answer))),
+                    Err(error) => Err(error),
+                };
+                latencies.push(sent.elapsed().as_micros() as u32);
+                if let Err(error) = outcome {
+                    errors += 1;
+                    first_error.get_or_insert(error);
+                }
+                n += 1;
+            }
+            (latencies, errors, first_error)
+        })
+    });
+    finish(name, connections, started, futures::future::join_all(loops).await)
 }

@@ -8,6 +8,7 @@
 //! runtime. Everything listens on 127.0.0.1 and every run stops by itself.
 
 mod baseline;
+mod calibrate;
 mod lag;
 mod load;
 mod mixed;
@@ -47,6 +48,7 @@ pub enum Scenario {
     History,
     Replay,
     Lag,
+    Calibrate,
 }
 
 #[tokio::main]

@@ -47,6 +47,7 @@ pub struct Options {
 pub(crate) struct Served {
     pub(crate) child: Child,
     pub(crate) base: String,
+    pub(crate) addr: SocketAddr,
 }
 
 pub(crate) struct Bench {
@@ -71,6 +72,7 @@ pub async fn run(options: Options) -> std::process::ExitCode {
         Scenario::Mixed => crate::mixed::run(&mut bench).await,
         Scenario::Replay => crate::replay::run(&mut bench).await,
         Scenario::Lag => crate::lag::run(&mut bench).await,
+        Scenario::Calibrate => crate::calibrate::run(&mut bench).await,
     };
     bench.drop_databases().await;
     match result {
@@ -178,7 +180,7 @@ impl Bench {
                 self.client.get(format!("{base}{probe}")).send().await.is_ok_and(|r| r.status().is_success())
             };
             if up {
-                return Ok(Served { child, base });
+                return Ok(Served { child, base, addr });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -266,22 +268,10 @@ pub(crate) fn expect_field(answer: Result<Value, String>, field: &str, value: &V
 
 /// Load against a baseline's `/validate` with a validate-shaped body.
 pub(crate) async fn baseline_load(bench: &Bench, name: &str, served: &Served) -> Report {
-    let (client, url) = (bench.client.clone(), format!("{}/validate", served.base));
-    load::run(name, bench.options.connections, bench.duration(), move |connection, n| {
-        let (client, url) = (client.clone(), url.clone());
-        let body = json!({
-            "licenseKey": "ABCD-EFGH-JKMN-2345",
-            "machineId": format!("c{connection}-{n}"),
-            "row": (n as i64 * 7919 + connection as i64) % baseline::ROWS + 1,
-        });
-        Some(async move {
-            let answer = post(&client, &url, None, &body).await?;
-            if answer["signature"].is_string() && answer["data"]["isValid"] == true {
-                Ok(())
-            } else {
-                Err(format!("unexpected answer: {answer}"))
-            }
-        })
+    load::run_raw(name, served.addr, bench.options.connections, bench.duration(), move |connection, n| {
+        let row = (n as i64 * 7919 + connection as i64) % baseline::ROWS + 1;
+        let body = format!(r#"{{"licenseKey":"ABCD-EFGH-JKMN-2345","machineId":"c{connection}-{n}","row":{row}}}"#);
+        Some(load::Call { path: "/validate".to_owned(), body: body.into_bytes(), expect: br#""isValid":true"# })
     })
     .await
 }
@@ -324,7 +314,8 @@ pub(crate) async fn read_baselines(bench: &mut Bench) -> Result<(Report, Report)
 
 /// `validate`: activated licenses on many machines, validate calls only.
 async fn validate(bench: &mut Bench) -> Result<Value, String> {
-    let server = bench.keyledger(&[]).await?;
+    let database_url = bench.database("keyledger").await?;
+    let server = bench.keyledger_on(&database_url, &[]).await?;
     let key = user_key(&bench.client, &server).await?;
     let licenses =
         generate(&bench.client, &server, &key, bench.options.licenses.unwrap_or(2_000), json!({"maxActivations": 5}))
@@ -341,27 +332,41 @@ async fn validate(bench: &mut Bench) -> Result<Value, String> {
         }
     }
     let licenses = Arc::new(licenses);
-    let (client, url) = (bench.client.clone(), format!("{}/api/v1/licenses/validate", server.base));
-    let keyledger =
-        load::run("keyledger validate", bench.options.connections, bench.duration(), move |connection, n| {
-            let pick = (n as usize * 7919 + connection * 104_729) % (licenses.len() * 5);
-            let body = json!({"licenseKey": licenses[pick / 5], "machineId": format!("m{}", pick % 5)});
-            let (client, url) = (client.clone(), url.clone());
-            Some(async move { expect_field(post(&client, &url, None, &body).await, "isValid", &json!(true)) })
-        })
-        .await;
+    let keyledger = validate_load(bench, "keyledger validate", &server, licenses.clone()).await;
+    drop(server);
+    // The same with rate limits on, at a limit the load never reaches.
+    let server = bench
+        .keyledger_on(
+            &database_url,
+            &[("KEYLEDGER_RATE_LIMITS", "on"), ("KEYLEDGER_RATE_LIMIT_CLIENT_PER_MINUTE", "1000000000")],
+        )
+        .await?;
+    let limited = validate_load(bench, "keyledger validate, limits on", &server, licenses).await;
     drop(server);
     let (signed_static, select) = read_baselines(bench).await?;
-    print_table(&[&keyledger, &signed_static, &select]);
+    print_table(&[&keyledger, &limited, &signed_static, &select]);
     let (vs_static, vs_select) = (ratio(&keyledger, &signed_static), ratio(&keyledger, &select));
+    let limits_on_over_off = ratio(&limited, &keyledger);
     eprintln!(
-        "validate / signed static = {vs_static:.2} (target >= 0.7); validate / SELECT = {vs_select:.2} (target >= 2.0)"
+        "validate / signed static = {vs_static:.2} (target >= 0.7); validate / SELECT = {vs_select:.2} (target >= 2.0); \
+         limits on / off = {limits_on_over_off:.2} (target >= 0.9)"
     );
     Ok(json!({
-        "scenario": "validate", "backend": bench.backend(), "reports": [keyledger, signed_static, select],
-        "ratios": {"validate_over_static": vs_static, "validate_over_select": vs_select},
-        "targets_met": {"validate_over_static": vs_static >= 0.7, "validate_over_select": vs_select >= 2.0},
+        "scenario": "validate", "backend": bench.backend(), "reports": [keyledger, limited, signed_static, select],
+        "ratios": {"validate_over_static": vs_static, "validate_over_select": vs_select, "limits_on_over_off": limits_on_over_off},
+        "targets_met": {"validate_over_static": vs_static >= 0.7, "validate_over_select": vs_select >= 2.0, "limits_on_over_off": limits_on_over_off >= 0.9},
     }))
+}
+
+/// Validate calls on the prepared licenses' machines, spread over them.
+async fn validate_load(bench: &Bench, name: &str, server: &Served, licenses: Arc<Vec<String>>) -> Report {
+    load::run_raw(name, server.addr, bench.options.connections, bench.duration(), move |connection, n| {
+        let pick = (n as usize * 7919 + connection * 104_729) % (licenses.len() * 5);
+        let body = format!(r#"{{"licenseKey":"{}","machineId":"m{}"}}"#, licenses[pick / 5], pick % 5);
+        let path = "/api/v1/licenses/validate".to_owned();
+        Some(load::Call { path, body: body.into_bytes(), expect: br#""isValid":true"# })
+    })
+    .await
 }
 
 /// `activate`: fresh licenses, each activated once.
@@ -370,17 +375,16 @@ async fn activate(bench: &mut Bench) -> Result<Value, String> {
     let key = user_key(&bench.client, &server).await?;
     let licenses =
         Arc::new(generate(&bench.client, &server, &key, bench.options.licenses.unwrap_or(40_000), json!({})).await?);
-    let (client, url) = (bench.client.clone(), format!("{}/api/v1/licenses/activate", server.base));
     let connections = bench.options.connections;
-    let keyledger = load::run("keyledger activate", connections, bench.duration(), move |connection, n| {
-        // Each connection takes its own licenses; it stops when they run out.
-        let index = n as usize * connections + connection;
-        let license = licenses.get(index)?.clone();
-        let body = json!({"licenseKey": license, "machineId": "bench-machine"});
-        let (client, url) = (client.clone(), url.clone());
-        Some(async move { expect_field(post(&client, &url, None, &body).await, "success", &json!(true)) })
-    })
-    .await;
+    let keyledger =
+        load::run_raw("keyledger activate", server.addr, connections, bench.duration(), move |connection, n| {
+            // Each connection takes its own licenses; it stops when they run out.
+            let index = n as usize * connections + connection;
+            let body = format!(r#"{{"licenseKey":"{}","machineId":"bench-machine"}}"#, licenses.get(index)?);
+            let path = "/api/v1/licenses/activate".to_owned();
+            Some(load::Call { path, body: body.into_bytes(), expect: br#""success":true"# })
+        })
+        .await;
     drop(server);
     let insert_server = bench.baseline(baseline::Kind::Insert).await?;
     let insert = baseline_load(bench, "baseline: one single-row INSERT", &insert_server).await;
