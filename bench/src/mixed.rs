@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::load;
-use crate::scenario::{expect_field, generate, post, print_table, ratio, read_baselines, user_key, Bench};
+use crate::scenario::{generate, post, print_table, ratio, read_baselines, user_key, Bench};
 
 /// Machines activated on every license for validations and heartbeats.
 const MACHINES: usize = 4;
@@ -43,40 +43,37 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     // How many toggles each connection has made: even means its machine is
     // off, odd means on.
     let toggles: Arc<Vec<AtomicU64>> = Arc::new((0..connections).map(|_| AtomicU64::new(0)).collect());
-    let base = server.base.clone();
-    let client = bench.client.clone();
-    let keyledger = load::run("keyledger mixed", connections, bench.duration(), move |connection, n| {
-        let (client, base, licenses) = (client.clone(), base.clone(), licenses.clone());
-        let (toggled, toggles) = (toggled.clone(), toggles.clone());
-        Some(async move {
+    let keyledger =
+        load::run_raw("keyledger mixed", server.addr, connections, bench.duration(), move |connection, n| {
             let roll = (n as usize * 7919 + connection * 104_729) % 100;
             let pick = (n as usize * 6151 + connection * 3571) % (licenses.len() * MACHINES);
-            let device = json!({"licenseKey": licenses[pick / MACHINES], "machineId": format!("m{}", pick % MACHINES)});
-            match roll {
-                0..=89 => expect_field(
-                    post(&client, &format!("{base}/api/v1/licenses/validate"), None, &device).await,
-                    "isValid",
-                    &json!(true),
-                ),
-                90..=97 => expect_field(
-                    post(&client, &format!("{base}/api/v1/licenses/heartbeat"), None, &device).await,
-                    "isValid",
-                    &json!(true),
-                ),
+            let device =
+                format!(r#"{{"licenseKey":"{}","machineId":"m{}"}}"#, licenses[pick / MACHINES], pick % MACHINES);
+            let valid: &'static [u8] = br#""isValid":true"#;
+            Some(match roll {
+                0..=89 => load::Call {
+                    path: "/api/v1/licenses/validate".to_owned(),
+                    body: device.into_bytes(),
+                    expect: valid,
+                },
+                90..=97 => load::Call {
+                    path: "/api/v1/licenses/heartbeat".to_owned(),
+                    body: device.into_bytes(),
+                    expect: valid,
+                },
                 _ => {
                     let toggle = toggles[connection].fetch_add(1, Ordering::Relaxed);
-                    let body = json!({"licenseKey": toggled[connection], "machineId": "toggled"});
                     let action = if toggle % 2 == 0 { "activate" } else { "deactivate" };
-                    expect_field(
-                        post(&client, &format!("{base}/api/v1/licenses/{action}"), None, &body).await,
-                        "success",
-                        &json!(true),
-                    )
+                    let body = format!(r#"{{"licenseKey":"{}","machineId":"toggled"}}"#, toggled[connection]);
+                    load::Call {
+                        path: format!("/api/v1/licenses/{action}"),
+                        body: body.into_bytes(),
+                        expect: br#""success":true"#,
+                    }
                 }
-            }
+            })
         })
-    })
-    .await;
+        .await;
     drop(server);
     let (signed_static, select) = read_baselines(bench).await?;
     print_table(&[&keyledger, &signed_static, &select]);
