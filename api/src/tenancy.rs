@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::auth::{Role, KEY_PREFIX};
 use crate::secret::{random_id, random_token, sha256_hex};
+use crate::signing::BUMP_VERSION;
 
 const KEY_ID_LEN: usize = 12;
 const KEY_SECRET_LEN: usize = 40;
@@ -157,10 +158,19 @@ UPDATE api_keys SET revoked_at = $1
                 let mut tx = pool.begin().await?;
                 sqlx::query(LOCK_TENANT).bind(tenant_id).execute(&mut *tx).await?;
                 let affected = bind_all(sqlx::query(SQL), args).execute(&mut *tx).await?.rows_affected();
+                // Every process drops its cache of keys: in the same
+                // transaction, so a revocation can't land without it.
+                sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
                 tx.commit().await?;
                 affected
             }
-            Database::Sqlite(pool) => bind_all(sqlx::query(SQL), args).execute(pool).await?.rows_affected(),
+            Database::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let affected = bind_all(sqlx::query(SQL), args).execute(&mut *tx).await?.rows_affected();
+                sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
+                tx.commit().await?;
+                affected
+            }
         };
         if affected == 1 {
             return Ok(Revocation::Revoked);

@@ -397,6 +397,14 @@ async fn stalled_connections_are_closed() {
     assert_eq!(read_reply(&mut stream).await.unwrap().status, 200);
     let took = closed_within(&mut stream, Duration::from_secs(6)).await.expect("an idle connection was left open");
     assert!(took >= Duration::from_millis(1500), "closed after {took:?}, before the keep-alive timeout");
+    // The same from a plain blocking socket, whose reads hyper meets
+    // differently: the deadline must not depend on hyper polling the socket.
+    let (host, port) = address(&app.base).rsplit_once(':').unwrap();
+    let (ok, printed) = keyledger_tests::run_python("idle_client.py", &[host, port, "6"], &[]).await;
+    assert!(ok, "{printed}");
+    let seconds: f64 =
+        printed.trim().parse().unwrap_or_else(|_| panic!("the idle connection was left open: {printed}"));
+    assert!((1.5..=4.0).contains(&seconds), "closed after {seconds} s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

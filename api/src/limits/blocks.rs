@@ -71,7 +71,10 @@ impl Blocks {
     /// Counts a failure of `ip`; blocks it when it has failed too often,
     /// returning the new block's length.
     pub async fn record_failure(&self, ip: IpAddr) -> Result<Option<Duration>, sqlx::Error> {
-        if self.failures.take(&ip, Instant::now()).allowed {
+        let take = self.failures.take(&ip, Instant::now());
+        if take.allowed || take.overflow {
+            // Within budget; or the failure counts are full, and the shared
+            // overflow budget running dry says nothing about this address.
             return Ok(None);
         }
         self.block(ip).await.map(Some)
@@ -126,6 +129,10 @@ impl Blocks {
             .collect();
         *self.active.write().unwrap_or_else(|p| p.into_inner()) = active;
         self.failures.sweep(Instant::now());
+        // Rows past the decay period no longer decide a block's length.
+        const FORGET: &str = "DELETE FROM address_blocks WHERE blocked_until < $1";
+        let forget_before = now - chrono::Duration::from_std(self.settings.decay).unwrap_or_default();
+        on_pool!(&self.db, pool => sqlx::query(FORGET).bind(text(forget_before)).execute(pool).await.map(drop))?;
         Ok(())
     }
 }

@@ -25,6 +25,8 @@ struct Bucket {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Take {
     pub allowed: bool,
+    /// Taken from the overflow bucket that newcomers share when the map is full.
+    pub overflow: bool,
     pub limit: u32,
     pub remaining: u32,
     /// Until the bucket is full again.
@@ -73,7 +75,7 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         if shard.len() >= self.max_keys / SHARDS {
             drop(shard);
             let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
-            return self.take_from(&mut overflow, now);
+            return Take { overflow: true, ..self.take_from(&mut overflow, now) };
         }
         let bucket = shard.entry(key.clone()).or_insert(Bucket { tokens: f64::from(self.limit), updated: now });
         self.take_from(bucket, now)
@@ -91,6 +93,7 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         let missing = f64::from(self.limit) - bucket.tokens;
         Take {
             allowed,
+            overflow: false,
             limit: self.limit,
             remaining: bucket.tokens.floor() as u32,
             reset_after: Duration::from_secs_f64(missing / rate),

@@ -67,43 +67,59 @@ pub fn parse_trusted(raw: &str) -> Result<Vec<Cidr>, String> {
     raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Cidr::parse).collect()
 }
 
+/// An address as proxies write it: bare, `1.2.3.4:port`, `[v6]` or
+/// `[v6]:port`, possibly quoted.
+fn parse_hop(raw: &str) -> Option<IpAddr> {
+    let raw = raw.trim().trim_matches('"');
+    if let Some(rest) = raw.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    if let Ok(address) = raw.parse() {
+        return Some(address);
+    }
+    // IPv4 with a port; a bare IPv6 address has more than one colon.
+    let (host, port) = raw.rsplit_once(':')?;
+    (!host.contains(':') && port.bytes().all(|b| b.is_ascii_digit())).then(|| host.parse().ok())?
+}
+
 /// The client's address: `peer`, or when `peer` is trusted, the nearest
 /// untrusted address in `X-Forwarded-For` (read from the right, since each
-/// proxy appends), else `Forwarded: for=`.
+/// proxy appends), else in `Forwarded: for=`. An entry that can't be read
+/// ends the walk at the peer: what lies to its left can't be told from a
+/// client's own claim.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
     let peer = canonical(peer);
     let is_trusted = |a: IpAddr| trusted.iter().any(|c| c.contains(a));
     if !is_trusted(peer) {
         return peer;
     }
-    let forwarded_for: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse().ok())
-        .collect();
-    let from_forwarded = || -> Vec<IpAddr> {
-        headers
-            .get_all("forwarded")
+    let values = |name: &str| -> Vec<String> {
+        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+    };
+    let forwarded_for: Vec<String> =
+        values("x-forwarded-for").iter().flat_map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>()).collect();
+    let chain: Vec<String> = if !forwarded_for.is_empty() {
+        forwarded_for
+    } else {
+        values("forwarded")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split([',', ';']))
-            .filter_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                if !name.trim().eq_ignore_ascii_case("for") {
-                    return None;
-                }
-                let value = value.trim().trim_matches('"');
-                let value = value.strip_prefix('[').map_or(value, |v| v.split(']').next().unwrap_or(v));
-                let value =
-                    if value.matches(':').count() == 1 { value.split(':').next().unwrap_or(value) } else { value };
-                value.parse().ok()
+            .flat_map(|v| v.split(',').map(str::to_owned).collect::<Vec<_>>())
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (name, value) = pair.trim().split_once('=')?;
+                    name.trim().eq_ignore_ascii_case("for").then(|| value.to_owned())
+                })
             })
             .collect()
     };
-    let chain = if forwarded_for.is_empty() { from_forwarded() } else { forwarded_for };
-    chain.into_iter().map(canonical).rev().find(|a| !is_trusted(*a)).unwrap_or(peer)
+    for hop in chain.iter().rev() {
+        match parse_hop(hop).map(canonical) {
+            Some(address) if is_trusted(address) => continue,
+            Some(address) => return address,
+            None => return peer,
+        }
+    }
+    peer
 }
 
 #[cfg(test)]

@@ -29,9 +29,9 @@ pub use blocks::BlockSettings;
 use blocks::Blocks;
 use buckets::{Buckets, Take};
 
-use crate::auth::KEY_PREFIX;
 use crate::error::ApiError;
 use crate::metrics::ClassLabels;
+use crate::secret::sha256_hex;
 use crate::state::AppState;
 
 /// The address a request came from, as decided by [`client_ip::client_ip`].
@@ -152,19 +152,25 @@ impl Limits {
     }
 }
 
-/// The id of the API key a request presents, without checking it: the
-/// management limit is per key, and checking is the handler's work.
-fn presented_key_id(headers: &HeaderMap) -> Option<String> {
+/// The management limit's key for a request: a digest of the credential it
+/// presents, unchecked (checking is the handler's work). A made-up
+/// credential gets a bucket of its own, so nobody can drain a real key's
+/// budget without holding the key; its 401s count against its address.
+fn presented_credential(headers: &HeaderMap) -> Option<String> {
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().split_once(' ').map(|(_, key)| key.trim()));
     let key = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim))?;
-    match key.strip_prefix(KEY_PREFIX) {
-        Some(rest) => rest.split('_').next().map(str::to_owned),
-        // The operator token: one bucket, whatever is presented as it.
-        None if !key.is_empty() => Some("operator".to_owned()),
-        None => None,
+    (!key.is_empty()).then(|| sha256_hex(key))
+}
+
+/// Addresses as the limits count them: IPv6 by its /64, which one host
+/// usually holds whole, so a host can't mint a fresh budget per address.
+fn counted(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        v4 => v4,
     }
 }
 
@@ -189,6 +195,7 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
         return next.run(request).await;
     }
     let Some(&ClientIp(ip)) = request.extensions().get::<ClientIp>() else { return next.run(request).await };
+    let ip = counted(ip);
     let class = Class::of(request.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
     let buckets = limits.buckets(class);
     let rejected =
@@ -200,18 +207,29 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
             format!("This address is blocked for {} more seconds after repeated failures", left.as_secs().max(1)),
             left,
         );
-        let take = Take { allowed: false, limit: buckets.limit(), remaining: 0, reset_after: left, retry_after: left };
+        let take = Take {
+            allowed: false,
+            overflow: false,
+            limit: buckets.limit(),
+            remaining: 0,
+            reset_after: left,
+            retry_after: left,
+        };
         set_headers(&mut response, &take);
         return response;
     }
     let key = match class {
-        Class::Management => presented_key_id(request.headers()).map_or(Key::Address(ip), Key::ApiKey),
+        Class::Management => presented_credential(request.headers()).map_or(Key::Address(ip), Key::ApiKey),
         Class::Client | Class::Public => Key::Address(ip),
     };
     let take = buckets.take(&key, Instant::now());
     if !take.allowed {
         rejected("rate_limited");
-        limits.failed(ip).await;
+        if !take.overflow {
+            // A refusal from the shared overflow bucket says nothing about
+            // this caller: it is not held against it.
+            limits.failed(ip).await;
+        }
         let mut response =
             too_many("rate_limited", format!("Too many {} requests; retry later", class.as_str()), take.retry_after);
         set_headers(&mut response, &take);

@@ -272,8 +272,11 @@ async fn revoke_key(
     };
     match state.tenancy.revoke_key(&tenant_id, key_id).await.map_err(ApiError::internal)? {
         Revocation::Revoked => {
-            // Every process drops its cache of keys.
-            state.directory.changed().await.map_err(ApiError::internal)?;
+            // The revocation bumped the directory's version; this process
+            // drops its cached keys now, the others within their poll.
+            if let Err(error) = state.directory.changed_elsewhere().await {
+                tracing::warn!(%error, "revoked key: this process's cache reloads at its next poll");
+            }
             tracing::info!(tenant_id, key_id = %key_id, "API key revoked");
             Ok(StatusCode::NO_CONTENT)
         }

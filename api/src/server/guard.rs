@@ -42,8 +42,31 @@ enum Phase {
     Idle,
 }
 
+/// The connection's current deadline, shared with the task that serves
+/// it. hyper does not always poll an idle connection's socket, so the
+/// deadline can't rely on being noticed inside a read: the serving task
+/// watches it too, and drops the connection when it passes.
+#[derive(Default)]
+pub struct Watch {
+    /// None while a request is being served.
+    deadline: std::sync::Mutex<Option<Instant>>,
+    pub changed: tokio::sync::Notify,
+}
+
+impl Watch {
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, deadline: Option<Instant>) {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = deadline;
+        self.changed.notify_one();
+    }
+}
+
 pub struct GuardedIo<T> {
     inner: T,
+    watch: std::sync::Arc<Watch>,
     deadlines: Deadlines,
     phase: Phase,
     deadline: Pin<Box<Sleep>>,
@@ -51,6 +74,9 @@ pub struct GuardedIo<T> {
     window: [u8; 4],
     /// Whether any of the answer was written since the head was complete.
     answered: bool,
+    /// Whether the clock runs on writing this answer: a client that stops
+    /// reading its answer must not hold the connection forever.
+    write_clock: bool,
     /// A JSON answer replacing one of hyper's own: its bytes and how many
     /// have been written.
     replacement: Option<(Vec<u8>, usize)>,
@@ -58,19 +84,30 @@ pub struct GuardedIo<T> {
 
 impl<T> GuardedIo<T> {
     pub fn new(inner: T, deadlines: Deadlines) -> Self {
+        let watch = std::sync::Arc::new(Watch::default());
+        watch.set(Some(Instant::now() + deadlines.header_read));
         Self {
             inner,
+            watch,
             deadlines,
             phase: Phase::AwaitingHead,
             deadline: Box::pin(tokio::time::sleep(deadlines.header_read)),
             window: [0; 4],
             answered: false,
+            write_clock: false,
             replacement: None,
         }
     }
 
+    /// The deadline the serving task watches.
+    pub fn watch(&self) -> std::sync::Arc<Watch> {
+        self.watch.clone()
+    }
+
     fn rearm(&mut self, after: Duration) {
-        self.deadline.as_mut().reset(Instant::now() + after);
+        let at = Instant::now() + after;
+        self.deadline.as_mut().reset(at);
+        self.watch.set(Some(at));
     }
 
     /// Follows the phases through bytes the client sent.
@@ -94,6 +131,8 @@ impl<T> GuardedIo<T> {
                 self.phase = Phase::Busy;
                 self.window = [0; 4];
                 self.answered = false;
+                self.write_clock = false;
+                self.watch.set(None);
                 return;
             }
         }
@@ -157,14 +196,20 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
             // replacement is the last thing written.
             return this.poll_replacement(cx).map_ok(|()| buf.len());
         }
+        if !this.write_clock {
+            this.write_clock = true;
+            this.rearm(this.deadlines.keep_alive);
+        }
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = written {
             if n > 0 {
-                this.answered = true;
-                if this.phase == Phase::Idle {
-                    // A slow reader of a long answer is not idle.
-                    this.rearm(this.deadlines.keep_alive);
+                // An interim `100 Continue` is not the answer: the body of
+                // the request is still to come.
+                if !buf.starts_with(b"HTTP/1.1 1") {
+                    this.answered = true;
                 }
+                // Progress: the reader is slow at worst, not gone.
+                this.rearm(this.deadlines.keep_alive);
             }
         }
         written
@@ -178,6 +223,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         let flushed = Pin::new(&mut this.inner).poll_flush(cx);
         if matches!(flushed, Poll::Ready(Ok(()))) && this.phase == Phase::Busy && this.answered {
             this.phase = Phase::Idle;
+            this.write_clock = false;
             this.rearm(this.deadlines.keep_alive);
         }
         flushed
@@ -296,5 +342,21 @@ mod tests {
         let error = io.read(&mut buf).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert_eq!(started.elapsed(), DEADLINES.keep_alive);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writing_an_answer_runs_the_clock_and_an_interim_100_is_not_the_answer() {
+        let (server, mut client) = tokio::io::duplex(256);
+        let mut io = GuardedIo::new(server, DEADLINES);
+        client.write_all(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\ncontent-length: 2\r\n\r\n").await.unwrap();
+        io.read(&mut [0; 128]).await.unwrap();
+        assert_eq!(io.watch().deadline(), None, "no deadline while the request is served");
+        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.unwrap();
+        io.flush().await.unwrap();
+        assert_eq!(io.phase, Phase::Busy, "still serving: the body is to come");
+        // Writing the answer sets a deadline the serving task enforces, so a
+        // client that stops reading can't hold the connection forever.
+        let deadline = io.watch().deadline().expect("a deadline on writing");
+        assert_eq!(deadline, Instant::now() + DEADLINES.keep_alive);
     }
 }

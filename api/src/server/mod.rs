@@ -128,7 +128,9 @@ struct Connection {
 impl Connection {
     async fn serve(self, stream: TcpStream, mut stopping: watch::Receiver<bool>, _in_flight: mpsc::Sender<()>) {
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(GuardedIo::new(stream, self.settings.deadlines));
+        let guarded = GuardedIo::new(stream, self.settings.deadlines);
+        let watch = guarded.watch();
+        let io = TokioIo::new(guarded);
         let (peer, router, body_read) = (self.peer, self.router, BodyReadTimeout(self.settings.body_read));
         let trusted = self.settings.trusted_proxies.clone();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
@@ -145,11 +147,28 @@ impl Connection {
             .writev(false)
             .serve_connection(io, service);
         tokio::pin!(connection);
-        let served = tokio::select! {
-            served = connection.as_mut() => served,
-            () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
+        let served = loop {
+            let deadline = watch.deadline();
+            tokio::select! {
+                served = connection.as_mut() => break served,
+                () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    break connection.await;
+                }
+                () = async {
+                    match deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if watch.deadline().is_some_and(|at| at <= tokio::time::Instant::now()) {
+                        // Waiting for a head, or idle, past its deadline:
+                        // dropping the connection closes the socket.
+                        tracing::debug!(peer = %peer, "connection closed at its deadline");
+                        return;
+                    }
+                }
+                () = watch.changed.notified() => {}
             }
         };
         if let Err(error) = served {

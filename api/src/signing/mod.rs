@@ -31,6 +31,9 @@ pub use master::MasterKey;
 const ALGORITHM: &str = "Ed25519";
 const MASTER_CHECK_NAME: &str = "master_key_check";
 const MASTER_CHECK_TEXT: &[u8] = b"keyledger master key check";
+/// Tells every process that something it caches changed: written in the
+/// same transaction as the change, so no change can land without it.
+pub const BUMP_VERSION: &str = "UPDATE directory_version SET version = version + 1 WHERE id = 1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
@@ -99,7 +102,12 @@ impl Directory {
         check_master_key(&db, &master).await?;
         let platform = match load_current(&db, &master, None).await? {
             Some(key) => key,
-            None => insert_key(&db, &master, None).await?,
+            None => {
+                insert_key(&db, &master, None).await?;
+                // Processes starting together on a new database may each
+                // have made one: all of them sign with the newest.
+                load_current(&db, &master, None).await?.expect("a platform key was just made")
+            }
         };
         let platform_public = PublicKey {
             x: jws::public_x(&platform.key),
@@ -149,6 +157,10 @@ impl Directory {
         let Some(loaded) = self.load_tenant(tenant_id).await? else { return Ok(None) };
         let loaded = Arc::new(loaded);
         let mut snapshot = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(newer) = snapshot.tenants.get(tenant_id) {
+            // A reload got here first, with what is at least as new.
+            return Ok(Some(newer.clone()));
+        }
         let mut tenants = snapshot.tenants.clone();
         tenants.insert(tenant_id.to_owned(), loaded.clone());
         *snapshot = Arc::new(Snapshot { tenants });
@@ -187,8 +199,12 @@ impl Directory {
                 tenants.insert(tenant_id, Arc::new(entry));
             }
         }
-        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Snapshot { tenants });
-        self.version.store(version, Ordering::Release);
+        let mut snapshot = self.snapshot.write().unwrap_or_else(|p| p.into_inner());
+        // Two reloads can finish out of order; the older must not win.
+        if version >= self.version() {
+            *snapshot = Arc::new(Snapshot { tenants });
+            self.version.store(version, Ordering::Release);
+        }
         Ok(())
     }
 
@@ -228,13 +244,13 @@ impl Directory {
     /// Makes the tenant's first key, when the tenant is created.
     pub async fn add_tenant(&self, tenant_id: &str) -> Result<(), DirectoryError> {
         insert_key(&self.db, &self.master, Some(tenant_id)).await?;
-        self.changed().await
+        self.reload().await
     }
 
     /// A new current key for the tenant; the old ones stay published.
     pub async fn rotate(&self, tenant_id: &str) -> Result<PublicKey, DirectoryError> {
         let key = insert_key(&self.db, &self.master, Some(tenant_id)).await?;
-        self.changed().await?;
+        self.reload().await?;
         Ok(self.list(tenant_id).await?.into_iter().find(|k| k.kid == key.kid).expect("the key just made is listed"))
     }
 
@@ -259,23 +275,38 @@ impl Directory {
         }
         const SQL: &str =
             "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND tenant_id = $3 AND retired_at IS NULL";
-        on_pool!(&self.db, pool => sqlx::query(SQL).bind(now()).bind(kid).bind(tenant_id).execute(pool).await.map(drop))?;
-        self.changed().await?;
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(SQL).bind(now()).bind(kid).bind(tenant_id).execute(&mut *tx).await?;
+            sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        self.reload().await?;
         Ok(Retirement::Retired)
     }
 
     pub async fn set_require_client_key(&self, tenant_id: &str, required: bool) -> Result<bool, DirectoryError> {
         const SQL: &str = "UPDATE tenants SET require_client_key = $1 WHERE id = $2";
-        let updated = on_pool!(&self.db, pool =>
-            sqlx::query(SQL).bind(i64::from(required)).bind(tenant_id).execute(pool).await.map(|r| r.rows_affected()))?;
-        self.changed().await?;
+        let updated = on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(SQL).bind(i64::from(required)).bind(tenant_id).execute(&mut *tx).await?.rows_affected();
+            sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
+            tx.commit().await?;
+            updated
+        });
+        self.reload().await?;
         Ok(updated == 1)
     }
 
     /// Tells every process (this one at once) that something cached changed.
     pub async fn changed(&self) -> Result<(), DirectoryError> {
-        const SQL: &str = "UPDATE directory_version SET version = version + 1 WHERE id = 1";
-        on_pool!(&self.db, pool => sqlx::query(SQL).execute(pool).await.map(drop))?;
+        on_pool!(&self.db, pool => sqlx::query(BUMP_VERSION).execute(pool).await.map(drop))?;
+        self.reload().await
+    }
+
+    /// Takes in a change that was written, with its version bump, by the
+    /// caller (a revoked API key).
+    pub async fn changed_elsewhere(&self) -> Result<(), DirectoryError> {
         self.reload().await
     }
 }
@@ -356,9 +387,13 @@ async fn insert_key(db: &Database, master: &MasterKey, tenant: Option<&str>) -> 
     let x = jws::public_x(&key);
     let kid = jws::thumbprint(&x);
     let sealed = master.seal(key.as_bytes(), &kid);
-    on_pool!(db, pool => sqlx::query(SQL)
-        .bind(&kid).bind(tenant).bind(ALGORITHM).bind(&x).bind(&sealed).bind(now())
-        .execute(pool).await.map(drop))?;
+    on_pool!(db, pool => {
+        let mut tx = pool.begin().await?;
+        sqlx::query(SQL).bind(&kid).bind(tenant).bind(ALGORITHM).bind(&x).bind(&sealed).bind(now())
+            .execute(&mut *tx).await?;
+        sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
+        tx.commit().await?;
+    });
     Ok(ActiveKey { kid, key })
 }
 
