@@ -137,7 +137,7 @@ const REQUEST_ID: &str = "x-request-id";
 /// matched up. Logs each request at debug level by its route template, so
 /// license keys in paths never reach the log.
 pub async fn request_context(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<crate::metrics::Metrics>>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -162,7 +162,7 @@ pub async fn request_context(
     let context = RequestContext { request_id: request_id.clone(), client_ip, user_agent };
     req.extensions_mut().insert(context);
     let mut response = next.run(req).await;
-    state.metrics.request(
+    metrics.request(
         &route,
         crate::metrics::method_label(&method),
         response.status().as_u16(),

@@ -36,6 +36,8 @@ pub struct Blocks {
     db: Database,
     failures: Buckets<IpAddr>,
     active: RwLock<HashMap<IpAddr, DateTime<Utc>>>,
+    /// Whether `active` holds anything: the common case, none, costs no lock.
+    any_active: std::sync::atomic::AtomicBool,
     pub made: AtomicU64,
 }
 
@@ -50,6 +52,7 @@ impl Blocks {
             settings,
             db,
             active: RwLock::default(),
+            any_active: std::sync::atomic::AtomicBool::new(false),
             made: AtomicU64::new(0),
         }
     }
@@ -60,6 +63,9 @@ impl Blocks {
 
     /// How long `ip` stays blocked, if it is.
     pub fn blocked(&self, ip: IpAddr, now: DateTime<Utc>) -> Option<Duration> {
+        if !self.any_active.load(Ordering::Relaxed) {
+            return None;
+        }
         let until = *self.active.read().unwrap_or_else(|p| p.into_inner()).get(&ip)?;
         (until > now).then(|| (until - now).to_std().unwrap_or_default())
     }
@@ -93,6 +99,7 @@ impl Blocks {
                 // Blocked already, by another process a moment ago.
                 let until = DateTime::parse_from_rfc3339(&until).expect("checked above").with_timezone(&Utc);
                 self.active.write().unwrap_or_else(|p| p.into_inner()).insert(ip, until);
+                self.any_active.store(true, Ordering::Relaxed);
                 return Ok((until - now).to_std().unwrap_or_default());
             }
             Some((level, until))
@@ -109,6 +116,7 @@ impl Blocks {
         let until = now + chrono::Duration::from_std(length).unwrap_or_default();
         on_pool!(&self.db, pool => sqlx::query(UPSERT).bind(&address).bind(level).bind(text(until)).execute(pool).await.map(drop))?;
         self.active.write().unwrap_or_else(|p| p.into_inner()).insert(ip, until);
+        self.any_active.store(true, Ordering::Relaxed);
         self.made.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(address = %ip, level, seconds = length.as_secs(), "address blocked for repeated failures");
         Ok(length)
@@ -127,7 +135,11 @@ impl Blocks {
                 Some((address.parse().ok()?, DateTime::parse_from_rfc3339(&until).ok()?.with_timezone(&Utc)))
             })
             .collect();
-        *self.active.write().unwrap_or_else(|p| p.into_inner()) = active;
+        {
+            let mut held = self.active.write().unwrap_or_else(|p| p.into_inner());
+            *held = active;
+            self.any_active.store(!held.is_empty(), Ordering::Relaxed);
+        }
         self.failures.sweep(Instant::now());
         // Rows past the decay period no longer decide a block's length.
         const FORGET: &str = "DELETE FROM address_blocks WHERE blocked_until < $1";

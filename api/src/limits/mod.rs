@@ -32,7 +32,6 @@ use buckets::{Buckets, Take};
 use crate::error::ApiError;
 use crate::metrics::ClassLabels;
 use crate::secret::sha256_hex;
-use crate::state::AppState;
 
 /// The address a request came from, as decided by [`client_ip::client_ip`].
 #[derive(Debug, Clone, Copy)]
@@ -189,7 +188,15 @@ fn too_many(code: &'static str, message: String, retry_after: Duration) -> Respo
     response
 }
 
-pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// What the limiting layer needs: two handles, cheap to clone per request
+/// (the whole application state is not).
+#[derive(Clone)]
+pub struct LimitLayer {
+    pub limits: Arc<Limits>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+pub async fn rate_limit(State(state): State<LimitLayer>, request: Request, next: Next) -> Response {
     let limits = &state.limits;
     if !limits.enabled {
         return next.run(request).await;

@@ -20,7 +20,7 @@ use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::error::ApiError;
 use crate::extract::request_context;
-use crate::limits::rate_limit;
+use crate::limits::{rate_limit, LimitLayer};
 use crate::screen::screen;
 use crate::state::AppState;
 
@@ -131,8 +131,11 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(screen))
-        .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        .layer(middleware::from_fn_with_state(
+            LimitLayer { limits: state.limits.clone(), metrics: state.metrics.clone() },
+            rate_limit,
+        ))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), request_context))
         .with_state(state)
 }
 
