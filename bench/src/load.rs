@@ -40,20 +40,15 @@ where
     let loops = (0..connections).map(|connection| {
         let request = request.clone();
         tokio::spawn(async move {
-            let (mut latencies, mut errors, mut first_error) = (Vec::new(), 0u64, None);
+            let mut tally = Tally::default();
             let mut n = 0;
             while Instant::now() < deadline {
                 let Some(call) = request(connection, n) else { break };
                 let sent = Instant::now();
-                let outcome = call.await;
-                latencies.push(sent.elapsed().as_micros() as u32);
-                if let Err(error) = outcome {
-                    errors += 1;
-                    first_error.get_or_insert(error);
-                }
+                tally.record(sent, call.await);
                 n += 1;
             }
-            (latencies, errors, first_error)
+            tally.into_result()
         })
     });
     finish(name, connections, started, futures::future::join_all(loops).await)
@@ -61,6 +56,29 @@ where
 
 /// What one loop measured: latencies in microseconds, errors, the first error.
 type LoopResult = (Vec<u32>, u64, Option<String>);
+
+/// One loop's running record of its requests.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    /// Records a request sent at `sent` that has just come to `outcome`.
+    fn record(&mut self, sent: Instant, outcome: Outcome) {
+        self.latencies.push(sent.elapsed().as_micros() as u32);
+        if let Err(error) = outcome {
+            self.errors += 1;
+            self.first_error.get_or_insert(error);
+        }
+    }
+
+    fn into_result(self) -> LoopResult {
+        (self.latencies, self.errors, self.first_error)
+    }
+}
 
 /// The report of a run from its loops' results.
 fn finish(
@@ -206,7 +224,7 @@ where
         let call = call.clone();
         tokio::spawn(async move {
             let mut http = Connection::new(addr);
-            let (mut latencies, mut errors, mut first_error) = (Vec::new(), 0u64, None);
+            let mut tally = Tally::default();
             let mut n = 0;
             while Instant::now() < deadline {
                 let Some(Call { path, body, expect }) = call(connection, n) else { break };
@@ -216,14 +234,10 @@ where
                     Ok((status, answer)) => Err(format!("{status}: {}", String::from_utf8_lossy(answer))),
                     Err(error) => Err(error),
                 };
-                latencies.push(sent.elapsed().as_micros() as u32);
-                if let Err(error) = outcome {
-                    errors += 1;
-                    first_error.get_or_insert(error);
-                }
+                tally.record(sent, outcome);
                 n += 1;
             }
-            (latencies, errors, first_error)
+            tally.into_result()
         })
     });
     finish(name, connections, started, futures::future::join_all(loops).await)
