@@ -123,6 +123,12 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_EXPIRY_SWEEP_SECS", default_value_t = 60, global = true)]
     pub expiry_sweep_secs: u32,
 
+    /// `GET /health` reports a background consumer as behind (and answers
+    /// 503) when the oldest event it has not handled is older than this,
+    /// or as down when it has been failing for this long.
+    #[arg(long, env = "KEYLEDGER_HEALTH_MAX_LAG_SECS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub health_max_lag_secs: u32,
+
     /// Seconds a client has to send a request's head, from connecting or
     /// from the request's first byte.
     #[arg(long, env = "KEYLEDGER_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..), global = true)]
@@ -260,6 +266,7 @@ impl Config {
             heartbeat_interval_secs: 900,
             heartbeat_floor_secs: 60,
             expiry_sweep_secs: 60,
+            health_max_lag_secs: 60,
             db_max_connections: 16,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,

@@ -7,9 +7,6 @@
 //! adds nothing to a license already expired, and optimistic concurrency
 //! lets only one of two racing sweeps append.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use chrono::Utc;
 use keyledger_domain::LicenseCommand;
 use keyledger_projections::LicenseViews;
@@ -18,21 +15,7 @@ use crate::metadata::system_metadata;
 use crate::service::LicenseService;
 
 /// Licenses expired per sweep at most; the rest wait for the next tick.
-const BATCH: i64 = 1_000;
-
-/// Sweeps every `interval` until the task is dropped.
-pub async fn run(licenses: Arc<LicenseService>, views: LicenseViews, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        match sweep(&licenses, &views).await {
-            Ok(0) => {}
-            Ok(expired) => tracing::info!(expired, "expiry sweep recorded expired licenses"),
-            Err(error) => tracing::warn!(%error, "expiry sweep failed; will retry"),
-        }
-    }
-}
+pub const BATCH: i64 = 1_000;
 
 /// One sweep; returns how many licenses it recorded as expired.
 pub async fn sweep(

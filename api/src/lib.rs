@@ -6,7 +6,9 @@
 //! `main.rs` is a thin shell around [`Application`].
 
 pub mod auth;
+mod background;
 pub mod config;
+mod consumers;
 mod error;
 mod expiry;
 mod extract;

@@ -60,6 +60,9 @@ pub struct Metrics {
     pub events: Family<EventLabels, Counter>,
     pub consumer_lag_events: Family<ConsumerLabels, Gauge>,
     pub consumer_lag_seconds: Family<ConsumerLabels, Gauge<f64, AtomicU64>>,
+    pub consumer_up: Family<ConsumerLabels, Gauge>,
+    pub consumer_restarts: Family<ConsumerLabels, Counter>,
+    pub consumer_failures: Family<ConsumerLabels, Counter>,
     pub view_licenses: Gauge,
     pub rate_limited: Family<ClassLabels, Counter>,
     pub active_blocks: Gauge,
@@ -104,6 +107,24 @@ impl Default for Metrics {
             "Age of the oldest event a background consumer has not handled yet",
             consumer_lag_seconds.clone(),
         );
+        let consumer_up = Family::<ConsumerLabels, Gauge>::default();
+        registry.register(
+            "consumer_up",
+            "1 if a background consumer is running or standing by and not further behind than the health threshold, else 0",
+            consumer_up.clone(),
+        );
+        let consumer_restarts = Family::<ConsumerLabels, Counter>::default();
+        registry.register(
+            "consumer_restarts",
+            "Times a background consumer panicked and was built again",
+            consumer_restarts.clone(),
+        );
+        let consumer_failures = Family::<ConsumerLabels, Counter>::default();
+        registry.register(
+            "consumer_failures",
+            "Steps of a background consumer that failed and were retried",
+            consumer_failures.clone(),
+        );
         let view_licenses = Gauge::default();
         registry.register(
             "validation_view_licenses",
@@ -138,6 +159,9 @@ impl Default for Metrics {
             events,
             consumer_lag_events,
             consumer_lag_seconds,
+            consumer_up,
+            consumer_restarts,
+            consumer_failures,
             view_licenses,
             rate_limited,
             active_blocks,

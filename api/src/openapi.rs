@@ -245,7 +245,37 @@ pub struct Health {
     status: String,
     /// sqlite or postgres.
     store: String,
+    /// This process's background consumers.
+    consumers: Vec<ConsumerHealth>,
     timestamp: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct ConsumerHealth {
+    /// e.g. projection:license_view, validation_view_follower, nats-relay.
+    name: String,
+    /// starting, standby (another process holds its lease), running,
+    /// failing, restarting or stopped.
+    state: String,
+    /// One active instance per database.
+    exclusive: bool,
+    /// Times it panicked and was built again.
+    restarts: u64,
+    /// Failed steps since the process started.
+    failures: u64,
+    /// Failed steps since its last good one.
+    consecutive_failures: u64,
+    last_error: Option<String>,
+    last_success_at: Option<String>,
+    /// Events committed it has not handled (consumers of the log's tail).
+    lag_events: Option<i64>,
+    /// Age of the oldest of those events, in seconds.
+    lag_seconds: Option<f64>,
+    /// Not down and not further behind than the threshold. Absent when the
+    /// store does not answer.
+    healthy: Option<bool>,
 }
 
 #[derive(ToSchema)]

@@ -13,12 +13,12 @@ use keyledger_eventlog::{
     CheckpointCheck, Checkpoints, Database, EventLog, EventLogError, SignedCheckpoint, Snapshots, VerifyReport,
 };
 use keyledger_projections::{LicenseViews, MemoryView};
-use keyledger_workers::{MemoryFollower, ProjectionRunner, Relay, RelayConfig};
+use keyledger_workers::{MemoryFollower, ProjectionRunner, RelayConfig, Runtime};
 use tokio::net::TcpListener;
 
 use crate::auth::{Authenticator, KEY_PREFIX, OPERATOR_PREFIX};
+use crate::background;
 use crate::config::Config;
-use crate::expiry;
 use crate::limits::client_ip::parse_trusted;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -213,13 +213,14 @@ pub async fn rebuild_projections(config: &Config, name: Option<&str>) -> Result<
     rebuilt
 }
 
+/// How long shutdown waits for background consumers to finish their step.
+const CONSUMER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    expiry_sweep: Option<std::time::Duration>,
-    checkpoint_every: Option<std::time::Duration>,
-    relay: Option<RelayConfig>,
-    follower: (MemoryFollower, keyledger_eventlog::Cursor),
+    runtime: Runtime,
+    background: background::Settings,
     server: ServerSettings,
     /// Set when this start generated the operator token, so it can be shown once.
     pub new_operator_token: Option<String>,
@@ -257,7 +258,8 @@ impl Application {
 
         let follower = MemoryFollower::new(db.clone(), memory.clone());
         let follower_progress = follower.progress();
-        let follow_from = follower.warm().await.map_err(|e| StartupError::Projection(e.to_string()))?;
+        follower.warm().await.map_err(|e| StartupError::Projection(e.to_string()))?;
+        let runtime = Runtime::new(db.clone());
         tracing::info!(licenses = memory.len(), "validation view loaded");
         let checkpoints = Checkpoints::new(db.clone(), signing_key(&config)?);
         let tenancy = TenancyStore::new(db.clone());
@@ -282,6 +284,8 @@ impl Application {
                 .filter(|t| !t.trim().is_empty())
                 .map(|t| sha256_hex(t.trim()).into()),
             follower_progress,
+            consumers: runtime.statuses(),
+            health_max_lag: std::time::Duration::from_secs(config.health_max_lag_secs.into()),
             relay_enabled: config.nats_url.is_some(),
             token_ttl: chrono::Duration::seconds(config.token_ttl_secs.into()),
             tenancy,
@@ -294,20 +298,21 @@ impl Application {
             .await
             .map_err(|source| StartupError::Listen { addr: config.listen, source })?;
         let every = |secs: u32| (secs > 0).then(|| std::time::Duration::from_secs(secs.into()));
-        let expiry_sweep = every(config.expiry_sweep_secs);
-        let checkpoint_every = every(config.checkpoint_secs);
         let relay = config.nats_url.clone().map(|nats_url| RelayConfig {
             nats_url,
             stream: config.nats_stream.clone(),
             duplicate_window: std::time::Duration::from_secs(config.nats_duplicate_window_secs.into()),
         });
+        let background = background::Settings {
+            expiry_sweep: every(config.expiry_sweep_secs),
+            checkpoint_every: every(config.checkpoint_secs),
+            relay,
+        };
         Ok(Self {
             listener,
             state,
-            expiry_sweep,
-            checkpoint_every,
-            relay,
-            follower: (follower, follow_from),
+            runtime,
+            background,
             server: config.server_settings(trusted_proxies),
             new_operator_token,
         })
@@ -317,45 +322,17 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves, with the projection runner, the expiry sweeper, periodic
-    /// audit checkpoints and (when configured) the NATS relay, until
-    /// `shutdown` resolves; then finishes in-flight requests.
+    /// Serves, with every background consumer (see [`background`]), until
+    /// `shutdown` resolves; then finishes in-flight requests, lets the
+    /// consumers finish the step each is taking, and closes the store.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let db = self.state.db.clone();
-        let (follower, follow_from) = self.follower;
-        let mut background = vec![
-            tokio::spawn(ProjectionRunner::new(self.state.db.clone()).run()),
-            tokio::spawn(follower.run(follow_from)),
-        ];
-        if let Some(interval) = self.expiry_sweep {
-            background.push(tokio::spawn(expiry::run(self.state.licenses.clone(), self.state.views.clone(), interval)));
-        }
-        if let Some(relay) = self.relay {
-            background.push(tokio::spawn(Relay::new(self.state.db.clone(), relay).run()));
-        }
-        background.push(tokio::spawn(follow_directory(self.state.directory.clone())));
-        if self.state.limits.enabled() {
-            background.push(tokio::spawn(self.state.limits.clone().follow_blocks()));
-        }
-        if let Some(interval) = self.checkpoint_every {
-            background.push(tokio::spawn(checkpoint_periodically(self.state.checkpoints.clone(), interval)));
-        }
+        let mut runtime = self.runtime;
+        background::start(&mut runtime, &self.state, self.background);
         let served = server::serve(self.listener, router(self.state), self.server, shutdown).await;
-        background.iter().for_each(tokio::task::JoinHandle::abort);
+        runtime.shutdown(CONSUMER_GRACE).await;
         db.close().await;
         served
-    }
-}
-
-/// Reloads the cached keys and settings whenever another process changed
-/// them; one cheap read a second.
-async fn follow_directory(directory: Arc<Directory>) {
-    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
-    loop {
-        ticker.tick().await;
-        if let Err(error) = directory.refresh().await {
-            tracing::warn!(%error, "cannot refresh signing keys and tenant settings; will retry");
-        }
     }
 }
 
@@ -375,22 +352,6 @@ async fn master_key(config: &Config, db: &Database) -> Result<MasterKey, Startup
         }
     };
     MasterKey::from_hex(&hex_key).map_err(|_| StartupError::BadMasterKey)
-}
-
-/// Signs a checkpoint every `interval`; the first one after a full
-/// interval, so restarts don't add one each.
-async fn checkpoint_periodically(checkpoints: Checkpoints, interval: std::time::Duration) {
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    loop {
-        ticker.tick().await;
-        match checkpoints.create(chrono::Utc::now()).await {
-            Ok(Some(checkpoint)) => {
-                tracing::info!(position = checkpoint.body.cursor.position, "audit checkpoint signed")
-            }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "audit checkpoint failed; will retry"),
-        }
-    }
 }
 
 /// The checkpoint signing key: from the configuration, or from a 0600 file

@@ -32,6 +32,10 @@ pub struct AppState {
     pub metrics_token: Option<Arc<str>>,
     /// Where this process's validation-view follower has got to.
     pub follower_progress: Arc<std::sync::Mutex<keyledger_eventlog::Cursor>>,
+    /// The background consumers' statuses, for `/health` and `/metrics`.
+    pub consumers: Arc<keyledger_workers::Statuses>,
+    /// Past this lag (or this long failing) a consumer is reported unhealthy.
+    pub health_max_lag: std::time::Duration,
     /// Whether this process runs a NATS relay (whose lag is reported).
     pub relay_enabled: bool,
     /// How long an offline license token lasts at most.

@@ -31,7 +31,7 @@ pub struct Options {
     #[arg(long, env = "KEYLEDGER_TEST_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub(crate) postgres_admin_url: String,
     /// Licenses prepared. validate and mixed: 2,000, 4 or 5 machines each;
-    /// activate: 40,000 fresh ones; lag: 20,000 fresh ones.
+    /// activate: 60,000 fresh ones; lag: 20,000 fresh ones.
     #[arg(long)]
     pub(crate) licenses: Option<usize>,
     /// history: events on the long license. replay: events (each a new
@@ -378,7 +378,7 @@ async fn activate(bench: &mut Bench) -> Result<Value, String> {
     let server = bench.keyledger(&[]).await?;
     let key = user_key(&bench.client, &server).await?;
     let licenses =
-        Arc::new(generate(&bench.client, &server, &key, bench.options.licenses.unwrap_or(40_000), json!({})).await?);
+        Arc::new(generate(&bench.client, &server, &key, bench.options.licenses.unwrap_or(60_000), json!({})).await?);
     let connections = bench.options.connections;
     let keyledger =
         load::run_raw("keyledger activate", server.addr, connections, bench.duration(), move |connection, n| {

@@ -9,6 +9,7 @@
 
 mod chain;
 mod checkpoint;
+mod commits;
 mod database;
 mod log;
 mod repository;
@@ -16,6 +17,7 @@ mod secrets;
 mod snapshot;
 
 pub use checkpoint::{CheckpointBody, CheckpointCheck, CheckpointCursor, Checkpoints, SignedCheckpoint};
+pub use commits::{commits, committed_elsewhere, local_commits, COMMITS_CHANNEL};
 pub use database::{Backend, Database, EventLogError};
 pub use log::write_turn;
 pub use log::{

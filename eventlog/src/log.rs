@@ -259,6 +259,7 @@ impl EventLog {
         if appended != events.len() {
             return Err(AppendError::Conflict);
         }
+        crate::commits::committed_here();
         Ok(identified.into_iter().map(|(_, hash)| hash).collect())
     }
 

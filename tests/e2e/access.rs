@@ -19,6 +19,7 @@ on_both_backends!(
     bad_input_is_a_4xx_naming_the_field,
     both_key_headers_are_accepted,
     health_and_status_answer,
+    health_names_a_consumer_that_is_down,
 );
 
 async fn info_is_for_the_owner_their_admins_and_the_operator(backend: Backend) {
@@ -402,7 +403,56 @@ async fn health_and_status_answer(backend: Backend) {
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.body["status"], "healthy");
     assert_eq!(health.body["store"], if backend == Backend::Sqlite { "sqlite" } else { "postgres" });
+    // Every background consumer of the process is listed, up and current.
+    let consumers = health.body["consumers"].as_array().unwrap();
+    let names: Vec<&str> = consumers.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for expected in ["projection:license_view", "validation_view_follower", "expiry-sweeper", "directory-refresh"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    assert_eq!(names.contains(&"commit-signal"), backend == Backend::Postgres, "{names:?}");
+    for consumer in consumers {
+        assert_eq!(consumer["healthy"], true, "{consumer}");
+        assert_eq!(consumer["restarts"], 0, "{consumer}");
+    }
     let status = app.get("/", None).await;
     assert_eq!(status.body["status"], "ok");
     assert_eq!(status.body["service"], "keyledger");
+}
+
+/// A relay that can't reach NATS fails at once and keeps failing: past the
+/// health threshold `/health` is 503 and names it, and its failures are
+/// counted in `/metrics`; everything else keeps answering.
+async fn health_names_a_consumer_that_is_down(backend: Backend) {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = TestApp::spawn_with(backend, |config| {
+        config.nats_url = Some(format!("nats://127.0.0.1:{closed_port}"));
+        config.health_max_lag_secs = 1;
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let health = loop {
+        let health = app.get("/health", None).await;
+        if health.status == StatusCode::SERVICE_UNAVAILABLE {
+            break health;
+        }
+        assert!(std::time::Instant::now() < deadline, "health stayed {}: {}", health.status, health.body);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(health.body["status"], "unhealthy");
+    let consumers = health.body["consumers"].as_array().unwrap();
+    let relay = consumers.iter().find(|c| c["name"] == "nats-relay").expect("the relay is listed");
+    assert_eq!(relay["healthy"], false);
+    assert_eq!(relay["state"], "failing");
+    assert!(relay["failures"].as_u64().unwrap() >= 1);
+    assert!(relay["lastError"].as_str().unwrap().contains("NATS"), "{relay}");
+    assert!(consumers.iter().filter(|c| c["name"] != "nats-relay").all(|c| c["healthy"] == true), "{consumers:?}");
+
+    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"keyledger_consumer_up{consumer="nats-relay"} 0"#), "{metrics}");
+    assert!(metrics.contains(r#"keyledger_consumer_up{consumer="projection:license_view"} 1"#));
+    let failures = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"keyledger_consumer_failures_total{consumer="nats-relay"}"#))
+        .expect("the relay's failures are counted");
+    assert!(!failures.ends_with(" 0"), "{failures}");
 }

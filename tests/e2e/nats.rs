@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use keyledger_eventlog::{Cursor, EventLog};
 use keyledger_tests::{on_both_backends, stream_messages, Backend, NatsServer, StreamedEvent, TestApp};
-use keyledger_workers::{Feed, NatsFeed, Relay, RelayConfig, TailFeed, RELAY_CONSUMER};
+use keyledger_workers::{Feed, NatsFeed, Relay, RelayConfig, Runtime, Spec, TailFeed, RELAY_CONSUMER, RELAY_POLL};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -22,6 +22,14 @@ on_both_backends!(
 
 fn relay_config(nats: &NatsServer) -> RelayConfig {
     RelayConfig { nats_url: nats.url.clone(), stream: STREAM.to_owned(), duplicate_window: Duration::from_secs(600) }
+}
+
+/// A relay of its own on the consumer runtime, beside the app's.
+fn start_relay(app: &TestApp, config: &RelayConfig) -> Runtime {
+    let mut runtime = Runtime::new(app.db.clone());
+    let (db, config) = (app.db.clone(), config.clone());
+    runtime.spawn(Spec::follower(RELAY_CONSUMER, RELAY_POLL).exclusive(), move || Relay::new(db.clone(), config.clone()));
+    runtime
 }
 
 /// Some licenses, each generated, activated on two machines and
@@ -96,31 +104,29 @@ async fn a_relay_killed_again_and_again_loses_nothing_and_duplicates_nothing(bac
     let load = write_load(&app, 10);
     let crashes = async {
         for round in 0..12u64 {
-            let relay = tokio::spawn(Relay::new(app.db.clone(), config.clone()).run());
+            let relay = start_relay(&app, &config);
             tokio::time::sleep(Duration::from_millis(40 + 17 * round)).await;
-            relay.abort();
-            let _ = relay.await;
+            relay.abort().await;
         }
     };
     tokio::join!(load, crashes);
 
-    let relay = tokio::spawn(Relay::new(app.db.clone(), config.clone()).run());
+    let relay = start_relay(&app, &config);
     let messages = stream_with(&nats, 40).await;
     assert_exactly_once_in_order(&app, &messages).await;
 
     // Even a relay that lost its checkpoint entirely adds nothing: every
     // republished event carries its id and is dropped as a duplicate.
-    relay.abort();
-    let _ = relay.await;
+    relay.abort().await;
     EventLog::new(app.db.clone()).rewind_checkpoint(RELAY_CONSUMER, Cursor::START).await.unwrap();
-    let relay = tokio::spawn(Relay::new(app.db.clone(), config).run());
+    let relay = start_relay(&app, &config);
     let log = EventLog::new(app.db.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while log.checkpoint(RELAY_CONSUMER).await.unwrap() == Cursor::START {
         assert!(tokio::time::Instant::now() < deadline, "the relay did not catch up again");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    relay.abort();
+    relay.abort().await;
     assert_eq!(stream_messages(&nats.url, STREAM).await.len(), 40);
 }
 

@@ -1,20 +1,26 @@
-//! Consumers of the event log that run beside the API: the projection
-//! runner that keeps read models equal to the log, and the NATS JetStream
-//! relay.
+//! Consumers of the event log that run beside the API, all on one
+//! consumer runtime ([`Runtime`]): the projection runner that keeps read
+//! models equal to the log, the memory follower that keeps this process's
+//! validation view fresh, the NATS JetStream relay, and the commit signal
+//! that wakes the consumers of other processes.
 //!
 //! Each follows the log's tail from a saved checkpoint, hands events on,
 //! and only then moves its checkpoint, so a crash repeats work rather than
 //! losing it. Where several processes share a database, a lease makes one
 //! of them the active consumer.
 
+mod commit_signal;
 mod feed;
 mod lease;
 mod memory_follower;
 mod projector;
 mod relay;
+pub mod runtime;
 
+pub use commit_signal::{CommitSignal, COMMIT_SIGNAL};
 pub use feed::{Feed, FeedError, NatsFeed, TailFeed};
 pub use lease::Lease;
-pub use memory_follower::MemoryFollower;
-pub use projector::{ProjectionRunner, ProjectorError, LICENSE_VIEW_RUNNER};
-pub use relay::{Relay, RelayConfig, RELAY_CONSUMER, SUBJECT_PREFIX};
+pub use memory_follower::{MemoryFollower, FOLLOWER_POLL, MEMORY_FOLLOWER};
+pub use projector::{ProjectionRunner, ProjectorError, LICENSE_VIEW_RUNNER, RUNNER_POLL};
+pub use relay::{Relay, RelayConfig, RELAY_CONSUMER, RELAY_POLL, SUBJECT_PREFIX};
+pub use runtime::{Consumer, ConsumerError, Runtime, Spec, State as ConsumerState, Status as ConsumerStatus, Statuses, Step};

@@ -10,15 +10,17 @@ use keyledger_eventlog::{Cursor, Database, EventLog, PayloadOnly, Snapshots};
 use keyledger_projections::{LicenseViews, MemoryView};
 
 use crate::projector::decode;
+use crate::runtime::{Consumer, ConsumerError, Step};
 use crate::ProjectorError;
 
 const PAGE: i64 = 5_000;
 const BATCH: i64 = 1_000;
-/// How long an idle follower waits before looking again: the most another
-/// process's write can take to reach this process's validations.
-const IDLE_WAIT: Duration = Duration::from_millis(20);
-/// How long it waits after a batch that drained the tail.
-const BUSY_WAIT: Duration = Duration::from_millis(10);
+/// The name it runs under; every process runs its own.
+pub const MEMORY_FOLLOWER: &str = "validation_view_follower";
+/// How long an idle follower waits before looking again when no commit
+/// woke it: the most another process's write can take to reach this
+/// process's validations if a notice of it is lost.
+pub const FOLLOWER_POLL: Duration = Duration::from_millis(20);
 
 pub struct MemoryFollower {
     log: EventLog,
@@ -44,9 +46,9 @@ impl MemoryFollower {
         self.progress.clone()
     }
 
-    /// Loads every license into memory; returns where to follow the tail
+    /// Loads every license into memory and sets where to follow the tail
     /// from (taken before loading, so nothing falls in between).
-    pub async fn warm(&self) -> Result<Cursor, ProjectorError> {
+    pub async fn warm(&self) -> Result<(), ProjectorError> {
         let from = self.log.end_cursor().await?.unwrap_or(Cursor::START);
         let mut after = String::new();
         loop {
@@ -57,35 +59,23 @@ impl MemoryFollower {
                 self.memory.put(view.license, view.version, None);
             }
         }
-        Ok(from)
+        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = from;
+        Ok(())
     }
 
-    /// Follows the tail from `from` until the task is dropped.
-    pub async fn run(self, mut from: Cursor) {
-        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = from;
-        loop {
-            match self.step(from).await {
-                Ok(Some((next, full))) => {
-                    from = next;
-                    *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = from;
-                    if !full {
-                        // Drained: gather a few milliseconds of events
-                        // rather than query once per event under load.
-                        tokio::time::sleep(BUSY_WAIT).await;
-                    }
-                }
-                Ok(None) => tokio::time::sleep(IDLE_WAIT).await,
-                Err(error) => {
-                    tracing::warn!(%error, "validation view follower failed; will retry");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
+    /// A follower that goes on from where `progress` says another one got
+    /// to: how the runtime builds it again after a panic.
+    pub fn resume(db: Database, memory: Arc<MemoryView>, progress: Arc<std::sync::Mutex<Cursor>>) -> Self {
+        Self { progress, ..Self::new(db, memory) }
+    }
+
+    fn cursor(&self) -> Cursor {
+        *self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Applies the next batch; returns where it ended and whether it was
     /// a full one (more may be waiting).
-    async fn step(&self, from: Cursor) -> Result<Option<(Cursor, bool)>, ProjectorError> {
+    async fn apply_next(&self, from: Cursor) -> Result<Option<(Cursor, bool)>, ProjectorError> {
         let events = self.log.tail_payloads(from, BATCH).await?;
         for event in &events {
             self.apply(event).await?;
@@ -125,5 +115,18 @@ impl MemoryFollower {
             }
         }
         Ok(())
+    }
+}
+
+/// Run by every process on the consumer runtime, woken by commits.
+impl Consumer for MemoryFollower {
+    async fn step(&mut self) -> Result<Step, ConsumerError> {
+        match self.apply_next(self.cursor()).await? {
+            Some((next, full)) => {
+                *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = next;
+                Ok(if full { Step::Busy } else { Step::Idle })
+            }
+            None => Ok(Step::Idle),
+        }
     }
 }

@@ -17,7 +17,7 @@ use keyledger_domain::{License, LicenseEvent};
 use keyledger_eventlog::{Database, EventLog, PayloadOnly, Snapshots};
 use keyledger_projections::LicenseViews;
 
-use crate::Lease;
+use crate::runtime::{Consumer, ConsumerError, Step};
 
 /// The runner's checkpoint and lease name.
 pub const LICENSE_VIEW_RUNNER: &str = "projection:license_view";
@@ -27,10 +27,10 @@ const REBUILD_BATCH: i64 = 5_000;
 /// database cluster to let the tail reach what was committed before it.
 const REBUILD_MAX_WAIT: Duration = Duration::from_secs(300);
 const IDLE_WAIT: Duration = Duration::from_millis(50);
-const RETRY_WAIT: Duration = Duration::from_secs(1);
+/// How long an idle runner waits for the tail when no commit woke it.
+pub const RUNNER_POLL: Duration = IDLE_WAIT;
 
 pub struct ProjectionRunner {
-    db: Database,
     log: EventLog,
     views: LicenseViews,
     snapshots: Snapshots,
@@ -55,32 +55,7 @@ impl ProjectionRunner {
         Self {
             log: EventLog::new(db.clone()),
             views: LicenseViews::new(db.clone()),
-            snapshots: Snapshots::new(db.clone()),
-            db,
-        }
-    }
-
-    /// Follows the tail until the task is dropped; a standby while another
-    /// process holds the runner's lease.
-    pub async fn run(self) {
-        let mut lease = Lease::acquire(&self.db, LICENSE_VIEW_RUNNER).await;
-        loop {
-            if !lease.is_held().await {
-                tracing::warn!("projection runner lost its lease; waiting to take it again");
-                drop(lease); // close the old session before asking for a new one
-                lease = Lease::acquire(&self.db, LICENSE_VIEW_RUNNER).await;
-            }
-            match self.step().await {
-                // Commands write their own rows, so there is rarely work
-                // here: a part batch means the tail is drained, and waiting
-                // lets the next batch gather instead of polling per event.
-                Ok(projected) if projected < BATCH as usize => tokio::time::sleep(IDLE_WAIT).await,
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "projection runner failed a batch; will retry it");
-                    tokio::time::sleep(RETRY_WAIT).await;
-                }
-            }
+            snapshots: Snapshots::new(db),
         }
     }
 
@@ -194,6 +169,16 @@ impl ProjectionRunner {
         *license = loaded.license;
         *version = loaded.version;
         Ok(())
+    }
+}
+
+/// Run exclusively (one runner per database) on the consumer runtime.
+impl Consumer for ProjectionRunner {
+    async fn step(&mut self) -> Result<Step, ConsumerError> {
+        // Commands write their own rows, so there is rarely work here: a
+        // part batch means the tail is drained.
+        let projected = ProjectionRunner::step(self).await?;
+        Ok(if projected < BATCH as usize { Step::Idle } else { Step::Busy })
     }
 }
 

@@ -9,25 +9,21 @@
 //! stream's duplicate window. While NATS is unreachable the relay retries
 //! the same event, so nothing is skipped and writes to keyledger go on.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use keyledger_eventlog::{Cursor, Database, EventLog, LoggedEvent};
 
-use crate::Lease;
+use crate::runtime::{Consumer, ConsumerError, Step};
 
 /// Every subject starts with this; the stream captures `keyledger.events.>`.
 pub const SUBJECT_PREFIX: &str = "keyledger.events";
 /// The relay's checkpoint and lease name.
 pub const RELAY_CONSUMER: &str = "nats-relay";
 const BATCH: i64 = 256;
-/// How long an idle relay waits before looking at the tail again: most
-/// of an event's way to NATS when writes are few.
-const IDLE_WAIT: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// How often an active relay confirms it still holds its lease.
-const LEASE_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How long an idle relay waits for the tail when no commit woke it.
+pub const RELAY_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -38,89 +34,22 @@ pub struct RelayConfig {
     pub duplicate_window: Duration,
 }
 
+/// Run exclusively (one relay per database) on the consumer runtime,
+/// which retries a failed batch after a pause: while NATS is unreachable
+/// the relay keeps trying the same events, and writes go on.
 pub struct Relay {
-    db: Database,
     log: EventLog,
     config: RelayConfig,
+    /// Kept across failures: the client reconnects by itself.
+    jetstream: Option<jetstream::Context>,
+    /// Where the relay has got to; read from the checkpoint at each start,
+    /// then kept here (the relay is the checkpoint's only writer).
+    cursor: Cursor,
 }
 
 impl Relay {
     pub fn new(db: Database, config: RelayConfig) -> Self {
-        Self { log: EventLog::new(db.clone()), db, config }
-    }
-
-    /// Relays until the task is dropped. Waits as a standby while another
-    /// process holds the relay lease.
-    pub async fn run(self) {
-        let client = loop {
-            // Later disconnects are handled inside the client, which
-            // reconnects by itself.
-            match async_nats::ConnectOptions::new().retry_on_initial_connect().connect(&self.config.nats_url).await {
-                Ok(client) => break client,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot reach NATS; will retry");
-                    tokio::time::sleep(MAX_BACKOFF).await;
-                }
-            }
-        };
-        let jetstream = jetstream::new(client);
-        let mut lease = Lease::acquire(&self.db, RELAY_CONSUMER).await;
-        tracing::info!(stream = %self.config.stream, "NATS relay active");
-        let mut stream_ready = false;
-        let mut backoff = Backoff::default();
-        let mut lease_checked = Instant::now();
-        // Where the relay has got to; read from the log after a start or a
-        // failure, then kept here (it is the checkpoint's only writer).
-        let mut cursor: Option<Cursor> = None;
-        loop {
-            // Checked once a second, not per batch: a relay that lost its
-            // lease a moment ago only sends what JetStream drops as
-            // duplicates or refuses as out of sequence.
-            if lease_checked.elapsed() >= LEASE_CHECK_EVERY {
-                if !lease.is_held().await {
-                    tracing::warn!("NATS relay lost its lease; waiting to take it again");
-                    drop(lease); // close the old session before asking for a new one
-                    lease = Lease::acquire(&self.db, RELAY_CONSUMER).await;
-                    cursor = None;
-                }
-                lease_checked = Instant::now();
-            }
-            if !stream_ready {
-                match self.ensure_stream(&jetstream).await {
-                    Ok(()) => stream_ready = true,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot create the JetStream stream; will retry");
-                        backoff.wait().await;
-                        continue;
-                    }
-                }
-            }
-            let from = match cursor {
-                Some(cursor) => cursor,
-                None => match self.log.checkpoint(RELAY_CONSUMER).await {
-                    Ok(checkpoint) => *cursor.insert(checkpoint),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot read the relay's checkpoint; will retry");
-                        backoff.wait().await;
-                        continue;
-                    }
-                },
-            };
-            match self.relay_batch(&jetstream, from).await {
-                Ok((0, _)) => tokio::time::sleep(IDLE_WAIT).await,
-                Ok((_, reached)) => {
-                    cursor = Some(reached);
-                    backoff.reset();
-                }
-                Err(error) => {
-                    cursor = None;
-                    tracing::warn!(%error, "NATS relay interrupted; will retry from its checkpoint");
-                    // NATS may have come back without the stream.
-                    stream_ready = false;
-                    backoff.wait().await;
-                }
-            }
-        }
+        Self { log: EventLog::new(db), config, jetstream: None, cursor: Cursor::START }
     }
 
     async fn ensure_stream(&self, jetstream: &jetstream::Context) -> Result<(), RelayError> {
@@ -234,28 +163,41 @@ fn token(raw: &str) -> String {
     }
 }
 
+impl Consumer for Relay {
+    async fn start(&mut self) -> Result<(), ConsumerError> {
+        let jetstream = match &self.jetstream {
+            Some(jetstream) => jetstream.clone(),
+            None => {
+                let client =
+                    async_nats::connect(&self.config.nats_url).await.map_err(|e| RelayError::Nats(e.to_string()))?;
+                self.jetstream.insert(jetstream::new(client)).clone()
+            }
+        };
+        // NATS may have come back without the stream.
+        self.ensure_stream(&jetstream).await?;
+        self.cursor = self.log.checkpoint(RELAY_CONSUMER).await?;
+        tracing::info!(stream = %self.config.stream, "NATS relay active");
+        Ok(())
+    }
+
+    async fn step(&mut self) -> Result<Step, ConsumerError> {
+        let jetstream = self.jetstream.clone().ok_or("not connected")?;
+        match self.relay_batch(&jetstream, self.cursor).await? {
+            (0, _) => Ok(Step::Idle),
+            (_, reached) => {
+                self.cursor = reached;
+                Ok(Step::Busy)
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
     #[error("NATS: {0}")]
     Nats(String),
     #[error(transparent)]
     Log(#[from] keyledger_eventlog::EventLogError),
-}
-
-/// Doubling waits from 100 ms up to [`MAX_BACKOFF`].
-#[derive(Default)]
-struct Backoff(u32);
-
-impl Backoff {
-    async fn wait(&mut self) {
-        let wait = Duration::from_millis(100u64 << self.0.min(6)).min(MAX_BACKOFF);
-        self.0 += 1;
-        tokio::time::sleep(wait).await;
-    }
-
-    fn reset(&mut self) {
-        self.0 = 0;
-    }
 }
 
 #[cfg(test)]

@@ -134,14 +134,10 @@ impl Limits {
     }
 
     /// Keeps this process's view of blocks in step with the others'.
-    pub async fn follow_blocks(self: Arc<Self>) {
-        let mut ticker = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            ticker.tick().await;
-            if let Err(error) = self.blocks.poll().await {
-                tracing::warn!(%error, "cannot read address blocks; will retry");
-            }
-        }
+    /// Reads the blocks every process has recorded (run each second by
+    /// the runtime's `address-blocks` consumer).
+    pub async fn poll_blocks(&self) -> Result<(), sqlx::Error> {
+        self.blocks.poll().await
     }
 
     async fn failed(&self, ip: IpAddr) {

@@ -4,9 +4,7 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
-use keyledger_eventlog::{on_pool, Cursor};
-use keyledger_workers::{LICENSE_VIEW_RUNNER, RELAY_CONSUMER};
+use keyledger_eventlog::on_pool;
 
 use super::Routes;
 use crate::error::ApiError;
@@ -14,9 +12,6 @@ use crate::metrics::{ConsumerLabels, PoolLabels};
 use crate::secret::{digests_match, sha256_hex};
 use crate::state::AppState;
 use utoipa_axum::routes;
-
-/// Lag is counted up to this many events; past it the number is "a lot".
-const LAG_COUNT_CAP: i64 = 100_000;
 
 pub fn routes() -> Routes {
     Routes::new().add(routes!(metrics))
@@ -67,23 +62,16 @@ async fn read_gauges(state: &AppState) -> Result<(), keyledger_eventlog::EventLo
     metrics.pool_connections.get_or_create(&PoolLabels { state: "in_use" }).set(i64::from(size) - idle as i64);
     metrics.pool_connections.get_or_create(&PoolLabels { state: "max" }).set(i64::from(max));
 
-    let follower = *state.follower_progress.lock().unwrap_or_else(|p| p.into_inner());
-    let mut consumers: Vec<(&str, Cursor)> = vec![
-        ("validation_view_follower", follower),
-        (LICENSE_VIEW_RUNNER, state.log.checkpoint(LICENSE_VIEW_RUNNER).await?),
-    ];
-    if state.relay_enabled {
-        consumers.push((RELAY_CONSUMER, state.log.checkpoint(RELAY_CONSUMER).await?));
-    }
-    let now = Utc::now();
-    for (name, cursor) in consumers {
-        let (events, oldest) = state.log.behind(cursor, LAG_COUNT_CAP).await?;
-        let seconds = oldest
-            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-            .map_or(0.0, |t| (now - t.with_timezone(&Utc)).num_milliseconds().max(0) as f64 / 1000.0);
-        let labels = ConsumerLabels { consumer: name.to_owned() };
-        metrics.consumer_lag_events.get_or_create(&labels).set(events);
-        metrics.consumer_lag_seconds.get_or_create(&labels).set(seconds);
+    for report in crate::consumers::report(state).await? {
+        let labels = ConsumerLabels { consumer: report.status.name.clone() };
+        metrics.consumer_lag_events.get_or_create(&labels).set(report.lag_events.unwrap_or(0));
+        metrics.consumer_lag_seconds.get_or_create(&labels).set(report.lag_seconds.unwrap_or(0.0));
+        metrics.consumer_up.get_or_create(&labels).set(i64::from(report.healthy));
+        // The runtime keeps the counts; the counters show them as they are.
+        let counts = [(&metrics.consumer_restarts, report.status.restarts), (&metrics.consumer_failures, report.status.failures)];
+        for (family, count) in counts {
+            family.get_or_create(&labels).inner().store(count, std::sync::atomic::Ordering::Relaxed);
+        }
     }
     Ok(())
 }
