@@ -9,51 +9,12 @@ use axum::http::request::Parts;
 use keyledger_domain::License;
 
 use crate::error::ApiError;
-use crate::secret::{digests_match, sha256_hex};
 use crate::signing::Directory;
 use crate::state::AppState;
-use crate::tenancy::StoredKey;
-use crate::tenancy::TenancyStore;
+use keyledger_app::secret::{digests_match, sha256_hex};
+use keyledger_app::tenancy::{StoredKey, TenancyStore};
 
-/// Every tenant key starts with this, so keys are recognisable in logs and
-/// by secret scanners.
-pub const KEY_PREFIX: &str = "klk_";
-/// The prefix of generated operator tokens.
-pub const OPERATOR_PREFIX: &str = "klo_";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Platform-wide: seed 000's ProviderAdmin. Not a member of any tenant.
-    Operator,
-    /// Manages one tenant: its keys and all its licenses.
-    Admin,
-    /// Owns the licenses it generates.
-    User,
-    /// A publishable key shipped inside a vendor's software: the client
-    /// endpoints only, for its tenant's licenses only.
-    Client,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Operator => "operator",
-            Role::Admin => "admin",
-            Role::User => "user",
-            Role::Client => "client",
-        }
-    }
-
-    /// Tenant key roles as stored; the operator is never stored.
-    pub fn from_stored(raw: &str) -> Option<Self> {
-        match raw {
-            "admin" => Some(Role::Admin),
-            "user" => Some(Role::User),
-            "client" => Some(Role::Client),
-            _ => None,
-        }
-    }
-}
+pub use keyledger_app::tenancy::{Role, KEY_PREFIX, OPERATOR_PREFIX};
 
 /// An authenticated caller. Tenant callers carry their tenant and user.
 #[derive(Debug, Clone)]

@@ -5,21 +5,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyledger_eventlog::{Checkpoints, Database};
-use keyledger_projections::LicenseViews;
+use keyledger_eventlog::Database;
 use keyledger_workers::{
-    CommitSignal, Consumer, ConsumerError, MemoryFollower, ProjectionRunner, Relay, RelayConfig, Runtime, Spec, Step,
-    COMMIT_SIGNAL, FOLLOWER_POLL, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RUNNER_POLL,
+    Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, MemoryFollower, ProjectionRunner, Relay,
+    RelayConfig, Runtime, Spec, Step, CHECKPOINTER, COMMIT_SIGNAL, EXPIRY_SWEEPER, FOLLOWER_POLL, LICENSE_VIEW_RUNNER,
+    MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RUNNER_POLL,
 };
 
-use crate::expiry;
 use crate::limits::Limits;
-use crate::service::LicenseService;
 use crate::signing::Directory;
 use crate::state::AppState;
 
-pub const EXPIRY_SWEEPER: &str = "expiry-sweeper";
-pub const CHECKPOINTER: &str = "audit-checkpointer";
 pub const DIRECTORY_REFRESH: &str = "directory-refresh";
 pub const BLOCK_FOLLOWER: &str = "address-blocks";
 
@@ -54,9 +50,8 @@ pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
     }
     if let Some(interval) = settings.expiry_sweep {
         let (licenses, views) = (state.licenses.clone(), state.views.clone());
-        runtime.spawn(Spec::periodic(EXPIRY_SWEEPER, interval).exclusive(), move || ExpirySweeper {
-            licenses: licenses.clone(),
-            views: views.clone(),
+        runtime.spawn(Spec::periodic(EXPIRY_SWEEPER, interval).exclusive(), move || {
+            ExpirySweeper::new(licenses.clone(), views.clone())
         });
     }
     if let Some(interval) = settings.checkpoint_every {
@@ -64,53 +59,16 @@ pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
         // The first checkpoint comes after a full interval, so restarts
         // don't add one each.
         let first = Instant::now() + interval;
-        runtime.spawn(Spec::periodic(CHECKPOINTER, interval).exclusive(), move || Checkpointer {
-            checkpoints: checkpoints.clone(),
-            interval,
-            next: first,
+        runtime.spawn(Spec::periodic(CHECKPOINTER, interval).exclusive(), move || {
+            Checkpointer::new(checkpoints.clone(), interval, first)
         });
     }
     let directory = state.directory.clone();
-    runtime.spawn(Spec::periodic(DIRECTORY_REFRESH, Duration::from_secs(1)), move || DirectoryRefresh(directory.clone()));
+    runtime
+        .spawn(Spec::periodic(DIRECTORY_REFRESH, Duration::from_secs(1)), move || DirectoryRefresh(directory.clone()));
     if state.limits.enabled() {
         let limits = state.limits.clone();
         runtime.spawn(Spec::periodic(BLOCK_FOLLOWER, Duration::from_secs(1)), move || BlockFollower(limits.clone()));
-    }
-}
-
-/// Records `LicenseExpired` for licenses past their expiry.
-struct ExpirySweeper {
-    licenses: Arc<LicenseService>,
-    views: LicenseViews,
-}
-
-impl Consumer for ExpirySweeper {
-    async fn step(&mut self) -> Result<Step, ConsumerError> {
-        let expired = expiry::sweep(&self.licenses, &self.views).await?;
-        if expired > 0 {
-            tracing::info!(expired, "expiry sweep recorded expired licenses");
-        }
-        Ok(if expired >= expiry::BATCH as usize { Step::Busy } else { Step::Idle })
-    }
-}
-
-/// Signs an audit checkpoint every interval.
-struct Checkpointer {
-    checkpoints: Checkpoints,
-    interval: Duration,
-    next: Instant,
-}
-
-impl Consumer for Checkpointer {
-    async fn step(&mut self) -> Result<Step, ConsumerError> {
-        if Instant::now() < self.next {
-            return Ok(Step::Idle);
-        }
-        if let Some(checkpoint) = self.checkpoints.create(chrono::Utc::now()).await? {
-            tracing::info!(position = checkpoint.body.cursor.position, "audit checkpoint signed");
-        }
-        self.next = Instant::now() + self.interval;
-        Ok(Step::Idle)
     }
 }
 

@@ -138,3 +138,13 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<keyledger_app::CommandError> for ApiError {
+    fn from(error: keyledger_app::CommandError) -> Self {
+        match error {
+            keyledger_app::CommandError::Refused(refusal) => ApiError::refused(refusal),
+            keyledger_app::CommandError::Contended => ApiError::contended(),
+            other => ApiError::internal(other),
+        }
+    }
+}

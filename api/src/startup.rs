@@ -23,12 +23,12 @@ use crate::limits::client_ip::parse_trusted;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::routes::router;
-use crate::secret::{random_token, sha256_hex};
 use crate::server::{self, ServerSettings};
-use crate::service::LicenseService;
 use crate::signing::{self, Directory, DirectoryError, MasterKey};
 use crate::state::AppState;
-use crate::tenancy::TenancyStore;
+use keyledger_app::secret::{random_token, sha256_hex};
+use keyledger_app::service::LicenseService;
+use keyledger_app::tenancy::TenancyStore;
 
 const OPERATOR_TOKEN_FILE: &str = "operator-token";
 const SIGNING_KEY_FILE: &str = "checkpoint-signing-key";

@@ -8,9 +8,9 @@ use keyledger_eventlog::{Checkpoints, Database, EventLog};
 use keyledger_projections::{LicenseViews, MemoryView};
 
 use crate::auth::Authenticator;
-use crate::service::LicenseService;
 use crate::signing::Directory;
-use crate::tenancy::TenancyStore;
+use keyledger_app::service::LicenseService;
+use keyledger_app::tenancy::TenancyStore;
 
 #[derive(Clone)]
 pub struct AppState {

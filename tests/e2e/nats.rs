@@ -28,7 +28,8 @@ fn relay_config(nats: &NatsServer) -> RelayConfig {
 fn start_relay(app: &TestApp, config: &RelayConfig) -> Runtime {
     let mut runtime = Runtime::new(app.db.clone());
     let (db, config) = (app.db.clone(), config.clone());
-    runtime.spawn(Spec::follower(RELAY_CONSUMER, RELAY_POLL).exclusive(), move || Relay::new(db.clone(), config.clone()));
+    runtime
+        .spawn(Spec::follower(RELAY_CONSUMER, RELAY_POLL).exclusive(), move || Relay::new(db.clone(), config.clone()));
     runtime
 }
 

@@ -13,6 +13,7 @@ mod commit_signal;
 mod feed;
 mod lease;
 mod memory_follower;
+mod periodic;
 mod projector;
 mod relay;
 pub mod runtime;
@@ -21,6 +22,9 @@ pub use commit_signal::{CommitSignal, COMMIT_SIGNAL};
 pub use feed::{Feed, FeedError, NatsFeed, TailFeed};
 pub use lease::Lease;
 pub use memory_follower::{MemoryFollower, FOLLOWER_POLL, MEMORY_FOLLOWER};
+pub use periodic::{Checkpointer, ExpirySweeper, CHECKPOINTER, EXPIRY_SWEEPER};
 pub use projector::{ProjectionRunner, ProjectorError, LICENSE_VIEW_RUNNER, RUNNER_POLL};
 pub use relay::{Relay, RelayConfig, RELAY_CONSUMER, RELAY_POLL, SUBJECT_PREFIX};
-pub use runtime::{Consumer, ConsumerError, Runtime, Spec, State as ConsumerState, Status as ConsumerStatus, Statuses, Step};
+pub use runtime::{
+    Consumer, ConsumerError, Runtime, Spec, State as ConsumerState, Status as ConsumerStatus, Statuses, Step,
+};

@@ -52,11 +52,7 @@ pub enum ProjectorError {
 
 impl ProjectionRunner {
     pub fn new(db: Database) -> Self {
-        Self {
-            log: EventLog::new(db.clone()),
-            views: LicenseViews::new(db.clone()),
-            snapshots: Snapshots::new(db),
-        }
+        Self { log: EventLog::new(db.clone()), views: LicenseViews::new(db.clone()), snapshots: Snapshots::new(db) }
     }
 
     /// Projects the next batch after the checkpoint; returns its size.

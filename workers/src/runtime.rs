@@ -195,12 +195,8 @@ impl Runtime {
     /// consumer that panics is logged, counted and built again.
     pub fn spawn<C: Consumer>(&mut self, spec: Spec, make: impl Fn() -> C + Send + Sync + 'static) {
         self.statuses.0.lock().unwrap_or_else(|p| p.into_inner()).insert(spec.name.clone(), Status::new(&spec));
-        let supervisor = Supervisor {
-            db: self.db.clone(),
-            spec,
-            statuses: self.statuses.clone(),
-            stop: self.stop.subscribe(),
-        };
+        let supervisor =
+            Supervisor { db: self.db.clone(), spec, statuses: self.statuses.clone(), stop: self.stop.subscribe() };
         self.tasks.push(tokio::spawn(supervisor.run(make)));
     }
 
@@ -398,7 +394,8 @@ impl Runner {
                         status.consecutive_failures += 1;
                         status.last_error = Some(error.to_string());
                     });
-                    let wait = Duration::from_millis(100).saturating_mul(1 << (failures - 1).min(8)).min(MAX_FAILURE_BACKOFF);
+                    let wait =
+                        Duration::from_millis(100).saturating_mul(1 << (failures - 1).min(8)).min(MAX_FAILURE_BACKOFF);
                     if stopped_during(&mut self.stop, wait).await {
                         return;
                     }

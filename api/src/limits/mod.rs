@@ -31,7 +31,7 @@ use buckets::{Buckets, Take};
 
 use crate::error::ApiError;
 use crate::metrics::ClassLabels;
-use crate::secret::sha256_hex;
+use keyledger_app::secret::sha256_hex;
 
 /// The address a request came from, as decided by [`client_ip::client_ip`].
 #[derive(Debug, Clone, Copy)]

@@ -31,10 +31,10 @@ use crate::auth::{Caller, ClientCaller};
 use crate::error::{ApiError, ErrorShape};
 use crate::extract::{JsonBody, RequestContext};
 use crate::limits::FailedGuess;
-use crate::service::CommandError;
 use crate::signing::{jws, ActiveKey};
 use crate::state::AppState;
 use crate::wire::instant;
+use keyledger_app::service::CommandError;
 use utoipa_axum::routes;
 
 const MAX_NONCE_LEN: usize = 128;

@@ -9,8 +9,8 @@ use keyledger_eventlog::on_pool;
 use super::Routes;
 use crate::error::ApiError;
 use crate::metrics::{ConsumerLabels, PoolLabels};
-use crate::secret::{digests_match, sha256_hex};
 use crate::state::AppState;
+use keyledger_app::secret::{digests_match, sha256_hex};
 use utoipa_axum::routes;
 
 pub fn routes() -> Routes {
@@ -68,7 +68,10 @@ async fn read_gauges(state: &AppState) -> Result<(), keyledger_eventlog::EventLo
         metrics.consumer_lag_seconds.get_or_create(&labels).set(report.lag_seconds.unwrap_or(0.0));
         metrics.consumer_up.get_or_create(&labels).set(i64::from(report.healthy));
         // The runtime keeps the counts; the counters show them as they are.
-        let counts = [(&metrics.consumer_restarts, report.status.restarts), (&metrics.consumer_failures, report.status.failures)];
+        let counts = [
+            (&metrics.consumer_restarts, report.status.restarts),
+            (&metrics.consumer_failures, report.status.failures),
+        ];
         for (family, count) in counts {
             family.get_or_create(&labels).inner().store(count, std::sync::atomic::Ordering::Relaxed);
         }

@@ -12,7 +12,7 @@ use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParam};
 use crate::state::AppState;
-use crate::tenancy::Revocation;
+use keyledger_app::tenancy::Revocation;
 use utoipa_axum::routes;
 
 const MAX_NAME_LEN: usize = 200;

@@ -31,9 +31,7 @@ pub use master::MasterKey;
 const ALGORITHM: &str = "Ed25519";
 const MASTER_CHECK_NAME: &str = "master_key_check";
 const MASTER_CHECK_TEXT: &[u8] = b"keyledger master key check";
-/// Tells every process that something it caches changed: written in the
-/// same transaction as the change, so no change can land without it.
-pub const BUMP_VERSION: &str = "UPDATE directory_version SET version = version + 1 WHERE id = 1";
+pub use keyledger_app::tenancy::BUMP_VERSION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {

@@ -13,7 +13,6 @@ use keyledger_projections::{LicenseViews, MemoryView};
 use rand::Rng;
 use serde_json::Value;
 
-use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// Attempts before a command gives up with 503. Each lost race means
@@ -33,16 +32,6 @@ pub enum CommandError {
     Store(String),
     #[error("read model: {0}")]
     Projection(#[from] keyledger_projections::ProjectionError),
-}
-
-impl From<CommandError> for ApiError {
-    fn from(error: CommandError) -> Self {
-        match error {
-            CommandError::Refused(refusal) => ApiError::refused(refusal),
-            CommandError::Contended => ApiError::contended(),
-            other => ApiError::internal(other),
-        }
-    }
 }
 
 pub struct LicenseService {

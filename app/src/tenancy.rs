@@ -5,9 +5,51 @@ use chrono::{SecondsFormat, Utc};
 use keyledger_eventlog::{on_pool, Database};
 use uuid::Uuid;
 
-use crate::auth::{Role, KEY_PREFIX};
 use crate::secret::{random_id, random_token, sha256_hex};
-use crate::signing::BUMP_VERSION;
+
+/// Every tenant key starts with this, so keys are recognisable in logs and
+/// by secret scanners.
+pub const KEY_PREFIX: &str = "klk_";
+/// The prefix of generated operator tokens.
+pub const OPERATOR_PREFIX: &str = "klo_";
+
+/// Marks the cached directory of keys and tenant settings stale in every
+/// process; run in the same transaction as the change it announces.
+pub const BUMP_VERSION: &str = "UPDATE directory_version SET version = version + 1 WHERE id = 1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Platform-wide: seed 000's ProviderAdmin. Not a member of any tenant.
+    Operator,
+    /// Manages one tenant: its keys and all its licenses.
+    Admin,
+    /// Owns the licenses it generates.
+    User,
+    /// A publishable key shipped inside a vendor's software: the client
+    /// endpoints only, for its tenant's licenses only.
+    Client,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+            Role::User => "user",
+            Role::Client => "client",
+        }
+    }
+
+    /// Tenant key roles as stored; the operator is never stored.
+    pub fn from_stored(raw: &str) -> Option<Self> {
+        match raw {
+            "admin" => Some(Role::Admin),
+            "user" => Some(Role::User),
+            "client" => Some(Role::Client),
+            _ => None,
+        }
+    }
+}
 
 const KEY_ID_LEN: usize = 12;
 const KEY_SECRET_LEN: usize = 40;

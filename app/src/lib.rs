@@ -1,0 +1,23 @@
+//! The application layer: what both the HTTP API and the background
+//! workers do to the system, whoever asks.
+//!
+//! - [`service::LicenseService`] runs a license command: decides it on the
+//!   license's latest state, appends its events with their metadata and
+//!   read-model row, retries a lost race, counts the outcome.
+//! - [`metadata`]: who caused an event, from where, when.
+//! - [`tenancy`]: tenants, API keys and their roles.
+//! - [`expiry`]: recording expiries that have passed.
+//! - [`metrics`]: the process's Prometheus registry.
+//!
+//! Nothing here knows about HTTP.
+
+pub mod expiry;
+pub mod metadata;
+pub mod metrics;
+pub mod secret;
+pub mod service;
+pub mod tenancy;
+
+pub use metrics::Metrics;
+pub use service::{CommandError, LicenseService};
+pub use tenancy::{Role, TenancyStore, KEY_PREFIX, OPERATOR_PREFIX};
