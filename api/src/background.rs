@@ -5,11 +5,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyledger_eventlog::Database;
+use keyledger_app::webhooks::RetryPolicy;
+use keyledger_eventlog::{Database, EventLog};
 use keyledger_workers::{
     Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, MemoryFollower, ProjectionRunner, Relay,
-    RelayConfig, Runtime, Spec, Step, CHECKPOINTER, COMMIT_SIGNAL, EXPIRY_SWEEPER, FOLLOWER_POLL, LICENSE_VIEW_RUNNER,
-    MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RUNNER_POLL,
+    RelayConfig, Runtime, Spec, Step, WebhookDispatcher, WebhookSender, WebhookSource, CHECKPOINTER, COMMIT_SIGNAL,
+    EXPIRY_SWEEPER, FOLLOWER_POLL, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RUNNER_POLL,
+    WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
 };
 
 use crate::limits::Limits;
@@ -20,12 +22,22 @@ pub const DIRECTORY_REFRESH: &str = "directory-refresh";
 pub const BLOCK_FOLLOWER: &str = "address-blocks";
 
 /// What runs besides the always-on consumers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub expiry_sweep: Option<Duration>,
     pub checkpoint_every: Option<Duration>,
     pub relay: Option<RelayConfig>,
+    pub retry_policy: RetryPolicy,
+    /// Whether this process dispatches and sends webhooks.
+    pub webhook_delivery: bool,
 }
+
+/// How long the webhook sender waits for due deliveries when nothing in
+/// this process queued one (retries coming due, other processes' queues).
+const SENDER_POLL: Duration = Duration::from_millis(250);
+/// How long NATS waits for the dispatcher to acknowledge a message
+/// before handing it over again.
+const DISPATCH_ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// Starts every background consumer of a serving process on `runtime`.
 pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
@@ -38,6 +50,9 @@ pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
         let (db, memory, progress) = (db.clone(), state.memory.clone(), state.follower_progress.clone());
         move || MemoryFollower::resume(db.clone(), memory.clone(), progress.clone())
     });
+    if settings.webhook_delivery {
+        start_webhooks(runtime, state, &settings);
+    }
     if let Some(relay) = settings.relay {
         let db = db.clone();
         runtime.spawn(Spec::follower(RELAY_CONSUMER, RELAY_POLL).exclusive(), move || {
@@ -91,4 +106,30 @@ impl Consumer for BlockFollower {
         self.0.poll_blocks().await?;
         Ok(Step::Idle)
     }
+}
+
+/// The webhook dispatcher (one per database) and sender (every process).
+/// The dispatcher reads the relay's stream when there is one, else the
+/// log's tail.
+fn start_webhooks(runtime: &mut Runtime, state: &AppState, settings: &Settings) {
+    let source = match &settings.relay {
+        Some(relay) => WebhookSource::Nats {
+            url: relay.nats_url.clone(),
+            stream: relay.stream.clone(),
+            ack_wait: DISPATCH_ACK_WAIT,
+        },
+        None => WebhookSource::Tail(EventLog::new(state.db.clone())),
+    };
+    let store = state.webhooks.clone();
+    runtime.spawn(Spec::follower(WEBHOOK_DISPATCHER, RUNNER_POLL).exclusive(), move || {
+        WebhookDispatcher::new(source.clone(), store.clone())
+    });
+    let (store, policy, allow_private) =
+        (state.webhooks.clone(), settings.retry_policy.clone(), state.webhook_allow_private);
+    let metrics = state.metrics.clone();
+    let sender = Spec::periodic(WEBHOOK_SENDER, SENDER_POLL).woken_by(keyledger_app::webhooks::queued());
+    runtime.spawn(sender, move || {
+        WebhookSender::new(store.clone(), policy.clone(), allow_private, metrics.clone())
+            .expect("the webhook HTTP client builds")
+    });
 }

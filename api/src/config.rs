@@ -199,12 +199,45 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_METRICS_TOKEN", hide_env_values = true, global = true)]
     pub metrics_token: Option<String>,
 
+    /// Waits in seconds before each retry of a failed webhook delivery,
+    /// comma-separated (the first attempt is immediate).
+    #[arg(long, env = "KEYLEDGER_WEBHOOK_RETRY_SCHEDULE", default_value = keyledger_app::webhooks::policy::DEFAULT_SCHEDULE, global = true)]
+    pub webhook_retry_schedule: String,
+
+    /// Seconds an endpoint has to answer a delivery.
+    #[arg(long, env = "KEYLEDGER_WEBHOOK_TIMEOUT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=300), global = true)]
+    pub webhook_timeout_secs: u32,
+
+    /// An endpoint failing every attempt for this many seconds is disabled.
+    #[arg(long, env = "KEYLEDGER_WEBHOOK_DISABLE_AFTER_SECS", default_value_t = 432_000, global = true)]
+    pub webhook_disable_after_secs: u32,
+
+    /// `off`: this process neither dispatches nor sends webhooks (other
+    /// processes on the database do).
+    #[arg(long, env = "KEYLEDGER_WEBHOOK_DELIVERY", default_value = "on", value_parser = ["on", "off"], global = true)]
+    pub webhook_delivery: String,
+
+    /// Allow webhook URLs on loopback and private networks, and plain http.
+    #[arg(long, env = "KEYLEDGER_WEBHOOK_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub webhook_allow_private_networks: bool,
+
     /// Size of the database connection pool.
     #[arg(long, env = "KEYLEDGER_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
 }
 
 impl Config {
+    /// The webhook retry schedule, attempt timeout and disabling rule.
+    pub(crate) fn retry_policy(&self) -> Result<keyledger_app::webhooks::RetryPolicy, String> {
+        let delays = keyledger_app::webhooks::RetryPolicy::parse_schedule(&self.webhook_retry_schedule)
+            .map_err(|e| format!("KEYLEDGER_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
+        Ok(keyledger_app::webhooks::RetryPolicy {
+            delays,
+            timeout: std::time::Duration::from_secs(self.webhook_timeout_secs.into()),
+            disable_after: std::time::Duration::from_secs(self.webhook_disable_after_secs.into()),
+        })
+    }
+
     /// The connection deadlines and caps.
     pub(crate) fn limit_settings(&self) -> crate::limits::LimitSettings {
         let secs = |s: u32| std::time::Duration::from_secs(s.into());
@@ -284,6 +317,11 @@ impl Config {
             rate_limit_max_tracked: 100_000,
             trusted_proxies: String::new(),
             metrics_token: None,
+            webhook_retry_schedule: keyledger_app::webhooks::policy::DEFAULT_SCHEDULE.to_owned(),
+            webhook_timeout_secs: 15,
+            webhook_disable_after_secs: 432_000,
+            webhook_allow_private_networks: false,
+            webhook_delivery: "on".to_owned(),
         }
     }
 }

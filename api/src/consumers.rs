@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use keyledger_eventlog::{Cursor, EventLogError};
-use keyledger_workers::{ConsumerStatus, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER};
+use keyledger_workers::{ConsumerStatus, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER, WEBHOOK_DISPATCHER};
 use serde::Serialize;
 
 use crate::state::AppState;
@@ -34,6 +34,8 @@ pub async fn report(state: &AppState) -> Result<Vec<ConsumerReport>, EventLogErr
         let cursor = match status.name.as_str() {
             MEMORY_FOLLOWER => Some(*state.follower_progress.lock().unwrap_or_else(|p| p.into_inner())),
             LICENSE_VIEW_RUNNER | RELAY_CONSUMER => Some(state.log.checkpoint(&status.name).await?),
+            // With NATS it reads the stream, whose lag NATS keeps.
+            WEBHOOK_DISPATCHER if !state.relay_enabled => Some(state.log.checkpoint(&status.name).await?),
             _ => None,
         };
         let (lag_events, lag_seconds) = match cursor {

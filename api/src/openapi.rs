@@ -320,3 +320,100 @@ pub fn document(
         .components(Some(components))
         .build()
 }
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct WebhookEndpoint {
+    id: String,
+    url: String,
+    description: String,
+    /// Event names, prefixes (`license.*`) or `*`.
+    events: Vec<String>,
+    enabled: bool,
+    /// manual, gone (it answered 410) or failing.
+    disabled_reason: Option<String>,
+    /// Since when every attempt failed, if the last one did.
+    failing_since: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct WebhookCreated {
+    id: String,
+    url: String,
+    description: String,
+    events: Vec<String>,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    failing_since: Option<String>,
+    created_at: String,
+    updated_at: String,
+    /// `whsec_` and base64 of 32 random bytes: shown this once.
+    secret: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WebhookList {
+    webhooks: Vec<WebhookEndpoint>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct WebhookSecret {
+    id: String,
+    secret: String,
+    previous_secret_signs_until: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct DeliveryAttempt {
+    attempt: i64,
+    attempted_at: String,
+    /// None when no answer came (timeout, connection error).
+    status_code: Option<i64>,
+    latency_ms: i64,
+    error: Option<String>,
+    /// The first 2 KiB of the answer.
+    response_body: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct Delivery {
+    id: String,
+    /// The `webhook-id` header of every attempt: the event's id.
+    webhook_id: String,
+    event: String,
+    /// pending, succeeded or failed.
+    status: String,
+    attempt_count: i64,
+    next_attempt_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+    attempts: Vec<DeliveryAttempt>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct DeliveryPage {
+    deliveries: Vec<Delivery>,
+    next_after: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct DeliveryQueued {
+    delivery_id: String,
+    status: String,
+}

@@ -56,6 +56,8 @@ pub enum StartupError {
     MissingMasterKey,
     #[error("{0}. Nothing was changed")]
     Directory(#[from] DirectoryError),
+    #[error("webhook settings: {0}")]
+    WebhookSettings(String),
     #[error("KEYLEDGER_TRUSTED_PROXIES: {0}")]
     TrustedProxies(String),
     #[error("cannot bring read models up to date: {0}")]
@@ -214,7 +216,7 @@ pub async fn rebuild_projections(config: &Config, name: Option<&str>) -> Result<
 }
 
 /// How long shutdown waits for background consumers to finish their step.
-const CONSUMER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+const CONSUMER_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub struct Application {
     listener: TcpListener,
@@ -254,7 +256,9 @@ impl Application {
 
         let master = master_key(&config, &db).await?;
         signing::check_all_keys_open(&db, &master).await?;
+        let webhooks = keyledger_app::webhooks::WebhookStore::new(db.clone(), Arc::new(master.clone()));
         let directory = Arc::new(Directory::open(db.clone(), master).await?);
+        let retry_policy = config.retry_policy().map_err(StartupError::WebhookSettings)?;
 
         let follower = MemoryFollower::new(db.clone(), memory.clone());
         let follower_progress = follower.progress();
@@ -290,6 +294,8 @@ impl Application {
             token_ttl: chrono::Duration::seconds(config.token_ttl_secs.into()),
             tenancy,
             machine_secret: machine_secret.into_bytes().into(),
+            webhooks,
+            webhook_allow_private: config.webhook_allow_private_networks,
             heartbeat_interval: chrono::Duration::seconds(config.heartbeat_interval_secs.into()),
             heartbeat_floor: chrono::Duration::seconds(config.heartbeat_floor_secs.into()),
             db,
@@ -307,6 +313,8 @@ impl Application {
             expiry_sweep: every(config.expiry_sweep_secs),
             checkpoint_every: every(config.checkpoint_secs),
             relay,
+            retry_policy,
+            webhook_delivery: config.webhook_delivery == "on",
         };
         Ok(Self {
             listener,

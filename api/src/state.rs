@@ -41,6 +41,10 @@ pub struct AppState {
     /// How long an offline license token lasts at most.
     pub token_ttl: Duration,
     pub machine_secret: Arc<[u8]>,
+    /// Webhook endpoints and their delivery queue.
+    pub webhooks: keyledger_app::webhooks::WebhookStore,
+    /// Whether webhook URLs may point at private networks (and use http).
+    pub webhook_allow_private: bool,
     /// At most one heartbeat per device per interval reaches the log.
     pub heartbeat_interval: Duration,
     /// The same for the explicit heartbeat endpoint.

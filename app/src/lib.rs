@@ -8,15 +8,18 @@
 //! - [`tenancy`]: tenants, API keys and their roles.
 //! - [`expiry`]: recording expiries that have passed.
 //! - [`metrics`]: the process's Prometheus registry.
+//! - [`webhooks`]: endpoints, signatures, URL safety and the delivery queue.
 //!
 //! Nothing here knows about HTTP.
 
 pub mod expiry;
+pub mod master;
 pub mod metadata;
 pub mod metrics;
 pub mod secret;
 pub mod service;
 pub mod tenancy;
+pub mod webhooks;
 
 pub use metrics::Metrics;
 pub use service::{CommandError, LicenseService};

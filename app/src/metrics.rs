@@ -37,6 +37,11 @@ pub struct ConsumerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClassLabels {
     pub class: &'static str,
     pub reason: &'static str,
@@ -63,6 +68,9 @@ pub struct Metrics {
     pub consumer_up: Family<ConsumerLabels, Gauge>,
     pub consumer_restarts: Family<ConsumerLabels, Counter>,
     pub consumer_failures: Family<ConsumerLabels, Counter>,
+    pub webhook_attempts: Family<OutcomeLabels, Counter>,
+    pub webhook_attempt_duration: Histogram,
+    pub webhook_pending: Gauge,
     pub view_licenses: Gauge,
     pub rate_limited: Family<ClassLabels, Counter>,
     pub active_blocks: Gauge,
@@ -125,6 +133,24 @@ impl Default for Metrics {
             "Steps of a background consumer that failed and were retried",
             consumer_failures.clone(),
         );
+        let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts this process made, by outcome (delivered, failed, gone)",
+            webhook_attempts.clone(),
+        );
+        let webhook_attempt_duration = latency_histogram();
+        registry.register(
+            "webhook_attempt_duration_seconds",
+            "Time from sending a webhook delivery to its answer (or failure)",
+            webhook_attempt_duration.clone(),
+        );
+        let webhook_pending = Gauge::default();
+        registry.register(
+            "webhook_deliveries_pending",
+            "Webhook deliveries recorded and not yet delivered or given up, in the whole database",
+            webhook_pending.clone(),
+        );
         let view_licenses = Gauge::default();
         registry.register(
             "validation_view_licenses",
@@ -162,6 +188,9 @@ impl Default for Metrics {
             consumer_up,
             consumer_restarts,
             consumer_failures,
+            webhook_attempts,
+            webhook_attempt_duration,
+            webhook_pending,
             view_licenses,
             rate_limited,
             active_blocks,
@@ -181,6 +210,11 @@ impl Metrics {
 
     pub fn command(&self, command: &'static str, outcome: &'static str) {
         self.commands.get_or_create(&CommandLabels { command, outcome }).inc();
+    }
+
+    pub fn webhook_attempt(&self, outcome: &'static str, seconds: f64) {
+        self.webhook_attempts.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.webhook_attempt_duration.observe(seconds);
     }
 
     pub fn event(&self, event_type: &str) {

@@ -135,14 +135,14 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
 }
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]
-struct LagSummary {
-    count: usize,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
+pub(crate) struct LagSummary {
+    pub(crate) count: usize,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
 }
 
-fn summarise(lags: &mut [Duration]) -> LagSummary {
+pub(crate) fn summarise(lags: &mut [Duration]) -> LagSummary {
     lags.sort_unstable();
     let at = |p: f64| {
         if lags.is_empty() {
@@ -157,7 +157,7 @@ fn summarise(lags: &mut [Duration]) -> LagSummary {
 /// Activates fresh licenses at `rate` a second for the run's duration,
 /// whatever the answers' latency (open loop), recording when each was
 /// acknowledged. Stops early if the prepared licenses run out.
-async fn paced_activations(
+pub(crate) async fn paced_activations(
     bench: &Bench,
     url: &str,
     fresh: Arc<Vec<(String, String)>>,

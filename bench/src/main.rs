@@ -14,6 +14,7 @@ mod load;
 mod mixed;
 mod replay;
 mod scenario;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +50,7 @@ pub enum Scenario {
     Replay,
     Lag,
     Calibrate,
+    Webhooks,
 }
 
 #[tokio::main]

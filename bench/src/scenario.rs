@@ -31,7 +31,8 @@ pub struct Options {
     #[arg(long, env = "KEYLEDGER_TEST_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub(crate) postgres_admin_url: String,
     /// Licenses prepared. validate and mixed: 2,000, 4 or 5 machines each;
-    /// activate: 60,000 fresh ones; lag: 20,000 fresh ones.
+    /// activate: 60,000 fresh ones; lag: 20,000 fresh ones; webhooks:
+    /// 40,000 fresh ones on each of its two servers.
     #[arg(long)]
     pub(crate) licenses: Option<usize>,
     /// history: events on the long license. replay: events (each a new
@@ -73,6 +74,7 @@ pub async fn run(options: Options) -> std::process::ExitCode {
         Scenario::Replay => crate::replay::run(&mut bench).await,
         Scenario::Lag => crate::lag::run(&mut bench).await,
         Scenario::Calibrate => crate::calibrate::run(&mut bench).await,
+        Scenario::Webhooks => crate::webhooks::run(&mut bench).await,
     };
     bench.drop_databases().await;
     match result {

@@ -11,3 +11,4 @@ mod lifecycle;
 mod limits;
 mod nats;
 mod startup;
+mod webhooks;

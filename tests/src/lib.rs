@@ -9,6 +9,7 @@
 
 mod nats;
 pub mod raw;
+pub mod receiver;
 
 pub use nats::{stream_messages, NatsServer, StreamedEvent};
 
@@ -126,6 +127,11 @@ impl TestApp {
     /// A second server on this one's database, as another process would be.
     pub async fn another_server(&self) -> Self {
         Self::start(Some(self.database_url.clone()), |_| {}).await
+    }
+
+    /// The same with its configuration changed by `adjust`.
+    pub async fn another_server_with(&self, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start(Some(self.database_url.clone()), adjust).await
     }
 
     /// The configuration a server on this app's database would get.

@@ -2,7 +2,7 @@
 //! consumer runtime ([`Runtime`]): the projection runner that keeps read
 //! models equal to the log, the memory follower that keeps this process's
 //! validation view fresh, the NATS JetStream relay, and the commit signal
-//! that wakes the consumers of other processes.
+//! that wakes the consumers of other processes, and webhook delivery.
 //!
 //! Each follows the log's tail from a saved checkpoint, hands events on,
 //! and only then moves its checkpoint, so a crash repeats work rather than
@@ -17,6 +17,7 @@ mod periodic;
 mod projector;
 mod relay;
 pub mod runtime;
+mod webhooks;
 
 pub use commit_signal::{CommitSignal, COMMIT_SIGNAL};
 pub use feed::{Feed, FeedError, NatsFeed, TailFeed};
@@ -27,4 +28,8 @@ pub use projector::{ProjectionRunner, ProjectorError, LICENSE_VIEW_RUNNER, RUNNE
 pub use relay::{Relay, RelayConfig, RELAY_CONSUMER, RELAY_POLL, SUBJECT_PREFIX};
 pub use runtime::{
     Consumer, ConsumerError, Runtime, Spec, State as ConsumerState, Status as ConsumerStatus, Statuses, Step,
+};
+pub use webhooks::{
+    Dispatcher as WebhookDispatcher, Sender as WebhookSender, Source as WebhookSource, WEBHOOK_DISPATCHER,
+    WEBHOOK_SENDER,
 };

@@ -60,9 +60,10 @@ pub struct Spec {
     pub exclusive: bool,
     /// Longest wait between idle steps.
     pub idle: Duration,
-    /// Whether a commit to the log ends an idle wait early.
-    pub wake_on_commit: bool,
-    /// After a commit wakes it, how long to let more commits gather
+    /// A signal that ends an idle wait early: commits to the log for
+    /// consumers of the tail, or whatever else the consumer waits for.
+    pub wake: Option<watch::Receiver<u64>>,
+    /// After the signal wakes it, how long to let more commits gather
     /// before stepping, so a busy log costs a query per few milliseconds
     /// rather than one per event.
     pub gather: Duration,
@@ -72,12 +73,18 @@ impl Spec {
     /// A consumer of the log's tail: woken by commits, polling every
     /// `idle` for commits made by other processes.
     pub fn follower(name: &str, idle: Duration) -> Self {
-        Self { name: name.to_owned(), exclusive: false, idle, wake_on_commit: true, gather: Duration::from_millis(2) }
+        Self { name: name.to_owned(), exclusive: false, idle, wake: Some(commits()), gather: Duration::from_millis(2) }
     }
 
     /// A job run every `interval`.
     pub fn periodic(name: &str, interval: Duration) -> Self {
-        Self { name: name.to_owned(), exclusive: false, idle: interval, wake_on_commit: false, gather: Duration::ZERO }
+        Self { name: name.to_owned(), exclusive: false, idle: interval, wake: None, gather: Duration::ZERO }
+    }
+
+    /// Ends idle waits early when `signal` changes.
+    pub fn woken_by(mut self, signal: watch::Receiver<u64>) -> Self {
+        self.wake = Some(signal);
+        self
     }
 
     pub fn exclusive(mut self) -> Self {
@@ -335,7 +342,7 @@ struct Runner {
 impl Runner {
     async fn run<C: Consumer>(mut self, mut consumer: C) {
         let name = self.spec.name.clone();
-        let mut commits = commits();
+        let mut wake = self.spec.wake.clone();
         let mut lease = None;
         let mut lease_checked = Instant::now();
         let mut started = false;
@@ -380,7 +387,7 @@ impl Runner {
                         status.consecutive_failures = 0;
                         status.last_success_at = Some(Utc::now());
                     });
-                    if step == Step::Idle && self.idle(&mut commits).await {
+                    if step == Step::Idle && self.idle(wake.as_mut()).await {
                         return;
                     }
                 }
@@ -404,15 +411,15 @@ impl Runner {
         }
     }
 
-    /// Waits for a commit (when the consumer wakes on them), the idle
+    /// Waits for the wake-up signal (if the consumer has one), the idle
     /// interval or shutdown; true on shutdown.
-    async fn idle(&mut self, commits: &mut watch::Receiver<u64>) -> bool {
-        if !self.spec.wake_on_commit {
+    async fn idle(&mut self, wake: Option<&mut watch::Receiver<u64>>) -> bool {
+        let Some(wake) = wake else {
             return stopped_during(&mut self.stop, self.spec.idle).await;
-        }
+        };
         tokio::select! {
             _ = tokio::time::sleep(self.spec.idle) => {}
-            _ = commits.changed() => {
+            _ = wake.changed() => {
                 if !self.spec.gather.is_zero() {
                     tokio::time::sleep(self.spec.gather).await;
                 }

@@ -62,6 +62,12 @@ async fn read_gauges(state: &AppState) -> Result<(), keyledger_eventlog::EventLo
     metrics.pool_connections.get_or_create(&PoolLabels { state: "in_use" }).set(i64::from(size) - idle as i64);
     metrics.pool_connections.get_or_create(&PoolLabels { state: "max" }).set(i64::from(max));
 
+    match state.webhooks.pending().await {
+        Ok(pending) => {
+            metrics.webhook_pending.set(pending);
+        }
+        Err(error) => tracing::warn!(%error, "metrics: cannot count pending webhook deliveries"),
+    }
     for report in crate::consumers::report(state).await? {
         let labels = ConsumerLabels { consumer: report.status.name.clone() };
         metrics.consumer_lag_events.get_or_create(&labels).set(report.lag_events.unwrap_or(0));

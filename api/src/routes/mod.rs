@@ -9,6 +9,7 @@ mod keys;
 mod licenses;
 mod metrics;
 mod tenants;
+mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
@@ -115,6 +116,7 @@ fn all() -> Routes {
         .merge(keys::routes())
         .merge(metrics::routes())
         .merge(docs::routes())
+        .merge(webhooks::routes())
         // One set of handlers under the native path and seed 000's own.
         .nest("/api/v1/licenses", license_routes(), "")
         .nest("/api/v1/fastrLicense", license_routes(), "fastr_")

@@ -15,7 +15,6 @@
 //! reaches every process within about a second.
 
 pub mod jws;
-pub mod master;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -26,7 +25,7 @@ use ed25519_dalek::SigningKey;
 use keyledger_eventlog::{on_pool, Database};
 use rand::rngs::OsRng;
 
-pub use master::MasterKey;
+pub use keyledger_app::master::MasterKey;
 
 const ALGORITHM: &str = "Ed25519";
 const MASTER_CHECK_NAME: &str = "master_key_check";

@@ -16,6 +16,8 @@ pub enum MasterKeyError {
     WrongKey,
 }
 
+/// Cloning copies the key within the process; it never leaves it.
+#[derive(Clone)]
 pub struct MasterKey(LessSafeKey);
 
 impl MasterKey {

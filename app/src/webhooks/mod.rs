@@ -1,0 +1,18 @@
+//! Webhooks: tenants' endpoints, the event names they subscribe to, the
+//! Standard Webhooks signature, what URLs may be called, and the durable
+//! queue of deliveries with its retry policy. The consumers that fill and
+//! drain the queue are in `keyledger_workers`.
+
+pub mod names;
+pub mod policy;
+pub mod safety;
+pub mod signature;
+pub mod store;
+
+pub use names::{matches, valid_pattern, webhook_name, TEST_EVENT};
+pub use policy::{Outcome, RetryPolicy};
+pub use safety::{check_url, SafeResolver, UrlError};
+pub use store::{
+    payload, queued, timestamp, Attempt, Claimed, DeliveryFilter, Endpoint, EndpointPatch, NewDelivery, NewEndpoint,
+    Subscriber, WebhookError, WebhookStore, ATTEMPT_BODY_LIMIT,
+};

@@ -1,0 +1,553 @@
+//! Webhook endpoints and the durable queue of their deliveries.
+//!
+//! A delivery is a row before its first attempt; attempts claim due rows
+//! for a lease (`claimed_until`), so several processes on one database
+//! share the work and no attempt is sent by two at once (on PostgreSQL the
+//! claim skips rows another claim holds locked). A process that dies
+//! mid-attempt leaves its claim to expire, and the row is tried again: the
+//! guarantee is at least once, with the same `webhook-id` every time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use keyledger_eventlog::{on_pool, write_turn, Database};
+use serde::Serialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::policy::{Outcome, RetryPolicy};
+use super::signature;
+use crate::master::MasterKey;
+
+/// Changes whenever this process queued a delivery, so the sender need
+/// not wait for its next poll.
+static QUEUED: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
+
+pub fn queued() -> tokio::sync::watch::Receiver<u64> {
+    QUEUED.subscribe()
+}
+
+fn announce() {
+    QUEUED.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+/// How much of an endpoint's answer the delivery log keeps.
+pub const ATTEMPT_BODY_LIMIT: usize = 2048;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("webhook store: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the signing secret of webhook {0} does not open with this process's master key")]
+    Sealed(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    pub id: String,
+    pub url: String,
+    pub description: String,
+    pub events: Vec<String>,
+    pub enabled: bool,
+    /// Why it is disabled: `manual`, `gone` (it answered 410) or
+    /// `failing` (it failed for longer than the limit).
+    pub disabled_reason: Option<String>,
+    /// Since when every attempt failed, if the last one did.
+    pub failing_since: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub struct NewEndpoint {
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: String,
+    pub enabled: bool,
+}
+
+#[derive(Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// A delivery the dispatcher records.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub tenant_id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+}
+
+/// An endpoint as the dispatcher sees it.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub id: String,
+    pub patterns: Vec<String>,
+    /// When it was made, in the log's timestamp format.
+    pub since: String,
+}
+
+/// A delivery claimed for an attempt, with what sending it needs.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: String,
+    pub endpoint_id: String,
+    /// The `webhook-id`.
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub url: String,
+    /// The current secret's key, then the previous one's during a rotation.
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// What one attempt came to, for the log.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    pub status_code: Option<u16>,
+    pub latency: Duration,
+    pub error: Option<String>,
+    pub response_body: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<String>,
+    pub event: Option<String>,
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+type EndpointRow = (String, String, String, String, i64, Option<String>, Option<String>, String, String);
+const ENDPOINT_COLUMNS: &str =
+    "id, url, description, events, enabled, disabled_reason, failing_since, created_at, updated_at";
+
+fn endpoint(row: EndpointRow) -> Endpoint {
+    let (id, url, description, events, enabled, disabled_reason, failing_since, created_at, updated_at) = row;
+    Endpoint {
+        id,
+        url,
+        description,
+        events: serde_json::from_str(&events).unwrap_or_default(),
+        enabled: enabled != 0,
+        disabled_reason,
+        failing_since,
+        created_at,
+        updated_at,
+    }
+}
+
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn after(duration: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+#[derive(Clone)]
+pub struct WebhookStore {
+    db: Database,
+    master: Arc<MasterKey>,
+}
+
+impl WebhookStore {
+    pub fn new(db: Database, master: Arc<MasterKey>) -> Self {
+        Self { db, master }
+    }
+
+    /// The sealing context binds a secret to its endpoint: a sealed secret
+    /// copied onto another endpoint's row does not open.
+    fn seal(&self, endpoint_id: &str, secret: &str) -> String {
+        self.master.seal(secret.as_bytes(), &format!("webhook:{endpoint_id}"))
+    }
+
+    fn open(&self, endpoint_id: &str, sealed: &str) -> Result<Vec<u8>, WebhookError> {
+        let secret = self
+            .master
+            .open(sealed, &format!("webhook:{endpoint_id}"))
+            .map_err(|_| WebhookError::Sealed(endpoint_id.to_owned()))?;
+        let secret = String::from_utf8(secret).map_err(|_| WebhookError::Sealed(endpoint_id.to_owned()))?;
+        signature::key_bytes(&secret).ok_or_else(|| WebhookError::Sealed(endpoint_id.to_owned()))
+    }
+
+    /// Creates an endpoint; returns it and its secret, which is shown once.
+    pub async fn create(&self, tenant_id: &str, new: NewEndpoint) -> Result<(Endpoint, String), WebhookError> {
+        let id = Uuid::new_v4().to_string();
+        let secret = signature::generate();
+        let now = timestamp(Utc::now());
+        let events = serde_json::to_string(&new.events).expect("strings serialize");
+        const SQL: &str = "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, enabled, disabled_reason, secret, created_at, updated_at)
+                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)";
+        let disabled_reason = (!new.enabled).then_some("manual");
+        on_pool!(&self.db, pool => sqlx::query(SQL)
+            .bind(&id).bind(tenant_id).bind(&new.url).bind(&new.description).bind(&events)
+            .bind(i64::from(new.enabled)).bind(disabled_reason).bind(self.seal(&id, &secret)).bind(&now)
+            .execute(pool).await.map(drop))?;
+        let created = self.get(tenant_id, &id).await?.expect("just inserted");
+        Ok((created, secret))
+    }
+
+    pub async fn list(&self, tenant_id: &str) -> Result<Vec<Endpoint>, WebhookError> {
+        let sql =
+            format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY created_at, id");
+        let rows: Vec<EndpointRow> =
+            on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(tenant_id).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(endpoint).collect())
+    }
+
+    pub async fn get(&self, tenant_id: &str, id: &str) -> Result<Option<Endpoint>, WebhookError> {
+        let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2");
+        let row: Option<EndpointRow> =
+            on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(tenant_id).bind(id).fetch_optional(pool).await)?;
+        Ok(row.map(endpoint))
+    }
+
+    /// Changes what `patch` names. Enabling an endpoint clears why it was
+    /// disabled and its failure streak, so its queued deliveries go out.
+    pub async fn update(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        patch: EndpointPatch,
+    ) -> Result<Option<Endpoint>, WebhookError> {
+        let Some(current) = self.get(tenant_id, id).await? else { return Ok(None) };
+        let enabled = patch.enabled.unwrap_or(current.enabled);
+        let (disabled_reason, failing_since) = match (current.enabled, enabled) {
+            (_, true) if patch.enabled == Some(true) => (None, None),
+            (true, false) => (Some("manual".to_owned()), current.failing_since.clone()),
+            _ => (current.disabled_reason.clone(), current.failing_since.clone()),
+        };
+        let events = serde_json::to_string(&patch.events.unwrap_or(current.events)).expect("strings serialize");
+        const SQL: &str = "UPDATE webhook_endpoints SET url = $3, description = $4, events = $5, enabled = $6,
+                                  disabled_reason = $7, failing_since = $8, updated_at = $9
+                            WHERE tenant_id = $1 AND id = $2";
+        on_pool!(&self.db, pool => sqlx::query(SQL)
+            .bind(tenant_id).bind(id)
+            .bind(patch.url.unwrap_or(current.url))
+            .bind(patch.description.unwrap_or(current.description))
+            .bind(events).bind(i64::from(enabled)).bind(disabled_reason).bind(failing_since)
+            .bind(timestamp(Utc::now()))
+            .execute(pool).await.map(drop))?;
+        self.get(tenant_id, id).await
+    }
+
+    /// Deletes the endpoint with its queued deliveries and their log.
+    pub async fn delete(&self, tenant_id: &str, id: &str) -> Result<bool, WebhookError> {
+        const SQL: &str = "DELETE FROM webhook_endpoints WHERE tenant_id = $1 AND id = $2";
+        let done = on_pool!(&self.db, pool => sqlx::query(SQL).bind(tenant_id).bind(id).execute(pool).await.map(|d| d.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// A new secret; the old one keeps signing too for `overlap`, so
+    /// receivers can switch without missing a delivery.
+    pub async fn rotate_secret(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        overlap: Duration,
+    ) -> Result<Option<String>, WebhookError> {
+        let secret = signature::generate();
+        const SQL: &str =
+            "UPDATE webhook_endpoints SET previous_secret = secret, previous_until = $3, secret = $4, updated_at = $5
+                            WHERE tenant_id = $1 AND id = $2";
+        let done = on_pool!(&self.db, pool => sqlx::query(SQL)
+            .bind(tenant_id).bind(id).bind(timestamp(after(overlap))).bind(self.seal(id, &secret))
+            .bind(timestamp(Utc::now()))
+            .execute(pool).await.map(|d| d.rows_affected()))?;
+        Ok((done > 0).then_some(secret))
+    }
+
+    /// The tenant's enabled endpoints: what each subscribes to, and since
+    /// when (it gets no event from before it was made).
+    pub async fn subscribers(&self, tenant_id: &str) -> Result<Vec<Subscriber>, WebhookError> {
+        const SQL: &str = "SELECT id, events, created_at FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = 1";
+        let rows: Vec<(String, String, String)> =
+            on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(tenant_id).fetch_all(pool).await)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, events, since)| Subscriber {
+                id,
+                patterns: serde_json::from_str(&events).unwrap_or_default(),
+                since,
+            })
+            .collect())
+    }
+
+    /// Records a delivery of `event_id` to an endpoint, due now; nothing
+    /// if it is recorded already. Returns the new delivery's id.
+    pub async fn enqueue(
+        &self,
+        tenant_id: &str,
+        endpoint_id: &str,
+        event_id: &str,
+        event_type: &str,
+        payload: &str,
+    ) -> Result<Option<String>, WebhookError> {
+        let delivery = NewDelivery {
+            tenant_id: tenant_id.to_owned(),
+            endpoint_id: endpoint_id.to_owned(),
+            event_id: event_id.to_owned(),
+            event_type: event_type.to_owned(),
+            payload: payload.to_owned(),
+        };
+        let id = Uuid::new_v4().to_string();
+        let recorded = self.insert_deliveries(&[(id.clone(), delivery)]).await?;
+        Ok((recorded > 0).then_some(id))
+    }
+
+    /// Records deliveries, due now, in one transaction; a delivery of an
+    /// event to an endpoint that is recorded already (a feed handing an
+    /// event over again) is left as it is. Returns how many are new.
+    pub async fn enqueue_many(&self, deliveries: Vec<NewDelivery>) -> Result<u64, WebhookError> {
+        let rows: Vec<(String, NewDelivery)> =
+            deliveries.into_iter().map(|delivery| (Uuid::new_v4().to_string(), delivery)).collect();
+        self.insert_deliveries(&rows).await
+    }
+
+    async fn insert_deliveries(&self, rows: &[(String, NewDelivery)]) -> Result<u64, WebhookError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let now = timestamp(Utc::now());
+        const SQL: &str = "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, created_at, updated_at)
+                           VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)
+                           ON CONFLICT (endpoint_id, event_id) DO NOTHING";
+        let _turn = write_turn(&self.db).await;
+        let recorded = on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let mut recorded = 0;
+            for (id, row) in rows {
+                recorded += sqlx::query(SQL)
+                    .bind(id).bind(&row.endpoint_id).bind(&row.tenant_id).bind(&row.event_id)
+                    .bind(&row.event_type).bind(&row.payload).bind(&now)
+                    .execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await.map(|()| recorded)
+        })?;
+        if recorded > 0 {
+            announce();
+        }
+        Ok(recorded)
+    }
+
+    /// Claims up to `limit` due deliveries of enabled endpoints for `lease`.
+    pub async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<Claimed>, WebhookError> {
+        let now = timestamp(Utc::now());
+        let until = timestamp(after(lease));
+        let due = "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+                    WHERE d.status = 'pending' AND d.next_attempt_at <= $1
+                      AND (d.claimed_until IS NULL OR d.claimed_until < $1) AND e.enabled = 1
+                    ORDER BY d.next_attempt_at LIMIT $3";
+        let returning = "RETURNING id, endpoint_id, event_id, event_type, payload, attempts";
+        type Row = (String, String, String, String, String, i64);
+        let rows: Vec<Row> = match &self.db {
+            Database::Postgres(pool) => {
+                let sql = format!(
+                    "UPDATE webhook_deliveries SET claimed_until = $2 WHERE id IN ({due} FOR UPDATE OF d SKIP LOCKED) {returning}"
+                );
+                sqlx::query_as(&sql).bind(&now).bind(&until).bind(limit).fetch_all(pool).await?
+            }
+            Database::Sqlite(pool) => {
+                let sql = format!("UPDATE webhook_deliveries SET claimed_until = $2 WHERE id IN ({due}) {returning}");
+                let _turn = write_turn(&self.db).await;
+                sqlx::query_as(&sql).bind(&now).bind(&until).bind(limit).fetch_all(pool).await?
+            }
+        };
+        // Each endpoint's URL and keys, once per claim.
+        let mut endpoints: std::collections::HashMap<String, Option<(String, Vec<Vec<u8>>)>> = Default::default();
+        let mut claimed = Vec::with_capacity(rows.len());
+        for (delivery_id, endpoint_id, event_id, event_type, payload, attempts) in rows {
+            if !endpoints.contains_key(&endpoint_id) {
+                let target = self.target(&endpoint_id, &now).await?;
+                endpoints.insert(endpoint_id.clone(), target);
+            }
+            let Some((url, keys)) = endpoints[&endpoint_id].clone() else {
+                continue; // deleted with its endpoint meanwhile
+            };
+            let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+            claimed.push(Claimed { delivery_id, endpoint_id, event_id, event_type, payload, attempts, url, keys });
+        }
+        Ok(claimed)
+    }
+
+    /// An endpoint's URL and signing keys: the current secret's, and the
+    /// previous one's while a rotation's overlap lasts.
+    async fn target(&self, endpoint_id: &str, now: &str) -> Result<Option<(String, Vec<Vec<u8>>)>, WebhookError> {
+        const SQL: &str = "SELECT url, secret, previous_secret, previous_until FROM webhook_endpoints WHERE id = $1";
+        let row: Option<(String, String, Option<String>, Option<String>)> =
+            on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(endpoint_id).fetch_optional(pool).await)?;
+        let Some((url, secret, previous, until)) = row else { return Ok(None) };
+        let mut keys = vec![self.open(endpoint_id, &secret)?];
+        if let (Some(previous), Some(until)) = (previous, until) {
+            if until.as_str() > now {
+                keys.push(self.open(endpoint_id, &previous)?);
+            }
+        }
+        Ok(Some((url, keys)))
+    }
+
+    /// Records attempts, decides what comes next for each delivery (done,
+    /// another attempt, given up) and for its endpoint (its failure
+    /// streak; disabled after 410 or failing too long), and releases the
+    /// claims: all in one transaction.
+    pub async fn record_many(
+        &self,
+        attempts: &[(&Claimed, &Attempt)],
+        policy: &RetryPolicy,
+    ) -> Result<(), WebhookError> {
+        const ATTEMPT: &str = "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error, response_body)
+                               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+        const DELIVERY: &str = "UPDATE webhook_deliveries SET attempts = $2, status = $3, next_attempt_at = $4, claimed_until = NULL, updated_at = $5
+                                 WHERE id = $1";
+        let _turn = write_turn(&self.db).await;
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            for (claimed, attempt) in attempts {
+                let number = i64::from(claimed.attempts) + 1;
+                let at = timestamp(attempt.at);
+                let (status, next_at) = next_step(claimed, attempt, policy);
+                let latency_ms = i64::try_from(attempt.latency.as_millis()).unwrap_or(i64::MAX);
+                sqlx::query(ATTEMPT)
+                    .bind(&claimed.delivery_id).bind(number).bind(&at)
+                    .bind(attempt.status_code.map(i64::from)).bind(latency_ms)
+                    .bind(&attempt.error).bind(&attempt.response_body)
+                    .execute(&mut *tx).await?;
+                sqlx::query(DELIVERY)
+                    .bind(&claimed.delivery_id).bind(number).bind(status).bind(&next_at).bind(&at)
+                    .execute(&mut *tx).await?;
+                let cutoff = timestamp(attempt.at - chrono::Duration::from_std(policy.disable_after).unwrap_or_default());
+                for (sql, params) in endpoint_updates(&attempt.outcome) {
+                    let values = [&claimed.endpoint_id, &at, &cutoff];
+                    let query = values[..*params].iter().fold(sqlx::query(sql), |query, value| query.bind(value.as_str()));
+                    query.execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    /// Deliveries still to be delivered or given up, for `/metrics`.
+    pub async fn pending(&self) -> Result<i64, WebhookError> {
+        const SQL: &str = "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'";
+        Ok(on_pool!(&self.db, pool => sqlx::query_scalar(SQL).fetch_one(pool).await)?)
+    }
+
+    /// Gives a claim back untried (shutdown came first): due again at once.
+    pub async fn release(&self, delivery_id: &str) -> Result<(), WebhookError> {
+        const SQL: &str = "UPDATE webhook_deliveries SET claimed_until = NULL WHERE id = $1";
+        on_pool!(&self.db, pool => sqlx::query(SQL).bind(delivery_id).execute(pool).await.map(drop))?;
+        Ok(())
+    }
+
+    /// A page of an endpoint's deliveries, newest first, each with its
+    /// attempts.
+    pub async fn deliveries(&self, endpoint_id: &str, filter: &DeliveryFilter) -> Result<Vec<Value>, WebhookError> {
+        let mut sql = "SELECT id, event_id, event_type, status, attempts, next_attempt_at, created_at, updated_at
+                         FROM webhook_deliveries WHERE endpoint_id = $1
+                          AND ($2 = '' OR status = $2) AND ($3 = '' OR event_type = $3)"
+            .to_owned();
+        if filter.after.is_some() {
+            sql.push_str(" AND (created_at, id) < (SELECT created_at, id FROM webhook_deliveries WHERE id = $4)");
+        } else {
+            sql.push_str(" AND $4 = ''");
+        }
+        sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT $5");
+        type Row = (String, String, String, String, i64, String, String, String);
+        let rows: Vec<Row> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
+            .bind(endpoint_id)
+            .bind(filter.status.as_deref().unwrap_or_default())
+            .bind(filter.event.as_deref().unwrap_or_default())
+            .bind(filter.after.as_deref().unwrap_or_default())
+            .bind(filter.limit)
+            .fetch_all(pool).await)?;
+        let mut page = Vec::with_capacity(rows.len());
+        for (id, event_id, event_type, status, attempts, next_attempt_at, created_at, updated_at) in rows {
+            const ATTEMPTS: &str = "SELECT attempt, attempted_at, status_code, latency_ms, error, response_body
+                                      FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt";
+            type AttemptRow = (i64, String, Option<i64>, i64, Option<String>, String);
+            let tries: Vec<AttemptRow> =
+                on_pool!(&self.db, pool => sqlx::query_as(ATTEMPTS).bind(&id).fetch_all(pool).await)?;
+            let tries: Vec<Value> = tries
+                .into_iter()
+                .map(|(attempt, attempted_at, status_code, latency_ms, error, response_body)| {
+                    json!({"attempt": attempt, "attemptedAt": attempted_at, "statusCode": status_code,
+                           "latencyMs": latency_ms, "error": error, "responseBody": response_body})
+                })
+                .collect();
+            let next = (status == "pending").then_some(next_attempt_at);
+            page.push(json!({
+                "id": id, "webhookId": event_id, "event": event_type, "status": status, "attemptCount": attempts,
+                "nextAttemptAt": next, "createdAt": created_at, "updatedAt": updated_at, "attempts": tries,
+            }));
+        }
+        Ok(page)
+    }
+
+    /// Queues a delivery again, due now, with the same `webhook-id`.
+    pub async fn redeliver(&self, endpoint_id: &str, delivery_id: &str) -> Result<bool, WebhookError> {
+        const SQL: &str = "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, claimed_until = NULL, updated_at = $3
+                            WHERE endpoint_id = $1 AND id = $2";
+        let done = on_pool!(&self.db, pool => sqlx::query(SQL)
+            .bind(endpoint_id).bind(delivery_id).bind(timestamp(Utc::now()))
+            .execute(pool).await.map(|d| d.rows_affected()))?;
+        if done > 0 {
+            announce();
+        }
+        Ok(done > 0)
+    }
+}
+
+/// A delivery's status and next attempt time after `attempt`.
+fn next_step(claimed: &Claimed, attempt: &Attempt, policy: &RetryPolicy) -> (&'static str, String) {
+    let at = timestamp(attempt.at);
+    match &attempt.outcome {
+        Outcome::Delivered => ("succeeded", at),
+        Outcome::Gone => ("failed", at),
+        Outcome::Failed { retry_after } => match policy.next_wait(claimed.attempts + 1, *retry_after) {
+            Some(wait) => ("pending", timestamp(attempt.at + chrono::Duration::from_std(wait).unwrap_or_default())),
+            None => ("failed", at),
+        },
+    }
+}
+
+/// What an attempt's outcome does to its endpoint: statements, each with
+/// how many of (endpoint id, attempt time, disabling cutoff) it binds.
+fn endpoint_updates(outcome: &Outcome) -> &'static [(&'static str, usize)] {
+    match outcome {
+        // Only a write when there is a streak to end.
+        Outcome::Delivered => {
+            &[("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL", 1)]
+        }
+        Outcome::Gone => {
+            &[("UPDATE webhook_endpoints SET enabled = 0, disabled_reason = 'gone', updated_at = $2 WHERE id = $1", 2)]
+        }
+        Outcome::Failed { .. } => &[
+            ("UPDATE webhook_endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL", 2),
+            (
+                "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = 'failing', updated_at = $2
+                  WHERE id = $1 AND enabled = 1 AND failing_since <= $3",
+                3,
+            ),
+        ],
+    }
+}
+
+/// The body every attempt of an event's delivery sends: Standard
+/// Webhooks' `{type, timestamp, data}`, `data` being the event envelope.
+pub fn payload(name: &str, at: &str, data: &Value) -> String {
+    json!({"type": name, "timestamp": at, "data": data}).to_string()
+}

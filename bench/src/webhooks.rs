@@ -1,0 +1,256 @@
+//! `webhooks`: how fast keyledger delivers webhooks, and how soon after a
+//! commit an event's first attempt reaches the receiver.
+//!
+//! - Throughput: a webhook subscribed to `license.activated` on a receiver
+//!   in this process; a process with webhook delivery off runs activations
+//!   closed-loop (also the write path's figure without the workers), then
+//!   a delivering process on the same database finds their events in the
+//!   log and delivers the backlog: its rate is the whole pipeline's
+//!   (dispatcher, queue, sender). The baseline POSTs the same kind of signed payload to the
+//!   same receiver with the same HTTP client settings (no redirects, the
+//!   same timeout, 32 at a time, as the sender sends) and no queue.
+//! - Latency: activations open-loop at 80% of the delivery rate just
+//!   measured; each activation is timed from its HTTP acknowledgement (the
+//!   commit) to the arrival of its event's first attempt.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::lag::{paced_activations, summarise};
+use crate::load::{self, Report};
+use crate::scenario::{expect_field, generate_with_ids, post, print_table, Bench, OPERATOR};
+
+const LOAD_SHARE: f64 = 0.8;
+/// How long deliveries are waited for after the load stops.
+const DRAIN: Duration = Duration::from_secs(60);
+/// The sender's concurrency, which the baseline matches.
+const BASELINE_CONCURRENCY: usize = 32;
+
+/// First arrival of each license's activation, and every arrival's time.
+#[derive(Default)]
+struct Arrivals {
+    first: HashMap<String, Instant>,
+    all: Vec<Instant>,
+}
+
+pub async fn run(bench: &mut Bench) -> Result<Value, String> {
+    let arrivals: Arc<Mutex<Arrivals>> = Arc::default();
+    let receiver = Receiver::start(arrivals.clone()).await?;
+    let client = bench.client.clone();
+    let database_url = bench.database("keyledger").await?;
+    let env = |delivery: &'static str| {
+        [("KEYLEDGER_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true"), ("KEYLEDGER_WEBHOOK_DELIVERY", delivery)]
+    };
+
+    // A process with webhook delivery off: the endpoint, then activations
+    // closed-loop, whose events wait in the log.
+    let quiet_server = bench.keyledger_on(&database_url, &env("off")).await?;
+    let base = quiet_server.base.clone();
+    let tenant = post(&client, &format!("{base}/api/v1/tenants"), Some(OPERATOR), &json!({"name": "Bench"})).await?;
+    let admin = tenant["adminKey"].as_str().ok_or("no admin key")?.to_owned();
+    let user = post(&client, &format!("{base}/api/v1/api-keys"), Some(&admin), &json!({"role": "user"})).await?;
+    let user = user["key"].as_str().ok_or("no user key")?.to_owned();
+    let count = bench.options.licenses.unwrap_or(60_000);
+    let fresh = Arc::new(generate_with_ids(&client, &quiet_server, &user, count, json!({})).await?);
+    let hook = json!({"url": receiver.url, "events": ["license.activated"]});
+    post(&client, &format!("{base}/api/v1/webhooks"), Some(&admin), &hook).await?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let quiet = closed_loop(
+        bench,
+        "activate, webhook delivery off",
+        format!("{base}/api/v1/licenses/activate"),
+        fresh.clone(),
+        next.clone(),
+    )
+    .await;
+    let backlog = (quiet.requests - quiet.errors) as usize;
+    drop(quiet_server);
+
+    // The same database in a process that delivers: it finds the backlog
+    // and delivers it as fast as its pipeline goes.
+    let server = bench.keyledger_on(&database_url, &env("on")).await?;
+    let drained = wait_for(&arrivals, backlog).await;
+    let delivery = {
+        let arrivals = arrivals.lock().expect("lock");
+        let (first, last) = (arrivals.all.iter().min().copied(), arrivals.all.iter().max().copied());
+        let seconds = match (first, last) {
+            (Some(first), Some(last)) if last > first => (last - first).as_secs_f64(),
+            _ => 0.0,
+        };
+        let delivered = arrivals.first.len() as u64;
+        let mut report = load::report("keyledger: webhook deliveries", 0, seconds, Vec::new(), 0, None);
+        report.requests = delivered;
+        report.throughput = if seconds > 0.0 { delivered as f64 / seconds } else { 0.0 };
+        report
+    };
+    let baseline = baseline(bench, &receiver.url).await?;
+    let vs_baseline = crate::scenario::ratio(&delivery, &baseline);
+
+    // Activations while the process delivers each one's webhook.
+    let activate_url = format!("{}/api/v1/licenses/activate", server.base);
+    let producing =
+        closed_loop(bench, "activate, delivering webhooks", activate_url.clone(), fresh.clone(), next.clone()).await;
+    let vs_quiet = crate::scenario::ratio(&producing, &quiet);
+    let expected = backlog + (producing.requests - producing.errors) as usize;
+    wait_for(&arrivals, expected).await;
+
+    // Latency from commit to first attempt at 80% of the delivery rate.
+    let rate = (delivery.throughput.min(producing.throughput) * LOAD_SHARE).max(1.0);
+    let acknowledged: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let paced = paced_activations(bench, &activate_url, fresh, next, rate, acknowledged.clone()).await;
+    let expected = acknowledged.lock().expect("lock").len() + arrivals.lock().expect("lock").first.len();
+    wait_for(&arrivals, expected).await;
+    let mut lags: Vec<Duration> = {
+        let (acked, arrivals) = (acknowledged.lock().expect("lock"), arrivals.lock().expect("lock"));
+        acked
+            .iter()
+            .filter_map(|(id, ack)| arrivals.first.get(id).map(|at| at.saturating_duration_since(*ack)))
+            .collect()
+    };
+    let undelivered = acknowledged.lock().expect("lock").len() - lags.len();
+    let lag = summarise(&mut lags);
+    drop(server);
+
+    print_table(&[&quiet, &producing, &delivery, &baseline, &paced]);
+    eprintln!("activate delivering webhooks / with delivery off = {vs_quiet:.2} (target >= 0.9)");
+    eprintln!(
+        "deliveries / baseline = {vs_baseline:.2} (target >= 0.5); a backlog of {backlog}, {drained} delivered within {DRAIN:?}"
+    );
+    eprintln!(
+        "commit to first attempt at {rate:.0}/s: p50 {:.1} ms, p99 {:.1} ms over {} events, {undelivered} not delivered (target p99 < 500 ms)",
+        lag.p50_ms, lag.p99_ms, lag.count
+    );
+    Ok(json!({
+        "scenario": "webhooks", "backend": bench.backend(),
+        "reports": [quiet, producing, delivery, baseline, paced],
+        "ratios": {"deliveries_over_baseline": vs_baseline, "activate_delivering_over_quiet": vs_quiet},
+        "commit_to_first_attempt_ms": lag,
+        "undelivered": undelivered,
+        "targets_met": {
+            "deliveries_over_baseline": vs_baseline >= 0.5,
+            "activate_delivering_over_quiet": vs_quiet >= 0.9,
+            "first_attempt_p99_under_500_ms": lag.count > 0 && undelivered == 0 && lag.p99_ms < 500.0,
+        },
+    }))
+}
+
+/// Activations of `fresh` licenses as fast as the connections go.
+async fn closed_loop(
+    bench: &Bench,
+    name: &str,
+    url: String,
+    fresh: Arc<Vec<(String, String)>>,
+    next: Arc<AtomicUsize>,
+) -> Report {
+    let client = bench.client.clone();
+    load::run(name, bench.options.connections, bench.duration(), move |_, _| {
+        let (key, _) = fresh.get(next.fetch_add(1, Ordering::Relaxed))?.clone();
+        let (client, url) = (client.clone(), url.clone());
+        Some(async move { activate(&client, &url, &key).await })
+    })
+    .await
+}
+
+/// Waits until `expected` licenses' deliveries arrived, or [`DRAIN`]
+/// passed; returns how many did.
+async fn wait_for(arrivals: &Mutex<Arrivals>, expected: usize) -> usize {
+    let started = Instant::now();
+    loop {
+        let arrived = arrivals.lock().expect("lock").first.len();
+        if arrived >= expected || started.elapsed() > DRAIN {
+            return arrived;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn activate(client: &reqwest::Client, url: &str, key: &str) -> load::Outcome {
+    expect_field(
+        post(client, url, None, &json!({"licenseKey": key, "machineId": "hook"})).await,
+        "success",
+        &json!(true),
+    )
+}
+
+/// The same receiver, POSTed to directly: a signed payload of a
+/// delivery's size, with the sender's client settings, 32 at a time.
+async fn baseline(bench: &Bench, url: &str) -> Result<Report, String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(15))
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let key = b"0123456789abcdef0123456789abcdef";
+    let url = url.to_owned();
+    Ok(load::run("baseline: signed POSTs, no queue", BASELINE_CONCURRENCY, bench.duration(), move |connection, n| {
+        let (client, url) = (client.clone(), url.clone());
+        Some(async move {
+            let id = format!("bench-{connection}-{n}");
+            let body = json!({"type": "license.activated", "timestamp": "2026-01-01T00:00:00.000000Z",
+                               "data": {"licenseId": id, "eventId": id, "padding": "x".repeat(600)}})
+            .to_string();
+            let timestamp = chrono::Utc::now().timestamp();
+            let signature = keyledger_app::webhooks::signature::header(&[key.to_vec()], &id, timestamp, &body);
+            let answer = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if answer.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("status {}", answer.status()))
+            }
+        })
+    })
+    .await)
+}
+
+/// A receiver in this process that notes when each delivery arrived.
+struct Receiver {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Receiver {
+    async fn start(arrivals: Arc<Mutex<Arrivals>>) -> Result<Self, String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+        let url = format!("http://{}/hooks", listener.local_addr().map_err(|e| e.to_string())?);
+        let app = axum::Router::new().route("/hooks", axum::routing::post(receive)).with_state(arrivals);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { url, task })
+    }
+}
+
+async fn receive(State(arrivals): State<Arc<Mutex<Arrivals>>>, body: Bytes) -> StatusCode {
+    let at = Instant::now();
+    let Ok(payload) = serde_json::from_slice::<Value>(&body) else { return StatusCode::BAD_REQUEST };
+    // The baseline's own POSTs carry no real license: only deliveries count.
+    if let Some(license) = payload["data"]["licenseId"].as_str().filter(|id| !id.starts_with("bench-")) {
+        let mut arrivals = arrivals.lock().expect("lock");
+        arrivals.all.push(at);
+        arrivals.first.entry(license.to_owned()).or_insert(at);
+    }
+    StatusCode::OK
+}

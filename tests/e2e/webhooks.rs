@@ -1,0 +1,390 @@
+//! Webhooks end to end: endpoints managed by tenant admins, every license
+//! event delivered to a receiver on loopback and verified with the stock
+//! Python `standardwebhooks` package, retries, disabling, the delivery
+//! log, and the refusals that keep webhooks out of private networks.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use keyledger_api::Config;
+use keyledger_tests::receiver::{Behaviour, Received, Receiver};
+use keyledger_tests::{on_both_backends, Backend, NatsServer, TestApp, TestTenant, OPERATOR_TOKEN};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+on_both_backends!(
+    license_events_arrive_signed_and_verify_with_standardwebhooks,
+    a_receiver_failing_half_its_requests_gets_every_event,
+    an_endpoint_answering_410_is_disabled,
+    an_endpoint_failing_too_long_is_disabled_and_resumes_when_enabled_again,
+    retry_after_is_honoured,
+    test_events_redelivery_and_secret_rotation,
+    urls_into_private_networks_are_refused,
+    webhooks_belong_to_their_tenants_admins,
+    deliveries_come_from_the_nats_stream_when_there_is_one,
+);
+
+/// Short retries for tests; deliveries to loopback allowed.
+fn webhook_config(config: &mut Config) {
+    config.webhook_allow_private_networks = true;
+    config.webhook_retry_schedule = "0.2,0.3,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5".to_owned();
+    config.webhook_timeout_secs = 5;
+}
+
+async fn app_with_webhooks(backend: Backend) -> TestApp {
+    TestApp::spawn_with(backend, webhook_config).await
+}
+
+async fn create_webhook(app: &TestApp, tenant: &TestTenant, url: &str, events: Value) -> (String, String) {
+    let reply = app.post("/api/v1/webhooks", Some(&tenant.admin_key), json!({"url": url, "events": events})).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    (reply.body["id"].as_str().unwrap().to_owned(), reply.body["secret"].as_str().unwrap().to_owned())
+}
+
+/// Generates `count` licenses and activates each on one machine; returns
+/// their ids.
+async fn activations(app: &TestApp, tenant: &TestTenant, count: usize) -> Vec<String> {
+    let user = app.user(tenant, "u").await;
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let license = app.generate(&user.key, json!({})).await;
+        assert_eq!(app.activate(license["licenseKey"].as_str().unwrap(), "m1").await.status, StatusCode::OK);
+        ids.push(license["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+fn types(received: &[Received]) -> Vec<String> {
+    received.iter().map(|r| r.payload()["type"].as_str().unwrap().to_owned()).collect()
+}
+
+async fn license_events_arrive_signed_and_verify_with_standardwebhooks(backend: Backend) {
+    let app = app_with_webhooks(backend).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let tenant = app.tenant("Acme").await;
+    let (webhook, secret) = create_webhook(&app, &tenant, &receiver.url, json!(["license.*"])).await;
+    assert!(secret.starts_with("whsec_"));
+
+    let user = app.user(&tenant, "u").await;
+    let license = app.generate(&user.key, json!({"maxActivations": 2})).await;
+    let (key, id) = (license["licenseKey"].as_str().unwrap(), license["id"].as_str().unwrap());
+    assert_eq!(app.activate(key, "m1").await.status, StatusCode::OK);
+    // Heartbeats are only delivered to endpoints that name them.
+    let heartbeat = app.post("/api/v1/licenses/heartbeat", None, json!({"licenseKey": key, "machineId": "m1"})).await;
+    assert_eq!(heartbeat.status, StatusCode::OK);
+    let deactivate = app.post("/api/v1/licenses/deactivate", None, json!({"licenseKey": key, "machineId": "m1"})).await;
+    assert_eq!(deactivate.status, StatusCode::OK);
+    assert_eq!(app.activate(key, "m2").await.status, StatusCode::OK);
+    let revoked = app.post(&format!("/api/v1/fastrLicense/revoke/{id}"), Some(&user.key), json!({})).await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    // Another tenant's events never reach this tenant's endpoint.
+    let other = app.tenant("Other").await;
+    activations(&app, &other, 1).await;
+
+    let received = receiver.wait_until("five license events", 20, |r| r.len() >= 5).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut received = if receiver.received().len() > received.len() { receiver.received() } else { received };
+    // Deliveries go out concurrently, so they may arrive in any order;
+    // each carries its license sequence to put them back in order.
+    received.sort_by_key(|r| r.payload()["data"]["sequence"].as_i64());
+    assert_eq!(
+        types(&received),
+        ["license.generated", "license.activated", "license.deactivated", "license.activated", "license.revoked"],
+        "every event, no heartbeat, nothing of the other tenant"
+    );
+    let mut sequence = 0;
+    for delivery in &received {
+        let payload = delivery.payload();
+        let data = &payload["data"];
+        assert_eq!(delivery.id(), data["eventId"].as_str().unwrap(), "webhook-id is the event's id");
+        assert_eq!(data["licenseId"], id);
+        assert_eq!(data["tenantId"], tenant.id.as_str());
+        assert_eq!(data["hash"].as_str().unwrap().len(), 64);
+        let next = data["sequence"].as_i64().unwrap();
+        assert!(next > sequence, "sequences let a consumer see it missed nothing");
+        assert!(next <= sequence + 2, "only the heartbeat is skipped");
+        sequence = next;
+        assert!(payload["timestamp"].is_string());
+        assert_eq!(delivery.headers["content-type"], "application/json");
+    }
+    let verified = Receiver::verify_with_standardwebhooks(&received, &[&secret]).await;
+    assert_eq!(verified.lines().count(), 5, "{verified}");
+
+    // The delivery log has each one, succeeded at the first attempt.
+    let log = app.get(&format!("/api/v1/webhooks/{webhook}/deliveries"), Some(&tenant.admin_key)).await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+    let deliveries = log.body["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 5);
+    for delivery in deliveries {
+        assert_eq!(delivery["status"], "succeeded", "{delivery}");
+        assert_eq!(delivery["attempts"][0]["statusCode"], 200);
+        assert!(delivery["attempts"][0]["latencyMs"].is_i64());
+    }
+    let filtered = app
+        .get(&format!("/api/v1/webhooks/{webhook}/deliveries?event=license.activated"), Some(&tenant.admin_key))
+        .await;
+    assert_eq!(filtered.body["deliveries"].as_array().unwrap().len(), 2);
+    let paged = app.get(&format!("/api/v1/webhooks/{webhook}/deliveries?limit=3"), Some(&tenant.admin_key)).await;
+    let after = paged.body["nextAfter"].as_str().unwrap();
+    let rest =
+        app.get(&format!("/api/v1/webhooks/{webhook}/deliveries?limit=3&after={after}"), Some(&tenant.admin_key)).await;
+    assert_eq!(rest.body["deliveries"].as_array().unwrap().len(), 2);
+    assert_eq!(rest.body["deliveries"][1]["event"], "license.generated", "oldest last");
+}
+
+async fn a_receiver_failing_half_its_requests_gets_every_event(backend: Backend) {
+    let app = app_with_webhooks(backend).await;
+    let receiver = Receiver::start(Behaviour::FailHalf).await;
+    let tenant = app.tenant("Acme").await;
+    let (webhook, secret) = create_webhook(&app, &tenant, &receiver.url, json!(["*"])).await;
+    activations(&app, &tenant, 15).await;
+    let received = receiver
+        .wait_until("30 events accepted", 60, |r| {
+            r.iter().filter(|d| d.status == 200).map(Received::id).collect::<HashSet<_>>().len() >= 30
+        })
+        .await;
+    assert!(received.iter().any(|d| d.status == 500), "some attempts failed");
+    Receiver::verify_with_standardwebhooks(&received, &[&secret]).await;
+    // A retry carries the same webhook-id; every failed id came again.
+    let accepted = receiver.accepted_ids();
+    for failed in received.iter().filter(|d| d.status == 500) {
+        assert!(accepted.contains(failed.id()), "{} was retried until accepted", failed.id());
+    }
+    let log = app.get(&format!("/api/v1/webhooks/{webhook}/deliveries?limit=200"), Some(&tenant.admin_key)).await;
+    let deliveries = log.body["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 30);
+    assert!(deliveries.iter().all(|d| d["status"] == "succeeded"));
+    let retried = deliveries.iter().find(|d| d["attemptCount"].as_i64().unwrap() > 1).expect("a retried delivery");
+    assert_eq!(retried["attempts"][0]["statusCode"], 500);
+    assert!(retried["attempts"][0]["error"].as_str().unwrap().contains("500"));
+}
+
+async fn an_endpoint_answering_410_is_disabled(backend: Backend) {
+    let app = app_with_webhooks(backend).await;
+    let receiver = Receiver::start(Behaviour::Status(410)).await;
+    let tenant = app.tenant("Acme").await;
+    let (webhook, _) = create_webhook(&app, &tenant, &receiver.url, json!(["*"])).await;
+    activations(&app, &tenant, 1).await;
+    receiver.wait_until("a first attempt", 20, |r| !r.is_empty()).await;
+    let path = format!("/api/v1/webhooks/{webhook}");
+    let endpoint = wait_for_endpoint(&app, &tenant, &path, |e| e["enabled"] == false).await;
+    assert_eq!(endpoint["disabledReason"], "gone");
+    let log = app.get(&format!("{path}/deliveries"), Some(&tenant.admin_key)).await;
+    let gone = log.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["attempts"][0]["statusCode"] == 410)
+        .unwrap()
+        .clone();
+    assert_eq!(gone["status"], "failed");
+    let count = receiver.received().len();
+    activations(&app, &tenant, 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(receiver.received().len() <= count + 1, "a disabled endpoint gets nothing new");
+}
+
+async fn wait_for_endpoint(app: &TestApp, tenant: &TestTenant, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let endpoint = app.get(path, Some(&tenant.admin_key)).await.body;
+        if done(&endpoint) {
+            return endpoint;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "endpoint stayed {endpoint}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn an_endpoint_failing_too_long_is_disabled_and_resumes_when_enabled_again(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        webhook_config(config);
+        config.webhook_disable_after_secs = 1;
+        config.webhook_retry_schedule = "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5".to_owned();
+    })
+    .await;
+    let receiver = Receiver::start(Behaviour::Status(500)).await;
+    let tenant = app.tenant("Acme").await;
+    let (webhook, secret) = create_webhook(&app, &tenant, &receiver.url, json!(["license.generated"])).await;
+    activations(&app, &tenant, 2).await;
+    let path = format!("/api/v1/webhooks/{webhook}");
+    let endpoint = wait_for_endpoint(&app, &tenant, &path, |e| e["enabled"] == false).await;
+    assert_eq!(endpoint["disabledReason"], "failing");
+    assert!(endpoint["failingSince"].is_string());
+    let pending = app.get(&format!("{path}/deliveries?status=pending"), Some(&tenant.admin_key)).await;
+    assert_eq!(pending.body["deliveries"].as_array().unwrap().len(), 2, "queued, not given up");
+
+    receiver.set(Behaviour::Accept);
+    let enabled = app.request(Method::PATCH, &path, Some(&tenant.admin_key), Some(json!({"enabled": true}))).await;
+    assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.body);
+    assert_eq!(enabled.body["enabled"], true);
+    assert!(enabled.body["disabledReason"].is_null());
+    let received = receiver.wait_until("both queued deliveries", 20, |_| receiver.accepted_ids().len() == 2).await;
+    let accepted: Vec<Received> = received.into_iter().filter(|r| r.status == 200).collect();
+    Receiver::verify_with_standardwebhooks(&accepted, &[&secret]).await;
+}
+
+async fn retry_after_is_honoured(backend: Backend) {
+    let app = app_with_webhooks(backend).await;
+    let receiver = Receiver::start(Behaviour::Busy(2)).await;
+    let tenant = app.tenant("Acme").await;
+    create_webhook(&app, &tenant, &receiver.url, json!(["license.generated"])).await;
+    activations(&app, &tenant, 1).await;
+    receiver.wait_until("a first attempt", 20, |r| !r.is_empty()).await;
+    receiver.set(Behaviour::Accept);
+    let received = receiver.wait_until("the retry", 20, |r| r.len() >= 2).await;
+    let first = received[0].headers["webhook-timestamp"].parse::<i64>().unwrap();
+    let second = received[1].headers["webhook-timestamp"].parse::<i64>().unwrap();
+    assert!(second - first >= 2, "the retry waited for Retry-After (2 s), not the 0.2 s schedule: {first} → {second}");
+    assert_eq!(received[0].id(), received[1].id());
+}
+
+async fn test_events_redelivery_and_secret_rotation(backend: Backend) {
+    let app = app_with_webhooks(backend).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let tenant = app.tenant("Acme").await;
+    let (webhook, old_secret) = create_webhook(&app, &tenant, &receiver.url, json!(["license.activated"])).await;
+    let path = format!("/api/v1/webhooks/{webhook}");
+
+    let test = app.post(&format!("{path}/test"), Some(&tenant.admin_key), json!({})).await;
+    assert_eq!(test.status, StatusCode::ACCEPTED, "{}", test.body);
+    let received = receiver.wait_until("the test event", 20, |r| !r.is_empty()).await;
+    assert_eq!(received[0].payload()["type"], "webhook.test");
+    Receiver::verify_with_standardwebhooks(&received, &[&old_secret]).await;
+
+    // After a rotation both secrets sign, so a receiver still on the old
+    // one and one already on the new one both verify.
+    let rotated = app.post(&format!("{path}/rotate-secret"), Some(&tenant.admin_key), json!({})).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let new_secret = rotated.body["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, old_secret);
+    activations(&app, &tenant, 1).await;
+    let received = receiver.wait_until("the activation", 20, |r| r.len() >= 2).await;
+    let activation = &received[1];
+    assert_eq!(activation.headers["webhook-signature"].split(' ').count(), 2);
+    Receiver::verify_with_standardwebhooks(std::slice::from_ref(activation), &[&old_secret]).await;
+    Receiver::verify_with_standardwebhooks(std::slice::from_ref(activation), &[&new_secret]).await;
+
+    // Redelivery sends the same event again, with the same webhook-id.
+    let log = app.get(&format!("{path}/deliveries?event=license.activated"), Some(&tenant.admin_key)).await;
+    let delivery = log.body["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let again = app.post(&format!("{path}/deliveries/{delivery}/redeliver"), Some(&tenant.admin_key), json!({})).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.body);
+    let received = receiver.wait_until("the redelivery", 20, |r| r.len() >= 3).await;
+    assert_eq!(received[2].id(), activation.id());
+    let missing = app
+        .post(&format!("{path}/deliveries/{}/redeliver", uuid::Uuid::new_v4()), Some(&tenant.admin_key), json!({}))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+async fn urls_into_private_networks_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "https://127.0.0.1/hook",
+        "https://10.0.0.1/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hook",
+        "https://localhost/hook",
+        "ftp://example.com/hook",
+        "https://user:pw@example.com/hook",
+        "not a url",
+    ] {
+        let reply = app.post("/api/v1/webhooks", Some(&tenant.admin_key), json!({"url": url, "events": ["*"]})).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{url}: {}", reply.body);
+        assert_eq!(reply.body["field"], "url", "{url}: {}", reply.body);
+    }
+    let bad_events = [json!([]), json!(["licence.*"]), json!(["license.activate"]), json!("*")];
+    for events in bad_events {
+        let reply = app
+            .post(
+                "/api/v1/webhooks",
+                Some(&tenant.admin_key),
+                json!({"url": "https://example.com/h", "events": events}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{events}: {}", reply.body);
+    }
+}
+
+async fn webhooks_belong_to_their_tenants_admins(backend: Backend) {
+    let app = app_with_webhooks(backend).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let acme = app.tenant("Acme").await;
+    let other = app.tenant("Other").await;
+    let user = app.user(&acme, "u").await;
+    let (webhook, _) = create_webhook(&app, &acme, &receiver.url, json!(["*"])).await;
+    let body = json!({"url": receiver.url, "events": ["*"]});
+    for caller in [user.key.as_str(), OPERATOR_TOKEN] {
+        assert_eq!(app.post("/api/v1/webhooks", Some(caller), body.clone()).await.status, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(app.post("/api/v1/webhooks", None, body).await.status, StatusCode::UNAUTHORIZED);
+    let path = format!("/api/v1/webhooks/{webhook}");
+    assert_eq!(app.get(&path, Some(&other.admin_key)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.request(Method::DELETE, &path, Some(&other.admin_key), None).await.status, StatusCode::NOT_FOUND);
+    let listed = app.get("/api/v1/webhooks", Some(&other.admin_key)).await;
+    assert_eq!(listed.body["webhooks"], json!([]));
+    let listed = app.get("/api/v1/webhooks", Some(&acme.admin_key)).await;
+    assert_eq!(listed.body["webhooks"][0]["id"], webhook.as_str());
+    assert!(listed.body["webhooks"][0].get("secret").is_none(), "the secret is shown once");
+    let edited = app
+        .request(
+            Method::PATCH,
+            &path,
+            Some(&acme.admin_key),
+            Some(json!({"events": ["license.revoked"], "description": "ops"})),
+        )
+        .await;
+    assert_eq!(edited.body["events"], json!(["license.revoked"]));
+    assert_eq!(edited.body["description"], "ops");
+    assert_eq!(app.request(Method::DELETE, &path, Some(&acme.admin_key), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&path, Some(&acme.admin_key)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/api/v1/webhooks/not-a-uuid", Some(&acme.admin_key)).await.status, StatusCode::BAD_REQUEST);
+}
+
+async fn deliveries_come_from_the_nats_stream_when_there_is_one(backend: Backend) {
+    let nats = NatsServer::start().await;
+    let app = TestApp::spawn_with(backend, |config| {
+        webhook_config(config);
+        config.nats_url = Some(nats.url.clone());
+    })
+    .await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let tenant = app.tenant("Acme").await;
+    let (_, secret) = create_webhook(&app, &tenant, &receiver.url, json!(["license.*"])).await;
+    activations(&app, &tenant, 5).await;
+    let received = receiver.wait_until("ten events by way of NATS", 30, |r| r.len() >= 10).await;
+    Receiver::verify_with_standardwebhooks(&received, &[&secret]).await;
+    let ids: HashSet<&str> = received.iter().map(Received::id).collect();
+    assert_eq!(ids.len(), 10, "each event once");
+    let health = app.get("/health", None).await;
+    let dispatcher = health.body["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "webhook-dispatcher")
+        .unwrap()
+        .clone();
+    assert_eq!(dispatcher["healthy"], true, "{dispatcher}");
+}
+
+/// Two processes on one PostgreSQL database share the deliveries: every
+/// event arrives, and no delivery's attempts ever overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_send_one_attempt_at_once() {
+    let first = app_with_webhooks(Backend::Postgres).await;
+    let second = first.another_server_with(webhook_config).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    receiver.answer_after(Duration::from_millis(30));
+    let tenant = first.tenant("Acme").await;
+    create_webhook(&first, &tenant, &receiver.url, json!(["*"])).await;
+    let (a, b) = tokio::join!(activations(&first, &tenant, 10), activations(&second, &tenant, 10));
+    assert_eq!(a.len() + b.len(), 20);
+    let received = receiver.wait_until("40 events", 60, |_| receiver.accepted_ids().len() >= 40).await;
+    assert_eq!(receiver.overlaps(), Vec::<String>::new());
+    let ids: Vec<&str> = received.iter().map(Received::id).collect();
+    let unique: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len(), "each event sent once when nothing fails");
+}

@@ -1,0 +1,271 @@
+//! Webhook delivery, in two consumers:
+//!
+//! - the **dispatcher** (one per database) reads the feed, the log's
+//!   tail or (with NATS) a durable JetStream consumer, and records a
+//!   delivery for every enabled endpoint whose subscription matches an
+//!   event, before acknowledging the feed: nothing is sent that is not
+//!   first recorded, and an event handed over again is recorded once;
+//! - the **sender** (every process) claims due deliveries, sends them,
+//!   and records each attempt and what follows from it (done, the next
+//!   attempt per the retry schedule, given up, the endpoint disabled).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use keyledger_app::webhooks::{
+    check_url, matches, payload, signature, timestamp, webhook_name, Attempt, Claimed, NewDelivery, Outcome,
+    RetryPolicy, SafeResolver, Subscriber, WebhookStore, ATTEMPT_BODY_LIMIT,
+};
+use keyledger_eventlog::EventLog;
+use serde_json::Value;
+
+use crate::feed::{Feed, FeedError, NatsFeed, TailFeed};
+use crate::runtime::{Consumer, ConsumerError, Step};
+
+pub const WEBHOOK_DISPATCHER: &str = "webhook-dispatcher";
+pub const WEBHOOK_SENDER: &str = "webhook-sender";
+/// Envelopes the dispatcher takes from the feed at a time.
+const DISPATCH_BATCH: usize = 200;
+/// Deliveries a sender claims, and sends at once, at a time.
+const SEND_BATCH: i64 = 32;
+/// How long a claim lasts beyond the attempt's own timeout; a process
+/// that dies mid-attempt holds its deliveries this long.
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+
+/// Where the dispatcher reads events from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The log's tail, with the dispatcher's checkpoint in the database.
+    Tail(EventLog),
+    /// A durable consumer of the relay's JetStream stream.
+    Nats { url: String, stream: String, ack_wait: Duration },
+}
+
+enum AnyFeed {
+    Tail(TailFeed),
+    Nats(Box<NatsFeed>),
+}
+
+impl AnyFeed {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Value>, FeedError> {
+        match self {
+            AnyFeed::Tail(feed) => feed.next_batch(max).await,
+            AnyFeed::Nats(feed) => feed.next_batch(max).await,
+        }
+    }
+
+    async fn ack(&mut self) -> Result<(), FeedError> {
+        match self {
+            AnyFeed::Tail(feed) => feed.ack().await,
+            AnyFeed::Nats(feed) => feed.ack().await,
+        }
+    }
+}
+
+pub struct Dispatcher {
+    source: Source,
+    store: WebhookStore,
+    feed: Option<AnyFeed>,
+}
+
+impl Dispatcher {
+    pub fn new(source: Source, store: WebhookStore) -> Self {
+        Self { source, store, feed: None }
+    }
+
+    /// Adds the deliveries one envelope calls for to `out`.
+    async fn dispatch(
+        &self,
+        envelope: &Value,
+        subscribers: &mut HashMap<String, Vec<Subscriber>>,
+        out: &mut Vec<NewDelivery>,
+    ) -> Result<(), ConsumerError> {
+        let (Some(tenant_id), Some(event_type), Some(event_id)) =
+            (envelope["tenantId"].as_str(), envelope["type"].as_str(), envelope["eventId"].as_str())
+        else {
+            tracing::warn!(%envelope, "an event without tenant, type or id; no webhook for it");
+            return Ok(());
+        };
+        if !subscribers.contains_key(tenant_id) {
+            subscribers.insert(tenant_id.to_owned(), self.store.subscribers(tenant_id).await?);
+        }
+        let name = webhook_name(event_type);
+        let at = envelope["occurredAt"].as_str().map_or_else(|| timestamp(Utc::now()), str::to_owned);
+        let body = payload(&name, &at, envelope);
+        // Both times are RFC 3339 in UTC with microseconds: text order is
+        // time order.
+        for subscriber in subscribers[tenant_id].iter().filter(|s| s.since <= at && matches(&s.patterns, &name)) {
+            out.push(NewDelivery {
+                tenant_id: tenant_id.to_owned(),
+                endpoint_id: subscriber.id.clone(),
+                event_id: event_id.to_owned(),
+                event_type: name.clone(),
+                payload: body.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Consumer for Dispatcher {
+    async fn start(&mut self) -> Result<(), ConsumerError> {
+        // A fresh feed at each start: whatever was handed over and not
+        // acknowledged comes again, and is recorded once.
+        self.feed = Some(match &self.source {
+            Source::Tail(log) => AnyFeed::Tail(TailFeed::new(log.clone(), WEBHOOK_DISPATCHER)),
+            Source::Nats { url, stream, ack_wait } => {
+                AnyFeed::Nats(Box::new(NatsFeed::open(url, stream, WEBHOOK_DISPATCHER, *ack_wait).await?))
+            }
+        });
+        Ok(())
+    }
+
+    async fn step(&mut self) -> Result<Step, ConsumerError> {
+        let mut feed = self.feed.take().ok_or("no feed")?;
+        let batch = feed.next_batch(DISPATCH_BATCH).await?;
+        let (mut subscribers, mut deliveries) = (HashMap::new(), Vec::new());
+        for envelope in &batch {
+            self.dispatch(envelope, &mut subscribers, &mut deliveries).await?;
+        }
+        self.store.enqueue_many(deliveries).await?;
+        if !batch.is_empty() {
+            feed.ack().await?;
+        }
+        self.feed = Some(feed);
+        Ok(if batch.len() == DISPATCH_BATCH { Step::Busy } else { Step::Idle })
+    }
+}
+
+/// Sends due deliveries.
+pub struct Sender {
+    metrics: std::sync::Arc<keyledger_app::Metrics>,
+    store: WebhookStore,
+    policy: RetryPolicy,
+    allow_private: bool,
+    client: reqwest::Client,
+}
+
+impl Sender {
+    pub fn new(
+        store: WebhookStore,
+        policy: RetryPolicy,
+        allow_private: bool,
+        metrics: std::sync::Arc<keyledger_app::Metrics>,
+    ) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(policy.timeout)
+            .connect_timeout(policy.timeout)
+            .no_proxy()
+            .dns_resolver(std::sync::Arc::new(SafeResolver { allow_private }))
+            .user_agent(concat!("keyledger-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { metrics, store, policy, allow_private, client })
+    }
+
+    /// One attempt: never fails, whatever the endpoint does; what happened
+    /// is in the returned record.
+    async fn attempt(&self, delivery: &Claimed) -> Attempt {
+        let at = Utc::now();
+        let started = Instant::now();
+        let failed = |error: String, status_code: Option<u16>, body: String| Attempt {
+            at,
+            status_code,
+            latency: started.elapsed(),
+            error: Some(error),
+            response_body: body,
+            outcome: Outcome::Failed { retry_after: None },
+        };
+        // Checked again at each attempt: an address in the URL itself
+        // never goes through the resolver that refuses internal ones.
+        if let Err(refused) = check_url(&delivery.url, self.allow_private) {
+            return failed(refused.to_string(), None, String::new());
+        }
+        let timestamp = at.timestamp();
+        let signatures = signature::header(&delivery.keys, &delivery.event_id, timestamp, &delivery.payload);
+        let sent = self
+            .client
+            .post(&delivery.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &delivery.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signatures)
+            .body(delivery.payload.clone())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => return failed(describe(error), None, String::new()),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let body = read_capped(response).await;
+        let outcome = Outcome::of_status(status, retry_after.as_deref());
+        let error = match outcome {
+            Outcome::Delivered => None,
+            Outcome::Gone => Some("the endpoint answered 410 Gone; it is disabled".to_owned()),
+            Outcome::Failed { .. } => Some(format!("the endpoint answered {status}")),
+        };
+        Attempt { at, status_code: Some(status), latency: started.elapsed(), error, response_body: body, outcome }
+    }
+}
+
+/// A reqwest error as a line for the delivery log, without the URL.
+fn describe(error: reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let error = error.without_url();
+    let mut message = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
+/// The first [`ATTEMPT_BODY_LIMIT`] bytes of an answer; the rest is not
+/// read.
+async fn read_capped(response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(Ok(chunk)) = chunks.next().await {
+        body.extend_from_slice(&chunk[..chunk.len().min(ATTEMPT_BODY_LIMIT - body.len())]);
+        if body.len() >= ATTEMPT_BODY_LIMIT {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+impl Consumer for Sender {
+    async fn step(&mut self) -> Result<Step, ConsumerError> {
+        let lease = self.policy.timeout + CLAIM_MARGIN;
+        let claimed = self.store.claim_due(SEND_BATCH, lease).await?;
+        if claimed.is_empty() {
+            return Ok(Step::Idle);
+        }
+        let attempts = futures::future::join_all(claimed.iter().map(|delivery| self.attempt(delivery))).await;
+        for (delivery, attempt) in claimed.iter().zip(&attempts) {
+            let outcome = match attempt.outcome {
+                Outcome::Delivered => "delivered",
+                Outcome::Gone => "gone",
+                Outcome::Failed { .. } => "failed",
+            };
+            self.metrics.webhook_attempt(outcome, attempt.latency.as_secs_f64());
+            if let Some(error) = &attempt.error {
+                tracing::info!(delivery = %delivery.delivery_id, endpoint = %delivery.endpoint_id, %error, "webhook attempt failed");
+            }
+        }
+        let results: Vec<(&Claimed, &Attempt)> = claimed.iter().zip(&attempts).collect();
+        self.store.record_many(&results, &self.policy).await?;
+        Ok(Step::Busy)
+    }
+}
