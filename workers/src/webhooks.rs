@@ -32,7 +32,7 @@ const DISPATCH_BATCH: usize = 200;
 const SEND_BATCH: i64 = 32;
 /// How long a claim lasts beyond the attempt's own timeout; a process
 /// that dies mid-attempt holds its deliveries this long.
-const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+const CLAIM_MARGIN: Duration = Duration::from_secs(10);
 
 /// Where the dispatcher reads events from.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::{keyledger, post, start, OPERATOR};
 
-async fn fresh_database(backend: &str, data_dir: &std::path::Path) -> String {
+pub async fn fresh_database(backend: &str, data_dir: &std::path::Path) -> String {
     if backend == "sqlite" {
         return format!("sqlite://{}/keyledger.db", data_dir.display());
     }

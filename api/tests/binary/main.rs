@@ -3,6 +3,7 @@
 
 mod crash;
 mod data_files;
+mod webhooks;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
