@@ -22,6 +22,8 @@ on_both_backends!(
     urls_into_private_networks_are_refused,
     webhooks_belong_to_their_tenants_admins,
     deliveries_come_from_the_nats_stream_when_there_is_one,
+    deliveries_resume_after_nats_comes_back,
+    shutdown_finishes_the_deliveries_in_flight,
 );
 
 /// Short retries for tests; deliveries to loopback allowed.
@@ -387,4 +389,54 @@ async fn two_processes_never_send_one_attempt_at_once() {
     let ids: Vec<&str> = received.iter().map(Received::id).collect();
     let unique: HashSet<&str> = ids.iter().copied().collect();
     assert_eq!(ids.len(), unique.len(), "each event sent once when nothing fails");
+}
+
+async fn deliveries_resume_after_nats_comes_back(backend: Backend) {
+    let mut nats = NatsServer::start().await;
+    let app = TestApp::spawn_with(backend, |config| {
+        webhook_config(config);
+        config.nats_url = Some(nats.url.clone());
+    })
+    .await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let tenant = app.tenant("Acme").await;
+    let (_, secret) = create_webhook(&app, &tenant, &receiver.url, json!(["license.activated"])).await;
+    activations(&app, &tenant, 3).await;
+    receiver.wait_until("three events by way of NATS", 30, |r| r.len() >= 3).await;
+
+    nats.stop();
+    // Writes go on while NATS is down; their webhooks wait for it.
+    activations(&app, &tenant, 3).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.accepted_ids().len(), 3, "nothing new arrives while NATS is down");
+    nats.resume().await;
+    let received =
+        receiver.wait_until("all six after NATS came back", 60, |_| receiver.accepted_ids().len() == 6).await;
+    Receiver::verify_with_standardwebhooks(&received, &[&secret]).await;
+}
+
+/// SIGTERM while an attempt is in flight: the server stops only after
+/// the attempt was answered and recorded, so it is not sent again.
+async fn shutdown_finishes_the_deliveries_in_flight(backend: Backend) {
+    let (app, stop) = TestApp::spawn_stoppable(backend, webhook_config).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    receiver.answer_after(Duration::from_millis(1500));
+    let tenant = app.tenant("Acme").await;
+    let (webhook, _) = create_webhook(&app, &tenant, &receiver.url, json!(["license.activated"])).await;
+    activations(&app, &tenant, 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while receiver.in_flight() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no delivery started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.stop().await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "answered before the server stopped");
+    let status: String = keyledger_eventlog::on_pool!(&app.db, pool => sqlx::query_scalar(
+        "SELECT status FROM webhook_deliveries WHERE endpoint_id = $1")
+        .bind(&webhook)
+        .fetch_one(pool)
+        .await)
+    .unwrap();
+    assert_eq!(status, "succeeded", "the attempt was recorded before the process ended");
 }

@@ -104,6 +104,23 @@ impl Licensed {
     }
 }
 
+/// Stops a server started with [`TestApp::spawn_stoppable`]. Dropped
+/// unused, the server runs on until the test ends.
+pub struct Stop {
+    signal: Option<tokio::sync::oneshot::Sender<()>>,
+    running: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Stop {
+    /// Asks the server to stop, as SIGTERM does, and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(signal) = self.signal.take() {
+            let _ = signal.send(());
+        }
+        (&mut self.running).await.expect("the server task").expect("the server stopped cleanly");
+    }
+}
+
 /// Answer of a request: status and JSON body (`Null` when empty).
 pub struct Reply {
     pub status: StatusCode,
@@ -142,6 +159,20 @@ impl TestApp {
     }
 
     async fn start(database_url: Option<String>, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_stoppable(database_url, adjust).await.0
+    }
+
+    /// A server that stops gracefully when the returned [`Stop`] is used,
+    /// as on SIGTERM.
+    pub async fn spawn_stoppable(backend: Backend, adjust: impl FnOnce(&mut Config)) -> (Self, Stop) {
+        let database_url = match backend {
+            Backend::Postgres => Some(fresh_postgres_database().await),
+            Backend::Sqlite => None,
+        };
+        Self::start_stoppable(database_url, adjust).await
+    }
+
+    async fn start_stoppable(database_url: Option<String>, adjust: impl FnOnce(&mut Config)) -> (Self, Stop) {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(data_dir.path().to_path_buf());
         config.database_url = database_url;
@@ -149,9 +180,16 @@ impl TestApp {
         let database_url = config.database_url();
         let app = Application::build(config).await.expect("server starts");
         let base = format!("http://{}", app.local_addr());
-        tokio::spawn(app.run_until(std::future::pending()));
+        let (signal, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(app.run_until(async move {
+            if stopped.await.is_err() {
+                // Nobody will ask it to stop: it runs until the test ends.
+                std::future::pending::<()>().await;
+            }
+        }));
         let db = Database::connect(&database_url, 4).await.expect("test connection to the server's database");
-        Self { base, client: reqwest::Client::new(), db, database_url, data_dir }
+        let app = Self { base, client: reqwest::Client::new(), db, database_url, data_dir };
+        (app, Stop { signal: Some(signal), running })
     }
 
     pub async fn request(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {

@@ -92,6 +92,11 @@ impl Receiver {
         self.shared.received.lock().unwrap().clone()
     }
 
+    /// Requests being answered right now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.lock().unwrap().len()
+    }
+
     /// Deliveries whose attempts overlapped in time.
     pub fn overlaps(&self) -> Vec<String> {
         self.shared.overlaps.lock().unwrap().clone()

@@ -321,7 +321,7 @@ impl WebhookStore {
         if rows.is_empty() {
             return Ok(0);
         }
-        let now = timestamp(Utc::now());
+        let now = Utc::now();
         const SQL: &str = "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, created_at, updated_at)
                            VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)
                            ON CONFLICT (endpoint_id, event_id) DO NOTHING";
@@ -329,10 +329,13 @@ impl WebhookStore {
         let recorded = on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let mut recorded = 0;
-            for (id, row) in rows {
+            for (offset, (id, row)) in (0..).zip(rows) {
+                // A microsecond apart, so the log lists a batch's deliveries
+                // in the order of their events.
+                let at = timestamp(now + chrono::Duration::microseconds(offset));
                 recorded += sqlx::query(SQL)
                     .bind(id).bind(&row.endpoint_id).bind(&row.tenant_id).bind(&row.event_id)
-                    .bind(&row.event_type).bind(&row.payload).bind(&now)
+                    .bind(&row.event_type).bind(&row.payload).bind(&at)
                     .execute(&mut *tx).await?.rows_affected();
             }
             tx.commit().await.map(|()| recorded)
