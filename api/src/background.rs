@@ -120,9 +120,9 @@ fn start_webhooks(runtime: &mut Runtime, state: &AppState, settings: &Settings) 
         },
         None => WebhookSource::Tail(EventLog::new(state.db.clone())),
     };
-    let store = state.webhooks.clone();
+    let (store, log) = (state.webhooks.clone(), EventLog::new(state.db.clone()));
     runtime.spawn(Spec::follower(WEBHOOK_DISPATCHER, RUNNER_POLL).exclusive(), move || {
-        WebhookDispatcher::new(source.clone(), store.clone())
+        WebhookDispatcher::new(source.clone(), store.clone(), log.clone())
     });
     let (store, policy, allow_private) =
         (state.webhooks.clone(), settings.retry_policy.clone(), state.webhook_allow_private);

@@ -24,6 +24,7 @@ on_both_backends!(
     deliveries_come_from_the_nats_stream_when_there_is_one,
     deliveries_resume_after_nats_comes_back,
     shutdown_finishes_the_deliveries_in_flight,
+    usage_thresholds_are_sent_once_per_crossing,
 );
 
 /// Short retries for tests; deliveries to loopback allowed.
@@ -439,4 +440,41 @@ async fn shutdown_finishes_the_deliveries_in_flight(backend: Backend) {
         .await)
     .unwrap();
     assert_eq!(status, "succeeded", "the attempt was recorded before the process ended");
+}
+
+/// Seed 003's usage threshold alerts: 80% and 100% of the seats, each
+/// when the seats in use cross it upwards.
+async fn usage_thresholds_are_sent_once_per_crossing(backend: Backend) {
+    let app = app_with_webhooks(backend).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let tenant = app.tenant("Acme").await;
+    let (_, secret) = create_webhook(&app, &tenant, &receiver.url, json!(["license.usage_threshold"])).await;
+    let user = app.user(&tenant, "u").await;
+    let license = app.generate(&user.key, json!({"maxActivations": 5})).await;
+    let key = license["licenseKey"].as_str().unwrap();
+    for machine in ["m1", "m2", "m3", "m4", "m5"] {
+        assert_eq!(app.activate(key, machine).await.status, StatusCode::OK);
+    }
+    // A seat freed and taken again crosses 100% again, not 80%.
+    let body = json!({"licenseKey": key, "machineId": "m5"});
+    assert_eq!(app.post("/api/v1/licenses/deactivate", None, body).await.status, StatusCode::OK);
+    assert_eq!(app.activate(key, "m6").await.status, StatusCode::OK);
+    // Activating a machine that holds a seat already crosses nothing.
+    assert_eq!(app.activate(key, "m6").await.status, StatusCode::OK);
+
+    let received = receiver.wait_until("three alerts", 20, |r| r.len() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut alerts: Vec<Value> = receiver.received().iter().map(Received::payload).collect();
+    alerts.sort_by_key(|a| a["data"]["sequence"].as_i64());
+    let seen: Vec<(i64, i64)> = alerts
+        .iter()
+        .map(|a| (a["data"]["threshold"].as_i64().unwrap(), a["data"]["seatsUsed"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(seen, [(80, 4), (100, 5), (100, 5)]);
+    for alert in &alerts {
+        assert_eq!(alert["type"], "license.usage_threshold");
+        assert_eq!(alert["data"]["seats"], 5);
+        assert_eq!(alert["data"]["licenseId"], license["id"]);
+    }
+    Receiver::verify_with_standardwebhooks(&received, &[&secret]).await;
 }

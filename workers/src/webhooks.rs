@@ -13,13 +13,16 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use cqrs_es::Aggregate;
 use futures::StreamExt;
+use keyledger_app::webhooks::names::USAGE_THRESHOLD;
 use keyledger_app::webhooks::{
     check_url, matches, payload, signature, timestamp, webhook_name, Attempt, Claimed, NewDelivery, Outcome,
     RetryPolicy, SafeResolver, Subscriber, WebhookStore, ATTEMPT_BODY_LIMIT,
 };
+use keyledger_domain::{License, LicenseEvent};
 use keyledger_eventlog::EventLog;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::feed::{Feed, FeedError, NatsFeed, TailFeed};
 use crate::runtime::{Consumer, ConsumerError, Step};
@@ -67,12 +70,42 @@ impl AnyFeed {
 pub struct Dispatcher {
     source: Source,
     store: WebhookStore,
+    /// For the license's history when a usage threshold is subscribed to.
+    log: EventLog,
     feed: Option<AnyFeed>,
 }
 
+/// Seats in use, in percent of the seats, whose crossing upwards sends
+/// `license.usage_threshold` (seed 003's usage threshold alerts).
+const USAGE_THRESHOLDS: [u32; 2] = [80, 100];
+
 impl Dispatcher {
-    pub fn new(source: Source, store: WebhookStore) -> Self {
-        Self { source, store, feed: None }
+    pub fn new(source: Source, store: WebhookStore, log: EventLog) -> Self {
+        Self { source, store, log, feed: None }
+    }
+
+    /// The usage thresholds an activation made its license cross: the
+    /// seats in use before and after it, replayed from the license's own
+    /// events up to it, so the same log always gives the same alerts.
+    async fn crossings(&self, envelope: &Value) -> Result<Vec<(u32, u32, u32)>, ConsumerError> {
+        let (Some(license_id), Some(sequence)) = (envelope["licenseId"].as_str(), envelope["sequence"].as_i64()) else {
+            return Ok(Vec::new());
+        };
+        let events = self.log.history(license_id, 0, sequence).await?;
+        let mut license = License::default();
+        let mut before = 0;
+        for event in events {
+            if event.sequence == sequence {
+                before = license.devices.len() as u32;
+            }
+            license.apply(serde_json::from_value::<LicenseEvent>(event.payload)?);
+        }
+        let (after, seats) = (license.devices.len() as u32, license.max_activations.get());
+        Ok(USAGE_THRESHOLDS
+            .into_iter()
+            .filter(|threshold| before * 100 < threshold * seats && after * 100 >= threshold * seats)
+            .map(|threshold| (threshold, after, seats))
+            .collect())
     }
 
     /// Adds the deliveries one envelope calls for to `out`.
@@ -96,7 +129,8 @@ impl Dispatcher {
         let body = payload(&name, &at, envelope);
         // Both times are RFC 3339 in UTC with microseconds: text order is
         // time order.
-        for subscriber in subscribers[tenant_id].iter().filter(|s| s.since <= at && matches(&s.patterns, &name)) {
+        let current = |s: &&Subscriber| s.since <= at;
+        for subscriber in subscribers[tenant_id].iter().filter(current).filter(|s| matches(&s.patterns, &name)) {
             out.push(NewDelivery {
                 tenant_id: tenant_id.to_owned(),
                 endpoint_id: subscriber.id.clone(),
@@ -104,6 +138,30 @@ impl Dispatcher {
                 event_type: name.clone(),
                 payload: body.clone(),
             });
+        }
+        let wanted: Vec<&Subscriber> =
+            subscribers[tenant_id].iter().filter(current).filter(|s| matches(&s.patterns, USAGE_THRESHOLD)).collect();
+        if event_type == "LicenseActivated" && !wanted.is_empty() {
+            for (threshold, used, seats) in self.crossings(envelope).await? {
+                // Derived from the activation's id, so it is the same
+                // whenever this event is dispatched.
+                let alert_id = format!("{event_id}-usage-{threshold}");
+                let data = json!({
+                    "licenseId": envelope["licenseId"], "tenantId": tenant_id, "threshold": threshold,
+                    "seatsUsed": used, "seats": seats, "eventId": event_id,
+                    "sequence": envelope["sequence"], "hash": envelope["hash"],
+                });
+                let body = payload(USAGE_THRESHOLD, &at, &data);
+                for subscriber in &wanted {
+                    out.push(NewDelivery {
+                        tenant_id: tenant_id.to_owned(),
+                        endpoint_id: subscriber.id.clone(),
+                        event_id: alert_id.clone(),
+                        event_type: USAGE_THRESHOLD.to_owned(),
+                        payload: body.clone(),
+                    });
+                }
+            }
         }
         Ok(())
     }

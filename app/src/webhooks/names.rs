@@ -7,6 +7,9 @@ pub const TEST_EVENT: &str = "webhook.test";
 /// heartbeats would drown everything else.
 pub const HEARTBEAT: &str = "license.heartbeat";
 
+/// Seats in use reached 80% or 100% of the license's seats.
+pub const USAGE_THRESHOLD: &str = "license.usage_threshold";
+
 /// Every name an endpoint can subscribe to.
 pub const NAMES: &[&str] = &[
     "license.generated",
@@ -18,6 +21,7 @@ pub const NAMES: &[&str] = &[
     "license.expired",
     "license.edited",
     HEARTBEAT,
+    USAGE_THRESHOLD,
     "anomaly.detected",
     "anomaly.resolved",
     TEST_EVENT,
@@ -52,11 +56,16 @@ pub fn valid_pattern(pattern: &str) -> bool {
     pattern.strip_suffix(".*").is_some_and(|group| NAMES.iter().any(|name| name.starts_with(&format!("{group}."))))
 }
 
+/// Sent only to endpoints that name them: `*` and prefixes leave them
+/// out. Heartbeats would drown everything else, and every activation of
+/// a one-seat license is a 100% usage alert.
+const ONLY_WHEN_NAMED: [&str; 2] = [HEARTBEAT, USAGE_THRESHOLD];
+
 /// Whether an endpoint subscribed with `patterns` wants event `name`.
 pub fn matches(patterns: &[String], name: &str) -> bool {
     patterns.iter().any(|pattern| {
         pattern == name
-            || (name != HEARTBEAT
+            || (!ONLY_WHEN_NAMED.contains(&name)
                 && (pattern == "*" || pattern.strip_suffix('*').is_some_and(|prefix| name.starts_with(prefix))))
     })
 }
@@ -84,6 +93,8 @@ mod tests {
         assert!(!matches(&licenses, "anomaly.detected"));
         assert!(!matches(&licenses, HEARTBEAT));
         assert!(matches(&[HEARTBEAT.to_owned()], HEARTBEAT));
+        assert!(!matches(&all, USAGE_THRESHOLD) && !matches(&licenses, USAGE_THRESHOLD));
+        assert!(matches(&[USAGE_THRESHOLD.to_owned()], USAGE_THRESHOLD));
         assert!(valid_pattern("license.*") && valid_pattern("*") && valid_pattern("anomaly.detected"));
         assert!(!valid_pattern("licence.*") && !valid_pattern("license.activate") && !valid_pattern(""));
     }
