@@ -267,8 +267,11 @@ pub struct ConsumerHealth {
     failures: u64,
     /// Failed steps since its last good one.
     consecutive_failures: u64,
+    /// Always null here: what went wrong is in the log.
     last_error: Option<String>,
     last_success_at: Option<String>,
+    /// When its current run of failures began.
+    failing_since: Option<String>,
     /// Events committed it has not handled (consumers of the log's tail).
     lag_events: Option<i64>,
     /// Age of the oldest of those events, in seconds.

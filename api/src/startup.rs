@@ -264,6 +264,9 @@ impl Application {
         let follower_progress = follower.progress();
         follower.warm().await.map_err(|e| StartupError::Projection(e.to_string()))?;
         let runtime = Runtime::new(db.clone());
+        if config.webhook_delivery == "on" && config.nats_url.is_none() {
+            keyledger_workers::start_dispatching_at_end_if_new(&EventLog::new(db.clone())).await?;
+        }
         tracing::info!(licenses = memory.len(), "validation view loaded");
         let checkpoints = Checkpoints::new(db.clone(), signing_key(&config)?);
         let tenancy = TenancyStore::new(db.clone());

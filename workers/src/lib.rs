@@ -30,6 +30,6 @@ pub use runtime::{
     Consumer, ConsumerError, Runtime, Spec, State as ConsumerState, Status as ConsumerStatus, Statuses, Step,
 };
 pub use webhooks::{
-    Dispatcher as WebhookDispatcher, Sender as WebhookSender, Source as WebhookSource, WEBHOOK_DISPATCHER,
-    WEBHOOK_SENDER,
+    start_dispatching_at_end_if_new, Dispatcher as WebhookDispatcher, Sender as WebhookSender, Source as WebhookSource,
+    WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
 };

@@ -123,6 +123,8 @@ pub struct Status {
     pub last_error: Option<String>,
     /// When its last step succeeded.
     pub last_success_at: Option<DateTime<Utc>>,
+    /// When its current run of failures began.
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 impl Status {
@@ -136,6 +138,7 @@ impl Status {
             consecutive_failures: 0,
             last_error: None,
             last_success_at: None,
+            failing_since: None,
         }
     }
 
@@ -145,8 +148,7 @@ impl Status {
         match self.state {
             State::Restarting | State::Stopped => true,
             State::Failing => {
-                let since = self.last_success_at.map_or(Duration::MAX, |t| (now - t).to_std().unwrap_or_default());
-                since > grace
+                self.failing_since.is_some_and(|since| (now - since).to_std().unwrap_or_default() > grace)
             }
             State::Starting | State::Standby | State::Running => false,
         }
@@ -245,18 +247,27 @@ impl Supervisor {
     async fn run<C: Consumer>(mut self, make: impl Fn() -> C + Send + Sync + 'static) {
         let name = self.spec.name.clone();
         let mut panics_in_a_row = 0u32;
+        let make = Arc::new(make);
         loop {
             let started = Instant::now();
-            let consumer = make();
             let runner = Runner {
                 db: self.db.clone(),
                 spec: self.spec.clone(),
                 statuses: self.statuses.clone(),
                 stop: self.stop.clone(),
             };
-            // Its own task, so a panic ends that task only, and shows here;
-            // aborting the supervisor aborts it too.
-            let life = tokio::spawn(async move { AssertUnwindSafe(runner.run(consumer)).catch_unwind().await });
+            // Its own task, so a panic (in building the consumer too) ends
+            // that task only, and shows here; aborting the supervisor
+            // aborts it too.
+            let make = make.clone();
+            let life = tokio::spawn(async move {
+                AssertUnwindSafe(async move {
+                    let consumer = make();
+                    runner.run(consumer).await
+                })
+                .catch_unwind()
+                .await
+            });
             let outcome = AbortOnDrop(life).await;
             let panic = match outcome {
                 Ok(Ok(())) => break, // stopped
@@ -385,6 +396,7 @@ impl Runner {
                     self.statuses.update(&name, |status| {
                         status.state = State::Running;
                         status.consecutive_failures = 0;
+                        status.failing_since = None;
                         status.last_success_at = Some(Utc::now());
                     });
                     if step == Step::Idle && self.idle(wake.as_mut()).await {
@@ -397,6 +409,7 @@ impl Runner {
                     tracing::warn!(consumer = %name, %error, "consumer failed; will retry");
                     self.statuses.update(&name, |status| {
                         status.state = State::Failing;
+                        status.failing_since.get_or_insert_with(Utc::now);
                         status.failures += 1;
                         status.consecutive_failures += 1;
                         status.last_error = Some(error.to_string());
@@ -419,11 +432,12 @@ impl Runner {
         };
         tokio::select! {
             _ = tokio::time::sleep(self.spec.idle) => {}
-            _ = wake.changed() => {
-                if !self.spec.gather.is_zero() {
-                    tokio::time::sleep(self.spec.gather).await;
-                }
-            }
+            woken = wake.changed() => match woken {
+                Ok(()) if !self.spec.gather.is_zero() => tokio::time::sleep(self.spec.gather).await,
+                Ok(()) => {}
+                // The signal is gone: polling is all that is left.
+                Err(_) => return stopped_during(&mut self.stop, self.spec.idle).await,
+            },
             _ = stopping(&mut self.stop) => return true,
         }
         is_stopping(&self.stop)

@@ -21,7 +21,7 @@ use keyledger_app::webhooks::{
     RetryPolicy, SafeResolver, Subscriber, WebhookStore, ATTEMPT_BODY_LIMIT,
 };
 use keyledger_domain::{License, LicenseEvent};
-use keyledger_eventlog::EventLog;
+use keyledger_eventlog::{Cursor, EventLog};
 use serde_json::{json, Value};
 
 use crate::feed::{Feed, FeedError, NatsFeed, TailFeed};
@@ -165,6 +165,19 @@ impl Dispatcher {
         }
         Ok(())
     }
+}
+
+/// The first time a database runs the dispatcher on the log's tail, it
+/// starts at the log's end: no endpoint can want what happened before it
+/// existed, and an upgraded database should not be replayed for nothing.
+/// Run at start-up, before anyone can make an endpoint.
+pub async fn start_dispatching_at_end_if_new(log: &EventLog) -> Result<(), keyledger_eventlog::EventLogError> {
+    if log.checkpoint(WEBHOOK_DISPATCHER).await? == Cursor::START {
+        if let Some(end) = log.end_cursor().await? {
+            log.save_checkpoint(WEBHOOK_DISPATCHER, end).await?;
+        }
+    }
+    Ok(())
 }
 
 impl Consumer for Dispatcher {

@@ -330,8 +330,16 @@ async fn redeliver_webhook_delivery(
     let tenant_id = caller.require_admin()?;
     let endpoint = owned(&state, tenant_id, &raw_id).await?;
     let delivery_id = parse_id(&raw_delivery, "delivery_id")?;
-    if !state.webhooks.redeliver(&endpoint.id, &delivery_id).await.map_err(ApiError::internal)? {
-        return Err(ApiError::not_found("No such delivery of this webhook"));
+    match state.webhooks.redeliver(&endpoint.id, &delivery_id).await.map_err(ApiError::internal)? {
+        webhooks::Redelivery::Queued => {}
+        webhooks::Redelivery::NotFound => return Err(ApiError::not_found("No such delivery of this webhook")),
+        webhooks::Redelivery::InFlight => {
+            return Err(ApiError::bad_request(
+                "delivery_in_flight",
+                "An attempt of this delivery is under way; ask again when it is done",
+            )
+            .with_status(StatusCode::CONFLICT))
+        }
     }
     Ok((StatusCode::ACCEPTED, Json(json!({ "deliveryId": delivery_id, "status": "pending" }))))
 }

@@ -19,7 +19,7 @@ pub async fn fresh_database(backend: &str, data_dir: &std::path::Path) -> String
     }
     let admin = std::env::var("KEYLEDGER_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!("kltest_crash_{}", std::process::id());
+    let name = format!("kltest_crash_{}", uuid::Uuid::new_v4().simple());
     let pool = sqlx::PgPool::connect(&admin).await.expect("PostgreSQL for tests; run scripts/test");
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&pool).await.unwrap();
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.unwrap();

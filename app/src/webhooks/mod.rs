@@ -14,5 +14,5 @@ pub use policy::{Outcome, RetryPolicy};
 pub use safety::{check_url, SafeResolver, UrlError};
 pub use store::{
     payload, queued, timestamp, Attempt, Claimed, DeliveryFilter, Endpoint, EndpointPatch, NewDelivery, NewEndpoint,
-    Subscriber, WebhookError, WebhookStore, ATTEMPT_BODY_LIMIT,
+    Redelivery, Subscriber, WebhookError, WebhookStore, ATTEMPT_BODY_LIMIT,
 };

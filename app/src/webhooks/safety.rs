@@ -81,9 +81,12 @@ fn allowed(ip: IpAddr, allow_private: bool) -> Result<(), UrlError> {
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => is_public_v4(ip),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(v4) => is_public_v4(v4),
-            None => is_public_v6(ip),
+        // IPv4-mapped (::ffff:a.b.c.d) and -compatible (::a.b.c.d)
+        // addresses reach the IPv4 address inside; so may 6to4's.
+        IpAddr::V6(ip) => match (ip.to_ipv4(), six_to_four(ip)) {
+            (Some(v4), _) if ip.segments()[..5] == [0; 5] => is_public_v4(v4),
+            (_, Some(v4)) => is_public_v4(v4) && is_public_v6(ip),
+            _ => is_public_v6(ip),
         },
     }
 }
@@ -104,16 +107,29 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a >= 240) // reserved
 }
 
+/// The IPv4 address inside a 6to4 address (2002:a.b.c.d::/48).
+fn six_to_four(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let segments = ip.segments();
+    (segments[0] == 0x2002).then(|| {
+        let [a, b] = segments[1].to_be_bytes();
+        let [c, d] = segments[2].to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    })
+}
+
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let segments = ip.segments();
+    let first = segments[0];
     !(ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00            // unique local
         || (first & 0xffc0) == 0xfe80            // link-local
         || (first & 0xffc0) == 0xfec0            // site-local (deprecated)
-        || first == 0x2001 && ip.segments()[1] == 0xdb8 // documentation
-        || first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64 into IPv4 space
+        || first == 0x2001 && segments[1] == 0xdb8       // documentation
+        || first == 0x2001 && segments[1] == 0           // Teredo: tunnels to an IPv4 address
+        || first == 0x0064 && segments[1] == 0xff9b      // NAT64 into IPv4 space
+        || segments[..6] == [0, 0, 0, 0, 0, 0xffff]) // IPv4-mapped that to_ipv4 did not catch
 }
 
 /// The DNS resolver of the webhook sender's HTTP client: resolves as the
@@ -160,6 +176,11 @@ mod tests {
             "https://[fd00::1]/",
             "https://[fe80::1]/",
             "https://[::ffff:127.0.0.1]/",
+            "https://[::127.0.0.1]/",
+            "https://[::169.254.169.254]/",
+            "https://[2002:7f00:1::]/",
+            "https://[2002:a9fe:a9fe::1]/",
+            "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
         ] {
             assert!(matches!(check_url(url, false), Err(UrlError::Private(_))), "{url}");
             assert!(check_url(url, true).is_ok(), "{url} with private networks allowed");

@@ -76,6 +76,15 @@ pub struct EndpointPatch {
     pub enabled: Option<bool>,
 }
 
+/// What asking for a redelivery came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    Queued,
+    /// An attempt of it is under way; ask again when it is done.
+    InFlight,
+    NotFound,
+}
+
 /// A delivery the dispatcher records.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
@@ -95,8 +104,9 @@ pub struct Subscriber {
     pub since: String,
 }
 
-/// A delivery claimed for an attempt, with what sending it needs.
-#[derive(Debug, Clone)]
+/// A delivery claimed for an attempt, with what sending it needs. Not
+/// `Debug`: it holds signing keys.
+#[derive(Clone)]
 pub struct Claimed {
     pub delivery_id: String,
     pub endpoint_id: String,
@@ -109,6 +119,9 @@ pub struct Claimed {
     pub url: String,
     /// The current secret's key, then the previous one's during a rotation.
     pub keys: Vec<Vec<u8>>,
+    /// The claim's expiry as written: recording the attempt only counts if
+    /// the row still carries it (the claim was not lost meanwhile).
+    pub claim: String,
 }
 
 /// What one attempt came to, for the log.
@@ -215,32 +228,35 @@ impl WebhookStore {
         Ok(row.map(endpoint))
     }
 
-    /// Changes what `patch` names. Enabling an endpoint clears why it was
-    /// disabled and its failure streak, so its queued deliveries go out.
+    /// Changes what `patch` names and nothing else, in one statement, so
+    /// it can't undo a change the sender made meanwhile (disabling after a
+    /// 410). Enabling clears why it was disabled and its failure streak,
+    /// so its queued deliveries go out; disabling records `manual`.
     pub async fn update(
         &self,
         tenant_id: &str,
         id: &str,
         patch: EndpointPatch,
     ) -> Result<Option<Endpoint>, WebhookError> {
-        let Some(current) = self.get(tenant_id, id).await? else { return Ok(None) };
-        let enabled = patch.enabled.unwrap_or(current.enabled);
-        let (disabled_reason, failing_since) = match (current.enabled, enabled) {
-            (_, true) if patch.enabled == Some(true) => (None, None),
-            (true, false) => (Some("manual".to_owned()), current.failing_since.clone()),
-            _ => (current.disabled_reason.clone(), current.failing_since.clone()),
+        let events = patch.events.map(|events| serde_json::to_string(&events).expect("strings serialize"));
+        let enabling = match patch.enabled {
+            Some(true) => "enabled = 1, disabled_reason = NULL, failing_since = NULL,",
+            Some(false) => {
+                "disabled_reason = CASE WHEN enabled = 1 THEN 'manual' ELSE disabled_reason END, enabled = 0,"
+            }
+            None => "",
         };
-        let events = serde_json::to_string(&patch.events.unwrap_or(current.events)).expect("strings serialize");
-        const SQL: &str = "UPDATE webhook_endpoints SET url = $3, description = $4, events = $5, enabled = $6,
-                                  disabled_reason = $7, failing_since = $8, updated_at = $9
-                            WHERE tenant_id = $1 AND id = $2";
-        on_pool!(&self.db, pool => sqlx::query(SQL)
-            .bind(tenant_id).bind(id)
-            .bind(patch.url.unwrap_or(current.url))
-            .bind(patch.description.unwrap_or(current.description))
-            .bind(events).bind(i64::from(enabled)).bind(disabled_reason).bind(failing_since)
+        let sql = format!(
+            "UPDATE webhook_endpoints SET {enabling} url = COALESCE($3, url), description = COALESCE($4, description),
+                    events = COALESCE($5, events), updated_at = $6
+              WHERE tenant_id = $1 AND id = $2"
+        );
+        let turn = write_turn(&self.db).await;
+        on_pool!(&self.db, pool => sqlx::query(&sql)
+            .bind(tenant_id).bind(id).bind(patch.url).bind(patch.description).bind(events)
             .bind(timestamp(Utc::now()))
             .execute(pool).await.map(drop))?;
+        drop(turn);
         self.get(tenant_id, id).await
     }
 
@@ -374,14 +390,34 @@ impl WebhookStore {
         let mut claimed = Vec::with_capacity(rows.len());
         for (delivery_id, endpoint_id, event_id, event_type, payload, attempts) in rows {
             if !endpoints.contains_key(&endpoint_id) {
-                let target = self.target(&endpoint_id, &now).await?;
+                // One endpoint that can't be read must not hold up the
+                // others: its rows stay claimed and come back after the
+                // claim, the rest go out now.
+                let target = match self.target(&endpoint_id, &now).await {
+                    Ok(target) => target,
+                    Err(error) => {
+                        tracing::error!(endpoint = %endpoint_id, %error, "webhook endpoint unreadable; its deliveries wait");
+                        None
+                    }
+                };
                 endpoints.insert(endpoint_id.clone(), target);
             }
             let Some((url, keys)) = endpoints[&endpoint_id].clone() else {
                 continue; // deleted with its endpoint meanwhile
             };
             let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
-            claimed.push(Claimed { delivery_id, endpoint_id, event_id, event_type, payload, attempts, url, keys });
+            let claim = until.clone();
+            claimed.push(Claimed {
+                delivery_id,
+                endpoint_id,
+                event_id,
+                event_type,
+                payload,
+                attempts,
+                url,
+                keys,
+                claim,
+            });
         }
         Ok(claimed)
     }
@@ -411,10 +447,13 @@ impl WebhookStore {
         attempts: &[(&Claimed, &Attempt)],
         policy: &RetryPolicy,
     ) -> Result<(), WebhookError> {
+        // Only while the row still carries this claim: a delivery deleted
+        // with its endpoint, or whose claim ran out and was taken again,
+        // is not this attempt's to record.
+        const DELIVERY: &str = "UPDATE webhook_deliveries SET attempts = $2, status = $3, next_attempt_at = $4, claimed_until = NULL, updated_at = $5
+                                 WHERE id = $1 AND claimed_until = $6";
         const ATTEMPT: &str = "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error, response_body)
                                VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
-        const DELIVERY: &str = "UPDATE webhook_deliveries SET attempts = $2, status = $3, next_attempt_at = $4, claimed_until = NULL, updated_at = $5
-                                 WHERE id = $1";
         let _turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
@@ -423,13 +462,16 @@ impl WebhookStore {
                 let at = timestamp(attempt.at);
                 let (status, next_at) = next_step(claimed, attempt, policy);
                 let latency_ms = i64::try_from(attempt.latency.as_millis()).unwrap_or(i64::MAX);
+                let updated = sqlx::query(DELIVERY)
+                    .bind(&claimed.delivery_id).bind(number).bind(status).bind(&next_at).bind(&at).bind(&claimed.claim)
+                    .execute(&mut *tx).await?.rows_affected();
+                if updated == 0 {
+                    continue;
+                }
                 sqlx::query(ATTEMPT)
                     .bind(&claimed.delivery_id).bind(number).bind(&at)
                     .bind(attempt.status_code.map(i64::from)).bind(latency_ms)
                     .bind(&attempt.error).bind(&attempt.response_body)
-                    .execute(&mut *tx).await?;
-                sqlx::query(DELIVERY)
-                    .bind(&claimed.delivery_id).bind(number).bind(status).bind(&next_at).bind(&at)
                     .execute(&mut *tx).await?;
                 let cutoff = timestamp(attempt.at - chrono::Duration::from_std(policy.disable_after).unwrap_or_default());
                 for (sql, params) in endpoint_updates(&attempt.outcome) {
@@ -501,16 +543,23 @@ impl WebhookStore {
     }
 
     /// Queues a delivery again, due now, with the same `webhook-id`.
-    pub async fn redeliver(&self, endpoint_id: &str, delivery_id: &str) -> Result<bool, WebhookError> {
-        const SQL: &str = "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, claimed_until = NULL, updated_at = $3
-                            WHERE endpoint_id = $1 AND id = $2";
+    pub async fn redeliver(&self, endpoint_id: &str, delivery_id: &str) -> Result<Redelivery, WebhookError> {
+        // Not while an attempt is under way: that attempt's outcome would
+        // overwrite the redelivery, and two would be in flight at once.
+        const SQL: &str = "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, updated_at = $3
+                            WHERE endpoint_id = $1 AND id = $2 AND (claimed_until IS NULL OR claimed_until < $3)";
+        const EXISTS: &str = "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND id = $2";
+        let now = timestamp(Utc::now());
+        let _turn = write_turn(&self.db).await;
         let done = on_pool!(&self.db, pool => sqlx::query(SQL)
-            .bind(endpoint_id).bind(delivery_id).bind(timestamp(Utc::now()))
+            .bind(endpoint_id).bind(delivery_id).bind(&now)
             .execute(pool).await.map(|d| d.rows_affected()))?;
         if done > 0 {
             announce();
+            return Ok(Redelivery::Queued);
         }
-        Ok(done > 0)
+        let exists: i64 = on_pool!(&self.db, pool => sqlx::query_scalar(EXISTS).bind(endpoint_id).bind(delivery_id).fetch_one(pool).await)?;
+        Ok(if exists > 0 { Redelivery::InFlight } else { Redelivery::NotFound })
     }
 }
 
