@@ -58,6 +58,8 @@ pub enum StartupError {
     Directory(#[from] DirectoryError),
     #[error("webhook settings: {0}")]
     WebhookSettings(String),
+    #[error("cannot prepare webhook delivery: {0}")]
+    Webhooks(String),
     #[error("KEYLEDGER_TRUSTED_PROXIES: {0}")]
     TrustedProxies(String),
     #[error("cannot bring read models up to date: {0}")]
@@ -259,14 +261,16 @@ impl Application {
         let webhooks = keyledger_app::webhooks::WebhookStore::new(db.clone(), Arc::new(master.clone()));
         let directory = Arc::new(Directory::open(db.clone(), master).await?);
         let retry_policy = config.retry_policy().map_err(StartupError::WebhookSettings)?;
+        if config.webhook_delivery == "on" && config.nats_url.is_none() {
+            keyledger_workers::start_dispatching_at_end_if_new(&EventLog::new(db.clone()), &webhooks)
+                .await
+                .map_err(|e| StartupError::Webhooks(e.to_string()))?;
+        }
 
         let follower = MemoryFollower::new(db.clone(), memory.clone());
         let follower_progress = follower.progress();
         follower.warm().await.map_err(|e| StartupError::Projection(e.to_string()))?;
         let runtime = Runtime::new(db.clone());
-        if config.webhook_delivery == "on" && config.nats_url.is_none() {
-            keyledger_workers::start_dispatching_at_end_if_new(&EventLog::new(db.clone())).await?;
-        }
         tracing::info!(licenses = memory.len(), "validation view loaded");
         let checkpoints = Checkpoints::new(db.clone(), signing_key(&config)?);
         let tenancy = TenancyStore::new(db.clone());

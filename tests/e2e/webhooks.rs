@@ -142,7 +142,7 @@ async fn a_receiver_failing_half_its_requests_gets_every_event(backend: Backend)
     let (webhook, secret) = create_webhook(&app, &tenant, &receiver.url, json!(["*"])).await;
     activations(&app, &tenant, 15).await;
     let received = receiver
-        .wait_until("30 events accepted", 60, |r| {
+        .wait_until("30 events accepted", 120, |r| {
             r.iter().filter(|d| d.status == 200).map(Received::id).collect::<HashSet<_>>().len() >= 30
         })
         .await;

@@ -167,13 +167,19 @@ impl Dispatcher {
     }
 }
 
-/// The first time a database runs the dispatcher on the log's tail, it
-/// starts at the log's end: no endpoint can want what happened before it
-/// existed, and an upgraded database should not be replayed for nothing.
-/// Run at start-up, before anyone can make an endpoint.
-pub async fn start_dispatching_at_end_if_new(log: &EventLog) -> Result<(), keyledger_eventlog::EventLogError> {
-    if log.checkpoint(WEBHOOK_DISPATCHER).await? == Cursor::START {
+/// While a database has no webhook endpoint at all, the dispatcher on the
+/// log's tail is moved to the log's end: no endpoint can want what
+/// happened before it existed, and an upgraded database should not be
+/// replayed for nothing. Run at start-up, before this process serves.
+/// (Once an endpoint exists, a dispatcher that never ran reads from the
+/// start, so events made by processes that don't deliver are not lost.)
+pub async fn start_dispatching_at_end_if_new(log: &EventLog, store: &WebhookStore) -> Result<(), ConsumerError> {
+    if log.checkpoint(WEBHOOK_DISPATCHER).await? == Cursor::START && !store.any_endpoint().await? {
         if let Some(end) = log.end_cursor().await? {
+            tracing::info!(
+                position = end.position,
+                "no webhook endpoint yet: webhook dispatching starts at the log's end"
+            );
             log.save_checkpoint(WEBHOOK_DISPATCHER, end).await?;
         }
     }

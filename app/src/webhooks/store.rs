@@ -213,6 +213,13 @@ impl WebhookStore {
         Ok((created, secret))
     }
 
+    /// Whether any tenant has an endpoint.
+    pub async fn any_endpoint(&self) -> Result<bool, WebhookError> {
+        const SQL: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM webhook_endpoints LIMIT 1) AS one";
+        let count: i64 = on_pool!(&self.db, pool => sqlx::query_scalar(SQL).fetch_one(pool).await)?;
+        Ok(count > 0)
+    }
+
     pub async fn list(&self, tenant_id: &str) -> Result<Vec<Endpoint>, WebhookError> {
         let sql =
             format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY created_at, id");
