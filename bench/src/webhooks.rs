@@ -8,7 +8,7 @@
 //!   log and delivers the backlog: its rate is the whole pipeline's
 //!   (dispatcher, queue, sender). The baseline POSTs the same kind of signed payload to the
 //!   same receiver with the same HTTP client settings (no redirects, the
-//!   same timeout, 32 at a time, as the sender sends) and no queue.
+//!   same timeout, 64 at a time, as the sender sends) and no queue.
 //! - Latency: activations open-loop at 80% of the delivery rate just
 //!   measured; each activation is timed from its HTTP acknowledgement (the
 //!   commit) to the arrival of its event's first attempt.
@@ -31,7 +31,7 @@ const LOAD_SHARE: f64 = 0.8;
 /// How long deliveries are waited for after the load stops.
 const DRAIN: Duration = Duration::from_secs(60);
 /// The sender's concurrency, which the baseline matches.
-const BASELINE_CONCURRENCY: usize = 32;
+const BASELINE_CONCURRENCY: usize = 64;
 
 /// First arrival of each license's activation, and every arrival's time.
 #[derive(Default)]
@@ -180,7 +180,7 @@ async fn activate(client: &reqwest::Client, url: &str, key: &str) -> load::Outco
 }
 
 /// The same receiver, POSTed to directly: a signed payload of a
-/// delivery's size, with the sender's client settings, 32 at a time.
+/// delivery's size, with the sender's client settings, 64 at a time.
 async fn baseline(bench: &Bench, url: &str) -> Result<Report, String> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -32,7 +32,7 @@ pub const WEBHOOK_SENDER: &str = "webhook-sender";
 /// Envelopes the dispatcher takes from the feed at a time.
 const DISPATCH_BATCH: usize = 200;
 /// Deliveries a sender claims, and sends at once, at a time.
-const SEND_BATCH: i64 = 32;
+const SEND_BATCH: i64 = 64;
 /// How long a claim lasts beyond the attempt's own timeout; a process
 /// that dies mid-attempt holds its deliveries this long.
 const CLAIM_MARGIN: Duration = Duration::from_secs(10);

@@ -480,10 +480,28 @@ impl WebhookStore {
                     .bind(attempt.status_code.map(i64::from)).bind(latency_ms)
                     .bind(&attempt.error).bind(&attempt.response_body)
                     .execute(&mut *tx).await?;
+            }
+            // Each endpoint once per batch, by what its attempts came to:
+            // one 410 disables it, one success ends its failure streak.
+            let mut outcomes: Vec<(&str, &Attempt)> = Vec::new();
+            for (claimed, attempt) in attempts {
+                let rank = |outcome: &Outcome| match outcome {
+                    Outcome::Gone => 2,
+                    Outcome::Delivered => 1,
+                    Outcome::Failed { .. } => 0,
+                };
+                match outcomes.iter_mut().find(|(endpoint, _)| *endpoint == claimed.endpoint_id) {
+                    Some(kept) if rank(&attempt.outcome) > rank(&kept.1.outcome) => kept.1 = attempt,
+                    Some(_) => {}
+                    None => outcomes.push((&claimed.endpoint_id, attempt)),
+                }
+            }
+            for (endpoint_id, attempt) in outcomes {
+                let at = timestamp(attempt.at);
                 let cutoff = timestamp(attempt.at - chrono::Duration::from_std(policy.disable_after).unwrap_or_default());
                 for (sql, params) in endpoint_updates(&attempt.outcome) {
-                    let values = [&claimed.endpoint_id, &at, &cutoff];
-                    let query = values[..*params].iter().fold(sqlx::query(sql), |query, value| query.bind(value.as_str()));
+                    let values = [endpoint_id, at.as_str(), cutoff.as_str()];
+                    let query = values[..*params].iter().fold(sqlx::query(sql), |query, value| query.bind(*value));
                     query.execute(&mut *tx).await?;
                 }
             }
