@@ -116,6 +116,16 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParams {
     }
 }
 
+/// An integer query parameter `name` within `range`, or `default` when it
+/// is absent; anything else is a 400 naming it.
+pub fn bounded_integer(raw: Option<&str>, name: &str, default: i64, range: (i64, i64)) -> Result<i64, ApiError> {
+    let Some(raw) = raw else { return Ok(default) };
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| (range.0..=range.1).contains(n))
+        .ok_or_else(|| ApiError::field(name, format!("{name} must be an integer from {} to {}", range.0, range.1)))
+}
+
 /// Deserialises `bytes`, reporting the path of the field that failed.
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);

@@ -65,15 +65,8 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
 
     // The peak: closed-loop activations, as fast as the connections go.
     let peak_time = Duration::from_secs((bench.options.seconds / 3).max(1));
-    let peak = {
-        let (client, url, fresh, next) = (bench.client.clone(), activate_url.clone(), fresh.clone(), next.clone());
-        load::run("peak: activate, closed loop", bench.options.connections, peak_time, move |_, _| {
-            let (key, _) = fresh.get(next.fetch_add(1, Ordering::Relaxed))?.clone();
-            let (client, url) = (client.clone(), url.clone());
-            Some(async move { activate(&client, &url, &key).await })
-        })
-        .await
-    };
+    let peak =
+        closed_loop(bench, "peak: activate, closed loop", peak_time, &activate_url, fresh.clone(), next.clone()).await;
     let rate = (peak.throughput * LOAD_SHARE).max(1.0);
     eprintln!("peak {:.0} activations/s; measuring lag at {rate:.0}/s", peak.throughput);
 
@@ -202,6 +195,25 @@ pub(crate) async fn paced_activations(
     let (latencies, errors, first_error) = std::mem::take(&mut *results.lock().expect("lock"));
     let name = format!("activate at {rate:.0}/s, open loop");
     load::report(&name, 0, started.elapsed().as_secs_f64(), latencies, errors, first_error)
+}
+
+/// Activations of `fresh` licenses (taken in turn through `next`) as fast
+/// as the connections go, for `duration` or until they run out.
+pub(crate) async fn closed_loop(
+    bench: &Bench,
+    name: &str,
+    duration: Duration,
+    url: &str,
+    fresh: Arc<Vec<(String, String)>>,
+    next: Arc<AtomicUsize>,
+) -> Report {
+    let (client, url) = (bench.client.clone(), url.to_owned());
+    load::run(name, bench.options.connections, duration, move |_, _| {
+        let (key, _) = fresh.get(next.fetch_add(1, Ordering::Relaxed))?.clone();
+        let (client, url) = (client.clone(), url.clone());
+        Some(async move { activate(&client, &url, &key).await })
+    })
+    .await
 }
 
 async fn activate(client: &reqwest::Client, url: &str, key: &str) -> load::Outcome {

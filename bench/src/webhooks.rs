@@ -14,7 +14,7 @@
 //!   commit) to the arrival of its event's first attempt.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::lag::{paced_activations, summarise};
+use crate::lag::{closed_loop, paced_activations, summarise};
 use crate::load::{self, Report};
-use crate::scenario::{expect_field, generate_with_ids, post, print_table, Bench, OPERATOR};
+use crate::scenario::{generate_with_ids, post, print_table, Bench, OPERATOR};
 
 const LOAD_SHARE: f64 = 0.8;
 /// How long deliveries are waited for after the load stops.
@@ -62,14 +62,9 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     let hook = json!({"url": receiver.url, "events": ["license.activated"]});
     post(&client, &format!("{base}/api/v1/webhooks"), Some(&admin), &hook).await?;
     let next = Arc::new(AtomicUsize::new(0));
-    let quiet = closed_loop(
-        bench,
-        "activate, webhook delivery off",
-        format!("{base}/api/v1/licenses/activate"),
-        fresh.clone(),
-        next.clone(),
-    )
-    .await;
+    let quiet_url = format!("{base}/api/v1/licenses/activate");
+    let name = "activate, webhook delivery off";
+    let quiet = closed_loop(bench, name, bench.duration(), &quiet_url, fresh.clone(), next.clone()).await;
     let backlog = (quiet.requests - quiet.errors) as usize;
     drop(quiet_server);
 
@@ -95,8 +90,8 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
 
     // Activations while the process delivers each one's webhook.
     let activate_url = format!("{}/api/v1/licenses/activate", server.base);
-    let producing =
-        closed_loop(bench, "activate, delivering webhooks", activate_url.clone(), fresh.clone(), next.clone()).await;
+    let name = "activate, delivering webhooks";
+    let producing = closed_loop(bench, name, bench.duration(), &activate_url, fresh.clone(), next.clone()).await;
     let vs_quiet = crate::scenario::ratio(&producing, &quiet);
     let expected = backlog + (producing.requests - producing.errors) as usize;
     wait_for(&arrivals, expected).await;
@@ -141,23 +136,6 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     }))
 }
 
-/// Activations of `fresh` licenses as fast as the connections go.
-async fn closed_loop(
-    bench: &Bench,
-    name: &str,
-    url: String,
-    fresh: Arc<Vec<(String, String)>>,
-    next: Arc<AtomicUsize>,
-) -> Report {
-    let client = bench.client.clone();
-    load::run(name, bench.options.connections, bench.duration(), move |_, _| {
-        let (key, _) = fresh.get(next.fetch_add(1, Ordering::Relaxed))?.clone();
-        let (client, url) = (client.clone(), url.clone());
-        Some(async move { activate(&client, &url, &key).await })
-    })
-    .await
-}
-
 /// Waits until `expected` licenses' deliveries arrived, or [`DRAIN`]
 /// passed; returns how many did.
 async fn wait_for(arrivals: &Mutex<Arrivals>, expected: usize) -> usize {
@@ -169,14 +147,6 @@ async fn wait_for(arrivals: &Mutex<Arrivals>, expected: usize) -> usize {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn activate(client: &reqwest::Client, url: &str, key: &str) -> load::Outcome {
-    expect_field(
-        post(client, url, None, &json!({"licenseKey": key, "machineId": "hook"})).await,
-        "success",
-        &json!(true),
-    )
 }
 
 /// The same receiver, POSTed to directly: a signed payload of a

@@ -38,6 +38,15 @@ async fn app_with_webhooks(backend: Backend) -> TestApp {
     TestApp::spawn_with(backend, webhook_config).await
 }
 
+/// Webhooks dispatched from the JetStream stream of a private nats-server.
+async fn app_on_nats(backend: Backend, nats: &NatsServer) -> TestApp {
+    TestApp::spawn_with(backend, |config| {
+        webhook_config(config);
+        config.nats_url = Some(nats.url.clone());
+    })
+    .await
+}
+
 async fn create_webhook(app: &TestApp, tenant: &TestTenant, url: &str, events: Value) -> (String, String) {
     let reply = app.post("/api/v1/webhooks", Some(&tenant.admin_key), json!({"url": url, "events": events})).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
@@ -349,11 +358,7 @@ async fn webhooks_belong_to_their_tenants_admins(backend: Backend) {
 
 async fn deliveries_come_from_the_nats_stream_when_there_is_one(backend: Backend) {
     let nats = NatsServer::start().await;
-    let app = TestApp::spawn_with(backend, |config| {
-        webhook_config(config);
-        config.nats_url = Some(nats.url.clone());
-    })
-    .await;
+    let app = app_on_nats(backend, &nats).await;
     let receiver = Receiver::start(Behaviour::Accept).await;
     let tenant = app.tenant("Acme").await;
     let (_, secret) = create_webhook(&app, &tenant, &receiver.url, json!(["license.*"])).await;
@@ -394,11 +399,7 @@ async fn two_processes_never_send_one_attempt_at_once() {
 
 async fn deliveries_resume_after_nats_comes_back(backend: Backend) {
     let mut nats = NatsServer::start().await;
-    let app = TestApp::spawn_with(backend, |config| {
-        webhook_config(config);
-        config.nats_url = Some(nats.url.clone());
-    })
-    .await;
+    let app = app_on_nats(backend, &nats).await;
     let receiver = Receiver::start(Behaviour::Accept).await;
     let tenant = app.tenant("Acme").await;
     let (_, secret) = create_webhook(&app, &tenant, &receiver.url, json!(["license.activated"])).await;

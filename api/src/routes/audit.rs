@@ -95,11 +95,7 @@ fn query_params(params: QueryParams) -> ApiResult<HashMap<String, String>> {
 }
 
 fn integer_param(params: &HashMap<String, String>, name: &str, default: i64, range: (i64, i64)) -> ApiResult<i64> {
-    let Some(raw) = params.get(name) else { return Ok(default) };
-    raw.parse::<i64>()
-        .ok()
-        .filter(|n| (range.0..=range.1).contains(n))
-        .ok_or_else(|| ApiError::field(name, format!("{name} must be an integer from {} to {}", range.0, range.1)))
+    crate::extract::bounded_integer(params.get(name).map(String::as_str), name, default, range)
 }
 
 /// `GET …/{licenseId}/events?after=<position>&limit=<n>`: the license's

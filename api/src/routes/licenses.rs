@@ -248,14 +248,7 @@ async fn tenant_licenses(
         )?,
         _ => caller.require_admin()?.to_owned(),
     };
-    let limit = match &query.limit {
-        None => 100,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::field("limit", "limit must be an integer from 1 to 1000"))?,
-    };
+    let limit = crate::extract::bounded_integer(query.limit.as_deref(), "limit", 100, (1, 1000))?;
     if let Some(after) = &query.after {
         parse_license_id(after).map_err(|_| ApiError::field("after", "after must be a license id"))?;
     }

@@ -298,14 +298,7 @@ async fn list_webhook_deliveries(
             return Err(ApiError::field("event", format!("{event:?} is not an event name")));
         }
     }
-    let limit = match &query.limit {
-        None => 50,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| ApiError::field("limit", "limit must be an integer from 1 to 200"))?,
-    };
+    let limit = crate::extract::bounded_integer(query.limit.as_deref(), "limit", 50, (1, 200))?;
     let after = query.after.as_deref().map(|raw| parse_id(raw, "after")).transpose()?;
     let filter = DeliveryFilter { status: query.status, event: query.event, after, limit };
     let page = state.webhooks.deliveries(&endpoint.id, &filter).await.map_err(ApiError::internal)?;
