@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use keyledger_app::webhooks::RetryPolicy;
 use keyledger_eventlog::{Database, EventLog};
 use keyledger_workers::{
-    Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, MemoryFollower, ProjectionRunner, Relay,
-    RelayConfig, Runtime, Spec, Step, WebhookDispatcher, WebhookSender, WebhookSource, CHECKPOINTER, COMMIT_SIGNAL,
-    EXPIRY_SWEEPER, FOLLOWER_POLL, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RUNNER_POLL,
-    WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
+    AnomalyWorker, Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, FeedSource, MemoryFollower,
+    ProjectionRunner, Relay, RelayConfig, Runtime, Spec, Step, WebhookDispatcher, WebhookSender, ANOMALY_DETECTOR,
+    CHECKPOINTER, COMMIT_SIGNAL, DETECTOR_ACK_WAIT, EXPIRY_SWEEPER, FOLLOWER_POLL, LICENSE_VIEW_RUNNER,
+    MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RUNNER_POLL, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
 };
 
 use crate::limits::Limits;
@@ -53,6 +53,7 @@ pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
     if settings.webhook_delivery {
         start_webhooks(runtime, state, &settings);
     }
+    start_anomaly_detector(runtime, state, &settings);
     if let Some(relay) = settings.relay {
         let db = db.clone();
         runtime.spawn(Spec::follower(RELAY_CONSUMER, RELAY_POLL).exclusive(), move || {
@@ -109,17 +110,8 @@ impl Consumer for BlockFollower {
 }
 
 /// The webhook dispatcher (one per database) and sender (every process).
-/// The dispatcher reads the relay's stream when there is one, else the
-/// log's tail.
 fn start_webhooks(runtime: &mut Runtime, state: &AppState, settings: &Settings) {
-    let source = match &settings.relay {
-        Some(relay) => WebhookSource::Nats {
-            url: relay.nats_url.clone(),
-            stream: relay.stream.clone(),
-            ack_wait: DISPATCH_ACK_WAIT,
-        },
-        None => WebhookSource::Tail(EventLog::new(state.db.clone())),
-    };
+    let source = feed_source(state, settings, DISPATCH_ACK_WAIT);
     let (store, log) = (state.webhooks.clone(), EventLog::new(state.db.clone()));
     runtime.spawn(Spec::follower(WEBHOOK_DISPATCHER, RUNNER_POLL).exclusive(), move || {
         WebhookDispatcher::new(source.clone(), store.clone(), log.clone())
@@ -131,5 +123,23 @@ fn start_webhooks(runtime: &mut Runtime, state: &AppState, settings: &Settings) 
     runtime.spawn(sender, move || {
         WebhookSender::new(store.clone(), policy.clone(), allow_private, metrics.clone())
             .expect("the webhook HTTP client builds")
+    });
+}
+
+/// The relay's stream when there is one, else the log's tail.
+fn feed_source(state: &AppState, settings: &Settings, ack_wait: Duration) -> FeedSource {
+    match &settings.relay {
+        Some(relay) => FeedSource::Nats { url: relay.nats_url.clone(), stream: relay.stream.clone(), ack_wait },
+        None => FeedSource::Tail(EventLog::new(state.db.clone())),
+    }
+}
+
+/// The anomaly detector, one per database.
+fn start_anomaly_detector(runtime: &mut Runtime, state: &AppState, settings: &Settings) {
+    let source = feed_source(state, settings, DETECTOR_ACK_WAIT);
+    let (log, licenses, cache) =
+        (EventLog::new(state.db.clone()), state.licenses.clone(), state.anomaly_settings.clone());
+    runtime.spawn(Spec::follower(ANOMALY_DETECTOR, RUNNER_POLL).exclusive(), move || {
+        AnomalyWorker::new(source.clone(), log.clone(), licenses.clone(), cache.clone())
     });
 }

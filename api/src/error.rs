@@ -87,6 +87,7 @@ impl ApiError {
             LicenseError::NotYetExpired { .. } => "license_not_expired",
             LicenseError::SeatsBelowActiveMachines { .. } => "seats_below_active_machines",
             LicenseError::ExpiryBeforeCreation => "expiry_before_creation",
+            LicenseError::AnomalyNotOpen => "anomaly_not_open",
         };
         let mut api_error = Self::new(StatusCode::BAD_REQUEST, code, error.to_string());
         api_error.field = match error {

@@ -26,6 +26,7 @@ use crate::routes::router;
 use crate::server::{self, ServerSettings};
 use crate::signing::{self, Directory, DirectoryError, MasterKey};
 use crate::state::AppState;
+use keyledger_app::anomalies::{AnomalyStore, SettingsCache};
 use keyledger_app::secret::{random_token, sha256_hex};
 use keyledger_app::service::LicenseService;
 use keyledger_app::tenancy::TenancyStore;
@@ -35,6 +36,9 @@ const SIGNING_KEY_FILE: &str = "checkpoint-signing-key";
 const MASTER_KEY_FILE: &str = "master-key";
 const MACHINE_SECRET_NAME: &str = "machine_id_hmac_key";
 const MIN_SECRET_LEN: usize = 16;
+/// How long a process trusts its copy of a tenant's anomaly settings; a
+/// change made through another process is seen within this.
+const ANOMALY_SETTINGS_TTL: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -303,6 +307,8 @@ impl Application {
             machine_secret: machine_secret.into_bytes().into(),
             webhooks,
             webhook_allow_private: config.webhook_allow_private_networks,
+            anomaly_settings: Arc::new(SettingsCache::new(AnomalyStore::new(db.clone()), ANOMALY_SETTINGS_TTL)),
+            call_counter: Arc::default(),
             heartbeat_interval: chrono::Duration::seconds(config.heartbeat_interval_secs.into()),
             heartbeat_floor: chrono::Duration::seconds(config.heartbeat_floor_secs.into()),
             db,

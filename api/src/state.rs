@@ -45,6 +45,10 @@ pub struct AppState {
     pub webhooks: keyledger_app::webhooks::WebhookStore,
     /// Whether webhook URLs may point at private networks (and use http).
     pub webhook_allow_private: bool,
+    /// Tenants' anomaly settings, cached for the client endpoints.
+    pub anomaly_settings: Arc<keyledger_app::anomalies::SettingsCache>,
+    /// Validate and heartbeat calls per device, for the anomaly detector.
+    pub call_counter: Arc<keyledger_app::anomalies::CallCounter>,
     /// At most one heartbeat per device per interval reaches the log.
     pub heartbeat_interval: Duration,
     /// The same for the explicit heartbeat endpoint.

@@ -9,9 +9,11 @@
 //! - [`expiry`]: recording expiries that have passed.
 //! - [`metrics`]: the process's Prometheus registry.
 //! - [`webhooks`]: endpoints, signatures, URL safety and the delivery queue.
+//! - [`anomalies`]: thresholds, call counting, detectors and the anomaly table.
 //!
 //! Nothing here knows about HTTP.
 
+pub mod anomalies;
 pub mod expiry;
 pub mod master;
 pub mod metadata;

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::{LicenseKey, LicenseType, MachineHash, MachineName, Seats};
+use crate::{AnomalyEvidence, AnomalyKind, LicenseKey, LicenseType, MachineHash, MachineName, Seats};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LicenseCommand {
@@ -57,6 +57,33 @@ pub enum LicenseCommand {
         max_connections: Option<Option<u32>>,
         at: DateTime<Utc>,
     },
+    /// Counted by the API: `calls` in the window starting at
+    /// `window_started_at` passed the device's `allowance`. Reported once
+    /// per device and window; a repeat records nothing.
+    ReportCallRate {
+        machine: MachineHash,
+        calls: u32,
+        allowance: u32,
+        window_started_at: DateTime<Utc>,
+        window_secs: u32,
+        at: DateTime<Utc>,
+    },
+    /// The detector's finding. Records nothing while an anomaly of the
+    /// same kind is open on the license (the same episode); with
+    /// `suspend`, the license is suspended in the same append, with the
+    /// reason `anomaly: <kind>`.
+    RecordAnomaly {
+        anomaly_id: String,
+        kind: AnomalyKind,
+        evidence: AnomalyEvidence,
+        suspend: bool,
+        at: DateTime<Utc>,
+    },
+    ResolveAnomaly {
+        anomaly_id: String,
+        note: Option<String>,
+        at: DateTime<Utc>,
+    },
 }
 
 impl LicenseCommand {
@@ -72,6 +99,9 @@ impl LicenseCommand {
             Self::ExpireLicense { .. } => "ExpireLicense",
             Self::RecordHeartbeat { .. } => "RecordHeartbeat",
             Self::EditLicense { .. } => "EditLicense",
+            Self::ReportCallRate { .. } => "ReportCallRate",
+            Self::RecordAnomaly { .. } => "RecordAnomaly",
+            Self::ResolveAnomaly { .. } => "ResolveAnomaly",
         }
     }
 }

@@ -29,4 +29,6 @@ pub enum LicenseError {
     SeatsBelowActiveMachines { requested: u32, active: u32 },
     #[error("expiredAt must be after the license's creation time")]
     ExpiryBeforeCreation,
+    #[error("The anomaly is not open on this license: it was resolved already, or never recorded")]
+    AnomalyNotOpen,
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::{LicenseKey, LicenseType, MachineHash, MachineName, Seats};
+use crate::{AnomalyEvidence, AnomalyKind, LicenseKey, LicenseType, MachineHash, MachineName, Seats};
 
 /// The version every event is written with today.
 pub const EVENT_VERSION: &str = "1.0";
@@ -60,6 +60,33 @@ pub enum LicenseEvent {
         max_connections: Option<u32>,
         edited_at: DateTime<Utc>,
     },
+    /// A device called validate or heartbeat more often than its
+    /// allowance within one window: written once per device and window,
+    /// when the call over the allowance arrives, for the anomaly detector.
+    LicenseCallRateExceeded {
+        machine: MachineHash,
+        /// Calls counted in the window when the allowance was passed.
+        calls: u32,
+        allowance: u32,
+        window_started_at: DateTime<Utc>,
+        window_secs: u32,
+        observed_at: DateTime<Utc>,
+    },
+    /// The anomaly detector found an anomaly on this license.
+    AnomalyDetected {
+        anomaly_id: String,
+        kind: AnomalyKind,
+        evidence: AnomalyEvidence,
+        detected_at: DateTime<Utc>,
+    },
+    /// An administrator reviewed the anomaly; a new finding of its kind
+    /// starts a new episode.
+    AnomalyResolved {
+        anomaly_id: String,
+        kind: AnomalyKind,
+        note: Option<String>,
+        resolved_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for LicenseEvent {
@@ -74,6 +101,9 @@ impl DomainEvent for LicenseEvent {
             Self::LicenseExpired { .. } => "LicenseExpired",
             Self::HeartbeatRecorded { .. } => "HeartbeatRecorded",
             Self::LicenseEdited { .. } => "LicenseEdited",
+            Self::LicenseCallRateExceeded { .. } => "LicenseCallRateExceeded",
+            Self::AnomalyDetected { .. } => "AnomalyDetected",
+            Self::AnomalyResolved { .. } => "AnomalyResolved",
         };
         name.to_owned()
     }

@@ -6,6 +6,7 @@
 //! here. Time arrives inside each command and randomness through an `Rng`
 //! argument, so every rule is deterministic under test.
 
+mod anomaly;
 mod command;
 mod error;
 mod event;
@@ -15,6 +16,7 @@ mod machine;
 mod text;
 mod values;
 
+pub use anomaly::{AnomalyEvidence, AnomalyKind, OpenAnomaly};
 pub use command::LicenseCommand;
 pub use error::LicenseError;
 pub use event::{LicenseEvent, EVENT_VERSION};

@@ -7,7 +7,8 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    LicenseCommand, LicenseError, LicenseEvent, LicenseKey, LicenseStatus, LicenseType, MachineHash, MachineName, Seats,
+    LicenseCommand, LicenseError, LicenseEvent, LicenseKey, LicenseStatus, LicenseType, MachineHash, MachineName,
+    OpenAnomaly, Seats,
 };
 
 /// A machine holding one seat of a license.
@@ -17,6 +18,10 @@ pub struct Device {
     pub machine_name: MachineName,
     pub activated_at: DateTime<Utc>,
     pub last_heartbeat_at: DateTime<Utc>,
+    /// The last window in which the device's calls over its allowance
+    /// were reported, so each window is reported once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_rate_reported_for: Option<DateTime<Utc>>,
 }
 
 /// A license as its events left it. `Default` is the license before it was
@@ -40,6 +45,9 @@ pub struct License {
     /// The status to return to on reinstatement.
     pub status_before_suspension: Option<LicenseStatus>,
     pub suspension_reason: Option<String>,
+    /// Anomalies recorded and not yet resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_anomalies: Vec<OpenAnomaly>,
 }
 
 impl License {
@@ -232,6 +240,28 @@ impl License {
                 }
                 vec![LicenseEdited { expires_at, max_activations, max_connections, edited_at: at }]
             }
+            ReportCallRate { machine, calls, allowance, window_started_at, window_secs, at } => {
+                let device = self.device(&machine).ok_or(LicenseError::MachineNotActivated)?;
+                if device.call_rate_reported_for.is_some_and(|reported| reported >= window_started_at) {
+                    return Ok(vec![]);
+                }
+                vec![LicenseCallRateExceeded { machine, calls, allowance, window_started_at, window_secs, observed_at: at }]
+            }
+            RecordAnomaly { anomaly_id, kind, evidence, suspend, at } => {
+                if self.open_anomalies.iter().any(|open| open.kind == kind) {
+                    return Ok(vec![]);
+                }
+                let mut events = vec![AnomalyDetected { anomaly_id, kind, evidence, detected_at: at }];
+                if suspend && self.status != LicenseStatus::Suspended {
+                    events.push(LicenseSuspended { reason: Some(format!("anomaly: {kind}")), suspended_at: at });
+                }
+                events
+            }
+            ResolveAnomaly { anomaly_id, note, at } => {
+                let open = self.open_anomalies.iter().find(|open| open.id == anomaly_id);
+                let kind = open.ok_or(LicenseError::AnomalyNotOpen)?.kind;
+                vec![AnomalyResolved { anomaly_id, kind, note, resolved_at: at }]
+            }
         };
         Ok(events)
     }
@@ -287,7 +317,13 @@ impl Aggregate for License {
                 };
             }
             LicenseActivated { machine, machine_name, activated_at } => {
-                self.devices.push(Device { machine, machine_name, activated_at, last_heartbeat_at: activated_at });
+                self.devices.push(Device {
+                    machine,
+                    machine_name,
+                    activated_at,
+                    last_heartbeat_at: activated_at,
+                    call_rate_reported_for: None,
+                });
                 self.activated_at.get_or_insert(activated_at);
                 self.status = LicenseStatus::Activated;
             }
@@ -326,6 +362,17 @@ impl Aggregate for License {
                 if let Some(device) = self.devices.iter_mut().find(|d| d.machine == machine) {
                     device.last_heartbeat_at = recorded_at;
                 }
+            }
+            LicenseCallRateExceeded { machine, window_started_at, .. } => {
+                if let Some(device) = self.devices.iter_mut().find(|d| d.machine == machine) {
+                    device.call_rate_reported_for = Some(window_started_at);
+                }
+            }
+            AnomalyDetected { anomaly_id, kind, detected_at, .. } => {
+                self.open_anomalies.push(OpenAnomaly { id: anomaly_id, kind, detected_at });
+            }
+            AnomalyResolved { anomaly_id, .. } => {
+                self.open_anomalies.retain(|open| open.id != anomaly_id);
             }
             LicenseEdited { expires_at, max_activations, max_connections, edited_at } => {
                 self.expires_at = Some(expires_at);

@@ -355,6 +355,39 @@ impl EventLog {
         Ok(events)
     }
 
+    /// A license's events with sequences in `from..=to`, oldest first.
+    pub async fn sequences(&self, license_id: &str, from: i64, to: i64) -> Result<Vec<LoggedEvent>, EventLogError> {
+        let sql = |columns: &str| {
+            format!(
+                "SELECT {columns} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+                    AND sequence >= $3 AND sequence <= $4 ORDER BY sequence"
+            )
+        };
+        let events = match &self.db {
+            Database::Postgres(pool) => {
+                let rows = sqlx::query(&sql(&format!("txid::text AS txid, {EVENT_COLUMNS}")))
+                    .bind(AGGREGATE_TYPE)
+                    .bind(license_id)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(pg_event).collect::<Result<_, _>>()?
+            }
+            Database::Sqlite(pool) => {
+                let rows = sqlx::query(&sql(EVENT_COLUMNS))
+                    .bind(AGGREGATE_TYPE)
+                    .bind(license_id)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(sqlite_event).collect::<Result<_, _>>()?
+            }
+        };
+        Ok(events)
+    }
+
     /// Recomputes every chain (or one license's) from the stored rows and
     /// reports the first broken link of each broken chain.
     pub async fn verify(&self, license_id: Option<&str>) -> Result<VerifyReport, EventLogError> {

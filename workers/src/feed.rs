@@ -35,6 +35,50 @@ pub trait Feed: Send {
     fn ack(&mut self) -> impl Future<Output = Result<(), FeedError>> + Send;
 }
 
+/// Where a consumer reads events from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The log's tail, with the consumer's checkpoint in the database.
+    Tail(EventLog),
+    /// A durable consumer of the relay's JetStream stream.
+    Nats { url: String, stream: String, ack_wait: Duration },
+}
+
+/// The feed a [`Source`] gives.
+pub enum AnyFeed {
+    Tail(TailFeed),
+    Nats(Box<NatsFeed>),
+}
+
+impl AnyFeed {
+    /// A fresh feed for consumer `name`: whatever was handed over before
+    /// and not acknowledged comes again.
+    pub async fn open(source: &Source, name: &str) -> Result<Self, FeedError> {
+        Ok(match source {
+            Source::Tail(log) => AnyFeed::Tail(TailFeed::new(log.clone(), name)),
+            Source::Nats { url, stream, ack_wait } => {
+                AnyFeed::Nats(Box::new(NatsFeed::open(url, stream, name, *ack_wait).await?))
+            }
+        })
+    }
+}
+
+impl Feed for AnyFeed {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Value>, FeedError> {
+        match self {
+            AnyFeed::Tail(feed) => feed.next_batch(max).await,
+            AnyFeed::Nats(feed) => feed.next_batch(max).await,
+        }
+    }
+
+    async fn ack(&mut self) -> Result<(), FeedError> {
+        match self {
+            AnyFeed::Tail(feed) => feed.ack().await,
+            AnyFeed::Nats(feed) => feed.ack().await,
+        }
+    }
+}
+
 /// The log's tail, with the consumer's checkpoint in the database.
 pub struct TailFeed {
     log: EventLog,

@@ -2,13 +2,15 @@
 //! consumer runtime ([`Runtime`]): the projection runner that keeps read
 //! models equal to the log, the memory follower that keeps this process's
 //! validation view fresh, the NATS JetStream relay, and the commit signal
-//! that wakes the consumers of other processes, and webhook delivery.
+//! that wakes the consumers of other processes, webhook delivery and the
+//! anomaly detector.
 //!
 //! Each follows the log's tail from a saved checkpoint, hands events on,
 //! and only then moves its checkpoint, so a crash repeats work rather than
 //! losing it. Where several processes share a database, a lease makes one
 //! of them the active consumer.
 
+mod anomalies;
 mod commit_signal;
 mod feed;
 mod lease;
@@ -20,7 +22,8 @@ pub mod runtime;
 mod webhooks;
 
 pub use commit_signal::{CommitSignal, COMMIT_SIGNAL};
-pub use feed::{Feed, FeedError, NatsFeed, TailFeed};
+pub use anomalies::{AnomalyWorker, ANOMALY_DETECTOR, DETECTOR_ACK_WAIT};
+pub use feed::{AnyFeed, Feed, FeedError, NatsFeed, Source as FeedSource, TailFeed};
 pub use lease::Lease;
 pub use memory_follower::{MemoryFollower, FOLLOWER_POLL, MEMORY_FOLLOWER};
 pub use periodic::{Checkpointer, ExpirySweeper, CHECKPOINTER, EXPIRY_SWEEPER};
@@ -30,6 +33,6 @@ pub use runtime::{
     Consumer, ConsumerError, Runtime, Spec, State as ConsumerState, Status as ConsumerStatus, Statuses, Step,
 };
 pub use webhooks::{
-    start_dispatching_at_end_if_new, Dispatcher as WebhookDispatcher, Sender as WebhookSender, Source as WebhookSource,
+    start_dispatching_at_end_if_new, Dispatcher as WebhookDispatcher, Sender as WebhookSender,
     WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
 };

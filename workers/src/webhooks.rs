@@ -24,7 +24,8 @@ use keyledger_domain::{License, LicenseEvent};
 use keyledger_eventlog::{Cursor, EventLog};
 use serde_json::{json, Value};
 
-use crate::feed::{Feed, FeedError, NatsFeed, TailFeed};
+use crate::feed::{AnyFeed, Feed};
+pub use crate::feed::Source;
 use crate::runtime::{Consumer, ConsumerError, Step};
 
 pub const WEBHOOK_DISPATCHER: &str = "webhook-dispatcher";
@@ -36,36 +37,6 @@ const SEND_BATCH: i64 = 64;
 /// How long a claim lasts beyond the attempt's own timeout; a process
 /// that dies mid-attempt holds its deliveries this long.
 const CLAIM_MARGIN: Duration = Duration::from_secs(10);
-
-/// Where the dispatcher reads events from.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// The log's tail, with the dispatcher's checkpoint in the database.
-    Tail(EventLog),
-    /// A durable consumer of the relay's JetStream stream.
-    Nats { url: String, stream: String, ack_wait: Duration },
-}
-
-enum AnyFeed {
-    Tail(TailFeed),
-    Nats(Box<NatsFeed>),
-}
-
-impl AnyFeed {
-    async fn next_batch(&mut self, max: usize) -> Result<Vec<Value>, FeedError> {
-        match self {
-            AnyFeed::Tail(feed) => feed.next_batch(max).await,
-            AnyFeed::Nats(feed) => feed.next_batch(max).await,
-        }
-    }
-
-    async fn ack(&mut self) -> Result<(), FeedError> {
-        match self {
-            AnyFeed::Tail(feed) => feed.ack().await,
-            AnyFeed::Nats(feed) => feed.ack().await,
-        }
-    }
-}
 
 pub struct Dispatcher {
     source: Source,
@@ -190,12 +161,7 @@ impl Consumer for Dispatcher {
     async fn start(&mut self) -> Result<(), ConsumerError> {
         // A fresh feed at each start: whatever was handed over and not
         // acknowledged comes again, and is recorded once.
-        self.feed = Some(match &self.source {
-            Source::Tail(log) => AnyFeed::Tail(TailFeed::new(log.clone(), WEBHOOK_DISPATCHER)),
-            Source::Nats { url, stream, ack_wait } => {
-                AnyFeed::Nats(Box::new(NatsFeed::open(url, stream, WEBHOOK_DISPATCHER, *ack_wait).await?))
-            }
-        });
+        self.feed = Some(AnyFeed::open(&self.source, WEBHOOK_DISPATCHER).await?);
         Ok(())
     }
 

@@ -391,6 +391,7 @@ async fn check_machine(
         Ok(Err(reason)) => return invalid(&found.call, reason),
         Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
     };
+    count_call(state, context, found.caller.as_ref(), &license, &machine, now).await;
     let heartbeat_due =
         license.device(&machine).is_some_and(|device| now >= device.last_heartbeat_at + heartbeat_interval);
     if heartbeat_due {
@@ -411,6 +412,50 @@ async fn check_machine(
             "maxConnections": license.max_connections,
         }),
     )
+}
+
+/// Counts a validate or heartbeat call of a device that holds a seat, for
+/// the excessive-heartbeats detector (see `keyledger_app::anomalies::calls`).
+/// The call that passes the tenant's allowance in a window is reported to
+/// the log in the background: the answer never waits for it.
+async fn count_call(
+    state: &AppState,
+    context: &RequestContext,
+    caller: Option<&Caller>,
+    license: &License,
+    machine: &MachineHash,
+    now: DateTime<Utc>,
+) {
+    let settings = match state.anomaly_settings.get(&license.tenant_id).await {
+        Ok(settings) => settings,
+        Err(error) => {
+            tracing::warn!(tenant_id = %license.tenant_id, %error, "anomaly settings unreadable; call not counted");
+            return;
+        }
+    };
+    let rule = &settings.excessive_heartbeats;
+    if !rule.enabled {
+        return;
+    }
+    let Some(over) = state.call_counter.count(&license.id, machine, rule.max_calls_per_window, rule.window_secs, now)
+    else {
+        return;
+    };
+    let command = LicenseCommand::ReportCallRate {
+        machine: machine.clone(),
+        calls: over.calls,
+        allowance: rule.max_calls_per_window,
+        window_started_at: over.window_started_at,
+        window_secs: rule.window_secs,
+        at: now,
+    };
+    let metadata = crate::metadata::event_metadata(context, caller, &license.tenant_id, now);
+    let (licenses, license_id) = (state.licenses.clone(), license.id.clone());
+    tokio::spawn(async move {
+        if let Err(error) = licenses.execute(&license_id, command, metadata).await {
+            tracing::warn!(%license_id, %error, "a call rate over the allowance was not reported");
+        }
+    });
 }
 
 /// Whether `machine` holds a seat of the license now. A refusal from

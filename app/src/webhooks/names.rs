@@ -10,6 +10,10 @@ pub const HEARTBEAT: &str = "license.heartbeat";
 /// Seats in use reached 80% or 100% of the license's seats.
 pub const USAGE_THRESHOLD: &str = "license.usage_threshold";
 
+/// A device passed its call allowance in one window (the anomaly
+/// detector's raw material); only when named.
+pub const CALL_RATE_EXCEEDED: &str = "license.call_rate_exceeded";
+
 /// Every name an endpoint can subscribe to.
 pub const NAMES: &[&str] = &[
     "license.generated",
@@ -22,6 +26,7 @@ pub const NAMES: &[&str] = &[
     "license.edited",
     HEARTBEAT,
     USAGE_THRESHOLD,
+    CALL_RATE_EXCEEDED,
     "anomaly.detected",
     "anomaly.resolved",
     TEST_EVENT,
@@ -58,8 +63,9 @@ pub fn valid_pattern(pattern: &str) -> bool {
 
 /// Sent only to endpoints that name them: `*` and prefixes leave them
 /// out. Heartbeats would drown everything else, and every activation of
-/// a one-seat license is a 100% usage alert.
-const ONLY_WHEN_NAMED: [&str; 2] = [HEARTBEAT, USAGE_THRESHOLD];
+/// a one-seat license is a 100% usage alert; a device calling in a loop
+/// reports a window over its allowance every window.
+const ONLY_WHEN_NAMED: [&str; 3] = [HEARTBEAT, USAGE_THRESHOLD, CALL_RATE_EXCEEDED];
 
 /// Whether an endpoint subscribed with `patterns` wants event `name`.
 pub fn matches(patterns: &[String], name: &str) -> bool {
@@ -78,6 +84,8 @@ mod tests {
     fn event_types_get_dotted_names() {
         assert_eq!(webhook_name("LicenseActivated"), "license.activated");
         assert_eq!(webhook_name("LicenseEdited"), "license.edited");
+        assert_eq!(webhook_name("LicenseCallRateExceeded"), CALL_RATE_EXCEEDED);
+        assert_eq!(webhook_name("AnomalyResolved"), "anomaly.resolved");
         assert_eq!(webhook_name("HeartbeatRecorded"), "license.heartbeat");
         assert_eq!(webhook_name("AnomalyDetected"), "anomaly.detected");
         assert_eq!(webhook_name("LicenseUsageThresholdReached"), "license.usage_threshold_reached");

@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 
 use super::*;
+use crate::{AnomalyEvidence, AnomalyKind};
 use crate::LicenseEvent::*;
 
 type LicenseTest = TestFramework<License>;
@@ -495,4 +496,142 @@ fn state_survives_a_json_round_trip() {
     let license = state(vec![generated_with_seats(2), activated(1, 1), activated(2, 2)]);
     let json = serde_json::to_string(&license).unwrap();
     assert_eq!(serde_json::from_str::<License>(&json).unwrap(), license);
+}
+
+// --- anomalies ----------------------------------------------------------------
+
+fn evidence() -> AnomalyEvidence {
+    AnomalyEvidence {
+        event_ids: vec!["e1".into(), "e2".into()],
+        count: 4,
+        threshold: 3,
+        window_started_at: t(0),
+        window_ended_at: t(5),
+        addresses: vec![],
+        machines: vec![machine(1), machine(2)],
+    }
+}
+
+fn record(id: &str, kind: AnomalyKind, suspend: bool, at: i64) -> LicenseCommand {
+    LicenseCommand::RecordAnomaly { anomaly_id: id.into(), kind, evidence: evidence(), suspend, at: t(at) }
+}
+
+fn detected(id: &str, kind: AnomalyKind, at: i64) -> LicenseEvent {
+    AnomalyDetected { anomaly_id: id.into(), kind, evidence: evidence(), detected_at: t(at) }
+}
+
+#[test]
+fn an_anomaly_is_recorded_once_per_episode() {
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1)])
+        .when(record("a1", AnomalyKind::LicenseHopping, false, 5))
+        .then_expect_events(vec![detected("a1", AnomalyKind::LicenseHopping, 5)]);
+    LicenseTest::with(())
+        .given(vec![generated(), detected("a1", AnomalyKind::LicenseHopping, 5)])
+        .when(record("a2", AnomalyKind::LicenseHopping, false, 6))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn another_kind_is_another_episode() {
+    LicenseTest::with(())
+        .given(vec![generated(), detected("a1", AnomalyKind::LicenseHopping, 5)])
+        .when(record("a2", AnomalyKind::ExcessiveHeartbeats, false, 6))
+        .then_expect_events(vec![detected("a2", AnomalyKind::ExcessiveHeartbeats, 6)]);
+}
+
+#[test]
+fn a_resolved_anomaly_lets_the_next_finding_open_a_new_episode() {
+    let resolved = AnomalyResolved {
+        anomaly_id: "a1".into(),
+        kind: AnomalyKind::LicenseHopping,
+        note: Some("customer moved offices".into()),
+        resolved_at: t(7),
+    };
+    LicenseTest::with(())
+        .given(vec![generated(), detected("a1", AnomalyKind::LicenseHopping, 5)])
+        .when(LicenseCommand::ResolveAnomaly {
+            anomaly_id: "a1".into(),
+            note: Some("customer moved offices".into()),
+            at: t(7),
+        })
+        .then_expect_events(vec![resolved.clone()]);
+    LicenseTest::with(())
+        .given(vec![generated(), detected("a1", AnomalyKind::LicenseHopping, 5), resolved.clone()])
+        .when(record("a2", AnomalyKind::LicenseHopping, false, 8))
+        .then_expect_events(vec![detected("a2", AnomalyKind::LicenseHopping, 8)]);
+    LicenseTest::with(())
+        .given(vec![generated(), detected("a1", AnomalyKind::LicenseHopping, 5), resolved])
+        .when(LicenseCommand::ResolveAnomaly { anomaly_id: "a1".into(), note: None, at: t(9) })
+        .then_expect_error(LicenseError::AnomalyNotOpen);
+}
+
+#[test]
+fn the_suspend_action_suspends_in_the_same_append() {
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1)])
+        .when(record("a1", AnomalyKind::UnusualActivationPattern, true, 5))
+        .then_expect_events(vec![
+            detected("a1", AnomalyKind::UnusualActivationPattern, 5),
+            LicenseSuspended { reason: Some("anomaly: unusual_activation_pattern".into()), suspended_at: t(5) },
+        ]);
+    // Already suspended: the finding is recorded, the suspension stands.
+    LicenseTest::with(())
+        .given(vec![generated(), LicenseSuspended { reason: None, suspended_at: t(2) }])
+        .when(record("a1", AnomalyKind::UnusualActivationPattern, true, 5))
+        .then_expect_events(vec![detected("a1", AnomalyKind::UnusualActivationPattern, 5)]);
+}
+
+fn report(n: u8, window: i64, at: i64) -> LicenseCommand {
+    LicenseCommand::ReportCallRate {
+        machine: machine(n),
+        calls: 3,
+        allowance: 2,
+        window_started_at: t(window),
+        window_secs: 60,
+        at: t(at),
+    }
+}
+
+#[test]
+fn a_call_rate_is_reported_once_per_device_and_window() {
+    let exceeded = LicenseCallRateExceeded {
+        machine: machine(1),
+        calls: 3,
+        allowance: 2,
+        window_started_at: t(10),
+        window_secs: 60,
+        observed_at: t(10),
+    };
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1)])
+        .when(report(1, 10, 10))
+        .then_expect_events(vec![exceeded.clone()]);
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1), exceeded.clone()])
+        .when(report(1, 10, 10))
+        .then_expect_events(vec![]);
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1), exceeded])
+        .when(report(1, 11, 11))
+        .then_expect_events(vec![LicenseCallRateExceeded {
+            machine: machine(1),
+            calls: 3,
+            allowance: 2,
+            window_started_at: t(11),
+            window_secs: 60,
+            observed_at: t(11),
+        }]);
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1)])
+        .when(report(2, 10, 10))
+        .then_expect_error(LicenseError::MachineNotActivated);
+}
+
+#[test]
+fn open_anomalies_survive_a_json_round_trip() {
+    let license = state(vec![generated(), activated(1, 1), detected("a1", AnomalyKind::LicenseHopping, 5)]);
+    let json = serde_json::to_string(&license).unwrap();
+    assert_eq!(serde_json::from_str::<License>(&json).unwrap(), license);
+    assert_eq!(license.open_anomalies.len(), 1);
 }

@@ -1,0 +1,321 @@
+//! The detectors: pure functions of a license's events (their times,
+//! their client addresses) and the tenant's settings, so the same log
+//! always gives the same findings. No clock is read here.
+//!
+//! A finding is raised when a threshold is passed and no anomaly of its
+//! kind is open on the license; the license aggregate refuses a second
+//! one of a kind while the first is open, so an episode is recorded once
+//! even when a finding is raised twice (after a restart, say).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+use chrono::{DateTime, Duration, Utc};
+use keyledger_domain::{AnomalyEvidence, AnomalyKind, LicenseEvent, MachineHash};
+
+use super::settings::AnomalySettings;
+
+/// Seats freed and not yet taken that a license remembers: more than this
+/// and the oldest is forgotten.
+const MAX_FREED: usize = 64;
+
+/// One event of the log as a detector needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    pub event_id: &'a str,
+    pub license_id: &'a str,
+    pub sequence: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub client_ip: Option<&'a str>,
+    pub event: &'a LicenseEvent,
+}
+
+/// A threshold passed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub license_id: String,
+    pub kind: AnomalyKind,
+    pub evidence: AnomalyEvidence,
+    /// The event that passed the threshold.
+    pub trigger_event_id: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl Finding {
+    /// Derived from the license, the kind and the event that passed the
+    /// threshold: a finding raised again after a restart has the same id.
+    pub fn anomaly_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest =
+            Sha256::digest(format!("{}\n{}\n{}", self.license_id, self.kind, self.trigger_event_id).as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        // A version 8 (custom) UUID: the layout of one, the bits of a hash.
+        bytes[6] = (bytes[6] & 0x0f) | 0x80;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        uuid::Uuid::from_bytes(bytes).to_string()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Move {
+    at: DateTime<Utc>,
+    event_ids: [String; 2],
+    to: MachineHash,
+}
+
+#[derive(Debug, Clone)]
+struct Activation {
+    at: DateTime<Utc>,
+    event_id: String,
+    address: String,
+    network: String,
+}
+
+/// Consecutive windows in which one device passed its allowance.
+#[derive(Debug, Clone)]
+struct Run {
+    first_window: DateTime<Utc>,
+    last_window: DateTime<Utc>,
+    window_secs: u32,
+    windows: u32,
+    event_ids: VecDeque<String>,
+}
+
+/// What the detectors remember of one license.
+#[derive(Debug, Clone, Default)]
+struct Track {
+    last_sequence: i64,
+    last_event_at: Option<DateTime<Utc>>,
+    /// Machines whose seats were freed and not yet taken, with the event
+    /// that freed each.
+    freed: VecDeque<(MachineHash, String)>,
+    moves: VecDeque<Move>,
+    activations: VecDeque<Activation>,
+    runs: HashMap<MachineHash, Run>,
+    open: HashSet<AnomalyKind>,
+}
+
+/// Every tracked license's recent history.
+#[derive(Debug, Default)]
+pub struct Detector {
+    licenses: HashMap<String, Track>,
+}
+
+impl Detector {
+    /// The sequence of the last event seen of the license, if it is
+    /// tracked. An untracked license's earlier events must be observed
+    /// (with `live` false) before its next one.
+    pub fn last_sequence(&self, license_id: &str) -> Option<i64> {
+        self.licenses.get(license_id).map(|track| track.last_sequence)
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.licenses.len()
+    }
+
+    /// Forgets licenses with no event since `before`; a later event of one
+    /// has its history read again.
+    pub fn forget_idle(&mut self, before: DateTime<Utc>) {
+        self.licenses.retain(|_, track| track.last_event_at.is_some_and(|at| at >= before));
+    }
+
+    /// Takes one event into account and returns what it makes pass a
+    /// threshold. An event already seen changes nothing. With `live`
+    /// false (a license's history read to catch up), nothing is found:
+    /// that history was examined when it happened.
+    pub fn observe(&mut self, observed: Observed<'_>, settings: &AnomalySettings, live: bool) -> Vec<Finding> {
+        let track = self.licenses.entry(observed.license_id.to_owned()).or_default();
+        if observed.sequence <= track.last_sequence {
+            return Vec::new();
+        }
+        track.last_sequence = observed.sequence;
+        track.last_event_at = Some(observed.occurred_at);
+        let found = track.take(&observed, settings);
+        if !live {
+            return Vec::new();
+        }
+        found
+            .into_iter()
+            .filter(|(kind, _)| track.open.insert(*kind))
+            .map(|(kind, evidence)| Finding {
+                license_id: observed.license_id.to_owned(),
+                kind,
+                evidence,
+                trigger_event_id: observed.event_id.to_owned(),
+                occurred_at: observed.occurred_at,
+            })
+            .collect()
+    }
+}
+
+fn window(secs: u32) -> Duration {
+    Duration::seconds(i64::from(secs))
+}
+
+impl Track {
+    fn take(&mut self, observed: &Observed<'_>, settings: &AnomalySettings) -> Vec<(AnomalyKind, AnomalyEvidence)> {
+        let at = observed.occurred_at;
+        let mut found = Vec::new();
+        match observed.event {
+            LicenseEvent::LicenseActivated { machine, .. } => {
+                if let Some(position) = self.freed.iter().position(|(freed, _)| freed == machine) {
+                    // The same machine came back: its seat did not move.
+                    self.freed.remove(position);
+                } else if let Some((_, freed_by)) = self.freed.pop_front() {
+                    let event_ids = [freed_by, observed.event_id.to_owned()];
+                    self.moves.push_back(Move { at, event_ids, to: machine.clone() });
+                    found.extend(self.hopping(at, settings));
+                }
+                if let Some(address) = observed.client_ip {
+                    self.activations.push_back(Activation {
+                        at,
+                        event_id: observed.event_id.to_owned(),
+                        address: address.to_owned(),
+                        network: network(address),
+                    });
+                    found.extend(self.networks(at, settings));
+                }
+            }
+            LicenseEvent::LicenseDeactivated { machine, .. } => self.free([machine], observed.event_id),
+            LicenseEvent::LicenseRevoked { released_machines, .. } => self.free(released_machines, observed.event_id),
+            LicenseEvent::LicenseCallRateExceeded { machine, window_started_at, window_secs, .. } => {
+                found.extend(self.call_rate(machine, *window_started_at, *window_secs, observed.event_id, settings));
+            }
+            LicenseEvent::AnomalyDetected { kind, .. } => {
+                self.open.insert(*kind);
+            }
+            LicenseEvent::AnomalyResolved { kind, .. } => {
+                self.open.remove(kind);
+            }
+            _ => {}
+        }
+        found.retain(|(kind, _)| !self.open.contains(kind));
+        found
+    }
+
+    fn free<'m>(&mut self, machines: impl IntoIterator<Item = &'m MachineHash>, event_id: &str) {
+        for machine in machines {
+            self.freed.push_back((machine.clone(), event_id.to_owned()));
+        }
+        while self.freed.len() > MAX_FREED {
+            self.freed.pop_front();
+        }
+    }
+
+    fn hopping(&mut self, now: DateTime<Utc>, settings: &AnomalySettings) -> Option<(AnomalyKind, AnomalyEvidence)> {
+        let rule = &settings.license_hopping;
+        let since = now - window(rule.window_secs);
+        while self.moves.front().is_some_and(|m| m.at < since) {
+            self.moves.pop_front();
+        }
+        if !rule.enabled || self.moves.len() as u32 <= rule.max_moves {
+            return None;
+        }
+        let evidence = AnomalyEvidence {
+            event_ids: self.moves.iter().flat_map(|m| m.event_ids.iter().cloned()).collect(),
+            count: self.moves.len() as u32,
+            threshold: rule.max_moves,
+            window_started_at: since,
+            window_ended_at: now,
+            addresses: Vec::new(),
+            machines: self.moves.iter().map(|m| m.to.clone()).collect(),
+        };
+        Some((AnomalyKind::LicenseHopping, evidence))
+    }
+
+    fn networks(&mut self, now: DateTime<Utc>, settings: &AnomalySettings) -> Option<(AnomalyKind, AnomalyEvidence)> {
+        let rule = &settings.unusual_activation_pattern;
+        let since = now - window(rule.window_secs);
+        while self.activations.front().is_some_and(|a| a.at < since) {
+            self.activations.pop_front();
+        }
+        let networks: HashSet<&str> = self.activations.iter().map(|a| a.network.as_str()).collect();
+        if !rule.enabled || networks.len() as u32 <= rule.max_networks {
+            return None;
+        }
+        let mut addresses: Vec<String> = Vec::new();
+        for activation in &self.activations {
+            if !addresses.contains(&activation.address) {
+                addresses.push(activation.address.clone());
+            }
+        }
+        let evidence = AnomalyEvidence {
+            event_ids: self.activations.iter().map(|a| a.event_id.clone()).collect(),
+            count: networks.len() as u32,
+            threshold: rule.max_networks,
+            window_started_at: since,
+            window_ended_at: now,
+            addresses,
+            machines: Vec::new(),
+        };
+        Some((AnomalyKind::UnusualActivationPattern, evidence))
+    }
+
+    /// A run of consecutive windows over the allowance; `threshold` in the
+    /// evidence is the longest run allowed (one less than
+    /// `sustainedWindows`).
+    fn call_rate(
+        &mut self,
+        machine: &MachineHash,
+        started: DateTime<Utc>,
+        window_secs: u32,
+        event_id: &str,
+        settings: &AnomalySettings,
+    ) -> Option<(AnomalyKind, AnomalyEvidence)> {
+        let rule = &settings.excessive_heartbeats;
+        let run = self.runs.entry(machine.clone()).or_insert_with(|| Run {
+            first_window: started,
+            last_window: started,
+            window_secs,
+            windows: 0,
+            event_ids: VecDeque::new(),
+        });
+        let follows = run.window_secs == window_secs && run.last_window + window(window_secs) == started;
+        if !follows {
+            *run = Run { first_window: started, last_window: started, window_secs, windows: 0, event_ids: VecDeque::new() };
+        }
+        run.last_window = started;
+        run.windows += 1;
+        run.event_ids.push_back(event_id.to_owned());
+        while run.event_ids.len() > rule.sustained_windows.max(1) as usize {
+            run.event_ids.pop_front();
+        }
+        if !rule.enabled || run.windows < rule.sustained_windows {
+            return None;
+        }
+        let evidence = AnomalyEvidence {
+            event_ids: run.event_ids.iter().cloned().collect(),
+            count: run.windows,
+            threshold: rule.sustained_windows - 1,
+            window_started_at: run.first_window,
+            window_ended_at: started + window(window_secs),
+            addresses: Vec::new(),
+            machines: vec![machine.clone()],
+        };
+        Some((AnomalyKind::ExcessiveHeartbeats, evidence))
+    }
+}
+
+/// The network an address belongs to for counting: its IPv4 /24 or IPv6
+/// /48, so a device that changes address within an office or a provider's
+/// pool counts once. Anything that is not an address counts as itself.
+pub fn network(address: &str) -> String {
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => network(&v4.to_string()),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            }
+        },
+        Err(_) => address.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

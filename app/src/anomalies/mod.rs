@@ -1,0 +1,14 @@
+//! Anomaly detection: the tenants' thresholds, the per-device call
+//! counter the API keeps, the detectors, and the table of anomalies.
+//! The worker that runs the detectors over the log is in
+//! `keyledger_workers::anomalies`.
+
+pub mod calls;
+pub mod detect;
+pub mod settings;
+pub mod store;
+
+pub use calls::{CallCounter, OverAllowance};
+pub use detect::{Detector, Finding, Observed};
+pub use settings::{Action, AnomalySettings, SettingsError};
+pub use store::{Anomaly, AnomalyFilter, AnomalyStats, AnomalyStore, AnomalyStoreError, Resolution, SettingsCache};

@@ -1,0 +1,75 @@
+//! Anomalies a detector found in a license's events, recorded in the
+//! license's own stream so they are audited and replayed like any change.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::MachineHash;
+
+/// What kind of misuse an anomaly points at. The names are seed 003's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyKind {
+    /// A seat moving between machines more often than the window allows.
+    LicenseHopping,
+    /// A license activated from more networks than the window allows.
+    UnusualActivationPattern,
+    /// A device calling validate or heartbeat faster than its allowance
+    /// for a sustained period.
+    ExcessiveHeartbeats,
+}
+
+impl AnomalyKind {
+    pub const ALL: [AnomalyKind; 3] =
+        [AnomalyKind::LicenseHopping, AnomalyKind::UnusualActivationPattern, AnomalyKind::ExcessiveHeartbeats];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyKind::LicenseHopping => "license_hopping",
+            AnomalyKind::UnusualActivationPattern => "unusual_activation_pattern",
+            AnomalyKind::ExcessiveHeartbeats => "excessive_heartbeats",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+impl fmt::Display for AnomalyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the detector raised an anomaly: enough for a reader of the log to
+/// check the finding against the events it names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyEvidence {
+    /// The log events that make up the finding, oldest first.
+    pub event_ids: Vec<String>,
+    /// Moves, networks or windows over the allowance seen in the window.
+    pub count: u32,
+    /// The most the tenant's settings allow in the window.
+    pub threshold: u32,
+    pub window_started_at: DateTime<Utc>,
+    pub window_ended_at: DateTime<Utc>,
+    /// The client addresses involved (unusual activation patterns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// The machines involved (hopping, excessive heartbeats).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<MachineHash>,
+}
+
+/// An anomaly recorded and not yet resolved. While one of a kind is open
+/// on a license, the detector's further findings of that kind belong to
+/// the same episode and record nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenAnomaly {
+    pub id: String,
+    pub kind: AnomalyKind,
+    pub detected_at: DateTime<Utc>,
+}
