@@ -289,6 +289,119 @@ pub struct AuditPublicKey {
     public_key: String,
 }
 
+/// A tenant's anomaly settings (GET and the answer to PATCH).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct AnomalySettings {
+    /// record (default) or suspend (also suspend the license).
+    action: String,
+    license_hopping: HoppingSettings,
+    unusual_activation_pattern: NetworkSettings,
+    excessive_heartbeats: CallRateSettings,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct HoppingSettings {
+    enabled: bool,
+    /// More moves than this within the window is an anomaly (default 3).
+    max_moves: u32,
+    /// Default 86400.
+    window_secs: u32,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct NetworkSettings {
+    enabled: bool,
+    /// More distinct networks (IPv4 /24, IPv6 /48) than this within the window (default 5).
+    max_networks: u32,
+    /// Default 86400.
+    window_secs: u32,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct CallRateSettings {
+    enabled: bool,
+    /// Validate and heartbeat calls a device may make per window (default 2).
+    max_calls_per_window: u32,
+    /// Default 60, at most 3600.
+    window_secs: u32,
+    /// Consecutive windows over the allowance that make an anomaly (default 5).
+    sustained_windows: u32,
+}
+
+/// Any part of the settings, nested as they are.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct AnomalySettingsPatch {
+    action: Option<String>,
+    license_hopping: Option<serde_json::Value>,
+    unusual_activation_pattern: Option<serde_json::Value>,
+    excessive_heartbeats: Option<serde_json::Value>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct AnomalyEvidence {
+    /// The log events that make up the finding, oldest first.
+    event_ids: Vec<String>,
+    /// Moves, networks, or consecutive windows over the allowance.
+    count: u32,
+    /// The most allowed.
+    threshold: u32,
+    window_started_at: String,
+    window_ended_at: String,
+    addresses: Vec<String>,
+    /// Keyed machine hashes.
+    machines: Vec<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct AnomalyRecord {
+    id: String,
+    /// license_hopping, unusual_activation_pattern or excessive_heartbeats.
+    r#type: String,
+    license_id: String,
+    tenant_id: String,
+    evidence: AnomalyEvidence,
+    detected_at: String,
+    /// The AnomalyDetected event.
+    event_id: String,
+    resolved: bool,
+    resolved_at: Option<String>,
+    /// The API key that resolved it.
+    resolved_by: Option<String>,
+    resolution_note: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct AnomalyPage {
+    anomalies: Vec<AnomalyRecord>,
+    /// Pass as `before` for the next page; null on the last.
+    next_before: Option<String>,
+}
+
+/// Seed 003's shape.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AnomalyStats {
+    total_anomalies: i64,
+    unresolved: i64,
+    by_type: std::collections::BTreeMap<String, i64>,
+}
+
 /// The document for `paths`, with its schemas, security schemes and head.
 pub fn document(
     paths: Paths,

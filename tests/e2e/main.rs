@@ -3,6 +3,7 @@
 //! talks to them over HTTP like any client.
 
 mod access;
+mod anomalies;
 mod client_protocol;
 mod concurrency;
 mod eventlog;

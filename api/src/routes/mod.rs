@@ -1,6 +1,7 @@
 //! The HTTP surface: which path goes to which handler, and the table of
 //! every route, which tests walk so that none is missed.
 
+mod anomalies;
 mod audit;
 mod client;
 mod docs;
@@ -117,6 +118,7 @@ fn all() -> Routes {
         .merge(metrics::routes())
         .merge(docs::routes())
         .merge(webhooks::routes())
+        .merge(anomalies::routes())
         // One set of handlers under the native path and seed 000's own.
         .nest("/api/v1/licenses", license_routes(), "")
         .nest("/api/v1/fastrLicense", license_routes(), "fastr_")
