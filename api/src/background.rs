@@ -30,6 +30,8 @@ pub struct Settings {
     pub retry_policy: RetryPolicy,
     /// Whether this process dispatches and sends webhooks.
     pub webhook_delivery: bool,
+    /// Whether this process runs the anomaly detector.
+    pub anomaly_detection: bool,
 }
 
 /// How long the webhook sender waits for due deliveries when nothing in
@@ -53,7 +55,9 @@ pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
     if settings.webhook_delivery {
         start_webhooks(runtime, state, &settings);
     }
-    start_anomaly_detector(runtime, state, &settings);
+    if settings.anomaly_detection {
+        start_anomaly_detector(runtime, state, &settings);
+    }
     if let Some(relay) = settings.relay {
         let db = db.clone();
         runtime.spawn(Spec::follower(RELAY_CONSUMER, RELAY_POLL).exclusive(), move || {

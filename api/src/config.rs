@@ -217,6 +217,12 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_WEBHOOK_DELIVERY", default_value = "on", value_parser = ["on", "off"], global = true)]
     pub webhook_delivery: String,
 
+    /// `off`: this process does not run the anomaly detector (another
+    /// process on the database does, or none). Calls are still counted
+    /// and reported to the log.
+    #[arg(long, env = "KEYLEDGER_ANOMALY_DETECTION", default_value = "on", value_parser = ["on", "off"], global = true)]
+    pub anomaly_detection: String,
+
     /// Allow webhook URLs on loopback and private networks, and plain http.
     #[arg(long, env = "KEYLEDGER_WEBHOOK_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub webhook_allow_private_networks: bool,
@@ -322,6 +328,7 @@ impl Config {
             webhook_disable_after_secs: 432_000,
             webhook_allow_private_networks: false,
             webhook_delivery: "on".to_owned(),
+            anomaly_detection: "on".to_owned(),
         }
     }
 }

@@ -328,6 +328,7 @@ impl Application {
             relay,
             retry_policy,
             webhook_delivery: config.webhook_delivery == "on",
+            anomaly_detection: config.anomaly_detection == "on",
         };
         Ok(Self {
             listener,

@@ -2,8 +2,9 @@
 //! commit an event's first attempt reaches the receiver.
 //!
 //! - Throughput: a webhook subscribed to `license.activated` on a receiver
-//!   in this process; a process with webhook delivery off runs activations
-//!   closed-loop (also the write path's figure without the workers), then
+//!   in this process; a process with both fan-out workers off (webhook
+//!   delivery, anomaly detection) runs activations closed-loop (the write
+//!   path's figure without the workers), then
 //!   a delivering process on the same database finds their events in the
 //!   log and delivers the backlog: its rate is the whole pipeline's
 //!   (dispatcher, queue, sender). The baseline POSTs the same kind of signed payload to the
@@ -45,11 +46,16 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     let receiver = Receiver::start(arrivals.clone()).await?;
     let client = bench.client.clone();
     let database_url = bench.database("keyledger").await?;
-    let env = |delivery: &'static str| {
-        [("KEYLEDGER_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true"), ("KEYLEDGER_WEBHOOK_DELIVERY", delivery)]
+    // Both fan-out workers, webhook delivery and anomaly detection, on or off.
+    let env = |workers: &'static str| {
+        [
+            ("KEYLEDGER_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true"),
+            ("KEYLEDGER_WEBHOOK_DELIVERY", workers),
+            ("KEYLEDGER_ANOMALY_DETECTION", workers),
+        ]
     };
 
-    // A process with webhook delivery off: the endpoint, then activations
+    // A process with both workers off: the endpoint, then activations
     // closed-loop, whose events wait in the log.
     let quiet_server = bench.keyledger_on(&database_url, &env("off")).await?;
     let base = quiet_server.base.clone();
@@ -63,7 +69,7 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     post(&client, &format!("{base}/api/v1/webhooks"), Some(&admin), &hook).await?;
     let next = Arc::new(AtomicUsize::new(0));
     let quiet_url = format!("{base}/api/v1/licenses/activate");
-    let name = "activate, webhook delivery off";
+    let name = "activate, fan-out workers off";
     let quiet = closed_loop(bench, name, bench.duration(), &quiet_url, fresh.clone(), next.clone()).await;
     let backlog = (quiet.requests - quiet.errors) as usize;
     drop(quiet_server);
@@ -88,9 +94,10 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     let baseline = baseline(bench, &receiver.url).await?;
     let vs_baseline = crate::scenario::ratio(&delivery, &baseline);
 
-    // Activations while the process delivers each one's webhook.
+    // Activations while the process delivers each one's webhook and runs
+    // the anomaly detector over it.
     let activate_url = format!("{}/api/v1/licenses/activate", server.base);
-    let name = "activate, delivering webhooks";
+    let name = "activate, webhooks and anomaly detection on";
     let producing = closed_loop(bench, name, bench.duration(), &activate_url, fresh.clone(), next.clone()).await;
     let vs_quiet = crate::scenario::ratio(&producing, &quiet);
     let expected = backlog + (producing.requests - producing.errors) as usize;
@@ -114,7 +121,7 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     drop(server);
 
     print_table(&[&quiet, &producing, &delivery, &baseline, &paced]);
-    eprintln!("activate delivering webhooks / with delivery off = {vs_quiet:.2} (target >= 0.9)");
+    eprintln!("activate with both workers / without them = {vs_quiet:.2} (target >= 0.9)");
     eprintln!(
         "deliveries / baseline = {vs_baseline:.2} (target >= 0.5); a backlog of {backlog}, {drained} delivered within {DRAIN:?}"
     );

@@ -245,7 +245,14 @@ impl License {
                 if device.call_rate_reported_for.is_some_and(|reported| reported >= window_started_at) {
                     return Ok(vec![]);
                 }
-                vec![LicenseCallRateExceeded { machine, calls, allowance, window_started_at, window_secs, observed_at: at }]
+                vec![LicenseCallRateExceeded {
+                    machine,
+                    calls,
+                    allowance,
+                    window_started_at,
+                    window_secs,
+                    observed_at: at,
+                }]
             }
             RecordAnomaly { anomaly_id, kind, evidence, suspend, at } => {
                 if self.open_anomalies.iter().any(|open| open.kind == kind) {

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use keyledger_api::Config;
+use keyledger_app::anomalies::{AnomalySettings, Detector, Observed};
+use keyledger_domain::LicenseEvent;
+use keyledger_eventlog::EventLog;
 use keyledger_tests::receiver::{Behaviour, Receiver};
 use keyledger_tests::{on_both_backends, Backend, NatsServer, TestApp, TestTenant, TestUser, OPERATOR_TOKEN};
 use reqwest::{Method, StatusCode};
@@ -159,6 +162,35 @@ async fn provoke_each_kind(app: &TestApp) {
     let id = hopping["id"].as_str().unwrap();
     assert_eq!(app.get(&format!("/api/v1/anomalies/{id}"), Some(&other.admin_key)).await.status, StatusCode::NOT_FOUND);
     assert_eq!(stats(app, OPERATOR_TOKEN).await["total_anomalies"], 3);
+
+    // The same log, read again by a fresh detector without the findings
+    // recorded in it, finds the same anomalies, with the same ids.
+    let settings = app.get("/api/v1/anomaly-settings", Some(&tenant.admin_key)).await.body;
+    let settings: AnomalySettings = serde_json::from_value(settings).unwrap();
+    let log = EventLog::new(app.db.clone());
+    let mut detector = Detector::default();
+    let mut again = Vec::new();
+    for license_id in [&hopper, &roamer, &chatty] {
+        for logged in log.history(license_id, 0, 10_000).await.unwrap() {
+            if logged.event_type == "AnomalyDetected" {
+                continue;
+            }
+            let event: LicenseEvent = serde_json::from_value(logged.payload.clone()).unwrap();
+            let observed = Observed {
+                event_id: &logged.event_id,
+                license_id,
+                sequence: logged.sequence,
+                occurred_at: logged.metadata["occurred_at"].as_str().unwrap().parse().unwrap(),
+                client_ip: logged.metadata["client_ip"].as_str(),
+                event: &event,
+            };
+            again.extend(detector.observe(observed, &settings, true).iter().map(|f| f.anomaly_id()));
+        }
+    }
+    let mut recorded: Vec<String> = found.iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect();
+    recorded.sort();
+    again.sort();
+    assert_eq!(again, recorded);
 }
 
 async fn each_kind_is_recorded_once(backend: Backend) {
@@ -178,7 +210,8 @@ async fn each_kind_is_recorded_once_from_the_nats_stream() {
     .await;
     provoke_each_kind(&app).await;
     let health = app.get("/health", None).await;
-    let detector = health.body["consumers"].as_array().unwrap().iter().find(|c| c["name"] == "anomaly-detector").cloned();
+    let detector =
+        health.body["consumers"].as_array().unwrap().iter().find(|c| c["name"] == "anomaly-detector").cloned();
     assert_eq!(detector.unwrap()["state"], "running", "{}", health.body);
 }
 
@@ -317,8 +350,9 @@ async fn a_detection_is_delivered_as_a_webhook() {
     let receiver = Receiver::start(Behaviour::Accept).await;
     let tenant = app.tenant("Acme").await;
     let user = app.user(&tenant, "u").await;
-    let reply =
-        app.post("/api/v1/webhooks", Some(&tenant.admin_key), json!({"url": receiver.url, "events": ["anomaly.*"]})).await;
+    let reply = app
+        .post("/api/v1/webhooks", Some(&tenant.admin_key), json!({"url": receiver.url, "events": ["anomaly.*"]}))
+        .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let secret = reply.body["secret"].as_str().unwrap().to_owned();
     let (key, id) = license(&app, &user, 1).await;

@@ -118,12 +118,7 @@ impl AnomalyWorker {
     /// Records a finding on its license; suspends it too when the tenant
     /// asks for that and the finding is recent (a log read from long ago
     /// after an outage records what it finds, and suspends nothing).
-    async fn record(
-        &self,
-        tenant_id: &str,
-        finding: Finding,
-        settings: &AnomalySettings,
-    ) -> Result<(), ConsumerError> {
+    async fn record(&self, tenant_id: &str, finding: Finding, settings: &AnomalySettings) -> Result<(), ConsumerError> {
         let now = Utc::now();
         let window = match finding.kind {
             AnomalyKind::LicenseHopping => settings.license_hopping.window_secs,

@@ -21,8 +21,8 @@ mod relay;
 pub mod runtime;
 mod webhooks;
 
-pub use commit_signal::{CommitSignal, COMMIT_SIGNAL};
 pub use anomalies::{AnomalyWorker, ANOMALY_DETECTOR, DETECTOR_ACK_WAIT};
+pub use commit_signal::{CommitSignal, COMMIT_SIGNAL};
 pub use feed::{AnyFeed, Feed, FeedError, NatsFeed, Source as FeedSource, TailFeed};
 pub use lease::Lease;
 pub use memory_follower::{MemoryFollower, FOLLOWER_POLL, MEMORY_FOLLOWER};
@@ -33,6 +33,6 @@ pub use runtime::{
     Consumer, ConsumerError, Runtime, Spec, State as ConsumerState, Status as ConsumerStatus, Statuses, Step,
 };
 pub use webhooks::{
-    start_dispatching_at_end_if_new, Dispatcher as WebhookDispatcher, Sender as WebhookSender,
-    WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
+    start_dispatching_at_end_if_new, Dispatcher as WebhookDispatcher, Sender as WebhookSender, WEBHOOK_DISPATCHER,
+    WEBHOOK_SENDER,
 };

@@ -24,8 +24,8 @@ use keyledger_domain::{License, LicenseEvent};
 use keyledger_eventlog::{Cursor, EventLog};
 use serde_json::{json, Value};
 
-use crate::feed::{AnyFeed, Feed};
 pub use crate::feed::Source;
+use crate::feed::{AnyFeed, Feed};
 use crate::runtime::{Consumer, ConsumerError, Step};
 
 pub const WEBHOOK_DISPATCHER: &str = "webhook-dispatcher";

@@ -181,7 +181,11 @@ async fn list_anomalies(
     responses((status = 200, description = "The anomaly", body = crate::openapi::AnomalyRecord), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
     security(("bearer" = []), ("apiKey" = []))
 )]
-async fn show_anomaly(State(state): State<AppState>, caller: Caller, PathParam(raw_id): PathParam) -> ApiResult<Json<Value>> {
+async fn show_anomaly(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(raw_id): PathParam,
+) -> ApiResult<Json<Value>> {
     let tenant_id = scope(&caller)?;
     let id = parse_id(&raw_id)?;
     let anomaly = state.anomaly_settings.store().get(tenant_id, &id).await.map_err(ApiError::internal)?;

@@ -11,7 +11,7 @@
 //! split between processes, and each counts its share.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -61,9 +61,7 @@ impl CallCounter {
     ) -> Option<OverAllowance> {
         let window_secs = i64::from(window_secs.max(1));
         let window = now.timestamp().div_euclid(window_secs);
-        let mut hasher = self.hasher.build_hasher();
-        (license_id, machine).hash(&mut hasher);
-        let shard = &self.shards[hasher.finish() as usize % SHARDS];
+        let shard = &self.shards[self.hasher.hash_one((license_id, machine)) as usize % SHARDS];
         let mut slots = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if slots.len() > PRUNE_ABOVE {
             slots.retain(|_, slot| slot.window >= window - 1);
@@ -94,7 +92,8 @@ mod tests {
     fn the_call_past_the_allowance_is_reported_once_per_window() {
         let counter = CallCounter::default();
         let start = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
-        let calls: Vec<_> = (0..5).map(|i| counter.count("l", &machine(), 2, 60, start + Duration::seconds(i))).collect();
+        let calls: Vec<_> =
+            (0..5).map(|i| counter.count("l", &machine(), 2, 60, start + Duration::seconds(i))).collect();
         assert_eq!(calls[..2], [None, None]);
         assert_eq!(calls[2], Some(OverAllowance { window_started_at: start, calls: 3 }));
         assert_eq!(calls[3..], [None, None]);

@@ -273,7 +273,13 @@ impl Track {
         });
         let follows = run.window_secs == window_secs && run.last_window + window(window_secs) == started;
         if !follows {
-            *run = Run { first_window: started, last_window: started, window_secs, windows: 0, event_ids: VecDeque::new() };
+            *run = Run {
+                first_window: started,
+                last_window: started,
+                window_secs,
+                windows: 0,
+                event_ids: VecDeque::new(),
+            };
         }
         run.last_window = started;
         run.windows += 1;

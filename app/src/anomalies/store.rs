@@ -65,12 +65,24 @@ pub struct Resolution {
     pub note: Option<String>,
 }
 
-type AnomalyRow = (String, String, String, String, String, String, String, i64, Option<String>, Option<String>, Option<String>);
+type AnomalyRow =
+    (String, String, String, String, String, String, String, i64, Option<String>, Option<String>, Option<String>);
 const COLUMNS: &str = "id, tenant_id, license_id, kind, evidence, detected_at, event_id, position, resolved_at, resolved_by, resolution_note";
 
 fn anomaly(row: AnomalyRow) -> Anomaly {
-    let (id, tenant_id, license_id, kind, evidence, detected_at, event_id, position, resolved_at, resolved_by, resolution_note) =
-        row;
+    let (
+        id,
+        tenant_id,
+        license_id,
+        kind,
+        evidence,
+        detected_at,
+        event_id,
+        position,
+        resolved_at,
+        resolved_by,
+        resolution_note,
+    ) = row;
     Anomaly {
         id,
         tenant_id,
@@ -103,10 +115,8 @@ impl AnomalyStore {
             on_pool!(&self.db, pool => sqlx::query_scalar(SQL).bind(tenant_id).fetch_optional(pool).await)?;
         match stored {
             None => Ok(AnomalySettings::default()),
-            Some(json) => serde_json::from_str(&json).map_err(|e| AnomalyStoreError::Settings {
-                tenant_id: tenant_id.to_owned(),
-                message: e.to_string(),
-            }),
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| AnomalyStoreError::Settings { tenant_id: tenant_id.to_owned(), message: e.to_string() }),
         }
     }
 
@@ -127,7 +137,8 @@ impl AnomalyStore {
         if anomalies.is_empty() {
             return Ok(());
         }
-        const SQL: &str = "INSERT INTO anomalies (id, tenant_id, license_id, kind, evidence, detected_at, event_id, position)
+        const SQL: &str =
+            "INSERT INTO anomalies (id, tenant_id, license_id, kind, evidence, detected_at, event_id, position)
                            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING";
         let _turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => {
@@ -172,7 +183,11 @@ impl AnomalyStore {
     }
 
     /// Newest first.
-    pub async fn list(&self, tenant_id: Option<&str>, filter: &AnomalyFilter) -> Result<Vec<Anomaly>, AnomalyStoreError> {
+    pub async fn list(
+        &self,
+        tenant_id: Option<&str>,
+        filter: &AnomalyFilter,
+    ) -> Result<Vec<Anomaly>, AnomalyStoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM anomalies
               WHERE ($1 IS NULL OR tenant_id = $1)
@@ -240,7 +255,10 @@ impl SettingsCache {
     /// Saves and caches new settings.
     pub async fn save(&self, tenant_id: &str, settings: AnomalySettings) -> Result<(), AnomalyStoreError> {
         self.store.save_settings(tenant_id, &settings).await?;
-        self.cached.write().unwrap_or_else(|p| p.into_inner()).insert(tenant_id.to_owned(), (Instant::now(), Arc::new(settings)));
+        self.cached
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant_id.to_owned(), (Instant::now(), Arc::new(settings)));
         Ok(())
     }
 }

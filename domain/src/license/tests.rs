@@ -4,8 +4,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 
 use super::*;
-use crate::{AnomalyEvidence, AnomalyKind};
 use crate::LicenseEvent::*;
+use crate::{AnomalyEvidence, AnomalyKind};
 
 type LicenseTest = TestFramework<License>;
 

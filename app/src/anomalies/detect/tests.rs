@@ -43,11 +43,19 @@ impl Story {
 
     fn activate(&mut self, at: i64, n: u8, ip: &str) -> &mut Self {
         let name = MachineName::parse(Some("m")).unwrap();
-        self.event(at, Some(ip), LicenseEvent::LicenseActivated { machine: machine(n), machine_name: name, activated_at: t(at) })
+        self.event(
+            at,
+            Some(ip),
+            LicenseEvent::LicenseActivated { machine: machine(n), machine_name: name, activated_at: t(at) },
+        )
     }
 
     fn deactivate(&mut self, at: i64, n: u8) -> &mut Self {
-        self.event(at, Some("10.0.0.1"), LicenseEvent::LicenseDeactivated { machine: machine(n), deactivated_at: t(at) })
+        self.event(
+            at,
+            Some("10.0.0.1"),
+            LicenseEvent::LicenseDeactivated { machine: machine(n), deactivated_at: t(at) },
+        )
     }
 
     fn over(&mut self, window_start: i64, n: u8) -> &mut Self {
@@ -161,7 +169,12 @@ fn a_resolved_anomaly_lets_the_next_finding_through() {
     story.event(
         8,
         None,
-        LicenseEvent::AnomalyResolved { anomaly_id: finding.anomaly_id(), kind: finding.kind, note: None, resolved_at: t(8) },
+        LicenseEvent::AnomalyResolved {
+            anomaly_id: finding.anomaly_id(),
+            kind: finding.kind,
+            note: None,
+            resolved_at: t(8),
+        },
     );
     story.deactivate(9, 4).activate(10, 5, "10.0.0.1");
     assert_eq!(story.found.len(), 2, "a new episode");
@@ -180,7 +193,10 @@ fn a_disabled_detector_finds_nothing() {
 #[test]
 fn history_caught_up_finds_nothing_and_events_seen_twice_count_once() {
     let mut detector = Detector::default();
-    let settings = AnomalySettings { license_hopping: super::super::settings::Hopping { max_moves: 0, ..Default::default() }, ..Default::default() };
+    let settings = AnomalySettings {
+        license_hopping: super::super::settings::Hopping { max_moves: 0, ..Default::default() },
+        ..Default::default()
+    };
     let name = MachineName::parse(Some("m")).unwrap();
     let events = [
         LicenseEvent::LicenseActivated { machine: machine(1), machine_name: name.clone(), activated_at: t(0) },
