@@ -440,14 +440,15 @@ async fn health_names_a_consumer_that_is_down(backend: Backend) {
     };
     assert_eq!(health.body["status"], "unhealthy");
     let consumers = health.body["consumers"].as_array().unwrap();
-    // The relay, and the webhook dispatcher that reads the relay's stream.
+    // The relay, and the webhook dispatcher and anomaly detector that read
+    // the relay's stream.
     let relay = consumers.iter().find(|c| c["name"] == "nats-relay").expect("the relay is listed");
     assert_eq!(relay["healthy"], false);
     assert_eq!(relay["state"], "failing");
     assert!(relay["failures"].as_u64().unwrap() >= 1);
     assert!(relay["lastError"].is_null(), "error text stays in the log, out of an open endpoint: {relay}");
     assert!(relay["failingSince"].is_string(), "{relay}");
-    let on_nats = ["nats-relay", "webhook-dispatcher"];
+    let on_nats = ["nats-relay", "webhook-dispatcher", "anomaly-detector"];
     for consumer in consumers {
         let name = consumer["name"].as_str().unwrap();
         assert_eq!(consumer["healthy"], !on_nats.contains(&name), "{consumer}");
