@@ -32,8 +32,12 @@ pub const WEBHOOK_DISPATCHER: &str = "webhook-dispatcher";
 pub const WEBHOOK_SENDER: &str = "webhook-sender";
 /// Envelopes the dispatcher takes from the feed at a time.
 const DISPATCH_BATCH: usize = 200;
-/// Deliveries a sender claims, and sends at once, at a time.
+/// Deliveries a sender lane claims, and sends at once, at a time.
 const SEND_BATCH: i64 = 64;
+/// Lanes of claim, send, record a sender runs at once.
+const LANES: usize = 4;
+/// How long a lane starts new batches within one step.
+const LANE_BUDGET: Duration = Duration::from_millis(500);
 /// How long a claim lasts beyond the attempt's own timeout; a process
 /// that dies mid-attempt holds its deliveries this long.
 const CLAIM_MARGIN: Duration = Duration::from_secs(10);
@@ -288,12 +292,14 @@ async fn read_capped(response: reqwest::Response) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-impl Consumer for Sender {
-    async fn step(&mut self) -> Result<Step, ConsumerError> {
+impl Sender {
+    /// Claims one batch, sends it and records what came of it; false when
+    /// nothing was due.
+    async fn send_batch(&self) -> Result<bool, ConsumerError> {
         let lease = self.policy.timeout + CLAIM_MARGIN;
         let claimed = self.store.claim_due(SEND_BATCH, lease).await?;
         if claimed.is_empty() {
-            return Ok(Step::Idle);
+            return Ok(false);
         }
         let attempts = futures::future::join_all(claimed.iter().map(|delivery| self.attempt(delivery))).await;
         for (delivery, attempt) in claimed.iter().zip(&attempts) {
@@ -309,6 +315,34 @@ impl Consumer for Sender {
         }
         let results: Vec<(&Claimed, &Attempt)> = claimed.iter().zip(&attempts).collect();
         self.store.record_many(&results, &self.policy).await?;
-        Ok(Step::Busy)
+        Ok(true)
+    }
+
+    /// Batches back to back until nothing is due or [`LANE_BUDGET`] has
+    /// passed, so a step ends soon and shutdown waits for one batch at most.
+    async fn lane(&self) -> Result<bool, ConsumerError> {
+        let started = Instant::now();
+        let mut sent = false;
+        while started.elapsed() < LANE_BUDGET {
+            if !self.send_batch().await? {
+                break;
+            }
+            sent = true;
+        }
+        Ok(sent)
+    }
+}
+
+impl Consumer for Sender {
+    /// [`LANES`] lanes of claim, send, record run at once: while one waits
+    /// for its endpoints, another writes its outcomes or claims the next
+    /// batch. A slow endpoint holds up only its own lane.
+    async fn step(&mut self) -> Result<Step, ConsumerError> {
+        let lanes = futures::future::join_all((0..LANES).map(|_| self.lane())).await;
+        let mut busy = false;
+        for lane in lanes {
+            busy |= lane?;
+        }
+        Ok(if busy { Step::Busy } else { Step::Idle })
     }
 }

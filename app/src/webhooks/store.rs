@@ -33,6 +33,10 @@ fn announce() {
     QUEUED.send_modify(|n| *n = n.wrapping_add(1));
 }
 
+/// Rows one multi-row statement writes at most: well under both
+/// backends' limits on bound parameters.
+const ROWS_PER_STATEMENT: usize = 500;
+
 /// How much of an endpoint's answer the delivery log keeps.
 pub const ATTEMPT_BODY_LIMIT: usize = 2048;
 
@@ -345,21 +349,27 @@ impl WebhookStore {
             return Ok(0);
         }
         let now = Utc::now();
-        const SQL: &str = "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, created_at, updated_at)
-                           VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)
-                           ON CONFLICT (endpoint_id, event_id) DO NOTHING";
+        // A microsecond apart, so the log lists a batch's deliveries in
+        // the order of their events.
+        let stamped: Vec<(String, &String, &NewDelivery)> = (0..)
+            .zip(rows)
+            .map(|(offset, (id, row))| (timestamp(now + chrono::Duration::microseconds(offset)), id, row))
+            .collect();
         let _turn = write_turn(&self.db).await;
         let recorded = on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let mut recorded = 0;
-            for (offset, (id, row)) in (0..).zip(rows) {
-                // A microsecond apart, so the log lists a batch's deliveries
-                // in the order of their events.
-                let at = timestamp(now + chrono::Duration::microseconds(offset));
-                recorded += sqlx::query(SQL)
-                    .bind(id).bind(&row.endpoint_id).bind(&row.tenant_id).bind(&row.event_id)
-                    .bind(&row.event_type).bind(&row.payload).bind(&at)
-                    .execute(&mut *tx).await?.rows_affected();
+            for chunk in stamped.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, created_at, updated_at) ",
+                );
+                insert.push_values(chunk, |mut values, (at, id, row)| {
+                    values.push_bind(*id).push_bind(&row.endpoint_id).push_bind(&row.tenant_id).push_bind(&row.event_id)
+                        .push_bind(&row.event_type).push_bind(&row.payload).push_bind("pending").push_bind(0_i64)
+                        .push_bind(at).push_bind(at).push_bind(at);
+                });
+                insert.push(" ON CONFLICT (endpoint_id, event_id) DO NOTHING");
+                recorded += insert.build().execute(&mut *tx).await?.rows_affected();
             }
             tx.commit().await.map(|()| recorded)
         })?;
@@ -456,30 +466,59 @@ impl WebhookStore {
     ) -> Result<(), WebhookError> {
         // Only while the row still carries this claim: a delivery deleted
         // with its endpoint, or whose claim ran out and was taken again,
-        // is not this attempt's to record.
-        const DELIVERY: &str = "UPDATE webhook_deliveries SET attempts = $2, status = $3, next_attempt_at = $4, claimed_until = NULL, updated_at = $5
-                                 WHERE id = $1 AND claimed_until = $6";
-        const ATTEMPT: &str = "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error, response_body)
-                               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+        // is not this attempt's to record. One statement updates the
+        // batch's rows and names those it updated; one more inserts their
+        // attempts. (VALUES columns are column1, column2, … on both
+        // backends.)
+        struct Row<'a> {
+            claimed: &'a Claimed,
+            attempt: &'a Attempt,
+            number: i64,
+            at: String,
+            status: &'static str,
+            next_at: String,
+        }
+        let rows: Vec<Row> = attempts
+            .iter()
+            .map(|(claimed, attempt)| {
+                let (status, next_at) = next_step(claimed, attempt, policy);
+                let number = i64::from(claimed.attempts) + 1;
+                Row { claimed, attempt, number, at: timestamp(attempt.at), status, next_at }
+            })
+            .collect();
         let _turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            for (claimed, attempt) in attempts {
-                let number = i64::from(claimed.attempts) + 1;
-                let at = timestamp(attempt.at);
-                let (status, next_at) = next_step(claimed, attempt, policy);
-                let latency_ms = i64::try_from(attempt.latency.as_millis()).unwrap_or(i64::MAX);
-                let updated = sqlx::query(DELIVERY)
-                    .bind(&claimed.delivery_id).bind(number).bind(status).bind(&next_at).bind(&at).bind(&claimed.claim)
-                    .execute(&mut *tx).await?.rows_affected();
-                if updated == 0 {
-                    continue;
-                }
-                sqlx::query(ATTEMPT)
-                    .bind(&claimed.delivery_id).bind(number).bind(&at)
-                    .bind(attempt.status_code.map(i64::from)).bind(latency_ms)
-                    .bind(&attempt.error).bind(&attempt.response_body)
-                    .execute(&mut *tx).await?;
+            let mut updated: std::collections::HashSet<String> = std::collections::HashSet::new();
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut update = sqlx::QueryBuilder::new(
+                    "UPDATE webhook_deliveries SET attempts = v.column2, status = v.column3, next_attempt_at = v.column4,
+                            claimed_until = NULL, updated_at = v.column5 FROM (",
+                );
+                update.push_values(chunk, |mut values, row| {
+                    values.push_bind(&row.claimed.delivery_id).push_bind(row.number).push_bind(row.status)
+                        .push_bind(&row.next_at).push_bind(&row.at).push_bind(&row.claimed.claim);
+                });
+                update.push(
+                    ") AS v WHERE webhook_deliveries.id = v.column1 AND webhook_deliveries.claimed_until = v.column6
+                     RETURNING webhook_deliveries.id",
+                );
+                let ids: Vec<String> = update.build_query_scalar().fetch_all(&mut *tx).await?;
+                updated.extend(ids);
+            }
+            let recorded: Vec<&Row> = rows.iter().filter(|row| updated.contains(&row.claimed.delivery_id)).collect();
+            for chunk in recorded.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error, response_body) ",
+                );
+                insert.push_values(chunk, |mut values, row| {
+                    let latency_ms = i64::try_from(row.attempt.latency.as_millis()).unwrap_or(i64::MAX);
+                    values.push_bind(&row.claimed.delivery_id).push_bind(row.number).push_bind(&row.at)
+                        .push_bind(row.attempt.status_code.map(i64::from)).push_bind(latency_ms)
+                        .push_bind(&row.attempt.error).push_bind(&row.attempt.response_body);
+                });
+                insert.push(" ON CONFLICT DO NOTHING");
+                insert.build().execute(&mut *tx).await?;
             }
             // Each endpoint once per batch, by what its attempts came to:
             // one 410 disables it, one success ends its failure streak.
