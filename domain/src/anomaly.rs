@@ -73,3 +73,12 @@ pub struct OpenAnomaly {
     pub kind: AnomalyKind,
     pub detected_at: DateTime<Utc>,
 }
+
+/// The last finding of a kind recorded on a license: the sequence of the
+/// event that passed the threshold. A finding from that event or an earlier
+/// one (the log read again) is recorded already, resolved or not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyMark {
+    pub kind: AnomalyKind,
+    pub trigger_sequence: i64,
+}

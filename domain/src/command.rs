@@ -69,12 +69,15 @@ pub enum LicenseCommand {
         at: DateTime<Utc>,
     },
     /// The detector's finding. Records nothing while an anomaly of the
-    /// same kind is open on the license (the same episode); with
+    /// same kind is open on the license (the same episode), nor for a
+    /// trigger at or before the last recorded one of its kind (the log
+    /// read again); with
     /// `suspend`, the license is suspended in the same append, with the
     /// reason `anomaly: <kind>`.
     RecordAnomaly {
         anomaly_id: String,
         kind: AnomalyKind,
+        trigger_sequence: i64,
         evidence: AnomalyEvidence,
         suspend: bool,
         at: DateTime<Utc>,

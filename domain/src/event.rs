@@ -76,6 +76,8 @@ pub enum LicenseEvent {
     AnomalyDetected {
         anomaly_id: String,
         kind: AnomalyKind,
+        /// The sequence of this license's event that passed the threshold.
+        trigger_sequence: i64,
         evidence: AnomalyEvidence,
         detected_at: DateTime<Utc>,
     },

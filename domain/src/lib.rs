@@ -16,7 +16,7 @@ mod machine;
 mod text;
 mod values;
 
-pub use anomaly::{AnomalyEvidence, AnomalyKind, OpenAnomaly};
+pub use anomaly::{AnomalyEvidence, AnomalyKind, AnomalyMark, OpenAnomaly};
 pub use command::LicenseCommand;
 pub use error::LicenseError;
 pub use event::{LicenseEvent, EVENT_VERSION};

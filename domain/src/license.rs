@@ -7,8 +7,8 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    LicenseCommand, LicenseError, LicenseEvent, LicenseKey, LicenseStatus, LicenseType, MachineHash, MachineName,
-    OpenAnomaly, Seats,
+    AnomalyMark, LicenseCommand, LicenseError, LicenseEvent, LicenseKey, LicenseStatus, LicenseType, MachineHash,
+    MachineName, OpenAnomaly, Seats,
 };
 
 /// A machine holding one seat of a license.
@@ -48,6 +48,9 @@ pub struct License {
     /// Anomalies recorded and not yet resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_anomalies: Vec<OpenAnomaly>,
+    /// The last recorded finding of each kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomaly_marks: Vec<AnomalyMark>,
 }
 
 impl License {
@@ -254,11 +257,14 @@ impl License {
                     observed_at: at,
                 }]
             }
-            RecordAnomaly { anomaly_id, kind, evidence, suspend, at } => {
-                if self.open_anomalies.iter().any(|open| open.kind == kind) {
+            RecordAnomaly { anomaly_id, kind, trigger_sequence, evidence, suspend, at } => {
+                let open = self.open_anomalies.iter().any(|open| open.kind == kind);
+                let seen = self.anomaly_marks.iter().any(|m| m.kind == kind && m.trigger_sequence >= trigger_sequence);
+                if open || seen {
                     return Ok(vec![]);
                 }
-                let mut events = vec![AnomalyDetected { anomaly_id, kind, evidence, detected_at: at }];
+                let mut events =
+                    vec![AnomalyDetected { anomaly_id, kind, trigger_sequence, evidence, detected_at: at }];
                 if suspend && self.status != LicenseStatus::Suspended {
                     events.push(LicenseSuspended { reason: Some(format!("anomaly: {kind}")), suspended_at: at });
                 }
@@ -375,8 +381,10 @@ impl Aggregate for License {
                     device.call_rate_reported_for = Some(window_started_at);
                 }
             }
-            AnomalyDetected { anomaly_id, kind, detected_at, .. } => {
+            AnomalyDetected { anomaly_id, kind, trigger_sequence, detected_at, .. } => {
                 self.open_anomalies.push(OpenAnomaly { id: anomaly_id, kind, detected_at });
+                self.anomaly_marks.retain(|mark| mark.kind != kind);
+                self.anomaly_marks.push(AnomalyMark { kind, trigger_sequence });
             }
             AnomalyResolved { anomaly_id, .. } => {
                 self.open_anomalies.retain(|open| open.id != anomaly_id);

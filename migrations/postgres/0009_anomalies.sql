@@ -34,5 +34,6 @@ CREATE INDEX anomalies_by_license ON anomalies (license_id, position);
 -- license is suspended for it). Deleting this row replays the whole log.
 INSERT INTO consumer_checkpoints (name, txid, position, updated_at)
 SELECT 'anomaly-detector', txid::text::bigint, position, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-  FROM events ORDER BY txid DESC, position DESC LIMIT 1
+  FROM events WHERE txid < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY txid DESC, position DESC LIMIT 1
     ON CONFLICT (name) DO NOTHING;

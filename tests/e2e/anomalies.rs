@@ -19,6 +19,7 @@ on_both_backends!(
     each_kind_is_recorded_once,
     the_suspend_action_suspends_the_license_in_the_same_append,
     resolving_ends_the_episode,
+    replaying_the_whole_log_finds_nothing_new,
 );
 
 /// Client addresses come from `X-Forwarded-For`, as behind a proxy.
@@ -363,4 +364,36 @@ async fn a_detection_is_delivered_as_a_webhook() {
     assert_eq!(payload["type"], "anomaly.detected");
     assert_eq!(payload["data"]["licenseId"], id.as_str());
     assert_eq!(payload["data"]["data"]["kind"], "license_hopping");
+}
+
+/// The detector's checkpoint and table wiped and the whole log read again
+/// (as the README says to do): the table comes back as it was, resolution
+/// included, and a resolved anomaly is not recorded a second time.
+async fn replaying_the_whole_log_finds_nothing_new(backend: Backend) {
+    let (app, stop) = TestApp::spawn_stoppable(backend, |_| {}).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    patch_settings(&app, &tenant, json!({"licenseHopping": {"maxMoves": 1}})).await;
+    let (key, hopper) = license(&app, &user, 1).await;
+    hop(&app, &key, 3).await;
+    wait_for_total(&app, &tenant, 1).await;
+    let first = anomalies(&app, &tenant, "").await.remove(0);
+    let path = format!("/api/v1/anomalies/{}/resolve", first["id"].as_str().unwrap());
+    assert_eq!(app.post(&path, Some(&tenant.admin_key), json!({})).await.status, StatusCode::OK);
+    stop.stop().await;
+
+    for sql in ["DELETE FROM consumer_checkpoints WHERE name = 'anomaly-detector'", "DELETE FROM anomalies"] {
+        keyledger_eventlog::on_pool!(&app.db, pool => sqlx::query(sql).execute(pool).await.map(drop)).unwrap();
+    }
+    let again = app.another_server().await;
+    // The sentinel's anomaly comes after the hopper's events in the log.
+    let (sentinel_key, _) = license(&again, &user, 1).await;
+    hop(&again, &sentinel_key, 2).await;
+    let stats = wait_for_total(&again, &tenant, 2).await;
+    assert_eq!(stats["unresolved"], 1, "{stats}");
+    assert_eq!(again.count_events(&hopper, "AnomalyDetected").await, 1);
+    let replayed =
+        again.get(&format!("/api/v1/anomalies/{}", first["id"].as_str().unwrap()), Some(&tenant.admin_key)).await;
+    assert_eq!(replayed.body["resolved"], true, "{}", replayed.body);
+    assert_eq!(replayed.body["evidence"], first["evidence"]);
 }

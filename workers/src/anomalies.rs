@@ -8,8 +8,9 @@
 //!
 //! What the detectors remember is in memory. A license met for the first
 //! time since start (or after being forgotten for an idle hour) has its
-//! latest events read from the log first, without findings: those were
-//! examined when they happened.
+//! latest events read from the log first. Findings among them are recorded
+//! too: the license refuses one whose trigger it has recorded already, so
+//! reading an event twice costs a command, never a second anomaly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,8 +33,8 @@ pub const ANOMALY_DETECTOR: &str = "anomaly-detector";
 const BATCH: usize = 500;
 /// How many of a license's latest events are read to catch up on it.
 const CATCH_UP_EVENTS: i64 = 2_000;
-/// A license with no event for this long is forgotten (and read again
-/// when it has one).
+/// A license with no event for this long (in event time) is forgotten,
+/// and read again when it has one.
 const FORGET_AFTER: chrono::Duration = chrono::Duration::hours(1);
 /// Steps between sweeps of forgotten licenses.
 const FORGET_EVERY: u64 = 200;
@@ -84,18 +85,19 @@ impl AnomalyWorker {
         Self { source, log, licenses, settings, store, feed: None, detector: Detector::default(), steps: 0 }
     }
 
-    /// Observes, without findings, the events of `license_id` between
-    /// what the detector has seen and `before`.
+    /// Observes the events of `license_id` between what the detector has
+    /// seen and `before`; returns their findings.
     async fn catch_up(
         &mut self,
         license_id: &str,
         before: i64,
         settings: &AnomalySettings,
-    ) -> Result<(), ConsumerError> {
+    ) -> Result<Vec<Finding>, ConsumerError> {
         let seen = self.detector.last_sequence(license_id).unwrap_or(0);
         let from = (seen + 1).max(before - CATCH_UP_EVENTS);
+        let mut findings = Vec::new();
         if from >= before {
-            return Ok(());
+            return Ok(findings);
         }
         for logged in self.log.sequences(license_id, from, before - 1).await? {
             let Ok(event) = serde_json::from_value::<LicenseEvent>(logged.payload.clone()) else { continue };
@@ -110,9 +112,9 @@ impl AnomalyWorker {
                 client_ip: logged.metadata["client_ip"].as_str(),
                 event: &event,
             };
-            self.detector.observe(observed, settings, false);
+            findings.extend(self.detector.observe(observed, settings, true));
         }
-        Ok(())
+        Ok(findings)
     }
 
     /// Records a finding on its license; suspends it too when the tenant
@@ -132,6 +134,7 @@ impl AnomalyWorker {
         let command = LicenseCommand::RecordAnomaly {
             anomaly_id: finding.anomaly_id(),
             kind: finding.kind,
+            trigger_sequence: finding.trigger_sequence,
             evidence: finding.evidence,
             suspend,
             at: now,
@@ -172,7 +175,9 @@ impl Consumer for AnomalyWorker {
             };
             let settings = self.settings.get(envelope.tenant_id).await?;
             if self.detector.last_sequence(envelope.license_id).unwrap_or(0) < envelope.sequence - 1 {
-                self.catch_up(envelope.license_id, envelope.sequence, &settings).await?;
+                for finding in self.catch_up(envelope.license_id, envelope.sequence, &settings).await? {
+                    findings.push((envelope.tenant_id.to_owned(), finding, settings.clone()));
+                }
             }
             let observed = Observed {
                 event_id: envelope.event_id,
@@ -186,19 +191,21 @@ impl Consumer for AnomalyWorker {
                 findings.push((envelope.tenant_id.to_owned(), finding, settings.clone()));
             }
             match &envelope.event {
-                LicenseEvent::AnomalyDetected { anomaly_id, kind, evidence, detected_at } => detected.push(Anomaly {
-                    id: anomaly_id.clone(),
-                    tenant_id: envelope.tenant_id.to_owned(),
-                    license_id: envelope.license_id.to_owned(),
-                    kind: kind.to_string(),
-                    evidence: serde_json::to_value(evidence)?,
-                    detected_at: keyledger_app::webhooks::timestamp(*detected_at),
-                    event_id: envelope.event_id.to_owned(),
-                    position: envelope.position,
-                    resolved_at: None,
-                    resolved_by: None,
-                    resolution_note: None,
-                }),
+                LicenseEvent::AnomalyDetected { anomaly_id, kind, evidence, detected_at, .. } => {
+                    detected.push(Anomaly {
+                        id: anomaly_id.clone(),
+                        tenant_id: envelope.tenant_id.to_owned(),
+                        license_id: envelope.license_id.to_owned(),
+                        kind: kind.to_string(),
+                        evidence: serde_json::to_value(evidence)?,
+                        detected_at: keyledger_app::webhooks::timestamp(*detected_at),
+                        event_id: envelope.event_id.to_owned(),
+                        position: envelope.position,
+                        resolved_at: None,
+                        resolved_by: None,
+                        resolution_note: None,
+                    })
+                }
                 LicenseEvent::AnomalyResolved { anomaly_id, note, resolved_at, .. } => resolved.push(Resolution {
                     anomaly_id: anomaly_id.clone(),
                     resolved_at: keyledger_app::webhooks::timestamp(*resolved_at),
@@ -220,7 +227,7 @@ impl Consumer for AnomalyWorker {
         self.feed = Some(feed);
         self.steps += 1;
         if self.steps % FORGET_EVERY == 0 {
-            self.detector.forget_idle(Utc::now() - FORGET_AFTER);
+            self.detector.forget_idle(FORGET_AFTER);
         }
         Ok(if batch.len() == BATCH { Step::Busy } else { Step::Idle })
     }

@@ -31,7 +31,10 @@ pub struct OverAllowance {
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
+    /// The window's index in units of its own length.
     window: i64,
+    /// When it ends, in Unix seconds: tenants' windows differ in length.
+    ends: i64,
     calls: u32,
 }
 
@@ -63,12 +66,14 @@ impl CallCounter {
         let window = now.timestamp().div_euclid(window_secs);
         let shard = &self.shards[self.hasher.hash_one((license_id, machine)) as usize % SHARDS];
         let mut slots = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ends = (window + 1) * window_secs;
         if slots.len() > PRUNE_ABOVE {
-            slots.retain(|_, slot| slot.window >= window - 1);
+            let now = now.timestamp();
+            slots.retain(|_, slot| slot.ends > now);
         }
-        let slot = slots.entry((license_id.to_owned(), machine.clone())).or_insert(Slot { window, calls: 0 });
-        if slot.window != window {
-            *slot = Slot { window, calls: 0 };
+        let slot = slots.entry((license_id.to_owned(), machine.clone())).or_insert(Slot { window, ends, calls: 0 });
+        if slot.window != window || slot.ends != ends {
+            *slot = Slot { window, ends, calls: 0 };
         }
         slot.calls = slot.calls.saturating_add(1);
         (slot.calls == allowance.saturating_add(1)).then(|| OverAllowance {

@@ -18,6 +18,10 @@ use super::settings::AnomalySettings;
 /// Seats freed and not yet taken that a license remembers: more than this
 /// and the oldest is forgotten.
 const MAX_FREED: usize = 64;
+/// Activations a license remembers for the network count: a license
+/// activated more often than this within the window has passed any
+/// sensible threshold long before.
+const MAX_ACTIVATIONS: usize = 1_000;
 
 /// One event of the log as a detector needs it.
 #[derive(Debug, Clone, Copy)]
@@ -36,8 +40,9 @@ pub struct Finding {
     pub license_id: String,
     pub kind: AnomalyKind,
     pub evidence: AnomalyEvidence,
-    /// The event that passed the threshold.
+    /// The event that passed the threshold, and its sequence.
     pub trigger_event_id: String,
+    pub trigger_sequence: i64,
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -88,8 +93,8 @@ struct Track {
     last_sequence: i64,
     last_event_at: Option<DateTime<Utc>>,
     /// Machines whose seats were freed and not yet taken, with the event
-    /// that freed each.
-    freed: VecDeque<(MachineHash, String)>,
+    /// that freed each and when.
+    freed: VecDeque<(MachineHash, String, DateTime<Utc>)>,
     moves: VecDeque<Move>,
     activations: VecDeque<Activation>,
     runs: HashMap<MachineHash, Run>,
@@ -100,6 +105,8 @@ struct Track {
 #[derive(Debug, Default)]
 pub struct Detector {
     licenses: HashMap<String, Track>,
+    /// The newest event time seen: the detector's clock.
+    newest: Option<DateTime<Utc>>,
 }
 
 impl Detector {
@@ -114,9 +121,12 @@ impl Detector {
         self.licenses.len()
     }
 
-    /// Forgets licenses with no event since `before`; a later event of one
-    /// has its history read again.
-    pub fn forget_idle(&mut self, before: DateTime<Utc>) {
+    /// Forgets licenses with no event within `idle` of the newest event
+    /// seen (event time, so a replay forgets what a live run would); a
+    /// later event of one has its history read again.
+    pub fn forget_idle(&mut self, idle: Duration) {
+        let Some(newest) = self.newest else { return };
+        let before = newest - idle;
         self.licenses.retain(|_, track| track.last_event_at.is_some_and(|at| at >= before));
     }
 
@@ -131,6 +141,7 @@ impl Detector {
         }
         track.last_sequence = observed.sequence;
         track.last_event_at = Some(observed.occurred_at);
+        self.newest = self.newest.max(Some(observed.occurred_at));
         let found = track.take(&observed, settings);
         if !live {
             return Vec::new();
@@ -143,6 +154,7 @@ impl Detector {
                 kind,
                 evidence,
                 trigger_event_id: observed.event_id.to_owned(),
+                trigger_sequence: observed.sequence,
                 occurred_at: observed.occurred_at,
             })
             .collect()
@@ -159,10 +171,13 @@ impl Track {
         let mut found = Vec::new();
         match observed.event {
             LicenseEvent::LicenseActivated { machine, .. } => {
-                if let Some(position) = self.freed.iter().position(|(freed, _)| freed == machine) {
+                // A seat freed longer ago than the window is not moving now.
+                let since = at - window(settings.license_hopping.window_secs);
+                self.freed.retain(|(_, _, freed_at)| *freed_at >= since);
+                if let Some(position) = self.freed.iter().position(|(freed, _, _)| freed == machine) {
                     // The same machine came back: its seat did not move.
                     self.freed.remove(position);
-                } else if let Some((_, freed_by)) = self.freed.pop_front() {
+                } else if let Some((_, freed_by, _)) = self.freed.pop_front() {
                     let event_ids = [freed_by, observed.event_id.to_owned()];
                     self.moves.push_back(Move { at, event_ids, to: machine.clone() });
                     found.extend(self.hopping(at, settings));
@@ -174,11 +189,16 @@ impl Track {
                         address: address.to_owned(),
                         network: network(address),
                     });
+                    if self.activations.len() > MAX_ACTIVATIONS {
+                        self.activations.pop_front();
+                    }
                     found.extend(self.networks(at, settings));
                 }
             }
-            LicenseEvent::LicenseDeactivated { machine, .. } => self.free([machine], observed.event_id),
-            LicenseEvent::LicenseRevoked { released_machines, .. } => self.free(released_machines, observed.event_id),
+            LicenseEvent::LicenseDeactivated { machine, .. } => self.free([machine], observed.event_id, at),
+            LicenseEvent::LicenseRevoked { released_machines, .. } => {
+                self.free(released_machines, observed.event_id, at)
+            }
             LicenseEvent::LicenseCallRateExceeded { machine, window_started_at, window_secs, .. } => {
                 found.extend(self.call_rate(machine, *window_started_at, *window_secs, observed.event_id, settings));
             }
@@ -194,9 +214,9 @@ impl Track {
         found
     }
 
-    fn free<'m>(&mut self, machines: impl IntoIterator<Item = &'m MachineHash>, event_id: &str) {
+    fn free<'m>(&mut self, machines: impl IntoIterator<Item = &'m MachineHash>, event_id: &str, at: DateTime<Utc>) {
         for machine in machines {
-            self.freed.push_back((machine.clone(), event_id.to_owned()));
+            self.freed.push_back((machine.clone(), event_id.to_owned(), at));
         }
         while self.freed.len() > MAX_FREED {
             self.freed.pop_front();
@@ -209,7 +229,8 @@ impl Track {
         while self.moves.front().is_some_and(|m| m.at < since) {
             self.moves.pop_front();
         }
-        if !rule.enabled || self.moves.len() as u32 <= rule.max_moves {
+        let open = self.open.contains(&AnomalyKind::LicenseHopping);
+        if open || !rule.enabled || self.moves.len() as u32 <= rule.max_moves {
             return None;
         }
         let evidence = AnomalyEvidence {
@@ -230,13 +251,16 @@ impl Track {
         while self.activations.front().is_some_and(|a| a.at < since) {
             self.activations.pop_front();
         }
-        let networks: HashSet<&str> = self.activations.iter().map(|a| a.network.as_str()).collect();
-        if !rule.enabled || networks.len() as u32 <= rule.max_networks {
+        if self.open.contains(&AnomalyKind::UnusualActivationPattern) || !rule.enabled {
             return None;
         }
-        let mut addresses: Vec<String> = Vec::new();
+        let networks: HashSet<&str> = self.activations.iter().map(|a| a.network.as_str()).collect();
+        if networks.len() as u32 <= rule.max_networks {
+            return None;
+        }
+        let (mut seen, mut addresses) = (HashSet::new(), Vec::new());
         for activation in &self.activations {
-            if !addresses.contains(&activation.address) {
+            if seen.insert(activation.address.as_str()) {
                 addresses.push(activation.address.clone());
             }
         }
@@ -287,13 +311,16 @@ impl Track {
         while run.event_ids.len() > rule.sustained_windows.max(1) as usize {
             run.event_ids.pop_front();
         }
-        if !rule.enabled || run.windows < rule.sustained_windows {
+        if self.open.contains(&AnomalyKind::ExcessiveHeartbeats)
+            || !rule.enabled
+            || run.windows < rule.sustained_windows
+        {
             return None;
         }
         let evidence = AnomalyEvidence {
             event_ids: run.event_ids.iter().cloned().collect(),
             count: run.windows,
-            threshold: rule.sustained_windows - 1,
+            threshold: rule.sustained_windows.saturating_sub(1),
             window_started_at: run.first_window,
             window_ended_at: started + window(window_secs),
             addresses: Vec::new(),

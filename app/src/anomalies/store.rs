@@ -194,7 +194,7 @@ impl AnomalyStore {
                 AND ($2 IS NULL OR kind = $2)
                 AND ($3 IS NULL OR license_id = $3)
                 AND ($4 IS NULL OR (resolved_at IS NOT NULL) = $4)
-                AND ($5 IS NULL OR position < (SELECT position FROM anomalies WHERE id = $5))
+                AND ($5 IS NULL OR position < (SELECT position FROM anomalies WHERE id = $5 AND ($1 IS NULL OR tenant_id = $1)))
               ORDER BY position DESC LIMIT $6"
         );
         let rows: Vec<AnomalyRow> = on_pool!(&self.db, pool => sqlx::query_as(&sql)

@@ -160,6 +160,7 @@ fn a_resolved_anomaly_lets_the_next_finding_through() {
         LicenseEvent::AnomalyDetected {
             anomaly_id: finding.anomaly_id(),
             kind: finding.kind,
+            trigger_sequence: finding.trigger_sequence,
             evidence: finding.evidence.clone(),
             detected_at: t(5),
         },
@@ -225,6 +226,7 @@ fn the_anomaly_id_is_the_same_for_the_same_finding() {
         kind: AnomalyKind::LicenseHopping,
         evidence: AnomalyEvidence::default(),
         trigger_event_id: "e9".into(),
+        trigger_sequence: 9,
         occurred_at: t(0),
     };
     assert_eq!(finding.anomaly_id(), finding.clone().anomaly_id());
@@ -239,4 +241,15 @@ fn networks_group_addresses() {
     assert_eq!(network("::ffff:203.0.113.9"), "203.0.113.0/24");
     assert_eq!(network("2001:db8:aa:bb::1"), "2001:db8:aa::/48");
     assert_eq!(network("not an address"), "not an address");
+}
+
+#[test]
+fn a_seat_freed_longer_ago_than_the_window_does_not_move() {
+    let mut story = Story::new();
+    story.settings.license_hopping.max_moves = 0;
+    story.activate(0, 1, "10.0.0.1").deactivate(10, 1);
+    story.activate(10 + 2 * 86_400, 2, "10.0.0.1");
+    assert!(story.found.is_empty());
+    story.deactivate(3 * 86_400, 2).activate(3 * 86_400 + 5, 3, "10.0.0.1");
+    assert_eq!(story.kinds(), [AnomalyKind::LicenseHopping]);
 }
