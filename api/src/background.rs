@@ -9,9 +9,9 @@ use keyledger_app::webhooks::RetryPolicy;
 use keyledger_eventlog::{Database, EventLog};
 use keyledger_workers::{
     AnomalyWorker, Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, FeedSource, MemoryFollower,
-    ProjectionRunner, Relay, RelayConfig, Runtime, Spec, Step, WebhookDispatcher, WebhookSender, ANOMALY_DETECTOR,
-    CHECKPOINTER, COMMIT_SIGNAL, DETECTOR_ACK_WAIT, EXPIRY_SWEEPER, FOLLOWER_POLL, LICENSE_VIEW_RUNNER,
-    MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RUNNER_POLL, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
+    ProjectionRunner, Relay, RelayConfig, Runtime, Spec, Step, WebhookDispatcher, WebhookHandoff, WebhookSender,
+    ANOMALY_DETECTOR, CHECKPOINTER, COMMIT_SIGNAL, DETECTOR_ACK_WAIT, EXPIRY_SWEEPER, FOLLOWER_POLL,
+    LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RUNNER_POLL, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
 };
 
 use crate::limits::Limits;
@@ -116,16 +116,18 @@ impl Consumer for BlockFollower {
 /// The webhook dispatcher (one per database) and sender (every process).
 fn start_webhooks(runtime: &mut Runtime, state: &AppState, settings: &Settings) {
     let source = feed_source(state, settings, DISPATCH_ACK_WAIT);
-    let (store, log) = (state.webhooks.clone(), EventLog::new(state.db.clone()));
-    runtime.spawn(Spec::follower(WEBHOOK_DISPATCHER, RUNNER_POLL).exclusive(), move || {
-        WebhookDispatcher::new(source.clone(), store.clone(), log.clone())
+    let handoff = WebhookHandoff::default();
+    let (store, log, policy) = (state.webhooks.clone(), EventLog::new(state.db.clone()), settings.retry_policy.clone());
+    runtime.spawn(Spec::follower(WEBHOOK_DISPATCHER, RUNNER_POLL).exclusive(), {
+        let handoff = handoff.clone();
+        move || WebhookDispatcher::new(source.clone(), store.clone(), log.clone(), handoff.clone(), &policy)
     });
     let (store, policy, allow_private) =
         (state.webhooks.clone(), settings.retry_policy.clone(), state.webhook_allow_private);
     let metrics = state.metrics.clone();
     let sender = Spec::periodic(WEBHOOK_SENDER, SENDER_POLL).woken_by(keyledger_app::webhooks::queued());
     runtime.spawn(sender, move || {
-        WebhookSender::new(store.clone(), policy.clone(), allow_private, metrics.clone())
+        WebhookSender::new(store.clone(), policy.clone(), allow_private, metrics.clone(), handoff.clone())
             .expect("the webhook HTTP client builds")
     });
 }

@@ -33,6 +33,6 @@ pub use runtime::{
     Consumer, ConsumerError, Runtime, Spec, State as ConsumerState, Status as ConsumerStatus, Statuses, Step,
 };
 pub use webhooks::{
-    start_dispatching_at_end_if_new, Dispatcher as WebhookDispatcher, Sender as WebhookSender, WEBHOOK_DISPATCHER,
-    WEBHOOK_SENDER,
+    start_dispatching_at_end_if_new, Dispatcher as WebhookDispatcher, Handoff as WebhookHandoff,
+    Sender as WebhookSender, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
 };

@@ -9,7 +9,8 @@
 //!   and records each attempt and what follows from it (done, the next
 //!   attempt per the retry schedule, given up, the endpoint disabled).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -41,10 +42,54 @@ const LANE_BUDGET: Duration = Duration::from_millis(500);
 /// How long a claim lasts beyond the attempt's own timeout; a process
 /// that dies mid-attempt holds its deliveries this long.
 const CLAIM_MARGIN: Duration = Duration::from_secs(10);
+/// A handed-over delivery is sent only while its claim outlasts an
+/// attempt's timeout by this much.
+const HANDOFF_SLACK: Duration = Duration::from_secs(2);
+
+/// Deliveries the dispatcher recorded already claimed, waiting for this
+/// process's sender: it sends them without a claiming query, within
+/// milliseconds of their events. What is not sent while its claim has
+/// time left (a shutdown, a backlog) is left to the queue: the claim runs
+/// out and any sender takes it.
+#[derive(Clone, Default)]
+pub struct Handoff(Arc<Mutex<VecDeque<Claimed>>>);
+
+/// Most deliveries waiting in the handoff; past it the dispatcher records
+/// them unclaimed, for the senders to claim.
+const HANDOFF_MAX: usize = 4096;
+
+impl Handoff {
+    fn room(&self) -> usize {
+        HANDOFF_MAX.saturating_sub(self.0.lock().unwrap_or_else(|p| p.into_inner()).len())
+    }
+
+    fn put(&self, claimed: Vec<Claimed>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(claimed);
+    }
+
+    /// Up to `max` deliveries whose claims last at least `left` more, so
+    /// an attempt started now ends before anyone else may claim it; the
+    /// others are dropped here and claimed from the queue later.
+    fn take(&self, max: usize, left: Duration) -> Vec<Claimed> {
+        let enough = timestamp(Utc::now() + chrono::Duration::from_std(left).unwrap_or_default());
+        let mut waiting = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut taken = Vec::new();
+        while taken.len() < max {
+            let Some(claimed) = waiting.pop_front() else { break };
+            if claimed.claim > enough {
+                taken.push(claimed);
+            }
+        }
+        taken
+    }
+}
 
 pub struct Dispatcher {
     source: Source,
     store: WebhookStore,
+    handoff: Handoff,
+    /// How long the deliveries it hands over are claimed for.
+    lease: Duration,
     /// For the license's history when a usage threshold is subscribed to.
     log: EventLog,
     feed: Option<AnyFeed>,
@@ -55,8 +100,9 @@ pub struct Dispatcher {
 const USAGE_THRESHOLDS: [u32; 2] = [80, 100];
 
 impl Dispatcher {
-    pub fn new(source: Source, store: WebhookStore, log: EventLog) -> Self {
-        Self { source, store, log, feed: None }
+    /// `policy` is the senders' (its timeout sets the claims' length).
+    pub fn new(source: Source, store: WebhookStore, log: EventLog, handoff: Handoff, policy: &RetryPolicy) -> Self {
+        Self { source, store, handoff, lease: policy.timeout + CLAIM_MARGIN, log, feed: None }
     }
 
     /// The usage thresholds an activation made its license cross: the
@@ -176,7 +222,13 @@ impl Consumer for Dispatcher {
         for envelope in &batch {
             self.dispatch(envelope, &mut subscribers, &mut deliveries).await?;
         }
-        self.store.enqueue_many(deliveries).await?;
+        if !deliveries.is_empty() && deliveries.len() <= self.handoff.room() {
+            let claimed = self.store.enqueue_claimed(deliveries, self.lease).await?;
+            self.handoff.put(claimed);
+            keyledger_app::webhooks::announce();
+        } else {
+            self.store.enqueue_many(deliveries).await?;
+        }
         if !batch.is_empty() {
             feed.ack().await?;
         }
@@ -187,6 +239,7 @@ impl Consumer for Dispatcher {
 
 /// Sends due deliveries.
 pub struct Sender {
+    handoff: Handoff,
     metrics: std::sync::Arc<keyledger_app::Metrics>,
     store: WebhookStore,
     policy: RetryPolicy,
@@ -200,6 +253,7 @@ impl Sender {
         policy: RetryPolicy,
         allow_private: bool,
         metrics: std::sync::Arc<keyledger_app::Metrics>,
+        handoff: Handoff,
     ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -209,7 +263,7 @@ impl Sender {
             .dns_resolver(std::sync::Arc::new(SafeResolver { allow_private }))
             .user_agent(concat!("keyledger-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { metrics, store, policy, allow_private, client })
+        Ok(Self { handoff, metrics, store, policy, allow_private, client })
     }
 
     /// One attempt: never fails, whatever the endpoint does; what happened
@@ -297,7 +351,10 @@ impl Sender {
     /// nothing was due.
     async fn send_batch(&self) -> Result<bool, ConsumerError> {
         let lease = self.policy.timeout + CLAIM_MARGIN;
-        let claimed = self.store.claim_due(SEND_BATCH, lease).await?;
+        let mut claimed = self.handoff.take(SEND_BATCH as usize, self.policy.timeout + HANDOFF_SLACK);
+        if claimed.is_empty() {
+            claimed = self.store.claim_due(SEND_BATCH, lease).await?;
+        }
         if claimed.is_empty() {
             return Ok(false);
         }

@@ -29,7 +29,8 @@ pub fn queued() -> tokio::sync::watch::Receiver<u64> {
     QUEUED.subscribe()
 }
 
-fn announce() {
+/// Wakes this process's sender: deliveries are waiting for it.
+pub fn announce() {
     QUEUED.send_modify(|n| *n = n.wrapping_add(1));
 }
 
@@ -331,7 +332,7 @@ impl WebhookStore {
             payload: payload.to_owned(),
         };
         let id = Uuid::new_v4().to_string();
-        let recorded = self.insert_deliveries(&[(id.clone(), delivery)]).await?;
+        let recorded = self.insert_deliveries(&[(id.clone(), delivery)], None).await?.len() as u64;
         Ok((recorded > 0).then_some(id))
     }
 
@@ -341,12 +342,42 @@ impl WebhookStore {
     pub async fn enqueue_many(&self, deliveries: Vec<NewDelivery>) -> Result<u64, WebhookError> {
         let rows: Vec<(String, NewDelivery)> =
             deliveries.into_iter().map(|delivery| (Uuid::new_v4().to_string(), delivery)).collect();
-        self.insert_deliveries(&rows).await
+        let inserted = self.insert_deliveries(&rows, None).await?;
+        Ok(inserted.len() as u64)
     }
 
-    async fn insert_deliveries(&self, rows: &[(String, NewDelivery)]) -> Result<u64, WebhookError> {
+    /// Records deliveries already claimed for `lease` by the caller, who
+    /// sends them without claiming them from the queue; returns those
+    /// recorded now (not those recorded before), ready to send. If the
+    /// caller never sends one, its claim runs out and any sender takes it.
+    pub async fn enqueue_claimed(
+        &self,
+        deliveries: Vec<NewDelivery>,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, WebhookError> {
+        let now = timestamp(Utc::now());
+        let until = timestamp(after(lease));
+        let rows: Vec<(String, NewDelivery)> =
+            deliveries.into_iter().map(|delivery| (Uuid::new_v4().to_string(), delivery)).collect();
+        let inserted: std::collections::HashSet<String> =
+            self.insert_deliveries(&rows, Some(&until)).await?.into_iter().collect();
+        let rows = rows
+            .into_iter()
+            .filter(|(id, _)| inserted.contains(id))
+            .map(|(id, d)| (id, d.endpoint_id, d.event_id, d.event_type, d.payload, 0))
+            .collect();
+        self.claimed_from(rows, &until, &now).await
+    }
+
+    /// Inserts deliveries (claimed until `claim`, when given); answers the
+    /// ids of those inserted, leaving out any already recorded.
+    async fn insert_deliveries(
+        &self,
+        rows: &[(String, NewDelivery)],
+        claim: Option<&str>,
+    ) -> Result<Vec<String>, WebhookError> {
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let now = Utc::now();
         // A microsecond apart, so the log lists a batch's deliveries in
@@ -356,27 +387,28 @@ impl WebhookStore {
             .map(|(offset, (id, row))| (timestamp(now + chrono::Duration::microseconds(offset)), id, row))
             .collect();
         let _turn = write_turn(&self.db).await;
-        let recorded = on_pool!(&self.db, pool => {
+        let inserted = on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            let mut recorded = 0;
+            let mut inserted: Vec<String> = Vec::new();
             for chunk in stamped.chunks(ROWS_PER_STATEMENT) {
                 let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, created_at, updated_at) ",
+                    "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, claimed_until, created_at, updated_at) ",
                 );
                 insert.push_values(chunk, |mut values, (at, id, row)| {
                     values.push_bind(*id).push_bind(&row.endpoint_id).push_bind(&row.tenant_id).push_bind(&row.event_id)
                         .push_bind(&row.event_type).push_bind(&row.payload).push_bind("pending").push_bind(0_i64)
-                        .push_bind(at).push_bind(at).push_bind(at);
+                        .push_bind(at).push_bind(claim).push_bind(at).push_bind(at);
                 });
-                insert.push(" ON CONFLICT (endpoint_id, event_id) DO NOTHING");
-                recorded += insert.build().execute(&mut *tx).await?.rows_affected();
+                insert.push(" ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING id");
+                let ids: Vec<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
+                inserted.extend(ids);
             }
-            tx.commit().await.map(|()| recorded)
+            tx.commit().await.map(|()| inserted)
         })?;
-        if recorded > 0 {
+        if !inserted.is_empty() && claim.is_none() {
             announce();
         }
-        Ok(recorded)
+        Ok(inserted)
     }
 
     /// Claims up to `limit` due deliveries of enabled endpoints for `lease`.
@@ -402,7 +434,17 @@ impl WebhookStore {
                 sqlx::query_as(&sql).bind(&now).bind(&until).bind(limit).fetch_all(pool).await?
             }
         };
-        // Each endpoint's URL and keys, once per claim.
+        self.claimed_from(rows, &until, &now).await
+    }
+
+    /// Claimed rows with what sending them needs: each endpoint's URL and
+    /// keys, read once.
+    async fn claimed_from(
+        &self,
+        rows: Vec<(String, String, String, String, String, i64)>,
+        until: &str,
+        now: &str,
+    ) -> Result<Vec<Claimed>, WebhookError> {
         let mut endpoints: std::collections::HashMap<String, Option<(String, Vec<Vec<u8>>)>> = Default::default();
         let mut claimed = Vec::with_capacity(rows.len());
         for (delivery_id, endpoint_id, event_id, event_type, payload, attempts) in rows {
@@ -410,7 +452,7 @@ impl WebhookStore {
                 // One endpoint that can't be read must not hold up the
                 // others: its rows stay claimed and come back after the
                 // claim, the rest go out now.
-                let target = match self.target(&endpoint_id, &now).await {
+                let target = match self.target(&endpoint_id, now).await {
                     Ok(target) => target,
                     Err(error) => {
                         tracing::error!(endpoint = %endpoint_id, %error, "webhook endpoint unreadable; its deliveries wait");
@@ -423,7 +465,6 @@ impl WebhookStore {
                 continue; // deleted with its endpoint meanwhile
             };
             let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
-            let claim = until.clone();
             claimed.push(Claimed {
                 delivery_id,
                 endpoint_id,
@@ -433,7 +474,7 @@ impl WebhookStore {
                 attempts,
                 url,
                 keys,
-                claim,
+                claim: until.to_owned(),
             });
         }
         Ok(claimed)
