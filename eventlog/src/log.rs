@@ -324,52 +324,32 @@ impl EventLog {
     /// one license, position order is sequence order: each append waits
     /// for the one before it to commit.
     pub async fn history(&self, license_id: &str, after: i64, limit: i64) -> Result<Vec<LoggedEvent>, EventLogError> {
-        let sql = |columns: &str| {
-            format!(
-                "SELECT {columns} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND position > $3
-                  ORDER BY sequence LIMIT $4"
-            )
-        };
-        let events = match &self.db {
-            Database::Postgres(pool) => {
-                let rows = sqlx::query(&sql(&format!("txid::text AS txid, {EVENT_COLUMNS}")))
-                    .bind(AGGREGATE_TYPE)
-                    .bind(license_id)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?;
-                rows.iter().map(pg_event).collect::<Result<_, _>>()?
-            }
-            Database::Sqlite(pool) => {
-                let rows = sqlx::query(&sql(EVENT_COLUMNS))
-                    .bind(AGGREGATE_TYPE)
-                    .bind(license_id)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?;
-                rows.iter().map(sqlite_event).collect::<Result<_, _>>()?
-            }
-        };
-        Ok(events)
+        self.license_events(license_id, "position > $3 ORDER BY sequence LIMIT $4", after, limit).await
     }
 
     /// A license's events with sequences in `from..=to`, oldest first.
     pub async fn sequences(&self, license_id: &str, from: i64, to: i64) -> Result<Vec<LoggedEvent>, EventLogError> {
+        self.license_events(license_id, "sequence >= $3 AND sequence <= $4 ORDER BY sequence", from, to).await
+    }
+
+    /// A license's events picked by `filter`, which binds `$3` and `$4`.
+    async fn license_events(
+        &self,
+        license_id: &str,
+        filter: &str,
+        third: i64,
+        fourth: i64,
+    ) -> Result<Vec<LoggedEvent>, EventLogError> {
         let sql = |columns: &str| {
-            format!(
-                "SELECT {columns} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
-                    AND sequence >= $3 AND sequence <= $4 ORDER BY sequence"
-            )
+            format!("SELECT {columns} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND {filter}")
         };
         let events = match &self.db {
             Database::Postgres(pool) => {
                 let rows = sqlx::query(&sql(&format!("txid::text AS txid, {EVENT_COLUMNS}")))
                     .bind(AGGREGATE_TYPE)
                     .bind(license_id)
-                    .bind(from)
-                    .bind(to)
+                    .bind(third)
+                    .bind(fourth)
                     .fetch_all(pool)
                     .await?;
                 rows.iter().map(pg_event).collect::<Result<_, _>>()?
@@ -378,8 +358,8 @@ impl EventLog {
                 let rows = sqlx::query(&sql(EVENT_COLUMNS))
                     .bind(AGGREGATE_TYPE)
                     .bind(license_id)
-                    .bind(from)
-                    .bind(to)
+                    .bind(third)
+                    .bind(fourth)
                     .fetch_all(pool)
                     .await?;
                 rows.iter().map(sqlite_event).collect::<Result<_, _>>()?
