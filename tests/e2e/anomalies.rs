@@ -20,6 +20,7 @@ on_both_backends!(
     the_suspend_action_suspends_the_license_in_the_same_append,
     resolving_ends_the_episode,
     replaying_the_whole_log_finds_nothing_new,
+    concurrent_setting_changes_are_all_kept,
 );
 
 /// Client addresses come from `X-Forwarded-For`, as behind a proxy.
@@ -396,4 +397,30 @@ async fn replaying_the_whole_log_finds_nothing_new(backend: Backend) {
         again.get(&format!("/api/v1/anomalies/{}", first["id"].as_str().unwrap()), Some(&tenant.admin_key)).await;
     assert_eq!(replayed.body["resolved"], true, "{}", replayed.body);
     assert_eq!(replayed.body["evidence"], first["evidence"]);
+}
+
+/// Changes of different settings sent at once are all kept: each is
+/// applied to the settings as the one before left them.
+async fn concurrent_setting_changes_are_all_kept(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let patches = [
+        json!({"licenseHopping": {"maxMoves": 7}}),
+        json!({"unusualActivationPattern": {"maxNetworks": 9}}),
+        json!({"excessiveHeartbeats": {"sustainedWindows": 11}}),
+        json!({"action": "suspend"}),
+        json!({"licenseHopping": {"windowSecs": 3600}}),
+        json!({"excessiveHeartbeats": {"maxCallsPerWindow": 4}}),
+    ];
+    futures::future::join_all(patches.into_iter().map(|patch| patch_settings(&app, &tenant, patch))).await;
+    let settings = app.get("/api/v1/anomaly-settings", Some(&tenant.admin_key)).await.body;
+    assert_eq!(
+        settings,
+        json!({
+            "action": "suspend",
+            "licenseHopping": {"enabled": true, "maxMoves": 7, "windowSecs": 3600},
+            "unusualActivationPattern": {"enabled": true, "maxNetworks": 9, "windowSecs": 86400},
+            "excessiveHeartbeats": {"enabled": true, "maxCallsPerWindow": 4, "windowSecs": 60, "sustainedWindows": 11},
+        })
+    );
 }

@@ -47,6 +47,7 @@ pub struct AnomalyWorker {
     store: AnomalyStore,
     feed: Option<AnyFeed>,
     detector: Detector,
+    /// Steps since idle licenses were last forgotten.
     steps: u64,
 }
 
@@ -226,7 +227,8 @@ impl Consumer for AnomalyWorker {
         }
         self.feed = Some(feed);
         self.steps += 1;
-        if self.steps % FORGET_EVERY == 0 {
+        if self.steps >= FORGET_EVERY {
+            self.steps = 0;
             self.detector.forget_idle(FORGET_AFTER);
         }
         Ok(if batch.len() == BATCH { Step::Busy } else { Step::Idle })

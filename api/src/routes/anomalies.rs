@@ -104,9 +104,12 @@ async fn edit_anomaly_settings(
     JsonBody(patch): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     let tenant_id = caller.require_admin()?;
-    let current = state.anomaly_settings.store().settings(tenant_id).await.map_err(ApiError::internal)?;
-    let changed = current.patched(&patch).map_err(|e| ApiError::field(&e.field, e.to_string()))?;
-    state.anomaly_settings.save(tenant_id, changed.clone()).await.map_err(ApiError::internal)?;
+    let changed = state
+        .anomaly_settings
+        .update(tenant_id, |current| current.patched(&patch))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::field(&e.field, e.to_string()))?;
     tracing::info!(tenant_id, "anomaly settings changed");
     Ok(Json(json!(changed)))
 }

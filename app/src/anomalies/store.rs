@@ -120,15 +120,61 @@ impl AnomalyStore {
         }
     }
 
-    pub async fn save_settings(&self, tenant_id: &str, settings: &AnomalySettings) -> Result<(), AnomalyStoreError> {
-        const SQL: &str = "INSERT INTO anomaly_settings (tenant_id, settings, updated_at) VALUES ($1, $2, $3)
-                           ON CONFLICT (tenant_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at";
-        let json = serde_json::to_string(settings).expect("settings serialise");
+    /// Changes the tenant's settings with `change`, which sees them as
+    /// they are and answers them as they should be (or why not), in one
+    /// transaction that holds the tenant's row: two changes at once are
+    /// applied one after the other, neither lost.
+    pub async fn update_settings<E>(
+        &self,
+        tenant_id: &str,
+        change: impl FnOnce(&AnomalySettings) -> Result<AnomalySettings, E>,
+    ) -> Result<Result<AnomalySettings, E>, AnomalyStoreError> {
+        const ENSURE: &str = "INSERT INTO anomaly_settings (tenant_id, settings, updated_at) VALUES ($1, $2, $3)
+                              ON CONFLICT (tenant_id) DO NOTHING";
+        const SAVE: &str = "UPDATE anomaly_settings SET settings = $2, updated_at = $3 WHERE tenant_id = $1";
+        let defaults = serde_json::to_string(&AnomalySettings::default()).expect("settings serialise");
+        let now = timestamp(Utc::now());
+        let read = |json: String| {
+            serde_json::from_str::<AnomalySettings>(&json)
+                .map_err(|e| AnomalyStoreError::Settings { tenant_id: tenant_id.to_owned(), message: e.to_string() })
+        };
         let _turn = write_turn(&self.db).await;
-        on_pool!(&self.db, pool => sqlx::query(SQL)
-            .bind(tenant_id).bind(&json).bind(timestamp(Utc::now()))
-            .execute(pool).await.map(drop))?;
-        Ok(())
+        match &self.db {
+            Database::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(ENSURE).bind(tenant_id).bind(&defaults).bind(&now).execute(&mut *tx).await?;
+                let current: String =
+                    sqlx::query_scalar("SELECT settings FROM anomaly_settings WHERE tenant_id = $1 FOR UPDATE")
+                        .bind(tenant_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let changed = match change(&read(current)?) {
+                    Ok(changed) => changed,
+                    Err(refused) => return Ok(Err(refused)),
+                };
+                let json = serde_json::to_string(&changed).expect("settings serialise");
+                sqlx::query(SAVE).bind(tenant_id).bind(&json).bind(&now).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(Ok(changed))
+            }
+            // One writer at a time already (the write turn above).
+            Database::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(ENSURE).bind(tenant_id).bind(&defaults).bind(&now).execute(&mut *tx).await?;
+                let current: String = sqlx::query_scalar("SELECT settings FROM anomaly_settings WHERE tenant_id = $1")
+                    .bind(tenant_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let changed = match change(&read(current)?) {
+                    Ok(changed) => changed,
+                    Err(refused) => return Ok(Err(refused)),
+                };
+                let json = serde_json::to_string(&changed).expect("settings serialise");
+                sqlx::query(SAVE).bind(tenant_id).bind(&json).bind(&now).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(Ok(changed))
+            }
+        }
     }
 
     /// Adds detected anomalies; one already present is left as it is, so
@@ -252,13 +298,20 @@ impl SettingsCache {
         Ok(settings)
     }
 
-    /// Saves and caches new settings.
-    pub async fn save(&self, tenant_id: &str, settings: AnomalySettings) -> Result<(), AnomalyStoreError> {
-        self.store.save_settings(tenant_id, &settings).await?;
-        self.cached
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant_id.to_owned(), (Instant::now(), Arc::new(settings)));
-        Ok(())
+    /// Changes the settings (see [`AnomalyStore::update_settings`]) and
+    /// caches what they became.
+    pub async fn update<E>(
+        &self,
+        tenant_id: &str,
+        change: impl FnOnce(&AnomalySettings) -> Result<AnomalySettings, E>,
+    ) -> Result<Result<AnomalySettings, E>, AnomalyStoreError> {
+        let outcome = self.store.update_settings(tenant_id, change).await?;
+        if let Ok(settings) = &outcome {
+            self.cached
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(tenant_id.to_owned(), (Instant::now(), Arc::new(settings.clone())));
+        }
+        Ok(outcome)
     }
 }

@@ -34,6 +34,9 @@ pub fn announce() {
     QUEUED.send_modify(|n| *n = n.wrapping_add(1));
 }
 
+/// Where a delivery goes and the keys that sign it.
+type Target = (String, Vec<Vec<u8>>);
+
 /// Rows one multi-row statement writes at most: well under both
 /// backends' limits on bound parameters.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -445,7 +448,7 @@ impl WebhookStore {
         until: &str,
         now: &str,
     ) -> Result<Vec<Claimed>, WebhookError> {
-        let mut endpoints: std::collections::HashMap<String, Option<(String, Vec<Vec<u8>>)>> = Default::default();
+        let mut endpoints: std::collections::HashMap<String, Option<Target>> = Default::default();
         let mut claimed = Vec::with_capacity(rows.len());
         for (delivery_id, endpoint_id, event_id, event_type, payload, attempts) in rows {
             if !endpoints.contains_key(&endpoint_id) {
@@ -482,7 +485,7 @@ impl WebhookStore {
 
     /// An endpoint's URL and signing keys: the current secret's, and the
     /// previous one's while a rotation's overlap lasts.
-    async fn target(&self, endpoint_id: &str, now: &str) -> Result<Option<(String, Vec<Vec<u8>>)>, WebhookError> {
+    async fn target(&self, endpoint_id: &str, now: &str) -> Result<Option<Target>, WebhookError> {
         const SQL: &str = "SELECT url, secret, previous_secret, previous_until FROM webhook_endpoints WHERE id = $1";
         let row: Option<(String, String, Option<String>, Option<String>)> =
             on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(endpoint_id).fetch_optional(pool).await)?;
