@@ -21,6 +21,7 @@ on_both_backends!(
     resolving_ends_the_episode,
     replaying_the_whole_log_finds_nothing_new,
     concurrent_setting_changes_are_all_kept,
+    settings_are_checked_field_by_field_and_belong_to_admins,
 );
 
 /// Client addresses come from `X-Forwarded-For`, as behind a proxy.
@@ -267,9 +268,8 @@ async fn resolving_ends_the_episode(backend: Backend) {
     assert_eq!(stats["unresolved"], 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settings_are_checked_field_by_field_and_belong_to_admins() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+async fn settings_are_checked_field_by_field_and_belong_to_admins(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let tenant = app.tenant("Acme").await;
     let user = app.user(&tenant, "u").await;
     let defaults = app.get("/api/v1/anomaly-settings", Some(&tenant.admin_key)).await;

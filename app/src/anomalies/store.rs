@@ -138,43 +138,26 @@ impl AnomalyStore {
             serde_json::from_str::<AnomalySettings>(&json)
                 .map_err(|e| AnomalyStoreError::Settings { tenant_id: tenant_id.to_owned(), message: e.to_string() })
         };
+        // On PostgreSQL the row is locked until the change commits; SQLite
+        // has one writer at a time already (the write turn).
+        let select = match &self.db {
+            Database::Postgres(_) => "SELECT settings FROM anomaly_settings WHERE tenant_id = $1 FOR UPDATE",
+            Database::Sqlite(_) => "SELECT settings FROM anomaly_settings WHERE tenant_id = $1",
+        };
         let _turn = write_turn(&self.db).await;
-        match &self.db {
-            Database::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query(ENSURE).bind(tenant_id).bind(&defaults).bind(&now).execute(&mut *tx).await?;
-                let current: String =
-                    sqlx::query_scalar("SELECT settings FROM anomaly_settings WHERE tenant_id = $1 FOR UPDATE")
-                        .bind(tenant_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                let changed = match change(&read(current)?) {
-                    Ok(changed) => changed,
-                    Err(refused) => return Ok(Err(refused)),
-                };
-                let json = serde_json::to_string(&changed).expect("settings serialise");
-                sqlx::query(SAVE).bind(tenant_id).bind(&json).bind(&now).execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(Ok(changed))
-            }
-            // One writer at a time already (the write turn above).
-            Database::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query(ENSURE).bind(tenant_id).bind(&defaults).bind(&now).execute(&mut *tx).await?;
-                let current: String = sqlx::query_scalar("SELECT settings FROM anomaly_settings WHERE tenant_id = $1")
-                    .bind(tenant_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let changed = match change(&read(current)?) {
-                    Ok(changed) => changed,
-                    Err(refused) => return Ok(Err(refused)),
-                };
-                let json = serde_json::to_string(&changed).expect("settings serialise");
-                sqlx::query(SAVE).bind(tenant_id).bind(&json).bind(&now).execute(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(Ok(changed))
-            }
-        }
+        on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(ENSURE).bind(tenant_id).bind(&defaults).bind(&now).execute(&mut *tx).await?;
+            let current: String = sqlx::query_scalar(select).bind(tenant_id).fetch_one(&mut *tx).await?;
+            let changed = match change(&read(current)?) {
+                Ok(changed) => changed,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            let json = serde_json::to_string(&changed).expect("settings serialise");
+            sqlx::query(SAVE).bind(tenant_id).bind(&json).bind(&now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Ok(changed))
+        })
     }
 
     /// Adds detected anomalies; one already present is left as it is, so
