@@ -58,14 +58,16 @@ pub enum LicenseCommand {
         at: DateTime<Utc>,
     },
     /// Counted by the API: `calls` in the window starting at
-    /// `window_started_at` passed the device's `allowance`. Reported once
-    /// per device and window; a repeat records nothing.
+    /// `window_started_at` passed the device's `allowance`, the last of
+    /// `windows` consecutive windows over it. Reported once per device and
+    /// window; a repeat records nothing.
     ReportCallRate {
         machine: MachineHash,
         calls: u32,
         allowance: u32,
         window_started_at: DateTime<Utc>,
         window_secs: u32,
+        windows: u32,
         at: DateTime<Utc>,
     },
     /// The detector's finding. Records nothing while an anomaly of the

@@ -61,15 +61,21 @@ pub enum LicenseEvent {
         edited_at: DateTime<Utc>,
     },
     /// A device called validate or heartbeat more often than its
-    /// allowance within one window: written once per device and window,
-    /// when the call over the allowance arrives, for the anomaly detector.
+    /// allowance in `windows` consecutive windows, the last starting at
+    /// `window_started_at`: written when the call over the allowance
+    /// arrives in the window that makes the run long enough to matter,
+    /// for the anomaly detector.
     LicenseCallRateExceeded {
         machine: MachineHash,
-        /// Calls counted in the window when the allowance was passed.
+        /// Calls counted in the last window when the allowance was passed.
         calls: u32,
         allowance: u32,
         window_started_at: DateTime<Utc>,
         window_secs: u32,
+        /// Consecutive windows over the allowance, ending with this one.
+        /// Events written before runs were counted name one window.
+        #[serde(default = "one_window")]
+        windows: u32,
         observed_at: DateTime<Utc>,
     },
     /// The anomaly detector found an anomaly on this license.
@@ -113,4 +119,9 @@ impl DomainEvent for LicenseEvent {
     fn event_version(&self) -> String {
         EVENT_VERSION.to_owned()
     }
+}
+
+/// What an older `LicenseCallRateExceeded` without `windows` stood for.
+fn one_window() -> u32 {
+    1
 }

@@ -243,7 +243,7 @@ impl License {
                 }
                 vec![LicenseEdited { expires_at, max_activations, max_connections, edited_at: at }]
             }
-            ReportCallRate { machine, calls, allowance, window_started_at, window_secs, at } => {
+            ReportCallRate { machine, calls, allowance, window_started_at, window_secs, windows, at } => {
                 let device = self.device(&machine).ok_or(LicenseError::MachineNotActivated)?;
                 if device.call_rate_reported_for.is_some_and(|reported| reported >= window_started_at) {
                     return Ok(vec![]);
@@ -254,6 +254,7 @@ impl License {
                     allowance,
                     window_started_at,
                     window_secs,
+                    windows,
                     observed_at: at,
                 }]
             }

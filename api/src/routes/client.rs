@@ -20,7 +20,10 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
-use keyledger_domain::{License, LicenseCommand, LicenseError, LicenseKey, MachineHash, MachineId, MachineName};
+use keyledger_app::anomalies::Allowance;
+use keyledger_domain::{
+    AnomalyKind, License, LicenseCommand, LicenseError, LicenseKey, MachineHash, MachineId, MachineName,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -437,16 +440,26 @@ async fn count_call(
     if !rule.enabled {
         return;
     }
-    let Some(over) = state.call_counter.count(&license.id, machine, rule.max_calls_per_window, rule.window_secs, now)
-    else {
+    let allowance = Allowance {
+        allowance: rule.max_calls_per_window,
+        window_secs: rule.window_secs,
+        sustained: rule.sustained_windows,
+    };
+    let Some(over) = state.call_counter.count(&license.id, machine, allowance, now) else {
         return;
     };
+    if license.open_anomalies.iter().any(|open| open.kind == AnomalyKind::ExcessiveHeartbeats) {
+        // The episode is already recorded; the run counts on, and is
+        // reported again at its next multiple once the anomaly is resolved.
+        return;
+    }
     let command = LicenseCommand::ReportCallRate {
         machine: machine.clone(),
         calls: over.calls,
         allowance: rule.max_calls_per_window,
         window_started_at: over.window_started_at,
         window_secs: rule.window_secs,
+        windows: over.windows,
         at: now,
     };
     let metadata = crate::metadata::event_metadata(context, caller, &license.tenant_id, now);

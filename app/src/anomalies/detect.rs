@@ -77,6 +77,15 @@ struct Activation {
     network: String,
 }
 
+/// What one `LicenseCallRateExceeded` says: `windows` consecutive windows
+/// over the allowance, the last starting at `last_window`.
+#[derive(Debug, Clone, Copy)]
+struct ReportedRun {
+    last_window: DateTime<Utc>,
+    window_secs: u32,
+    windows: u32,
+}
+
 /// Consecutive windows in which one device passed its allowance.
 #[derive(Debug, Clone)]
 struct Run {
@@ -199,8 +208,9 @@ impl Track {
             LicenseEvent::LicenseRevoked { released_machines, .. } => {
                 self.free(released_machines, observed.event_id, at)
             }
-            LicenseEvent::LicenseCallRateExceeded { machine, window_started_at, window_secs, .. } => {
-                found.extend(self.call_rate(machine, *window_started_at, *window_secs, observed.event_id, settings));
+            LicenseEvent::LicenseCallRateExceeded { machine, window_started_at, window_secs, windows, .. } => {
+                let run = ReportedRun { last_window: *window_started_at, window_secs: *window_secs, windows: *windows };
+                found.extend(self.call_rate(machine, run, observed.event_id, settings));
             }
             LicenseEvent::AnomalyDetected { kind, .. } => {
                 self.open.insert(*kind);
@@ -278,35 +288,37 @@ impl Track {
 
     /// A run of consecutive windows over the allowance; `threshold` in the
     /// evidence is the longest run allowed (one less than
-    /// `sustainedWindows`).
+    /// `sustainedWindows`). The API reports a run once it is long enough,
+    /// naming its length; a report that restates a run longer, or starts
+    /// right after its last window (as one-window reports written before
+    /// runs were counted do), extends it.
     fn call_rate(
         &mut self,
         machine: &MachineHash,
-        started: DateTime<Utc>,
-        window_secs: u32,
+        reported: ReportedRun,
         event_id: &str,
         settings: &AnomalySettings,
     ) -> Option<(AnomalyKind, AnomalyEvidence)> {
         let rule = &settings.excessive_heartbeats;
+        let ReportedRun { last_window, window_secs, windows } = reported;
+        let windows = windows.max(1);
+        let first_window = last_window - window(window_secs) * (windows - 1) as i32;
         let run = self.runs.entry(machine.clone()).or_insert_with(|| Run {
-            first_window: started,
-            last_window: started,
+            first_window,
+            last_window,
             window_secs,
             windows: 0,
             event_ids: VecDeque::new(),
         });
-        let follows = run.window_secs == window_secs && run.last_window + window(window_secs) == started;
-        if !follows {
-            *run = Run {
-                first_window: started,
-                last_window: started,
-                window_secs,
-                windows: 0,
-                event_ids: VecDeque::new(),
-            };
+        let same_length = run.window_secs == window_secs && run.windows > 0;
+        if same_length && run.first_window == first_window && last_window > run.last_window {
+            run.windows = windows; // the same run, reported again longer
+        } else if same_length && run.last_window + window(window_secs) == first_window {
+            run.windows += windows; // picks up right after the run's last window
+        } else {
+            *run = Run { first_window, last_window, window_secs, windows, event_ids: VecDeque::new() };
         }
-        run.last_window = started;
-        run.windows += 1;
+        run.last_window = last_window;
         run.event_ids.push_back(event_id.to_owned());
         while run.event_ids.len() > rule.sustained_windows.max(1) as usize {
             run.event_ids.pop_front();
@@ -322,7 +334,7 @@ impl Track {
             count: run.windows,
             threshold: rule.sustained_windows.saturating_sub(1),
             window_started_at: run.first_window,
-            window_ended_at: started + window(window_secs),
+            window_ended_at: last_window + window(window_secs),
             addresses: Vec::new(),
             machines: vec![machine.clone()],
         };

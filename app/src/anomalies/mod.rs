@@ -8,7 +8,7 @@ pub mod detect;
 pub mod settings;
 pub mod store;
 
-pub use calls::{CallCounter, OverAllowance};
+pub use calls::{Allowance, CallCounter, OverAllowance};
 pub use detect::{Detector, Finding, Observed};
 pub use settings::{Action, AnomalySettings, SettingsError};
 pub use store::{Anomaly, AnomalyFilter, AnomalyStats, AnomalyStore, AnomalyStoreError, Resolution, SettingsCache};

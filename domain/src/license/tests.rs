@@ -604,6 +604,7 @@ fn report(n: u8, window: i64, at: i64) -> LicenseCommand {
         allowance: 2,
         window_started_at: t(window),
         window_secs: 60,
+        windows: 5,
         at: t(at),
     }
 }
@@ -616,6 +617,7 @@ fn a_call_rate_is_reported_once_per_device_and_window() {
         allowance: 2,
         window_started_at: t(10),
         window_secs: 60,
+        windows: 5,
         observed_at: t(10),
     };
     LicenseTest::with(())
@@ -635,12 +637,30 @@ fn a_call_rate_is_reported_once_per_device_and_window() {
             allowance: 2,
             window_started_at: t(11),
             window_secs: 60,
+            windows: 5,
             observed_at: t(11),
         }]);
     LicenseTest::with(())
         .given(vec![generated(), activated(1, 1)])
         .when(report(2, 10, 10))
         .then_expect_error(LicenseError::MachineNotActivated);
+}
+
+#[test]
+fn a_call_rate_event_written_before_runs_were_counted_names_one_window() {
+    let event = LicenseCallRateExceeded {
+        machine: machine(1),
+        calls: 3,
+        allowance: 2,
+        window_started_at: t(10),
+        window_secs: 60,
+        windows: 1,
+        observed_at: t(10),
+    };
+    let mut json = serde_json::to_value(&event).unwrap();
+    let fields = json.as_object_mut().unwrap().values_mut().find_map(|v| v.as_object_mut()).unwrap();
+    assert!(fields.remove("windows").is_some());
+    assert_eq!(serde_json::from_value::<LicenseEvent>(json).unwrap(), event);
 }
 
 #[test]

@@ -58,17 +58,25 @@ impl Story {
         )
     }
 
+    /// A one-window report, as written before runs were counted.
     fn over(&mut self, window_start: i64, n: u8) -> &mut Self {
+        self.over_run(window_start, n, 1)
+    }
+
+    /// A run of `windows` one-minute windows over the allowance, the last
+    /// starting at `last_window`.
+    fn over_run(&mut self, last_window: i64, n: u8, windows: u32) -> &mut Self {
         self.event(
-            window_start,
+            last_window,
             None,
             LicenseEvent::LicenseCallRateExceeded {
                 machine: machine(n),
                 calls: 3,
                 allowance: 2,
-                window_started_at: t(window_start),
+                window_started_at: t(last_window),
                 window_secs: 60,
-                observed_at: t(window_start),
+                windows,
+                observed_at: t(last_window),
             },
         )
     }
@@ -144,6 +152,35 @@ fn five_windows_in_a_row_over_the_allowance_are_excessive() {
     assert_eq!((evidence.count, evidence.event_ids.len()), (5, 5));
     assert_eq!(evidence.window_started_at, t(300));
     assert_eq!(evidence.window_ended_at, t(600));
+}
+
+#[test]
+fn a_run_reported_at_its_sustained_length_is_excessive_once() {
+    let mut story = Story::new();
+    story.activate(0, 1, "10.0.0.1");
+    story.over_run(60 * 3, 1, 4); // the API reports runs of five only; four is not enough
+    assert!(story.found.is_empty());
+    story.over_run(60 * 14, 1, 5);
+    assert_eq!(story.kinds(), [AnomalyKind::ExcessiveHeartbeats]);
+    let evidence = &story.found[0].evidence;
+    assert_eq!((evidence.count, evidence.event_ids.len()), (5, 1));
+    assert_eq!((evidence.window_started_at, evidence.window_ended_at), (t(600), t(900)));
+    story.over_run(60 * 19, 1, 10); // the same run, longer: the same open episode
+    assert_eq!(story.found.len(), 1);
+}
+
+#[test]
+fn a_run_restated_longer_counts_as_one_run() {
+    let mut story = Story::new();
+    story.settings.excessive_heartbeats.sustained_windows = 8;
+    story.activate(0, 1, "10.0.0.1");
+    story.over_run(60 * 4, 1, 5);
+    story.over_run(60 * 6, 1, 7);
+    assert!(story.found.is_empty(), "seven windows are fewer than eight");
+    story.over_run(60 * 7, 1, 8);
+    assert_eq!(story.kinds(), [AnomalyKind::ExcessiveHeartbeats]);
+    assert_eq!(story.found[0].evidence.count, 8);
+    assert_eq!(story.found[0].evidence.window_started_at, t(0));
 }
 
 #[test]
