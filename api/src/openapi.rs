@@ -321,6 +321,25 @@ pub struct NetworkSettings {
     max_networks: u32,
     /// Default 86400.
     window_secs: u32,
+    tenant_surge: SurgeSettings,
+}
+
+/// The tenant-wide form: more activations in one UTC hour than both
+/// `minActivations` and `factor` times the tenant's hourly average over
+/// the `trailingHours` before it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct SurgeSettings {
+    enabled: bool,
+    /// Default 10, between 2 and 1000.
+    factor: u32,
+    /// Default 50.
+    min_activations: u32,
+    /// Default 168, at most 720.
+    trailing_hours: u32,
+    /// Hours of history a tenant needs before it is judged (default 24).
+    min_history_hours: u32,
 }
 
 #[derive(ToSchema)]
@@ -362,6 +381,9 @@ pub struct AnomalyEvidence {
     addresses: Vec<String>,
     /// Keyed machine hashes.
     machines: Vec<String>,
+    /// The tenant's average activations per hour before the hour, rounded
+    /// up; set only on the tenant-wide form of an unusual activation pattern.
+    trailing_per_hour: Option<u32>,
 }
 
 #[derive(ToSchema)]

@@ -62,6 +62,13 @@ pub struct AnomalyEvidence {
     /// The machines involved (hopping, excessive heartbeats).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub machines: Vec<MachineHash>,
+    /// The tenant's average activations per hour over its trailing
+    /// period, rounded up: set only on the tenant-wide form of an unusual
+    /// activation pattern, where `count` is the tenant's activations in
+    /// the hour and the license is the one whose activation passed the
+    /// threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trailing_per_hour: Option<u32>,
 }
 
 /// An anomaly recorded and not yet resolved. While one of a kind is open

@@ -22,6 +22,7 @@ on_both_backends!(
     replaying_the_whole_log_finds_nothing_new,
     concurrent_setting_changes_are_all_kept,
     settings_are_checked_field_by_field_and_belong_to_admins,
+    a_tenant_surge_is_found_once_and_suspends_nothing,
 );
 
 /// Client addresses come from `X-Forwarded-For`, as behind a proxy.
@@ -142,12 +143,8 @@ async fn provoke_each_kind(app: &TestApp) {
     assert_eq!(app.count_events(&chatty, "AnomalyDetected").await, 1);
     // The run is reported when it reaches three windows, not once a window.
     let chatter = app.get(&format!("/api/v1/licenses/{chatty}/events"), Some(&tenant.admin_key)).await;
-    let reports: Vec<&Value> = chatter.body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "LicenseCallRateExceeded")
-        .collect();
+    let reports: Vec<&Value> =
+        chatter.body["events"].as_array().unwrap().iter().filter(|e| e["type"] == "LicenseCallRateExceeded").collect();
     assert!(!reports.is_empty() && reports.len() <= 2, "{}", chatter.body);
     assert_eq!(reports[0]["data"]["windows"], 3, "{}", chatter.body);
     // The event is in the license's audited history, by the system.
@@ -287,7 +284,8 @@ async fn settings_are_checked_field_by_field_and_belong_to_admins(backend: Backe
         json!({
             "action": "record",
             "licenseHopping": {"enabled": true, "maxMoves": 3, "windowSecs": 86400},
-            "unusualActivationPattern": {"enabled": true, "maxNetworks": 5, "windowSecs": 86400},
+            "unusualActivationPattern": {"enabled": true, "maxNetworks": 5, "windowSecs": 86400, "tenantSurge": {
+                "enabled": true, "factor": 10, "minActivations": 50, "trailingHours": 168, "minHistoryHours": 24}},
             "excessiveHeartbeats": {"enabled": true, "maxCallsPerWindow": 2, "windowSecs": 60, "sustainedWindows": 5},
         })
     );
@@ -420,6 +418,7 @@ async fn concurrent_setting_changes_are_all_kept(backend: Backend) {
         json!({"action": "suspend"}),
         json!({"licenseHopping": {"windowSecs": 3600}}),
         json!({"excessiveHeartbeats": {"maxCallsPerWindow": 4}}),
+        json!({"unusualActivationPattern": {"tenantSurge": {"factor": 20}}}),
     ];
     futures::future::join_all(patches.into_iter().map(|patch| patch_settings(&app, &tenant, patch))).await;
     let settings = app.get("/api/v1/anomaly-settings", Some(&tenant.admin_key)).await.body;
@@ -428,8 +427,51 @@ async fn concurrent_setting_changes_are_all_kept(backend: Backend) {
         json!({
             "action": "suspend",
             "licenseHopping": {"enabled": true, "maxMoves": 7, "windowSecs": 3600},
-            "unusualActivationPattern": {"enabled": true, "maxNetworks": 9, "windowSecs": 86400},
+            "unusualActivationPattern": {"enabled": true, "maxNetworks": 9, "windowSecs": 86400, "tenantSurge": {
+                "enabled": true, "factor": 20, "minActivations": 50, "trailingHours": 168, "minHistoryHours": 24}},
             "excessiveHeartbeats": {"enabled": true, "maxCallsPerWindow": 4, "windowSecs": 60, "sustainedWindows": 11},
         })
     );
+}
+
+/// A tenant's activations in one hour passing its threshold: one finding,
+/// on the license whose activation passed it, with the tenant's rate as
+/// evidence; the tenant asks for suspension, and a surge suspends nothing.
+async fn a_tenant_surge_is_found_once_and_suspends_nothing(backend: Backend) {
+    let app = &TestApp::spawn_with(backend, behind_proxy).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    patch_settings(
+        app,
+        &tenant,
+        json!({"action": "suspend", "unusualActivationPattern": {"tenantSurge": {"minActivations": 5, "minHistoryHours": 0}}}),
+    )
+    .await;
+    // The hour is the unit: don't let the run straddle two.
+    let into_hour = chrono::Utc::now().timestamp().rem_euclid(3600);
+    if into_hour > 3590 {
+        tokio::time::sleep(Duration::from_secs((3601 - into_hour) as u64)).await;
+    }
+    let mut ids = Vec::new();
+    for n in 1..=9 {
+        let (key, id) = license(app, &user, 1).await;
+        assert_eq!(client_call(app, "activate", &key, "m", &format!("192.0.2.{n}")).await, StatusCode::OK);
+        ids.push(id);
+    }
+    wait_for_total(app, &tenant, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // a second finding would have come by now
+    let found = anomalies(app, &tenant, "").await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let surge = &found[0];
+    assert_eq!(surge["type"], "unusual_activation_pattern");
+    assert_eq!(surge["licenseId"], ids[5].as_str(), "the sixth activation passed the floor of five");
+    let evidence = &surge["evidence"];
+    assert_eq!((evidence["count"].as_u64(), evidence["threshold"].as_u64()), (Some(6), Some(5)));
+    assert_eq!(evidence["trailingPerHour"], 0);
+    assert_eq!(evidence["addresses"], json!(["192.0.2.6"]));
+    let started: chrono::DateTime<chrono::Utc> = evidence["windowStartedAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(started.timestamp() % 3600, 0, "the window is a clock hour");
+    let view = app.get(&format!("/api/v1/licenses/{}", ids[5]), Some(&tenant.admin_key)).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.body);
+    assert_ne!(view.body["status"], 4, "not suspended: {}", view.body);
 }

@@ -16,12 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use keyledger_app::anomalies::settings::MAX_TRAILING_HOURS;
 use keyledger_app::anomalies::{
-    Action, Anomaly, AnomalySettings, AnomalyStore, Detector, Finding, Observed, Resolution, SettingsCache,
+    Action, Anomaly, AnomalySettings, AnomalyStore, Detector, Finding, Observed, Resolution, SettingsCache, Surges,
 };
 use keyledger_app::metadata::system_metadata;
 use keyledger_app::{CommandError, LicenseService};
-use keyledger_domain::{AnomalyKind, LicenseCommand, LicenseEvent};
+use keyledger_domain::{AnomalyEvidence, AnomalyKind, LicenseCommand, LicenseEvent};
 use keyledger_eventlog::EventLog;
 use serde_json::{json, Value};
 
@@ -47,6 +48,8 @@ pub struct AnomalyWorker {
     store: AnomalyStore,
     feed: Option<AnyFeed>,
     detector: Detector,
+    /// Tenants' activations per hour, for the tenant-wide surge.
+    surges: Surges,
     /// Steps since idle licenses were last forgotten.
     steps: u64,
 }
@@ -83,7 +86,17 @@ fn parse(envelope: &Value) -> Option<Envelope<'_>> {
 impl AnomalyWorker {
     pub fn new(source: Source, log: EventLog, licenses: Arc<LicenseService>, settings: Arc<SettingsCache>) -> Self {
         let store = settings.store().clone();
-        Self { source, log, licenses, settings, store, feed: None, detector: Detector::default(), steps: 0 }
+        Self {
+            source,
+            log,
+            licenses,
+            settings,
+            store,
+            feed: None,
+            detector: Detector::default(),
+            surges: Surges::default(),
+            steps: 0,
+        }
     }
 
     /// Observes the events of `license_id` between what the detector has
@@ -118,9 +131,36 @@ impl AnomalyWorker {
         Ok(findings)
     }
 
+    /// Counts an activation toward its tenant's hourly rate; a new surge
+    /// is a finding on the license whose activation passed the threshold.
+    fn surge(&mut self, envelope: &Envelope<'_>, settings: &AnomalySettings) -> Option<Finding> {
+        let LicenseEvent::LicenseActivated { .. } = envelope.event else { return None };
+        let rule = &settings.unusual_activation_pattern.tenant_surge;
+        let surge = self.surges.activation(envelope.tenant_id, envelope.occurred_at, rule)?;
+        Some(Finding {
+            license_id: envelope.license_id.to_owned(),
+            kind: AnomalyKind::UnusualActivationPattern,
+            evidence: AnomalyEvidence {
+                event_ids: vec![envelope.event_id.to_owned()],
+                count: surge.count,
+                threshold: surge.threshold,
+                window_started_at: surge.hour_started_at,
+                window_ended_at: surge.hour_ended_at,
+                addresses: envelope.client_ip.map(str::to_owned).into_iter().collect(),
+                machines: Vec::new(),
+                trailing_per_hour: Some(surge.trailing_per_hour),
+            },
+            trigger_event_id: envelope.event_id.to_owned(),
+            trigger_sequence: envelope.sequence,
+            occurred_at: envelope.occurred_at,
+        })
+    }
+
     /// Records a finding on its license; suspends it too when the tenant
     /// asks for that and the finding is recent (a log read from long ago
-    /// after an outage records what it finds, and suspends nothing).
+    /// after an outage records what it finds, and suspends nothing). A
+    /// tenant-wide surge suspends nothing: the license that passed the
+    /// threshold is only the last of many.
     async fn record(&self, tenant_id: &str, finding: Finding, settings: &AnomalySettings) -> Result<(), ConsumerError> {
         let now = Utc::now();
         let window = match finding.kind {
@@ -131,7 +171,8 @@ impl AnomalyWorker {
             }
         };
         let recent = now - finding.occurred_at <= chrono::Duration::seconds(i64::from(window));
-        let suspend = settings.action == Action::Suspend && recent;
+        let tenant_wide = finding.evidence.trailing_per_hour.is_some();
+        let suspend = settings.action == Action::Suspend && recent && !tenant_wide;
         let command = LicenseCommand::RecordAnomaly {
             anomaly_id: finding.anomaly_id(),
             kind: finding.kind,
@@ -162,6 +203,7 @@ impl Consumer for AnomalyWorker {
         // trusting what a failed step left half-observed.
         self.feed = Some(AnyFeed::open(&self.source, ANOMALY_DETECTOR).await?);
         self.detector = Detector::default();
+        self.surges = Surges::default();
         Ok(())
     }
 
@@ -180,6 +222,9 @@ impl Consumer for AnomalyWorker {
                     findings.push((envelope.tenant_id.to_owned(), finding, settings.clone()));
                 }
             }
+            // The feed may hand an event over twice; only its first
+            // reading counts toward the tenant's rate.
+            let fresh = self.detector.last_sequence(envelope.license_id).is_none_or(|seen| seen < envelope.sequence);
             let observed = Observed {
                 event_id: envelope.event_id,
                 license_id: envelope.license_id,
@@ -189,6 +234,9 @@ impl Consumer for AnomalyWorker {
                 event: &envelope.event,
             };
             for finding in self.detector.observe(observed, &settings, true) {
+                findings.push((envelope.tenant_id.to_owned(), finding, settings.clone()));
+            }
+            if let Some(finding) = fresh.then(|| self.surge(&envelope, &settings)).flatten() {
                 findings.push((envelope.tenant_id.to_owned(), finding, settings.clone()));
             }
             match &envelope.event {
@@ -230,6 +278,9 @@ impl Consumer for AnomalyWorker {
         if self.steps >= FORGET_EVERY {
             self.steps = 0;
             self.detector.forget_idle(FORGET_AFTER);
+            if let Some(newest) = self.detector.newest() {
+                self.surges.forget_before(newest - chrono::Duration::hours(i64::from(MAX_TRAILING_HOURS)));
+            }
         }
         Ok(if batch.len() == BATCH { Step::Busy } else { Step::Idle })
     }

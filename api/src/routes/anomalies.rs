@@ -57,6 +57,7 @@ fn render(anomaly: &Anomaly) -> Value {
             "windowEndedAt": evidence["window_ended_at"],
             "addresses": list("addresses"),
             "machines": list("machines"),
+            "trailingPerHour": evidence.get("trailing_per_hour").cloned().unwrap_or(Value::Null),
         },
         "detectedAt": anomaly.detected_at,
         "eventId": anomaly.event_id,

@@ -117,7 +117,7 @@ impl CallCounter {
             return None;
         }
         let windows = slot.run_before.saturating_add(1);
-        (windows % rule.sustained.max(1) == 0).then(|| OverAllowance {
+        windows.is_multiple_of(rule.sustained.max(1)).then(|| OverAllowance {
             window_started_at: Utc.timestamp_opt(window * secs, 0).single().unwrap_or(now),
             calls: slot.calls,
             windows,
@@ -141,7 +141,8 @@ mod tests {
     fn the_call_past_the_allowance_is_reported_once_per_window() {
         let counter = CallCounter::default();
         let start = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
-        let calls: Vec<_> = (0..5).map(|i| counter.count("l", &machine(), RULE, start + Duration::seconds(i))).collect();
+        let calls: Vec<_> =
+            (0..5).map(|i| counter.count("l", &machine(), RULE, start + Duration::seconds(i))).collect();
         assert_eq!(calls[..2], [None, None]);
         assert_eq!(calls[2], Some(OverAllowance { window_started_at: start, calls: 3, windows: 1 }));
         assert_eq!(calls[3..], [None, None]);

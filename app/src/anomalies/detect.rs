@@ -126,6 +126,11 @@ impl Detector {
         self.licenses.get(license_id).map(|track| track.last_sequence)
     }
 
+    /// The newest event time seen: the detectors' clock.
+    pub fn newest(&self) -> Option<DateTime<Utc>> {
+        self.newest
+    }
+
     pub fn tracked(&self) -> usize {
         self.licenses.len()
     }
@@ -251,6 +256,7 @@ impl Track {
             window_ended_at: now,
             addresses: Vec::new(),
             machines: self.moves.iter().map(|m| m.to.clone()).collect(),
+            trailing_per_hour: None,
         };
         Some((AnomalyKind::LicenseHopping, evidence))
     }
@@ -282,6 +288,7 @@ impl Track {
             window_ended_at: now,
             addresses,
             machines: Vec::new(),
+            trailing_per_hour: None,
         };
         Some((AnomalyKind::UnusualActivationPattern, evidence))
     }
@@ -337,6 +344,7 @@ impl Track {
             window_ended_at: last_window + window(window_secs),
             addresses: Vec::new(),
             machines: vec![machine.clone()],
+            trailing_per_hour: None,
         };
         Some((AnomalyKind::ExcessiveHeartbeats, evidence))
     }

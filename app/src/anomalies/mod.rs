@@ -7,8 +7,10 @@ pub mod calls;
 pub mod detect;
 pub mod settings;
 pub mod store;
+pub mod surge;
 
 pub use calls::{Allowance, CallCounter, OverAllowance};
 pub use detect::{Detector, Finding, Observed};
 pub use settings::{Action, AnomalySettings, SettingsError};
 pub use store::{Anomaly, AnomalyFilter, AnomalyStats, AnomalyStore, AnomalyStoreError, Resolution, SettingsCache};
+pub use surge::{SurgeFinding, Surges};

@@ -36,14 +36,35 @@ pub struct Hopping {
 }
 
 /// Activations of one license from more than `maxNetworks` distinct
-/// networks (an IPv4 /24 or an IPv6 /48) within `windowSecs`.
+/// networks (an IPv4 /24 or an IPv6 /48) within `windowSecs`; and, the
+/// tenant-wide form, a tenant's activations in an hour far above its own
+/// trailing rate (`tenantSurge`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Networks {
     pub enabled: bool,
     pub max_networks: u32,
     pub window_secs: u32,
+    pub tenant_surge: Surge,
 }
+
+/// "Far above" the trailing rate: more activations in one clock hour (UTC)
+/// than both `minActivations` and `factor` times the tenant's average per
+/// hour over the `trailingHours` before it. A tenant with less than
+/// `minHistoryHours` of activations behind it has no rate to compare with
+/// and is not judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Surge {
+    pub enabled: bool,
+    pub factor: u32,
+    pub min_activations: u32,
+    pub trailing_hours: u32,
+    pub min_history_hours: u32,
+}
+
+/// The longest trailing period a surge is measured against: 30 days.
+pub const MAX_TRAILING_HOURS: u32 = 30 * 24;
 
 /// A device making more than `maxCallsPerWindow` validate and heartbeat
 /// calls in each of `sustainedWindows` consecutive windows of
@@ -78,7 +99,16 @@ impl Default for Hopping {
 
 impl Default for Networks {
     fn default() -> Self {
-        Self { enabled: true, max_networks: 5, window_secs: DAY }
+        Self { enabled: true, max_networks: 5, window_secs: DAY, tenant_surge: Surge::default() }
+    }
+}
+
+impl Default for Surge {
+    /// Ten times the last week's hourly average, and at least 50: a launch
+    /// or a promotion can double a tenant's activations; a key posted on a
+    /// forum multiplies them.
+    fn default() -> Self {
+        Self { enabled: true, factor: 10, min_activations: 50, trailing_hours: 7 * 24, min_history_hours: 24 }
     }
 }
 
@@ -135,6 +165,18 @@ impl AnomalySettings {
         at_least_one("unusualActivationPattern.maxNetworks", self.unusual_activation_pattern.max_networks)?;
         window("excessiveHeartbeats.windowSecs", self.excessive_heartbeats.window_secs, 3600)?;
         at_least_one("excessiveHeartbeats.maxCallsPerWindow", self.excessive_heartbeats.max_calls_per_window)?;
+        let surge = &self.unusual_activation_pattern.tenant_surge;
+        if surge.factor < 2 || surge.factor > 1000 {
+            return Err(bad("unusualActivationPattern.tenantSurge.factor", "must be between 2 and 1000"));
+        }
+        at_least_one("unusualActivationPattern.tenantSurge.minActivations", surge.min_activations)?;
+        if surge.trailing_hours == 0 || surge.trailing_hours > MAX_TRAILING_HOURS {
+            let message = format!("must be between 1 and {MAX_TRAILING_HOURS}");
+            return Err(bad("unusualActivationPattern.tenantSurge.trailingHours", message));
+        }
+        if surge.min_history_hours > surge.trailing_hours {
+            return Err(bad("unusualActivationPattern.tenantSurge.minHistoryHours", "must not exceed trailingHours"));
+        }
         let sustained = self.excessive_heartbeats.sustained_windows;
         if sustained == 0 || sustained > 1000 {
             return Err(bad("excessiveHeartbeats.sustainedWindows", "must be between 1 and 1000"));
@@ -189,6 +231,13 @@ mod tests {
         assert_eq!(field(json!({"excessiveHeartbeats": {"windowSecs": "60"}})), "excessiveHeartbeats.windowSecs");
         assert_eq!(field(json!({"excessiveHeartbeats": {"windowSecs": 7200}})), "excessiveHeartbeats.windowSecs");
         assert_eq!(field(json!({"action": "delete"})), "action");
+        let surge = |patch: Value| field(json!({"unusualActivationPattern": {"tenantSurge": patch}}));
+        assert_eq!(surge(json!({"factor": 1})), "unusualActivationPattern.tenantSurge.factor");
+        assert_eq!(
+            surge(json!({"trailingHours": 24, "minHistoryHours": 25})),
+            "unusualActivationPattern.tenantSurge.minHistoryHours"
+        );
+        assert_eq!(surge(json!({"rate": 3})), "unusualActivationPattern.tenantSurge.rate");
         assert_eq!(field(json!({"licenseHopping": 3})), "licenseHopping");
         assert_eq!(field(json!([])), "body");
     }

@@ -509,6 +509,7 @@ fn evidence() -> AnomalyEvidence {
         window_ended_at: t(5),
         addresses: vec![],
         machines: vec![machine(1), machine(2)],
+        trailing_per_hour: None,
     }
 }
 
