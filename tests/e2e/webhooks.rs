@@ -24,6 +24,7 @@ on_both_backends!(
     deliveries_come_from_the_nats_stream_when_there_is_one,
     deliveries_resume_after_nats_comes_back,
     shutdown_finishes_the_deliveries_in_flight,
+    shutdown_hands_back_the_deliveries_not_yet_sent,
     usage_thresholds_are_sent_once_per_crossing,
 );
 
@@ -441,6 +442,42 @@ async fn shutdown_finishes_the_deliveries_in_flight(backend: Backend) {
         .await)
     .unwrap();
     assert_eq!(status, "succeeded", "the attempt was recorded before the process ended");
+}
+
+/// SIGTERM with more deliveries waiting in the process than its sender
+/// has under way: those in flight are finished, and the ones waiting are
+/// handed back to the queue at once (no claim left on them), for any
+/// process to send, instead of waiting for their claims to run out.
+async fn shutdown_hands_back_the_deliveries_not_yet_sent(backend: Backend) {
+    const EVENTS: usize = 400;
+    let (app, stop) = TestApp::spawn_stoppable(backend, webhook_config).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    receiver.answer_after(Duration::from_secs(3));
+    let tenant = app.tenant("Acme").await;
+    let (webhook, _) = create_webhook(&app, &tenant, &receiver.url, json!(["license.activated"])).await;
+    activations(&app, &tenant, EVENTS).await;
+    let count = |sql: &'static str| {
+        let (db, webhook) = (app.db.clone(), webhook.clone());
+        async move {
+            keyledger_eventlog::on_pool!(&db, pool => sqlx::query_scalar::<_, i64>(sql).bind(&webhook).fetch_one(pool).await)
+                .unwrap()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while count("SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1").await < EVENTS as i64 {
+        assert!(tokio::time::Instant::now() < deadline, "the deliveries were not all recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.stop().await;
+    let answered = receiver.received().len();
+    assert!(answered < EVENTS, "some deliveries were still waiting at shutdown ({answered} answered)");
+    let held = count(
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' AND claimed_until IS NOT NULL",
+    )
+    .await;
+    assert_eq!(held, 0, "no delivery is left claimed by the stopped process");
+    let pending = count("SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending'").await;
+    assert_eq!(pending, (EVENTS - answered) as i64, "every delivery not answered is pending, due at once");
 }
 
 /// Seed 003's usage threshold alerts: 80% and 100% of the seats, each

@@ -48,6 +48,13 @@ pub trait Consumer: Send + 'static {
     }
 
     fn step(&mut self) -> impl Future<Output = Result<Step, ConsumerError>> + Send;
+
+    /// Called once when the runtime stops the consumer on shutdown, after
+    /// its last step: hands back what it holds and has not done, so
+    /// another process can take it over at once.
+    fn stop(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// How a consumer is run.
@@ -351,7 +358,14 @@ struct Runner {
 }
 
 impl Runner {
+    /// Steps the consumer until shutdown, then lets it hand back its work.
     async fn run<C: Consumer>(mut self, mut consumer: C) {
+        self.steps(&mut consumer).await;
+        consumer.stop().await;
+    }
+
+    /// Steps the consumer until shutdown.
+    async fn steps<C: Consumer>(&mut self, consumer: &mut C) {
         let name = self.spec.name.clone();
         let mut wake = self.spec.wake.clone();
         let mut lease = None;

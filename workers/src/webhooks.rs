@@ -49,8 +49,9 @@ const HANDOFF_SLACK: Duration = Duration::from_secs(2);
 /// Deliveries the dispatcher recorded already claimed, waiting for this
 /// process's sender: it sends them without a claiming query, within
 /// milliseconds of their events. What is not sent while its claim has
-/// time left (a shutdown, a backlog) is left to the queue: the claim runs
-/// out and any sender takes it.
+/// time left (a backlog) is left to the queue: the claim runs out and any
+/// sender takes it. On shutdown what is still waiting is handed back to
+/// the queue at once.
 #[derive(Clone, Default)]
 pub struct Handoff(Arc<Mutex<VecDeque<Claimed>>>);
 
@@ -65,6 +66,29 @@ impl Handoff {
 
     fn put(&self, claimed: Vec<Claimed>) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(claimed);
+    }
+
+    /// Everything waiting, to be handed back.
+    fn drain(&self) -> Vec<Claimed> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect()
+    }
+
+    /// Gives every delivery still waiting back to the queue, so on
+    /// shutdown another process's sender can take them at once rather
+    /// than after their claims run out.
+    async fn hand_back(&self, store: &WebhookStore) {
+        let waiting = self.drain();
+        if waiting.is_empty() {
+            return;
+        }
+        match store.release_many(&waiting).await {
+            Ok(released) => tracing::info!(released, "webhook deliveries handed back to the queue"),
+            Err(error) => tracing::warn!(
+                %error,
+                waiting = waiting.len(),
+                "webhook deliveries not handed back; they are sent once their claims run out"
+            ),
+        }
     }
 
     /// Up to `max` deliveries whose claims last at least `left` more, so
@@ -213,6 +237,12 @@ impl Consumer for Dispatcher {
         // acknowledged comes again, and is recorded once.
         self.feed = Some(AnyFeed::open(&self.source, WEBHOOK_DISPATCHER).await?);
         Ok(())
+    }
+
+    /// The sender may have stopped first: what the last step handed over
+    /// goes back to the queue.
+    async fn stop(&mut self) {
+        self.handoff.hand_back(&self.store).await;
     }
 
     async fn step(&mut self) -> Result<Step, ConsumerError> {
@@ -394,6 +424,10 @@ impl Consumer for Sender {
     /// [`LANES`] lanes of claim, send, record run at once: while one waits
     /// for its endpoints, another writes its outcomes or claims the next
     /// batch. A slow endpoint holds up only its own lane.
+    async fn stop(&mut self) {
+        self.handoff.hand_back(&self.store).await;
+    }
+
     async fn step(&mut self) -> Result<Step, ConsumerError> {
         let lanes = futures::future::join_all((0..LANES).map(|_| self.lane())).await;
         let mut busy = false;

@@ -599,11 +599,25 @@ impl WebhookStore {
         Ok(on_pool!(&self.db, pool => sqlx::query_scalar(SQL).fetch_one(pool).await)?)
     }
 
-    /// Gives a claim back untried (shutdown came first): due again at once.
-    pub async fn release(&self, delivery_id: &str) -> Result<(), WebhookError> {
-        const SQL: &str = "UPDATE webhook_deliveries SET claimed_until = NULL WHERE id = $1";
-        on_pool!(&self.db, pool => sqlx::query(SQL).bind(delivery_id).execute(pool).await.map(drop))?;
-        Ok(())
+    /// Gives claims back untried (shutdown came first): due again at once
+    /// for any sender. A claim that has changed hands meanwhile is left
+    /// alone. Returns how many were given back.
+    pub async fn release_many(&self, claimed: &[Claimed]) -> Result<u64, WebhookError> {
+        let mut released = 0;
+        for chunk in claimed.chunks(400) {
+            let pairs: Vec<String> = (0..chunk.len()).map(|n| format!("(${}, ${})", 2 * n + 1, 2 * n + 2)).collect();
+            let sql = format!(
+                "UPDATE webhook_deliveries SET claimed_until = NULL WHERE (id, claimed_until) IN (VALUES {})",
+                pairs.join(", ")
+            );
+            released += on_pool!(&self.db, pool => {
+                let query = chunk
+                    .iter()
+                    .fold(sqlx::query(&sql), |query, c| query.bind(c.delivery_id.as_str()).bind(c.claim.as_str()));
+                query.execute(pool).await.map(|done| done.rows_affected())
+            })?;
+        }
+        Ok(released)
     }
 
     /// A page of an endpoint's deliveries, newest first, each with its
