@@ -267,6 +267,11 @@ impl EventLog {
     /// agrees on. On PostgreSQL only transactions older than the oldest
     /// one still running are read, so an event that commits late can
     /// never land behind a cursor already handed out.
+    ///
+    /// The PostgreSQL queries here select `txid` as text and order by
+    /// `events.txid`: a bare `txid` in ORDER BY would name the output
+    /// column, sorting transaction ids as strings ("999" after "1000")
+    /// and without the `events_tail` index.
     pub async fn tail(&self, after: Cursor, limit: i64) -> Result<Vec<LoggedEvent>, EventLogError> {
         let events = match &self.db {
             Database::Postgres(pool) => {
@@ -274,7 +279,7 @@ impl EventLog {
                     "SELECT txid::text AS txid, {EVENT_COLUMNS} FROM events
                       WHERE (txid, position) > ($1::bigint::text::xid8, $2)
                         AND txid < pg_snapshot_xmin(pg_current_snapshot())
-                      ORDER BY txid, position LIMIT $3"
+                      ORDER BY events.txid, events.position LIMIT $3"
                 );
                 let rows = sqlx::query(&sql).bind(after.txid).bind(after.position).bind(limit).fetch_all(pool).await?;
                 rows.iter().map(pg_event).collect::<Result<_, _>>()?
@@ -299,7 +304,7 @@ impl EventLog {
                     "SELECT txid::text::bigint, position, aggregate_id, sequence, payload::text, hash FROM events
                       WHERE (txid, position) > ($1::bigint::text::xid8, $2)
                         AND txid < pg_snapshot_xmin(pg_current_snapshot())
-                      ORDER BY txid, position LIMIT $3";
+                      ORDER BY events.txid, events.position LIMIT $3";
                 sqlx::query_as(SQL).bind(after.txid).bind(after.position).bind(limit).fetch_all(pool).await?
             }
             Database::Sqlite(pool) => {
@@ -462,7 +467,7 @@ impl EventLog {
         let end = match &self.db {
             Database::Postgres(pool) => {
                 let sql = format!(
-                    "SELECT txid::text, position FROM events {postgres_filter} ORDER BY txid DESC, position DESC LIMIT 1"
+                    "SELECT txid::text, position FROM events {postgres_filter} ORDER BY events.txid DESC, events.position DESC LIMIT 1"
                 );
                 let row: Option<(String, i64)> = sqlx::query_as(&sql).fetch_optional(pool).await?;
                 row.map(|(txid, position)| {
@@ -488,7 +493,7 @@ impl EventLog {
     /// refuse to run on such a log rather than lose events quietly.
     pub async fn check_transaction_ids(&self) -> Result<(), EventLogError> {
         let Database::Postgres(pool) = &self.db else { return Ok(()) };
-        const NEWEST: &str = "SELECT txid::text FROM events ORDER BY txid DESC LIMIT 1";
+        const NEWEST: &str = "SELECT txid::text FROM events ORDER BY events.txid DESC LIMIT 1";
         let Some(newest) = sqlx::query_scalar::<_, String>(NEWEST).fetch_optional(pool).await? else { return Ok(()) };
         let current: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text").fetch_one(pool).await?;
         let parse = |t: &str| t.parse::<u64>().map_err(|_| EventLogError::Corrupt(format!("transaction id {t}")));

@@ -326,3 +326,44 @@ async fn postgres_a_tail_never_skips_an_event_that_commits_late() {
     let late_position = seen[0].position;
     assert!(early_positions.iter().all(|&p| p > late_position), "the late event had the lowest position");
 }
+
+/// Transaction ids order the tail as numbers, also where they gain a
+/// digit: ordered as the text they are read as, "1000001" would come
+/// before "999999", and a batch cut between them would skip the older.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_tail_orders_transaction_ids_as_numbers_across_a_digit() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let Database::Postgres(pool) = &app.db else { unreachable!("a PostgreSQL app") };
+    let log = EventLog::new(app.db.clone());
+    // A power of ten safely below this cluster's transaction ids: both
+    // events look committed long ago.
+    let current: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text").fetch_one(pool).await.unwrap();
+    let current: u64 = current.parse().unwrap();
+    let mut boundary = 10u64.pow(current.to_string().len() as u32 - 1);
+    if boundary + 10 > current {
+        boundary /= 10;
+    }
+    assert!(boundary >= 10, "the cluster's transaction ids ({current}) are too young for this test");
+    let (older, newer) = (boundary - 1, boundary + 1);
+    // The newer transaction takes the lower position.
+    for (txid, id) in [(newer, "newer"), (older, "older")] {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash, txid)
+             VALUES ('License', $1, 1, 'LicenseGenerated', '1.0', '{}', '{}', $1, 'unchained', $2::text::xid8)",
+        )
+        .bind(id)
+        .bind(txid.to_string())
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let first = log.tail(Cursor::START, 1).await.unwrap();
+    assert_eq!(first[0].event_id, "older", "{older} before {newer}");
+    let after_first = log.tail(first[0].cursor, 10).await.unwrap();
+    assert_eq!(after_first.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["newer"]);
+    let payloads = log.tail_payloads(Cursor::START, 10).await.unwrap();
+    assert_eq!(payloads.iter().map(|e| e.license_id.as_str()).collect::<Vec<_>>(), ["older", "newer"]);
+    let end = log.end_cursor().await.unwrap().unwrap();
+    assert_eq!(end.txid as u64, newer, "the end is the newest transaction's event");
+    log.check_transaction_ids().await.unwrap();
+}
