@@ -26,7 +26,7 @@ use keyledger_domain::{AnomalyEvidence, AnomalyKind, LicenseCommand, LicenseEven
 use keyledger_eventlog::EventLog;
 use serde_json::{json, Value};
 
-use crate::feed::{AnyFeed, Feed, Source};
+use crate::feed::{flush, AnyFeed, Feed, Source};
 use crate::runtime::{Consumer, ConsumerError, Step};
 
 pub const ANOMALY_DETECTOR: &str = "anomaly-detector";
@@ -205,6 +205,10 @@ impl Consumer for AnomalyWorker {
         self.detector = Detector::default();
         self.surges = Surges::default();
         Ok(())
+    }
+
+    async fn stop(&mut self) {
+        flush(self.feed.as_mut(), ANOMALY_DETECTOR).await;
     }
 
     async fn step(&mut self) -> Result<Step, ConsumerError> {

@@ -5,7 +5,7 @@
 //! the same order, and both redeliver what was not acknowledged.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, Message};
 use futures::StreamExt;
@@ -31,8 +31,15 @@ pub trait Feed: Send {
     /// `eventId`.
     fn next_batch(&mut self, max: usize) -> impl Future<Output = Result<Vec<Value>, FeedError>> + Send;
 
-    /// Marks everything returned so far as handled.
+    /// Marks everything returned so far as handled. It may be recorded a
+    /// moment later (see [`TailFeed`]); after a crash the unrecorded part
+    /// comes again.
     fn ack(&mut self) -> impl Future<Output = Result<(), FeedError>> + Send;
+
+    /// Records every acknowledgement now: on a graceful stop.
+    fn flush(&mut self) -> impl Future<Output = Result<(), FeedError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Where a consumer reads events from.
@@ -77,19 +84,48 @@ impl Feed for AnyFeed {
             AnyFeed::Nats(feed) => feed.ack().await,
         }
     }
+
+    async fn flush(&mut self) -> Result<(), FeedError> {
+        match self {
+            AnyFeed::Tail(feed) => feed.flush().await,
+            AnyFeed::Nats(feed) => feed.flush().await,
+        }
+    }
+}
+
+/// Records a stopping consumer's acknowledgements; a failure only means
+/// the last of its events are read again after the restart.
+pub async fn flush(feed: Option<&mut AnyFeed>, consumer: &str) {
+    if let Some(feed) = feed {
+        if let Err(error) = feed.flush().await {
+            tracing::warn!(consumer, %error, "checkpoint not recorded at shutdown; its last events come again");
+        }
+    }
 }
 
 /// The log's tail, with the consumer's checkpoint in the database.
+///
+/// Under load a consumer acknowledges a batch every few milliseconds; the
+/// checkpoint is written at most every [`CHECKPOINT_EVERY`] (each write is
+/// a commit), and at once on [`Feed::flush`]. The consumers of a feed are
+/// idempotent by event id, so what a crash leaves unrecorded is read and
+/// handled again, never lost.
 pub struct TailFeed {
     log: EventLog,
     name: String,
     /// Where the next batch starts: past everything returned so far.
     read_to: Option<Cursor>,
+    /// Acknowledged and not yet written.
+    unsaved: Option<Cursor>,
+    saved_at: Option<Instant>,
 }
+
+/// How often a tail feed writes its checkpoint at most.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 impl TailFeed {
     pub fn new(log: EventLog, name: impl Into<String>) -> Self {
-        Self { log, name: name.into(), read_to: None }
+        Self { log, name: name.into(), read_to: None, unsaved: None, saved_at: None }
     }
 }
 
@@ -100,15 +136,27 @@ impl Feed for TailFeed {
             None => self.log.checkpoint(&self.name).await?,
         };
         let events = self.log.tail(from, max as i64).await?;
-        if let Some(last) = events.last() {
-            self.read_to = Some(last.cursor);
+        match events.last() {
+            Some(last) => self.read_to = Some(last.cursor),
+            // Caught up: no load to spare a write for, and the checkpoint
+            // should say where the consumer is.
+            None => self.flush().await?,
         }
         Ok(events.iter().map(|event| event.envelope()).collect())
     }
 
     async fn ack(&mut self) -> Result<(), FeedError> {
-        if let Some(cursor) = self.read_to {
+        self.unsaved = self.read_to;
+        if self.saved_at.is_none_or(|at| at.elapsed() >= CHECKPOINT_EVERY) {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), FeedError> {
+        if let Some(cursor) = self.unsaved.take() {
             self.log.save_checkpoint(&self.name, cursor).await?;
+            self.saved_at = Some(Instant::now());
         }
         Ok(())
     }

@@ -26,7 +26,7 @@ use keyledger_eventlog::{Cursor, EventLog};
 use serde_json::{json, Value};
 
 pub use crate::feed::Source;
-use crate::feed::{AnyFeed, Feed};
+use crate::feed::{flush, AnyFeed, Feed};
 use crate::runtime::{Consumer, ConsumerError, Step};
 
 pub const WEBHOOK_DISPATCHER: &str = "webhook-dispatcher";
@@ -37,6 +37,10 @@ const DISPATCH_BATCH: usize = 200;
 const SEND_BATCH: i64 = 64;
 /// Lanes of claim, send, record a sender runs at once.
 const LANES: usize = 4;
+/// How soon a sender asks the table again after finding nothing due in
+/// it: retries coming due and other processes' deliveries wait at most
+/// this long beyond their time.
+const QUEUE_RECHECK: Duration = Duration::from_millis(200);
 /// How long a lane starts new batches within one step.
 const LANE_BUDGET: Duration = Duration::from_millis(500);
 /// How long a claim lasts beyond the attempt's own timeout; a process
@@ -243,6 +247,7 @@ impl Consumer for Dispatcher {
     /// goes back to the queue.
     async fn stop(&mut self) {
         self.handoff.hand_back(&self.store).await;
+        flush(self.feed.as_mut(), WEBHOOK_DISPATCHER).await;
     }
 
     async fn step(&mut self) -> Result<Step, ConsumerError> {
@@ -270,6 +275,12 @@ impl Consumer for Dispatcher {
 /// Sends due deliveries.
 pub struct Sender {
     handoff: Handoff,
+    /// When a claim last found nothing due in the table, and the count of
+    /// unclaimed queueings then: until [`QUEUE_RECHECK`] has passed or
+    /// this process queues unclaimed deliveries, the table is not asked
+    /// again (the lanes would otherwise ask it at every wake-up that the
+    /// handoff already answered).
+    queue_quiet: std::sync::Mutex<Option<(Instant, u64)>>,
     metrics: std::sync::Arc<keyledger_app::Metrics>,
     store: WebhookStore,
     policy: RetryPolicy,
@@ -293,7 +304,7 @@ impl Sender {
             .dns_resolver(std::sync::Arc::new(SafeResolver { allow_private }))
             .user_agent(concat!("keyledger-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { handoff, metrics, store, policy, allow_private, client })
+        Ok(Self { handoff, queue_quiet: std::sync::Mutex::new(None), metrics, store, policy, allow_private, client })
     }
 
     /// One attempt: never fails, whatever the endpoint does; what happened
@@ -383,10 +394,15 @@ impl Sender {
         let lease = self.policy.timeout + CLAIM_MARGIN;
         let mut claimed = self.handoff.take(SEND_BATCH as usize, self.policy.timeout + HANDOFF_SLACK);
         if claimed.is_empty() {
+            if self.queue_is_quiet() {
+                return Ok(false);
+            }
+            let queued = keyledger_app::webhooks::queued_unclaimed();
             claimed = self.store.claim_due(SEND_BATCH, lease).await?;
-        }
-        if claimed.is_empty() {
-            return Ok(false);
+            if claimed.is_empty() {
+                *self.queue_quiet.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), queued));
+                return Ok(false);
+            }
         }
         let attempts = futures::future::join_all(claimed.iter().map(|delivery| self.attempt(delivery))).await;
         for (delivery, attempt) in claimed.iter().zip(&attempts) {
@@ -403,6 +419,15 @@ impl Sender {
         let results: Vec<(&Claimed, &Attempt)> = claimed.iter().zip(&attempts).collect();
         self.store.record_many(&results, &self.policy).await?;
         Ok(true)
+    }
+
+    /// Whether the table was found with nothing due moments ago and
+    /// nothing was queued unclaimed here since.
+    fn queue_is_quiet(&self) -> bool {
+        let quiet = *self.queue_quiet.lock().unwrap_or_else(|p| p.into_inner());
+        quiet.is_some_and(|(at, queued)| {
+            at.elapsed() < QUEUE_RECHECK && queued == keyledger_app::webhooks::queued_unclaimed()
+        })
     }
 
     /// Batches back to back until nothing is due or [`LANE_BUDGET`] has

@@ -34,6 +34,22 @@ pub fn announce() {
     QUEUED.send_modify(|n| *n = n.wrapping_add(1));
 }
 
+/// Counts the times this process queued deliveries unclaimed, for any
+/// sender to claim from the table (as opposed to handing them over in
+/// memory): a sender that found the table empty asks it again at once
+/// only when this has moved.
+static QUEUED_UNCLAIMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn queued_unclaimed() -> u64 {
+    QUEUED_UNCLAIMED.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Wakes this process's sender for deliveries queued unclaimed.
+fn announce_unclaimed() {
+    QUEUED_UNCLAIMED.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    announce();
+}
+
 /// Where a delivery goes and the keys that sign it.
 type Target = (String, Vec<Vec<u8>>);
 
@@ -409,7 +425,7 @@ impl WebhookStore {
             tx.commit().await.map(|()| inserted)
         })?;
         if !inserted.is_empty() && claim.is_none() {
-            announce();
+            announce_unclaimed();
         }
         Ok(inserted)
     }
@@ -677,7 +693,7 @@ impl WebhookStore {
             .bind(endpoint_id).bind(delivery_id).bind(&now)
             .execute(pool).await.map(|d| d.rows_affected()))?;
         if done > 0 {
-            announce();
+            announce_unclaimed();
             return Ok(Redelivery::Queued);
         }
         let exists: i64 = on_pool!(&self.db, pool => sqlx::query_scalar(EXISTS).bind(endpoint_id).bind(delivery_id).fetch_one(pool).await)?;
