@@ -125,7 +125,7 @@ impl LicenseService {
                     // Nothing to append; a row left behind by a failure
                     // before rows were written with their events is healed
                     // by the client's retry. `apply` never moves a row back.
-                    self.project(&license, current.version).await?;
+                    self.project(&license, current.version, &current.last_hash).await?;
                     self.memory.put(license.clone(), current.version, Some(&current.last_hash));
                 }
                 return Ok(license);
@@ -200,12 +200,13 @@ impl LicenseService {
     /// The license as its events say it is now, and its version, bypassing
     /// the read model: for confirming a refusal before it reaches a paying
     /// customer. The in-memory view learns what was loaded.
-    pub async fn load(&self, license_id: &str) -> Result<(License, i64), CommandError> {
+    /// Returns the license, its version and its last event's chain hash.
+    pub async fn load(&self, license_id: &str) -> Result<(License, i64, String), CommandError> {
         let loaded = self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?;
         if loaded.license.exists() {
             self.memory.put(loaded.license.clone(), loaded.version, Some(&loaded.last_hash));
         }
-        Ok((loaded.license, loaded.version))
+        Ok((loaded.license, loaded.version, loaded.last_hash))
     }
 
     /// The license's newest state known here, with the sequence and chain
@@ -226,17 +227,17 @@ impl LicenseService {
 
     /// Rewrites the read-model row from a license just loaded from the log,
     /// when a reader found the row behind it.
-    pub async fn mend_view(&self, license: &License, version: i64) -> Result<(), CommandError> {
-        Ok(self.views.rewrite(license, version).await?)
+    pub async fn mend_view(&self, license: &License, version: i64, last_hash: &str) -> Result<(), CommandError> {
+        Ok(self.views.rewrite(license, version, Some(last_hash)).await?)
     }
 
     /// Records the license in the read model, retrying a transient failure
     /// (a busy SQLite, an exhausted pool) so the write that was just
     /// committed is readable when the client hears of it.
-    async fn project(&self, license: &License, version: i64) -> Result<(), CommandError> {
+    async fn project(&self, license: &License, version: i64, last_hash: &str) -> Result<(), CommandError> {
         let mut attempt = 0;
         loop {
-            match self.views.apply(license, version).await {
+            match self.views.apply(license, version, Some(last_hash)).await {
                 Ok(()) => return Ok(()),
                 Err(error) if attempt < PROJECTION_ATTEMPTS => {
                     tracing::warn!(license_id = %license.id, %error, "read model update failed; retrying");
@@ -264,9 +265,9 @@ impl LicenseService {
     }
 
     async fn reproject_one(&self, license_id: &str) -> Result<(), CommandError> {
-        let (license, version) = self.load(license_id).await?;
+        let (license, version, last_hash) = self.load(license_id).await?;
         if license.exists() {
-            self.mend_view(&license, version).await?;
+            self.mend_view(&license, version, &last_hash).await?;
         }
         Ok(())
     }
@@ -343,7 +344,7 @@ mod tests {
         // nothing to do; the log says otherwise, and the event is written.
         let license = b.execute(&id, activate(&machine), HashMap::new()).await.unwrap();
         assert_eq!(license.devices.len(), 1);
-        let (logged, version) = a.load(&id).await.unwrap();
+        let (logged, version, _) = a.load(&id).await.unwrap();
         assert_eq!(version, 4, "generate, activate, deactivate, activate");
         assert_eq!(logged.devices.len(), 1);
     }

@@ -188,6 +188,7 @@ impl EventLog {
                 (event_id, hash)
             })
             .collect();
+        let last_hash = identified.last().map(|(_, hash)| hash.as_str()).unwrap_or_default();
         let appended = match &self.db {
             Database::Postgres(pool) => {
                 let sql = postgres_append_sql(events.len(), projected);
@@ -210,6 +211,7 @@ impl EventLog {
                     query = row.values.iter().fold(query, |query, value| match value {
                         SqlValue::Text(text) => query.bind(text.as_str()),
                         SqlValue::Int(number) => query.bind(*number),
+                        SqlValue::AppendedHash => query.bind(last_hash),
                     });
                 }
                 query.fetch_one(pool).await.map_err(AppendError::from)? as usize
@@ -244,6 +246,7 @@ impl EventLog {
                         let query = row.values.iter().fold(sqlx::query(&sql), |query, value| match value {
                             SqlValue::Text(text) => query.bind(text.as_str()),
                             SqlValue::Int(number) => query.bind(*number),
+                            SqlValue::AppendedHash => query.bind(last_hash),
                         });
                         query.execute(&mut *tx).await?;
                     }
@@ -576,6 +579,9 @@ pub struct ProjectedRow {
 pub enum SqlValue {
     Text(String),
     Int(i64),
+    /// The chain hash of the last event appended with the row, which only
+    /// the append knows (it names each event as it writes it).
+    AppendedHash,
 }
 
 /// This process's SQLite writers take turns here rather than in SQLite's

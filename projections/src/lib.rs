@@ -8,5 +8,5 @@
 mod license_view;
 mod memory;
 
-pub use license_view::{LicenseView, LicenseViews, ProjectionError};
+pub use license_view::{LicenseView, LicenseViews, ProjectionError, Versioned};
 pub use memory::{Entry, MemoryView};

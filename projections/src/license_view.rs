@@ -26,14 +26,20 @@ pub enum ProjectionError {
 pub struct LicenseView {
     pub version: i64,
     pub license: License,
+    /// The chain hash of event `version`, when the row's writer knew it
+    /// (every writer since migration 0010 does).
+    pub last_hash: Option<String>,
 }
+
+/// A license to record as of `version`, with the chain hash of that event.
+pub type Versioned<'a> = (&'a License, i64, Option<&'a str>);
 
 #[derive(Debug, Clone)]
 pub struct LicenseViews {
     db: Database,
 }
 
-const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state)";
+const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state, last_hash)";
 
 /// Writes a row unless the stored one is newer. `{newer}` is `<` for live
 /// updates (a concurrent writer's newer state wins) and `<=` for a rebuild
@@ -41,10 +47,11 @@ const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owne
 const ON_CONFLICT: &str = "
 ON CONFLICT (license_id) DO UPDATE
    SET owner_id = excluded.owner_id, license_key = excluded.license_key, version = excluded.version,
-       expires_at = excluded.expires_at, expiry_recorded = excluded.expiry_recorded, state = excluded.state
+       expires_at = excluded.expires_at, expiry_recorded = excluded.expiry_recorded, state = excluded.state,
+       last_hash = excluded.last_hash
  WHERE license_view.version {newer} excluded.version";
 
-/// Rows per multi-row upsert on PostgreSQL: 9 parameters each, well under
+/// Rows per multi-row upsert on PostgreSQL: 10 parameters each, well under
 /// its limit on parameters in one statement. SQLite runs a prepared
 /// statement as cheaply as a bigger one, and looks its parameters up by
 /// position one at a time, so it gets few rows per statement.
@@ -64,15 +71,18 @@ impl LicenseViews {
 fn multi_row_upsert(rows: usize, newer: &str) -> String {
     let values: Vec<String> = (0..rows)
         .map(|row| {
-            let first = row * 9;
-            let placeholders: Vec<String> = (1..=9).map(|column| format!("${}", first + column)).collect();
+            let first = row * COLUMN_COUNT;
+            let placeholders: Vec<String> = (1..=COLUMN_COUNT).map(|column| format!("${}", first + column)).collect();
             format!("({})", placeholders.join(", "))
         })
         .collect();
     format!("{INSERT_INTO} VALUES {} {}", values.join(", "), ON_CONFLICT.replace("{newer}", newer))
 }
 
-const COLUMNS: &str = "SELECT license_id, version, state FROM license_view";
+const COLUMNS: &str = "SELECT license_id, version, state, last_hash FROM license_view";
+
+/// Columns of [`INSERT_INTO`].
+const COLUMN_COUNT: usize = 10;
 
 impl LicenseViews {
     pub fn new(db: Database) -> Self {
@@ -81,18 +91,23 @@ impl LicenseViews {
 
     /// Records `license` as of `version` unless a newer version is already
     /// there.
-    pub async fn apply(&self, license: &License, version: i64) -> Result<(), ProjectionError> {
-        self.upsert(license, version, "<").await
+    pub async fn apply(&self, license: &License, version: i64, last_hash: Option<&str>) -> Result<(), ProjectionError> {
+        self.upsert((license, version, last_hash), "<").await
     }
 
     /// Records `license` as of `version`, overwriting a row of the same
     /// version: for rebuilding from the log.
-    pub async fn rewrite(&self, license: &License, version: i64) -> Result<(), ProjectionError> {
-        self.upsert(license, version, "<=").await
+    pub async fn rewrite(
+        &self,
+        license: &License,
+        version: i64,
+        last_hash: Option<&str>,
+    ) -> Result<(), ProjectionError> {
+        self.upsert((license, version, last_hash), "<=").await
     }
 
-    async fn upsert(&self, license: &License, version: i64, newer: &str) -> Result<(), ProjectionError> {
-        let row = ViewRow::new(license, version)?;
+    async fn upsert(&self, license: Versioned<'_>, newer: &str) -> Result<(), ProjectionError> {
+        let row = ViewRow::new(license)?;
         let sql = multi_row_upsert(1, newer);
         let _turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => row.bind(sqlx::query(&sql)).execute(pool).await.map(drop))?;
@@ -104,7 +119,7 @@ impl LicenseViews {
     /// neither, and repeats the batch.
     pub async fn apply_batch(
         &self,
-        licenses: &[(&License, i64)],
+        licenses: &[Versioned<'_>],
         consumer: &str,
         cursor: Cursor,
     ) -> Result<(), ProjectionError> {
@@ -128,7 +143,7 @@ impl LicenseViews {
 
     /// Records every license as of its version, overwriting rows of the
     /// same version, a few thousand rows a transaction: for a rebuild.
-    pub async fn rewrite_all(&self, licenses: &[(&License, i64)]) -> Result<(), ProjectionError> {
+    pub async fn rewrite_all(&self, licenses: &[Versioned<'_>]) -> Result<(), ProjectionError> {
         match &self.db {
             Database::Postgres(pool) => {
                 let mut connection = pool.acquire().await?;
@@ -154,12 +169,13 @@ impl LicenseViews {
     async fn rewrite_on<DB>(
         &self,
         connection: &mut sqlx::pool::PoolConnection<DB>,
-        licenses: &[(&License, i64)],
+        licenses: &[Versioned<'_>],
     ) -> Result<(), ProjectionError>
     where
         DB: sqlx::Database,
         for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
         for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     {
@@ -185,6 +201,7 @@ impl LicenseViews {
         DB: sqlx::Database,
         for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
         for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     {
@@ -218,7 +235,7 @@ impl LicenseViews {
     ///
     /// [`EventLog::append_after`]: keyledger_eventlog::EventLog::append_after
     pub fn projected_row(license: &License, version: i64) -> Result<ProjectedRow, ProjectionError> {
-        let row = ViewRow::new(license, version)?;
+        let row = ViewRow::new((license, version, None))?;
         Ok(ProjectedRow {
             insert_into: INSERT_INTO,
             values: vec![
@@ -231,6 +248,7 @@ impl LicenseViews {
                 SqlValue::Text(row.expires_at),
                 SqlValue::Int(row.expiry_recorded),
                 SqlValue::Text(row.state),
+                SqlValue::AppendedHash,
             ],
             on_conflict: ON_CONFLICT.replace("{newer}", "<"),
         })
@@ -249,7 +267,7 @@ impl LicenseViews {
     /// An owner's licenses, oldest first.
     pub async fn by_owner(&self, tenant_id: &str, owner_id: &str) -> Result<Vec<LicenseView>, ProjectionError> {
         let sql = format!("{COLUMNS} WHERE tenant_id = $1 AND owner_id = $2 ORDER BY created_at, license_id");
-        let rows: Vec<(String, i64, String)> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
+        let rows: Vec<(String, i64, String, Option<String>)> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
             .bind(tenant_id)
             .bind(owner_id)
             .fetch_all(pool)
@@ -261,7 +279,7 @@ impl LicenseViews {
     /// loading the whole model without holding it twice.
     pub async fn page(&self, after: &str, limit: i64) -> Result<Vec<LicenseView>, ProjectionError> {
         let sql = format!("{COLUMNS} WHERE license_id > $1 ORDER BY license_id LIMIT $2");
-        let rows: Vec<(String, i64, String)> =
+        let rows: Vec<(String, i64, String, Option<String>)> =
             on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(after).bind(limit).fetch_all(pool).await)?;
         rows.into_iter().map(decode).collect()
     }
@@ -279,7 +297,7 @@ impl LicenseViews {
                AND ($2 = '' OR (created_at, license_id) > (SELECT created_at, license_id FROM license_view WHERE license_id = $2))
              ORDER BY created_at, license_id LIMIT $3"
         );
-        let rows: Vec<(String, i64, String)> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
+        let rows: Vec<(String, i64, String, Option<String>)> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
             .bind(tenant_id)
             .bind(after.unwrap_or_default())
             .bind(limit)
@@ -326,7 +344,7 @@ HAVING v.version IS NULL OR MAX(e.sequence) > v.version";
     }
 
     async fn fetch_one(&self, sql: &str, value: &str) -> Result<Option<LicenseView>, ProjectionError> {
-        let row: Option<(String, i64, String)> =
+        let row: Option<(String, i64, String, Option<String>)> =
             on_pool!(&self.db, pool => sqlx::query_as(sql).bind(value).fetch_optional(pool).await)?;
         row.map(decode).transpose()
     }
@@ -335,9 +353,8 @@ HAVING v.version IS NULL OR MAX(e.sequence) > v.version";
 /// Rows in license id order: two transactions writing overlapping rows
 /// (the runner and a rebuild) then lock them in the same order and can't
 /// deadlock each other.
-fn sorted_rows(licenses: &[(&License, i64)]) -> Result<Vec<ViewRow>, ProjectionError> {
-    let mut rows =
-        licenses.iter().map(|(license, version)| ViewRow::new(license, *version)).collect::<Result<Vec<_>, _>>()?;
+fn sorted_rows(licenses: &[Versioned<'_>]) -> Result<Vec<ViewRow>, ProjectionError> {
+    let mut rows = licenses.iter().map(|license| ViewRow::new(*license)).collect::<Result<Vec<_>, _>>()?;
     rows.sort_unstable_by(|a, b| a.license_id.cmp(&b.license_id));
     Ok(rows)
 }
@@ -353,10 +370,11 @@ struct ViewRow {
     expires_at: String,
     expiry_recorded: i64,
     state: String,
+    last_hash: Option<String>,
 }
 
 impl ViewRow {
-    fn new(license: &License, version: i64) -> Result<Self, ProjectionError> {
+    fn new((license, version, last_hash): Versioned<'_>) -> Result<Self, ProjectionError> {
         let key = license.license_key.as_ref().ok_or_else(|| ProjectionError::NotGenerated(license.id.clone()))?;
         let state = serde_json::to_string(license)
             .map_err(|source| ProjectionError::Corrupt { license_id: license.id.clone(), source })?;
@@ -370,6 +388,7 @@ impl ViewRow {
             expires_at: license.expires_at.map(sortable_instant).unwrap_or_default(),
             expiry_recorded: i64::from(license.expiry_recorded()),
             state,
+            last_hash: last_hash.map(str::to_owned),
         })
     }
 
@@ -379,6 +398,7 @@ impl ViewRow {
     ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
     where
         &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     {
         query
@@ -391,6 +411,7 @@ impl ViewRow {
             .bind(self.expires_at.as_str())
             .bind(self.expiry_recorded)
             .bind(self.state.as_str())
+            .bind(self.last_hash.as_deref())
     }
 }
 
@@ -400,7 +421,9 @@ fn sortable_instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn decode((license_id, version, state): (String, i64, String)) -> Result<LicenseView, ProjectionError> {
+fn decode(
+    (license_id, version, state, last_hash): (String, i64, String, Option<String>),
+) -> Result<LicenseView, ProjectionError> {
     let license = serde_json::from_str(&state).map_err(|source| ProjectionError::Corrupt { license_id, source })?;
-    Ok(LicenseView { version, license })
+    Ok(LicenseView { version, license, last_hash })
 }

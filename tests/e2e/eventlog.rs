@@ -12,6 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 on_both_backends!(
+    the_read_model_row_names_the_hash_of_its_last_event,
     a_tail_running_during_concurrent_writes_sees_every_event_exactly_once,
     verification_passes_an_untouched_log_and_finds_each_kind_of_tampering,
     history_pages_through_a_licenses_events_with_their_metadata,
@@ -366,4 +367,35 @@ async fn postgres_the_tail_orders_transaction_ids_as_numbers_across_a_digit() {
     let end = log.end_cursor().await.unwrap().unwrap();
     assert_eq!(end.txid as u64, newer, "the end is the newest transaction's event");
     log.check_transaction_ids().await.unwrap();
+}
+
+/// Every writer of a `license_view` row records the chain hash of the
+/// event the row is at, so a process that loads its memory from the table
+/// can chain a license's next event without reading the license back: the
+/// command that appends, and the runner's rebuild.
+async fn the_read_model_row_names_the_hash_of_its_last_event(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    let license = app.generate(&user.key, json!({})).await;
+    let (id, key) = (license["id"].as_str().unwrap(), license["licenseKey"].as_str().unwrap());
+    let agree = |step: &'static str| {
+        let db = app.db.clone();
+        async move {
+            let row: Option<String> = on_pool!(&db, pool => sqlx::query_scalar(
+                "SELECT last_hash FROM license_view WHERE license_id = $1").bind(id).fetch_one(pool).await)
+            .unwrap();
+            let newest: String = on_pool!(&db, pool => sqlx::query_scalar(
+                "SELECT hash FROM events WHERE aggregate_id = $1 ORDER BY sequence DESC LIMIT 1").bind(id).fetch_one(pool).await)
+            .unwrap();
+            assert_eq!(row.as_deref(), Some(newest.as_str()), "after {step}");
+        }
+    };
+    agree("generate").await;
+    assert_eq!(app.activate(key, "m1").await.status, StatusCode::OK);
+    agree("activate").await;
+    on_pool!(&app.db, pool => sqlx::query("UPDATE license_view SET last_hash = NULL").execute(pool).await.map(drop))
+        .unwrap();
+    keyledger_workers::ProjectionRunner::new(app.db.clone()).rebuild().await.unwrap();
+    agree("a rebuild").await;
 }

@@ -157,6 +157,11 @@ async fn a_long_history_loads_from_its_snapshot_and_agrees_with_a_full_replay(ba
         assert!(tokio::time::Instant::now() < deadline, "the tail never reached the last committed event");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // Nor may the read model name that hash (as a row written before
+    // migration 0010 doesn't), or the second server would decide from the
+    // memory it loads from it.
+    const FORGET: &str = "UPDATE license_view SET last_hash = NULL WHERE license_id = $1";
+    on_pool!(&app.db, pool => sqlx::query(FORGET).bind(id).execute(pool).await.map(drop)).unwrap();
     let loading = app.another_server().await;
     assert_eq!(loading.activate(key, "m2").await.body["code"], "bound_to_another_machine");
     on_pool!(&app.db, pool => sqlx::query(PUT).bind(&honest).bind(id).execute(pool).await.map(drop)).unwrap();

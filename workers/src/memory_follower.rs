@@ -56,7 +56,7 @@ impl MemoryFollower {
             let Some(last) = page.last() else { break };
             after = last.license.id.clone();
             for view in page {
-                self.memory.put(view.license, view.version, None);
+                self.memory.put(view.license, view.version, view.last_hash.as_deref());
             }
         }
         *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = from;

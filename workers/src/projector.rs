@@ -15,7 +15,7 @@ use std::time::Duration;
 use cqrs_es::Aggregate;
 use keyledger_domain::{License, LicenseEvent};
 use keyledger_eventlog::{Database, EventLog, PayloadOnly, Snapshots};
-use keyledger_projections::LicenseViews;
+use keyledger_projections::{LicenseViews, Versioned};
 
 use crate::runtime::{Consumer, ConsumerError, Step};
 
@@ -29,6 +29,10 @@ const REBUILD_MAX_WAIT: Duration = Duration::from_secs(300);
 const IDLE_WAIT: Duration = Duration::from_millis(50);
 /// How long an idle runner waits for the tail when no commit woke it.
 pub const RUNNER_POLL: Duration = IDLE_WAIT;
+
+/// A license as the runner will write it: its state, version and the
+/// chain hash of that version's event, when known.
+type Projected = (License, i64, Option<String>);
 
 pub struct ProjectionRunner {
     log: EventLog,
@@ -71,11 +75,12 @@ impl ProjectionRunner {
         let ids: Vec<&str> = newest.keys().copied().collect();
         let stored = self.views.versions(&ids).await?;
         let behind = |license_id: &str| stored.get(license_id).is_none_or(|version| *version < newest[license_id]);
-        let mut touched: HashMap<String, (License, i64)> = HashMap::new();
+        let mut touched: HashMap<String, Projected> = HashMap::new();
         for event in events.iter().filter(|event| behind(&event.license_id)) {
             self.project(&mut touched, event).await?;
         }
-        let rows: Vec<(&License, i64)> = touched.values().map(|(license, version)| (license, *version)).collect();
+        let rows: Vec<Versioned<'_>> =
+            touched.values().map(|(license, version, hash)| (license, *version, hash.as_deref())).collect();
         self.views.apply_batch(&rows, LICENSE_VIEW_RUNNER, last.cursor).await?;
         Ok(events.len())
     }
@@ -87,7 +92,7 @@ impl ProjectionRunner {
     /// memory until the end, about a kilobyte a license. Returns how many
     /// licenses it rebuilt.
     pub async fn rebuild(&self) -> Result<usize, ProjectorError> {
-        let mut states: HashMap<String, (License, i64)> = HashMap::new();
+        let mut states: HashMap<String, (License, i64, String)> = HashMap::new();
         let mut cursor = keyledger_eventlog::Cursor::START;
         // Everything committed before the rebuild began must be replayed,
         // even what a transaction open elsewhere keeps from the tail for now.
@@ -107,7 +112,7 @@ impl ProjectionRunner {
             };
             cursor = last.cursor;
             for event in &events {
-                let (license, version) = states.entry(event.license_id.clone()).or_default();
+                let (license, version, hash) = states.entry(event.license_id.clone()).or_default();
                 if event.sequence != *version + 1 {
                     return Err(ProjectorError::Load {
                         license_id: event.license_id.clone(),
@@ -119,9 +124,11 @@ impl ProjectionRunner {
                 }
                 license.apply(decode(event)?);
                 *version = event.sequence;
+                hash.clone_from(&event.hash);
             }
         }
-        let rows: Vec<(&License, i64)> = states.values().map(|(license, version)| (license, *version)).collect();
+        let rows: Vec<Versioned<'_>> =
+            states.values().map(|(license, version, hash)| (license, *version, Some(hash.as_str()))).collect();
         self.views.rewrite_all(&rows).await?;
         self.views.remove_orphans().await?;
         self.log.save_checkpoint(LICENSE_VIEW_RUNNER, cursor).await?;
@@ -130,29 +137,30 @@ impl ProjectionRunner {
 
     async fn project(
         &self,
-        touched: &mut HashMap<String, (License, i64)>,
+        touched: &mut HashMap<String, Projected>,
         event: &PayloadOnly,
     ) -> Result<(), ProjectorError> {
         if !touched.contains_key(&event.license_id) {
             let current = match self.views.by_id(&event.license_id).await {
-                Ok(Some(view)) => (view.license, view.version),
-                Ok(None) => (License::default(), 0),
+                Ok(Some(view)) => (view.license, view.version, view.last_hash),
+                Ok(None) => (License::default(), 0, None),
                 // A row behind its events that no longer decodes is rebuilt
                 // from the log below. (A current row that doesn't decode is
                 // not looked at here: validate's refusal check, start-up
                 // and `projections rebuild` mend it.)
-                Err(keyledger_projections::ProjectionError::Corrupt { .. }) => (License::default(), -1),
+                Err(keyledger_projections::ProjectionError::Corrupt { .. }) => (License::default(), -1, None),
                 Err(other) => return Err(other.into()),
             };
             touched.insert(event.license_id.clone(), current);
         }
-        let (license, version) = touched.get_mut(&event.license_id).expect("inserted above");
+        let (license, version, hash) = touched.get_mut(&event.license_id).expect("inserted above");
         if *version >= event.sequence {
             return Ok(()); // The row already has it, from the command that wrote it.
         }
         if *version + 1 == event.sequence {
             license.apply(decode(event)?);
             *version = event.sequence;
+            *hash = Some(event.hash.clone());
             return Ok(());
         }
         // The row is further behind than this batch can bridge (it was
@@ -164,6 +172,7 @@ impl ProjectionRunner {
             .map_err(|e| ProjectorError::Load { license_id: event.license_id.clone(), message: e.to_string() })?;
         *license = loaded.license;
         *version = loaded.version;
+        *hash = Some(loaded.last_hash);
         Ok(())
     }
 }
