@@ -151,6 +151,12 @@ impl TestApp {
         Self::start(Some(self.database_url.clone()), adjust).await
     }
 
+    /// A second server on this one's database that stops gracefully when
+    /// the returned [`Stop`] is used.
+    pub async fn another_stoppable_server_with(&self, adjust: impl FnOnce(&mut Config)) -> (Self, Stop) {
+        Self::start_stoppable(Some(self.database_url.clone()), adjust).await
+    }
+
     /// The configuration a server on this app's database would get.
     pub fn config(&self) -> Config {
         let mut config = test_config(self.data_dir.path().to_path_buf());
