@@ -25,7 +25,7 @@ pub use log::{
     VerifyReport, AGGREGATE_TYPE, ENVELOPE_VERSION, SAVE_CHECKPOINT_SQL,
 };
 pub use repository::LogRepository;
-pub use snapshot::{Loaded, Snapshots, SNAPSHOT_EVERY};
+pub use snapshot::{Loaded, Snapshots, SNAPSHOT_EVERY, SNAPSHOT_FORMAT};
 
 use cqrs_es::persist::PersistedEventStore;
 use keyledger_domain::License;

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyledger_domain::{License, LicenseKey};
-use keyledger_eventlog::{on_pool, write_turn, Cursor, Database, ProjectedRow, SqlValue, SAVE_CHECKPOINT_SQL};
+use keyledger_eventlog::{
+    on_pool, write_turn, Cursor, Database, ProjectedRow, SqlValue, SAVE_CHECKPOINT_SQL, SNAPSHOT_FORMAT,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -39,7 +41,7 @@ pub struct LicenseViews {
     db: Database,
 }
 
-const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state, last_hash)";
+const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state, last_hash, state_format)";
 
 /// Writes a row unless the stored one is newer. `{newer}` is `<` for live
 /// updates (a concurrent writer's newer state wins) and `<=` for a rebuild
@@ -48,10 +50,10 @@ const ON_CONFLICT: &str = "
 ON CONFLICT (license_id) DO UPDATE
    SET owner_id = excluded.owner_id, license_key = excluded.license_key, version = excluded.version,
        expires_at = excluded.expires_at, expiry_recorded = excluded.expiry_recorded, state = excluded.state,
-       last_hash = excluded.last_hash
+       last_hash = excluded.last_hash, state_format = excluded.state_format
  WHERE license_view.version {newer} excluded.version";
 
-/// Rows per multi-row upsert on PostgreSQL: 10 parameters each, well under
+/// Rows per multi-row upsert on PostgreSQL: 11 parameters each, well under
 /// its limit on parameters in one statement. SQLite runs a prepared
 /// statement as cheaply as a bigger one, and looks its parameters up by
 /// position one at a time, so it gets few rows per statement.
@@ -79,10 +81,10 @@ fn multi_row_upsert(rows: usize, newer: &str) -> String {
     format!("{INSERT_INTO} VALUES {} {}", values.join(", "), ON_CONFLICT.replace("{newer}", newer))
 }
 
-const COLUMNS: &str = "SELECT license_id, version, state, last_hash FROM license_view";
+const COLUMNS: &str = "SELECT license_id, version, state, last_hash, state_format FROM license_view";
 
 /// Columns of [`INSERT_INTO`].
-const COLUMN_COUNT: usize = 10;
+const COLUMN_COUNT: usize = 11;
 
 impl LicenseViews {
     pub fn new(db: Database) -> Self {
@@ -249,6 +251,7 @@ impl LicenseViews {
                 SqlValue::Int(row.expiry_recorded),
                 SqlValue::Text(row.state),
                 SqlValue::AppendedHash,
+                SqlValue::Int(SNAPSHOT_FORMAT),
             ],
             on_conflict: ON_CONFLICT.replace("{newer}", "<"),
         })
@@ -267,7 +270,7 @@ impl LicenseViews {
     /// An owner's licenses, oldest first.
     pub async fn by_owner(&self, tenant_id: &str, owner_id: &str) -> Result<Vec<LicenseView>, ProjectionError> {
         let sql = format!("{COLUMNS} WHERE tenant_id = $1 AND owner_id = $2 ORDER BY created_at, license_id");
-        let rows: Vec<(String, i64, String, Option<String>)> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
+        let rows: Vec<Row> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
             .bind(tenant_id)
             .bind(owner_id)
             .fetch_all(pool)
@@ -279,7 +282,7 @@ impl LicenseViews {
     /// loading the whole model without holding it twice.
     pub async fn page(&self, after: &str, limit: i64) -> Result<Vec<LicenseView>, ProjectionError> {
         let sql = format!("{COLUMNS} WHERE license_id > $1 ORDER BY license_id LIMIT $2");
-        let rows: Vec<(String, i64, String, Option<String>)> =
+        let rows: Vec<Row> =
             on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(after).bind(limit).fetch_all(pool).await)?;
         rows.into_iter().map(decode).collect()
     }
@@ -297,7 +300,7 @@ impl LicenseViews {
                AND ($2 = '' OR (created_at, license_id) > (SELECT created_at, license_id FROM license_view WHERE license_id = $2))
              ORDER BY created_at, license_id LIMIT $3"
         );
-        let rows: Vec<(String, i64, String, Option<String>)> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
+        let rows: Vec<Row> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
             .bind(tenant_id)
             .bind(after.unwrap_or_default())
             .bind(limit)
@@ -344,8 +347,7 @@ HAVING v.version IS NULL OR MAX(e.sequence) > v.version";
     }
 
     async fn fetch_one(&self, sql: &str, value: &str) -> Result<Option<LicenseView>, ProjectionError> {
-        let row: Option<(String, i64, String, Option<String>)> =
-            on_pool!(&self.db, pool => sqlx::query_as(sql).bind(value).fetch_optional(pool).await)?;
+        let row: Option<Row> = on_pool!(&self.db, pool => sqlx::query_as(sql).bind(value).fetch_optional(pool).await)?;
         row.map(decode).transpose()
     }
 }
@@ -412,6 +414,7 @@ impl ViewRow {
             .bind(self.expiry_recorded)
             .bind(self.state.as_str())
             .bind(self.last_hash.as_deref())
+            .bind(SNAPSHOT_FORMAT)
     }
 }
 
@@ -421,9 +424,12 @@ fn sortable_instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn decode(
-    (license_id, version, state, last_hash): (String, i64, String, Option<String>),
-) -> Result<LicenseView, ProjectionError> {
+/// A row as selected by [`COLUMNS`].
+type Row = (String, i64, String, Option<String>, Option<i64>);
+
+fn decode((license_id, version, state, last_hash, format): Row) -> Result<LicenseView, ProjectionError> {
     let license = serde_json::from_str(&state).map_err(|source| ProjectionError::Corrupt { license_id, source })?;
+    // A state folded under older rules is fine to read, not to decide on.
+    let last_hash = last_hash.filter(|_| format == Some(SNAPSHOT_FORMAT));
     Ok(LicenseView { version, license, last_hash })
 }

@@ -71,8 +71,8 @@ async fn a_write_whose_projection_was_lost_converges_without_a_restart(backend: 
     assert_eq!(view_row(&app, &id).await.0, 2);
 }
 
-async fn all_view_rows(app: &TestApp) -> Vec<(String, i64, String)> {
-    const SQL: &str = "SELECT license_id, version, state FROM license_view ORDER BY license_id";
+async fn all_view_rows(app: &TestApp) -> Vec<(String, i64, String, Option<String>)> {
+    const SQL: &str = "SELECT license_id, version, state, last_hash FROM license_view ORDER BY license_id";
     on_pool!(&app.db, pool => sqlx::query_as(SQL).fetch_all(pool).await).expect("view rows")
 }
 
@@ -114,7 +114,7 @@ async fn servers_sharing_a_database_converge_and_a_rebuild_changes_nothing(backe
     let live = all_view_rows(&first).await;
     assert_eq!(live.len(), 9);
     // Every row is at its license's last event...
-    for (license_id, version, _) in &live {
+    for (license_id, version, _, _) in &live {
         let events = log.history(license_id, 0, 1000).await.unwrap();
         assert_eq!(*version, events.last().unwrap().sequence, "license {license_id}");
     }

@@ -136,7 +136,7 @@ impl AnomalyWorker {
     fn surge(&mut self, envelope: &Envelope<'_>, settings: &AnomalySettings) -> Option<Finding> {
         let LicenseEvent::LicenseActivated { .. } = envelope.event else { return None };
         let rule = &settings.unusual_activation_pattern.tenant_surge;
-        let surge = self.surges.activation(envelope.tenant_id, envelope.occurred_at, rule)?;
+        let surge = self.surges.activation(envelope.tenant_id, envelope.event_id, envelope.occurred_at, rule)?;
         Some(Finding {
             license_id: envelope.license_id.to_owned(),
             kind: AnomalyKind::UnusualActivationPattern,
@@ -161,7 +161,14 @@ impl AnomalyWorker {
     /// after an outage records what it finds, and suspends nothing). A
     /// tenant-wide surge suspends nothing: the license that passed the
     /// threshold is only the last of many.
-    async fn record(&self, tenant_id: &str, finding: Finding, settings: &AnomalySettings) -> Result<(), ConsumerError> {
+    /// Returns whether the anomaly is recorded on the license (now, or
+    /// before under the same id).
+    async fn record(
+        &self,
+        tenant_id: &str,
+        finding: Finding,
+        settings: &AnomalySettings,
+    ) -> Result<bool, ConsumerError> {
         let now = Utc::now();
         let window = match finding.kind {
             AnomalyKind::LicenseHopping => settings.license_hopping.window_secs,
@@ -173,8 +180,9 @@ impl AnomalyWorker {
         let recent = now - finding.occurred_at <= chrono::Duration::seconds(i64::from(window));
         let tenant_wide = finding.evidence.trailing_per_hour.is_some();
         let suspend = settings.action == Action::Suspend && recent && !tenant_wide;
+        let anomaly_id = finding.anomaly_id();
         let command = LicenseCommand::RecordAnomaly {
-            anomaly_id: finding.anomaly_id(),
+            anomaly_id: anomaly_id.clone(),
             kind: finding.kind,
             trigger_sequence: finding.trigger_sequence,
             evidence: finding.evidence,
@@ -183,13 +191,18 @@ impl AnomalyWorker {
         };
         let metadata = system_metadata(tenant_id, ANOMALY_DETECTOR, now);
         match self.licenses.execute(&finding.license_id, command, metadata).await {
-            Ok(_) => {
-                tracing::info!(license_id = %finding.license_id, kind = %finding.kind, suspend, "anomaly detected");
-                Ok(())
+            Ok(license) => {
+                let recorded = license.open_anomalies.iter().any(|open| open.id == anomaly_id)
+                    || license
+                        .anomaly_marks
+                        .iter()
+                        .any(|m| m.kind == finding.kind && m.trigger_sequence >= finding.trigger_sequence);
+                tracing::info!(license_id = %finding.license_id, kind = %finding.kind, suspend, recorded, "anomaly detected");
+                Ok(recorded)
             }
             Err(CommandError::Refused(refusal)) => {
                 tracing::warn!(license_id = %finding.license_id, kind = %finding.kind, %refusal, "anomaly not recorded");
-                Ok(())
+                Ok(false)
             }
             Err(error) => Err(error.into()),
         }
@@ -203,7 +216,8 @@ impl Consumer for AnomalyWorker {
         // trusting what a failed step left half-observed.
         self.feed = Some(AnyFeed::open(&self.source, ANOMALY_DETECTOR).await?);
         self.detector = Detector::default();
-        self.surges = Surges::default();
+        // The tenants' hourly counts stay: they count each activation once
+        // by its id, however often the feed hands it over.
         Ok(())
     }
 
@@ -226,9 +240,6 @@ impl Consumer for AnomalyWorker {
                     findings.push((envelope.tenant_id.to_owned(), finding, settings.clone()));
                 }
             }
-            // The feed may hand an event over twice; only its first
-            // reading counts toward the tenant's rate.
-            let fresh = self.detector.last_sequence(envelope.license_id).is_none_or(|seen| seen < envelope.sequence);
             let observed = Observed {
                 event_id: envelope.event_id,
                 license_id: envelope.license_id,
@@ -240,7 +251,7 @@ impl Consumer for AnomalyWorker {
             for finding in self.detector.observe(observed, &settings, true) {
                 findings.push((envelope.tenant_id.to_owned(), finding, settings.clone()));
             }
-            if let Some(finding) = fresh.then(|| self.surge(&envelope, &settings)).flatten() {
+            if let Some(finding) = self.surge(&envelope, &settings) {
                 findings.push((envelope.tenant_id.to_owned(), finding, settings.clone()));
             }
             match &envelope.event {
@@ -269,7 +280,13 @@ impl Consumer for AnomalyWorker {
             }
         }
         for (tenant_id, finding, settings) in findings {
-            self.record(&tenant_id, finding, &settings).await?;
+            let tenant_wide = finding.evidence.trailing_per_hour.is_some();
+            let hour = finding.evidence.window_started_at;
+            if !self.record(&tenant_id, finding, &settings).await? && tenant_wide {
+                // Its license refused it (an anomaly of the kind is open
+                // there): the hour's next activation raises it again.
+                self.surges.unflag(&tenant_id, hour);
+            }
         }
         self.store.record_detected(&detected).await?;
         // Detections first: a resolution read in the same batch finds its row.

@@ -358,14 +358,17 @@ struct Runner {
 }
 
 impl Runner {
-    /// Steps the consumer until shutdown, then lets it hand back its work.
+    /// Steps the consumer until shutdown, then lets it hand back its work
+    /// while it still holds its lease (so no standby starts from a
+    /// checkpoint the stop is about to move).
     async fn run<C: Consumer>(mut self, mut consumer: C) {
-        self.steps(&mut consumer).await;
+        let lease = self.steps(&mut consumer).await;
         consumer.stop().await;
+        drop(lease);
     }
 
-    /// Steps the consumer until shutdown.
-    async fn steps<C: Consumer>(&mut self, consumer: &mut C) {
+    /// Steps the consumer until shutdown; returns the lease it holds.
+    async fn steps<C: Consumer>(&mut self, consumer: &mut C) -> Option<Lease> {
         let name = self.spec.name.clone();
         let mut wake = self.spec.wake.clone();
         let mut lease = None;
@@ -374,13 +377,13 @@ impl Runner {
         let mut failures = 0u32;
         loop {
             if is_stopping(&self.stop) {
-                return;
+                return lease;
             }
             if self.spec.exclusive && lease.is_none() {
                 self.statuses.update(&name, |status| status.state = State::Standby);
                 tokio::select! {
                     taken = Lease::acquire(&self.db, &name) => lease = Some(taken),
-                    _ = stopping(&mut self.stop) => return,
+                    _ = stopping(&mut self.stop) => return None,
                 }
                 tracing::info!(consumer = %name, "consumer active");
                 lease_checked = Instant::now();
@@ -414,7 +417,7 @@ impl Runner {
                         status.last_success_at = Some(Utc::now());
                     });
                     if step == Step::Idle && self.idle(wake.as_mut()).await {
-                        return;
+                        return lease;
                     }
                 }
                 Err(error) => {
@@ -431,7 +434,7 @@ impl Runner {
                     let wait =
                         Duration::from_millis(100).saturating_mul(1 << (failures - 1).min(8)).min(MAX_FAILURE_BACKOFF);
                     if stopped_during(&mut self.stop, wait).await {
-                        return;
+                        return lease;
                     }
                 }
             }

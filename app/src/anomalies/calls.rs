@@ -107,6 +107,11 @@ impl CallCounter {
         }
         let fresh = Slot { window, secs, calls: 0, run_before: 0 };
         let slot = slots.entry(device).or_insert(fresh);
+        if slot.secs == secs && window < slot.window {
+            // A call stamped before one already counted, overtaken on its
+            // way here: counting it would throw the run away.
+            return None;
+        }
         if slot.window != window || slot.secs != secs {
             let continues = slot.secs == secs && slot.window + 1 == window && slot.over(rule.allowance);
             let run_before = if continues { slot.run_before.saturating_add(1) } else { 0 };
@@ -181,6 +186,22 @@ mod tests {
         let start = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
         let reported = windows_of(&CallCounter::default(), rule, start, &[5, 5, 5, 5, 5, 5, 5]);
         assert_eq!(reported, [None, None, Some(3), None, None, Some(6), None]);
+    }
+
+    #[test]
+    fn a_late_call_from_the_window_before_does_not_end_the_run() {
+        let rule = Allowance { sustained: 2, ..RULE };
+        let counter = CallCounter::default();
+        let start = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        let second = start + Duration::seconds(60);
+        for _ in 0..3 {
+            counter.count("l", &machine(), rule, start);
+        }
+        counter.count("l", &machine(), rule, second);
+        assert_eq!(counter.count("l", &machine(), rule, start + Duration::seconds(59)), None);
+        let reports: Vec<_> = (0..2).filter_map(|_| counter.count("l", &machine(), rule, second)).collect();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].windows, 2, "the run went on");
     }
 
     #[test]

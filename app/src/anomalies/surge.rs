@@ -8,13 +8,17 @@
 //! threshold is a finding, the hours right after it that stay over belong
 //! to it, and a quiet hour ends it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::settings::Surge;
 
 const HOUR: i64 = 3600;
+/// Activations remembered by id, so one handed over twice (a feed read
+/// again after a failed step) counts once.
+const REMEMBERED: usize = 200_000;
 
 /// What passed the threshold: the hour's activations so far, the most
 /// allowed, and the trailing average it was measured against.
@@ -44,12 +48,26 @@ struct Rates {
 #[derive(Debug, Default)]
 pub struct Surges {
     tenants: HashMap<String, Rates>,
+    /// Keyed hashes of the latest activations counted, oldest first.
+    counted: VecDeque<u64>,
+    seen: HashSet<u64>,
+    hasher: RandomState,
 }
 
 impl Surges {
-    /// Counts one activation of the tenant at `at`; returns a finding
-    /// when it is the one that makes its hour a new surge.
-    pub fn activation(&mut self, tenant_id: &str, at: DateTime<Utc>, rule: &Surge) -> Option<SurgeFinding> {
+    /// Counts activation `event_id` of the tenant at `at` (once, however
+    /// often it is handed over); returns a finding when it is the one that
+    /// makes its hour a new surge.
+    pub fn activation(
+        &mut self,
+        tenant_id: &str,
+        event_id: &str,
+        at: DateTime<Utc>,
+        rule: &Surge,
+    ) -> Option<SurgeFinding> {
+        if !self.first_time(event_id) {
+            return None;
+        }
         let hour = at.timestamp().div_euclid(HOUR);
         let rates =
             self.tenants.entry(tenant_id.to_owned()).or_insert_with(|| Rates { first_hour: hour, ..Rates::default() });
@@ -81,11 +99,16 @@ impl Surges {
         if u64::from(count) <= threshold {
             return None;
         }
-        let ongoing = rates.flagged.is_some_and(|last| last == hour || last + 1 == hour);
-        rates.flagged = Some(hour);
-        if ongoing {
-            return None;
+        if let Some(last) = rates.flagged {
+            if hour <= last {
+                return None; // the episode's own hour, or a late event from before it
+            }
+            if hour == last + 1 {
+                rates.flagged = Some(hour); // the episode goes on
+                return None;
+            }
         }
+        rates.flagged = Some(hour);
         let start = Utc.timestamp_opt(hour * HOUR, 0).single()?;
         Some(SurgeFinding {
             count,
@@ -94,6 +117,31 @@ impl Surges {
             hour_started_at: start,
             hour_ended_at: start + chrono::Duration::seconds(HOUR),
         })
+    }
+
+    /// Takes back the finding for `hour` that could not be recorded (its
+    /// license refused it), so the hour's next activation raises it again.
+    pub fn unflag(&mut self, tenant_id: &str, hour_started_at: DateTime<Utc>) {
+        let hour = hour_started_at.timestamp().div_euclid(HOUR);
+        if let Some(rates) = self.tenants.get_mut(tenant_id) {
+            if rates.flagged == Some(hour) {
+                rates.flagged = None;
+            }
+        }
+    }
+
+    fn first_time(&mut self, event_id: &str) -> bool {
+        let key = self.hasher.hash_one(event_id);
+        if !self.seen.insert(key) {
+            return false;
+        }
+        self.counted.push_back(key);
+        if self.counted.len() > REMEMBERED {
+            if let Some(oldest) = self.counted.pop_front() {
+                self.seen.remove(&oldest);
+            }
+        }
+        true
     }
 
     /// Forgets tenants with no activation since `before`.
@@ -119,7 +167,7 @@ mod tests {
     fn steady(surges: &mut Surges, hours: i64, per_hour: i64) {
         for hour in 0..hours {
             for n in 0..per_hour {
-                assert_eq!(surges.activation("t", at(hour, n), &rule()), None, "hour {hour}");
+                assert_eq!(surges.activation("t", &format!("{hour}-{n}"), at(hour, n), &rule()), None, "hour {hour}");
             }
         }
     }
@@ -129,39 +177,72 @@ mod tests {
         let mut surges = Surges::default();
         steady(&mut surges, 30, 3);
         // 3 an hour before: the threshold is max(20, 10 × 3) = 30.
-        let found: Vec<_> = (0..40).filter_map(|n| surges.activation("t", at(30, n), &rule())).collect();
+        let found: Vec<_> =
+            (0..40).filter_map(|n| surges.activation("t", &format!("t-30-{}", n), at(30, n), &rule())).collect();
         assert_eq!(found.len(), 1);
         let finding = found[0];
         assert_eq!((finding.count, finding.threshold, finding.trailing_per_hour), (31, 30, 3));
         assert_eq!((finding.hour_started_at, finding.hour_ended_at), (at(30, 0), at(31, 0)));
         // The next hour still surging is the same episode; after a quiet
         // hour a new surge is a new one.
-        assert!((0..60).all(|n| surges.activation("t", at(31, n), &rule()).is_none()));
-        surges.activation("t", at(32, 0), &rule());
-        assert!((0..100).filter_map(|n| surges.activation("t", at(33, n), &rule())).count() == 1);
+        assert!((0..60).all(|n| surges.activation("t", &format!("t-31-{}", n), at(31, n), &rule()).is_none()));
+        surges.activation("t", &format!("t-32-{}", 0), at(32, 0), &rule());
+        assert!(
+            (0..100).filter_map(|n| surges.activation("t", &format!("t-33-{}", n), at(33, n), &rule())).count() == 1
+        );
+    }
+
+    #[test]
+    fn an_activation_handed_over_twice_counts_once() {
+        let mut surges = Surges::default();
+        steady(&mut surges, 30, 0);
+        surges.activation("t", "first", at(0, 0), &rule());
+        for _ in 0..50 {
+            assert_eq!(surges.activation("t", "again", at(30, 0), &rule()), None);
+        }
+    }
+
+    #[test]
+    fn a_late_event_of_an_earlier_hour_or_an_unrecorded_finding() {
+        let mut surges = Surges::default();
+        steady(&mut surges, 30, 1);
+        let id = |n: i64| format!("late-{n}");
+        assert_eq!((0..21).filter_map(|n| surges.activation("t", &id(n), at(30, n), &rule())).count(), 1);
+        // A late event of the hour before, itself over: not a new episode.
+        assert_eq!((100..125).filter_map(|n| surges.activation("t", &id(n), at(29, n), &rule())).count(), 0);
+        // The finding for hour 30 was refused by its license: the next
+        // activation of the hour raises it again.
+        surges.unflag("t", at(30, 0));
+        assert!(surges.activation("t", "after-unflag", at(30, 50), &rule()).is_some());
     }
 
     #[test]
     fn a_tenant_without_enough_history_is_not_judged() {
         let mut surges = Surges::default();
         steady(&mut surges, 10, 1);
-        assert!((0..500).all(|n| surges.activation("t", at(10, n), &rule()).is_none()));
+        assert!((0..500).all(|n| surges.activation("t", &format!("t-10-{}", n), at(10, n), &rule()).is_none()));
     }
 
     #[test]
     fn growth_within_the_factor_and_other_tenants_are_not_surges() {
         let mut surges = Surges::default();
         steady(&mut surges, 30, 5);
-        assert!((0..45).all(|n| surges.activation("t", at(30, n), &rule()).is_none()), "9× the rate");
-        assert!((0..20).all(|n| surges.activation("other", at(30, n), &rule()).is_none()));
+        assert!(
+            (0..45).all(|n| surges.activation("t", &format!("t-30-{}", n), at(30, n), &rule()).is_none()),
+            "9× the rate"
+        );
+        assert!((0..20).all(|n| surges.activation("other", &format!("other-30-{}", n), at(30, n), &rule()).is_none()));
     }
 
     #[test]
     fn the_floor_keeps_a_quiet_tenant_from_alarming_on_a_handful() {
         let mut surges = Surges::default();
         steady(&mut surges, 30, 0);
-        surges.activation("t", at(0, 0), &rule());
-        assert!((0..20).all(|n| surges.activation("t", at(30, n), &rule()).is_none()));
-        assert!(surges.activation("t", at(30, 21), &rule()).is_some(), "21 is over the floor of 20");
+        surges.activation("t", &format!("t-0-{}", 0), at(0, 0), &rule());
+        assert!((0..20).all(|n| surges.activation("t", &format!("t-30-{}", n), at(30, n), &rule()).is_none()));
+        assert!(
+            surges.activation("t", &format!("t-30-{}", 21), at(30, 21), &rule()).is_some(),
+            "21 is over the floor of 20"
+        );
     }
 }
