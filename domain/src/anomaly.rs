@@ -71,6 +71,14 @@ pub struct AnomalyEvidence {
     pub trailing_per_hour: Option<u32>,
 }
 
+impl AnomalyEvidence {
+    /// Whether this is the tenant-wide form of a finding (a surge of the
+    /// tenant's activations), not one about the license itself.
+    pub fn is_tenant_wide(&self) -> bool {
+        self.trailing_per_hour.is_some()
+    }
+}
+
 /// An anomaly recorded and not yet resolved. While one of a kind is open
 /// on a license, the detector's further findings of that kind belong to
 /// the same episode and record nothing.

@@ -245,15 +245,22 @@ async fn the_suspend_action_suspends_the_license_in_the_same_append(backend: Bac
     assert_eq!(reply.body["isValid"], false, "{}", reply.body);
 }
 
-async fn resolving_ends_the_episode(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+/// A tenant whose first license hops past a threshold of one move: the
+/// tenant, its user, the license's key and id, and the one anomaly found.
+async fn one_hopper(app: &TestApp) -> (TestTenant, TestUser, String, String, Value) {
     let tenant = app.tenant("Acme").await;
     let user = app.user(&tenant, "u").await;
-    patch_settings(&app, &tenant, json!({"licenseHopping": {"maxMoves": 1}})).await;
-    let (key, id) = license(&app, &user, 1).await;
-    hop(&app, &key, 3).await;
-    wait_for_total(&app, &tenant, 1).await;
-    let anomaly = anomalies(&app, &tenant, "").await.remove(0);
+    patch_settings(app, &tenant, json!({"licenseHopping": {"maxMoves": 1}})).await;
+    let (key, id) = license(app, &user, 1).await;
+    hop(app, &key, 3).await;
+    wait_for_total(app, &tenant, 1).await;
+    let anomaly = anomalies(app, &tenant, "").await.remove(0);
+    (tenant, user, key, id, anomaly)
+}
+
+async fn resolving_ends_the_episode(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (tenant, user, key, id, anomaly) = one_hopper(&app).await;
     let path = format!("/api/v1/anomalies/{}/resolve", anomaly["id"].as_str().unwrap());
     let user_reply = app.post(&path, Some(&user.key), json!({})).await;
     assert_eq!(user_reply.status, StatusCode::FORBIDDEN, "{}", user_reply.body);
@@ -379,13 +386,7 @@ async fn a_detection_is_delivered_as_a_webhook() {
 /// included, and a resolved anomaly is not recorded a second time.
 async fn replaying_the_whole_log_finds_nothing_new(backend: Backend) {
     let (app, stop) = TestApp::spawn_stoppable(backend, |_| {}).await;
-    let tenant = app.tenant("Acme").await;
-    let user = app.user(&tenant, "u").await;
-    patch_settings(&app, &tenant, json!({"licenseHopping": {"maxMoves": 1}})).await;
-    let (key, hopper) = license(&app, &user, 1).await;
-    hop(&app, &key, 3).await;
-    wait_for_total(&app, &tenant, 1).await;
-    let first = anomalies(&app, &tenant, "").await.remove(0);
+    let (tenant, user, _, hopper, first) = one_hopper(&app).await;
     let path = format!("/api/v1/anomalies/{}/resolve", first["id"].as_str().unwrap());
     assert_eq!(app.post(&path, Some(&tenant.admin_key), json!({})).await.status, StatusCode::OK);
     stop.stop().await;

@@ -178,7 +178,7 @@ impl AnomalyWorker {
             }
         };
         let recent = now - finding.occurred_at <= chrono::Duration::seconds(i64::from(window));
-        let tenant_wide = finding.evidence.trailing_per_hour.is_some();
+        let tenant_wide = finding.evidence.is_tenant_wide();
         let suspend = settings.action == Action::Suspend && recent && !tenant_wide;
         let anomaly_id = finding.anomaly_id();
         let command = LicenseCommand::RecordAnomaly {
@@ -280,7 +280,7 @@ impl Consumer for AnomalyWorker {
             }
         }
         for (tenant_id, finding, settings) in findings {
-            let tenant_wide = finding.evidence.trailing_per_hour.is_some();
+            let tenant_wide = finding.evidence.is_tenant_wide();
             let hour = finding.evidence.window_started_at;
             if !self.record(&tenant_id, finding, &settings).await? && tenant_wide {
                 // Its license refused it (an anomaly of the kind is open
