@@ -88,8 +88,15 @@ impl ApiError {
             LicenseError::SeatsBelowActiveMachines { .. } => "seats_below_active_machines",
             LicenseError::ExpiryBeforeCreation => "expiry_before_creation",
             LicenseError::AnomalyNotOpen => "anomaly_not_open",
+            LicenseError::DeviceBlocked => "device_blocked",
         };
-        let mut api_error = Self::new(StatusCode::BAD_REQUEST, code, error.to_string());
+        // Seed 000 answers refusals with 400; a blocked device is seed
+        // 004's 403.
+        let status = match error {
+            LicenseError::DeviceBlocked => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let mut api_error = Self::new(status, code, error.to_string());
         api_error.field = match error {
             LicenseError::SeatsBelowActiveMachines { .. } => Some("maxActivations".to_owned()),
             LicenseError::ExpiryBeforeCreation => Some("expiredAt".to_owned()),

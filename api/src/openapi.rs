@@ -101,30 +101,20 @@ pub struct Message {
 
 #[derive(ToSchema)]
 #[allow(dead_code)]
+pub struct DeactivatedAll {
+    success: bool,
+    error: Option<String>,
+    /// How many devices gave their seats up.
+    deactivated: u32,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
 #[schema(rename_all = "camelCase")]
 pub struct LicensePage {
     licenses: Vec<crate::wire::LicenseResponse>,
     /// The `after` of the next page; null on the last.
     next_after: Option<String>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-#[schema(rename_all = "camelCase")]
-pub struct Device {
-    device_id: String,
-    machine_name: String,
-    activated_at: String,
-    last_heartbeat_at: String,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-#[schema(rename_all = "camelCase")]
-pub struct Devices {
-    license_id: String,
-    max_activations: u32,
-    devices: Vec<Device>,
 }
 
 /// A page of a license's history, oldest first.

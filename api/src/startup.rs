@@ -221,6 +221,23 @@ pub async fn rebuild_projections(config: &Config, name: Option<&str>) -> Result<
     rebuilt
 }
 
+/// A database written by an earlier release holds read-model rows folded
+/// under older rules: they are replayed from the log, in bulk, before this
+/// process serves (what `keyledger projections rebuild` does), so every
+/// license shows what today's rules make of its events.
+async fn refold_outdated_views(db: &Database, views: &LicenseViews) -> Result<(), StartupError> {
+    let outdated = views.outdated_count().await.map_err(|e| StartupError::Projection(e.to_string()))?;
+    if outdated == 0 {
+        return Ok(());
+    }
+    tracing::info!(licenses = outdated, "read-model rows from an earlier release: replaying the log into them");
+    let started = std::time::Instant::now();
+    let rebuilt =
+        ProjectionRunner::new(db.clone()).rebuild().await.map_err(|e| StartupError::Projection(e.to_string()))?;
+    tracing::info!(licenses = rebuilt, seconds = started.elapsed().as_secs_f64(), "read models replayed");
+    Ok(())
+}
+
 /// How long shutdown waits for background consumers to finish their step.
 const CONSUMER_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -237,6 +254,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let Core { db, views, memory, licenses, metrics } = Core::open(&config).await?;
+        refold_outdated_views(&db, &views).await?;
         let caught_up = licenses.catch_up_views().await.map_err(|e| StartupError::Projection(e.to_string()))?;
         if caught_up > 0 {
             tracing::warn!(licenses = caught_up, "read models were behind the event log and have been caught up");

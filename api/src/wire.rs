@@ -1,7 +1,7 @@
 //! Request and response bodies in seed 000's shapes (camelCase JSON).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use keyledger_domain::{License, LicenseStatus};
+use keyledger_domain::{Device, License, LicenseStatus};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Seed 000 writes instants as `2026-04-22T10:00:00Z`.
@@ -66,6 +66,8 @@ pub struct LicenseResponse {
     pub is_activated: bool,
     pub max_activations: u32,
     pub activations: usize,
+    /// The devices holding seats.
+    pub devices: Vec<DeviceRecord>,
 }
 
 impl LicenseResponse {
@@ -84,6 +86,7 @@ impl LicenseResponse {
             is_activated: status == LicenseStatus::Activated,
             max_activations: license.max_activations.get(),
             activations: license.devices.len(),
+            devices: license.devices.iter().map(|device| DeviceRecord::new(license, device, true)).collect(),
         }
     }
 }
@@ -100,4 +103,79 @@ impl MessageResponse {
     pub fn ok(message: impl Into<String>) -> Self {
         Self { success: true, error: None, message: message.into() }
     }
+}
+
+/// A device of a license, holding a seat (`active`) or past.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRecord {
+    /// Stable: the same UUID whenever the machine is activated again on
+    /// this license; tells nothing about the machine id.
+    pub device_id: String,
+    pub machine_name: String,
+    pub app_version: Option<String>,
+    /// The client address at activation.
+    pub ip: Option<String>,
+    /// The client's User-Agent at activation.
+    pub user_agent: Option<String>,
+    pub activated_at: String,
+    /// The last validate or heartbeat written to the log (at most one per
+    /// heartbeat interval is written).
+    pub last_seen_at: String,
+    /// The same as `lastSeenAt`, under its earlier name.
+    pub last_heartbeat_at: String,
+    pub active: bool,
+    pub blocked: bool,
+    /// When a past device gave its seat up.
+    pub released_at: Option<String>,
+}
+
+impl DeviceRecord {
+    pub fn new(license: &License, device: &Device, active: bool) -> Self {
+        Self {
+            device_id: device.id(&license.id),
+            machine_name: device.machine_name.as_str().to_owned(),
+            app_version: device.details.app_version.clone(),
+            ip: device.details.ip.clone(),
+            user_agent: device.details.user_agent.clone(),
+            activated_at: instant(device.activated_at),
+            last_seen_at: instant(device.last_heartbeat_at),
+            last_heartbeat_at: instant(device.last_heartbeat_at),
+            active,
+            blocked: license.is_blocked(&device.machine),
+            released_at: device.released_at.map(instant),
+        }
+    }
+}
+
+/// Every device of a license: those holding seats first, then past ones,
+/// most recently released last.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicesResponse {
+    pub license_id: String,
+    pub max_activations: u32,
+    pub devices: Vec<DeviceRecord>,
+}
+
+impl DevicesResponse {
+    pub fn new(license: &License) -> Self {
+        let active = license.devices.iter().map(|device| DeviceRecord::new(license, device, true));
+        let past = license.past_devices.iter().map(|device| DeviceRecord::new(license, device, false));
+        Self {
+            license_id: license.id.clone(),
+            max_activations: license.max_activations.get(),
+            devices: active.chain(past).collect(),
+        }
+    }
+}
+
+/// A device registered by an administrator, without the client.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterDeviceRequest {
+    /// The machine id the client will send (hashed at rest).
+    pub machine_id: Option<String>,
+    pub machine_name: Option<String>,
+    pub app_version: Option<String>,
 }

@@ -312,7 +312,12 @@ mod tests {
 
     fn activate(machine: &MachineId) -> LicenseCommand {
         let name = MachineName::parse(Some("m")).unwrap();
-        LicenseCommand::ActivateLicense { machine: machine.hash(b"secret"), machine_name: name, at: Utc::now() }
+        LicenseCommand::ActivateLicense {
+            machine: machine.hash(b"secret"),
+            machine_name: name,
+            details: Default::default(),
+            at: Utc::now(),
+        }
     }
 
     #[tokio::test]

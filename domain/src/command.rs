@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::{AnomalyEvidence, AnomalyKind, LicenseKey, LicenseType, MachineHash, MachineName, Seats};
+use crate::{AnomalyEvidence, AnomalyKind, DeviceDetails, LicenseKey, LicenseType, MachineHash, MachineName, Seats};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LicenseCommand {
@@ -21,9 +21,25 @@ pub enum LicenseCommand {
     ActivateLicense {
         machine: MachineHash,
         machine_name: MachineName,
+        details: DeviceDetails,
         at: DateTime<Utc>,
     },
     DeactivateLicense {
+        machine: MachineHash,
+        at: DateTime<Utc>,
+    },
+    /// Seed 002's deactivate without a device: every device gives its
+    /// seat up, one `LicenseDeactivated` each.
+    DeactivateAllDevices {
+        at: DateTime<Utc>,
+    },
+    /// An administrator blocks a machine: it can't activate, validate or
+    /// heartbeat the license; a seat it holds is released.
+    BlockDevice {
+        machine: MachineHash,
+        at: DateTime<Utc>,
+    },
+    UnblockDevice {
         machine: MachineHash,
         at: DateTime<Utc>,
     },
@@ -98,6 +114,9 @@ impl LicenseCommand {
             Self::GenerateLicense { .. } => "GenerateLicense",
             Self::ActivateLicense { .. } => "ActivateLicense",
             Self::DeactivateLicense { .. } => "DeactivateLicense",
+            Self::DeactivateAllDevices { .. } => "DeactivateAllDevices",
+            Self::BlockDevice { .. } => "BlockDevice",
+            Self::UnblockDevice { .. } => "UnblockDevice",
             Self::RevokeLicense { .. } => "RevokeLicense",
             Self::SuspendLicense { .. } => "SuspendLicense",
             Self::ReinstateLicense { .. } => "ReinstateLicense",

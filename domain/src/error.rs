@@ -17,6 +17,8 @@ pub enum LicenseError {
     NotActivated,
     #[error("License is not activated on this machine")]
     MachineNotActivated,
+    #[error("This device is blocked from using the license")]
+    DeviceBlocked,
     #[error("License is already bound to a different machine; revoke it before activating on a new one")]
     BoundToAnotherMachine,
     #[error("Activation limit reached: all {max} seats are in use")]

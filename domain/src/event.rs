@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::{AnomalyEvidence, AnomalyKind, LicenseKey, LicenseType, MachineHash, MachineName, Seats};
+use crate::{AnomalyEvidence, AnomalyKind, DeviceDetails, LicenseKey, LicenseType, MachineHash, MachineName, Seats};
 
 /// The version every event is written with today.
 pub const EVENT_VERSION: &str = "1.0";
@@ -27,11 +27,26 @@ pub enum LicenseEvent {
     LicenseActivated {
         machine: MachineHash,
         machine_name: MachineName,
+        /// What the client reported about itself; absent from events
+        /// written before devices kept details.
+        #[serde(default, skip_serializing_if = "DeviceDetails::is_empty")]
+        details: DeviceDetails,
         activated_at: DateTime<Utc>,
     },
     LicenseDeactivated {
         machine: MachineHash,
         deactivated_at: DateTime<Utc>,
+    },
+    /// An administrator blocked the machine on this license;
+    /// `released_seat` when it held a seat, which it gave up.
+    DeviceBlocked {
+        machine: MachineHash,
+        released_seat: bool,
+        blocked_at: DateTime<Utc>,
+    },
+    DeviceUnblocked {
+        machine: MachineHash,
+        unblocked_at: DateTime<Utc>,
     },
     /// The license was reset: every machine released, back to Generated.
     LicenseRevoked {
@@ -104,6 +119,8 @@ impl DomainEvent for LicenseEvent {
             Self::LicenseActivated { .. } => "LicenseActivated",
             Self::LicenseDeactivated { .. } => "LicenseDeactivated",
             Self::LicenseRevoked { .. } => "LicenseRevoked",
+            Self::DeviceBlocked { .. } => "DeviceBlocked",
+            Self::DeviceUnblocked { .. } => "DeviceUnblocked",
             Self::LicenseSuspended { .. } => "LicenseSuspended",
             Self::LicenseReinstated { .. } => "LicenseReinstated",
             Self::LicenseExpired { .. } => "LicenseExpired",

@@ -8,6 +8,7 @@
 
 mod anomaly;
 mod command;
+mod device;
 mod error;
 mod event;
 mod key;
@@ -18,10 +19,14 @@ mod values;
 
 pub use anomaly::{AnomalyEvidence, AnomalyKind, AnomalyMark, OpenAnomaly};
 pub use command::LicenseCommand;
+pub use device::{
+    device_id, parse_app_version, AppVersionError, BlockedMachine, Device, DeviceDetails, MAX_APP_VERSION_LEN,
+    MAX_PAST_DEVICES,
+};
 pub use error::LicenseError;
 pub use event::{LicenseEvent, EVENT_VERSION};
 pub use key::{LicenseKey, LicenseKeyError};
-pub use license::{Device, License};
+pub use license::License;
 pub use machine::{MachineHash, MachineId, MachineIdError, MachineName};
 pub use text::{check_display_text, TextError};
 pub use values::{LicenseStatus, LicenseType, Seats, ValueError};

@@ -6,23 +6,11 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
+use crate::device::{BlockedMachine, Device, MAX_PAST_DEVICES};
 use crate::{
     AnomalyMark, LicenseCommand, LicenseError, LicenseEvent, LicenseKey, LicenseStatus, LicenseType, MachineHash,
-    MachineName, OpenAnomaly, Seats,
+    OpenAnomaly, Seats,
 };
-
-/// A machine holding one seat of a license.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Device {
-    pub machine: MachineHash,
-    pub machine_name: MachineName,
-    pub activated_at: DateTime<Utc>,
-    pub last_heartbeat_at: DateTime<Utc>,
-    /// The last window in which the device's calls over its allowance
-    /// were reported, so each window is reported once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub call_rate_reported_for: Option<DateTime<Utc>>,
-}
 
 /// A license as its events left it. `Default` is the license before it was
 /// generated: every command but generate is refused with `NotFound`.
@@ -41,7 +29,16 @@ pub struct License {
     pub activated_at: Option<DateTime<Utc>>,
     pub max_activations: Seats,
     pub max_connections: Option<u32>,
+    /// The devices holding seats now.
     pub devices: Vec<Device>,
+    /// Devices that gave their seats up, newest last, at most
+    /// [`MAX_PAST_DEVICES`]; a device activated again moves back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub past_devices: Vec<Device>,
+    /// Machines an administrator blocked: they can't activate, validate
+    /// or heartbeat this license until unblocked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<BlockedMachine>,
     /// The status to return to on reinstatement.
     pub status_before_suspension: Option<LicenseStatus>,
     pub suspension_reason: Option<String>,
@@ -60,6 +57,18 @@ impl License {
 
     pub fn device(&self, machine: &MachineHash) -> Option<&Device> {
         self.devices.iter().find(|d| &d.machine == machine)
+    }
+
+    /// The device with this id, holding a seat or past, and whether it
+    /// holds one.
+    pub fn device_by_id(&self, device_id: &str) -> Option<(&Device, bool)> {
+        let active = self.devices.iter().map(|d| (d, true));
+        let past = self.past_devices.iter().map(|d| (d, false));
+        active.chain(past).find(|(d, _)| d.id(&self.id) == device_id)
+    }
+
+    pub fn is_blocked(&self, machine: &MachineHash) -> bool {
+        self.blocked.iter().any(|b| &b.machine == machine)
     }
 
     /// A `LicenseExpired` event is in the log, even if a suspension hides
@@ -90,6 +99,9 @@ impl License {
             return Err(LicenseError::NotFound);
         }
         self.ensure_usable(now)?;
+        if self.is_blocked(machine) {
+            return Err(LicenseError::DeviceBlocked);
+        }
         match self.device(machine) {
             Some(device) => Ok(device),
             None if self.devices.is_empty() => Err(LicenseError::NotActivated),
@@ -161,8 +173,11 @@ impl License {
                     expires_at,
                 }]
             }
-            ActivateLicense { machine, machine_name, at } => {
+            ActivateLicense { machine, machine_name, details, at } => {
                 self.ensure_usable(at)?;
+                if self.is_blocked(&machine) {
+                    return Err(LicenseError::DeviceBlocked);
+                }
                 if self.device(&machine).is_some() {
                     // Re-activating the bound machine is how a client
                     // recovers from a lost response: answer as before.
@@ -176,13 +191,35 @@ impl License {
                         LicenseError::SeatLimitReached { max: seats }
                     });
                 }
-                vec![LicenseActivated { machine, machine_name, activated_at: at }]
+                vec![LicenseActivated { machine, machine_name, details, activated_at: at }]
             }
             DeactivateLicense { machine, at } => {
                 if self.device(&machine).is_none() {
-                    return Err(LicenseError::MachineNotActivated);
+                    return Err(if self.is_blocked(&machine) {
+                        LicenseError::DeviceBlocked
+                    } else {
+                        LicenseError::MachineNotActivated
+                    });
                 }
                 vec![LicenseDeactivated { machine, deactivated_at: at }]
+            }
+            DeactivateAllDevices { at } => self
+                .devices
+                .iter()
+                .map(|device| LicenseDeactivated { machine: device.machine.clone(), deactivated_at: at })
+                .collect(),
+            BlockDevice { machine, at } => {
+                if self.is_blocked(&machine) {
+                    return Ok(vec![]);
+                }
+                let released = self.device(&machine).is_some();
+                vec![DeviceBlocked { machine, released_seat: released, blocked_at: at }]
+            }
+            UnblockDevice { machine, at } => {
+                if !self.is_blocked(&machine) {
+                    return Ok(vec![]);
+                }
+                vec![DeviceUnblocked { machine, unblocked_at: at }]
             }
             RevokeLicense { at } => {
                 // Revoking would clear a suspension or an expiry, so a
@@ -330,28 +367,41 @@ impl Aggregate for License {
                     ..License::default()
                 };
             }
-            LicenseActivated { machine, machine_name, activated_at } => {
+            LicenseActivated { machine, machine_name, details, activated_at } => {
+                self.past_devices.retain(|d| d.machine != machine);
                 self.devices.push(Device {
                     machine,
                     machine_name,
                     activated_at,
                     last_heartbeat_at: activated_at,
                     call_rate_reported_for: None,
+                    details,
+                    released_at: None,
                 });
                 self.activated_at.get_or_insert(activated_at);
                 self.status = LicenseStatus::Activated;
             }
-            LicenseDeactivated { machine, .. } => {
-                self.devices.retain(|d| d.machine != machine);
-                if self.devices.is_empty() {
-                    self.activated_at = None;
-                }
+            LicenseDeactivated { machine, deactivated_at } => {
+                self.release(&machine, deactivated_at);
                 self.settle_binding_status();
             }
-            LicenseRevoked { .. } => {
+            LicenseRevoked { released_machines, revoked_at } => {
+                for machine in &released_machines {
+                    self.release(machine, revoked_at);
+                }
                 self.devices.clear();
                 self.activated_at = None;
                 self.status = LicenseStatus::Generated;
+            }
+            DeviceBlocked { machine, released_seat, blocked_at } => {
+                if released_seat {
+                    self.release(&machine, blocked_at);
+                    self.settle_binding_status();
+                }
+                self.blocked.push(BlockedMachine { machine, blocked_at });
+            }
+            DeviceUnblocked { machine, .. } => {
+                self.blocked.retain(|b| b.machine != machine);
             }
             LicenseSuspended { reason, .. } => {
                 self.status_before_suspension = Some(self.status);
@@ -409,6 +459,22 @@ impl Aggregate for License {
 }
 
 impl License {
+    /// Moves the machine's device from the seats to the past devices.
+    fn release(&mut self, machine: &MachineHash, at: DateTime<Utc>) {
+        let Some(index) = self.devices.iter().position(|d| &d.machine == machine) else { return };
+        let mut device = self.devices.remove(index);
+        device.released_at = Some(at);
+        device.call_rate_reported_for = None;
+        self.past_devices.retain(|d| &d.machine != machine);
+        self.past_devices.push(device);
+        if self.past_devices.len() > MAX_PAST_DEVICES {
+            self.past_devices.remove(0);
+        }
+        if self.devices.is_empty() {
+            self.activated_at = None;
+        }
+    }
+
     /// After machines come or go, Generated/Activated follow the bindings;
     /// other statuses (and the status under a suspension) are left alone.
     fn settle_binding_status(&mut self) {

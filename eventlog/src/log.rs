@@ -72,7 +72,12 @@ impl LoggedEvent {
             }
             other => other.clone(),
         };
-        serde_json::json!({
+        // An event about one device names the device's id beside its
+        // machine hash, as the devices list shows it.
+        let device_id = data["machine"].as_str().map(|machine| {
+            keyledger_domain::device_id(&self.license_id, &keyledger_domain::MachineHash::from_hex(machine.to_owned()))
+        });
+        let mut envelope = serde_json::json!({
             "envelopeVersion": ENVELOPE_VERSION,
             "eventId": self.event_id,
             "position": self.position,
@@ -85,7 +90,11 @@ impl LoggedEvent {
             "data": data,
             "metadata": self.metadata,
             "hash": self.hash,
-        })
+        });
+        if let Some(device_id) = device_id {
+            envelope["deviceId"] = Value::from(device_id);
+        }
+        envelope
     }
 }
 

@@ -299,7 +299,7 @@ async fn the_devices_of_a_license_are_listed_without_their_machine_ids(backend: 
     assert_eq!(reply.body["maxActivations"], 3);
     let devices = reply.body["devices"].as_array().unwrap();
     assert_eq!(devices.len(), 2);
-    assert!(devices.iter().all(|d| d["deviceId"].as_str().unwrap().len() == 16 && d["machineName"] == "test-machine"));
+    assert!(devices.iter().all(|d| d["deviceId"].as_str().unwrap().len() == 36 && d["machineName"] == "test-machine"));
     assert_ne!(devices[0]["deviceId"], devices[1]["deviceId"]);
     assert!(!reply.body.to_string().contains("serial-"));
     let colleague = app.user(&tenant, "c").await;

@@ -48,6 +48,7 @@ async fn append_without_projecting(app: &TestApp, license_id: &str, machine_id: 
     let command = LicenseCommand::ActivateLicense {
         machine: MachineId::parse(machine_id).unwrap().hash(b"any key: only the row matters here"),
         machine_name: MachineName::parse(Some("appended-directly")).unwrap(),
+        details: Default::default(),
         at: chrono::Utc::now(),
     };
     context.aggregate.handle(command, &(), &sink).await.expect("activate");

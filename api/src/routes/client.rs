@@ -22,7 +22,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use keyledger_app::anomalies::Allowance;
 use keyledger_domain::{
-    AnomalyKind, License, LicenseCommand, LicenseError, LicenseKey, MachineHash, MachineId, MachineName,
+    parse_app_version, AnomalyKind, DeviceDetails, License, LicenseCommand, LicenseError, LicenseKey, MachineHash,
+    MachineId, MachineName,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -57,6 +58,9 @@ pub struct ClientRequest {
     pub license_key: Option<String>,
     pub machine_id: Option<String>,
     pub machine_name: Option<String>,
+    /// The calling application's version, kept on the device at
+    /// activation (at most 64 characters).
+    pub app_version: Option<String>,
     pub nonce: Option<String>,
 }
 
@@ -256,9 +260,16 @@ async fn activate(
 async fn activate_found(state: &AppState, context: &RequestContext, found: &Found) -> Result<Value, ApiError> {
     let machine_name = MachineName::parse(found.request.machine_name.as_deref())
         .map_err(|e| ApiError::field("machineName", e.to_string()))?;
+    let app_version = parse_app_version(found.request.app_version.as_deref())
+        .map_err(|e| ApiError::field("appVersion", e.to_string()))?;
+    let details = DeviceDetails {
+        app_version,
+        ip: context.client_ip.clone(),
+        user_agent: context.user_agent.as_deref().and_then(DeviceDetails::user_agent),
+    };
     let machine = state.hash_machine(&found.machine);
     let now = Utc::now();
-    let command = LicenseCommand::ActivateLicense { machine: machine.clone(), machine_name, at: now };
+    let command = LicenseCommand::ActivateLicense { machine: machine.clone(), machine_name, details, at: now };
     let license = execute_as(state, context, found.caller.as_ref(), &found.license, command).await?;
     let (token, _) = token_for(state, found, now).await?;
     Ok(json!({

@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParam, RequestContext};
 use crate::metadata::event_metadata;
 use crate::state::AppState;
-use crate::wire::{instant, EditRequest, GenerateRequest, LicenseResponse, MessageResponse, SuspendRequest};
+use crate::wire::{EditRequest, GenerateRequest, LicenseResponse, MessageResponse, SuspendRequest};
 use utoipa_axum::routes;
 
 const DEFAULT_VALIDITY_DAYS: i64 = 365;
@@ -37,7 +37,6 @@ pub fn routes() -> Routes {
         .add(routes!(my_licenses))
         .add(routes!(by_id))
         .add(routes!(edit))
-        .add(routes!(devices))
         .add(routes!(tenant_licenses))
 }
 
@@ -79,7 +78,7 @@ pub(super) async fn readable_license(state: &AppState, caller: &Caller, raw_id: 
     Ok(view.license)
 }
 
-async fn administrable_license(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<License> {
+pub(super) async fn administrable_license(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<License> {
     let id = parse_license_id(raw_id)?;
     let view = state.views.by_id(&id).await.map_err(ApiError::internal)?.ok_or_else(ApiError::license_not_found)?;
     caller.may_administer(&view.license)?;
@@ -179,38 +178,6 @@ async fn by_id(
 ) -> ApiResult<Json<LicenseResponse>> {
     let license = readable_license(&state, &caller, &raw_id).await?;
     Ok(Json(LicenseResponse::new(&license, Utc::now())))
-}
-
-/// The machines holding seats. `deviceId` is the start of the machine id's
-/// keyed hash: stable, and useless for recovering the machine id.
-#[utoipa::path(
-    get,
-    path = "/{license_id}/devices",
-    tag = "licenses",
-    summary = "The machines holding seats of a license",
-    params(("license_id" = String, Path, description = "The license id (a UUID)")),
-    responses((status = 200, description = "The devices", body = crate::openapi::Devices), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
-    security(("bearer" = []), ("apiKey" = []))
-)]
-async fn devices(
-    State(state): State<AppState>,
-    caller: Caller,
-    PathParam(raw_id): PathParam,
-) -> ApiResult<Json<Value>> {
-    let license = readable_license(&state, &caller, &raw_id).await?;
-    let devices: Vec<Value> = license
-        .devices
-        .iter()
-        .map(|device| {
-            json!({
-                "deviceId": &device.machine.as_str()[..16.min(device.machine.as_str().len())],
-                "machineName": device.machine_name.as_str(),
-                "activatedAt": instant(device.activated_at),
-                "lastHeartbeatAt": instant(device.last_heartbeat_at),
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "licenseId": license.id, "maxActivations": license.max_activations.get(), "devices": devices })))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -4,6 +4,7 @@
 mod anomalies;
 mod audit;
 mod client;
+mod devices;
 mod docs;
 mod health;
 mod keys;
@@ -125,7 +126,7 @@ fn all() -> Routes {
 }
 
 fn license_routes() -> Routes {
-    licenses::routes().merge(client::routes()).merge(audit::routes())
+    licenses::routes().merge(devices::routes()).merge(client::routes()).merge(audit::routes())
 }
 
 pub fn router(state: AppState) -> Router {

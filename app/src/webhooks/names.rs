@@ -24,6 +24,8 @@ pub const NAMES: &[&str] = &[
     "license.reinstated",
     "license.expired",
     "license.edited",
+    "device.blocked",
+    "device.unblocked",
     HEARTBEAT,
     USAGE_THRESHOLD,
     CALL_RATE_EXCEEDED,
@@ -88,6 +90,7 @@ mod tests {
         assert_eq!(webhook_name("AnomalyResolved"), "anomaly.resolved");
         assert_eq!(webhook_name("HeartbeatRecorded"), "license.heartbeat");
         assert_eq!(webhook_name("AnomalyDetected"), "anomaly.detected");
+        assert_eq!(webhook_name("DeviceBlocked"), "device.blocked");
         assert_eq!(webhook_name("LicenseUsageThresholdReached"), "license.usage_threshold_reached");
     }
 

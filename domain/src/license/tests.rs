@@ -5,7 +5,7 @@ use cqrs_es::test::TestFramework;
 
 use super::*;
 use crate::LicenseEvent::*;
-use crate::{AnomalyEvidence, AnomalyKind};
+use crate::{AnomalyEvidence, AnomalyKind, DeviceDetails, MachineName, MAX_PAST_DEVICES};
 
 type LicenseTest = TestFramework<License>;
 
@@ -48,11 +48,21 @@ fn generated() -> LicenseEvent {
 }
 
 fn activated(n: u8, at: i64) -> LicenseEvent {
-    LicenseActivated { machine: machine(n), machine_name: name("prod-01"), activated_at: t(at) }
+    LicenseActivated {
+        machine: machine(n),
+        machine_name: name("prod-01"),
+        details: DeviceDetails::default(),
+        activated_at: t(at),
+    }
 }
 
 fn activate(n: u8, at: i64) -> LicenseCommand {
-    LicenseCommand::ActivateLicense { machine: machine(n), machine_name: name("prod-01"), at: t(at) }
+    LicenseCommand::ActivateLicense {
+        machine: machine(n),
+        machine_name: name("prod-01"),
+        details: DeviceDetails::default(),
+        at: t(at),
+    }
 }
 
 fn state(events: Vec<LicenseEvent>) -> License {
@@ -175,7 +185,12 @@ fn seats_allow_that_many_machines_and_no_more() {
 fn activating_an_expired_license_is_refused_before_any_expiry_event() {
     LicenseTest::with(())
         .given(vec![generated()])
-        .when(LicenseCommand::ActivateLicense { machine: machine(1), machine_name: name("x"), at: expiry() })
+        .when(LicenseCommand::ActivateLicense {
+            machine: machine(1),
+            machine_name: name("x"),
+            details: DeviceDetails::default(),
+            at: expiry(),
+        })
         .then_expect_error(LicenseError::Expired);
 }
 
@@ -670,4 +685,133 @@ fn open_anomalies_survive_a_json_round_trip() {
     let json = serde_json::to_string(&license).unwrap();
     assert_eq!(serde_json::from_str::<License>(&json).unwrap(), license);
     assert_eq!(license.open_anomalies.len(), 1);
+}
+
+// --- devices ----------------------------------------------------------------
+
+fn blocked(n: u8, released_seat: bool, at: i64) -> LicenseEvent {
+    DeviceBlocked { machine: machine(n), released_seat, blocked_at: t(at) }
+}
+
+#[test]
+fn activation_records_what_the_device_reported() {
+    let details = DeviceDetails {
+        app_version: Some("2.1.0".into()),
+        ip: Some("203.0.113.7".into()),
+        user_agent: Some("app/2.1".into()),
+    };
+    LicenseTest::with(())
+        .given(vec![generated()])
+        .when(LicenseCommand::ActivateLicense {
+            machine: machine(1),
+            machine_name: name("prod-01"),
+            details: details.clone(),
+            at: t(1),
+        })
+        .then_expect_events(vec![LicenseActivated {
+            machine: machine(1),
+            machine_name: name("prod-01"),
+            details,
+            activated_at: t(1),
+        }]);
+}
+
+#[test]
+fn blocking_a_device_that_holds_a_seat_releases_it() {
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1)])
+        .when(LicenseCommand::BlockDevice { machine: machine(1), at: t(2) })
+        .then_expect_events(vec![blocked(1, true, 2)]);
+    let license = state(vec![generated(), activated(1, 1), blocked(1, true, 2)]);
+    assert!(license.devices.is_empty());
+    assert_eq!(license.status, LicenseStatus::Generated);
+    assert_eq!(license.past_devices.len(), 1);
+    assert_eq!(license.past_devices[0].released_at, Some(t(2)));
+    assert!(license.is_blocked(&machine(1)));
+}
+
+#[test]
+fn blocking_a_past_device_only_blocks_it() {
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1), LicenseDeactivated { machine: machine(1), deactivated_at: t(2) }])
+        .when(LicenseCommand::BlockDevice { machine: machine(1), at: t(3) })
+        .then_expect_events(vec![blocked(1, false, 3)]);
+}
+
+#[test]
+fn blocking_twice_records_nothing() {
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1), blocked(1, true, 2)])
+        .when(LicenseCommand::BlockDevice { machine: machine(1), at: t(3) })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_blocked_device_can_not_activate_validate_heartbeat_or_deactivate() {
+    let given = vec![generated_with_seats(2), activated(1, 1), blocked(1, true, 2)];
+    LicenseTest::with(()).given(given.clone()).when(activate(1, 3)).then_expect_error(LicenseError::DeviceBlocked);
+    LicenseTest::with(())
+        .given(given.clone())
+        .when(LicenseCommand::RecordHeartbeat { machine: machine(1), min_interval: Duration::zero(), at: t(3) })
+        .then_expect_error(LicenseError::DeviceBlocked);
+    LicenseTest::with(())
+        .given(given.clone())
+        .when(LicenseCommand::DeactivateLicense { machine: machine(1), at: t(3) })
+        .then_expect_error(LicenseError::DeviceBlocked);
+    assert_eq!(state(given.clone()).validate(&machine(1), t(3)).err(), Some(LicenseError::DeviceBlocked));
+    // Another machine is not affected.
+    LicenseTest::with(()).given(given).when(activate(2, 3)).then_expect_events(vec![activated(2, 3)]);
+}
+
+#[test]
+fn an_unblocked_device_activates_again_under_its_old_id() {
+    let unblocked = DeviceUnblocked { machine: machine(1), unblocked_at: t(3) };
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1), blocked(1, true, 2)])
+        .when(LicenseCommand::UnblockDevice { machine: machine(1), at: t(3) })
+        .then_expect_events(vec![unblocked.clone()]);
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 1)])
+        .when(LicenseCommand::UnblockDevice { machine: machine(1), at: t(3) })
+        .then_expect_events(vec![]);
+    let license = state(vec![generated(), activated(1, 1), blocked(1, true, 2), unblocked, activated(1, 4)]);
+    let id = license.devices[0].id("lic-1");
+    assert_eq!(license.device_by_id(&id).map(|(d, active)| (d.machine.clone(), active)), Some((machine(1), true)));
+    assert!(license.past_devices.is_empty(), "the device moved back from the past devices");
+}
+
+#[test]
+fn deactivating_every_device_releases_each_with_its_own_event() {
+    LicenseTest::with(())
+        .given(vec![generated_with_seats(3), activated(1, 1), activated(2, 2)])
+        .when(LicenseCommand::DeactivateAllDevices { at: t(3) })
+        .then_expect_events(vec![
+            LicenseDeactivated { machine: machine(1), deactivated_at: t(3) },
+            LicenseDeactivated { machine: machine(2), deactivated_at: t(3) },
+        ]);
+    LicenseTest::with(())
+        .given(vec![generated()])
+        .when(LicenseCommand::DeactivateAllDevices { at: t(3) })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_license_keeps_its_latest_past_devices() {
+    let mut events = vec![generated()];
+    for n in 0..(MAX_PAST_DEVICES as u8 + 5) {
+        events.push(activated(n, i64::from(n) * 2));
+        events.push(LicenseDeactivated { machine: machine(n), deactivated_at: t(i64::from(n) * 2 + 1) });
+    }
+    let license = state(events);
+    assert_eq!(license.past_devices.len(), MAX_PAST_DEVICES);
+    assert_eq!(license.past_devices.last().map(|d| d.machine.clone()), Some(machine(MAX_PAST_DEVICES as u8 + 4)));
+}
+
+#[test]
+fn an_activation_written_before_devices_had_details_still_reads() {
+    let old = r#"{"LicenseActivated":{"machine":"0101010101010101010101010101010101010101010101010101010101010101","machine_name":"prod-01","activated_at":"2026-04-22T10:01:00Z"}}"#;
+    let event: LicenseEvent = serde_json::from_str(old).unwrap();
+    assert_eq!(event, activated(1, 1));
+    // And it is written back without the new field, so its hash holds.
+    assert_eq!(serde_json::to_string(&event).unwrap(), old);
 }

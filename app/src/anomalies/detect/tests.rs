@@ -46,7 +46,12 @@ impl Story {
         self.event(
             at,
             Some(ip),
-            LicenseEvent::LicenseActivated { machine: machine(n), machine_name: name, activated_at: t(at) },
+            LicenseEvent::LicenseActivated {
+                machine: machine(n),
+                machine_name: name,
+                details: Default::default(),
+                activated_at: t(at),
+            },
         )
     }
 
@@ -237,9 +242,19 @@ fn history_caught_up_finds_nothing_and_events_seen_twice_count_once() {
     };
     let name = MachineName::parse(Some("m")).unwrap();
     let events = [
-        LicenseEvent::LicenseActivated { machine: machine(1), machine_name: name.clone(), activated_at: t(0) },
+        LicenseEvent::LicenseActivated {
+            machine: machine(1),
+            machine_name: name.clone(),
+            details: Default::default(),
+            activated_at: t(0),
+        },
         LicenseEvent::LicenseDeactivated { machine: machine(1), deactivated_at: t(1) },
-        LicenseEvent::LicenseActivated { machine: machine(2), machine_name: name, activated_at: t(2) },
+        LicenseEvent::LicenseActivated {
+            machine: machine(2),
+            machine_name: name,
+            details: Default::default(),
+            activated_at: t(2),
+        },
     ];
     let observed = |sequence: usize| Observed {
         event_id: ["a", "b", "c"][sequence - 1],
