@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use keyledger_app::webhooks::RetryPolicy;
 use keyledger_eventlog::{Database, EventLog};
 use keyledger_workers::{
-    AnomalyWorker, Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, FeedSource, MemoryFollower,
-    ProjectionRunner, Relay, RelayConfig, Runtime, Spec, Step, WebhookDispatcher, WebhookHandoff, WebhookSender,
-    ANOMALY_DETECTOR, CHECKPOINTER, COMMIT_SIGNAL, DETECTOR_ACK_WAIT, EXPIRY_SWEEPER, FOLLOWER_POLL,
-    LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RUNNER_POLL, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
+    AnomalyWorker, Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, FeedSource, HeartbeatSweeper,
+    MemoryFollower, ProjectionRunner, Relay, RelayConfig, Runtime, Spec, Step, WebhookDispatcher, WebhookHandoff,
+    WebhookSender, ANOMALY_DETECTOR, CHECKPOINTER, COMMIT_SIGNAL, DETECTOR_ACK_WAIT, EXPIRY_SWEEPER, FOLLOWER_POLL,
+    HEARTBEAT_SWEEPER, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RUNNER_POLL,
+    WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
 };
 
 use crate::limits::Limits;
@@ -25,6 +26,7 @@ pub const BLOCK_FOLLOWER: &str = "address-blocks";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub expiry_sweep: Option<Duration>,
+    pub heartbeat_sweep: Option<Duration>,
     pub checkpoint_every: Option<Duration>,
     pub relay: Option<RelayConfig>,
     pub retry_policy: RetryPolicy,
@@ -72,6 +74,14 @@ pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
         let (licenses, views) = (state.licenses.clone(), state.views.clone());
         runtime.spawn(Spec::periodic(EXPIRY_SWEEPER, interval).exclusive(), move || {
             ExpirySweeper::new(licenses.clone(), views.clone())
+        });
+    }
+    if let Some(interval) = settings.heartbeat_sweep {
+        let (licenses, views) = (state.licenses.clone(), state.views.clone());
+        // Not exclusive: each process sweeps, and the log records each
+        // death once.
+        runtime.spawn(Spec::periodic(HEARTBEAT_SWEEPER, interval), move || {
+            HeartbeatSweeper::new(licenses.clone(), views.clone())
         });
     }
     if let Some(interval) = settings.checkpoint_every {

@@ -123,6 +123,12 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_EXPIRY_SWEEP_SECS", default_value_t = 60, global = true)]
     pub expiry_sweep_secs: u32,
 
+    /// Seconds between sweeps that free the seats of devices whose
+    /// heartbeats stopped (licenses with a heartbeat policy); 0 turns
+    /// sweeping off (dead devices are still refused).
+    #[arg(long, env = "KEYLEDGER_HEARTBEAT_SWEEP_SECS", default_value_t = 5, global = true)]
+    pub heartbeat_sweep_secs: u32,
+
     /// `GET /health` reports a background consumer as behind (and answers
     /// 503) when the oldest event it has not handled is older than this,
     /// or as down when it has been failing for this long.
@@ -305,6 +311,7 @@ impl Config {
             heartbeat_interval_secs: 900,
             heartbeat_floor_secs: 60,
             expiry_sweep_secs: 60,
+            heartbeat_sweep_secs: 5,
             health_max_lag_secs: 60,
             db_max_connections: 16,
             header_read_timeout_secs: 10,

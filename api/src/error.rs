@@ -89,11 +89,15 @@ impl ApiError {
             LicenseError::ExpiryBeforeCreation => "expiry_before_creation",
             LicenseError::AnomalyNotOpen => "anomaly_not_open",
             LicenseError::DeviceBlocked => "device_blocked",
+            LicenseError::HeartbeatDead => "heartbeat_dead",
+            LicenseError::TransferLimitReached { .. } => "transfer_limit",
         };
-        // Seed 000 answers refusals with 400; a blocked device is seed
-        // 004's 403.
+        // Seed 000 answers refusals with 400; a blocked device and a
+        // transfer limit are seed 004's 403 and 429.
         let status = match error {
             LicenseError::DeviceBlocked => StatusCode::FORBIDDEN,
+            // Seed 004's "transfer limit exceeded".
+            LicenseError::TransferLimitReached { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         };
         let mut api_error = Self::new(status, code, error.to_string());

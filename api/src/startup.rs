@@ -342,6 +342,7 @@ impl Application {
         });
         let background = background::Settings {
             expiry_sweep: every(config.expiry_sweep_secs),
+            heartbeat_sweep: every(config.heartbeat_sweep_secs),
             checkpoint_every: every(config.checkpoint_secs),
             relay,
             retry_policy,

@@ -1,7 +1,7 @@
 //! Request and response bodies in seed 000's shapes (camelCase JSON).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use keyledger_domain::{Device, License, LicenseStatus};
+use keyledger_domain::{Device, License, LicenseStatus, Policy, Resurrection};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Seed 000 writes instants as `2026-04-22T10:00:00Z`.
@@ -15,9 +15,87 @@ pub fn instant(t: DateTime<Utc>) -> String {
 #[serde(rename_all = "camelCase")]
 pub struct GenerateRequest {
     pub license_type: Option<i64>,
+    /// 1 to 36,500; 365 when no validity is given.
     pub validity_days: Option<i64>,
+    /// A validity down to minutes (seed 002's ten-minute trial), instead
+    /// of `validityDays`.
+    pub validity_minutes: Option<i64>,
+    /// No expiry at all (seed 003's perpetual licenses).
+    pub perpetual: Option<bool>,
+    /// `creation` (default) or `firstActivation`: when the validity starts.
+    pub validity_from: Option<String>,
     pub max_connections: Option<i64>,
     pub max_activations: Option<i64>,
+    /// The license's policy; the default (no heartbeats, transfer limit,
+    /// overage or user cap) when left out.
+    pub policy: Option<PolicyFields>,
+}
+
+/// A license's policy fields, the `policy` object of generate and edit.
+/// In an edit, a field left out keeps its value and `null` removes it.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyFields {
+    /// A device with no validate or heartbeat within this many seconds
+    /// (2 to 31,622,400) is dead and its seat freed. Off by default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub heartbeat_duration_secs: Option<Option<i64>>,
+    /// `none` (default): a dead device is answered `heartbeat_dead` and
+    /// must activate again; `revive`: its next call takes a seat again.
+    pub resurrection: Option<String>,
+    /// At most `count` client deactivations every `periodSecs`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<TransferLimitFields>)]
+    pub transfer_limit: Option<Option<TransferLimitFields>>,
+    /// Activations beyond the seats: `none` (default), `1.25`, `1.5`, `2`.
+    pub overage: Option<String>,
+    /// Seed 003's user cap, recorded and reported.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub max_users: Option<Option<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferLimitFields {
+    pub count: Option<i64>,
+    pub period_secs: Option<i64>,
+}
+
+/// A license's policy as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyResponse {
+    pub heartbeat_duration_secs: Option<u32>,
+    pub resurrection: &'static str,
+    pub transfer_limit: Option<TransferLimitResponse>,
+    pub overage: &'static str,
+    pub max_users: Option<u32>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferLimitResponse {
+    pub count: u32,
+    pub period_secs: u32,
+}
+
+impl PolicyResponse {
+    pub fn new(policy: &Policy) -> Self {
+        Self {
+            heartbeat_duration_secs: policy.heartbeat_secs,
+            resurrection: match policy.resurrection {
+                Resurrection::None => "none",
+                Resurrection::Revive => "revive",
+            },
+            transfer_limit: policy
+                .transfer_limit
+                .map(|limit| TransferLimitResponse { count: limit.count, period_secs: limit.period_secs }),
+            overage: policy.overage.as_str(),
+            max_users: policy.max_users,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -38,6 +116,8 @@ pub struct EditRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>)]
     pub max_connections: Option<Option<i64>>,
+    /// Policy fields to change; those left out keep their values.
+    pub policy: Option<PolicyFields>,
 }
 
 /// Tells an explicit `null` (Some(None)) from an absent field (None).
@@ -59,7 +139,11 @@ pub struct LicenseResponse {
     #[schema(value_type = i32)]
     pub license_type: keyledger_domain::LicenseType,
     pub created_at: Option<String>,
+    /// Null for a perpetual license, and for one whose validity starts at
+    /// its first activation until then.
     pub expired_at: Option<String>,
+    /// The validity, in seconds, that the first activation will start.
+    pub expires_after_activation_secs: Option<i64>,
     pub activated_at: Option<String>,
     pub machine_name: Option<String>,
     pub max_connections: Option<u32>,
@@ -68,6 +152,7 @@ pub struct LicenseResponse {
     pub activations: usize,
     /// The devices holding seats.
     pub devices: Vec<DeviceRecord>,
+    pub policy: PolicyResponse,
 }
 
 impl LicenseResponse {
@@ -80,6 +165,7 @@ impl LicenseResponse {
             license_type: license.license_type,
             created_at: license.created_at.map(instant),
             expired_at: license.expires_at.map(instant),
+            expires_after_activation_secs: license.expires_after_activation_secs,
             activated_at: license.activated_at.map(instant),
             machine_name: license.devices.first().map(|d| d.machine_name.as_str().to_owned()),
             max_connections: license.max_connections,
@@ -87,6 +173,7 @@ impl LicenseResponse {
             max_activations: license.max_activations.get(),
             activations: license.devices.len(),
             devices: license.devices.iter().map(|device| DeviceRecord::new(license, device, true)).collect(),
+            policy: PolicyResponse::new(&license.policy),
         }
     }
 }
@@ -126,6 +213,8 @@ pub struct DeviceRecord {
     pub last_heartbeat_at: String,
     pub active: bool,
     pub blocked: bool,
+    /// A past device whose seat was freed because its heartbeats stopped.
+    pub culled: bool,
     /// When a past device gave its seat up.
     pub released_at: Option<String>,
 }
@@ -143,6 +232,7 @@ impl DeviceRecord {
             last_heartbeat_at: instant(device.last_heartbeat_at),
             active,
             blocked: license.is_blocked(&device.machine),
+            culled: device.culled,
             released_at: device.released_at.map(instant),
         }
     }

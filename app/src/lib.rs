@@ -14,6 +14,7 @@
 //! Nothing here knows about HTTP.
 
 pub mod anomalies;
+pub mod culling;
 pub mod expiry;
 pub mod master;
 pub mod metadata;

@@ -335,14 +335,20 @@ mod tests {
             license_type: LicenseType::Standard,
             max_activations: Seats::new(1).unwrap(),
             max_connections: None,
-            expires_at: Utc::now() + Duration::days(30),
+            expires_at: Some(Utc::now() + Duration::days(30)),
+            expires_after_activation_secs: None,
+            policy: Default::default(),
             at: Utc::now(),
         };
         let machine = MachineId::parse("m1").unwrap();
         a.execute(&id, generate, HashMap::new()).await.unwrap();
         // B learns the license bound to m1; then A releases it.
         b.execute(&id, activate(&machine), HashMap::new()).await.unwrap();
-        let deactivate = LicenseCommand::DeactivateLicense { machine: machine.hash(b"secret"), at: Utc::now() };
+        let deactivate = LicenseCommand::DeactivateLicense {
+            machine: machine.hash(b"secret"),
+            enforce_transfer_limit: true,
+            at: Utc::now(),
+        };
         a.execute(&id, deactivate, HashMap::new()).await.unwrap();
 
         // B's memory still has m1 bound, so activating it looks like

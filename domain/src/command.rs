@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::{AnomalyEvidence, AnomalyKind, DeviceDetails, LicenseKey, LicenseType, MachineHash, MachineName, Seats};
+use crate::{
+    AnomalyEvidence, AnomalyKind, DeviceDetails, LicenseKey, LicenseType, MachineHash, MachineName, Policy, Seats,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LicenseCommand {
@@ -15,7 +17,11 @@ pub enum LicenseCommand {
         license_type: LicenseType,
         max_activations: Seats,
         max_connections: Option<u32>,
-        expires_at: DateTime<Utc>,
+        /// None: perpetual, or (with `expires_after_activation_secs`)
+        /// fixed at the first activation.
+        expires_at: Option<DateTime<Utc>>,
+        expires_after_activation_secs: Option<i64>,
+        policy: Policy,
         at: DateTime<Utc>,
     },
     ActivateLicense {
@@ -24,8 +30,22 @@ pub enum LicenseCommand {
         details: DeviceDetails,
         at: DateTime<Utc>,
     },
+    /// `enforce_transfer_limit` for the client's own deactivation; an
+    /// administrator's is never refused (but counts).
     DeactivateLicense {
         machine: MachineHash,
+        enforce_transfer_limit: bool,
+        at: DateTime<Utc>,
+    },
+    /// The heartbeat sweep: every device dead at `at` gives its seat up.
+    CullDeadDevices {
+        at: DateTime<Utc>,
+    },
+    /// A dead device called again under a `revive` policy: it is alive
+    /// again, taking a seat if its seat was freed.
+    ReviveDevice {
+        machine: MachineHash,
+        details: DeviceDetails,
         at: DateTime<Utc>,
     },
     /// Seed 002's deactivate without a device: every device gives its
@@ -71,6 +91,7 @@ pub enum LicenseCommand {
         expires_at: Option<DateTime<Utc>>,
         max_activations: Option<Seats>,
         max_connections: Option<Option<u32>>,
+        policy: Option<Policy>,
         at: DateTime<Utc>,
     },
     /// Counted by the API: `calls` in the window starting at
@@ -115,6 +136,8 @@ impl LicenseCommand {
             Self::ActivateLicense { .. } => "ActivateLicense",
             Self::DeactivateLicense { .. } => "DeactivateLicense",
             Self::DeactivateAllDevices { .. } => "DeactivateAllDevices",
+            Self::CullDeadDevices { .. } => "CullDeadDevices",
+            Self::ReviveDevice { .. } => "ReviveDevice",
             Self::BlockDevice { .. } => "BlockDevice",
             Self::UnblockDevice { .. } => "UnblockDevice",
             Self::RevokeLicense { .. } => "RevokeLicense",

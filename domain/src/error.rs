@@ -19,6 +19,10 @@ pub enum LicenseError {
     MachineNotActivated,
     #[error("This device is blocked from using the license")]
     DeviceBlocked,
+    #[error("This device's heartbeats stopped and its seat was freed; activate it again")]
+    HeartbeatDead,
+    #[error("Transfer limit exceeded: at most {count} deactivations every {period_secs} seconds")]
+    TransferLimitReached { count: u32, period_secs: u32 },
     #[error("License is already bound to a different machine; revoke it before activating on a new one")]
     BoundToAnotherMachine,
     #[error("Activation limit reached: all {max} seats are in use")]

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::{AnomalyEvidence, AnomalyKind, DeviceDetails, LicenseKey, LicenseType, MachineHash, MachineName, Seats};
+use crate::{
+    AnomalyEvidence, AnomalyKind, DeviceDetails, LicenseKey, LicenseType, MachineHash, MachineName, Policy, Seats,
+};
 
 /// The version every event is written with today.
 pub const EVENT_VERSION: &str = "1.0";
@@ -22,7 +24,17 @@ pub enum LicenseEvent {
         max_activations: Seats,
         max_connections: Option<u32>,
         created_at: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
+        /// Absent (never, until an edit sets one) for a perpetual license
+        /// and for one whose validity starts at its first activation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
+        /// A validity counted from the first activation, in seconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_after_activation_secs: Option<i64>,
+        /// Absent when the license has the default policy, as every
+        /// license generated before policies had.
+        #[serde(default, skip_serializing_if = "Policy::is_default")]
+        policy: Policy,
     },
     LicenseActivated {
         machine: MachineHash,
@@ -48,6 +60,13 @@ pub enum LicenseEvent {
         machine: MachineHash,
         unblocked_at: DateTime<Utc>,
     },
+    /// The device's heartbeats stopped for longer than the policy allows:
+    /// the system freed its seat.
+    DeviceCulled {
+        machine: MachineHash,
+        last_seen_at: DateTime<Utc>,
+        culled_at: DateTime<Utc>,
+    },
     /// The license was reset: every machine released, back to Generated.
     LicenseRevoked {
         released_machines: Vec<MachineHash>,
@@ -70,9 +89,14 @@ pub enum LicenseEvent {
     /// The resulting values of an administrator's edit, not a diff, so the
     /// event reads on its own.
     LicenseEdited {
-        expires_at: DateTime<Utc>,
+        /// Absent when the license has no fixed expiry.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
         max_activations: Seats,
         max_connections: Option<u32>,
+        /// The resulting policy; absent when it is the default.
+        #[serde(default, skip_serializing_if = "Policy::is_default")]
+        policy: Policy,
         edited_at: DateTime<Utc>,
     },
     /// A device called validate or heartbeat more often than its
@@ -121,6 +145,7 @@ impl DomainEvent for LicenseEvent {
             Self::LicenseRevoked { .. } => "LicenseRevoked",
             Self::DeviceBlocked { .. } => "DeviceBlocked",
             Self::DeviceUnblocked { .. } => "DeviceUnblocked",
+            Self::DeviceCulled { .. } => "DeviceCulled",
             Self::LicenseSuspended { .. } => "LicenseSuspended",
             Self::LicenseReinstated { .. } => "LicenseReinstated",
             Self::LicenseExpired { .. } => "LicenseExpired",

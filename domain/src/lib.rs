@@ -14,6 +14,7 @@ mod event;
 mod key;
 mod license;
 mod machine;
+mod policy;
 mod text;
 mod values;
 
@@ -28,5 +29,6 @@ pub use event::{LicenseEvent, EVENT_VERSION};
 pub use key::{LicenseKey, LicenseKeyError};
 pub use license::License;
 pub use machine::{MachineHash, MachineId, MachineIdError, MachineName};
+pub use policy::{Overage, Policy, Resurrection, TransferLimit, MAX_HEARTBEAT_SECS, MAX_TRANSFERS, MIN_HEARTBEAT_SECS};
 pub use text::{check_display_text, TextError};
 pub use values::{LicenseStatus, LicenseType, Seats, ValueError};

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::device::{BlockedMachine, Device, MAX_PAST_DEVICES};
 use crate::{
     AnomalyMark, LicenseCommand, LicenseError, LicenseEvent, LicenseKey, LicenseStatus, LicenseType, MachineHash,
-    OpenAnomaly, Seats,
+    OpenAnomaly, Policy, Seats,
 };
 
 /// A license as its events left it. `Default` is the license before it was
@@ -23,7 +23,13 @@ pub struct License {
     pub license_type: LicenseType,
     pub status: LicenseStatus,
     pub created_at: Option<DateTime<Utc>>,
+    /// None: perpetual, or waiting for the first activation to start
+    /// the validity below.
     pub expires_at: Option<DateTime<Utc>>,
+    /// A validity that starts at the first activation (seed 002's trial),
+    /// in seconds; cleared once that activation fixes `expires_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_after_activation_secs: Option<i64>,
     /// When the current binding began; cleared by revoke and by releasing
     /// the last machine.
     pub activated_at: Option<DateTime<Utc>>,
@@ -39,6 +45,12 @@ pub struct License {
     /// or heartbeat this license until unblocked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked: Vec<BlockedMachine>,
+    #[serde(default, skip_serializing_if = "Policy::is_default")]
+    pub policy: Policy,
+    /// When its recent deactivations happened, oldest first: as many as
+    /// the transfer limit counts, none without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<DateTime<Utc>>,
     /// The status to return to on reinstatement.
     pub status_before_suspension: Option<LicenseStatus>,
     pub suspension_reason: Option<String>,
@@ -69,6 +81,24 @@ impl License {
 
     pub fn is_blocked(&self, machine: &MachineHash) -> bool {
         self.blocked.iter().any(|b| &b.machine == machine)
+    }
+
+    /// Whether the machine's seat was freed because its heartbeats stopped
+    /// (and it has not activated since).
+    fn was_culled(&self, machine: &MachineHash) -> bool {
+        self.past_devices.iter().any(|d| &d.machine == machine && d.culled)
+    }
+
+    /// Devices the seats admit, overage included.
+    pub fn allowed_devices(&self) -> u32 {
+        self.policy.overage.allowed(self.max_activations.get())
+    }
+
+    /// When the first device holding a seat will be dead, if it keeps
+    /// silent; None without a heartbeat policy or devices.
+    pub fn next_death(&self) -> Option<DateTime<Utc>> {
+        let after = self.policy.dead_after()?;
+        self.devices.iter().map(|d| d.last_heartbeat_at + after).min()
     }
 
     /// A `LicenseExpired` event is in the log, even if a suspension hides
@@ -103,7 +133,11 @@ impl License {
             return Err(LicenseError::DeviceBlocked);
         }
         match self.device(machine) {
+            // Dead before the sweep has freed its seat: death must not
+            // wait for a scheduler.
+            Some(device) if self.policy.is_dead(device.last_heartbeat_at, now) => Err(LicenseError::HeartbeatDead),
             Some(device) => Ok(device),
+            None if self.was_culled(machine) => Err(LicenseError::HeartbeatDead),
             None if self.devices.is_empty() => Err(LicenseError::NotActivated),
             None => Err(LicenseError::MachineNotActivated),
         }
@@ -153,12 +187,16 @@ impl License {
                 max_activations,
                 max_connections,
                 expires_at,
+                expires_after_activation_secs,
+                policy,
                 at,
             } => {
                 if self.exists() {
                     return Err(LicenseError::AlreadyExists);
                 }
-                if expires_at <= at {
+                if expires_at.is_some_and(|expiry| expiry <= at)
+                    || expires_after_activation_secs.is_some_and(|s| s <= 0)
+                {
                     return Err(LicenseError::ExpiryBeforeCreation);
                 }
                 vec![LicenseGenerated {
@@ -171,6 +209,8 @@ impl License {
                     max_connections,
                     created_at: at,
                     expires_at,
+                    expires_after_activation_secs,
+                    policy,
                 }]
             }
             ActivateLicense { machine, machine_name, details, at } => {
@@ -178,22 +218,34 @@ impl License {
                 if self.is_blocked(&machine) {
                     return Err(LicenseError::DeviceBlocked);
                 }
-                if self.device(&machine).is_some() {
+                if let Some(device) = self.device(&machine) {
                     // Re-activating the bound machine is how a client
-                    // recovers from a lost response: answer as before.
-                    return Ok(vec![]);
+                    // recovers from a lost response: answer as before. A
+                    // dead one not yet swept is alive again.
+                    return Ok(self.revived_in_place(device, at));
                 }
-                let seats = self.max_activations.get();
-                if self.devices.len() as u32 >= seats {
-                    return Err(if seats == 1 {
-                        LicenseError::BoundToAnotherMachine
-                    } else {
-                        LicenseError::SeatLimitReached { max: seats }
-                    });
-                }
+                self.ensure_seat_free()?;
                 vec![LicenseActivated { machine, machine_name, details, activated_at: at }]
             }
-            DeactivateLicense { machine, at } => {
+            ReviveDevice { machine, details, at } => {
+                if self.policy.resurrection.is_none() {
+                    return Err(LicenseError::HeartbeatDead);
+                }
+                self.ensure_usable(at)?;
+                if self.is_blocked(&machine) {
+                    return Err(LicenseError::DeviceBlocked);
+                }
+                if let Some(device) = self.device(&machine) {
+                    return Ok(self.revived_in_place(device, at));
+                }
+                let culled = self.past_devices.iter().find(|d| d.machine == machine && d.culled);
+                let Some(machine_name) = culled.map(|d| d.machine_name.clone()) else {
+                    return Err(self.validate(&machine, at).err().unwrap_or(LicenseError::MachineNotActivated));
+                };
+                self.ensure_seat_free()?;
+                vec![LicenseActivated { machine, machine_name, details, activated_at: at }]
+            }
+            DeactivateLicense { machine, enforce_transfer_limit, at } => {
                 if self.device(&machine).is_none() {
                     return Err(if self.is_blocked(&machine) {
                         LicenseError::DeviceBlocked
@@ -201,8 +253,21 @@ impl License {
                         LicenseError::MachineNotActivated
                     });
                 }
+                if enforce_transfer_limit {
+                    self.ensure_transfer_allowed(at)?;
+                }
                 vec![LicenseDeactivated { machine, deactivated_at: at }]
             }
+            CullDeadDevices { at } => self
+                .devices
+                .iter()
+                .filter(|device| self.policy.is_dead(device.last_heartbeat_at, at))
+                .map(|device| DeviceCulled {
+                    machine: device.machine.clone(),
+                    last_seen_at: device.last_heartbeat_at,
+                    culled_at: at,
+                })
+                .collect(),
             DeactivateAllDevices { at } => self
                 .devices
                 .iter()
@@ -247,7 +312,9 @@ impl License {
                 if self.expiry_recorded() {
                     return Ok(vec![]);
                 }
-                let expiry = self.expires_at.ok_or(LicenseError::NotFound)?;
+                // A perpetual license, or one whose validity has not
+                // started, has nothing to expire.
+                let Some(expiry) = self.expires_at else { return Ok(vec![]) };
                 if at < expiry {
                     return Err(LicenseError::NotYetExpired { expires_at: expiry.to_rfc3339() });
                 }
@@ -260,25 +327,29 @@ impl License {
                 }
                 vec![HeartbeatRecorded { machine, recorded_at: at }]
             }
-            EditLicense { expires_at, max_activations, max_connections, at } => {
-                let current_expiry = self.expires_at.ok_or(LicenseError::NotFound)?;
-                let expires_at = expires_at.unwrap_or(current_expiry);
+            EditLicense { expires_at, max_activations, max_connections, policy, at } => {
+                let current_expiry = self.expires_at;
+                let expires_at = expires_at.or(current_expiry);
                 let max_activations = max_activations.unwrap_or(self.max_activations);
                 let max_connections = max_connections.unwrap_or(self.max_connections);
-                if self.created_at.is_some_and(|created| expires_at <= created) {
-                    return Err(LicenseError::ExpiryBeforeCreation);
+                let policy = policy.unwrap_or_else(|| self.policy.clone());
+                if let (Some(created), Some(expiry)) = (self.created_at, expires_at) {
+                    if expiry <= created {
+                        return Err(LicenseError::ExpiryBeforeCreation);
+                    }
                 }
                 let active = self.devices.len() as u32;
-                if max_activations.get() < active {
+                if policy.overage.allowed(max_activations.get()) < active {
                     return Err(LicenseError::SeatsBelowActiveMachines { requested: max_activations.get(), active });
                 }
                 let unchanged = expires_at == current_expiry
                     && max_activations == self.max_activations
-                    && max_connections == self.max_connections;
+                    && max_connections == self.max_connections
+                    && policy == self.policy;
                 if unchanged {
                     return Ok(vec![]);
                 }
-                vec![LicenseEdited { expires_at, max_activations, max_connections, edited_at: at }]
+                vec![LicenseEdited { expires_at, max_activations, max_connections, policy, edited_at: at }]
             }
             ReportCallRate { machine, calls, allowance, window_started_at, window_secs, windows, at } => {
                 let device = self.device(&machine).ok_or(LicenseError::MachineNotActivated)?;
@@ -352,6 +423,8 @@ impl Aggregate for License {
                 max_connections,
                 created_at,
                 expires_at,
+                expires_after_activation_secs,
+                policy,
             } => {
                 *self = License {
                     id: license_id,
@@ -361,9 +434,11 @@ impl Aggregate for License {
                     license_type,
                     status: LicenseStatus::Generated,
                     created_at: Some(created_at),
-                    expires_at: Some(expires_at),
+                    expires_at,
+                    expires_after_activation_secs,
                     max_activations,
                     max_connections,
+                    policy,
                     ..License::default()
                 };
             }
@@ -377,12 +452,29 @@ impl Aggregate for License {
                     call_rate_reported_for: None,
                     details,
                     released_at: None,
+                    culled: false,
                 });
                 self.activated_at.get_or_insert(activated_at);
                 self.status = LicenseStatus::Activated;
+                // The first activation starts a validity counted from it.
+                if let Some(secs) = self.expires_after_activation_secs.take() {
+                    self.expires_at = Some(activated_at + chrono::Duration::seconds(secs));
+                }
             }
             LicenseDeactivated { machine, deactivated_at } => {
                 self.release(&machine, deactivated_at);
+                self.settle_binding_status();
+                if let Some(limit) = self.policy.transfer_limit {
+                    self.transfers.push(deactivated_at);
+                    let excess = self.transfers.len().saturating_sub(limit.count as usize);
+                    self.transfers.drain(..excess);
+                }
+            }
+            DeviceCulled { machine, culled_at, .. } => {
+                self.release(&machine, culled_at);
+                if let Some(past) = self.past_devices.iter_mut().find(|d| d.machine == machine) {
+                    past.culled = true;
+                }
                 self.settle_binding_status();
             }
             LicenseRevoked { released_machines, revoked_at } => {
@@ -440,12 +532,21 @@ impl Aggregate for License {
             AnomalyResolved { anomaly_id, .. } => {
                 self.open_anomalies.retain(|open| open.id != anomaly_id);
             }
-            LicenseEdited { expires_at, max_activations, max_connections, edited_at } => {
-                self.expires_at = Some(expires_at);
+            LicenseEdited { expires_at, max_activations, max_connections, policy, edited_at } => {
+                self.expires_at = expires_at;
+                if expires_at.is_some() {
+                    // A fixed expiry replaces one still waiting for an
+                    // activation.
+                    self.expires_after_activation_secs = None;
+                }
                 self.max_activations = max_activations;
                 self.max_connections = max_connections;
+                let kept = policy.transfer_limit.map_or(0, |limit| limit.count as usize);
+                let excess = self.transfers.len().saturating_sub(kept);
+                self.transfers.drain(..excess);
+                self.policy = policy;
                 // Moving the expiry into the future renews an expired license.
-                if expires_at > edited_at {
+                if expires_at.is_none_or(|expiry| expiry > edited_at) {
                     if self.status == LicenseStatus::Expired {
                         self.status = self.binding_status();
                     }
@@ -459,12 +560,48 @@ impl Aggregate for License {
 }
 
 impl License {
+    /// Refuses an activation when the seats (with their overage) are full.
+    fn ensure_seat_free(&self) -> Result<(), LicenseError> {
+        let allowed = self.allowed_devices();
+        if self.devices.len() as u32 >= allowed {
+            return Err(if allowed == 1 {
+                LicenseError::BoundToAnotherMachine
+            } else {
+                LicenseError::SeatLimitReached { max: allowed }
+            });
+        }
+        Ok(())
+    }
+
+    /// A device holding a seat called activate or revive: nothing to
+    /// record, unless it was dead and not yet swept, when the call is its
+    /// heartbeat.
+    fn revived_in_place(&self, device: &Device, at: DateTime<Utc>) -> Vec<LicenseEvent> {
+        if self.policy.is_dead(device.last_heartbeat_at, at) {
+            vec![LicenseEvent::HeartbeatRecorded { machine: device.machine.clone(), recorded_at: at }]
+        } else {
+            vec![]
+        }
+    }
+
+    /// Refuses a client's deactivation past the transfer limit.
+    fn ensure_transfer_allowed(&self, at: DateTime<Utc>) -> Result<(), LicenseError> {
+        let Some(limit) = self.policy.transfer_limit else { return Ok(()) };
+        let since = at - chrono::Duration::seconds(i64::from(limit.period_secs));
+        let recent = self.transfers.iter().filter(|t| **t > since).count();
+        if recent >= limit.count as usize {
+            return Err(LicenseError::TransferLimitReached { count: limit.count, period_secs: limit.period_secs });
+        }
+        Ok(())
+    }
+
     /// Moves the machine's device from the seats to the past devices.
     fn release(&mut self, machine: &MachineHash, at: DateTime<Utc>) {
         let Some(index) = self.devices.iter().position(|d| &d.machine == machine) else { return };
         let mut device = self.devices.remove(index);
         device.released_at = Some(at);
         device.call_rate_reported_for = None;
+        device.culled = false;
         self.past_devices.retain(|d| &d.machine != machine);
         self.past_devices.push(device);
         if self.past_devices.len() > MAX_PAST_DEVICES {

@@ -18,7 +18,7 @@ pub const SNAPSHOT_EVERY: i64 = 100;
 /// Raise this whenever `License` or how events fold into it changes: older
 /// snapshots would still parse but hold what the old rules made of the
 /// events, so they are ignored and the license replayed.
-pub const SNAPSHOT_FORMAT: i64 = 2;
+pub const SNAPSHOT_FORMAT: i64 = 3;
 
 /// A license loaded from the log.
 #[derive(Debug, Clone, Default)]

@@ -41,7 +41,7 @@ pub struct LicenseViews {
     db: Database,
 }
 
-const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state, last_hash, state_format)";
+const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state, last_hash, state_format, cull_at)";
 
 /// Writes a row unless the stored one is newer. `{newer}` is `<` for live
 /// updates (a concurrent writer's newer state wins) and `<=` for a rebuild
@@ -50,10 +50,10 @@ const ON_CONFLICT: &str = "
 ON CONFLICT (license_id) DO UPDATE
    SET owner_id = excluded.owner_id, license_key = excluded.license_key, version = excluded.version,
        expires_at = excluded.expires_at, expiry_recorded = excluded.expiry_recorded, state = excluded.state,
-       last_hash = excluded.last_hash, state_format = excluded.state_format
+       last_hash = excluded.last_hash, state_format = excluded.state_format, cull_at = excluded.cull_at
  WHERE license_view.version {newer} excluded.version";
 
-/// Rows per multi-row upsert on PostgreSQL: 11 parameters each, well under
+/// Rows per multi-row upsert on PostgreSQL: 12 parameters each, well under
 /// its limit on parameters in one statement. SQLite runs a prepared
 /// statement as cheaply as a bigger one, and looks its parameters up by
 /// position one at a time, so it gets few rows per statement.
@@ -84,7 +84,7 @@ fn multi_row_upsert(rows: usize, newer: &str) -> String {
 const COLUMNS: &str = "SELECT license_id, version, state, last_hash, state_format FROM license_view";
 
 /// Columns of [`INSERT_INTO`].
-const COLUMN_COUNT: usize = 11;
+const COLUMN_COUNT: usize = 12;
 
 impl LicenseViews {
     pub fn new(db: Database) -> Self {
@@ -252,6 +252,7 @@ impl LicenseViews {
                 SqlValue::Text(row.state),
                 SqlValue::AppendedHash,
                 SqlValue::Int(SNAPSHOT_FORMAT),
+                SqlValue::Text(row.cull_at),
             ],
             on_conflict: ON_CONFLICT.replace("{newer}", "<"),
         })
@@ -310,14 +311,31 @@ impl LicenseViews {
     }
 
     /// Up to `limit` licenses past their expiry at `now` with no
-    /// `LicenseExpired` event yet, as (license id, tenant id), oldest expiry
+    /// `LicenseExpired` event yet (a license without an expiry has an
+    /// empty `expires_at`, which sorts first and is never due), as (license id, tenant id), oldest expiry
     /// first.
     pub async fn due_for_expiry(
         &self,
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<(String, String)>, ProjectionError> {
-        const SQL: &str = "SELECT license_id, tenant_id FROM license_view WHERE expiry_recorded = 0 AND expires_at <= $1 ORDER BY expires_at LIMIT $2";
+        const SQL: &str = "SELECT license_id, tenant_id FROM license_view WHERE expiry_recorded = 0 AND expires_at <> '' AND expires_at <= $1 ORDER BY expires_at LIMIT $2";
+        let due = on_pool!(&self.db, pool => sqlx::query_as(SQL)
+            .bind(sortable_instant(now))
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?;
+        Ok(due)
+    }
+
+    /// Up to `limit` licenses with a device dead at `now` (see migration
+    /// 0011), as (license id, tenant id), the longest dead first.
+    pub async fn due_for_culling(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, ProjectionError> {
+        const SQL: &str = "SELECT license_id, tenant_id FROM license_view WHERE cull_at <> '' AND cull_at <= $1 ORDER BY cull_at LIMIT $2";
         let due = on_pool!(&self.db, pool => sqlx::query_as(SQL)
             .bind(sortable_instant(now))
             .bind(limit)
@@ -382,6 +400,8 @@ struct ViewRow {
     expires_at: String,
     expiry_recorded: i64,
     state: String,
+    /// See migration 0011: empty when no device can die.
+    cull_at: String,
     last_hash: Option<String>,
 }
 
@@ -399,6 +419,7 @@ impl ViewRow {
             created_at: license.created_at.map(sortable_instant).unwrap_or_default(),
             expires_at: license.expires_at.map(sortable_instant).unwrap_or_default(),
             expiry_recorded: i64::from(license.expiry_recorded()),
+            cull_at: license.next_death().map(sortable_instant).unwrap_or_default(),
             state,
             last_hash: last_hash.map(str::to_owned),
         })
@@ -425,6 +446,7 @@ impl ViewRow {
             .bind(self.state.as_str())
             .bind(self.last_hash.as_deref())
             .bind(SNAPSHOT_FORMAT)
+            .bind(self.cull_at.as_str())
     }
 }
 

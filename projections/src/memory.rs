@@ -107,7 +107,9 @@ mod tests {
             max_activations: Seats::new(max).unwrap(),
             max_connections: None,
             created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-            expires_at: Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap(),
+            expires_at: Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()),
+            expires_after_activation_secs: None,
+            policy: Default::default(),
         });
         license
     }

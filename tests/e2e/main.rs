@@ -12,5 +12,6 @@ mod hardening;
 mod lifecycle;
 mod limits;
 mod nats;
+mod policies;
 mod startup;
 mod webhooks;

@@ -182,15 +182,25 @@ async fn an_endpoint_answering_410_is_disabled(backend: Backend) {
     let path = format!("/api/v1/webhooks/{webhook}");
     let endpoint = wait_for_endpoint(&app, &tenant, &path, |e| e["enabled"] == false).await;
     assert_eq!(endpoint["disabledReason"], "gone");
-    let log = app.get(&format!("{path}/deliveries"), Some(&tenant.admin_key)).await;
-    let gone = log.body["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["attempts"][0]["statusCode"] == 410)
-        .unwrap()
-        .clone();
-    assert_eq!(gone["status"], "failed");
+    // Every delivery answered 410 ends failed. The list reads a delivery's
+    // row and then its attempts: one recorded between the two reads shows
+    // its attempt beside the status before it, so the list is read again.
+    let mut statuses = Vec::new();
+    for _ in 0..50 {
+        let log = app.get(&format!("{path}/deliveries"), Some(&tenant.admin_key)).await;
+        statuses = log.body["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["attempts"][0]["statusCode"] == 410)
+            .map(|d| d["status"].clone())
+            .collect();
+        if !statuses.is_empty() && statuses.iter().all(|status| status == "failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!statuses.is_empty() && statuses.iter().all(|status| status == "failed"), "{statuses:?}");
     let count = receiver.received().len();
     activations(&app, &tenant, 1).await;
     tokio::time::sleep(Duration::from_secs(1)).await;

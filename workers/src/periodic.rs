@@ -1,10 +1,12 @@
-//! The periodic jobs of the log: recording expiries that have passed, and
-//! signing audit checkpoints. Each runs in one process per database.
+//! The periodic jobs of the log: recording expiries that have passed,
+//! freeing the seats of dead devices, and signing audit checkpoints. The
+//! expiry sweep and the checkpoints run in one process per database; every
+//! process sweeps dead devices.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyledger_app::{expiry, LicenseService};
+use keyledger_app::{culling, expiry, LicenseService};
 use keyledger_eventlog::Checkpoints;
 use keyledger_projections::LicenseViews;
 
@@ -12,6 +14,7 @@ use crate::runtime::{Consumer, ConsumerError, Step};
 
 pub const EXPIRY_SWEEPER: &str = "expiry-sweeper";
 pub const CHECKPOINTER: &str = "audit-checkpointer";
+pub const HEARTBEAT_SWEEPER: &str = "heartbeat-sweeper";
 
 /// Records `LicenseExpired` for licenses past their expiry.
 pub struct ExpirySweeper {
@@ -32,6 +35,28 @@ impl Consumer for ExpirySweeper {
             tracing::info!(expired, "expiry sweep recorded expired licenses");
         }
         Ok(if expired >= expiry::BATCH as usize { Step::Busy } else { Step::Idle })
+    }
+}
+
+/// Records `DeviceCulled` for devices whose heartbeats stopped.
+pub struct HeartbeatSweeper {
+    licenses: Arc<LicenseService>,
+    views: LicenseViews,
+}
+
+impl HeartbeatSweeper {
+    pub fn new(licenses: Arc<LicenseService>, views: LicenseViews) -> Self {
+        Self { licenses, views }
+    }
+}
+
+impl Consumer for HeartbeatSweeper {
+    async fn step(&mut self) -> Result<Step, ConsumerError> {
+        let swept = culling::sweep(&self.licenses, &self.views).await?;
+        if swept > 0 {
+            tracing::info!(licenses = swept, "heartbeat sweep freed the seats of dead devices");
+        }
+        Ok(if swept >= culling::BATCH as usize { Step::Busy } else { Step::Idle })
     }
 }
 

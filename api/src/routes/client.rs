@@ -23,7 +23,7 @@ use chrono::{DateTime, Duration, Utc};
 use keyledger_app::anomalies::Allowance;
 use keyledger_domain::{
     parse_app_version, AnomalyKind, DeviceDetails, License, LicenseCommand, LicenseError, LicenseKey, MachineHash,
-    MachineId, MachineName,
+    MachineId, MachineName, Resurrection,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -262,11 +262,7 @@ async fn activate_found(state: &AppState, context: &RequestContext, found: &Foun
         .map_err(|e| ApiError::field("machineName", e.to_string()))?;
     let app_version = parse_app_version(found.request.app_version.as_deref())
         .map_err(|e| ApiError::field("appVersion", e.to_string()))?;
-    let details = DeviceDetails {
-        app_version,
-        ip: context.client_ip.clone(),
-        user_agent: context.user_agent.as_deref().and_then(DeviceDetails::user_agent),
-    };
+    let details = device_details(context, app_version);
     let machine = state.hash_machine(&found.machine);
     let now = Utc::now();
     let command = LicenseCommand::ActivateLicense { machine: machine.clone(), machine_name, details, at: now };
@@ -309,7 +305,11 @@ async fn deactivate(
         Ok(found) => found,
         Err((call, error)) => return call.refuse(error),
     };
-    let command = LicenseCommand::DeactivateLicense { machine: state.hash_machine(&found.machine), at: Utc::now() };
+    let command = LicenseCommand::DeactivateLicense {
+        machine: state.hash_machine(&found.machine),
+        enforce_transfer_limit: true,
+        at: Utc::now(),
+    };
     match execute_as(&state, &context, found.caller.as_ref(), &found.license, command).await {
         Ok(_) => found.call.answer(
             StatusCode::OK,
@@ -402,10 +402,22 @@ async fn check_machine(
     let machine = state.hash_machine(&found.machine);
     let license = match confirmed_valid(state, &found.license, &machine, now).await {
         Ok(Ok(license)) => license,
+        Ok(Err(LicenseError::HeartbeatDead)) if found.license.policy.resurrection == Resurrection::Revive => {
+            match revive(state, context, &found, &machine, now).await {
+                Ok(license) => Arc::new(license),
+                Err(error) if error.status.is_client_error() => {
+                    return found.call.refuse(error.shaped(ErrorShape::Validate).with_status(StatusCode::OK))
+                }
+                Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
+            }
+        }
         Ok(Err(reason)) => return invalid(&found.call, reason),
         Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
     };
     count_call(state, context, found.caller.as_ref(), &license, &machine, now).await;
+    // Often enough under a heartbeat policy that a live device is never
+    // taken for dead (see `Policy::dead_after`).
+    let heartbeat_interval = license.policy.record_every(heartbeat_interval);
     let heartbeat_due =
         license.device(&machine).is_some_and(|device| now >= device.last_heartbeat_at + heartbeat_interval);
     if heartbeat_due {
@@ -426,6 +438,30 @@ async fn check_machine(
             "maxConnections": license.max_connections,
         }),
     )
+}
+
+/// A dead device's call under a `revive` policy: it is alive again,
+/// taking a seat again if the sweep freed its seat (refused when none is
+/// free).
+async fn revive(
+    state: &AppState,
+    context: &RequestContext,
+    found: &Found,
+    machine: &MachineHash,
+    now: DateTime<Utc>,
+) -> Result<License, ApiError> {
+    let details = device_details(context, None);
+    let command = LicenseCommand::ReviveDevice { machine: machine.clone(), details, at: now };
+    execute_as(state, context, found.caller.as_ref(), &found.license, command).await
+}
+
+/// What a device reports about itself on this request.
+fn device_details(context: &RequestContext, app_version: Option<String>) -> DeviceDetails {
+    DeviceDetails {
+        app_version,
+        ip: context.client_ip.clone(),
+        user_agent: context.user_agent.as_deref().and_then(DeviceDetails::user_agent),
+    }
 }
 
 /// Counts a validate or heartbeat call of a device that holds a seat, for

@@ -147,7 +147,12 @@ async fn deactivate_device(
     if !active {
         return record(&license, &device_id); // released already
     }
-    let command = LicenseCommand::DeactivateLicense { machine: device.machine.clone(), at: Utc::now() };
+    // An administrator's deactivation is not held to the transfer limit.
+    let command = LicenseCommand::DeactivateLicense {
+        machine: device.machine.clone(),
+        enforce_transfer_limit: false,
+        at: Utc::now(),
+    };
     let license = execute_as(&state, &context, Some(&caller), &license, command).await?;
     record(&license, &device_id)
 }

@@ -5,7 +5,9 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{Datelike, Duration, Utc};
-use keyledger_domain::{check_display_text, License, LicenseCommand, LicenseKey, LicenseType, MachineId, Seats};
+use keyledger_domain::{
+    check_display_text, License, LicenseCommand, LicenseKey, LicenseType, MachineId, Policy, Seats,
+};
 use keyledger_projections::LicenseView;
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
@@ -54,6 +56,55 @@ fn parse_license_id(raw: &str) -> ApiResult<String> {
     Uuid::parse_str(raw)
         .map(|id| id.to_string())
         .map_err(|_| ApiError::field("licenseId", "licenseId must be a UUID (the license's id, not its key)"))
+}
+
+/// How long a new license is valid, and from when.
+struct Validity {
+    from_creation: Option<Duration>,
+    from_activation: Option<Duration>,
+}
+
+/// `validityDays` (default 365) or `validityMinutes` or `perpetual`, at
+/// most one of them, counted from `validityFrom`.
+fn parse_validity(request: &GenerateRequest) -> ApiResult<Validity> {
+    let given = [request.validity_days.is_some(), request.validity_minutes.is_some(), request.perpetual == Some(true)];
+    if given.iter().filter(|given| **given).count() > 1 {
+        let field = if request.perpetual == Some(true) { "perpetual" } else { "validityMinutes" };
+        return Err(ApiError::field(field, "give at most one of validityDays, validityMinutes and perpetual"));
+    }
+    let from_activation = match request.validity_from.as_deref() {
+        None | Some("creation") => false,
+        Some("firstActivation") => true,
+        Some(_) => {
+            return Err(ApiError::field("validityFrom", "validityFrom must be \"creation\" or \"firstActivation\""))
+        }
+    };
+    let duration = if request.perpetual == Some(true) {
+        if from_activation {
+            return Err(ApiError::field("validityFrom", "a perpetual license has no validity to start"));
+        }
+        None
+    } else if let Some(minutes) = request.validity_minutes {
+        if !(1..=MAX_VALIDITY_DAYS * 24 * 60).contains(&minutes) {
+            let max = MAX_VALIDITY_DAYS * 24 * 60;
+            return Err(ApiError::field("validityMinutes", format!("validityMinutes must be between 1 and {max}")));
+        }
+        Some(Duration::minutes(minutes))
+    } else {
+        let days = request.validity_days.unwrap_or(DEFAULT_VALIDITY_DAYS);
+        if !(1..=MAX_VALIDITY_DAYS).contains(&days) {
+            return Err(ApiError::field(
+                "validityDays",
+                format!("validityDays must be between 1 and {MAX_VALIDITY_DAYS}"),
+            ));
+        }
+        Some(Duration::days(days))
+    };
+    Ok(if from_activation {
+        Validity { from_creation: None, from_activation: duration }
+    } else {
+        Validity { from_creation: duration, from_activation: None }
+    })
 }
 
 fn parse_seats(raw: i64) -> ApiResult<Seats> {
@@ -118,12 +169,13 @@ async fn generate(
     let (tenant_id, owner_id) = caller.tenant()?;
     let license_type = LicenseType::from_code(request.license_type.unwrap_or(LicenseType::Standard as i64))
         .map_err(|e| ApiError::field("licenseType", e.to_string()))?;
-    let validity_days = request.validity_days.unwrap_or(DEFAULT_VALIDITY_DAYS);
-    if !(1..=MAX_VALIDITY_DAYS).contains(&validity_days) {
-        return Err(ApiError::field("validityDays", format!("validityDays must be between 1 and {MAX_VALIDITY_DAYS}")));
-    }
+    let validity = parse_validity(&request)?;
     let max_connections = request.max_connections.map(parse_max_connections).transpose()?;
     let max_activations = parse_seats(request.max_activations.unwrap_or(1))?;
+    let policy = match &request.policy {
+        Some(fields) => super::policy::apply(&Policy::default(), fields)?,
+        None => Policy::default(),
+    };
     let now = Utc::now();
     let license_id = Uuid::new_v4().to_string();
     let command = LicenseCommand::GenerateLicense {
@@ -134,7 +186,9 @@ async fn generate(
         license_type,
         max_activations,
         max_connections,
-        expires_at: now + Duration::days(validity_days),
+        expires_at: validity.from_creation.map(|validity| now + validity),
+        expires_after_activation_secs: validity.from_activation.map(|validity| validity.num_seconds()),
+        policy,
         at: now,
     };
     let metadata = event_metadata(&context, Some(&caller), tenant_id, now);
@@ -345,9 +399,15 @@ async fn edit(
         Some(None) => Some(None),
         Some(Some(raw)) => Some(Some(parse_max_connections(raw)?)),
     };
+    let policy = request.policy.as_ref().map(|fields| super::policy::apply(&license.policy, fields)).transpose()?;
     let now = Utc::now();
-    let command =
-        LicenseCommand::EditLicense { expires_at: request.expired_at, max_activations, max_connections, at: now };
+    let command = LicenseCommand::EditLicense {
+        expires_at: request.expired_at,
+        max_activations,
+        max_connections,
+        policy,
+        at: now,
+    };
     let license = execute_as(&state, &context, Some(&caller), &license, command).await?;
     Ok(Json(LicenseResponse::new(&license, now)))
 }

@@ -10,6 +10,7 @@ mod health;
 mod keys;
 mod licenses;
 mod metrics;
+mod policy;
 mod tenants;
 mod webhooks;
 

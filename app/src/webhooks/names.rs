@@ -26,6 +26,7 @@ pub const NAMES: &[&str] = &[
     "license.edited",
     "device.blocked",
     "device.unblocked",
+    "device.culled",
     HEARTBEAT,
     USAGE_THRESHOLD,
     CALL_RATE_EXCEEDED,

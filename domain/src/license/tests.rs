@@ -5,7 +5,7 @@ use cqrs_es::test::TestFramework;
 
 use super::*;
 use crate::LicenseEvent::*;
-use crate::{AnomalyEvidence, AnomalyKind, DeviceDetails, MachineName, MAX_PAST_DEVICES};
+use crate::{AnomalyEvidence, AnomalyKind, DeviceDetails, MachineName, Policy, MAX_PAST_DEVICES};
 
 type LicenseTest = TestFramework<License>;
 
@@ -38,8 +38,10 @@ fn generated_with_seats(seats: u32) -> LicenseEvent {
         license_type: LicenseType::Standard,
         max_activations: Seats::new(seats.into()).unwrap(),
         max_connections: Some(10),
+        policy: Policy::default(),
         created_at: t(0),
-        expires_at: expiry(),
+        expires_at: Some(expiry()),
+        expires_after_activation_secs: None,
     }
 }
 
@@ -87,7 +89,9 @@ fn generating_a_license_records_its_terms() {
             license_type: LicenseType::Standard,
             max_activations: Seats::ONE,
             max_connections: Some(10),
-            expires_at: expiry(),
+            expires_at: Some(expiry()),
+            expires_after_activation_secs: None,
+            policy: Policy::default(),
             at: t(0),
         })
         .then_expect_events(vec![generated()]);
@@ -105,7 +109,9 @@ fn generating_twice_is_refused() {
             license_type: LicenseType::Standard,
             max_activations: Seats::ONE,
             max_connections: None,
-            expires_at: expiry(),
+            expires_at: Some(expiry()),
+            expires_after_activation_secs: None,
+            policy: Policy::default(),
             at: t(1),
         })
         .then_expect_error(LicenseError::AlreadyExists);
@@ -123,7 +129,9 @@ fn generating_a_license_that_expires_at_creation_is_refused() {
             license_type: LicenseType::Trial,
             max_activations: Seats::ONE,
             max_connections: None,
-            expires_at: t(0),
+            expires_at: Some(t(0)),
+            expires_after_activation_secs: None,
+            policy: Policy::default(),
             at: t(0),
         })
         .then_expect_error(LicenseError::ExpiryBeforeCreation);
@@ -133,13 +141,19 @@ fn generating_a_license_that_expires_at_creation_is_refused() {
 fn every_command_on_a_missing_license_is_not_found() {
     for command in [
         activate(1, 1),
-        LicenseCommand::DeactivateLicense { machine: machine(1), at: t(1) },
+        LicenseCommand::DeactivateLicense { machine: machine(1), enforce_transfer_limit: true, at: t(1) },
         LicenseCommand::RevokeLicense { at: t(1) },
         LicenseCommand::SuspendLicense { reason: None, at: t(1) },
         LicenseCommand::ReinstateLicense { at: t(1) },
         LicenseCommand::ExpireLicense { at: t(1) },
         LicenseCommand::RecordHeartbeat { machine: machine(1), min_interval: Duration::zero(), at: t(1) },
-        LicenseCommand::EditLicense { expires_at: None, max_activations: None, max_connections: None, at: t(1) },
+        LicenseCommand::EditLicense {
+            expires_at: None,
+            max_activations: None,
+            max_connections: None,
+            policy: None,
+            at: t(1),
+        },
     ] {
         LicenseTest::with(()).given_no_previous_events().when(command).then_expect_error(LicenseError::NotFound);
     }
@@ -209,7 +223,7 @@ fn deactivating_the_last_machine_returns_the_license_to_generated() {
     let deactivated = LicenseDeactivated { machine: machine(1), deactivated_at: t(9) };
     LicenseTest::with(())
         .given(vec![generated(), activated(1, 5)])
-        .when(LicenseCommand::DeactivateLicense { machine: machine(1), at: t(9) })
+        .when(LicenseCommand::DeactivateLicense { machine: machine(1), enforce_transfer_limit: true, at: t(9) })
         .then_expect_events(vec![deactivated.clone()]);
     let license = state(vec![generated(), activated(1, 5), deactivated]);
     assert_eq!(license.status, LicenseStatus::Generated);
@@ -234,7 +248,7 @@ fn deactivating_one_of_several_machines_keeps_the_license_activated() {
 fn deactivating_a_machine_that_is_not_bound_is_refused() {
     LicenseTest::with(())
         .given(vec![generated(), activated(1, 5)])
-        .when(LicenseCommand::DeactivateLicense { machine: machine(2), at: t(9) })
+        .when(LicenseCommand::DeactivateLicense { machine: machine(2), enforce_transfer_limit: true, at: t(9) })
         .then_expect_error(LicenseError::MachineNotActivated);
 }
 
@@ -418,12 +432,14 @@ fn an_edit_records_the_resulting_terms() {
             expires_at: Some(new_expiry),
             max_activations: Some(Seats::new(5).unwrap()),
             max_connections: Some(None),
+            policy: None,
             at: t(1),
         })
         .then_expect_events(vec![LicenseEdited {
-            expires_at: new_expiry,
+            expires_at: Some(new_expiry),
             max_activations: Seats::new(5).unwrap(),
             max_connections: None,
+            policy: Policy::default(),
             edited_at: t(1),
         }]);
 }
@@ -436,6 +452,7 @@ fn an_edit_that_changes_nothing_records_nothing() {
             expires_at: Some(expiry()),
             max_activations: None,
             max_connections: None,
+            policy: None,
             at: t(1),
         })
         .then_expect_events(vec![]);
@@ -449,6 +466,7 @@ fn seats_cannot_drop_below_the_machines_in_use() {
             expires_at: None,
             max_activations: Some(Seats::ONE),
             max_connections: None,
+            policy: None,
             at: t(3),
         })
         .then_expect_error(LicenseError::SeatsBelowActiveMachines { requested: 1, active: 2 });
@@ -462,6 +480,7 @@ fn an_edit_cannot_move_the_expiry_to_before_creation() {
             expires_at: Some(t(0)),
             max_activations: None,
             max_connections: None,
+            policy: None,
             at: t(1),
         })
         .then_expect_error(LicenseError::ExpiryBeforeCreation);
@@ -475,9 +494,10 @@ fn extending_an_expired_license_renews_it() {
         activated(1, 1),
         LicenseExpired { expired_at: expiry() },
         LicenseEdited {
-            expires_at: later + Duration::days(365),
+            expires_at: Some(later + Duration::days(365)),
             max_activations: Seats::ONE,
             max_connections: Some(10),
+            policy: Policy::default(),
             edited_at: later,
         },
     ]);
@@ -756,7 +776,7 @@ fn a_blocked_device_can_not_activate_validate_heartbeat_or_deactivate() {
         .then_expect_error(LicenseError::DeviceBlocked);
     LicenseTest::with(())
         .given(given.clone())
-        .when(LicenseCommand::DeactivateLicense { machine: machine(1), at: t(3) })
+        .when(LicenseCommand::DeactivateLicense { machine: machine(1), enforce_transfer_limit: true, at: t(3) })
         .then_expect_error(LicenseError::DeviceBlocked);
     assert_eq!(state(given.clone()).validate(&machine(1), t(3)).err(), Some(LicenseError::DeviceBlocked));
     // Another machine is not affected.
@@ -814,4 +834,246 @@ fn an_activation_written_before_devices_had_details_still_reads() {
     assert_eq!(event, activated(1, 1));
     // And it is written back without the new field, so its hash holds.
     assert_eq!(serde_json::to_string(&event).unwrap(), old);
+}
+
+// --- policies ---------------------------------------------------------------
+
+fn generated_with_policy(seats: u32, policy: Policy) -> LicenseEvent {
+    match generated_with_seats(seats) {
+        LicenseGenerated {
+            license_id,
+            tenant_id,
+            owner_id,
+            license_key,
+            license_type,
+            max_activations,
+            max_connections,
+            created_at,
+            expires_at,
+            expires_after_activation_secs,
+            ..
+        } => LicenseGenerated {
+            license_id,
+            tenant_id,
+            owner_id,
+            license_key,
+            license_type,
+            max_activations,
+            max_connections,
+            created_at,
+            expires_at,
+            expires_after_activation_secs,
+            policy,
+        },
+        _ => unreachable!(),
+    }
+}
+
+fn heartbeats(secs: u32, resurrection: crate::Resurrection) -> Policy {
+    Policy { heartbeat_secs: Some(secs), resurrection, ..Policy::default() }
+}
+
+fn culled(n: u8, last_seen: i64, at: i64) -> LicenseEvent {
+    DeviceCulled { machine: machine(n), last_seen_at: t(last_seen), culled_at: t(at) }
+}
+
+#[test]
+fn devices_silent_past_their_heartbeat_duration_are_culled_once() {
+    // Ten minutes of heartbeat: dead after twelve and a half.
+    let given =
+        vec![generated_with_policy(3, heartbeats(600, crate::Resurrection::None)), activated(1, 0), activated(2, 10)];
+    LicenseTest::with(())
+        .given(given.clone())
+        .when(LicenseCommand::CullDeadDevices { at: t(12) })
+        .then_expect_events(vec![]);
+    LicenseTest::with(())
+        .given(given.clone())
+        .when(LicenseCommand::CullDeadDevices { at: t(13) })
+        .then_expect_events(vec![culled(1, 0, 13)]);
+    let mut after = given.clone();
+    after.push(culled(1, 0, 13));
+    LicenseTest::with(())
+        .given(after.clone())
+        .when(LicenseCommand::CullDeadDevices { at: t(14) })
+        .then_expect_events(vec![]);
+    let license = state(after);
+    assert_eq!(license.devices.len(), 1);
+    assert!(license.past_devices[0].culled);
+    assert_eq!(license.validate(&machine(1), t(14)).err(), Some(LicenseError::HeartbeatDead));
+    assert_eq!(license.next_death(), Some(t(10) + Duration::seconds(750)));
+    // Without a heartbeat policy nothing dies.
+    LicenseTest::with(())
+        .given(vec![generated_with_seats(2), activated(1, 0)])
+        .when(LicenseCommand::CullDeadDevices { at: t(100_000) })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_dead_device_is_refused_before_the_sweep_and_activating_again_revives_it() {
+    let given = vec![generated_with_policy(1, heartbeats(60, crate::Resurrection::None)), activated(1, 0)];
+    let license = state(given.clone());
+    assert!(license.validate(&machine(1), t(1)).is_ok());
+    assert_eq!(license.validate(&machine(1), t(2)).err(), Some(LicenseError::HeartbeatDead));
+    LicenseTest::with(())
+        .given(given.clone())
+        .when(activate(1, 2))
+        .then_expect_events(vec![HeartbeatRecorded { machine: machine(1), recorded_at: t(2) }]);
+    // A culled device activates again like any other, into a free seat.
+    let mut swept = given;
+    swept.push(culled(1, 0, 2));
+    LicenseTest::with(()).given(swept.clone()).when(activate(1, 3)).then_expect_events(vec![activated(1, 3)]);
+    swept.push(activated(2, 3));
+    LicenseTest::with(()).given(swept).when(activate(1, 4)).then_expect_error(LicenseError::BoundToAnotherMachine);
+}
+
+#[test]
+fn revival_is_refused_unless_the_policy_revives() {
+    let revive =
+        |at| LicenseCommand::ReviveDevice { machine: machine(1), details: DeviceDetails::default(), at: t(at) };
+    let dead =
+        vec![generated_with_policy(1, heartbeats(60, crate::Resurrection::None)), activated(1, 0), culled(1, 0, 2)];
+    LicenseTest::with(()).given(dead).when(revive(3)).then_expect_error(LicenseError::HeartbeatDead);
+    let dead =
+        vec![generated_with_policy(1, heartbeats(60, crate::Resurrection::Revive)), activated(1, 0), culled(1, 0, 2)];
+    let revived = LicenseActivated {
+        machine: machine(1),
+        machine_name: name("prod-01"),
+        details: DeviceDetails::default(),
+        activated_at: t(3),
+    };
+    LicenseTest::with(()).given(dead.clone()).when(revive(3)).then_expect_events(vec![revived]);
+    let mut taken = dead;
+    taken.push(activated(2, 3));
+    LicenseTest::with(()).given(taken).when(revive(4)).then_expect_error(LicenseError::BoundToAnotherMachine);
+}
+
+#[test]
+fn a_client_may_deactivate_only_as_often_as_the_transfer_limit_allows() {
+    let limit =
+        Policy { transfer_limit: Some(crate::TransferLimit { count: 2, period_secs: 3600 }), ..Policy::default() };
+    let deactivate = |n, at, enforce| LicenseCommand::DeactivateLicense {
+        machine: machine(n),
+        enforce_transfer_limit: enforce,
+        at: t(at),
+    };
+    let deactivated = |n: u8, at| LicenseDeactivated { machine: machine(n), deactivated_at: t(at) };
+    let given = vec![
+        generated_with_policy(1, limit),
+        activated(1, 0),
+        deactivated(1, 1),
+        activated(2, 2),
+        deactivated(2, 3),
+        activated(3, 4),
+    ];
+    LicenseTest::with(())
+        .given(given.clone())
+        .when(deactivate(3, 5, true))
+        .then_expect_error(LicenseError::TransferLimitReached { count: 2, period_secs: 3600 });
+    // An administrator is not refused.
+    LicenseTest::with(())
+        .given(given.clone())
+        .when(deactivate(3, 5, false))
+        .then_expect_events(vec![deactivated(3, 5)]);
+    // An hour after the first, one transfer is free again.
+    LicenseTest::with(()).given(given).when(deactivate(3, 61, true)).then_expect_events(vec![deactivated(3, 61)]);
+}
+
+#[test]
+fn overage_admits_devices_beyond_the_seats() {
+    let policy = Policy { overage: crate::Overage::Half, ..Policy::default() };
+    let given = vec![generated_with_policy(2, policy), activated(1, 0), activated(2, 1)];
+    LicenseTest::with(()).given(given.clone()).when(activate(3, 2)).then_expect_events(vec![activated(3, 2)]);
+    let mut full = given;
+    full.push(activated(3, 2));
+    LicenseTest::with(())
+        .given(full.clone())
+        .when(activate(4, 3))
+        .then_expect_error(LicenseError::SeatLimitReached { max: 3 });
+    // An edit keeps the three devices the overage admits.
+    LicenseTest::with(())
+        .given(full)
+        .when(LicenseCommand::EditLicense {
+            expires_at: None,
+            max_activations: None,
+            max_connections: Some(None),
+            policy: Some(Policy::default()),
+            at: t(4),
+        })
+        .then_expect_error(LicenseError::SeatsBelowActiveMachines { requested: 2, active: 3 });
+}
+
+#[test]
+fn a_license_generated_before_policies_reads_with_the_default_policy() {
+    let old = serde_json::to_value(generated()).unwrap();
+    assert!(old["LicenseGenerated"].get("policy").is_none(), "a default policy is not written");
+    let read: LicenseEvent = serde_json::from_value(old).unwrap();
+    assert_eq!(read, generated());
+}
+
+// --- validity ---------------------------------------------------------------
+
+fn generate_with(expires_at: Option<DateTime<Utc>>, after_activation: Option<i64>) -> LicenseCommand {
+    LicenseCommand::GenerateLicense {
+        license_id: "lic-1".into(),
+        tenant_id: "tenant-1".into(),
+        owner_id: "user-1".into(),
+        license_key: key(),
+        license_type: LicenseType::Trial,
+        max_activations: Seats::ONE,
+        max_connections: None,
+        expires_at,
+        expires_after_activation_secs: after_activation,
+        policy: Policy::default(),
+        at: t(0),
+    }
+}
+
+fn fold_command(license: &mut License, command: LicenseCommand) {
+    for event in license.decide(command).unwrap() {
+        license.apply(event);
+    }
+}
+
+#[test]
+fn a_trial_counted_from_activation_starts_at_the_first_one() {
+    let mut license = License::default();
+    fold_command(&mut license, generate_with(None, Some(600)));
+    assert_eq!(license.expires_at, None);
+    assert!(!license.is_expired_at(t(100_000)), "nothing runs before the first activation");
+    fold_command(&mut license, activate(1, 30));
+    assert_eq!(license.expires_at, Some(t(40)));
+    assert_eq!(license.validate(&machine(1), t(39)).map(|_| ()), Ok(()));
+    assert_eq!(license.validate(&machine(1), t(40)).err(), Some(LicenseError::Expired));
+    // Deactivating and activating again does not restart it.
+    fold_command(
+        &mut license,
+        LicenseCommand::DeactivateLicense { machine: machine(1), enforce_transfer_limit: true, at: t(35) },
+    );
+    fold_command(&mut license, activate(1, 36));
+    assert_eq!(license.expires_at, Some(t(40)));
+}
+
+#[test]
+fn a_perpetual_license_never_expires_until_an_edit_gives_it_an_expiry() {
+    let mut license = License::default();
+    fold_command(&mut license, generate_with(None, None));
+    assert!(!license.is_expired_at(t(60 * 24 * 365 * 50)));
+    assert_eq!(license.decide(LicenseCommand::ExpireLicense { at: t(1_000_000) }), Ok(vec![]));
+    let edit = |expires_at| LicenseCommand::EditLicense {
+        expires_at,
+        max_activations: Some(Seats::new(2).unwrap()),
+        max_connections: None,
+        policy: None,
+        at: t(1),
+    };
+    fold_command(&mut license, edit(None));
+    assert_eq!((license.expires_at, license.max_activations.get()), (None, 2), "still perpetual");
+    fold_command(&mut license, edit(Some(t(100))));
+    assert_eq!(license.expires_at, Some(t(100)));
+    assert!(license.is_expired_at(t(100)));
+}
+
+#[test]
+fn a_validity_that_is_not_positive_is_refused() {
+    assert_eq!(License::default().decide(generate_with(None, Some(0))), Err(LicenseError::ExpiryBeforeCreation));
 }
