@@ -47,13 +47,15 @@ async fn verify(
     let trusted = checkpoint.as_ref().zip(public_key);
     let (report, check) = verify_log(&config, license, trusted).await?;
     for broken in &report.broken {
-        println!("BROKEN license {}: {}", broken.license_id, serde_json::to_string(&broken.first_break)?);
+        let kind = broken.aggregate_type.to_lowercase();
+        println!("BROKEN {kind} {}: {}", broken.license_id, serde_json::to_string(&broken.first_break)?);
     }
     let chains_hold = report.broken.is_empty();
     println!(
-        "{}: {} licenses, {} events checked, {} broken chains",
+        "{}: {} licenses, {} other chains (products), {} events checked, {} broken chains",
         if chains_hold { "OK" } else { "TAMPERED" },
         report.licenses,
+        report.other_chains,
         report.events,
         report.broken.len()
     );

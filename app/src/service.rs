@@ -8,7 +8,7 @@ use std::time::Duration;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use keyledger_domain::{License, LicenseCommand, LicenseError, LicenseEvent};
-use keyledger_eventlog::{AppendError, EventLog, Loaded, NewEvent, Snapshots};
+use keyledger_eventlog::{AppendError, EventLog, Loaded, NewEvent, Snapshots, AGGREGATE_TYPE};
 use keyledger_projections::{LicenseViews, MemoryView};
 use rand::Rng;
 use serde_json::Value;
@@ -135,6 +135,7 @@ impl LicenseService {
             let new_events: Vec<NewEvent<'_>> = serialized
                 .iter()
                 .map(|(sequence, event_type, event_version, payload)| NewEvent {
+                    aggregate_type: AGGREGATE_TYPE,
                     aggregate_id: license_id,
                     sequence: *sequence,
                     event_type,

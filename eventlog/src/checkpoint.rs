@@ -158,39 +158,41 @@ impl Checkpoints {
         }
     }
 
-    /// (licenses, events, heads digest) of the log up to `cursor`.
+    /// (licenses, events, heads digest) of the log up to `cursor`. The
+    /// digest covers every aggregate's head: licenses' as `id sequence
+    /// hash` lines first, as before other aggregates existed (so a
+    /// checkpoint of such a log still checks), then the others' as
+    /// `Type:id sequence hash`.
     async fn heads_at(&self, cursor: Cursor) -> Result<(i64, i64, String), EventLogError> {
         let covered = match &self.db {
-            Database::Postgres(_) => "aggregate_type = $1 AND (txid, position) <= ($2::bigint::text::xid8, $3)",
-            Database::Sqlite(_) => "aggregate_type = $1 AND position <= $3",
+            Database::Postgres(_) => "(txid, position) <= ($1::bigint::text::xid8, $2)",
+            Database::Sqlite(_) => "position <= $2",
         };
         let heads_sql = format!(
-            "SELECT e.aggregate_id, e.sequence, e.hash FROM events e
-               JOIN (SELECT aggregate_id, MAX(sequence) AS sequence FROM events WHERE {covered} GROUP BY aggregate_id) h
-                 ON e.aggregate_id = h.aggregate_id AND e.sequence = h.sequence AND e.aggregate_type = $1
-              ORDER BY e.aggregate_id"
+            "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.hash FROM events e
+               JOIN (SELECT aggregate_type, aggregate_id, MAX(sequence) AS sequence FROM events WHERE {covered}
+                      GROUP BY aggregate_type, aggregate_id) h
+                 ON e.aggregate_type = h.aggregate_type AND e.aggregate_id = h.aggregate_id AND e.sequence = h.sequence
+              ORDER BY e.aggregate_type <> '{AGGREGATE_TYPE}', e.aggregate_type, e.aggregate_id"
         );
         let count_sql = format!("SELECT COUNT(*) FROM events WHERE {covered}");
-        let (heads, events): (Vec<(String, i64, String)>, i64) = on_pool!(&self.db, pool => {
-            let heads = sqlx::query_as(&heads_sql)
-                .bind(AGGREGATE_TYPE)
-                .bind(cursor.txid)
-                .bind(cursor.position)
-                .fetch_all(pool)
-                .await?;
-            let events = sqlx::query_scalar(&count_sql)
-                .bind(AGGREGATE_TYPE)
-                .bind(cursor.txid)
-                .bind(cursor.position)
-                .fetch_one(pool)
-                .await?;
+        let (heads, events): (Vec<(String, String, i64, String)>, i64) = on_pool!(&self.db, pool => {
+            let heads = sqlx::query_as(&heads_sql).bind(cursor.txid).bind(cursor.position).fetch_all(pool).await?;
+            let events =
+                sqlx::query_scalar(&count_sql).bind(cursor.txid).bind(cursor.position).fetch_one(pool).await?;
             (heads, events)
         });
         let mut digest = Sha256::new();
-        for (license_id, sequence, hash) in &heads {
-            digest.update(format!("{license_id} {sequence} {hash}\n").as_bytes());
+        let mut licenses = 0;
+        for (aggregate_type, id, sequence, hash) in &heads {
+            if aggregate_type == AGGREGATE_TYPE {
+                licenses += 1;
+                digest.update(format!("{id} {sequence} {hash}\n").as_bytes());
+            } else {
+                digest.update(format!("{aggregate_type}:{id} {sequence} {hash}\n").as_bytes());
+            }
         }
-        Ok((heads.len() as i64, events, hex::encode(digest.finalize())))
+        Ok((licenses, events, hex::encode(digest.finalize())))
     }
 }
 

@@ -1,6 +1,10 @@
 //! Appending to the log, and reading it back in global order: the tail
-//! that read models and consumers follow, a license's history, and the
+//! that read models and consumers follow, an aggregate's history, and the
 //! verification of every hash chain.
+//!
+//! The log holds several aggregate types (licenses, products), each
+//! aggregate with its own stream and hash chain; the tail carries them all
+//! in one order, and each reader takes the types it knows.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -9,8 +13,10 @@ use sqlx::Row;
 use crate::chain::{chain_hash, ChainedContent};
 use crate::{Database, EventLogError};
 
-/// The only aggregate type in the log.
+/// The aggregate type of licenses.
 pub const AGGREGATE_TYPE: &str = "License";
+/// The aggregate type of products.
+pub const PRODUCT_AGGREGATE: &str = "Product";
 
 /// Where a reader of the tail has got to. On PostgreSQL events are read in
 /// `(txid, position)` order; on SQLite `txid` is always 0.
@@ -31,6 +37,9 @@ pub struct LoggedEvent {
     pub cursor: Cursor,
     pub position: i64,
     pub event_id: String,
+    /// `License`, `Product`.
+    pub aggregate_type: String,
+    /// The aggregate's id: a license's, or a product's.
     pub license_id: String,
     pub sequence: i64,
     pub event_type: String,
@@ -44,6 +53,8 @@ pub struct LoggedEvent {
 #[derive(Debug, Clone)]
 pub struct PayloadOnly {
     pub cursor: Cursor,
+    pub aggregate_type: String,
+    /// The aggregate's id: see [`LoggedEvent::license_id`].
     pub license_id: String,
     pub sequence: i64,
     /// The payload as stored JSON text.
@@ -52,9 +63,16 @@ pub struct PayloadOnly {
 }
 
 impl PayloadOnly {
+    /// Whether this is a license's event, the only kind license read
+    /// models fold.
+    pub fn is_license(&self) -> bool {
+        self.aggregate_type == AGGREGATE_TYPE
+    }
+
     /// Where the event is in the log, for error messages.
     pub fn describe(&self) -> String {
-        format!("event {} of license {} (position {})", self.sequence, self.license_id, self.cursor.position)
+        let kind = self.aggregate_type.to_lowercase();
+        format!("event {} of {kind} {} (position {})", self.sequence, self.license_id, self.cursor.position)
     }
 }
 
@@ -77,11 +95,14 @@ impl LoggedEvent {
         let device_id = data["machine"].as_str().map(|machine| {
             keyledger_domain::device_id(&self.license_id, &keyledger_domain::MachineHash::from_hex(machine.to_owned()))
         });
+        let license_id = (self.aggregate_type == AGGREGATE_TYPE).then_some(&self.license_id);
         let mut envelope = serde_json::json!({
             "envelopeVersion": ENVELOPE_VERSION,
             "eventId": self.event_id,
             "position": self.position,
-            "licenseId": self.license_id,
+            "aggregateType": self.aggregate_type,
+            "aggregateId": self.license_id,
+            "licenseId": license_id,
             "tenantId": self.metadata.get("tenant_id"),
             "sequence": self.sequence,
             "type": self.event_type,
@@ -100,6 +121,7 @@ impl LoggedEvent {
 
 /// One event to append, as cqrs-es serialised it.
 pub struct NewEvent<'a> {
+    pub aggregate_type: &'a str,
     pub aggregate_id: &'a str,
     pub sequence: i64,
     pub event_type: &'a str,
@@ -127,6 +149,8 @@ pub enum ChainBreak {
 /// The first broken link of a license's chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BrokenChain {
+    pub aggregate_type: String,
+    /// The aggregate's id.
     pub license_id: String,
     #[serde(flatten)]
     pub first_break: ChainBreak,
@@ -134,7 +158,10 @@ pub struct BrokenChain {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
+    /// License chains checked.
     pub licenses: usize,
+    /// Chains of other aggregates (products) checked.
+    pub other_chains: usize,
     pub events: usize,
     pub broken: Vec<BrokenChain>,
 }
@@ -146,7 +173,7 @@ pub struct EventLog {
 }
 
 const EVENT_COLUMNS: &str =
-    "position, event_id, aggregate_id, sequence, event_type, event_version, payload, metadata, hash";
+    "position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, hash";
 const PREVIOUS_HASH: &str = "SELECT hash FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3";
 
 impl EventLog {
@@ -160,7 +187,7 @@ impl EventLog {
     pub async fn append(&self, events: &[NewEvent<'_>]) -> Result<Vec<String>, AppendError> {
         let Some(first) = events.first() else { return Ok(Vec::new()) };
         let previous: Option<String> = crate::on_pool!(&self.db, pool => sqlx::query_scalar(PREVIOUS_HASH)
-            .bind(AGGREGATE_TYPE)
+            .bind(first.aggregate_type)
             .bind(first.aggregate_id)
             .bind(first.sequence - 1)
             .fetch_optional(pool)
@@ -202,7 +229,7 @@ impl EventLog {
             Database::Postgres(pool) => {
                 let sql = postgres_append_sql(events.len(), projected);
                 let mut query = sqlx::query_scalar::<_, i64>(&sql)
-                    .bind(AGGREGATE_TYPE)
+                    .bind(first.aggregate_type)
                     .bind(first.aggregate_id)
                     .bind(first.sequence - 1)
                     .bind(previous_hash);
@@ -310,25 +337,27 @@ impl EventLog {
     /// which decodes straight into the event without an intermediate
     /// `Value`, and only if the reader needs it.
     pub async fn tail_payloads(&self, after: Cursor, limit: i64) -> Result<Vec<PayloadOnly>, EventLogError> {
-        let rows: Vec<(i64, i64, String, i64, String, String)> = match &self.db {
+        let rows: Vec<(i64, i64, String, String, i64, String, String)> = match &self.db {
             Database::Postgres(pool) => {
                 const SQL: &str =
-                    "SELECT txid::text::bigint, position, aggregate_id, sequence, payload::text, hash FROM events
+                    "SELECT txid::text::bigint, position, aggregate_type, aggregate_id, sequence, payload::text, hash FROM events
                       WHERE (txid, position) > ($1::bigint::text::xid8, $2)
                         AND txid < pg_snapshot_xmin(pg_current_snapshot())
                       ORDER BY events.txid, events.position LIMIT $3";
                 sqlx::query_as(SQL).bind(after.txid).bind(after.position).bind(limit).fetch_all(pool).await?
             }
             Database::Sqlite(pool) => {
-                const SQL: &str = "SELECT 0, position, aggregate_id, sequence, payload, hash FROM events
+                const SQL: &str =
+                    "SELECT 0, position, aggregate_type, aggregate_id, sequence, payload, hash FROM events
                       WHERE position > $1 ORDER BY position LIMIT $2";
                 sqlx::query_as(SQL).bind(after.position).bind(limit).fetch_all(pool).await?
             }
         };
         Ok(rows
             .into_iter()
-            .map(|(txid, position, license_id, sequence, payload, hash)| PayloadOnly {
+            .map(|(txid, position, aggregate_type, license_id, sequence, payload, hash)| PayloadOnly {
                 cursor: Cursor { txid, position },
+                aggregate_type,
                 license_id,
                 sequence,
                 payload,
@@ -341,17 +370,36 @@ impl EventLog {
     /// one license, position order is sequence order: each append waits
     /// for the one before it to commit.
     pub async fn history(&self, license_id: &str, after: i64, limit: i64) -> Result<Vec<LoggedEvent>, EventLogError> {
-        self.license_events(license_id, "position > $3 ORDER BY sequence LIMIT $4", after, limit).await
+        self.aggregate_history(AGGREGATE_TYPE, license_id, after, limit).await
+    }
+
+    /// Like [`EventLog::history`], for an aggregate of any type.
+    pub async fn aggregate_history(
+        &self,
+        aggregate_type: &str,
+        id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<LoggedEvent>, EventLogError> {
+        self.aggregate_events(aggregate_type, id, "position > $3 ORDER BY sequence LIMIT $4", after, limit).await
     }
 
     /// A license's events with sequences in `from..=to`, oldest first.
     pub async fn sequences(&self, license_id: &str, from: i64, to: i64) -> Result<Vec<LoggedEvent>, EventLogError> {
-        self.license_events(license_id, "sequence >= $3 AND sequence <= $4 ORDER BY sequence", from, to).await
+        self.aggregate_events(
+            AGGREGATE_TYPE,
+            license_id,
+            "sequence >= $3 AND sequence <= $4 ORDER BY sequence",
+            from,
+            to,
+        )
+        .await
     }
 
-    /// A license's events picked by `filter`, which binds `$3` and `$4`.
-    async fn license_events(
+    /// An aggregate's events picked by `filter`, which binds `$3` and `$4`.
+    async fn aggregate_events(
         &self,
+        aggregate_type: &str,
         license_id: &str,
         filter: &str,
         third: i64,
@@ -363,7 +411,7 @@ impl EventLog {
         let events = match &self.db {
             Database::Postgres(pool) => {
                 let rows = sqlx::query(&sql(&format!("txid::text AS txid, {EVENT_COLUMNS}")))
-                    .bind(AGGREGATE_TYPE)
+                    .bind(aggregate_type)
                     .bind(license_id)
                     .bind(third)
                     .bind(fourth)
@@ -373,7 +421,7 @@ impl EventLog {
             }
             Database::Sqlite(pool) => {
                 let rows = sqlx::query(&sql(EVENT_COLUMNS))
-                    .bind(AGGREGATE_TYPE)
+                    .bind(aggregate_type)
                     .bind(license_id)
                     .bind(third)
                     .bind(fourth)
@@ -385,25 +433,30 @@ impl EventLog {
         Ok(events)
     }
 
-    /// Recomputes every chain (or one license's) from the stored rows and
-    /// reports the first broken link of each broken chain.
+    /// Recomputes every chain of every aggregate (or one license's) from
+    /// the stored rows and reports the first broken link of each broken
+    /// chain.
     pub async fn verify(&self, license_id: Option<&str>) -> Result<VerifyReport, EventLogError> {
-        let license_ids: Vec<String> = match license_id {
-            Some(id) => vec![id.to_owned()],
+        let chains: Vec<(String, String)> = match license_id {
+            Some(id) => vec![(AGGREGATE_TYPE.to_owned(), id.to_owned())],
             None => {
-                const SQL: &str =
-                    "SELECT DISTINCT aggregate_id FROM events WHERE aggregate_type = $1 ORDER BY aggregate_id";
-                crate::on_pool!(&self.db, pool => sqlx::query_scalar(SQL).bind(AGGREGATE_TYPE).fetch_all(pool).await)?
+                const SQL: &str = "SELECT DISTINCT aggregate_type, aggregate_id FROM events
+                                    ORDER BY aggregate_type, aggregate_id";
+                crate::on_pool!(&self.db, pool => sqlx::query_as(SQL).fetch_all(pool).await)?
             }
         };
         let mut report = VerifyReport::default();
-        for license_id in license_ids {
-            let events = self.history(&license_id, i64::MIN, i64::MAX).await?;
-            report.licenses += 1;
+        for (aggregate_type, id) in chains {
+            let events = self.aggregate_history(&aggregate_type, &id, i64::MIN, i64::MAX).await?;
+            if aggregate_type == AGGREGATE_TYPE {
+                report.licenses += 1;
+            } else {
+                report.other_chains += 1;
+            }
             report.events += events.len();
             let first_break = if events.is_empty() { Some(ChainBreak::NoEvents) } else { first_break(&events) };
             if let Some(first_break) = first_break {
-                report.broken.push(BrokenChain { license_id, first_break });
+                report.broken.push(BrokenChain { aggregate_type, license_id: id, first_break });
             }
         }
         Ok(report)
@@ -666,7 +719,7 @@ where
     &'q Value: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     query
-        .bind(AGGREGATE_TYPE)
+        .bind(event.aggregate_type)
         .bind(event.aggregate_id)
         .bind(event.sequence)
         .bind(event.event_type)
@@ -754,6 +807,7 @@ where
         cursor: Cursor { txid: 0, position },
         position,
         event_id: row.try_get("event_id")?,
+        aggregate_type: row.try_get("aggregate_type")?,
         license_id: row.try_get("aggregate_id")?,
         sequence: row.try_get("sequence")?,
         event_type: row.try_get("event_type")?,

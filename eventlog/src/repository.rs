@@ -6,7 +6,7 @@ use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
 
-use crate::log::{AppendError, EventLog, NewEvent};
+use crate::log::{AppendError, EventLog, NewEvent, AGGREGATE_TYPE};
 use crate::Database;
 
 /// The event repository cqrs-es loads and appends through: reads go to
@@ -80,6 +80,7 @@ impl PersistedEventRepository for LogRepository {
         let events: Vec<NewEvent<'_>> = events
             .iter()
             .map(|event| NewEvent {
+                aggregate_type: AGGREGATE_TYPE,
                 aggregate_id: &event.aggregate_id,
                 sequence: event.sequence as i64,
                 event_type: &event.event_type,

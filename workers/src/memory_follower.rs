@@ -77,7 +77,7 @@ impl MemoryFollower {
     /// a full one (more may be waiting).
     async fn apply_next(&self, from: Cursor) -> Result<Option<(Cursor, bool)>, ProjectorError> {
         let events = self.log.tail_payloads(from, BATCH).await?;
-        for event in &events {
+        for event in events.iter().filter(|event| event.is_license()) {
             self.apply(event).await?;
         }
         Ok(events.last().map(|e| (e.cursor, events.len() as i64 == BATCH)))

@@ -68,7 +68,9 @@ impl ProjectionRunner {
         let events = self.log.tail_payloads(cursor, BATCH).await?;
         let Some(last) = events.last() else { return Ok(0) };
         let mut newest: HashMap<&str, i64> = HashMap::new();
-        for event in &events {
+        // Other aggregates' events (products) are not this model's.
+        let licensed: Vec<&PayloadOnly> = events.iter().filter(|event| event.is_license()).collect();
+        for event in &licensed {
             let sequence = newest.entry(event.license_id.as_str()).or_default();
             *sequence = (*sequence).max(event.sequence);
         }
@@ -76,7 +78,7 @@ impl ProjectionRunner {
         let stored = self.views.versions(&ids).await?;
         let behind = |license_id: &str| stored.get(license_id).is_none_or(|version| *version < newest[license_id]);
         let mut touched: HashMap<String, Projected> = HashMap::new();
-        for event in events.iter().filter(|event| behind(&event.license_id)) {
+        for event in licensed.iter().filter(|event| behind(&event.license_id)) {
             self.project(&mut touched, event).await?;
         }
         let rows: Vec<Versioned<'_>> =
@@ -111,7 +113,7 @@ impl ProjectionRunner {
                 continue;
             };
             cursor = last.cursor;
-            for event in &events {
+            for event in events.iter().filter(|event| event.is_license()) {
                 let (license, version, hash) = states.entry(event.license_id.clone()).or_default();
                 if event.sequence != *version + 1 {
                     return Err(ProjectorError::Load {
