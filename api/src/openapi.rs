@@ -117,6 +117,26 @@ pub struct LicensePage {
     next_after: Option<String>,
 }
 
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct ProductPage {
+    products: Vec<crate::routes::ProductResponse>,
+    /// The `after` of the next page; null on the last.
+    next_after: Option<String>,
+}
+
+/// A page of a product's history, oldest first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct ProductHistory {
+    product_id: String,
+    /// Event envelopes (`envelopeVersion` 1): see the README.
+    events: Vec<serde_json::Value>,
+    next_after: Option<i64>,
+}
+
 /// A page of a license's history, oldest first.
 #[derive(ToSchema)]
 #[allow(dead_code)]

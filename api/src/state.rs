@@ -43,6 +43,8 @@ pub struct AppState {
     pub machine_secret: Arc<[u8]>,
     /// Webhook endpoints and their delivery queue.
     pub webhooks: keyledger_app::webhooks::WebhookStore,
+    pub products: keyledger_app::products::ProductStore,
+    pub serials: Arc<keyledger_app::serials::Serials>,
     /// Whether webhook URLs may point at private networks (and use http).
     pub webhook_allow_private: bool,
     /// Tenants' anomaly settings, cached for the client endpoints.

@@ -26,6 +26,11 @@ pub struct GenerateRequest {
     pub validity_from: Option<String>,
     pub max_connections: Option<i64>,
     pub max_activations: Option<i64>,
+    /// The product the license is for (its policy is where the license's
+    /// starts); none for the tenant's default product.
+    pub product_id: Option<String>,
+    /// Feature codes of the license's own, beside its product's.
+    pub features: Option<Vec<String>>,
     /// The license's policy; the default (no heartbeats, transfer limit,
     /// overage or user cap) when left out.
     pub policy: Option<PolicyFields>,
@@ -153,6 +158,13 @@ pub struct LicenseResponse {
     /// The devices holding seats.
     pub devices: Vec<DeviceRecord>,
     pub policy: PolicyResponse,
+    /// Its per-tenant serial number (null on licenses generated before
+    /// numbers).
+    pub number: Option<i64>,
+    /// Its product; null for the tenant's default product.
+    pub product_id: Option<String>,
+    /// Feature codes of its own, beside its product's.
+    pub features: Vec<String>,
 }
 
 impl LicenseResponse {
@@ -174,6 +186,9 @@ impl LicenseResponse {
             activations: license.devices.len(),
             devices: license.devices.iter().map(|device| DeviceRecord::new(license, device, true)).collect(),
             policy: PolicyResponse::new(&license.policy),
+            number: license.number,
+            product_id: license.product_id.clone(),
+            features: license.features.clone(),
         }
     }
 }
@@ -199,6 +214,9 @@ pub struct DeviceRecord {
     /// Stable: the same UUID whenever the machine is activated again on
     /// this license; tells nothing about the machine id.
     pub device_id: String,
+    /// Its per-tenant serial number (null on devices activated before
+    /// numbers).
+    pub number: Option<i64>,
     pub machine_name: String,
     pub app_version: Option<String>,
     /// The client address at activation.
@@ -223,6 +241,7 @@ impl DeviceRecord {
     pub fn new(license: &License, device: &Device, active: bool) -> Self {
         Self {
             device_id: device.id(&license.id),
+            number: device.number,
             machine_name: device.machine_name.as_str().to_owned(),
             app_version: device.details.app_version.clone(),
             ip: device.details.ip.clone(),

@@ -317,6 +317,7 @@ mod tests {
             machine: machine.hash(b"secret"),
             machine_name: name,
             details: Default::default(),
+            device_number: None,
             at: Utc::now(),
         }
     }
@@ -338,6 +339,9 @@ mod tests {
             max_connections: None,
             expires_at: Some(Utc::now() + Duration::days(30)),
             expires_after_activation_secs: None,
+            product_id: None,
+            features: Vec::new(),
+            number: None,
             policy: Default::default(),
             at: Utc::now(),
         };

@@ -21,13 +21,19 @@ pub enum LicenseCommand {
         /// fixed at the first activation.
         expires_at: Option<DateTime<Utc>>,
         expires_after_activation_secs: Option<i64>,
+        product_id: Option<String>,
+        features: Vec<String>,
+        number: Option<i64>,
         policy: Policy,
         at: DateTime<Utc>,
     },
+    /// `device_number` is the number a device new to the license gets; a
+    /// device that held a seat before keeps its own.
     ActivateLicense {
         machine: MachineHash,
         machine_name: MachineName,
         details: DeviceDetails,
+        device_number: Option<i64>,
         at: DateTime<Utc>,
     },
     /// `enforce_transfer_limit` for the client's own deactivation; an

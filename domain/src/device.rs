@@ -37,6 +37,10 @@ pub struct Device {
     /// When it gave its seat up; only past devices have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub released_at: Option<DateTime<Utc>>,
+    /// Its per-tenant serial number, beside [`Device::id`]; None on devices
+    /// activated before numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<i64>,
     /// A past device whose seat was freed because its heartbeats stopped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub culled: bool,

@@ -31,6 +31,17 @@ pub enum LicenseEvent {
         /// A validity counted from the first activation, in seconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_after_activation_secs: Option<i64>,
+        /// The product it was generated for; absent for the tenant's
+        /// default product (and every license generated before products).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        product_id: Option<String>,
+        /// Feature codes of its own, beside its product's.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
+        /// Its per-tenant serial number; absent on licenses generated
+        /// before numbers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        number: Option<i64>,
         /// Absent when the license has the default policy, as every
         /// license generated before policies had.
         #[serde(default, skip_serializing_if = "Policy::is_default")]
@@ -43,6 +54,10 @@ pub enum LicenseEvent {
         /// written before devices kept details.
         #[serde(default, skip_serializing_if = "DeviceDetails::is_empty")]
         details: DeviceDetails,
+        /// The device's per-tenant serial number; absent on activations
+        /// from before numbers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device_number: Option<i64>,
         activated_at: DateTime<Utc>,
     },
     LicenseDeactivated {

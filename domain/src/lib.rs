@@ -15,6 +15,7 @@ mod key;
 mod license;
 mod machine;
 mod policy;
+mod product;
 mod text;
 mod values;
 
@@ -30,5 +31,9 @@ pub use key::{LicenseKey, LicenseKeyError};
 pub use license::License;
 pub use machine::{MachineHash, MachineId, MachineIdError, MachineName};
 pub use policy::{Overage, Policy, Resurrection, TransferLimit, MAX_HEARTBEAT_SECS, MAX_TRANSFERS, MIN_HEARTBEAT_SECS};
+pub use product::{
+    parse_code, parse_features, parse_product_name, Product, ProductCommand, ProductError, ProductEvent,
+    ProductFieldError, MAX_FEATURES,
+};
 pub use text::{check_display_text, TextError};
 pub use values::{LicenseStatus, LicenseType, Seats, ValueError};

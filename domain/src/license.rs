@@ -30,6 +30,15 @@ pub struct License {
     /// in seconds; cleared once that activation fixes `expires_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_after_activation_secs: Option<i64>,
+    /// Its product; None for the tenant's default product.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<String>,
+    /// Feature codes of its own, beside its product's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+    /// Its per-tenant serial number, beside its UUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<i64>,
     /// When the current binding began; cleared by revoke and by releasing
     /// the last machine.
     pub activated_at: Option<DateTime<Utc>>,
@@ -87,6 +96,17 @@ impl License {
     /// (and it has not activated since).
     fn was_culled(&self, machine: &MachineHash) -> bool {
         self.past_devices.iter().any(|d| &d.machine == machine && d.culled)
+    }
+
+    /// Whether the machine holds, or once held, a seat of this license
+    /// (among its kept past devices): it has a device number already.
+    pub fn knows_machine(&self, machine: &MachineHash) -> bool {
+        self.device(machine).is_some() || self.past_devices.iter().any(|d| &d.machine == machine)
+    }
+
+    /// The number the machine had as a past device of this license.
+    fn past_number(&self, machine: &MachineHash) -> Option<i64> {
+        self.past_devices.iter().find(|d| &d.machine == machine).and_then(|d| d.number)
     }
 
     /// Devices the seats admit, overage included.
@@ -188,6 +208,9 @@ impl License {
                 max_connections,
                 expires_at,
                 expires_after_activation_secs,
+                product_id,
+                features,
+                number,
                 policy,
                 at,
             } => {
@@ -210,10 +233,13 @@ impl License {
                     created_at: at,
                     expires_at,
                     expires_after_activation_secs,
+                    product_id,
+                    features,
+                    number,
                     policy,
                 }]
             }
-            ActivateLicense { machine, machine_name, details, at } => {
+            ActivateLicense { machine, machine_name, details, device_number, at } => {
                 self.ensure_usable(at)?;
                 if self.is_blocked(&machine) {
                     return Err(LicenseError::DeviceBlocked);
@@ -225,7 +251,8 @@ impl License {
                     return Ok(self.revived_in_place(device, at));
                 }
                 self.ensure_seat_free()?;
-                vec![LicenseActivated { machine, machine_name, details, activated_at: at }]
+                let device_number = self.past_number(&machine).or(device_number);
+                vec![LicenseActivated { machine, machine_name, details, device_number, activated_at: at }]
             }
             ReviveDevice { machine, details, at } => {
                 if self.policy.resurrection.is_none() {
@@ -243,7 +270,8 @@ impl License {
                     return Err(self.validate(&machine, at).err().unwrap_or(LicenseError::MachineNotActivated));
                 };
                 self.ensure_seat_free()?;
-                vec![LicenseActivated { machine, machine_name, details, activated_at: at }]
+                let device_number = self.past_number(&machine);
+                vec![LicenseActivated { machine, machine_name, details, device_number, activated_at: at }]
             }
             DeactivateLicense { machine, enforce_transfer_limit, at } => {
                 if self.device(&machine).is_none() {
@@ -424,6 +452,9 @@ impl Aggregate for License {
                 created_at,
                 expires_at,
                 expires_after_activation_secs,
+                product_id,
+                features,
+                number,
                 policy,
             } => {
                 *self = License {
@@ -436,13 +467,16 @@ impl Aggregate for License {
                     created_at: Some(created_at),
                     expires_at,
                     expires_after_activation_secs,
+                    product_id,
+                    features,
+                    number,
                     max_activations,
                     max_connections,
                     policy,
                     ..License::default()
                 };
             }
-            LicenseActivated { machine, machine_name, details, activated_at } => {
+            LicenseActivated { machine, machine_name, details, device_number, activated_at } => {
                 self.past_devices.retain(|d| d.machine != machine);
                 self.devices.push(Device {
                     machine,
@@ -452,6 +486,7 @@ impl Aggregate for License {
                     call_rate_reported_for: None,
                     details,
                     released_at: None,
+                    number: device_number,
                     culled: false,
                 });
                 self.activated_at.get_or_insert(activated_at);

@@ -109,6 +109,9 @@ mod tests {
             created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             expires_at: Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()),
             expires_after_activation_secs: None,
+            product_id: None,
+            features: Vec::new(),
+            number: None,
             policy: Default::default(),
         });
         license

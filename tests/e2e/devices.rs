@@ -12,6 +12,7 @@ on_both_backends!(
     administrators_register_and_deactivate_devices,
     another_tenants_devices_are_not_found_and_bad_ids_name_the_field,
     read_models_of_an_earlier_release_are_refolded_at_start,
+    licenses_and_devices_get_per_tenant_numbers,
 );
 
 fn devices_path(id: &str) -> String {
@@ -209,4 +210,35 @@ async fn read_models_of_an_earlier_release_are_refolded_at_start(backend: Backen
         "SELECT CAST(state_format AS BIGINT) FROM license_view WHERE license_id = $1").bind(&id).fetch_one(pool).await)
     .unwrap();
     assert_eq!(format, Some(keyledger_eventlog::SNAPSHOT_FORMAT));
+}
+
+async fn licenses_and_devices_get_per_tenant_numbers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (acme, globex) = (app.tenant("Acme").await, app.tenant("Globex").await);
+    let (user, other) = (app.user(&acme, "u").await, app.user(&globex, "u").await);
+    let mut numbers = Vec::new();
+    for _ in 0..3 {
+        numbers.push(app.generate(&user.key, json!({"maxActivations": 3})).await);
+    }
+    let license_numbers: Vec<i64> = numbers.iter().map(|l| l["number"].as_i64().unwrap()).collect();
+    assert_eq!(license_numbers, [1, 2, 3], "one process hands out its block in order");
+    assert_eq!(app.generate(&other.key, json!({})).await["number"], 1, "each tenant counts on its own");
+
+    let (key, id) = (numbers[0]["licenseKey"].as_str().unwrap(), numbers[0]["id"].as_str().unwrap());
+    app.activate(key, "a").await;
+    app.activate(key, "b").await;
+    let listed = devices(&app, id, &user.key).await;
+    let (a, b) = (listed[0]["number"].as_i64().unwrap(), listed[1]["number"].as_i64().unwrap());
+    assert_ne!(a, b);
+    app.post("/api/v1/licenses/deactivate", None, json!({"licenseKey": key, "machineId": "a"})).await;
+    app.activate(key, "a").await;
+    let again = devices(&app, id, &user.key).await;
+    let a_again = again.iter().find(|d| d["machineName"] == "test-machine" && d["number"] == a);
+    assert!(a_again.is_some(), "the device keeps its number: {again:?}");
+    // Another license's device gets a number of its own.
+    let key2 = numbers[1]["licenseKey"].as_str().unwrap();
+    app.activate(key2, "a").await;
+    let on_second = devices(&app, numbers[1]["id"].as_str().unwrap(), &user.key).await;
+    let c = on_second[0]["number"].as_i64().unwrap();
+    assert!(c != a && c != b);
 }

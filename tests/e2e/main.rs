@@ -13,5 +13,6 @@ mod lifecycle;
 mod limits;
 mod nats;
 mod policies;
+mod products;
 mod startup;
 mod webhooks;

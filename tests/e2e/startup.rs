@@ -49,6 +49,7 @@ async fn append_without_projecting(app: &TestApp, license_id: &str, machine_id: 
         machine: MachineId::parse(machine_id).unwrap().hash(b"any key: only the row matters here"),
         machine_name: MachineName::parse(Some("appended-directly")).unwrap(),
         details: Default::default(),
+        device_number: None,
         at: chrono::Utc::now(),
     };
     context.aggregate.handle(command, &(), &sink).await.expect("activate");

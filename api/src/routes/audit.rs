@@ -19,8 +19,8 @@ use crate::state::AppState;
 use crate::wire::{instant, LicenseResponse};
 use utoipa_axum::routes;
 
-const DEFAULT_PAGE: i64 = 100;
-const MAX_PAGE: i64 = 1_000;
+pub(super) const DEFAULT_PAGE: i64 = 100;
+pub(super) const MAX_PAGE: i64 = 1_000;
 
 /// Per-license audit routes, served under both license prefixes.
 pub fn routes() -> Routes {
@@ -88,13 +88,18 @@ async fn create_checkpoint(
     }
 }
 
-type QueryParams = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+pub(super) type QueryParams = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
 
-fn query_params(params: QueryParams) -> ApiResult<HashMap<String, String>> {
+pub(super) fn query_params(params: QueryParams) -> ApiResult<HashMap<String, String>> {
     params.map(|Query(params)| params).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
 }
 
-fn integer_param(params: &HashMap<String, String>, name: &str, default: i64, range: (i64, i64)) -> ApiResult<i64> {
+pub(super) fn integer_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: i64,
+    range: (i64, i64),
+) -> ApiResult<i64> {
     crate::extract::bounded_integer(params.get(name).map(String::as_str), name, default, range)
 }
 

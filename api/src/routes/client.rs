@@ -21,6 +21,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use keyledger_app::anomalies::Allowance;
+use keyledger_app::serials::SerialKind;
 use keyledger_domain::{
     parse_app_version, AnomalyKind, DeviceDetails, License, LicenseCommand, LicenseError, LicenseKey, MachineHash,
     MachineId, MachineName, Resurrection,
@@ -265,7 +266,9 @@ async fn activate_found(state: &AppState, context: &RequestContext, found: &Foun
     let details = device_details(context, app_version);
     let machine = state.hash_machine(&found.machine);
     let now = Utc::now();
-    let command = LicenseCommand::ActivateLicense { machine: machine.clone(), machine_name, details, at: now };
+    let device_number = new_device_number(state, &found.license, &machine).await?;
+    let command =
+        LicenseCommand::ActivateLicense { machine: machine.clone(), machine_name, details, device_number, at: now };
     let license = execute_as(state, context, found.caller.as_ref(), &found.license, command).await?;
     let (token, _) = token_for(state, found, now).await?;
     Ok(json!({
@@ -453,6 +456,21 @@ async fn revive(
     let details = device_details(context, None);
     let command = LicenseCommand::ReviveDevice { machine: machine.clone(), details, at: now };
     execute_as(state, context, found.caller.as_ref(), &found.license, command).await
+}
+
+/// A number for the machine if it is new to the license (as far as this
+/// process knows: a number taken for nothing is a gap, and a device that
+/// held a seat before keeps its own whatever is passed).
+pub(super) async fn new_device_number(
+    state: &AppState,
+    license: &License,
+    machine: &MachineHash,
+) -> Result<Option<i64>, ApiError> {
+    if license.knows_machine(machine) {
+        return Ok(None);
+    }
+    let number = state.serials.next(&license.tenant_id, SerialKind::Device).await.map_err(ApiError::internal)?;
+    Ok(Some(number))
 }
 
 /// What a device reports about itself on this request.

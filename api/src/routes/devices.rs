@@ -95,7 +95,14 @@ async fn register_device(
     // The administrator's address is not the device's.
     let details = DeviceDetails { app_version, ip: None, user_agent: None };
     let machine = state.hash_machine(&machine);
-    let command = LicenseCommand::ActivateLicense { machine: machine.clone(), machine_name, details, at: Utc::now() };
+    let device_number = super::client::new_device_number(&state, &license, &machine).await?;
+    let command = LicenseCommand::ActivateLicense {
+        machine: machine.clone(),
+        machine_name,
+        details,
+        device_number,
+        at: Utc::now(),
+    };
     let license = execute_as(&state, &context, Some(&caller), &license, command).await?;
     record(&license, &keyledger_domain::device_id(&license.id, &machine))
 }

@@ -6,12 +6,13 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{Datelike, Duration, Utc};
 use keyledger_domain::{
-    check_display_text, License, LicenseCommand, LicenseKey, LicenseType, MachineId, Policy, Seats,
+    check_display_text, parse_features, License, LicenseCommand, LicenseKey, LicenseType, MachineId, Seats,
 };
 use keyledger_projections::LicenseView;
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
 
+use keyledger_app::serials::SerialKind;
 use uuid::Uuid;
 
 use super::Routes;
@@ -172,10 +173,19 @@ async fn generate(
     let validity = parse_validity(&request)?;
     let max_connections = request.max_connections.map(parse_max_connections).transpose()?;
     let max_activations = parse_seats(request.max_activations.unwrap_or(1))?;
-    let policy = match &request.policy {
-        Some(fields) => super::policy::apply(&Policy::default(), fields)?,
-        None => Policy::default(),
+    // A product's policy is where the license's starts from.
+    let product = match request.product_id.as_deref() {
+        Some(raw) => Some(super::products::tenant_product(&state, tenant_id, raw).await?.product),
+        None => None,
     };
+    let base = product.as_ref().map(|product| product.policy.clone()).unwrap_or_default();
+    let policy = match &request.policy {
+        Some(fields) => super::policy::apply(&base, fields)?,
+        None => base,
+    };
+    let features = parse_features(request.features.as_deref().unwrap_or_default())
+        .map_err(|(index, e)| ApiError::field(&format!("features[{index}]"), format!("a feature {e}")))?;
+    let number = state.serials.next(tenant_id, SerialKind::License).await.map_err(ApiError::internal)?;
     let now = Utc::now();
     let license_id = Uuid::new_v4().to_string();
     let command = LicenseCommand::GenerateLicense {
@@ -188,6 +198,9 @@ async fn generate(
         max_connections,
         expires_at: validity.from_creation.map(|validity| now + validity),
         expires_after_activation_secs: validity.from_activation.map(|validity| validity.num_seconds()),
+        product_id: product.map(|product| product.id),
+        features,
+        number: Some(number),
         policy,
         at: now,
     };

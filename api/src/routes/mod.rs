@@ -11,6 +11,7 @@ mod keys;
 mod licenses;
 mod metrics;
 mod policy;
+mod products;
 mod tenants;
 mod webhooks;
 
@@ -27,6 +28,8 @@ use crate::extract::request_context;
 use crate::limits::{rate_limit, LimitLayer};
 use crate::screen::screen;
 use crate::state::AppState;
+
+pub use products::ProductResponse;
 
 /// The largest request body accepted; every body keyledger takes is a few
 /// hundred bytes.
@@ -121,6 +124,7 @@ fn all() -> Routes {
         .merge(docs::routes())
         .merge(webhooks::routes())
         .merge(anomalies::routes())
+        .merge(products::routes())
         // One set of handlers under the native path and seed 000's own.
         .nest("/api/v1/licenses", license_routes(), "")
         .nest("/api/v1/fastrLicense", license_routes(), "fastr_")

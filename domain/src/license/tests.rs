@@ -42,6 +42,9 @@ fn generated_with_seats(seats: u32) -> LicenseEvent {
         created_at: t(0),
         expires_at: Some(expiry()),
         expires_after_activation_secs: None,
+        product_id: None,
+        features: Vec::new(),
+        number: None,
     }
 }
 
@@ -54,6 +57,7 @@ fn activated(n: u8, at: i64) -> LicenseEvent {
         machine: machine(n),
         machine_name: name("prod-01"),
         details: DeviceDetails::default(),
+        device_number: None,
         activated_at: t(at),
     }
 }
@@ -63,6 +67,7 @@ fn activate(n: u8, at: i64) -> LicenseCommand {
         machine: machine(n),
         machine_name: name("prod-01"),
         details: DeviceDetails::default(),
+        device_number: None,
         at: t(at),
     }
 }
@@ -91,6 +96,9 @@ fn generating_a_license_records_its_terms() {
             max_connections: Some(10),
             expires_at: Some(expiry()),
             expires_after_activation_secs: None,
+            product_id: None,
+            features: Vec::new(),
+            number: None,
             policy: Policy::default(),
             at: t(0),
         })
@@ -111,6 +119,9 @@ fn generating_twice_is_refused() {
             max_connections: None,
             expires_at: Some(expiry()),
             expires_after_activation_secs: None,
+            product_id: None,
+            features: Vec::new(),
+            number: None,
             policy: Policy::default(),
             at: t(1),
         })
@@ -131,6 +142,9 @@ fn generating_a_license_that_expires_at_creation_is_refused() {
             max_connections: None,
             expires_at: Some(t(0)),
             expires_after_activation_secs: None,
+            product_id: None,
+            features: Vec::new(),
+            number: None,
             policy: Policy::default(),
             at: t(0),
         })
@@ -203,6 +217,7 @@ fn activating_an_expired_license_is_refused_before_any_expiry_event() {
             machine: machine(1),
             machine_name: name("x"),
             details: DeviceDetails::default(),
+            device_number: None,
             at: expiry(),
         })
         .then_expect_error(LicenseError::Expired);
@@ -726,12 +741,14 @@ fn activation_records_what_the_device_reported() {
             machine: machine(1),
             machine_name: name("prod-01"),
             details: details.clone(),
+            device_number: Some(7),
             at: t(1),
         })
         .then_expect_events(vec![LicenseActivated {
             machine: machine(1),
             machine_name: name("prod-01"),
             details,
+            device_number: Some(7),
             activated_at: t(1),
         }]);
 }
@@ -851,6 +868,9 @@ fn generated_with_policy(seats: u32, policy: Policy) -> LicenseEvent {
             created_at,
             expires_at,
             expires_after_activation_secs,
+            product_id,
+            features,
+            number,
             ..
         } => LicenseGenerated {
             license_id,
@@ -863,6 +883,9 @@ fn generated_with_policy(seats: u32, policy: Policy) -> LicenseEvent {
             created_at,
             expires_at,
             expires_after_activation_secs,
+            product_id,
+            features,
+            number,
             policy,
         },
         _ => unreachable!(),
@@ -939,6 +962,7 @@ fn revival_is_refused_unless_the_policy_revives() {
         machine: machine(1),
         machine_name: name("prod-01"),
         details: DeviceDetails::default(),
+        device_number: None,
         activated_at: t(3),
     };
     LicenseTest::with(()).given(dead.clone()).when(revive(3)).then_expect_events(vec![revived]);
@@ -1023,6 +1047,9 @@ fn generate_with(expires_at: Option<DateTime<Utc>>, after_activation: Option<i64
         max_connections: None,
         expires_at,
         expires_after_activation_secs: after_activation,
+        product_id: None,
+        features: Vec::new(),
+        number: None,
         policy: Policy::default(),
         at: t(0),
     }
@@ -1076,4 +1103,25 @@ fn a_perpetual_license_never_expires_until_an_edit_gives_it_an_expiry() {
 #[test]
 fn a_validity_that_is_not_positive_is_refused() {
     assert_eq!(License::default().decide(generate_with(None, Some(0))), Err(LicenseError::ExpiryBeforeCreation));
+}
+
+#[test]
+fn a_device_that_comes_back_keeps_its_number() {
+    let numbered = |n: u8, number: i64, at: i64| LicenseActivated {
+        machine: machine(n),
+        machine_name: name("prod-01"),
+        details: DeviceDetails::default(),
+        device_number: Some(number),
+        activated_at: t(at),
+    };
+    let given = vec![generated(), numbered(1, 41, 0), LicenseDeactivated { machine: machine(1), deactivated_at: t(1) }];
+    assert!(state(given.clone()).knows_machine(&machine(1)));
+    let again = LicenseCommand::ActivateLicense {
+        machine: machine(1),
+        machine_name: name("prod-01"),
+        details: DeviceDetails::default(),
+        device_number: Some(99),
+        at: t(2),
+    };
+    LicenseTest::with(()).given(given).when(again).then_expect_events(vec![numbered(1, 41, 2)]);
 }

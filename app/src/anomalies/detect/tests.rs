@@ -50,6 +50,7 @@ impl Story {
                 machine: machine(n),
                 machine_name: name,
                 details: Default::default(),
+                device_number: None,
                 activated_at: t(at),
             },
         )
@@ -246,6 +247,7 @@ fn history_caught_up_finds_nothing_and_events_seen_twice_count_once() {
             machine: machine(1),
             machine_name: name.clone(),
             details: Default::default(),
+            device_number: None,
             activated_at: t(0),
         },
         LicenseEvent::LicenseDeactivated { machine: machine(1), deactivated_at: t(1) },
@@ -253,6 +255,7 @@ fn history_caught_up_finds_nothing_and_events_seen_twice_count_once() {
             machine: machine(2),
             machine_name: name,
             details: Default::default(),
+            device_number: None,
             activated_at: t(2),
         },
     ];

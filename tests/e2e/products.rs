@@ -1,0 +1,188 @@
+//! Products: a tenant's catalog, each product an aggregate with its own
+//! chain in the log, beside the licenses.
+
+use keyledger_eventlog::{ChainBreak, Database, EventLog};
+use keyledger_tests::{on_both_backends, Backend, TestApp, TestTenant};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+on_both_backends!(
+    a_product_is_created_listed_updated_and_deleted_with_its_history,
+    codes_are_unique_per_tenant_and_products_are_isolated,
+    audit_verify_walks_product_chains_and_license_readers_skip_them,
+    a_license_generated_for_a_product_starts_from_its_policy,
+);
+
+async fn create(app: &TestApp, tenant: &TestTenant, body: Value) -> Value {
+    let reply = app.post("/api/v1/products", Some(&tenant.admin_key), body).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.body
+}
+
+async fn a_product_is_created_listed_updated_and_deleted_with_its_history(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let body =
+        json!({"name": "Studio", "code": "PRO", "features": ["export", "sync", "export"], "policy": {"overage": "2"}});
+    let product = create(&app, &tenant, body).await;
+    assert_eq!(product["features"], json!(["export", "sync"]), "duplicates dropped");
+    assert_eq!(product["policy"]["overage"], "2");
+    assert_eq!(product["version"], 1);
+    let id = product["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/products/{id}");
+
+    let listed = app.get("/api/v1/products", Some(&tenant.admin_key)).await;
+    assert_eq!(listed.body["products"].as_array().unwrap().len(), 1);
+    let renamed = app.request(Method::PATCH, &path, Some(&tenant.admin_key), Some(json!({"name": "Studio 2"}))).await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    assert_eq!((renamed.body["name"].as_str(), renamed.body["code"].as_str()), (Some("Studio 2"), Some("PRO")));
+    assert_eq!(renamed.body["version"], 2);
+    let same = app.request(Method::PATCH, &path, Some(&tenant.admin_key), Some(json!({"name": "Studio 2"}))).await;
+    assert_eq!(same.body["version"], 2, "an edit that changes nothing records nothing");
+
+    let history = app.get(&format!("{path}/events"), Some(&tenant.admin_key)).await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    let events = history.body["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["ProductCreated", "ProductUpdated"]);
+    assert_eq!(events[0]["aggregateType"], "Product");
+    assert_eq!(events[0]["aggregateId"], id.as_str());
+    assert_eq!(events[0]["licenseId"], Value::Null);
+    assert_eq!(events[1]["data"]["name"], "Studio 2");
+    assert_eq!(events[0]["metadata"]["actor_role"], "admin");
+
+    let deleted = app.request(Method::DELETE, &path, Some(&tenant.admin_key), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.get(&path, Some(&tenant.admin_key)).await.status, StatusCode::NOT_FOUND);
+    let listed = app.get("/api/v1/products", Some(&tenant.admin_key)).await;
+    assert!(listed.body["products"].as_array().unwrap().is_empty());
+    let history = app.get(&format!("{path}/events"), Some(&tenant.admin_key)).await;
+    assert_eq!(history.body["events"].as_array().unwrap().len(), 3, "a deleted product's history stays");
+    // Its code is free again.
+    create(&app, &tenant, json!({"name": "Studio 3", "code": "PRO"})).await;
+}
+
+async fn codes_are_unique_per_tenant_and_products_are_isolated(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let acme = app.tenant("Acme").await;
+    let globex = app.tenant("Globex").await;
+    let product = create(&app, &acme, json!({"name": "Studio", "code": "PRO"})).await;
+    let taken = app.post("/api/v1/products", Some(&acme.admin_key), json!({"name": "Other", "code": "PRO"})).await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
+    assert_eq!((taken.body["code"].as_str(), taken.body["field"].as_str()), (Some("product_code_taken"), Some("code")));
+    let second = create(&app, &acme, json!({"name": "Lite", "code": "LITE"})).await;
+    let renamed = format!("/api/v1/products/{}", second["id"].as_str().unwrap());
+    let clash = app.request(Method::PATCH, &renamed, Some(&acme.admin_key), Some(json!({"code": "PRO"}))).await;
+    assert_eq!(clash.status, StatusCode::CONFLICT, "{}", clash.body);
+    create(&app, &globex, json!({"name": "Their studio", "code": "PRO"})).await;
+
+    let path = format!("/api/v1/products/{}", product["id"].as_str().unwrap());
+    assert_eq!(app.get(&path, Some(&globex.admin_key)).await.status, StatusCode::NOT_FOUND);
+    let edit = app.request(Method::PATCH, &path, Some(&globex.admin_key), Some(json!({"name": "Mine"}))).await;
+    assert_eq!(edit.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.request(Method::DELETE, &path, Some(&globex.admin_key), None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(app.get(&format!("{path}/events"), Some(&globex.admin_key)).await.status, StatusCode::NOT_FOUND);
+    let listed = app.get("/api/v1/products", Some(&globex.admin_key)).await;
+    assert_eq!(listed.body["products"].as_array().unwrap().len(), 1);
+    let user = app.user(&acme, "u").await;
+    assert_eq!(app.get(&path, Some(&user.key)).await.status, StatusCode::FORBIDDEN);
+
+    for (bad, field) in [
+        (json!({"code": "X"}), "name"),
+        (json!({"name": "X"}), "code"),
+        (json!({"name": "X", "code": "has space"}), "code"),
+        (json!({"name": "X", "code": "Y", "features": ["ok", "not ok"]}), "features[1]"),
+        (json!({"name": "X", "code": "Y", "features": "ok"}), "features"),
+        (json!({"name": "X", "code": "Y", "policy": {"overage": "9"}}), "policy.overage"),
+    ] {
+        let reply = app.post("/api/v1/products", Some(&acme.admin_key), bad.clone()).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(reply.body["field"], field, "{bad}: {}", reply.body);
+    }
+    let bad_id = app.get("/api/v1/products/not-a-uuid", Some(&acme.admin_key)).await;
+    assert_eq!((bad_id.status, bad_id.body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("productId")));
+}
+
+async fn audit_verify_walks_product_chains_and_license_readers_skip_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    let product = create(&app, &tenant, json!({"name": "Studio", "code": "PRO"})).await;
+    let id = product["id"].as_str().unwrap().to_owned();
+    app.request(Method::PATCH, &format!("/api/v1/products/{id}"), Some(&tenant.admin_key), Some(json!({"name": "S2"})))
+        .await;
+    // License readers of the tail (the memory follower, the read-model
+    // runner) pass over the product's events and stay current.
+    let license = app.generate(&user.key, json!({})).await;
+    let key = license["licenseKey"].as_str().unwrap();
+    assert_eq!(app.activate(key, "m").await.status, StatusCode::OK);
+    assert_eq!(app.validate(key, "m").await.body["isValid"], true);
+    let mut health = app.get("/health", None).await;
+    for _ in 0..50 {
+        if health.status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        health = app.get("/health", None).await;
+    }
+    assert_eq!(health.status, StatusCode::OK, "{}", health.body);
+
+    let log = EventLog::new(app.db.clone());
+    let clean = log.verify(None).await.unwrap();
+    assert_eq!((clean.licenses, clean.other_chains), (1, 1));
+    assert!(clean.broken.is_empty(), "{:?}", clean.broken);
+    let edit = match &app.db {
+        Database::Postgres(pool) => sqlx::query(
+            "UPDATE events SET payload = REPLACE(payload::text, 'S2', 'Evil')::json WHERE aggregate_id = $1 AND sequence = 2",
+        )
+        .bind(&id)
+        .execute(pool)
+        .await
+        .map(drop),
+        Database::Sqlite(pool) => sqlx::query(
+            "UPDATE events SET payload = REPLACE(payload, 'S2', 'Evil') WHERE aggregate_id = $1 AND sequence = 2",
+        )
+        .bind(&id)
+        .execute(pool)
+        .await
+        .map(drop),
+    };
+    edit.unwrap();
+    let report = log.verify(None).await.unwrap();
+    assert_eq!(report.broken.len(), 1, "{:?}", report.broken);
+    assert_eq!(report.broken[0].aggregate_type, "Product");
+    assert_eq!(report.broken[0].first_break, ChainBreak::HashMismatch { sequence: 2 });
+}
+
+async fn a_license_generated_for_a_product_starts_from_its_policy(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let acme = app.tenant("Acme").await;
+    let user = app.user(&acme, "u").await;
+    let policy = json!({"heartbeatDurationSecs": 600, "overage": "2"});
+    let product =
+        create(&app, &acme, json!({"name": "Studio", "code": "PRO", "features": ["export"], "policy": policy})).await;
+    let product_id = product["id"].as_str().unwrap();
+
+    let body = json!({"productId": product_id, "policy": {"overage": "1.5"}, "features": ["beta"]});
+    let license = app.generate(&user.key, body).await;
+    assert_eq!(license["productId"], product_id);
+    assert_eq!(license["features"], json!(["beta"]));
+    assert_eq!(license["policy"]["heartbeatDurationSecs"], 600, "from the product");
+    assert_eq!(license["policy"]["overage"], "1.5", "the license's own");
+    let plain = app.generate(&user.key, json!({})).await;
+    assert_eq!((plain["productId"].clone(), plain["policy"]["overage"].clone()), (Value::Null, json!("none")));
+
+    let globex = app.tenant("Globex").await;
+    let theirs = create(&app, &globex, json!({"name": "Theirs", "code": "PRO"})).await;
+    let reply = app.post("/api/v1/licenses/generate", Some(&user.key), json!({"productId": theirs["id"]})).await;
+    assert_eq!((reply.status, reply.body["code"].as_str()), (StatusCode::NOT_FOUND, Some("product_not_found")));
+    let path = format!("/api/v1/products/{product_id}");
+    app.request(Method::DELETE, &path, Some(&acme.admin_key), None).await;
+    let reply = app.post("/api/v1/licenses/generate", Some(&user.key), json!({"productId": product_id})).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "a deleted product takes no new licenses");
+    let reply = app.post("/api/v1/licenses/generate", Some(&user.key), json!({"features": ["no good"]})).await;
+    assert_eq!(reply.body["field"], "features[0]");
+    // The license generated for it keeps working.
+    let key = license["licenseKey"].as_str().unwrap();
+    assert_eq!(app.activate(key, "m").await.status, StatusCode::OK);
+}
