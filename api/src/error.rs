@@ -91,6 +91,8 @@ impl ApiError {
             LicenseError::DeviceBlocked => "device_blocked",
             LicenseError::HeartbeatDead => "heartbeat_dead",
             LicenseError::TransferLimitReached { .. } => "transfer_limit",
+            LicenseError::ProductMismatch => "product_mismatch",
+            LicenseError::FeatureMissing { .. } => "feature_missing",
         };
         // Seed 000 answers refusals with 400; a blocked device and a
         // transfer limit are seed 004's 403 and 429.

@@ -10,8 +10,10 @@ use utoipa::ToSchema;
 
 /// The body of every error: a stable `code`, a message, and the field at
 /// fault for bad input. The client endpoints' errors also carry what they
-/// answer for (`nonce`, `licenseKey`, `machineId`, `issuedAt`), and
-/// validate's carry `isValid: false` instead of `success`.
+/// answer for (`nonce`, `licenseKey`, `machineId`, `issuedAt`), their
+/// `code` is one of the client answer codes (`NOT_FOUND`, `EXPIRED`, …)
+/// with the platform's own code in `reason`, and validate's carry
+/// `isValid: false` instead of `success`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct Error {
@@ -20,6 +22,8 @@ pub struct Error {
     is_valid: Option<bool>,
     error: String,
     code: String,
+    /// Client endpoints: the platform's error code.
+    reason: Option<String>,
     field: Option<String>,
 }
 
@@ -29,6 +33,8 @@ pub struct Error {
 pub struct ActivateAnswer {
     success: bool,
     error: Option<String>,
+    /// `VALID`.
+    code: String,
     activated_at: Option<String>,
     expires_at: Option<String>,
     /// 0 Trial, 1 Standard, 2 Professional, 3 Enterprise.
@@ -53,8 +59,12 @@ pub struct ActivateAnswer {
 pub struct ValidateAnswer {
     is_valid: bool,
     error: Option<String>,
-    /// Why the license is not valid, when it isn't.
-    code: Option<String>,
+    /// `VALID`, or why the license is not valid (a client answer code).
+    code: String,
+    /// The platform's code for why the license is not valid.
+    reason: Option<String>,
+    /// `FEATURE_MISSING`: the required features the license lacks.
+    missing_features: Option<Vec<String>>,
     expires_at: Option<String>,
     license_type: Option<i32>,
     max_connections: Option<u32>,
@@ -70,6 +80,8 @@ pub struct ValidateAnswer {
 pub struct DeactivateAnswer {
     success: bool,
     error: Option<String>,
+    /// `DEACTIVATED`.
+    code: String,
     message: String,
     nonce: Option<String>,
     license_key: Option<String>,
@@ -83,6 +95,8 @@ pub struct DeactivateAnswer {
 pub struct TokenAnswer {
     success: bool,
     error: Option<String>,
+    /// `VALID`.
+    code: String,
     license_token: String,
     token_expires_at: String,
     nonce: Option<String>,

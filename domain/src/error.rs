@@ -23,6 +23,10 @@ pub enum LicenseError {
     HeartbeatDead,
     #[error("Transfer limit exceeded: at most {count} deactivations every {period_secs} seconds")]
     TransferLimitReached { count: u32, period_secs: u32 },
+    #[error("The license is not for this product")]
+    ProductMismatch,
+    #[error("The license does not carry the features {}", missing.join(", "))]
+    FeatureMissing { missing: Vec<String> },
     #[error("License is already bound to a different machine; revoke it before activating on a new one")]
     BoundToAnotherMachine,
     #[error("Activation limit reached: all {max} seats are in use")]

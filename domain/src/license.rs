@@ -98,6 +98,30 @@ impl License {
         self.past_devices.iter().any(|d| &d.machine == machine && d.culled)
     }
 
+    /// The caller's entitlement checks on a valid license: it is for
+    /// `product_id` (None: any product), and carries every `required`
+    /// feature, of its own or of its product (`product_features`).
+    pub fn check_entitlements(
+        &self,
+        product_id: Option<&str>,
+        required: &[String],
+        product_features: &[String],
+    ) -> Result<(), LicenseError> {
+        if product_id.is_some_and(|wanted| self.product_id.as_deref() != Some(wanted)) {
+            return Err(LicenseError::ProductMismatch);
+        }
+        let missing: Vec<String> = required
+            .iter()
+            .filter(|feature| !self.features.contains(feature) && !product_features.contains(feature))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(LicenseError::FeatureMissing { missing })
+        }
+    }
+
     /// Whether the machine holds, or once held, a seat of this license
     /// (among its kept past devices): it has a device number already.
     pub fn knows_machine(&self, machine: &MachineHash) -> bool {

@@ -18,7 +18,7 @@ async fn fifty_machines_racing_for_three_seats_get_exactly_three(backend: Backen
     for reply in &replies {
         match reply.status {
             StatusCode::OK => won += 1,
-            StatusCode::BAD_REQUEST => assert_eq!(reply.body["code"], "seat_limit_reached", "{}", reply.body),
+            StatusCode::BAD_REQUEST => assert_eq!(reply.body["code"], "TOO_MANY_MACHINES", "{}", reply.body),
             other => panic!("unexpected {other}: {}", reply.body),
         }
     }

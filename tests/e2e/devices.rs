@@ -100,13 +100,13 @@ async fn a_blocked_device_is_refused_until_unblocked(backend: Backend) {
     let validated = app.validate(&key, "laptop").await;
     assert_eq!(validated.status, StatusCode::OK);
     assert_eq!(validated.body["isValid"], false);
-    assert_eq!(validated.body["code"], "device_blocked");
+    assert_eq!(validated.body["code"], "DEVICE_BLOCKED");
     let heartbeat =
         app.post("/api/v1/licenses/heartbeat", None, json!({"licenseKey": key, "machineId": "laptop"})).await;
-    assert_eq!(heartbeat.body["code"], "device_blocked");
+    assert_eq!(heartbeat.body["code"], "DEVICE_BLOCKED");
     let activated = app.activate(&key, "laptop").await;
     assert_eq!(activated.status, StatusCode::FORBIDDEN);
-    assert_eq!(activated.body["code"], "device_blocked");
+    assert_eq!(activated.body["code"], "DEVICE_BLOCKED");
     assert_eq!(app.validate(&key, "desktop").await.body["isValid"], true, "other devices are untouched");
 
     let unblocked =

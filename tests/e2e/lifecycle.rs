@@ -64,7 +64,8 @@ async fn the_seed_000_lifecycle_works_end_to_end(backend: Backend) {
     assert_eq!(
         validation.body,
         json!({
-            "isValid": true, "error": null, "expiresAt": license["expiredAt"], "licenseType": 2, "maxConnections": 10,
+            "isValid": true, "error": null, "code": "VALID", "expiresAt": license["expiredAt"], "licenseType": 2,
+            "maxConnections": 10,
             // What the signed answer answers for.
             "nonce": null, "licenseKey": key, "machineId": "machine-fingerprint-123",
             "issuedAt": validation.body["issuedAt"],
@@ -148,7 +149,7 @@ async fn every_activation_failure_of_seed_000_is_a_400_with_success_false(backen
     assert_eq!(app.activate(&key, "m1").await.status, StatusCode::OK);
     let other = app.activate(&key, "m2").await;
     assert_eq!(other.status, StatusCode::BAD_REQUEST);
-    assert_eq!(other.body["code"], "bound_to_another_machine");
+    assert_eq!(other.body["code"], "TOO_MANY_MACHINES");
 
     // Re-activating the bound machine answers as before.
     let again = app.activate(&key, "m1").await;
@@ -339,7 +340,7 @@ async fn seats_admit_that_many_machines_and_deactivation_frees_one(backend: Back
     assert_eq!(app.activate(key, "m2").await.status, StatusCode::OK);
     let third = app.activate(key, "m3").await;
     assert_eq!(third.status, StatusCode::BAD_REQUEST);
-    assert_eq!(third.body["code"], "seat_limit_reached");
+    assert_eq!(third.body["code"], "TOO_MANY_MACHINES");
 
     let body = json!({"licenseKey": key, "machineId": "m1"});
     let deactivated = app.post("/api/v1/licenses/deactivate", None, body.clone()).await;
@@ -350,7 +351,7 @@ async fn seats_admit_that_many_machines_and_deactivation_frees_one(backend: Back
 
     let twice = app.post("/api/v1/licenses/deactivate", None, body).await;
     assert_eq!(twice.status, StatusCode::BAD_REQUEST);
-    assert_eq!(twice.body["code"], "machine_not_activated");
+    assert_eq!(twice.body["code"], "OTHER_MACHINE");
 }
 
 async fn an_admin_edit_changes_expiry_seats_and_connections(backend: Backend) {

@@ -100,7 +100,7 @@ async fn a_silent_device_is_culled_once_and_answered_heartbeat_dead(backend: Bac
 
     let validated = app.validate(&key, "laptop").await;
     assert_eq!(validated.body["isValid"], false);
-    assert_eq!(validated.body["code"], "heartbeat_dead");
+    assert_eq!(validated.body["code"], "HEARTBEAT_DEAD");
     let devices = app.get(&format!("/api/v1/licenses/{id}/devices"), Some(&tenant.admin_key)).await;
     assert_eq!(devices.body["devices"][0]["culled"], true, "{}", devices.body);
     assert_eq!(devices.body["devices"][0]["active"], false);
@@ -139,7 +139,7 @@ async fn a_revive_policy_brings_a_dead_device_back_on_its_next_call(backend: Bac
     let refused = app.validate(&key, "laptop").await;
     assert_eq!(refused.status, StatusCode::OK);
     assert_eq!(refused.body["isValid"], false);
-    assert_eq!(refused.body["code"], "bound_to_another_machine", "{}", refused.body);
+    assert_eq!(refused.body["code"], "TOO_MANY_MACHINES", "{}", refused.body);
 }
 
 async fn the_transfer_limit_refuses_the_client_with_429_but_not_an_administrator(backend: Backend) {
@@ -151,7 +151,7 @@ async fn the_transfer_limit_refuses_the_client_with_429_but_not_an_administrator
     app.activate(&key, "second").await;
     let refused = app.post("/api/v1/licenses/deactivate", None, deactivate("second")).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.body);
-    assert_eq!(refused.body["code"], "transfer_limit");
+    assert_eq!(refused.body["code"], "TRANSFER_LIMIT");
     assert_eq!(app.validate(&key, "second").await.body["isValid"], true, "still bound");
 
     let devices = app.get(&format!("/api/v1/licenses/{id}/devices"), Some(&tenant.admin_key)).await;
@@ -170,7 +170,7 @@ async fn overage_admits_more_devices_than_seats(backend: Backend) {
     }
     let refused = app.activate(&key, "d").await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    assert_eq!(refused.body["code"], "seat_limit_reached");
+    assert_eq!(refused.body["code"], "TOO_MANY_MACHINES");
 }
 
 /// Every process sweeps dead devices; each death is recorded once.

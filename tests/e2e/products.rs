@@ -11,6 +11,7 @@ on_both_backends!(
     codes_are_unique_per_tenant_and_products_are_isolated,
     audit_verify_walks_product_chains_and_license_readers_skip_them,
     a_license_generated_for_a_product_starts_from_its_policy,
+    validate_checks_the_product_and_features_and_answers_with_client_codes,
 );
 
 async fn create(app: &TestApp, tenant: &TestTenant, body: Value) -> Value {
@@ -185,4 +186,56 @@ async fn a_license_generated_for_a_product_starts_from_its_policy(backend: Backe
     // The license generated for it keeps working.
     let key = license["licenseKey"].as_str().unwrap();
     assert_eq!(app.activate(key, "m").await.status, StatusCode::OK);
+}
+
+async fn validate_checks_the_product_and_features_and_answers_with_client_codes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let acme = app.tenant("Acme").await;
+    let user = app.user(&acme, "u").await;
+    let product = create(&app, &acme, json!({"name": "Studio", "code": "PRO", "features": ["export"]})).await;
+    let product_id = product["id"].as_str().unwrap();
+    let license = app.generate(&user.key, json!({"productId": product_id, "features": ["beta"]})).await;
+    let (key, id) = (license["licenseKey"].as_str().unwrap(), license["id"].as_str().unwrap());
+    let activated = app.activate(key, "m").await;
+    assert_eq!(activated.body["code"], "VALID");
+    let validate = |extra: Value| {
+        let mut body = json!({"licenseKey": key, "machineId": "m"});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        app.post("/api/v1/licenses/validate", None, body)
+    };
+
+    let valid = validate(json!({"productId": product_id, "features": ["export", "beta"]})).await;
+    assert_eq!(
+        (valid.body["isValid"].clone(), valid.body["code"].clone()),
+        (json!(true), json!("VALID")),
+        "{}",
+        valid.body
+    );
+    let other = validate(json!({"productId": uuid::Uuid::new_v4().to_string()})).await;
+    assert_eq!((other.status, other.body["isValid"].clone()), (StatusCode::OK, json!(false)));
+    assert_eq!(
+        (other.body["code"].as_str(), other.body["reason"].as_str()),
+        (Some("PRODUCT_MISMATCH"), Some("product_mismatch"))
+    );
+    let missing = validate(json!({"features": ["export", "teams"]})).await;
+    assert_eq!(missing.body["code"], "FEATURE_MISSING");
+    assert_eq!(missing.body["missingFeatures"], json!(["teams"]));
+    let bad = validate(json!({"productId": "nope"})).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!((bad.body["code"].as_str(), bad.body["field"].as_str()), (Some("INVALID_REQUEST"), Some("productId")));
+    let heartbeat = app
+        .post("/api/v1/licenses/heartbeat", None, json!({"licenseKey": key, "machineId": "m", "features": ["teams"]}))
+        .await;
+    assert_eq!(heartbeat.body["code"], "FEATURE_MISSING", "heartbeat checks as validate does");
+
+    let unknown = app.validate("AAAA-BBBB-CCCC-DDDD", "m").await;
+    assert_eq!(unknown.body["code"], "NOT_FOUND");
+    let elsewhere = app.validate(key, "another").await;
+    assert_eq!(elsewhere.body["code"], "OTHER_MACHINE");
+    app.post(&format!("/api/v1/licenses/suspend/{id}"), Some(&acme.admin_key), json!({})).await;
+    assert_eq!(app.validate(key, "m").await.body["code"], "SUSPENDED");
+    app.post(&format!("/api/v1/licenses/reinstate/{id}"), Some(&acme.admin_key), json!({})).await;
+    let deactivated = app.post("/api/v1/licenses/deactivate", None, json!({"licenseKey": key, "machineId": "m"})).await;
+    assert_eq!(deactivated.body["code"], "DEACTIVATED");
+    assert_eq!(app.validate(key, "m").await.body["code"], "NOT_ACTIVATED");
 }

@@ -165,12 +165,12 @@ async fn a_long_history_loads_from_its_snapshot_and_agrees_with_a_full_replay(ba
     const FORGET: &str = "UPDATE license_view SET last_hash = NULL WHERE license_id = $1";
     on_pool!(&app.db, pool => sqlx::query(FORGET).bind(id).execute(pool).await.map(drop)).unwrap();
     let loading = app.another_server().await;
-    assert_eq!(loading.activate(key, "m2").await.body["code"], "bound_to_another_machine");
+    assert_eq!(loading.activate(key, "m2").await.body["code"], "TOO_MANY_MACHINES");
     on_pool!(&app.db, pool => sqlx::query(PUT).bind(&honest).bind(id).execute(pool).await.map(drop)).unwrap();
 
     // A command on top of the snapshot sees the whole history...
     assert_eq!(app.activate(key, "m2").await.status, StatusCode::OK);
-    assert_eq!(app.activate(key, "m3").await.body["code"], "seat_limit_reached");
+    assert_eq!(app.activate(key, "m3").await.body["code"], "TOO_MANY_MACHINES");
     let live = all_view_rows(&app).await;
     rebuild_projections(&app.config(), None).await.unwrap();
     assert_eq!(all_view_rows(&app).await, live, "snapshot + tail differs from a full replay");

@@ -23,8 +23,8 @@ use chrono::{DateTime, Duration, Utc};
 use keyledger_app::anomalies::Allowance;
 use keyledger_app::serials::SerialKind;
 use keyledger_domain::{
-    parse_app_version, AnomalyKind, DeviceDetails, License, LicenseCommand, LicenseError, LicenseKey, MachineHash,
-    MachineId, MachineName, Resurrection,
+    parse_app_version, parse_features, AnomalyKind, DeviceDetails, License, LicenseCommand, LicenseError, LicenseKey,
+    MachineHash, MachineId, MachineName, Resurrection,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -62,6 +62,12 @@ pub struct ClientRequest {
     /// The calling application's version, kept on the device at
     /// activation (at most 64 characters).
     pub app_version: Option<String>,
+    /// validate and heartbeat: the product the caller expects the license
+    /// to be for (`PRODUCT_MISMATCH` otherwise).
+    pub product_id: Option<String>,
+    /// validate and heartbeat: feature codes the caller requires, of the
+    /// license's own or of its product (`FEATURE_MISSING` otherwise).
+    pub features: Option<Vec<String>>,
     pub nonce: Option<String>,
 }
 
@@ -96,7 +102,7 @@ impl Call {
 
     fn refuse(&self, error: ApiError) -> Response {
         let guessed = error.code == "license_not_found" || error.field.as_deref() == Some("licenseKey");
-        let mut response = self.answer(error.status, error.body());
+        let mut response = self.answer(error.status, client_body(&error));
         if guessed {
             response.extensions_mut().insert(FailedGuess);
         }
@@ -274,6 +280,7 @@ async fn activate_found(state: &AppState, context: &RequestContext, found: &Foun
     Ok(json!({
         "success": true,
         "error": null,
+        "code": VALID,
         // This machine's activation, which on a multi-seat license may be
         // later than the license's first.
         "activatedAt": license.device(&machine).map(|device| instant(device.activated_at)),
@@ -316,7 +323,12 @@ async fn deactivate(
     match execute_as(&state, &context, found.caller.as_ref(), &found.license, command).await {
         Ok(_) => found.call.answer(
             StatusCode::OK,
-            json!({ "success": true, "error": null, "message": "License has been deactivated on this machine." }),
+            json!({
+                "success": true,
+                "error": null,
+                "code": "DEACTIVATED",
+                "message": "License has been deactivated on this machine.",
+            }),
         ),
         Err(error) => found.call.refuse(error),
     }
@@ -370,19 +382,21 @@ async fn heartbeat(
 
 /// Validate's answer to a license-state refusal: 200 with `isValid: false`.
 fn invalid(call: &Call, reason: LicenseError) -> Response {
-    let code = ApiError::refused(reason.clone()).code;
+    let platform_code = ApiError::refused(reason.clone()).code;
     let guessed = reason == LicenseError::NotFound;
-    let mut response = call.answer(
-        StatusCode::OK,
-        json!({
-            "isValid": false,
-            "error": reason.to_string(),
-            "code": code,
-            "expiresAt": null,
-            "licenseType": null,
-            "maxConnections": null,
-        }),
-    );
+    let mut body = json!({
+        "isValid": false,
+        "error": reason.to_string(),
+        "code": client_code(platform_code, StatusCode::BAD_REQUEST),
+        "reason": platform_code,
+        "expiresAt": null,
+        "licenseType": null,
+        "maxConnections": null,
+    });
+    if let LicenseError::FeatureMissing { missing } = &reason {
+        body["missingFeatures"] = json!(missing);
+    }
+    let mut response = call.answer(StatusCode::OK, body);
     if guessed {
         response.extensions_mut().insert(FailedGuess);
     }
@@ -417,6 +431,11 @@ async fn check_machine(
         Ok(Err(reason)) => return invalid(&found.call, reason),
         Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
     };
+    match check_entitlements(state, &found.request, &license).await {
+        Ok(Ok(())) => {}
+        Ok(Err(reason)) => return invalid(&found.call, reason),
+        Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
+    }
     count_call(state, context, found.caller.as_ref(), &license, &machine, now).await;
     // Often enough under a heartbeat policy that a live device is never
     // taken for dead (see `Policy::dead_after`).
@@ -436,11 +455,84 @@ async fn check_machine(
         json!({
             "isValid": true,
             "error": null,
+            "code": VALID,
             "expiresAt": license.expires_at.map(instant),
             "licenseType": license.license_type,
             "maxConnections": license.max_connections,
         }),
     )
+}
+
+/// The caller's `productId` and required `features` against the license
+/// (and its product's features, read only when a feature is asked for
+/// that the license does not carry itself).
+async fn check_entitlements(
+    state: &AppState,
+    request: &ClientRequest,
+    license: &License,
+) -> Result<Result<(), LicenseError>, ApiError> {
+    let product_id = match request.product_id.as_deref() {
+        Some(raw) => Some(
+            uuid::Uuid::parse_str(raw)
+                .map_err(|_| ApiError::field("productId", "productId must be a UUID (a product's id)"))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let required = match request.features.as_deref() {
+        Some(raw) => parse_features(raw)
+            .map_err(|(index, e)| ApiError::field(&format!("features[{index}]"), format!("a feature {e}")))?,
+        None => Vec::new(),
+    };
+    let needs_product = required.iter().any(|feature| !license.features.contains(feature));
+    let product_features = match (&license.product_id, needs_product) {
+        (Some(id), true) => state
+            .products
+            .get(id)
+            .await
+            .map_err(ApiError::from)?
+            .map(|stored| stored.product.features)
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    Ok(license.check_entitlements(product_id.as_deref(), &required, &product_features))
+}
+
+/// The code of a successful client answer: the machine holds a seat of a
+/// license that may be used.
+const VALID: &str = "VALID";
+
+/// The client protocol's code for a platform error code: one list for
+/// every signed client answer (README, "Client answer codes"). The
+/// platform's own code stays in `reason`.
+fn client_code(platform_code: &str, status: StatusCode) -> &'static str {
+    match platform_code {
+        "license_not_found" => "NOT_FOUND",
+        "license_not_activated" => "NOT_ACTIVATED",
+        "machine_not_activated" => "OTHER_MACHINE",
+        "bound_to_another_machine" | "seat_limit_reached" => "TOO_MANY_MACHINES",
+        "license_suspended" => "SUSPENDED",
+        "license_expired" => "EXPIRED",
+        "license_revoked" => "REVOKED",
+        "heartbeat_dead" => "HEARTBEAT_DEAD",
+        "device_blocked" => "DEVICE_BLOCKED",
+        "transfer_limit" => "TRANSFER_LIMIT",
+        "product_mismatch" => "PRODUCT_MISMATCH",
+        "feature_missing" => "FEATURE_MISSING",
+        "unauthorized" | "malformed_authorization" | "forbidden" => "UNAUTHORIZED",
+        "contended" => "CONTENDED",
+        _ if status.is_client_error() => "INVALID_REQUEST",
+        _ => "INTERNAL_ERROR",
+    }
+}
+
+/// An error's body as a client answer: the client code in `code`, the
+/// platform's in `reason`.
+fn client_body(error: &ApiError) -> Value {
+    let mut body = error.body();
+    body["reason"] = json!(error.code);
+    body["code"] = json!(client_code(error.code, error.status));
+    body
 }
 
 /// A dead device's call under a `revive` policy: it is alive again,
@@ -588,7 +680,13 @@ async fn token(
     match token_for(&state, &found, now).await {
         Ok((token, expires)) => found.call.answer(
             StatusCode::OK,
-            json!({ "success": true, "error": null, "licenseToken": token, "tokenExpiresAt": instant(expires) }),
+            json!({
+                "success": true,
+                "error": null,
+                "code": VALID,
+                "licenseToken": token,
+                "tokenExpiresAt": instant(expires),
+            }),
         ),
         Err(error) => found.call.refuse(error),
     }

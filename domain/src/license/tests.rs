@@ -1125,3 +1125,19 @@ fn a_device_that_comes_back_keeps_its_number() {
     };
     LicenseTest::with(()).given(given).when(again).then_expect_events(vec![numbered(1, 41, 2)]);
 }
+
+#[test]
+fn entitlements_are_the_product_and_the_features_of_license_and_product() {
+    let mut license = state(vec![generated()]);
+    license.product_id = Some("p-1".into());
+    license.features = vec!["beta".into()];
+    let product_features = ["export".to_owned()];
+    let need = |features: &[&str]| features.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+    assert_eq!(license.check_entitlements(Some("p-1"), &need(&["beta", "export"]), &product_features), Ok(()));
+    assert_eq!(license.check_entitlements(None, &[], &[]), Ok(()));
+    assert_eq!(license.check_entitlements(Some("p-2"), &[], &product_features), Err(LicenseError::ProductMismatch));
+    assert_eq!(
+        license.check_entitlements(None, &need(&["export", "sync", "teams"]), &product_features),
+        Err(LicenseError::FeatureMissing { missing: need(&["sync", "teams"]) })
+    );
+}
