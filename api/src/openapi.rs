@@ -65,6 +65,13 @@ pub struct ValidateAnswer {
     reason: Option<String>,
     /// `FEATURE_MISSING`: the required features the license lacks.
     missing_features: Option<Vec<String>>,
+    /// With `appVersion`: a newer stable release of the license's product
+    /// is out (null when `appVersion` is not a semantic version).
+    update_available: Option<bool>,
+    /// With `appVersion`: the newest stable release out.
+    latest_version: Option<String>,
+    /// With `appVersion`: a mandatory release newer than it is out.
+    mandatory_update: Option<bool>,
     expires_at: Option<String>,
     license_type: Option<i32>,
     max_connections: Option<u32>,
@@ -138,6 +145,15 @@ pub struct ProductPage {
     products: Vec<crate::routes::ProductResponse>,
     /// The `after` of the next page; null on the last.
     next_after: Option<String>,
+}
+
+/// A product's releases, newest version first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct Releases {
+    product_id: String,
+    releases: Vec<crate::routes::ReleaseResponse>,
 }
 
 /// A page of a product's history, oldest first.

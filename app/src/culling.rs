@@ -11,8 +11,8 @@ use chrono::Utc;
 use keyledger_domain::LicenseCommand;
 use keyledger_projections::LicenseViews;
 
-use crate::metadata::system_metadata;
 use crate::service::LicenseService;
+use crate::sweep::run_on_each;
 
 /// Licenses swept per step at most; the rest wait for the next.
 pub const BATCH: i64 = 1_000;
@@ -23,13 +23,6 @@ pub async fn sweep(
     views: &LicenseViews,
 ) -> Result<usize, keyledger_projections::ProjectionError> {
     let now = Utc::now();
-    let mut swept = 0;
-    for (license_id, tenant_id) in views.due_for_culling(now, BATCH).await? {
-        let command = LicenseCommand::CullDeadDevices { at: now };
-        match licenses.execute(&license_id, command, system_metadata(&tenant_id, "heartbeat-sweep", now)).await {
-            Ok(_) => swept += 1,
-            Err(error) => tracing::warn!(%license_id, %error, "dead devices not culled; the next sweep tries again"),
-        }
-    }
-    Ok(swept)
+    let due = views.due_for_culling(now, BATCH).await?;
+    Ok(run_on_each(licenses, due, "heartbeat-sweep", now, || LicenseCommand::CullDeadDevices { at: now }).await)
 }

@@ -11,8 +11,8 @@ use chrono::Utc;
 use keyledger_domain::LicenseCommand;
 use keyledger_projections::LicenseViews;
 
-use crate::metadata::system_metadata;
 use crate::service::LicenseService;
+use crate::sweep::run_on_each;
 
 /// Licenses expired per sweep at most; the rest wait for the next tick.
 pub const BATCH: i64 = 1_000;
@@ -23,14 +23,6 @@ pub async fn sweep(
     views: &LicenseViews,
 ) -> Result<usize, keyledger_projections::ProjectionError> {
     let now = Utc::now();
-    let mut expired = 0;
-    for (license_id, tenant_id) in views.due_for_expiry(now, BATCH).await? {
-        let command = LicenseCommand::ExpireLicense { at: now };
-        match licenses.execute(&license_id, command, system_metadata(&tenant_id, "expiry-sweep", now)).await {
-            Ok(_) => expired += 1,
-            // An admin may have extended it since the row was read.
-            Err(error) => tracing::debug!(%license_id, %error, "license not expired by sweep"),
-        }
-    }
-    Ok(expired)
+    let due = views.due_for_expiry(now, BATCH).await?;
+    Ok(run_on_each(licenses, due, "expiry-sweep", now, || LicenseCommand::ExpireLicense { at: now }).await)
 }

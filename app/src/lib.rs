@@ -23,6 +23,7 @@ pub mod products;
 pub mod secret;
 pub mod serials;
 pub mod service;
+mod sweep;
 pub mod tenancy;
 pub mod webhooks;
 

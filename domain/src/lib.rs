@@ -16,6 +16,7 @@ mod license;
 mod machine;
 mod policy;
 mod product;
+mod release;
 mod text;
 mod values;
 
@@ -34,6 +35,10 @@ pub use policy::{Overage, Policy, Resurrection, TransferLimit, MAX_HEARTBEAT_SEC
 pub use product::{
     parse_code, parse_features, parse_product_name, Product, ProductCommand, ProductError, ProductEvent,
     ProductFieldError, MAX_FEATURES,
+};
+pub use release::{
+    check_for_update, parse_download_url, parse_release_notes, parse_version, Release, ReleaseFieldError, UpdateCheck,
+    STABLE,
 };
 pub use text::{check_display_text, TextError};
 pub use values::{LicenseStatus, LicenseType, Seats, ValueError};

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::release::Release;
 use crate::text::check_display_text;
 use crate::Policy;
 
@@ -28,6 +29,9 @@ pub struct Product {
     pub updated_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// Every release published, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<Release>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +58,10 @@ pub enum ProductEvent {
     ProductDeleted {
         deleted_at: DateTime<Utc>,
     },
+    ReleasePublished {
+        release: Release,
+        published_at: DateTime<Utc>,
+    },
 }
 
 impl ProductEvent {
@@ -62,6 +70,7 @@ impl ProductEvent {
             Self::ProductCreated { .. } => "ProductCreated",
             Self::ProductUpdated { .. } => "ProductUpdated",
             Self::ProductDeleted { .. } => "ProductDeleted",
+            Self::ReleasePublished { .. } => "ReleasePublished",
         }
     }
 }
@@ -88,6 +97,11 @@ pub enum ProductCommand {
     DeleteProduct {
         at: DateTime<Utc>,
     },
+    /// A version may be published once per channel.
+    PublishRelease {
+        release: Release,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,6 +110,8 @@ pub enum ProductError {
     NotFound,
     #[error("Product already exists")]
     AlreadyExists,
+    #[error("This version is published on this channel already")]
+    ReleaseExists,
 }
 
 /// Why a name, code or feature list was refused.
@@ -192,6 +208,16 @@ impl Product {
                 }
                 Ok(vec![ProductDeleted { deleted_at: at }])
             }
+            PublishRelease { release, at } => {
+                if !self.exists() {
+                    return Err(ProductError::NotFound);
+                }
+                let taken = self.releases.iter().any(|r| r.version == release.version && r.channel == release.channel);
+                if taken {
+                    return Err(ProductError::ReleaseExists);
+                }
+                Ok(vec![ReleasePublished { release, published_at: at }])
+            }
         }
     }
 
@@ -209,6 +235,7 @@ impl Product {
                     created_at: Some(created_at),
                     updated_at: Some(created_at),
                     deleted: false,
+                    releases: Vec::new(),
                 };
             }
             ProductUpdated { name, code, features, policy, updated_at } => {
@@ -221,6 +248,9 @@ impl Product {
             ProductDeleted { deleted_at } => {
                 self.deleted = true;
                 self.updated_at = Some(deleted_at);
+            }
+            ReleasePublished { release, .. } => {
+                self.releases.push(release);
             }
         }
     }

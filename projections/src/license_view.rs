@@ -320,12 +320,7 @@ impl LicenseViews {
         limit: i64,
     ) -> Result<Vec<(String, String)>, ProjectionError> {
         const SQL: &str = "SELECT license_id, tenant_id FROM license_view WHERE expiry_recorded = 0 AND expires_at <> '' AND expires_at <= $1 ORDER BY expires_at LIMIT $2";
-        let due = on_pool!(&self.db, pool => sqlx::query_as(SQL)
-            .bind(sortable_instant(now))
-            .bind(limit)
-            .fetch_all(pool)
-            .await)?;
-        Ok(due)
+        self.due(SQL, now, limit).await
     }
 
     /// Up to `limit` licenses with a device dead at `now` (see migration
@@ -336,7 +331,13 @@ impl LicenseViews {
         limit: i64,
     ) -> Result<Vec<(String, String)>, ProjectionError> {
         const SQL: &str = "SELECT license_id, tenant_id FROM license_view WHERE cull_at <> '' AND cull_at <= $1 ORDER BY cull_at LIMIT $2";
-        let due = on_pool!(&self.db, pool => sqlx::query_as(SQL)
+        self.due(SQL, now, limit).await
+    }
+
+    /// (license id, tenant id) of the rows `sql` finds due at `$1` = `now`,
+    /// at most `$2` = `limit`.
+    async fn due(&self, sql: &str, now: DateTime<Utc>, limit: i64) -> Result<Vec<(String, String)>, ProjectionError> {
+        let due = on_pool!(&self.db, pool => sqlx::query_as(sql)
             .bind(sortable_instant(now))
             .bind(limit)
             .fetch_all(pool)

@@ -12,6 +12,7 @@ on_both_backends!(
     audit_verify_walks_product_chains_and_license_readers_skip_them,
     a_license_generated_for_a_product_starts_from_its_policy,
     validate_checks_the_product_and_features_and_answers_with_client_codes,
+    releases_are_published_and_validate_answers_whether_an_update_is_out,
 );
 
 async fn create(app: &TestApp, tenant: &TestTenant, body: Value) -> Value {
@@ -238,4 +239,71 @@ async fn validate_checks_the_product_and_features_and_answers_with_client_codes(
     let deactivated = app.post("/api/v1/licenses/deactivate", None, json!({"licenseKey": key, "machineId": "m"})).await;
     assert_eq!(deactivated.body["code"], "DEACTIVATED");
     assert_eq!(app.validate(key, "m").await.body["code"], "NOT_ACTIVATED");
+}
+
+async fn releases_are_published_and_validate_answers_whether_an_update_is_out(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let acme = app.tenant("Acme").await;
+    let user = app.user(&acme, "u").await;
+    let product = create(&app, &acme, json!({"name": "Studio", "code": "PRO"})).await;
+    let releases = format!("/api/v1/products/{}/releases", product["id"].as_str().unwrap());
+    let publish = |body: Value| app.post(&releases, Some(&acme.admin_key), body);
+    for body in [
+        json!({"version": "1.0.0", "downloadUrl": "https://example.com/studio-1.0.0.dmg"}),
+        json!({"version": "1.1.0", "mandatory": true, "releaseNotes": "Security fix:\n- token check"}),
+        json!({"version": "1.2.0"}),
+        json!({"version": "2.0.0-beta.1", "channel": "beta"}),
+        json!({"version": "1.3.0", "releaseDate": "2099-01-01T00:00:00Z"}),
+    ] {
+        let reply = publish(body.clone()).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{body}: {}", reply.body);
+    }
+    let again = publish(json!({"version": "1.2.0"})).await;
+    assert_eq!((again.status, again.body["code"].as_str()), (StatusCode::CONFLICT, Some("release_exists")));
+    for (bad, field) in [
+        (json!({"version": "1.2"}), "version"),
+        (json!({}), "version"),
+        (json!({"version": "9.0.0", "downloadUrl": "ftp://x"}), "downloadUrl"),
+        (json!({"version": "9.0.0", "channel": "no good"}), "channel"),
+    ] {
+        let reply = publish(bad.clone()).await;
+        assert_eq!((reply.status, reply.body["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{bad}");
+    }
+    let listed = app.get(&releases, Some(&acme.admin_key)).await;
+    let versions: Vec<&str> =
+        listed.body["releases"].as_array().unwrap().iter().map(|r| r["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["2.0.0-beta.1", "1.3.0", "1.2.0", "1.1.0", "1.0.0"]);
+    let beta = app.get(&format!("{releases}?channel=beta"), Some(&acme.admin_key)).await;
+    assert_eq!(beta.body["releases"].as_array().unwrap().len(), 1);
+    let globex = app.tenant("Globex").await;
+    assert_eq!(app.get(&releases, Some(&globex.admin_key)).await.status, StatusCode::NOT_FOUND);
+
+    let license = app.generate(&user.key, json!({"productId": product["id"]})).await;
+    let key = license["licenseKey"].as_str().unwrap();
+    app.activate(key, "m").await;
+    let validate = |version: &str| {
+        app.post("/api/v1/licenses/validate", None, json!({"licenseKey": key, "machineId": "m", "appVersion": version}))
+    };
+    let old = validate("1.0.4").await;
+    assert_eq!(old.body["isValid"], true, "{}", old.body);
+    assert_eq!(
+        (old.body["updateAvailable"].clone(), old.body["latestVersion"].clone(), old.body["mandatoryUpdate"].clone()),
+        (json!(true), json!("1.2.0"), json!(true)),
+        "the beta and the future release are not offered"
+    );
+    let recent = validate("1.1.0").await;
+    assert_eq!(
+        (recent.body["updateAvailable"].clone(), recent.body["mandatoryUpdate"].clone()),
+        (json!(true), json!(false))
+    );
+    let current = validate("1.2.0").await;
+    assert_eq!(current.body["updateAvailable"], false);
+    let odd = validate("build 77").await;
+    assert_eq!((odd.body["isValid"].clone(), odd.body["updateAvailable"].clone()), (json!(true), Value::Null));
+    assert_eq!(odd.body["latestVersion"], "1.2.0");
+    let plain = app.validate(key, "m").await;
+    assert!(plain.body.get("updateAvailable").is_none(), "no appVersion, no update check");
+    let history =
+        app.get(&format!("/api/v1/products/{}/events", product["id"].as_str().unwrap()), Some(&acme.admin_key)).await;
+    assert_eq!(history.body["events"].as_array().unwrap().len(), 6, "each release is an event of the product");
 }

@@ -23,8 +23,8 @@ use chrono::{DateTime, Duration, Utc};
 use keyledger_app::anomalies::Allowance;
 use keyledger_app::serials::SerialKind;
 use keyledger_domain::{
-    parse_app_version, parse_features, AnomalyKind, DeviceDetails, License, LicenseCommand, LicenseError, LicenseKey,
-    MachineHash, MachineId, MachineName, Resurrection,
+    check_for_update, parse_app_version, parse_features, AnomalyKind, DeviceDetails, License, LicenseCommand,
+    LicenseError, LicenseKey, MachineHash, MachineId, MachineName, Resurrection,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -59,8 +59,9 @@ pub struct ClientRequest {
     pub license_key: Option<String>,
     pub machine_id: Option<String>,
     pub machine_name: Option<String>,
-    /// The calling application's version, kept on the device at
-    /// activation (at most 64 characters).
+    /// The calling application's version: kept on the device at
+    /// activation (at most 64 characters); validate and heartbeat answer
+    /// whether a newer release of the license's product is out.
     pub app_version: Option<String>,
     /// validate and heartbeat: the product the caller expects the license
     /// to be for (`PRODUCT_MISMATCH` otherwise).
@@ -436,6 +437,10 @@ async fn check_machine(
         Ok(Err(reason)) => return invalid(&found.call, reason),
         Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
     }
+    let update = match update_check(state, &found.request, &license, now).await {
+        Ok(update) => update,
+        Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
+    };
     count_call(state, context, found.caller.as_ref(), &license, &machine, now).await;
     // Often enough under a heartbeat policy that a live device is never
     // taken for dead (see `Policy::dead_after`).
@@ -450,17 +455,20 @@ async fn check_machine(
             tracing::warn!(license_id = %license.id, code = error.code, "heartbeat not recorded");
         }
     }
-    found.call.answer(
-        StatusCode::OK,
-        json!({
-            "isValid": true,
-            "error": null,
-            "code": VALID,
-            "expiresAt": license.expires_at.map(instant),
-            "licenseType": license.license_type,
-            "maxConnections": license.max_connections,
-        }),
-    )
+    let mut body = json!({
+        "isValid": true,
+        "error": null,
+        "code": VALID,
+        "expiresAt": license.expires_at.map(instant),
+        "licenseType": license.license_type,
+        "maxConnections": license.max_connections,
+    });
+    if let Some(update) = update {
+        body["updateAvailable"] = json!(update.update_available);
+        body["latestVersion"] = json!(update.latest_version);
+        body["mandatoryUpdate"] = json!(update.mandatory);
+    }
+    found.call.answer(StatusCode::OK, body)
 }
 
 /// The caller's `productId` and required `features` against the license
@@ -496,6 +504,46 @@ async fn check_entitlements(
         _ => Vec::new(),
     };
     Ok(license.check_entitlements(product_id.as_deref(), &required, &product_features))
+}
+
+/// What a caller reporting `appVersion` is told about updates: from its
+/// license's product's stable releases out by `now` (a license of the
+/// default product has none). An `appVersion` that is not a semantic
+/// version can't be compared: `updateAvailable` and `mandatoryUpdate` are
+/// null then, and the validation stands.
+async fn update_check(
+    state: &AppState,
+    request: &ClientRequest,
+    license: &License,
+    now: DateTime<Utc>,
+) -> Result<Option<UpdateAnswer>, ApiError> {
+    let Some(raw) = request.app_version.as_deref() else { return Ok(None) };
+    let releases = match &license.product_id {
+        Some(id) => {
+            state.products.get(id).await.map_err(ApiError::from)?.map(|s| s.product.releases).unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    Ok(Some(match semver::Version::parse(raw.trim()) {
+        Ok(version) => {
+            let check = check_for_update(&releases, &version, now);
+            UpdateAnswer {
+                update_available: Some(check.update_available),
+                latest_version: check.latest_version,
+                mandatory: Some(check.mandatory),
+            }
+        }
+        Err(_) => {
+            let latest = check_for_update(&releases, &semver::Version::new(0, 0, 0), now).latest_version;
+            UpdateAnswer { update_available: None, latest_version: latest, mandatory: None }
+        }
+    }))
+}
+
+struct UpdateAnswer {
+    update_available: Option<bool>,
+    latest_version: Option<String>,
+    mandatory: Option<bool>,
 }
 
 /// The code of a successful client answer: the machine holds a seat of a

@@ -12,6 +12,7 @@ mod licenses;
 mod metrics;
 mod policy;
 mod products;
+mod releases;
 mod tenants;
 mod webhooks;
 
@@ -30,6 +31,7 @@ use crate::screen::screen;
 use crate::state::AppState;
 
 pub use products::ProductResponse;
+pub use releases::ReleaseResponse;
 
 /// The largest request body accepted; every body keyledger takes is a few
 /// hundred bytes.
@@ -125,6 +127,7 @@ fn all() -> Routes {
         .merge(webhooks::routes())
         .merge(anomalies::routes())
         .merge(products::routes())
+        .merge(releases::routes())
         // One set of handlers under the native path and seed 000's own.
         .nest("/api/v1/licenses", license_routes(), "")
         .nest("/api/v1/fastrLicense", license_routes(), "fastr_")

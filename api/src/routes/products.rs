@@ -79,6 +79,11 @@ impl From<ProductCommandError> for ApiError {
             ProductCommandError::Refused(ProductError::AlreadyExists) => {
                 ApiError::bad_request("product_exists", "The product exists already").with_status(StatusCode::CONFLICT)
             }
+            ProductCommandError::Refused(ProductError::ReleaseExists) => {
+                ApiError::field("version", "This version is published on this channel already")
+                    .with_code("release_exists")
+                    .with_status(StatusCode::CONFLICT)
+            }
             ProductCommandError::CodeTaken => ApiError::field("code", "Another product of the tenant has this code")
                 .with_code("product_code_taken")
                 .with_status(StatusCode::CONFLICT),

@@ -30,6 +30,7 @@ pub const NAMES: &[&str] = &[
     "product.created",
     "product.updated",
     "product.deleted",
+    "release.published",
     HEARTBEAT,
     USAGE_THRESHOLD,
     CALL_RATE_EXCEEDED,

@@ -856,40 +856,11 @@ fn an_activation_written_before_devices_had_details_still_reads() {
 // --- policies ---------------------------------------------------------------
 
 fn generated_with_policy(seats: u32, policy: Policy) -> LicenseEvent {
-    match generated_with_seats(seats) {
-        LicenseGenerated {
-            license_id,
-            tenant_id,
-            owner_id,
-            license_key,
-            license_type,
-            max_activations,
-            max_connections,
-            created_at,
-            expires_at,
-            expires_after_activation_secs,
-            product_id,
-            features,
-            number,
-            ..
-        } => LicenseGenerated {
-            license_id,
-            tenant_id,
-            owner_id,
-            license_key,
-            license_type,
-            max_activations,
-            max_connections,
-            created_at,
-            expires_at,
-            expires_after_activation_secs,
-            product_id,
-            features,
-            number,
-            policy,
-        },
-        _ => unreachable!(),
+    let mut event = generated_with_seats(seats);
+    if let LicenseGenerated { policy: generated, .. } = &mut event {
+        *generated = policy;
     }
+    event
 }
 
 fn heartbeats(secs: u32, resurrection: crate::Resurrection) -> Policy {
