@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use keyledger_eventlog::{on_pool, Database};
 
 /// Numbers a process reserves at a time.
-const BLOCK: i64 = 32;
+const BLOCK: i64 = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SerialKind {
@@ -41,11 +41,15 @@ struct Block {
 pub struct Serials {
     db: Database,
     blocks: Mutex<HashMap<(String, SerialKind), Block>>,
+    /// One reservation at a time: callers that find a block used up wait
+    /// for the one reserving, instead of each reserving a block of its
+    /// own on the same row.
+    refill: tokio::sync::Mutex<()>,
 }
 
 impl Serials {
     pub fn new(db: Database) -> Self {
-        Self { db, blocks: Mutex::default() }
+        Self { db, blocks: Mutex::default(), refill: tokio::sync::Mutex::new(()) }
     }
 
     /// The tenant's next number of this kind.
@@ -53,9 +57,11 @@ impl Serials {
         if let Some(number) = self.take(tenant_id, kind) {
             return Ok(number);
         }
-        // Two callers may both find the block used up and reserve one
-        // each; the later one's spare numbers replace the earlier's, which
-        // become a gap.
+        let _refill = self.refill.lock().await;
+        // Another caller may have reserved a block while this one waited.
+        if let Some(number) = self.take(tenant_id, kind) {
+            return Ok(number);
+        }
         const SQL: &str = "INSERT INTO tenant_serials (tenant_id, kind, next_number) VALUES ($1, $2, $3)
             ON CONFLICT (tenant_id, kind) DO UPDATE SET next_number = tenant_serials.next_number + $3
             RETURNING next_number";
