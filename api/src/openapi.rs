@@ -167,6 +167,56 @@ pub struct ProductHistory {
     next_after: Option<i64>,
 }
 
+/// A product as it was at an instant.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ProductStateAt {
+    at: String,
+    version: i64,
+    product: crate::routes::ProductResponse,
+}
+
+/// A page of a tenant's customers, oldest first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct CustomerPage {
+    customers: Vec<crate::routes::CustomerResponse>,
+    /// The `after` of the next page; null on the last.
+    next_after: Option<String>,
+}
+
+/// A page of a customer's history, oldest first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct CustomerHistory {
+    customer_id: String,
+    /// Event envelopes (`envelopeVersion` 1): see the README.
+    events: Vec<serde_json::Value>,
+    next_after: Option<i64>,
+}
+
+/// A customer as it was at an instant.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CustomerStateAt {
+    at: String,
+    version: i64,
+    customer: crate::routes::CustomerResponse,
+}
+
+/// A page of a customer's licenses, oldest first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub struct CustomerLicenses {
+    customer_id: String,
+    licenses: Vec<crate::wire::LicenseResponse>,
+    /// The `after` of the next page; null on the last.
+    next_after: Option<String>,
+}
+
 /// A page of a license's history, oldest first.
 #[derive(ToSchema)]
 #[allow(dead_code)]

@@ -325,6 +325,7 @@ impl Application {
             machine_secret: machine_secret.into_bytes().into(),
             webhooks,
             products: keyledger_app::products::ProductStore::new(db.clone()),
+            customers: keyledger_app::customers::CustomerStore::new(db.clone()),
             serials: Arc::new(keyledger_app::serials::Serials::new(db.clone())),
             webhook_allow_private: config.webhook_allow_private_networks,
             anomaly_settings: Arc::new(SettingsCache::new(AnomalyStore::new(db.clone()), ANOMALY_SETTINGS_TTL)),

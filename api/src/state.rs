@@ -44,6 +44,7 @@ pub struct AppState {
     /// Webhook endpoints and their delivery queue.
     pub webhooks: keyledger_app::webhooks::WebhookStore,
     pub products: keyledger_app::products::ProductStore,
+    pub customers: keyledger_app::customers::CustomerStore,
     pub serials: Arc<keyledger_app::serials::Serials>,
     /// Whether webhook URLs may point at private networks (and use http).
     pub webhook_allow_private: bool,

@@ -31,6 +31,8 @@ pub struct GenerateRequest {
     pub product_id: Option<String>,
     /// Feature codes of the license's own, beside its product's.
     pub features: Option<Vec<String>>,
+    /// The customer it is sold to (a customer id of the tenant).
+    pub customer_id: Option<String>,
     /// The license's policy; the default (no heartbeats, transfer limit,
     /// overage or user cap) when left out.
     pub policy: Option<PolicyFields>,
@@ -123,10 +125,14 @@ pub struct EditRequest {
     pub max_connections: Option<Option<i64>>,
     /// Policy fields to change; those left out keep their values.
     pub policy: Option<PolicyFields>,
+    /// The customer it is sold to; `null` takes the customer off.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub customer_id: Option<Option<String>>,
 }
 
 /// Tells an explicit `null` (Some(None)) from an absent field (None).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -165,6 +171,8 @@ pub struct LicenseResponse {
     pub product_id: Option<String>,
     /// Feature codes of its own, beside its product's.
     pub features: Vec<String>,
+    /// The customer it is sold to; null when none is named.
+    pub customer_id: Option<String>,
 }
 
 impl LicenseResponse {
@@ -189,6 +197,7 @@ impl LicenseResponse {
             number: license.number,
             product_id: license.product_id.clone(),
             features: license.features.clone(),
+            customer_id: license.customer_id.clone(),
         }
     }
 }

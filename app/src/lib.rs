@@ -10,11 +10,15 @@
 //! - [`metrics`]: the process's Prometheus registry.
 //! - [`webhooks`]: endpoints, signatures, URL safety and the delivery queue.
 //! - [`anomalies`]: thresholds, call counting, detectors and the anomaly table.
+//! - [`aggregates`]: the catalog's records (products, customers), each
+//!   with its own chain in the log and a view row written with its events.
 //!
 //! Nothing here knows about HTTP.
 
+pub mod aggregates;
 pub mod anomalies;
 pub mod culling;
+pub mod customers;
 pub mod expiry;
 pub mod master;
 pub mod metadata;

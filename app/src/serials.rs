@@ -19,6 +19,7 @@ const BLOCK: i64 = 256;
 pub enum SerialKind {
     License,
     Device,
+    Customer,
 }
 
 impl SerialKind {
@@ -26,6 +27,7 @@ impl SerialKind {
         match self {
             Self::License => "license",
             Self::Device => "device",
+            Self::Customer => "customer",
         }
     }
 }

@@ -340,6 +340,7 @@ mod tests {
             expires_at: Some(Utc::now() + Duration::days(30)),
             expires_after_activation_secs: None,
             product_id: None,
+            customer_id: None,
             features: Vec::new(),
             number: None,
             policy: Default::default(),

@@ -23,6 +23,7 @@ pub enum LicenseCommand {
         expires_after_activation_secs: Option<i64>,
         product_id: Option<String>,
         features: Vec<String>,
+        customer_id: Option<String>,
         number: Option<i64>,
         policy: Policy,
         at: DateTime<Utc>,
@@ -98,6 +99,8 @@ pub enum LicenseCommand {
         max_activations: Option<Seats>,
         max_connections: Option<Option<u32>>,
         policy: Option<Policy>,
+        /// `Some(None)` takes the customer off the license.
+        customer_id: Option<Option<String>>,
         at: DateTime<Utc>,
     },
     /// Counted by the API: `calls` in the window starting at

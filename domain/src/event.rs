@@ -38,6 +38,9 @@ pub enum LicenseEvent {
         /// Feature codes of its own, beside its product's.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         features: Vec<String>,
+        /// The customer it was sold to; absent when none is named.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer_id: Option<String>,
         /// Its per-tenant serial number; absent on licenses generated
         /// before numbers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,6 +115,10 @@ pub enum LicenseEvent {
         /// The resulting policy; absent when it is the default.
         #[serde(default, skip_serializing_if = "Policy::is_default")]
         policy: Policy,
+        /// The resulting customer; absent when none is named (as on
+        /// every edit written before customers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer_id: Option<String>,
         edited_at: DateTime<Utc>,
     },
     /// A device called validate or heartbeat more often than its

@@ -8,6 +8,7 @@
 
 mod anomaly;
 mod command;
+mod customer;
 mod device;
 mod error;
 mod event;
@@ -22,6 +23,10 @@ mod values;
 
 pub use anomaly::{AnomalyEvidence, AnomalyKind, AnomalyMark, OpenAnomaly};
 pub use command::LicenseCommand;
+pub use customer::{
+    check_metadata, parse_customer_name, parse_email, Customer, CustomerChanges, CustomerCommand, CustomerError,
+    CustomerEvent, CustomerFieldError, CustomerFields,
+};
 pub use device::{
     device_id, parse_app_version, AppVersionError, BlockedMachine, Device, DeviceDetails, MAX_APP_VERSION_LEN,
     MAX_PAST_DEVICES,

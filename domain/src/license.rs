@@ -36,6 +36,9 @@ pub struct License {
     /// Feature codes of its own, beside its product's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<String>,
+    /// The customer it was sold to, if one is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
     /// Its per-tenant serial number, beside its UUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<i64>,
@@ -234,6 +237,7 @@ impl License {
                 expires_after_activation_secs,
                 product_id,
                 features,
+                customer_id,
                 number,
                 policy,
                 at,
@@ -259,6 +263,7 @@ impl License {
                     expires_after_activation_secs,
                     product_id,
                     features,
+                    customer_id,
                     number,
                     policy,
                 }]
@@ -379,12 +384,13 @@ impl License {
                 }
                 vec![HeartbeatRecorded { machine, recorded_at: at }]
             }
-            EditLicense { expires_at, max_activations, max_connections, policy, at } => {
+            EditLicense { expires_at, max_activations, max_connections, policy, customer_id, at } => {
                 let current_expiry = self.expires_at;
                 let expires_at = expires_at.or(current_expiry);
                 let max_activations = max_activations.unwrap_or(self.max_activations);
                 let max_connections = max_connections.unwrap_or(self.max_connections);
                 let policy = policy.unwrap_or_else(|| self.policy.clone());
+                let customer_id = customer_id.unwrap_or_else(|| self.customer_id.clone());
                 if let (Some(created), Some(expiry)) = (self.created_at, expires_at) {
                     if expiry <= created {
                         return Err(LicenseError::ExpiryBeforeCreation);
@@ -397,11 +403,12 @@ impl License {
                 let unchanged = expires_at == current_expiry
                     && max_activations == self.max_activations
                     && max_connections == self.max_connections
-                    && policy == self.policy;
+                    && policy == self.policy
+                    && customer_id == self.customer_id;
                 if unchanged {
                     return Ok(vec![]);
                 }
-                vec![LicenseEdited { expires_at, max_activations, max_connections, policy, edited_at: at }]
+                vec![LicenseEdited { expires_at, max_activations, max_connections, policy, customer_id, edited_at: at }]
             }
             ReportCallRate { machine, calls, allowance, window_started_at, window_secs, windows, at } => {
                 let device = self.device(&machine).ok_or(LicenseError::MachineNotActivated)?;
@@ -478,6 +485,7 @@ impl Aggregate for License {
                 expires_after_activation_secs,
                 product_id,
                 features,
+                customer_id,
                 number,
                 policy,
             } => {
@@ -493,6 +501,7 @@ impl Aggregate for License {
                     expires_after_activation_secs,
                     product_id,
                     features,
+                    customer_id,
                     number,
                     max_activations,
                     max_connections,
@@ -591,8 +600,9 @@ impl Aggregate for License {
             AnomalyResolved { anomaly_id, .. } => {
                 self.open_anomalies.retain(|open| open.id != anomaly_id);
             }
-            LicenseEdited { expires_at, max_activations, max_connections, policy, edited_at } => {
+            LicenseEdited { expires_at, max_activations, max_connections, policy, customer_id, edited_at } => {
                 self.expires_at = expires_at;
+                self.customer_id = customer_id;
                 if expires_at.is_some() {
                     // A fixed expiry replaces one still waiting for an
                     // activation.

@@ -22,7 +22,7 @@ pub use database::{Backend, Database, EventLogError};
 pub use log::write_turn;
 pub use log::{
     AppendError, BrokenChain, ChainBreak, Cursor, EventLog, LoggedEvent, NewEvent, PayloadOnly, ProjectedRow, SqlValue,
-    VerifyReport, AGGREGATE_TYPE, ENVELOPE_VERSION, PRODUCT_AGGREGATE, SAVE_CHECKPOINT_SQL,
+    VerifyReport, AGGREGATE_TYPE, CUSTOMER_AGGREGATE, ENVELOPE_VERSION, PRODUCT_AGGREGATE, SAVE_CHECKPOINT_SQL,
 };
 pub use repository::LogRepository;
 pub use snapshot::{Loaded, Snapshots, SNAPSHOT_EVERY, SNAPSHOT_FORMAT};

@@ -17,6 +17,8 @@ use crate::{Database, EventLogError};
 pub const AGGREGATE_TYPE: &str = "License";
 /// The aggregate type of products.
 pub const PRODUCT_AGGREGATE: &str = "Product";
+/// The aggregate type of customers.
+pub const CUSTOMER_AGGREGATE: &str = "Customer";
 
 /// Where a reader of the tail has got to. On PostgreSQL events are read in
 /// `(txid, position)` order; on SQLite `txid` is always 0.

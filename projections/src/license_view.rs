@@ -41,7 +41,7 @@ pub struct LicenseViews {
     db: Database,
 }
 
-const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state, last_hash, state_format, cull_at)";
+const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state, last_hash, state_format, cull_at, customer_id)";
 
 /// Writes a row unless the stored one is newer. `{newer}` is `<` for live
 /// updates (a concurrent writer's newer state wins) and `<=` for a rebuild
@@ -50,10 +50,11 @@ const ON_CONFLICT: &str = "
 ON CONFLICT (license_id) DO UPDATE
    SET owner_id = excluded.owner_id, license_key = excluded.license_key, version = excluded.version,
        expires_at = excluded.expires_at, expiry_recorded = excluded.expiry_recorded, state = excluded.state,
-       last_hash = excluded.last_hash, state_format = excluded.state_format, cull_at = excluded.cull_at
+       last_hash = excluded.last_hash, state_format = excluded.state_format, cull_at = excluded.cull_at,
+       customer_id = excluded.customer_id
  WHERE license_view.version {newer} excluded.version";
 
-/// Rows per multi-row upsert on PostgreSQL: 12 parameters each, well under
+/// Rows per multi-row upsert on PostgreSQL: 13 parameters each, well under
 /// its limit on parameters in one statement. SQLite runs a prepared
 /// statement as cheaply as a bigger one, and looks its parameters up by
 /// position one at a time, so it gets few rows per statement.
@@ -84,7 +85,7 @@ fn multi_row_upsert(rows: usize, newer: &str) -> String {
 const COLUMNS: &str = "SELECT license_id, version, state, last_hash, state_format FROM license_view";
 
 /// Columns of [`INSERT_INTO`].
-const COLUMN_COUNT: usize = 12;
+const COLUMN_COUNT: usize = 13;
 
 impl LicenseViews {
     pub fn new(db: Database) -> Self {
@@ -253,6 +254,7 @@ impl LicenseViews {
                 SqlValue::AppendedHash,
                 SqlValue::Int(SNAPSHOT_FORMAT),
                 SqlValue::Text(row.cull_at),
+                SqlValue::Text(row.customer_id),
             ],
             on_conflict: ON_CONFLICT.replace("{newer}", "<"),
         })
@@ -296,8 +298,31 @@ impl LicenseViews {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<LicenseView>, ProjectionError> {
+        self.tenant_page(tenant_id, "$4 = ''", "", after, limit).await
+    }
+
+    /// A customer's licenses, paged like [`Self::by_tenant`].
+    pub async fn by_customer(
+        &self,
+        tenant_id: &str,
+        customer_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<LicenseView>, ProjectionError> {
+        self.tenant_page(tenant_id, "customer_id = $4", customer_id, after, limit).await
+    }
+
+    /// A page of a tenant's licenses that pass `filter` (binding `$4`).
+    async fn tenant_page(
+        &self,
+        tenant_id: &str,
+        filter: &str,
+        filter_value: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<LicenseView>, ProjectionError> {
         let sql = format!(
-            "{COLUMNS} WHERE tenant_id = $1
+            "{COLUMNS} WHERE tenant_id = $1 AND {filter}
                AND ($2 = '' OR (created_at, license_id) > (SELECT created_at, license_id FROM license_view WHERE license_id = $2))
              ORDER BY created_at, license_id LIMIT $3"
         );
@@ -305,6 +330,7 @@ impl LicenseViews {
             .bind(tenant_id)
             .bind(after.unwrap_or_default())
             .bind(limit)
+            .bind(filter_value)
             .fetch_all(pool)
             .await)?;
         rows.into_iter().map(decode).collect()
@@ -403,6 +429,8 @@ struct ViewRow {
     state: String,
     /// See migration 0011: empty when no device can die.
     cull_at: String,
+    /// See migration 0014: empty when none is named.
+    customer_id: String,
     last_hash: Option<String>,
 }
 
@@ -421,6 +449,7 @@ impl ViewRow {
             expires_at: license.expires_at.map(sortable_instant).unwrap_or_default(),
             expiry_recorded: i64::from(license.expiry_recorded()),
             cull_at: license.next_death().map(sortable_instant).unwrap_or_default(),
+            customer_id: license.customer_id.clone().unwrap_or_default(),
             state,
             last_hash: last_hash.map(str::to_owned),
         })
@@ -448,6 +477,7 @@ impl ViewRow {
             .bind(self.last_hash.as_deref())
             .bind(SNAPSHOT_FORMAT)
             .bind(self.cull_at.as_str())
+            .bind(self.customer_id.as_str())
     }
 }
 

@@ -110,6 +110,7 @@ mod tests {
             expires_at: Some(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()),
             expires_after_activation_secs: None,
             product_id: None,
+            customer_id: None,
             features: Vec::new(),
             number: None,
             policy: Default::default(),

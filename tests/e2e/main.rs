@@ -6,6 +6,7 @@ mod access;
 mod anomalies;
 mod client_protocol;
 mod concurrency;
+mod customers;
 mod devices;
 mod eventlog;
 mod hardening;

@@ -32,6 +32,8 @@ async fn a_product_is_created_listed_updated_and_deleted_with_its_history(backen
     assert_eq!(product["version"], 1);
     let id = product["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/products/{id}");
+    let before_rename = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 
     let listed = app.get("/api/v1/products", Some(&tenant.admin_key)).await;
     assert_eq!(listed.body["products"].as_array().unwrap().len(), 1);
@@ -41,6 +43,10 @@ async fn a_product_is_created_listed_updated_and_deleted_with_its_history(backen
     assert_eq!(renamed.body["version"], 2);
     let same = app.request(Method::PATCH, &path, Some(&tenant.admin_key), Some(json!({"name": "Studio 2"}))).await;
     assert_eq!(same.body["version"], 2, "an edit that changes nothing records nothing");
+
+    let then = app.get(&format!("{path}/state?at={before_rename}"), Some(&tenant.admin_key)).await;
+    assert_eq!(then.status, StatusCode::OK, "{}", then.body);
+    assert_eq!((then.body["version"].as_i64(), then.body["product"]["name"].as_str()), (Some(1), Some("Studio")));
 
     let history = app.get(&format!("{path}/events"), Some(&tenant.admin_key)).await;
     assert_eq!(history.status, StatusCode::OK, "{}", history.body);

@@ -499,7 +499,7 @@ async fn check_entitlements(
             .get(id)
             .await
             .map_err(ApiError::from)?
-            .map(|stored| stored.product.features)
+            .map(|stored| stored.record.features)
             .unwrap_or_default(),
         _ => Vec::new(),
     };
@@ -520,7 +520,7 @@ async fn update_check(
     let Some(raw) = request.app_version.as_deref() else { return Ok(None) };
     let releases = match &license.product_id {
         Some(id) => {
-            state.products.get(id).await.map_err(ApiError::from)?.map(|s| s.product.releases).unwrap_or_default()
+            state.products.get(id).await.map_err(ApiError::from)?.map(|s| s.record.releases).unwrap_or_default()
         }
         None => Vec::new(),
     };

@@ -53,7 +53,7 @@ pub(super) fn parse_machine(raw: Option<&str>) -> ApiResult<MachineId> {
     MachineId::parse(raw.unwrap_or_default()).map_err(|e| ApiError::field("machineId", e.to_string()))
 }
 
-fn parse_license_id(raw: &str) -> ApiResult<String> {
+pub(super) fn parse_license_id(raw: &str) -> ApiResult<String> {
     Uuid::parse_str(raw)
         .map(|id| id.to_string())
         .map_err(|_| ApiError::field("licenseId", "licenseId must be a UUID (the license's id, not its key)"))
@@ -175,7 +175,7 @@ async fn generate(
     let max_activations = parse_seats(request.max_activations.unwrap_or(1))?;
     // A product's policy is where the license's starts from.
     let product = match request.product_id.as_deref() {
-        Some(raw) => Some(super::products::tenant_product(&state, tenant_id, raw).await?.product),
+        Some(raw) => Some(super::products::tenant_product(&state, tenant_id, raw).await?.record),
         None => None,
     };
     let base = product.as_ref().map(|product| product.policy.clone()).unwrap_or_default();
@@ -185,6 +185,10 @@ async fn generate(
     };
     let features = parse_features(request.features.as_deref().unwrap_or_default())
         .map_err(|(index, e)| ApiError::field(&format!("features[{index}]"), format!("a feature {e}")))?;
+    let customer_id = match request.customer_id.as_deref() {
+        Some(raw) => Some(super::customers::tenant_customer_id(&state, tenant_id, raw).await?),
+        None => None,
+    };
     let number = state.serials.next(tenant_id, SerialKind::License).await.map_err(ApiError::internal)?;
     let now = Utc::now();
     let license_id = Uuid::new_v4().to_string();
@@ -200,6 +204,7 @@ async fn generate(
         expires_after_activation_secs: validity.from_activation.map(|validity| validity.num_seconds()),
         product_id: product.map(|product| product.id),
         features,
+        customer_id,
         number: Some(number),
         policy,
         at: now,
@@ -385,12 +390,13 @@ async fn reinstate(
     Ok(Json(LicenseResponse::new(&license, now)))
 }
 
-/// An administrator changes expiry, seats or the connection cap.
+/// An administrator changes expiry, seats, the connection cap, the
+/// policy or the customer.
 #[utoipa::path(
     patch,
     path = "/{license_id}",
     tag = "licenses",
-    summary = "Edit expiry, seats and the connection cap (tenant admin, operator)",
+    summary = "Edit expiry, seats, the connection cap, the policy or the customer (tenant admin, operator)",
     params(("license_id" = String, Path, description = "The license id (a UUID)")), request_body = EditRequest,
     responses((status = 200, description = "The license now", body = LicenseResponse), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
     security(("bearer" = []), ("apiKey" = []))
@@ -413,12 +419,18 @@ async fn edit(
         Some(Some(raw)) => Some(Some(parse_max_connections(raw)?)),
     };
     let policy = request.policy.as_ref().map(|fields| super::policy::apply(&license.policy, fields)).transpose()?;
+    let customer_id = match request.customer_id.as_ref() {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(raw)) => Some(Some(super::customers::tenant_customer_id(&state, &license.tenant_id, raw).await?)),
+    };
     let now = Utc::now();
     let command = LicenseCommand::EditLicense {
         expires_at: request.expired_at,
         max_activations,
         max_connections,
         policy,
+        customer_id,
         at: now,
     };
     let license = execute_as(&state, &context, Some(&caller), &license, command).await?;

@@ -3,7 +3,9 @@
 
 mod anomalies;
 mod audit;
+mod catalog;
 mod client;
+mod customers;
 mod devices;
 mod docs;
 mod health;
@@ -30,6 +32,7 @@ use crate::limits::{rate_limit, LimitLayer};
 use crate::screen::screen;
 use crate::state::AppState;
 
+pub use customers::CustomerResponse;
 pub use products::ProductResponse;
 pub use releases::ReleaseResponse;
 
@@ -127,6 +130,7 @@ fn all() -> Routes {
         .merge(webhooks::routes())
         .merge(anomalies::routes())
         .merge(products::routes())
+        .merge(customers::routes())
         .merge(releases::routes())
         // One set of handlers under the native path and seed 000's own.
         .nest("/api/v1/licenses", license_routes(), "")

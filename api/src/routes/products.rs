@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
+use keyledger_app::aggregates::{CatalogError, NO_FILTER};
 use keyledger_app::products::{ProductCommandError, StoredProduct};
 use keyledger_domain::{parse_code, parse_features, parse_product_name, Policy, Product, ProductCommand, ProductError};
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,8 @@ use serde_json::{json, Value};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::audit::{integer_param, query_params, QueryParams, DEFAULT_PAGE, MAX_PAGE};
+use super::audit::{query_params, QueryParams};
+use super::catalog::{store_failure, Kind};
 use super::Routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -27,6 +29,7 @@ pub fn routes() -> Routes {
         .add(routes!(create_product, list_products))
         .add(routes!(get_product, update_product, delete_product))
         .add(routes!(product_history))
+        .add(routes!(product_state))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -74,43 +77,35 @@ impl ProductResponse {
 
 impl From<ProductCommandError> for ApiError {
     fn from(error: ProductCommandError) -> Self {
-        match error {
-            ProductCommandError::Refused(ProductError::NotFound) => product_not_found(),
-            ProductCommandError::Refused(ProductError::AlreadyExists) => {
+        if let CatalogError::Taken = error {
+            return ApiError::field("code", "Another product of the tenant has this code")
+                .with_code("product_code_taken")
+                .with_status(StatusCode::CONFLICT);
+        }
+        store_failure(error, |refused| match refused {
+            ProductError::NotFound => product_not_found(),
+            ProductError::AlreadyExists => {
                 ApiError::bad_request("product_exists", "The product exists already").with_status(StatusCode::CONFLICT)
             }
-            ProductCommandError::Refused(ProductError::ReleaseExists) => {
+            ProductError::ReleaseExists => {
                 ApiError::field("version", "This version is published on this channel already")
                     .with_code("release_exists")
                     .with_status(StatusCode::CONFLICT)
             }
-            ProductCommandError::CodeTaken => ApiError::field("code", "Another product of the tenant has this code")
-                .with_code("product_code_taken")
-                .with_status(StatusCode::CONFLICT),
-            ProductCommandError::Contended => ApiError::contended(),
-            ProductCommandError::Store(error) => ApiError::internal(error),
-        }
+        })
     }
 }
 
-pub(super) fn product_not_found() -> ApiError {
+fn product_not_found() -> ApiError {
     ApiError::not_found("Product not found").with_code("product_not_found")
 }
 
-fn parse_product_id(raw: &str) -> ApiResult<String> {
-    Uuid::parse_str(raw)
-        .map(|id| id.to_string())
-        .map_err(|_| ApiError::field("productId", "productId must be a UUID (a product's id)"))
-}
+pub(super) const PRODUCT: Kind = Kind { id_field: "productId", not_found: product_not_found };
 
 /// The caller's tenant's live product `raw_id`; another tenant's or a
 /// deleted one does not exist.
 pub(super) async fn tenant_product(state: &AppState, tenant_id: &str, raw_id: &str) -> ApiResult<StoredProduct> {
-    let id = parse_product_id(raw_id)?;
-    match state.products.get(&id).await? {
-        Some(stored) if stored.product.tenant_id == tenant_id && stored.product.exists() => Ok(stored),
-        _ => Err(product_not_found()),
-    }
+    PRODUCT.tenant_record(&state.products, tenant_id, raw_id, false).await
 }
 
 fn checked_name(raw: &str) -> ApiResult<String> {
@@ -160,8 +155,8 @@ async fn create_product(
         policy: policy.clone(),
         at: now,
     };
-    let product = state.products.execute(&product_id, build, &metadata).await?;
-    Ok((StatusCode::CREATED, Json(ProductResponse::new(&product, 1))))
+    let stored = state.products.execute(&product_id, build, &metadata).await?;
+    Ok((StatusCode::CREATED, Json(ProductResponse::new(&stored.record, stored.version))))
 }
 
 #[utoipa::path(
@@ -176,14 +171,10 @@ async fn create_product(
 async fn list_products(State(state): State<AppState>, caller: Caller, params: QueryParams) -> ApiResult<Json<Value>> {
     let tenant_id = caller.require_admin()?.to_owned();
     let params = query_params(params)?;
-    let limit = integer_param(&params, "limit", DEFAULT_PAGE, (1, MAX_PAGE))?;
-    let after = params
-        .get("after")
-        .map(|raw| parse_product_id(raw).map_err(|_| ApiError::field("after", "after must be a product id")))
-        .transpose()?;
-    let page = state.products.list(&tenant_id, after.as_deref(), limit).await?;
-    let next_after = (page.len() as i64 == limit).then(|| page.last().map(|p| p.product.id.clone())).flatten();
-    let products: Vec<ProductResponse> = page.iter().map(|p| ProductResponse::new(&p.product, p.version)).collect();
+    let (after, limit) = PRODUCT.page_params(&params)?;
+    let page = state.products.list(&tenant_id, after.as_deref(), limit, NO_FILTER, "").await?;
+    let next_after = (page.len() as i64 == limit).then(|| page.last().map(|p| p.record.id.clone())).flatten();
+    let products: Vec<ProductResponse> = page.iter().map(|p| ProductResponse::new(&p.record, p.version)).collect();
     Ok(Json(json!({ "products": products, "nextAfter": next_after })))
 }
 
@@ -203,7 +194,7 @@ async fn get_product(
 ) -> ApiResult<Json<ProductResponse>> {
     let tenant_id = caller.require_admin()?.to_owned();
     let stored = tenant_product(&state, &tenant_id, &raw_id).await?;
-    Ok(Json(ProductResponse::new(&stored.product, stored.version)))
+    Ok(Json(ProductResponse::new(&stored.record, stored.version)))
 }
 
 #[utoipa::path(
@@ -228,7 +219,7 @@ async fn update_product(
     let code = request.code.as_deref().map(checked_code).transpose()?;
     let features = request.features.as_deref().map(checked_features).transpose()?;
     let policy =
-        request.policy.as_ref().map(|fields| super::policy::apply(&stored.product.policy, fields)).transpose()?;
+        request.policy.as_ref().map(|fields| super::policy::apply(&stored.record.policy, fields)).transpose()?;
     let now = Utc::now();
     let metadata = event_metadata(&context, Some(&caller), &tenant_id, now);
     let build = || ProductCommand::UpdateProduct {
@@ -238,9 +229,8 @@ async fn update_product(
         policy: policy.clone(),
         at: now,
     };
-    let product = state.products.execute(&stored.product.id, build, &metadata).await?;
-    let version = state.products.get(&product.id).await?.map_or(stored.version, |now| now.version);
-    Ok(Json(ProductResponse::new(&product, version)))
+    let now = state.products.execute(&stored.record.id, build, &metadata).await?;
+    Ok(Json(ProductResponse::new(&now.record, now.version)))
 }
 
 #[utoipa::path(
@@ -262,7 +252,7 @@ async fn delete_product(
     let stored = tenant_product(&state, &tenant_id, &raw_id).await?;
     let now = Utc::now();
     let metadata = event_metadata(&context, Some(&caller), &tenant_id, now);
-    state.products.execute(&stored.product.id, || ProductCommand::DeleteProduct { at: now }, &metadata).await?;
+    state.products.execute(&stored.record.id, || ProductCommand::DeleteProduct { at: now }, &metadata).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -285,14 +275,27 @@ async fn product_history(
 ) -> ApiResult<Json<Value>> {
     let tenant_id = caller.require_admin()?.to_owned();
     let params = query_params(params)?;
-    let after = integer_param(&params, "after", 0, (0, i64::MAX))?;
-    let limit = integer_param(&params, "limit", DEFAULT_PAGE, (1, MAX_PAGE))?;
-    // A deleted product's history stays readable.
-    let id = parse_product_id(&raw_id)?;
-    let stored =
-        state.products.get(&id).await?.filter(|s| s.product.tenant_id == tenant_id).ok_or_else(product_not_found)?;
-    let events = state.products.history(&stored.product.id, after, limit).await?;
-    let next_after =
-        (events.len() as i64 == limit).then(|| events.last().and_then(|e| e["position"].as_i64())).flatten();
-    Ok(Json(json!({ "productId": stored.product.id, "events": events, "nextAfter": next_after })))
+    Ok(Json(PRODUCT.history(&state.products, &tenant_id, &raw_id, &params).await?))
+}
+
+/// `GET /api/v1/products/{id}/state?at=`: the product as it was then.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product_id}/state",
+    tag = "products",
+    summary = "A product as it was at an instant, replayed from its events (tenant admin)",
+    params(("product_id" = String, Path, description = "The product id (a UUID)"), ("at" = String, Query, description = "An RFC 3339 instant")),
+    responses((status = 200, description = "The product then", body = crate::openapi::ProductStateAt), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error)),
+    security(("bearer" = []), ("apiKey" = []))
+)]
+async fn product_state(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(raw_id): PathParam,
+    params: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let tenant_id = caller.require_admin()?.to_owned();
+    let params = query_params(params)?;
+    let render = |product: &Product, version| json!(ProductResponse::new(product, version));
+    Ok(Json(PRODUCT.state_at(&state.products, &tenant_id, &raw_id, &params, render).await?))
 }

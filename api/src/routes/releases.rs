@@ -118,7 +118,7 @@ async fn publish_release(
     };
     let metadata = event_metadata(&context, Some(&caller), &tenant_id, now);
     let build = || ProductCommand::PublishRelease { release: release.clone(), at: now };
-    state.products.execute(&stored.product.id, build, &metadata).await?;
+    state.products.execute(&stored.record.id, build, &metadata).await?;
     Ok((StatusCode::CREATED, Json(ReleaseResponse::new(&release))))
 }
 
@@ -141,7 +141,7 @@ async fn list_releases(
     let params = query_params(params)?;
     let stored = tenant_product(&state, &tenant_id, &raw_id).await?;
     let mut releases: Vec<&Release> = stored
-        .product
+        .record
         .releases
         .iter()
         .filter(|release| params.get("channel").is_none_or(|channel| &release.channel == channel))
@@ -151,5 +151,5 @@ async fn list_releases(
         version(b).cmp(&version(a))
     });
     let releases: Vec<ReleaseResponse> = releases.into_iter().map(ReleaseResponse::new).collect();
-    Ok(Json(json!({ "productId": stored.product.id, "releases": releases })))
+    Ok(Json(json!({ "productId": stored.record.id, "releases": releases })))
 }

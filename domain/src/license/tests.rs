@@ -45,6 +45,7 @@ fn generated_with_seats(seats: u32) -> LicenseEvent {
         product_id: None,
         features: Vec::new(),
         number: None,
+        customer_id: None,
     }
 }
 
@@ -101,6 +102,7 @@ fn generating_a_license_records_its_terms() {
             number: None,
             policy: Policy::default(),
             at: t(0),
+            customer_id: None,
         })
         .then_expect_events(vec![generated()]);
 }
@@ -124,6 +126,7 @@ fn generating_twice_is_refused() {
             number: None,
             policy: Policy::default(),
             at: t(1),
+            customer_id: None,
         })
         .then_expect_error(LicenseError::AlreadyExists);
 }
@@ -147,6 +150,7 @@ fn generating_a_license_that_expires_at_creation_is_refused() {
             number: None,
             policy: Policy::default(),
             at: t(0),
+            customer_id: None,
         })
         .then_expect_error(LicenseError::ExpiryBeforeCreation);
 }
@@ -167,6 +171,7 @@ fn every_command_on_a_missing_license_is_not_found() {
             max_connections: None,
             policy: None,
             at: t(1),
+            customer_id: None,
         },
     ] {
         LicenseTest::with(()).given_no_previous_events().when(command).then_expect_error(LicenseError::NotFound);
@@ -449,6 +454,7 @@ fn an_edit_records_the_resulting_terms() {
             max_connections: Some(None),
             policy: None,
             at: t(1),
+            customer_id: None,
         })
         .then_expect_events(vec![LicenseEdited {
             expires_at: Some(new_expiry),
@@ -456,6 +462,7 @@ fn an_edit_records_the_resulting_terms() {
             max_connections: None,
             policy: Policy::default(),
             edited_at: t(1),
+            customer_id: None,
         }]);
 }
 
@@ -469,6 +476,7 @@ fn an_edit_that_changes_nothing_records_nothing() {
             max_connections: None,
             policy: None,
             at: t(1),
+            customer_id: None,
         })
         .then_expect_events(vec![]);
 }
@@ -483,6 +491,7 @@ fn seats_cannot_drop_below_the_machines_in_use() {
             max_connections: None,
             policy: None,
             at: t(3),
+            customer_id: None,
         })
         .then_expect_error(LicenseError::SeatsBelowActiveMachines { requested: 1, active: 2 });
 }
@@ -497,6 +506,7 @@ fn an_edit_cannot_move_the_expiry_to_before_creation() {
             max_connections: None,
             policy: None,
             at: t(1),
+            customer_id: None,
         })
         .then_expect_error(LicenseError::ExpiryBeforeCreation);
 }
@@ -514,6 +524,7 @@ fn extending_an_expired_license_renews_it() {
             max_connections: Some(10),
             policy: Policy::default(),
             edited_at: later,
+            customer_id: None,
         },
     ]);
     assert_eq!(license.status, LicenseStatus::Activated);
@@ -993,6 +1004,7 @@ fn overage_admits_devices_beyond_the_seats() {
             max_connections: Some(None),
             policy: Some(Policy::default()),
             at: t(4),
+            customer_id: None,
         })
         .then_expect_error(LicenseError::SeatsBelowActiveMachines { requested: 2, active: 3 });
 }
@@ -1023,6 +1035,7 @@ fn generate_with(expires_at: Option<DateTime<Utc>>, after_activation: Option<i64
         number: None,
         policy: Policy::default(),
         at: t(0),
+        customer_id: None,
     }
 }
 
@@ -1063,6 +1076,7 @@ fn a_perpetual_license_never_expires_until_an_edit_gives_it_an_expiry() {
         max_connections: None,
         policy: None,
         at: t(1),
+        customer_id: None,
     };
     fold_command(&mut license, edit(None));
     assert_eq!((license.expires_at, license.max_activations.get()), (None, 2), "still perpetual");
