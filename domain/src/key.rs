@@ -1,4 +1,5 @@
-//! License keys: `XXXX-XXXX-XXXX-XXXX` over an alphabet without look-alikes.
+//! License keys: `XXXX-XXXX-XXXX-XXXX` (the default) or seed 001's
+//! `XXXXX-XXXXX-XXXXX-XXXXX-XXXXX`, over an alphabet without look-alikes.
 
 use std::fmt;
 
@@ -6,12 +7,67 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// 32 symbols with no `0/O` or `1/I` pairs, so a key read aloud or typed from
-/// a printout survives. 16 symbols of 5 bits give 80 bits of entropy, far out
-/// of reach of anyone guessing keys against the anonymous endpoints.
+/// a printout survives. 16 symbols of 5 bits give 80 bits of entropy (25
+/// give 125), far out of reach of anyone guessing keys against the
+/// anonymous endpoints.
 const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-const GROUPS: usize = 4;
-const GROUP_LEN: usize = 4;
-const KEY_LEN: usize = GROUPS * GROUP_LEN + (GROUPS - 1);
+
+/// The shape of the keys a product's licenses get: `groups` groups of
+/// `groups` symbols, joined by `-`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyFormat {
+    /// `XXXX-XXXX-XXXX-XXXX`: seed 000's keys.
+    #[default]
+    #[serde(rename = "XXXX-XXXX-XXXX-XXXX")]
+    FourByFour,
+    /// `XXXXX-XXXXX-XXXXX-XXXXX-XXXXX`: seed 001's keys.
+    #[serde(rename = "XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")]
+    FiveByFive,
+}
+
+impl KeyFormat {
+    pub const ALL: [KeyFormat; 2] = [KeyFormat::FourByFour, KeyFormat::FiveByFive];
+
+    /// Groups, and symbols per group.
+    fn groups(self) -> usize {
+        match self {
+            Self::FourByFour => 4,
+            Self::FiveByFive => 5,
+        }
+    }
+
+    fn len(self) -> usize {
+        self.groups() * self.groups() + self.groups() - 1
+    }
+
+    /// As written on the wire: `XXXX-XXXX-XXXX-XXXX`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FourByFour => "XXXX-XXXX-XXXX-XXXX",
+            Self::FiveByFive => "XXXXX-XXXXX-XXXXX-XXXXX-XXXXX",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|format| format.as_str() == raw)
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn fits(self, upper: &str) -> bool {
+        let group_len = self.groups();
+        upper.len() == self.len()
+            && upper.bytes().enumerate().all(|(i, b)| {
+                if i % (group_len + 1) == group_len {
+                    b == b'-'
+                } else {
+                    ALPHABET.contains(&b)
+                }
+            })
+    }
+}
 
 /// A well-formed license key. Parsing normalises case, so a key typed in
 /// lower case finds the same license.
@@ -23,20 +79,20 @@ pub struct LicenseKey(String);
 pub enum LicenseKeyError {
     #[error("licenseKey is required")]
     Missing,
-    #[error("licenseKey must look like XXXX-XXXX-XXXX-XXXX")]
+    #[error("licenseKey must look like XXXX-XXXX-XXXX-XXXX or XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")]
     Malformed,
 }
 
 impl LicenseKey {
     /// Draws a new key. Callers pass a CSPRNG (`rand::rngs::OsRng`); tests
     /// pass a seeded one.
-    pub fn generate(rng: &mut impl Rng) -> Self {
-        let mut key = String::with_capacity(KEY_LEN);
-        for group in 0..GROUPS {
+    pub fn generate(rng: &mut impl Rng, format: KeyFormat) -> Self {
+        let mut key = String::with_capacity(format.len());
+        for group in 0..format.groups() {
             if group > 0 {
                 key.push('-');
             }
-            for _ in 0..GROUP_LEN {
+            for _ in 0..format.groups() {
                 key.push(ALPHABET[rng.gen_range(0..ALPHABET.len())] as char);
             }
         }
@@ -51,17 +107,7 @@ impl LicenseKey {
             return Err(LicenseKeyError::Missing);
         }
         let upper = trimmed.to_ascii_uppercase();
-        if upper.len() != KEY_LEN {
-            return Err(LicenseKeyError::Malformed);
-        }
-        let well_formed = upper.bytes().enumerate().all(|(i, b)| {
-            if i % (GROUP_LEN + 1) == GROUP_LEN {
-                b == b'-'
-            } else {
-                ALPHABET.contains(&b)
-            }
-        });
-        if well_formed {
+        if KeyFormat::ALL.into_iter().any(|format| format.fits(&upper)) {
             Ok(Self(upper))
         } else {
             Err(LicenseKeyError::Malformed)
@@ -70,6 +116,14 @@ impl LicenseKey {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    pub fn format(&self) -> KeyFormat {
+        if KeyFormat::FiveByFive.fits(&self.0) {
+            KeyFormat::FiveByFive
+        } else {
+            KeyFormat::FourByFour
+        }
     }
 }
 
@@ -88,17 +142,23 @@ mod tests {
     #[test]
     fn generated_keys_parse_back_to_themselves() {
         let mut rng = StdRng::seed_from_u64(7);
-        for _ in 0..1000 {
-            let key = LicenseKey::generate(&mut rng);
-            assert_eq!(LicenseKey::parse(key.as_str()), Ok(key));
+        for format in KeyFormat::ALL {
+            for _ in 0..1000 {
+                let key = LicenseKey::generate(&mut rng, format);
+                assert_eq!(key.format(), format);
+                assert_eq!(LicenseKey::parse(key.as_str()), Ok(key));
+            }
         }
+        let five = LicenseKey::generate(&mut rng, KeyFormat::FiveByFive);
+        assert_eq!(five.as_str().len(), 29);
+        assert_eq!(five.as_str().split('-').map(str::len).collect::<Vec<_>>(), [5; 5]);
     }
 
     #[test]
     fn generated_keys_differ() {
         let mut rng = StdRng::seed_from_u64(7);
-        let a = LicenseKey::generate(&mut rng);
-        let b = LicenseKey::generate(&mut rng);
+        let a = LicenseKey::generate(&mut rng, KeyFormat::default());
+        let b = LicenseKey::generate(&mut rng, KeyFormat::default());
         assert_ne!(a, b);
     }
 
@@ -106,6 +166,8 @@ mod tests {
     fn lower_case_keys_are_normalised() {
         let key = LicenseKey::parse(" abcd-efgh-jkmn-2345 ").unwrap();
         assert_eq!(key.as_str(), "ABCD-EFGH-JKMN-2345");
+        let key = LicenseKey::parse("abcde-fghjk-mnpqr-stuvw-xyz23").unwrap();
+        assert_eq!(key.as_str(), "ABCDE-FGHJK-MNPQR-STUVW-XYZ23");
     }
 
     #[test]
@@ -118,6 +180,9 @@ mod tests {
             "ABCD-EFGH-JKMN-2341",
             "ABCD_EFGH_JKMN_2345",
             "ÄBCD-EFGH-JKMN-2345",
+            "ABCDE-FGHJK-MNPQR-STUVW",
+            "ABCDE-FGHJK-MNPQR-STUVW-XYZ2O",
+            "ABCD-EFGHJK-MNPQR-STUVW-XYZ23",
         ] {
             assert_eq!(LicenseKey::parse(bad), Err(LicenseKeyError::Malformed), "{bad}");
         }

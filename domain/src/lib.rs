@@ -33,7 +33,7 @@ pub use device::{
 };
 pub use error::LicenseError;
 pub use event::{LicenseEvent, EVENT_VERSION};
-pub use key::{LicenseKey, LicenseKeyError};
+pub use key::{KeyFormat, LicenseKey, LicenseKeyError};
 pub use license::License;
 pub use machine::{MachineHash, MachineId, MachineIdError, MachineName};
 pub use policy::{Overage, Policy, Resurrection, TransferLimit, MAX_HEARTBEAT_SECS, MAX_TRANSFERS, MIN_HEARTBEAT_SECS};

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::release::Release;
 use crate::text::check_display_text;
-use crate::Policy;
+use crate::{KeyFormat, Policy};
 
 /// Longest product name.
 pub const MAX_PRODUCT_NAME_LEN: usize = 200;
@@ -23,6 +23,9 @@ pub struct Product {
     pub name: String,
     pub code: String,
     pub features: Vec<String>,
+    /// The shape of its licenses' keys.
+    #[serde(default, skip_serializing_if = "KeyFormat::is_default")]
+    pub key_format: KeyFormat,
     #[serde(default, skip_serializing_if = "Policy::is_default")]
     pub policy: Policy,
     pub created_at: Option<DateTime<Utc>>,
@@ -42,6 +45,9 @@ pub enum ProductEvent {
         name: String,
         code: String,
         features: Vec<String>,
+        /// Absent for the default, as on products created before formats.
+        #[serde(default, skip_serializing_if = "KeyFormat::is_default")]
+        key_format: KeyFormat,
         #[serde(default, skip_serializing_if = "Policy::is_default")]
         policy: Policy,
         created_at: DateTime<Utc>,
@@ -51,6 +57,8 @@ pub enum ProductEvent {
         name: String,
         code: String,
         features: Vec<String>,
+        #[serde(default, skip_serializing_if = "KeyFormat::is_default")]
+        key_format: KeyFormat,
         #[serde(default, skip_serializing_if = "Policy::is_default")]
         policy: Policy,
         updated_at: DateTime<Utc>,
@@ -83,6 +91,7 @@ pub enum ProductCommand {
         name: String,
         code: String,
         features: Vec<String>,
+        key_format: KeyFormat,
         policy: Policy,
         at: DateTime<Utc>,
     },
@@ -91,6 +100,7 @@ pub enum ProductCommand {
         name: Option<String>,
         code: Option<String>,
         features: Option<Vec<String>>,
+        key_format: Option<KeyFormat>,
         policy: Option<Policy>,
         at: DateTime<Utc>,
     },
@@ -181,26 +191,39 @@ impl Product {
         use ProductCommand::*;
         use ProductEvent::*;
         match command {
-            CreateProduct { product_id, tenant_id, name, code, features, policy, at } => {
+            CreateProduct { product_id, tenant_id, name, code, features, key_format, policy, at } => {
                 if !self.id.is_empty() {
                     return Err(ProductError::AlreadyExists);
                 }
-                Ok(vec![ProductCreated { product_id, tenant_id, name, code, features, policy, created_at: at }])
+                Ok(vec![ProductCreated {
+                    product_id,
+                    tenant_id,
+                    name,
+                    code,
+                    features,
+                    key_format,
+                    policy,
+                    created_at: at,
+                }])
             }
-            UpdateProduct { name, code, features, policy, at } => {
+            UpdateProduct { name, code, features, key_format, policy, at } => {
                 if !self.exists() {
                     return Err(ProductError::NotFound);
                 }
                 let name = name.unwrap_or_else(|| self.name.clone());
                 let code = code.unwrap_or_else(|| self.code.clone());
                 let features = features.unwrap_or_else(|| self.features.clone());
+                let key_format = key_format.unwrap_or(self.key_format);
                 let policy = policy.unwrap_or_else(|| self.policy.clone());
-                let unchanged =
-                    name == self.name && code == self.code && features == self.features && policy == self.policy;
+                let unchanged = name == self.name
+                    && code == self.code
+                    && features == self.features
+                    && key_format == self.key_format
+                    && policy == self.policy;
                 if unchanged {
                     return Ok(vec![]);
                 }
-                Ok(vec![ProductUpdated { name, code, features, policy, updated_at: at }])
+                Ok(vec![ProductUpdated { name, code, features, key_format, policy, updated_at: at }])
             }
             DeleteProduct { at } => {
                 if !self.exists() {
@@ -224,13 +247,14 @@ impl Product {
     pub fn apply(&mut self, event: ProductEvent) {
         use ProductEvent::*;
         match event {
-            ProductCreated { product_id, tenant_id, name, code, features, policy, created_at } => {
+            ProductCreated { product_id, tenant_id, name, code, features, key_format, policy, created_at } => {
                 *self = Product {
                     id: product_id,
                     tenant_id,
                     name,
                     code,
                     features,
+                    key_format,
                     policy,
                     created_at: Some(created_at),
                     updated_at: Some(created_at),
@@ -238,10 +262,11 @@ impl Product {
                     releases: Vec::new(),
                 };
             }
-            ProductUpdated { name, code, features, policy, updated_at } => {
+            ProductUpdated { name, code, features, key_format, policy, updated_at } => {
                 self.name = name;
                 self.code = code;
                 self.features = features;
+                self.key_format = key_format;
                 self.policy = policy;
                 self.updated_at = Some(updated_at);
             }
@@ -272,6 +297,7 @@ mod tests {
             name: "Studio".into(),
             code: "PRO".into(),
             features: vec!["export".into()],
+            key_format: KeyFormat::FiveByFive,
             policy: Policy::default(),
             at: t(0),
         }
@@ -297,6 +323,7 @@ mod tests {
             name: None,
             code: None,
             features,
+            key_format: None,
             policy: None,
             at: t(1),
         };

@@ -55,7 +55,12 @@ async fn a_customer_is_created_found_edited_and_deleted_with_its_history(backend
 
     let fetched = app.get(&path, Some(&tenant.admin_key)).await;
     assert_eq!(fetched.body["company"], "Analytical");
-    let then = app.get(&format!("{path}/state?at={}", before_edit.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)), Some(&tenant.admin_key)).await;
+    let then = app
+        .get(
+            &format!("{path}/state?at={}", before_edit.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            Some(&tenant.admin_key),
+        )
+        .await;
     assert_eq!(then.status, StatusCode::OK, "{}", then.body);
     assert_eq!(
         (then.body["version"].as_i64(), then.body["customer"]["email"].as_str()),

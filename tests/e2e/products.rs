@@ -13,6 +13,7 @@ on_both_backends!(
     a_license_generated_for_a_product_starts_from_its_policy,
     validate_checks_the_product_and_features_and_answers_with_client_codes,
     releases_are_published_and_validate_answers_whether_an_update_is_out,
+    a_product_with_five_by_five_keys_gives_its_licenses_such_keys,
 );
 
 async fn create(app: &TestApp, tenant: &TestTenant, body: Value) -> Value {
@@ -312,4 +313,38 @@ async fn releases_are_published_and_validate_answers_whether_an_update_is_out(ba
     let history =
         app.get(&format!("/api/v1/products/{}/events", product["id"].as_str().unwrap()), Some(&acme.admin_key)).await;
     assert_eq!(history.body["events"].as_array().unwrap().len(), 6, "each release is an event of the product");
+}
+
+async fn a_product_with_five_by_five_keys_gives_its_licenses_such_keys(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let five = "XXXXX-XXXXX-XXXXX-XXXXX-XXXXX";
+    let product = create(&app, &tenant, json!({"name": "Legacy", "code": "LEGACY", "keyFormat": five})).await;
+    assert_eq!(product["keyFormat"], five);
+    let license = app.generate(&tenant.admin_key, json!({"productId": product["id"]})).await;
+    let key = license["licenseKey"].as_str().unwrap();
+    let groups: Vec<usize> = key.split('-').map(str::len).collect();
+    assert_eq!(groups, [5; 5], "{key}");
+    // Keys are case-insensitive, as seed 001 says.
+    assert_eq!(app.activate(&key.to_lowercase(), "m").await.status, StatusCode::OK);
+    assert_eq!(app.validate(key, "m").await.body["isValid"], true);
+    let info = app.get(&format!("/api/v1/licenses/info/{key}"), Some(&tenant.admin_key)).await;
+    assert_eq!(info.status, StatusCode::OK, "{}", info.body);
+
+    let plain = create(&app, &tenant, json!({"name": "Studio", "code": "PRO"})).await;
+    assert_eq!(plain["keyFormat"], "XXXX-XXXX-XXXX-XXXX", "the default");
+    let license = app.generate(&tenant.admin_key, json!({"productId": plain["id"]})).await;
+    assert_eq!(license["licenseKey"].as_str().unwrap().len(), 19);
+    let path = format!("/api/v1/products/{}", plain["id"].as_str().unwrap());
+    let changed = app.request(Method::PATCH, &path, Some(&tenant.admin_key), Some(json!({"keyFormat": five}))).await;
+    assert_eq!(changed.body["keyFormat"], five, "{}", changed.body);
+    let license = app.generate(&tenant.admin_key, json!({"productId": plain["id"]})).await;
+    assert_eq!(license["licenseKey"].as_str().unwrap().len(), 29, "new keys take the new format");
+
+    let bad = app
+        .post("/api/v1/products", Some(&tenant.admin_key), json!({"name": "X", "code": "X", "keyFormat": "XX"}))
+        .await;
+    assert_eq!((bad.status, bad.body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("keyFormat")));
+    let malformed = app.validate("ABCDE-FGHJK-MNPQR-STUVW", "m").await;
+    assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
 }

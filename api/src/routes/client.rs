@@ -23,8 +23,8 @@ use chrono::{DateTime, Duration, Utc};
 use keyledger_app::anomalies::Allowance;
 use keyledger_app::serials::SerialKind;
 use keyledger_domain::{
-    check_for_update, parse_app_version, parse_features, AnomalyKind, DeviceDetails, License, LicenseCommand,
-    LicenseError, LicenseKey, MachineHash, MachineId, MachineName, Resurrection,
+    check_for_update, parse_app_version, AnomalyKind, DeviceDetails, License, LicenseCommand, LicenseError, LicenseKey,
+    MachineHash, MachineId, MachineName, Resurrection,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -480,16 +480,11 @@ async fn check_entitlements(
     license: &License,
 ) -> Result<Result<(), LicenseError>, ApiError> {
     let product_id = match request.product_id.as_deref() {
-        Some(raw) => Some(
-            uuid::Uuid::parse_str(raw)
-                .map_err(|_| ApiError::field("productId", "productId must be a UUID (a product's id)"))?
-                .to_string(),
-        ),
+        Some(raw) => Some(super::products::PRODUCT.parse_id(raw, "productId")?),
         None => None,
     };
     let required = match request.features.as_deref() {
-        Some(raw) => parse_features(raw)
-            .map_err(|(index, e)| ApiError::field(&format!("features[{index}]"), format!("a feature {e}")))?,
+        Some(raw) => super::products::checked_features(raw)?,
         None => Vec::new(),
     };
     let needs_product = required.iter().any(|feature| !license.features.contains(feature));

@@ -5,9 +5,7 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{Datelike, Duration, Utc};
-use keyledger_domain::{
-    check_display_text, parse_features, License, LicenseCommand, LicenseKey, LicenseType, MachineId, Seats,
-};
+use keyledger_domain::{check_display_text, License, LicenseCommand, LicenseKey, LicenseType, MachineId, Seats};
 use keyledger_projections::LicenseView;
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
@@ -183,8 +181,7 @@ async fn generate(
         Some(fields) => super::policy::apply(&base, fields)?,
         None => base,
     };
-    let features = parse_features(request.features.as_deref().unwrap_or_default())
-        .map_err(|(index, e)| ApiError::field(&format!("features[{index}]"), format!("a feature {e}")))?;
+    let features = super::products::checked_features(request.features.as_deref().unwrap_or_default())?;
     let customer_id = match request.customer_id.as_deref() {
         Some(raw) => Some(super::customers::tenant_customer_id(&state, tenant_id, raw).await?),
         None => None,
@@ -196,7 +193,7 @@ async fn generate(
         license_id: license_id.clone(),
         tenant_id: tenant_id.to_owned(),
         owner_id: owner_id.to_owned(),
-        license_key: LicenseKey::generate(&mut OsRng),
+        license_key: LicenseKey::generate(&mut OsRng, product.as_ref().map(|p| p.key_format).unwrap_or_default()),
         license_type,
         max_activations,
         max_connections,

@@ -8,7 +8,9 @@ use axum::Json;
 use chrono::Utc;
 use keyledger_app::aggregates::{CatalogError, NO_FILTER};
 use keyledger_app::products::{ProductCommandError, StoredProduct};
-use keyledger_domain::{parse_code, parse_features, parse_product_name, Policy, Product, ProductCommand, ProductError};
+use keyledger_domain::{
+    parse_code, parse_features, parse_product_name, KeyFormat, Policy, Product, ProductCommand, ProductError,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa_axum::routes;
@@ -41,6 +43,9 @@ pub struct ProductRequest {
     pub code: Option<String>,
     /// Feature codes (entitlements) its licenses carry, at most 100.
     pub features: Option<Vec<String>>,
+    /// The shape of its licenses' keys: `XXXX-XXXX-XXXX-XXXX` (the
+    /// default) or `XXXXX-XXXXX-XXXXX-XXXXX-XXXXX` (seed 001's clients).
+    pub key_format: Option<String>,
     /// The policy its licenses start from; generate's `policy` fields
     /// change it per license.
     pub policy: Option<PolicyFields>,
@@ -53,6 +58,7 @@ pub struct ProductResponse {
     pub name: String,
     pub code: String,
     pub features: Vec<String>,
+    pub key_format: &'static str,
     pub policy: PolicyResponse,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
@@ -67,6 +73,7 @@ impl ProductResponse {
             name: product.name.clone(),
             code: product.code.clone(),
             features: product.features.clone(),
+            key_format: product.key_format.as_str(),
             policy: PolicyResponse::new(&product.policy),
             created_at: product.created_at.map(instant),
             updated_at: product.updated_at.map(instant),
@@ -116,7 +123,13 @@ fn checked_code(raw: &str) -> ApiResult<String> {
     parse_code(raw).map_err(|e| ApiError::field("code", format!("code {e}")))
 }
 
-fn checked_features(raw: &[String]) -> ApiResult<Vec<String>> {
+fn checked_key_format(raw: &str) -> ApiResult<KeyFormat> {
+    KeyFormat::parse(raw).ok_or_else(|| {
+        ApiError::field("keyFormat", "keyFormat must be XXXX-XXXX-XXXX-XXXX or XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")
+    })
+}
+
+pub(super) fn checked_features(raw: &[String]) -> ApiResult<Vec<String>> {
     parse_features(raw).map_err(|(index, e)| ApiError::field(&format!("features[{index}]"), format!("a feature {e}")))
 }
 
@@ -139,6 +152,7 @@ async fn create_product(
     let name = checked_name(request.name.as_deref().ok_or_else(|| ApiError::field("name", "name is required"))?)?;
     let code = checked_code(request.code.as_deref().ok_or_else(|| ApiError::field("code", "code is required"))?)?;
     let features = checked_features(request.features.as_deref().unwrap_or_default())?;
+    let key_format = request.key_format.as_deref().map(checked_key_format).transpose()?.unwrap_or_default();
     let policy = match &request.policy {
         Some(fields) => super::policy::apply(&Policy::default(), fields)?,
         None => Policy::default(),
@@ -152,6 +166,7 @@ async fn create_product(
         name: name.clone(),
         code: code.clone(),
         features: features.clone(),
+        key_format,
         policy: policy.clone(),
         at: now,
     };
@@ -218,6 +233,7 @@ async fn update_product(
     let name = request.name.as_deref().map(checked_name).transpose()?;
     let code = request.code.as_deref().map(checked_code).transpose()?;
     let features = request.features.as_deref().map(checked_features).transpose()?;
+    let key_format = request.key_format.as_deref().map(checked_key_format).transpose()?;
     let policy =
         request.policy.as_ref().map(|fields| super::policy::apply(&stored.record.policy, fields)).transpose()?;
     let now = Utc::now();
@@ -226,6 +242,7 @@ async fn update_product(
         name: name.clone(),
         code: code.clone(),
         features: features.clone(),
+        key_format,
         policy: policy.clone(),
         at: now,
     };
