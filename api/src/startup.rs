@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::routes::router;
 use crate::server::{self, ServerSettings};
 use crate::signing::{self, Directory, DirectoryError, MasterKey};
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use keyledger_app::anomalies::{AnomalyStore, SettingsCache};
 use keyledger_app::secret::{random_token, sha256_hex};
 use keyledger_app::service::LicenseService;
@@ -301,7 +301,7 @@ impl Application {
         if !limits.enabled() {
             tracing::warn!("rate limits and address blocks are off (KEYLEDGER_RATE_LIMITS=off)");
         }
-        let state = AppState {
+        let state = AppState::new(Shared {
             licenses,
             views,
             memory,
@@ -333,7 +333,7 @@ impl Application {
             heartbeat_interval: chrono::Duration::seconds(config.heartbeat_interval_secs.into()),
             heartbeat_floor: chrono::Duration::seconds(config.heartbeat_floor_secs.into()),
             db,
-        };
+        });
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartupError::Listen { addr: config.listen, source })?;

@@ -12,8 +12,25 @@ use crate::signing::Directory;
 use keyledger_app::service::LicenseService;
 use keyledger_app::tenancy::TenancyStore;
 
+/// Cloned for every request (axum's `State`), so it is one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub db: Database,
     pub log: EventLog,
     pub checkpoints: Checkpoints,
@@ -58,7 +75,7 @@ pub struct AppState {
     pub heartbeat_floor: Duration,
 }
 
-impl AppState {
+impl Shared {
     pub fn hash_machine(&self, machine: &MachineId) -> MachineHash {
         machine.hash(&self.machine_secret)
     }

@@ -5,7 +5,8 @@
 //! (`service`); these are written seldom and read by id or by tenant.
 
 use std::collections::HashMap;
-use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyledger_domain::EVENT_VERSION;
@@ -83,16 +84,28 @@ pub struct Stored<A> {
     pub last_hash: String,
 }
 
-#[derive(Debug)]
+/// Records read for the hot path (a validate that needs its license's
+/// product), each with when it was read; `None` remembers an absence.
+type Cache<A> = Arc<Mutex<HashMap<String, (Instant, Option<Arc<A>>)>>>;
+
+/// Most records the cache holds; past it, it starts over.
+const CACHE_CAPACITY: usize = 10_000;
+
 pub struct CatalogStore<A> {
     db: Database,
     log: EventLog,
-    kind: PhantomData<fn() -> A>,
+    cache: Cache<A>,
 }
 
 impl<A> Clone for CatalogStore<A> {
     fn clone(&self) -> Self {
-        Self { db: self.db.clone(), log: self.log.clone(), kind: PhantomData }
+        Self { db: self.db.clone(), log: self.log.clone(), cache: self.cache.clone() }
+    }
+}
+
+impl<A> std::fmt::Debug for CatalogStore<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogStore").field("db", &self.db).finish_non_exhaustive()
     }
 }
 
@@ -104,7 +117,7 @@ pub type ViewRow = (String, i64, String);
 
 impl<A: CatalogAggregate> CatalogStore<A> {
     pub fn new(db: Database) -> Self {
-        Self { log: EventLog::new(db.clone()), db, kind: PhantomData }
+        Self { log: EventLog::new(db.clone()), db, cache: Arc::default() }
     }
 
     pub fn database(&self) -> &Database {
@@ -117,6 +130,28 @@ impl<A: CatalogAggregate> CatalogStore<A> {
         let row: Option<ViewRow> =
             on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?;
         row.map(decode).transpose()
+    }
+
+    /// The record with this id as read at most `max_age` ago: a write in
+    /// this process shows at once, another process's within `max_age`.
+    pub async fn get_cached(&self, id: &str, max_age: Duration) -> Result<Option<Arc<A>>, CatalogError<A::Error>> {
+        if let Some((read_at, record)) = self.lock_cache().get(id) {
+            if read_at.elapsed() < max_age {
+                return Ok(record.clone());
+            }
+        }
+        let record = self.get(id).await?.map(|stored| Arc::new(stored.record));
+        let mut cache = self.lock_cache();
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(id.to_owned(), (Instant::now(), record.clone()));
+        Ok(record)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<Arc<A>>)>> {
+        // Entries are whole values: a panic elsewhere can't leave one half-written.
+        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Decides `command` on the record's latest state and appends what it
@@ -164,7 +199,9 @@ impl<A: CatalogAggregate> CatalogStore<A> {
                 })
                 .collect();
             let row = projected_row(id, &record, new_version)?;
-            match self.log.append_after(&new_events, &last_hash, Some(&row)).await {
+            let appended = self.log.append_after(&new_events, &last_hash, Some(&row)).await;
+            self.lock_cache().remove(id);
+            match appended {
                 Ok(hashes) => {
                     let last_hash = hashes.last().cloned().unwrap_or_default();
                     return Ok(Stored { record, version: new_version, last_hash });

@@ -16,4 +16,5 @@ mod nats;
 mod policies;
 mod products;
 mod startup;
+mod upgrade;
 mod webhooks;

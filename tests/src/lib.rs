@@ -178,8 +178,21 @@ impl TestApp {
         Self::start_stoppable(database_url, adjust).await
     }
 
+    /// A server on SQLite in `data_dir`, as a data directory written
+    /// earlier (by another release) holds it.
+    pub async fn spawn_in(data_dir: TempDir) -> Self {
+        Self::start_in(data_dir, None, |_| {}).await.0
+    }
+
     async fn start_stoppable(database_url: Option<String>, adjust: impl FnOnce(&mut Config)) -> (Self, Stop) {
-        let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), database_url, adjust).await
+    }
+
+    async fn start_in(
+        data_dir: TempDir,
+        database_url: Option<String>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> (Self, Stop) {
         let mut config = test_config(data_dir.path().to_path_buf());
         config.database_url = database_url;
         adjust(&mut config);

@@ -24,7 +24,7 @@ use keyledger_app::anomalies::Allowance;
 use keyledger_app::serials::SerialKind;
 use keyledger_domain::{
     check_for_update, parse_app_version, AnomalyKind, DeviceDetails, License, LicenseCommand, LicenseError, LicenseKey,
-    MachineHash, MachineId, MachineName, Resurrection,
+    MachineHash, MachineId, MachineName, Product, Resurrection,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -432,15 +432,16 @@ async fn check_machine(
         Ok(Err(reason)) => return invalid(&found.call, reason),
         Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
     };
-    match check_entitlements(state, &found.request, &license).await {
+    let product = match product_if_needed(state, &found.request, &license).await {
+        Ok(product) => product,
+        Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
+    };
+    match check_entitlements(&found.request, &license, product.as_deref()) {
         Ok(Ok(())) => {}
         Ok(Err(reason)) => return invalid(&found.call, reason),
         Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
     }
-    let update = match update_check(state, &found.request, &license, now).await {
-        Ok(update) => update,
-        Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
-    };
+    let update = update_check(&found.request, product.as_deref(), now);
     count_call(state, context, found.caller.as_ref(), &license, &machine, now).await;
     // Often enough under a heartbeat policy that a live device is never
     // taken for dead (see `Policy::dead_after`).
@@ -471,13 +472,33 @@ async fn check_machine(
     found.call.answer(StatusCode::OK, body)
 }
 
-/// The caller's `productId` and required `features` against the license
-/// (and its product's features, read only when a feature is asked for
-/// that the license does not carry itself).
-async fn check_entitlements(
+/// How stale a product read by validate may be: a change made through
+/// another process reaches this one's answers within this.
+const PRODUCT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The license's product, read (from a cache) only when the answer needs
+/// it: the caller asks for a feature the license does not carry itself,
+/// or reports an `appVersion`.
+async fn product_if_needed(
     state: &AppState,
     request: &ClientRequest,
     license: &License,
+) -> Result<Option<Arc<Product>>, ApiError> {
+    let Some(product_id) = &license.product_id else { return Ok(None) };
+    let needs_features =
+        request.features.as_deref().is_some_and(|wanted| wanted.iter().any(|f| !license.features.contains(f)));
+    if !needs_features && request.app_version.is_none() {
+        return Ok(None);
+    }
+    Ok(state.products.get_cached(product_id, PRODUCT_MAX_AGE).await?)
+}
+
+/// The caller's `productId` and required `features` against the license
+/// and its product's features.
+fn check_entitlements(
+    request: &ClientRequest,
+    license: &License,
+    product: Option<&Product>,
 ) -> Result<Result<(), LicenseError>, ApiError> {
     let product_id = match request.product_id.as_deref() {
         Some(raw) => Some(super::products::PRODUCT.parse_id(raw, "productId")?),
@@ -487,18 +508,8 @@ async fn check_entitlements(
         Some(raw) => super::products::checked_features(raw)?,
         None => Vec::new(),
     };
-    let needs_product = required.iter().any(|feature| !license.features.contains(feature));
-    let product_features = match (&license.product_id, needs_product) {
-        (Some(id), true) => state
-            .products
-            .get(id)
-            .await
-            .map_err(ApiError::from)?
-            .map(|stored| stored.record.features)
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    };
-    Ok(license.check_entitlements(product_id.as_deref(), &required, &product_features))
+    let product_features = product.map(|product| product.features.as_slice()).unwrap_or_default();
+    Ok(license.check_entitlements(product_id.as_deref(), &required, product_features))
 }
 
 /// What a caller reporting `appVersion` is told about updates: from its
@@ -506,22 +517,12 @@ async fn check_entitlements(
 /// default product has none). An `appVersion` that is not a semantic
 /// version can't be compared: `updateAvailable` and `mandatoryUpdate` are
 /// null then, and the validation stands.
-async fn update_check(
-    state: &AppState,
-    request: &ClientRequest,
-    license: &License,
-    now: DateTime<Utc>,
-) -> Result<Option<UpdateAnswer>, ApiError> {
-    let Some(raw) = request.app_version.as_deref() else { return Ok(None) };
-    let releases = match &license.product_id {
-        Some(id) => {
-            state.products.get(id).await.map_err(ApiError::from)?.map(|s| s.record.releases).unwrap_or_default()
-        }
-        None => Vec::new(),
-    };
-    Ok(Some(match semver::Version::parse(raw.trim()) {
+fn update_check(request: &ClientRequest, product: Option<&Product>, now: DateTime<Utc>) -> Option<UpdateAnswer> {
+    let raw = request.app_version.as_deref()?;
+    let releases = product.map(|product| product.releases.as_slice()).unwrap_or_default();
+    Some(match semver::Version::parse(raw.trim()) {
         Ok(version) => {
-            let check = check_for_update(&releases, &version, now);
+            let check = check_for_update(releases, &version, now);
             UpdateAnswer {
                 update_available: Some(check.update_available),
                 latest_version: check.latest_version,
@@ -529,10 +530,10 @@ async fn update_check(
             }
         }
         Err(_) => {
-            let latest = check_for_update(&releases, &semver::Version::new(0, 0, 0), now).latest_version;
+            let latest = check_for_update(releases, &semver::Version::new(0, 0, 0), now).latest_version;
             UpdateAnswer { update_available: None, latest_version: latest, mandatory: None }
         }
-    }))
+    })
 }
 
 struct UpdateAnswer {

@@ -467,6 +467,37 @@ fn an_edit_records_the_resulting_terms() {
 }
 
 #[test]
+fn given_a_license_when_an_edit_names_a_customer_then_it_keeps_its_terms_and_names_the_customer() {
+    let sold = LicenseEdited {
+        expires_at: Some(expiry()),
+        max_activations: Seats::new(1).unwrap(),
+        max_connections: Some(10),
+        policy: Policy::default(),
+        edited_at: t(2),
+        customer_id: Some("c-1".into()),
+    };
+    let edit = |customer_id| LicenseCommand::EditLicense {
+        expires_at: None,
+        max_activations: None,
+        max_connections: None,
+        policy: None,
+        at: t(2),
+        customer_id,
+    };
+    LicenseTest::with(())
+        .given(vec![generated()])
+        .when(edit(Some(Some("c-1".into()))))
+        .then_expect_events(vec![sold.clone()]);
+    LicenseTest::with(()).given(vec![generated(), sold.clone()]).when(edit(None)).then_expect_events(vec![]);
+    let LicenseEdited { expires_at, max_activations, max_connections, policy, .. } = sold.clone() else {
+        unreachable!()
+    };
+    LicenseTest::with(()).given(vec![generated(), sold]).when(edit(Some(None))).then_expect_events(vec![
+        LicenseEdited { expires_at, max_activations, max_connections, policy, edited_at: t(2), customer_id: None },
+    ]);
+}
+
+#[test]
 fn an_edit_that_changes_nothing_records_nothing() {
     LicenseTest::with(())
         .given(vec![generated()])
