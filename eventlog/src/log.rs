@@ -82,6 +82,13 @@ impl PayloadOnly {
 pub const ENVELOPE_VERSION: u32 = 1;
 
 impl LoggedEvent {
+    /// When the event happened, as its metadata records it (every event
+    /// keyledger writes has `occurred_at`).
+    pub fn occurred_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let text = self.metadata.get("occurred_at")?.as_str()?;
+        chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&chrono::Utc))
+    }
+
     /// The event as consumers see it: the API's history and, later, the
     /// NATS relay. `data` is the event's own fields; the stored payload
     /// wraps them in the event type's name.

@@ -163,10 +163,7 @@ async fn state_at(
     let mut version = 0;
     for event in events {
         let occurred_at = event
-            .metadata
-            .get("occurred_at")
-            .and_then(Value::as_str)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .occurred_at()
             .ok_or_else(|| ApiError::internal(format!("event {} has no occurred_at", event.event_id)))?;
         if occurred_at > at {
             break;

@@ -91,6 +91,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_catalog_event_can_be_subscribed_to_by_name() {
+        let types = [
+            "ProductCreated",
+            "ProductUpdated",
+            "ProductDeleted",
+            "ReleasePublished",
+            "CustomerCreated",
+            "CustomerUpdated",
+            "CustomerDeleted",
+            "DeviceBlocked",
+            "DeviceUnblocked",
+            "DeviceCulled",
+        ];
+        for event_type in types {
+            assert!(NAMES.contains(&webhook_name(event_type).as_str()), "{event_type}");
+        }
+        assert!(matches(&["customer.*".to_owned()], "customer.updated"));
+    }
+
+    #[test]
     fn event_types_get_dotted_names() {
         assert_eq!(webhook_name("LicenseActivated"), "license.activated");
         assert_eq!(webhook_name("LicenseEdited"), "license.edited");
