@@ -118,6 +118,21 @@ impl LicenseKey {
         &self.0
     }
 
+    /// The key as a number, for compact maps: five bits a symbol, the
+    /// five-by-five format in the top bit. Distinct keys give distinct
+    /// numbers.
+    pub fn packed(&self) -> u128 {
+        let symbols = self.0.bytes().filter(|b| *b != b'-');
+        let bits = symbols.fold(0u128, |bits, b| {
+            let index = ALPHABET.iter().position(|a| *a == b).unwrap_or_default();
+            (bits << 5) | index as u128
+        });
+        match self.format() {
+            KeyFormat::FourByFour => bits,
+            KeyFormat::FiveByFive => bits | 1 << 127,
+        }
+    }
+
     pub fn format(&self) -> KeyFormat {
         if KeyFormat::FiveByFive.fits(&self.0) {
             KeyFormat::FiveByFive
@@ -152,6 +167,20 @@ mod tests {
         let five = LicenseKey::generate(&mut rng, KeyFormat::FiveByFive);
         assert_eq!(five.as_str().len(), 29);
         assert_eq!(five.as_str().split('-').map(str::len).collect::<Vec<_>>(), [5; 5]);
+    }
+
+    #[test]
+    fn packed_keys_differ_when_keys_do() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut seen = std::collections::HashSet::new();
+        for format in KeyFormat::ALL {
+            for _ in 0..2000 {
+                assert!(seen.insert(LicenseKey::generate(&mut rng, format).packed()));
+            }
+        }
+        let four = LicenseKey::parse("AAAA-AAAA-AAAA-AAAB").unwrap();
+        let five = LicenseKey::parse("AAAAA-AAAAA-AAAAA-AAAAA-AAAAB").unwrap();
+        assert_ne!(four.packed(), five.packed(), "the same bits in another format");
     }
 
     #[test]

@@ -30,10 +30,37 @@ impl Entry {
     }
 }
 
+/// Keyed by numbers rather than strings: a million licenses' ids and
+/// keys as strings cost more than a hundred megabytes of their own.
 #[derive(Default)]
 struct Maps {
-    by_id: HashMap<String, Entry>,
-    id_by_key: HashMap<String, String>,
+    /// By [`id_slot`].
+    by_id: HashMap<u128, Entry>,
+    /// [`LicenseKey::packed`] to [`id_slot`].
+    id_by_key: HashMap<u128, u128>,
+}
+
+/// A license id as a number: its UUID's, or (for an id that is not a
+/// UUID, as in tests) 128 bits of its SHA-256. Readers compare the id of
+/// what they find, so even a collision could not answer for another
+/// license.
+fn id_slot(license_id: &str) -> u128 {
+    if let Some(uuid) = parse_uuid(license_id) {
+        return uuid;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(license_id.as_bytes());
+    u128::from_be_bytes(digest[..16].try_into().expect("16 of 32 bytes"))
+}
+
+/// `8-4-4-4-12` hex digits, either case.
+fn parse_uuid(text: &str) -> Option<u128> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&i| bytes[i] != b'-') {
+        return None;
+    }
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    u128::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == 32)
 }
 
 #[derive(Default)]
@@ -43,24 +70,26 @@ pub struct MemoryView {
 
 impl MemoryView {
     pub fn get(&self, license_id: &str) -> Option<Entry> {
-        self.read().by_id.get(license_id).cloned()
+        self.read().by_id.get(&id_slot(license_id)).filter(|entry| entry.license.id == license_id).cloned()
     }
 
     pub fn get_by_key(&self, key: &LicenseKey) -> Option<Entry> {
         let maps = self.read();
-        maps.id_by_key.get(key.as_str()).and_then(|id| maps.by_id.get(id)).cloned()
+        let entry = maps.id_by_key.get(&key.packed()).and_then(|slot| maps.by_id.get(slot));
+        entry.filter(|entry| entry.license.license_key.as_ref() == Some(key)).cloned()
     }
 
     /// Records `license` as of `version` unless a newer version is there;
     /// `last_hash` is event `version`'s chain hash in hex, if known.
-    pub fn put(&self, license: License, version: i64, last_hash: Option<&str>) {
-        let Some(key) = license.license_key.as_ref().map(|k| k.as_str().to_owned()) else { return };
+    pub fn put(&self, mut license: License, version: i64, last_hash: Option<&str>) {
+        let Some(key) = license.license_key.as_ref().map(LicenseKey::packed) else { return };
+        let slot = id_slot(&license.id);
         let last_hash = last_hash.and_then(|hash| {
             let mut bytes = [0u8; 32];
             hex::decode_to_slice(hash, &mut bytes).ok().map(|()| bytes)
         });
         let mut maps = self.maps.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(held) = maps.by_id.get_mut(&license.id) {
+        if let Some(held) = maps.by_id.get_mut(&slot) {
             if held.version > version {
                 return;
             }
@@ -70,8 +99,9 @@ impl MemoryView {
                 return;
             }
         }
-        maps.id_by_key.insert(key, license.id.clone());
-        maps.by_id.insert(license.id.clone(), Entry { license: Arc::new(license), version, last_hash });
+        license.shrink_to_fit();
+        maps.id_by_key.insert(key, slot);
+        maps.by_id.insert(slot, Entry { license: Arc::new(license), version, last_hash });
     }
 
     pub fn len(&self) -> usize {
