@@ -62,7 +62,7 @@ pub fn device_id(license_id: &str, machine: &MachineHash) -> String {
         .chain_update(b"keyledger device\0")
         .chain_update(license_id.as_bytes())
         .chain_update(b"\0")
-        .chain_update(machine.as_str().as_bytes())
+        .chain_update(machine.hex().as_str().as_bytes())
         .finalize();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);

@@ -49,23 +49,63 @@ impl MachineId {
     pub fn hash(&self, secret: &[u8]) -> MachineHash {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length");
         mac.update(self.0.as_bytes());
-        MachineHash(hex::encode(mac.finalize().into_bytes()))
+        MachineHash(mac.finalize().into_bytes().into())
     }
 }
 
-/// The keyed hash of a machine id, as hex.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct MachineHash(String);
+/// The keyed hash of a machine id: 32 bytes, written as 64 lower-case hex
+/// characters wherever it is stored or shown. Kept as bytes, not as its
+/// hex text: every device of every license in each process's validation
+/// view holds one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MachineHash([u8; 32]);
 
 impl MachineHash {
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// Its 64 hex characters.
+    pub fn hex(&self) -> HexHash {
+        let mut text = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut text).expect("64 characters for 32 bytes");
+        HexHash(text)
+    }
+
+    /// Parses 64 hex characters (either case).
+    pub fn parse_hex(text: &str) -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).ok().map(|()| Self(bytes))
     }
 
     /// For tests and fixtures that need a hash without a secret.
-    pub fn from_hex(hex: impl Into<String>) -> Self {
-        Self(hex.into())
+    pub fn from_hex(text: impl AsRef<str>) -> Self {
+        Self::parse_hex(text.as_ref()).expect("a machine hash is 64 hex characters")
+    }
+}
+
+/// A machine hash's hex text, on the stack.
+#[derive(Clone, Copy)]
+pub struct HexHash([u8; 64]);
+
+impl HexHash {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex is ASCII")
+    }
+}
+
+impl std::fmt::Display for MachineHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.hex().as_str())
+    }
+}
+
+impl Serialize for MachineHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.hex().as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for MachineHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Self::parse_hex(&text).ok_or_else(|| serde::de::Error::custom("a machine hash is 64 hex characters"))
     }
 }
 
@@ -98,10 +138,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_machine_hash_reads_and_writes_as_the_hex_it_always_was() {
+        let hash = MachineId::parse("m-1").unwrap().hash(b"secret");
+        let json = serde_json::to_string(&hash).unwrap();
+        assert_eq!(json, format!("\"{}\"", hash.hex().as_str()));
+        assert_eq!(serde_json::from_str::<MachineHash>(&json).unwrap(), hash);
+        assert!(serde_json::from_str::<MachineHash>("\"not hex\"").is_err());
+        assert_eq!(std::mem::size_of::<MachineHash>(), 32, "inline, no heap");
+    }
+
+    #[test]
     fn the_same_machine_hashes_the_same_under_one_secret() {
         let id = MachineId::parse("machine-fingerprint-123").unwrap();
         assert_eq!(id.hash(b"secret"), id.hash(b"secret"));
-        assert_eq!(id.hash(b"secret").as_str().len(), 64);
+        assert_eq!(id.hash(b"secret").hex().as_str().len(), 64);
     }
 
     #[test]
@@ -113,7 +163,7 @@ mod tests {
     #[test]
     fn the_hash_is_not_the_raw_id() {
         let id = MachineId::parse("machine-fingerprint-123").unwrap();
-        assert!(!id.hash(b"k").as_str().contains("machine"));
+        assert!(!id.hash(b"k").hex().as_str().contains("machine"));
     }
 
     #[test]
