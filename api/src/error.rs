@@ -145,9 +145,22 @@ impl ApiError {
     }
 }
 
+/// What an error answer said, kept on the response so that a dialect
+/// with an error shape of its own can render it again (see
+/// `crate::dialects::render_errors`).
+#[derive(Debug, Clone)]
+pub struct ErrorParts {
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let parts = ErrorParts { code: self.code, message: self.message.clone(), field: self.field.clone() };
+        let mut response = (self.status, Json(self.body())).into_response();
+        response.extensions_mut().insert(parts);
+        response
     }
 }
 

@@ -153,6 +153,8 @@ pub struct RequestContext {
     pub request_id: String,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The dialect the request speaks, recorded with its events.
+    pub api: crate::dialects::Dialect,
 }
 
 const REQUEST_ID: &str = "x-request-id";
@@ -184,7 +186,8 @@ pub async fn request_context(
         Some(crate::limits::ClientIp(ip)) => Some(ip.to_string()),
         None => req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string()),
     };
-    let context = RequestContext { request_id: request_id.clone(), client_ip, user_agent };
+    let api = crate::dialects::Dialect::of_path(req.uri().path());
+    let context = RequestContext { request_id: request_id.clone(), client_ip, user_agent, api };
     req.extensions_mut().insert(context);
     let mut response = next.run(req).await;
     metrics.request(

@@ -142,7 +142,7 @@ pub struct LicensePage {
 #[allow(dead_code)]
 #[schema(rename_all = "camelCase")]
 pub struct ProductPage {
-    products: Vec<crate::routes::ProductResponse>,
+    products: Vec<crate::dialects::native::ProductResponse>,
     /// The `after` of the next page; null on the last.
     next_after: Option<String>,
 }
@@ -153,7 +153,7 @@ pub struct ProductPage {
 #[schema(rename_all = "camelCase")]
 pub struct Releases {
     product_id: String,
-    releases: Vec<crate::routes::ReleaseResponse>,
+    releases: Vec<crate::dialects::native::ReleaseResponse>,
 }
 
 /// A page of a product's history, oldest first.
@@ -173,7 +173,7 @@ pub struct ProductHistory {
 pub struct ProductStateAt {
     at: String,
     version: i64,
-    product: crate::routes::ProductResponse,
+    product: crate::dialects::native::ProductResponse,
 }
 
 /// A page of a tenant's customers, oldest first.
@@ -181,7 +181,7 @@ pub struct ProductStateAt {
 #[allow(dead_code)]
 #[schema(rename_all = "camelCase")]
 pub struct CustomerPage {
-    customers: Vec<crate::routes::CustomerResponse>,
+    customers: Vec<crate::dialects::native::CustomerResponse>,
     /// The `after` of the next page; null on the last.
     next_after: Option<String>,
 }
@@ -203,7 +203,7 @@ pub struct CustomerHistory {
 pub struct CustomerStateAt {
     at: String,
     version: i64,
-    customer: crate::routes::CustomerResponse,
+    customer: crate::dialects::native::CustomerResponse,
 }
 
 /// A page of a customer's licenses, oldest first.

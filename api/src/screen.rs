@@ -28,7 +28,7 @@ use futures::FutureExt;
 
 use crate::error::ApiError;
 use crate::extract::{check_object, BodyReadTimeout};
-use crate::routes::MAX_BODY_BYTES;
+use crate::router::MAX_BODY_BYTES;
 use http_body_util::BodyExt;
 
 pub async fn screen(request: Request, next: Next) -> Response {

@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::limits::client_ip::parse_trusted;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::routes::router;
+use crate::router::router;
 use crate::server::{self, ServerSettings};
 use crate::signing::{self, Directory, DirectoryError, MasterKey};
 use crate::state::{AppState, Shared};
@@ -280,6 +280,8 @@ impl Application {
 
         let master = master_key(&config, &db).await?;
         signing::check_all_keys_open(&db, &master).await?;
+        signing::rsa_keys::check_all_open(&db, &master).await?;
+        let rsa_keys = Arc::new(signing::rsa_keys::RsaKeys::new(db.clone(), master.clone()));
         let webhooks = keyledger_app::webhooks::WebhookStore::new(db.clone(), Arc::new(master.clone()));
         let directory = Arc::new(Directory::open(db.clone(), master).await?);
         let retry_policy = config.retry_policy().map_err(StartupError::WebhookSettings)?;
@@ -310,6 +312,7 @@ impl Application {
             checkpoints,
             auth: Authenticator::new(&operator_token, tenancy.clone(), directory.clone()),
             directory,
+            rsa_keys,
             limits,
             metrics,
             metrics_token: config

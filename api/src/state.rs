@@ -42,6 +42,8 @@ pub struct Shared {
     pub auth: Authenticator,
     /// Signing keys and tenant settings, cached.
     pub directory: Arc<Directory>,
+    /// Tenants' RSA keys, for seed 001's signed answers.
+    pub rsa_keys: Arc<crate::signing::rsa_keys::RsaKeys>,
     /// Rate limits and address blocks.
     pub limits: Arc<crate::limits::Limits>,
     pub metrics: Arc<crate::metrics::Metrics>,

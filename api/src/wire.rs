@@ -253,7 +253,7 @@ impl DeviceRecord {
             number: device.number,
             machine_name: device.machine_name.as_str().to_owned(),
             app_version: device.details.app_version.clone(),
-            ip: device.details.ip.clone(),
+            ip: device.details.ip.as_ref().map(ToString::to_string),
             user_agent: device.details.user_agent.clone(),
             activated_at: instant(device.activated_at),
             last_seen_at: instant(device.last_heartbeat_at),

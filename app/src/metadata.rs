@@ -11,6 +11,8 @@ pub struct Origin<'a> {
     pub request_id: &'a str,
     pub client_ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+    /// The API dialect the request spoke (`native`, `seed001`, ...).
+    pub api: &'a str,
 }
 
 /// Who made it: an API key's id and role. None: an anonymous client call.
@@ -33,6 +35,7 @@ pub fn event_metadata(
         ("request_id".to_owned(), origin.request_id.to_owned()),
         ("occurred_at".to_owned(), occurred_at(at)),
         ("actor_role".to_owned(), actor.map_or("client", |a| a.role).to_owned()),
+        ("api".to_owned(), origin.api.to_owned()),
     ]);
     if let Some(actor) = actor {
         metadata.insert("actor_key_id".to_owned(), actor.key_id.to_owned());

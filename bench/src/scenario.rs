@@ -173,9 +173,14 @@ impl Bench {
     }
 
     async fn start(&self, mut command: Command, addr: SocketAddr, probe: &str) -> Result<Served, String> {
-        let child = command.stdout(Stdio::null()).kill_on_drop(true).spawn().map_err(|e| e.to_string())?;
+        let mut child = command.stdout(Stdio::null()).kill_on_drop(true).spawn().map_err(|e| e.to_string())?;
         let base = format!("http://{addr}");
-        for _ in 0..600 {
+        // Long enough for a server loading a million licenses on a busy
+        // machine; a server that exits is reported at once.
+        for _ in 0..12_000 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("{addr} exited before answering: {status}"));
+            }
             let up = if probe.is_empty() {
                 tokio::net::TcpStream::connect(addr).await.is_ok()
             } else {

@@ -2,6 +2,8 @@
 //! of its license with a stable id, what the client said about itself at
 //! activation, when it was last seen, and whether it is blocked.
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -80,7 +82,7 @@ pub struct DeviceDetails {
     /// The client address the request came from (after the trusted-proxy
     /// rules).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
+    pub ip: Option<ClientAddress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
 }
@@ -97,6 +99,42 @@ impl DeviceDetails {
         let kept: String = raw.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT_LEN).collect();
         let kept = kept.trim();
         (!kept.is_empty()).then(|| kept.to_owned())
+    }
+}
+
+/// A client address as recorded: the address itself when the text is one
+/// (as it always is from the server), inline rather than a string on the
+/// heap; any other text as it was. It reads and writes as the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAddress {
+    Ip(IpAddr),
+    Text(Box<str>),
+}
+
+impl ClientAddress {
+    pub fn from_text(text: &str) -> Self {
+        text.parse().map_or_else(|_| Self::Text(text.into()), Self::Ip)
+    }
+}
+
+impl std::fmt::Display for ClientAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ip(ip) => ip.fmt(f),
+            Self::Text(text) => f.write_str(text),
+        }
+    }
+}
+
+impl Serialize for ClientAddress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::from_text(&std::borrow::Cow::<'de, str>::deserialize(deserializer)?))
     }
 }
 
@@ -130,6 +168,17 @@ pub struct BlockedMachine {
 mod tests {
     use super::*;
     use crate::MachineId;
+
+    #[test]
+    fn a_client_address_reads_and_writes_as_its_text() {
+        for text in ["203.0.113.7", "2001:db8::1", "not an address"] {
+            let json = format!("\"{text}\"");
+            let address: ClientAddress = serde_json::from_str(&json).unwrap();
+            assert_eq!(serde_json::to_string(&address).unwrap(), json);
+        }
+        assert!(matches!(ClientAddress::from_text("127.0.0.1"), ClientAddress::Ip(_)), "kept inline");
+        assert_eq!(std::mem::size_of::<Option<ClientAddress>>(), std::mem::size_of::<String>());
+    }
 
     #[test]
     fn a_device_id_is_a_stable_uuid_of_its_license_and_machine() {

@@ -28,8 +28,8 @@ pub use customer::{
     CustomerEvent, CustomerFieldError, CustomerFields,
 };
 pub use device::{
-    device_id, parse_app_version, AppVersionError, BlockedMachine, Device, DeviceDetails, MAX_APP_VERSION_LEN,
-    MAX_PAST_DEVICES,
+    device_id, parse_app_version, AppVersionError, BlockedMachine, ClientAddress, Device, DeviceDetails,
+    MAX_APP_VERSION_LEN, MAX_PAST_DEVICES,
 };
 pub use error::LicenseError;
 pub use event::{LicenseEvent, EVENT_VERSION};

@@ -1,6 +1,8 @@
 //! Machine identifiers: what a client sends, and the keyed hash that is
 //! the only form ever stored.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -109,27 +111,44 @@ impl<'de> Deserialize<'de> for MachineHash {
     }
 }
 
-/// The human-readable name shown in license listings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The human-readable name shown in license listings. The default name
+/// is shared rather than copied into every device that has no name of its
+/// own (most of them), which a million devices notice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct MachineName(String);
+pub struct MachineName(Cow<'static, str>);
 
 impl MachineName {
     /// An absent or blank name becomes seed 000's `Unknown Machine`.
     pub fn parse(raw: Option<&str>) -> Result<Self, MachineIdError> {
         let trimmed = raw.map(str::trim).unwrap_or_default();
         if trimmed.is_empty() {
-            return Ok(Self(DEFAULT_MACHINE_NAME.to_owned()));
+            return Ok(Self(Cow::Borrowed(DEFAULT_MACHINE_NAME)));
         }
         if trimmed.chars().count() > MAX_MACHINE_NAME_LEN {
             return Err(MachineIdError::NameTooLong);
         }
         crate::check_display_text(trimmed)?;
-        Ok(Self(trimmed.to_owned()))
+        Ok(Self::from_stored(trimmed))
+    }
+
+    /// A name as recorded in an event, already checked when it was.
+    fn from_stored(name: &str) -> Self {
+        if name == DEFAULT_MACHINE_NAME {
+            Self(Cow::Borrowed(DEFAULT_MACHINE_NAME))
+        } else {
+            Self(Cow::Owned(name.to_owned()))
+        }
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for MachineName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::from_stored(&Cow::<'de, str>::deserialize(deserializer)?))
     }
 }
 
@@ -179,6 +198,9 @@ mod tests {
         assert_eq!(MachineName::parse(Some(" ")).unwrap().as_str(), "Unknown Machine");
         assert_eq!(MachineName::parse(Some("prod-01")).unwrap().as_str(), "prod-01");
         assert!(MachineName::parse(Some(&"n".repeat(201))).is_err());
+        let stored: MachineName = serde_json::from_str("\"Unknown Machine\"").unwrap();
+        assert!(matches!(stored.0, Cow::Borrowed(_)), "the default name is shared, not copied");
+        assert_eq!(serde_json::to_string(&stored).unwrap(), "\"Unknown Machine\"");
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! against the log when the view said no. An entry only ever moves forward
 //! in version, whichever way it arrives.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, RwLock};
+
+use hashbrown::hash_table::{self, HashTable};
 
 use keyledger_domain::{License, LicenseKey};
 
@@ -30,20 +32,72 @@ impl Entry {
     }
 }
 
-/// Keyed by numbers rather than strings: a million licenses' ids and
-/// keys as strings cost more than a hundred megabytes of their own.
+/// Each license is one shared entry found from two hash tables, by id and
+/// by key. The tables hold only a pointer each (9 bytes a slot with the
+/// control byte): a table of a million entries has two million slots, so
+/// keys and entries stored in the slots themselves cost over 200 bytes a
+/// license. Hashes are keyed per process, so no one can choose ids or
+/// keys that collide.
 #[derive(Default)]
 struct Maps {
-    /// By [`id_slot`].
-    by_id: HashMap<u128, Entry>,
-    /// [`LicenseKey::packed`] to [`id_slot`].
-    id_by_key: HashMap<u128, u128>,
+    by_id: HashTable<Arc<Entry>>,
+    by_key: HashTable<Arc<Entry>>,
+    hasher: RandomState,
+}
+
+impl Maps {
+    fn id_hash(&self, license_id: &str) -> u64 {
+        self.hasher.hash_one(id_slot(license_id))
+    }
+
+    fn key_hash(&self, key: &LicenseKey) -> u64 {
+        self.hasher.hash_one(key.packed())
+    }
+
+    fn find_by_id(&self, license_id: &str) -> Option<&Arc<Entry>> {
+        self.by_id.find(self.id_hash(license_id), |entry| entry.license.id == license_id)
+    }
+
+    /// Puts `entry` in both tables, in place of what it replaces.
+    fn insert(&mut self, entry: Arc<Entry>, key: &LicenseKey) {
+        let Maps { by_id, by_key, hasher } = self;
+        let id_hash = hasher.hash_one(id_slot(&entry.license.id));
+        let replaced = match by_id.entry(
+            id_hash,
+            |held| held.license.id == entry.license.id,
+            |held| hasher.hash_one(id_slot(&held.license.id)),
+        ) {
+            hash_table::Entry::Occupied(mut held) => Some(std::mem::replace(held.get_mut(), entry.clone())),
+            hash_table::Entry::Vacant(slot) => {
+                slot.insert(entry.clone());
+                None
+            }
+        };
+        let rehash_key =
+            |held: &Arc<Entry>| hasher.hash_one(held.license.license_key.as_ref().map_or(0, LicenseKey::packed));
+        if let Some(old_key) = replaced.as_ref().and_then(|old| old.license.license_key.as_ref()) {
+            if old_key != key {
+                let old = replaced.as_ref().expect("replaced");
+                if let Ok(found) = by_key.find_entry(hasher.hash_one(old_key.packed()), |held| Arc::ptr_eq(held, old)) {
+                    found.remove();
+                }
+            }
+        }
+        match by_key.entry(
+            hasher.hash_one(key.packed()),
+            |held| held.license.license_key.as_ref() == Some(key),
+            rehash_key,
+        ) {
+            hash_table::Entry::Occupied(mut held) => *held.get_mut() = entry,
+            hash_table::Entry::Vacant(slot) => {
+                slot.insert(entry);
+            }
+        }
+    }
 }
 
 /// A license id as a number: its UUID's, or (for an id that is not a
-/// UUID, as in tests) 128 bits of its SHA-256. Readers compare the id of
-/// what they find, so even a collision could not answer for another
-/// license.
+/// UUID, as in tests) 128 bits of its SHA-256.
 fn id_slot(license_id: &str) -> u128 {
     if let Some(uuid) = parse_uuid(license_id) {
         return uuid;
@@ -59,8 +113,14 @@ fn parse_uuid(text: &str) -> Option<u128> {
     if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&i| bytes[i] != b'-') {
         return None;
     }
-    let hex: String = text.chars().filter(|c| *c != '-').collect();
-    u128::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == 32)
+    let mut value = 0u128;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        value = value << 4 | u128::from((*byte as char).to_digit(16)?);
+    }
+    Some(value)
 }
 
 #[derive(Default)]
@@ -70,38 +130,39 @@ pub struct MemoryView {
 
 impl MemoryView {
     pub fn get(&self, license_id: &str) -> Option<Entry> {
-        self.read().by_id.get(&id_slot(license_id)).filter(|entry| entry.license.id == license_id).cloned()
+        self.read().find_by_id(license_id).map(|entry| Entry::clone(entry))
     }
 
     pub fn get_by_key(&self, key: &LicenseKey) -> Option<Entry> {
         let maps = self.read();
-        let entry = maps.id_by_key.get(&key.packed()).and_then(|slot| maps.by_id.get(slot));
-        entry.filter(|entry| entry.license.license_key.as_ref() == Some(key)).cloned()
+        let found = maps.by_key.find(maps.key_hash(key), |entry| entry.license.license_key.as_ref() == Some(key));
+        found.map(|entry| Entry::clone(entry))
     }
 
     /// Records `license` as of `version` unless a newer version is there;
     /// `last_hash` is event `version`'s chain hash in hex, if known.
     pub fn put(&self, mut license: License, version: i64, last_hash: Option<&str>) {
-        let Some(key) = license.license_key.as_ref().map(LicenseKey::packed) else { return };
-        let slot = id_slot(&license.id);
+        let Some(key) = license.license_key.clone() else { return };
         let last_hash = last_hash.and_then(|hash| {
             let mut bytes = [0u8; 32];
             hex::decode_to_slice(hash, &mut bytes).ok().map(|()| bytes)
         });
         let mut maps = self.maps.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(held) = maps.by_id.get_mut(&slot) {
+        if let Some(held) = maps.find_by_id(&license.id) {
             if held.version > version {
                 return;
             }
             if held.version == version {
                 // Same state; keep whichever hash is known.
-                held.last_hash = held.last_hash.or(last_hash);
+                if held.last_hash.is_none() && last_hash.is_some() {
+                    let learned = Arc::new(Entry { last_hash, ..Entry::clone(held) });
+                    maps.insert(learned, &key);
+                }
                 return;
             }
         }
         license.shrink_to_fit();
-        maps.id_by_key.insert(key, slot);
-        maps.by_id.insert(slot, Entry { license: Arc::new(license), version, last_hash });
+        maps.insert(Arc::new(Entry { license: Arc::new(license), version, last_hash }), &key);
     }
 
     pub fn len(&self) -> usize {
@@ -113,8 +174,8 @@ impl MemoryView {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
-        // A panic while holding the lock can't leave the maps half-updated
-        // (each update is two inserts of whole values), so carry on.
+        // A panic while holding the lock can't leave an entry half-written
+        // (entries are replaced whole), so carry on.
         self.maps.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -165,5 +226,26 @@ mod tests {
         assert_eq!(entry.license.max_activations.get(), 5, "the same version keeps its state");
         assert_eq!(entry.last_hash_hex(), Some(hash), "but learns the hash");
         assert_eq!(view.len(), 1);
+    }
+
+    #[test]
+    fn every_entry_is_found_after_the_tables_grow_and_a_changed_key_leaves_no_trace() {
+        let view = MemoryView::default();
+        let keys: Vec<LicenseKey> =
+            (0..2000).map(|_| LicenseKey::generate(&mut rand::thread_rng(), Default::default())).collect();
+        for (n, key) in keys.iter().enumerate() {
+            view.put(license(&format!("00000000-0000-4000-8000-{n:012}"), key.as_str(), 1), 1, None);
+        }
+        assert_eq!(view.len(), 2000);
+        for (n, key) in keys.iter().enumerate() {
+            let id = format!("00000000-0000-4000-8000-{n:012}");
+            assert_eq!(view.get(&id).unwrap().license.id, id);
+            assert_eq!(view.get_by_key(key).unwrap().license.id, id);
+        }
+        let new_key = LicenseKey::generate(&mut rand::thread_rng(), Default::default());
+        view.put(license("00000000-0000-4000-8000-000000000007", new_key.as_str(), 1), 2, None);
+        assert!(view.get_by_key(&keys[7]).is_none(), "the old key no longer answers");
+        assert_eq!(view.get_by_key(&new_key).unwrap().version, 2);
+        assert_eq!(view.len(), 2000);
     }
 }

@@ -8,6 +8,7 @@ mod client_protocol;
 mod concurrency;
 mod customers;
 mod devices;
+mod dialects;
 mod eventlog;
 mod hardening;
 mod lifecycle;

@@ -12,6 +12,7 @@
 mod blocks;
 mod buckets;
 pub mod client_ip;
+pub mod routes;
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -28,6 +29,7 @@ use keyledger_eventlog::Database;
 pub use blocks::BlockSettings;
 use blocks::Blocks;
 use buckets::{Buckets, Take};
+use routes::{RouteLimits, Verdict};
 
 use crate::error::ApiError;
 use crate::metrics::ClassLabels;
@@ -63,9 +65,12 @@ impl Class {
         let Some(route) = route else { return Class::Public };
         const CLIENT: [&str; 5] = ["/activate", "/validate", "/heartbeat", "/deactivate", "/token"];
         const PUBLIC: [&str; 6] = ["/", "/health", "/metrics", "/openapi.json", "/docs", "/api/v1/audit/public-key"];
-        if CLIENT.iter().any(|suffix| route.ends_with(suffix)) && route.matches('/').count() == 4 {
+        const DIALECT_PUBLIC: [&str; 2] = ["/license/public-key", "/v1/public-key"];
+        if crate::dialects::Dialect::is_client_route(route)
+            || (CLIENT.iter().any(|suffix| route.ends_with(suffix)) && route.matches('/').count() == 4)
+        {
             Class::Client
-        } else if PUBLIC.contains(&route) || route.ends_with("/jwks.json") {
+        } else if PUBLIC.contains(&route) || DIALECT_PUBLIC.contains(&route) || route.ends_with("/jwks.json") {
             Class::Public
         } else {
             Class::Management
@@ -94,6 +99,8 @@ pub struct Limits {
     client: Buckets<Key>,
     management: Buckets<Key>,
     public: Buckets<Key>,
+    /// Dialect routes with budgets of their own (seed 002's table).
+    routes: RouteLimits,
     blocks: Blocks,
 }
 
@@ -104,6 +111,7 @@ impl Limits {
             client: Buckets::new(settings.client_per_minute, settings.max_tracked),
             management: Buckets::new(settings.management_per_minute, settings.max_tracked),
             public: Buckets::new(settings.public_per_minute, settings.max_tracked),
+            routes: RouteLimits::new(&crate::dialects::route_rules(), settings.max_tracked),
             blocks: Blocks::new(db, settings.blocks, settings.max_tracked),
         }
     }
@@ -122,7 +130,7 @@ impl Limits {
 
     /// Callers tracked by every limit and by the failure counts.
     pub fn tracked(&self) -> usize {
-        self.client.len() + self.management.len() + self.public.len() + self.blocks.tracked()
+        self.client.len() + self.management.len() + self.public.len() + self.routes.tracked() + self.blocks.tracked()
     }
 
     pub fn active_blocks(&self) -> usize {
@@ -218,6 +226,30 @@ pub async fn rate_limit(State(state): State<LimitLayer>, request: Request, next:
             reset_after: left,
             retry_after: left,
         };
+        set_headers(&mut response, &take);
+        return response;
+    }
+    if let Some(route_limit) = request.extensions().get::<MatchedPath>().and_then(|p| limits.routes.get(p.as_str())) {
+        let limit = route_limit.rule.per_minute;
+        let take = match route_limit.check(ip, Instant::now()) {
+            Verdict::Allowed(take) => take,
+            Verdict::Blocked(left) => {
+                rejected("blocked");
+                let mut response = too_many(
+                    "rate_limited",
+                    format!("Too many requests; this address may call again in {} seconds", left.as_secs().max(1)),
+                    left,
+                );
+                let take =
+                    Take { allowed: false, overflow: false, limit, remaining: 0, reset_after: left, retry_after: left };
+                set_headers(&mut response, &take);
+                return response;
+            }
+        };
+        let mut response = next.run(request).await;
+        if response.status() == StatusCode::UNAUTHORIZED || response.extensions().get::<FailedGuess>().is_some() {
+            limits.failed(ip).await;
+        }
         set_headers(&mut response, &take);
         return response;
     }

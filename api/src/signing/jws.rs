@@ -47,6 +47,33 @@ pub fn jwt(kid: &str, key: &SigningKey, claims: &impl Serialize) -> String {
     format!("{signing_input}.{signature}")
 }
 
+/// An Ed25519 public key as PEM (a SubjectPublicKeyInfo, RFC 8410), the
+/// form most libraries load.
+pub fn ed25519_public_pem(raw: &[u8; 32]) -> String {
+    // SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING { key } }
+    let mut der = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+    der.extend_from_slice(raw);
+    format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", STANDARD.encode(der))
+}
+
+/// The claims of a compact JWS signed with EdDSA by one of `keys` (the
+/// one its header's `kid` names). Expiry is not checked: that is the
+/// caller's to decide.
+pub fn verify_jwt(token: &str, keys: &[super::PublicKey]) -> Option<Value> {
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    let (input, signature) = token.rsplit_once('.')?;
+    let (header, claims) = input.split_once('.')?;
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+    if header["alg"] != "EdDSA" {
+        return None;
+    }
+    let key = keys.iter().find(|key| header["kid"] == key.kid.as_str())?;
+    let raw: [u8; 32] = URL_SAFE_NO_PAD.decode(&key.x).ok()?.try_into().ok()?;
+    let signature = Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).ok()?).ok()?;
+    VerifyingKey::from_bytes(&raw).ok()?.verify(input.as_bytes(), &signature).ok()?;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +99,14 @@ mod tests {
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(input.split('.').next().unwrap()).unwrap()).unwrap();
         assert_eq!(header["alg"], "EdDSA");
         assert_eq!(header["kid"], "k1");
+        let published = super::super::PublicKey {
+            kid: "k1".into(),
+            x: public_x(&key),
+            created_at: String::new(),
+            retired_at: None,
+        };
+        assert_eq!(verify_jwt(&token, std::slice::from_ref(&published)).unwrap()["sub"], "x");
+        let other = SigningKey::from_bytes(&[8; 32]);
+        assert!(verify_jwt(&jwt("k1", &other, &json!({ "sub": "x" })), &[published]).is_none(), "a forged token");
     }
 }

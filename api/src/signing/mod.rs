@@ -15,6 +15,7 @@
 //! reaches every process within about a second.
 
 pub mod jws;
+pub mod rsa_keys;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -774,7 +774,7 @@ fn blocked(n: u8, released_seat: bool, at: i64) -> LicenseEvent {
 fn activation_records_what_the_device_reported() {
     let details = DeviceDetails {
         app_version: Some("2.1.0".into()),
-        ip: Some("203.0.113.7".into()),
+        ip: Some(crate::ClientAddress::from_text("203.0.113.7")),
         user_agent: Some("app/2.1".into()),
     };
     LicenseTest::with(())

@@ -18,11 +18,11 @@ use uuid::Uuid;
 
 use super::audit::{query_params, QueryParams};
 use super::catalog::{store_failure, Kind};
-use super::Routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParam, RequestContext};
 use crate::metadata::event_metadata;
+use crate::router::Routes;
 use crate::state::AppState;
 use crate::wire::{instant, PolicyFields, PolicyResponse};
 
@@ -107,7 +107,7 @@ fn product_not_found() -> ApiError {
     ApiError::not_found("Product not found").with_code("product_not_found")
 }
 
-pub(super) const PRODUCT: Kind = Kind { id_field: "productId", not_found: product_not_found };
+pub(crate) const PRODUCT: Kind = Kind { id_field: "productId", not_found: product_not_found };
 
 /// The caller's tenant's live product `raw_id`; another tenant's or a
 /// deleted one does not exist.
@@ -129,7 +129,7 @@ fn checked_key_format(raw: &str) -> ApiResult<KeyFormat> {
     })
 }
 
-pub(super) fn checked_features(raw: &[String]) -> ApiResult<Vec<String>> {
+pub(crate) fn checked_features(raw: &[String]) -> ApiResult<Vec<String>> {
     parse_features(raw).map_err(|(index, e)| ApiError::field(&format!("features[{index}]"), format!("a feature {e}")))
 }
 

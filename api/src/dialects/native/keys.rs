@@ -8,10 +8,10 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::tenants::parse_tenant_id;
-use super::Routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::PathParam;
+use crate::router::Routes;
 use crate::signing::{jws, PublicKey, Retirement};
 use crate::state::AppState;
 use utoipa_axum::routes;

@@ -7,10 +7,10 @@ use keyledger_domain::check_display_text;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::Routes;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParam};
+use crate::router::Routes;
 use crate::state::AppState;
 use keyledger_app::tenancy::Revocation;
 use utoipa_axum::routes;

@@ -7,7 +7,7 @@ use chrono::Utc;
 use keyledger_eventlog::Backend;
 use serde_json::{json, Value};
 
-use super::Routes;
+use crate::router::Routes;
 use crate::state::AppState;
 use crate::wire::instant;
 use utoipa_axum::routes;

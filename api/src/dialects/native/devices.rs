@@ -12,10 +12,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::licenses::{administrable_license, execute_as, parse_machine, readable_license};
-use super::Routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParam, PathParams, RequestContext};
+use crate::router::Routes;
 use crate::state::AppState;
 use crate::wire::{DeviceRecord, DevicesResponse, RegisterDeviceRequest};
 
@@ -95,7 +95,7 @@ async fn register_device(
     // The administrator's address is not the device's.
     let details = DeviceDetails { app_version, ip: None, user_agent: None };
     let machine = state.hash_machine(&machine);
-    let device_number = super::client::new_device_number(&state, &license, &machine).await?;
+    let device_number = crate::dialects::flow::new_device_number(&state, &license, &machine).await?;
     let command = LicenseCommand::ActivateLicense {
         machine: machine.clone(),
         machine_name,

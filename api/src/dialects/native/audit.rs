@@ -11,10 +11,10 @@ use keyledger_domain::{License, LicenseEvent};
 use serde_json::{json, Value};
 
 use super::licenses::readable_license;
-use super::Routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::PathParam;
+use crate::router::Routes;
 use crate::state::AppState;
 use crate::wire::{instant, LicenseResponse};
 use utoipa_axum::routes;

@@ -20,11 +20,11 @@ use uuid::Uuid;
 
 use super::audit::{query_params, QueryParams};
 use super::catalog::{store_failure, Kind};
-use super::Routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParam, RequestContext};
 use crate::metadata::event_metadata;
+use crate::router::Routes;
 use crate::state::AppState;
 use crate::wire::{instant, present, LicenseResponse};
 

@@ -6,9 +6,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyledger_eventlog::on_pool;
 
-use super::Routes;
 use crate::error::ApiError;
 use crate::metrics::{ConsumerLabels, PoolLabels};
+use crate::router::Routes;
 use crate::state::AppState;
 use keyledger_app::secret::{digests_match, sha256_hex};
 use utoipa_axum::routes;

@@ -11,10 +11,10 @@ use keyledger_domain::{AnomalyKind, LicenseCommand, LicenseError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::Routes;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParam, RequestContext};
+use crate::router::Routes;
 use crate::state::AppState;
 use keyledger_app::service::CommandError;
 use utoipa_axum::routes;

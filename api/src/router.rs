@@ -1,22 +1,6 @@
-//! The HTTP surface: which path goes to which handler, and the table of
-//! every route, which tests walk so that none is missed.
-
-mod anomalies;
-mod audit;
-mod catalog;
-mod client;
-mod customers;
-mod devices;
-mod docs;
-mod health;
-mod keys;
-mod licenses;
-mod metrics;
-mod policy;
-mod products;
-mod releases;
-mod tenants;
-mod webhooks;
+//! The HTTP surface: which path goes to which handler in every dialect,
+//! the layers every request passes, and the table of every route, which
+//! tests walk so that none is missed.
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
@@ -31,10 +15,6 @@ use crate::extract::request_context;
 use crate::limits::{rate_limit, LimitLayer};
 use crate::screen::screen;
 use crate::state::AppState;
-
-pub use customers::CustomerResponse;
-pub use products::ProductResponse;
-pub use releases::ReleaseResponse;
 
 /// The largest request body accepted; every body keyledger takes is a few
 /// hundred bytes.
@@ -58,12 +38,12 @@ pub struct Routes {
 }
 
 impl Routes {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { router: Router::new(), table: Vec::new(), paths: Paths::new(), schemas: Vec::new() }
     }
 
     /// Adds the handlers of one `routes!(…)`, which share a path.
-    fn add(mut self, (schemas, paths, method_router): UtoipaMethodRouter<AppState>) -> Self {
+    pub(crate) fn add(mut self, (schemas, paths, method_router): UtoipaMethodRouter<AppState>) -> Self {
         for (path, item) in &paths.paths {
             self.router = self.router.route(path, method_router.clone());
             self.table.extend(methods(item).into_iter().map(|method| Route { method, path: path.clone() }));
@@ -73,7 +53,7 @@ impl Routes {
         self
     }
 
-    fn merge(mut self, other: Routes) -> Self {
+    pub(crate) fn merge(mut self, other: Routes) -> Self {
         self.router = self.router.merge(other.router);
         self.table.extend(other.table);
         self.paths.merge(other.paths);
@@ -83,7 +63,7 @@ impl Routes {
 
     /// `other`'s routes under `prefix`; its `/` is the prefix itself.
     /// Operation ids get `id_prefix`, so each copy of a route stays unique.
-    fn nest(mut self, prefix: &str, other: Routes, id_prefix: &str) -> Self {
+    pub(crate) fn nest(mut self, prefix: &str, other: Routes, id_prefix: &str) -> Self {
         let under = |path: &str| if path == "/" { prefix.to_owned() } else { format!("{prefix}{path}") };
         self.router = self.router.nest(prefix, other.router);
         self.table
@@ -120,25 +100,7 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 }
 
 fn all() -> Routes {
-    Routes::new()
-        .merge(health::routes())
-        .merge(tenants::routes())
-        .merge(audit::platform_routes())
-        .merge(keys::routes())
-        .merge(metrics::routes())
-        .merge(docs::routes())
-        .merge(webhooks::routes())
-        .merge(anomalies::routes())
-        .merge(products::routes())
-        .merge(customers::routes())
-        .merge(releases::routes())
-        // One set of handlers under the native path and seed 000's own.
-        .nest("/api/v1/licenses", license_routes(), "")
-        .nest("/api/v1/fastrLicense", license_routes(), "fastr_")
-}
-
-fn license_routes() -> Routes {
-    licenses::routes().merge(devices::routes()).merge(client::routes()).merge(audit::routes())
+    crate::dialects::routes()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -152,6 +114,7 @@ pub fn router(state: AppState) -> Router {
             LimitLayer { limits: state.limits.clone(), metrics: state.metrics.clone() },
             rate_limit,
         ))
+        .layer(middleware::from_fn(crate::dialects::render_errors))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), request_context))
         .with_state(state)
 }

@@ -11,7 +11,7 @@ use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::{OpenApi, RefOr};
 use utoipa_axum::routes;
 
-use super::Routes;
+use crate::router::Routes;
 
 pub fn routes() -> Routes {
     Routes::new().add(routes!(openapi_json)).add(routes!(reference))
@@ -20,7 +20,7 @@ pub fn routes() -> Routes {
 fn document() -> &'static (OpenApi, String) {
     static DOCUMENT: OnceLock<(OpenApi, String)> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        let document = super::openapi();
+        let document = crate::router::openapi();
         let json = document.to_pretty_json().expect("the OpenAPI document serialises");
         (document, json)
     })

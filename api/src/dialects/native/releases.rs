@@ -15,11 +15,11 @@ use utoipa_axum::routes;
 
 use super::audit::{query_params, QueryParams};
 use super::products::tenant_product;
-use super::Routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParam, RequestContext};
 use crate::metadata::event_metadata;
+use crate::router::Routes;
 use crate::state::AppState;
 use crate::wire::instant;
 

@@ -11,10 +11,10 @@ use keyledger_app::webhooks::{self, check_url, payload, DeliveryFilter, Endpoint
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::Routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParam, PathParams};
+use crate::router::Routes;
 use crate::state::AppState;
 use utoipa_axum::routes;
 

@@ -13,11 +13,11 @@ use serde_json::{json, Value};
 use keyledger_app::serials::SerialKind;
 use uuid::Uuid;
 
-use super::Routes;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, PathParam, RequestContext};
 use crate::metadata::event_metadata;
+use crate::router::Routes;
 use crate::state::AppState;
 use crate::wire::{EditRequest, GenerateRequest, LicenseResponse, MessageResponse, SuspendRequest};
 use utoipa_axum::routes;
@@ -43,11 +43,11 @@ pub fn routes() -> Routes {
 
 // --- input parsing -------------------------------------------------------------
 
-pub(super) fn parse_key(raw: Option<&str>) -> ApiResult<LicenseKey> {
+pub(crate) fn parse_key(raw: Option<&str>) -> ApiResult<LicenseKey> {
     LicenseKey::parse(raw.unwrap_or_default()).map_err(|e| ApiError::field("licenseKey", e.to_string()))
 }
 
-pub(super) fn parse_machine(raw: Option<&str>) -> ApiResult<MachineId> {
+pub(crate) fn parse_machine(raw: Option<&str>) -> ApiResult<MachineId> {
     MachineId::parse(raw.unwrap_or_default()).map_err(|e| ApiError::field("machineId", e.to_string()))
 }
 
@@ -116,7 +116,7 @@ fn parse_max_connections(raw: i64) -> ApiResult<u32> {
 
 // --- lookups -----------------------------------------------------------------------
 
-pub(super) async fn view_by_key(state: &AppState, key: &LicenseKey) -> ApiResult<Option<LicenseView>> {
+pub(crate) async fn view_by_key(state: &AppState, key: &LicenseKey) -> ApiResult<Option<LicenseView>> {
     state.views.by_key(key).await.map_err(ApiError::internal)
 }
 
@@ -136,7 +136,7 @@ pub(super) async fn administrable_license(state: &AppState, caller: &Caller, raw
 }
 
 /// Runs a command on behalf of an authenticated caller.
-pub(super) async fn execute_as(
+pub(crate) async fn execute_as(
     state: &AppState,
     context: &RequestContext,
     caller: Option<&Caller>,

@@ -1,0 +1,154 @@
+//! The API dialects: the wire formats of the seed documents, each served at
+//! its own paths over the same commands and reads.
+//!
+//! A dialect parses its requests, calls [`flow`] (the client rules every
+//! dialect shares: finding a license the caller may use, activating,
+//! checking, deactivating, tokens) and renders the answer in its own
+//! shape. It has no business rule of its own. Errors raised before a
+//! handler runs (the request screen, rate limits, unknown routes) are
+//! rendered again in the dialect's error shape by [`render_errors`], so a
+//! client of a dialect never meets another dialect's errors.
+//!
+//! - `native`: seed 000's format and keyledger's management API;
+//! - `seed001`: `/license/...`, RSA-signed answers, five-by-five keys;
+//! - `seed004`: `/v1/...`, tenant API keys and Ed25519 license tokens.
+
+pub mod flow;
+pub mod native;
+mod seed001;
+mod seed004;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::error::{ApiError, ErrorParts};
+use crate::limits::FailedGuess;
+use crate::router::Routes;
+
+/// The routes whose dialect gives each its own rate limit and blocks.
+pub fn route_rules() -> Vec<crate::limits::routes::RouteRule> {
+    Vec::new()
+}
+
+/// Every dialect's routes.
+pub fn routes() -> Routes {
+    native::routes().merge(seed001::routes()).merge(seed004::routes())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Native,
+    Seed001,
+    Seed004,
+}
+
+impl Dialect {
+    /// The dialect a request path belongs to.
+    pub fn of_path(path: &str) -> Self {
+        if path.starts_with("/license/") {
+            Dialect::Seed001
+        } else if path.starts_with("/v1/") {
+            Dialect::Seed004
+        } else {
+            Dialect::Native
+        }
+    }
+
+    /// Its name, as recorded in event metadata (`api`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Native => "native",
+            Dialect::Seed001 => "seed001",
+            Dialect::Seed004 => "seed004",
+        }
+    }
+
+    /// Whether a route of this dialect is one of the client calls, limited
+    /// per address like the native client endpoints.
+    pub fn is_client_route(route: &str) -> bool {
+        match Dialect::of_path(route) {
+            Dialect::Native => false,
+            Dialect::Seed001 => route != "/license/public-key",
+            Dialect::Seed004 => route != "/v1/public-key",
+        }
+    }
+
+    /// An error in this dialect's shape and status.
+    fn render(self, status: StatusCode, error: &ErrorParts) -> Option<(StatusCode, Value)> {
+        match self {
+            Dialect::Native => None,
+            Dialect::Seed001 => Some(seed001::error_body(status, error)),
+            Dialect::Seed004 => Some(seed004::error_body(status, error)),
+        }
+    }
+}
+
+/// A dialect handler's error as a response: rendered in the dialect's
+/// shape by [`render_errors`], and marked as a failed guess (for the
+/// progressive blocks) when it is an unknown or malformed license key.
+pub(crate) fn refusal(error: ApiError) -> Response {
+    let guessed = error.code == "license_not_found" || error.field.as_deref() == Some("licenseKey");
+    let mut response = error.into_response();
+    if guessed {
+        response.extensions_mut().insert(FailedGuess);
+    }
+    response
+}
+
+/// The wire name of a native field in a snake_case dialect.
+pub(crate) fn snake_field(field: &str) -> String {
+    let mut out = String::with_capacity(field.len() + 4);
+    for c in field.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Middleware: an error answered on a dialect's path in the native shape
+/// (by the screen, the rate limits, an extractor or a fallback) is
+/// rendered again in the dialect's shape, keeping its headers
+/// (`Retry-After`, the rate-limit headers).
+pub async fn render_errors(request: Request, next: Next) -> Response {
+    let dialect = Dialect::of_path(request.uri().path());
+    let response = next.run(request).await;
+    if dialect == Dialect::Native {
+        return response;
+    }
+    let Some(error) = response.extensions().get::<ErrorParts>().cloned() else { return response };
+    let Some((status, body)) = dialect.render(response.status(), &error) else { return response };
+    let (mut parts, _) = response.into_parts();
+    parts.status = status;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(serde_json::to_vec(&body).expect("a JSON value serialises")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_their_dialect() {
+        assert_eq!(Dialect::of_path("/license/activate"), Dialect::Seed001);
+        assert_eq!(Dialect::of_path("/v1/verify"), Dialect::Seed004);
+        assert_eq!(Dialect::of_path("/api/v1/licenses/activate"), Dialect::Native);
+        assert_eq!(Dialect::of_path("/licenses"), Dialect::Native);
+        assert!(Dialect::is_client_route("/v1/heartbeat"));
+        assert!(!Dialect::is_client_route("/v1/public-key"));
+    }
+
+    #[test]
+    fn native_fields_become_snake_case() {
+        assert_eq!(snake_field("licenseKey"), "license_key");
+        assert_eq!(snake_field("nonce"), "nonce");
+    }
+}

@@ -1,0 +1,425 @@
+//! Seed 001's dialect: `POST /license/activate`, `/license/validate` and
+//! `/license/deactivate` with `license_key` (five groups of five) and
+//! `machine_id` (a SHA-256 in hex). A success is `{"data": {...},
+//! "signature": "<base64>"}`, the signature RSA-SHA256 (PKCS#1 v1.5) by
+//! the license's tenant's RSA key over `data` JSON-encoded with its keys
+//! sorted and no spaces: exactly what Python's `json.dumps(data,
+//! sort_keys=True, separators=(",", ":"))` gives, so a client rebuilds
+//! the signed bytes from the answer it parsed.
+//!
+//! Where the document is silent (README, "Seed 001"): the error body
+//! (`{"error": {"code", "message", "details"}}`); `GET
+//! /license/public-key` hands out the PEM (by the caller's key's tenant,
+//! or `?tenant_id=`); deactivate's success is signed too; callers are
+//! anonymous as in seed 000, or present a client key.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::Utc;
+use keyledger_domain::{KeyFormat, License, LicenseKey, LicenseStatus, MachineId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::flow::{self, Activation, Visible, Wants};
+use crate::auth::ClientCaller;
+use crate::error::{ApiError, ErrorParts};
+use crate::extract::{JsonBody, RequestContext};
+use crate::router::Routes;
+use crate::state::AppState;
+use crate::wire::instant;
+use utoipa_axum::routes;
+
+const MAX_NONCE_LEN: usize = 128;
+
+pub fn routes() -> Routes {
+    Routes::new().add(routes!(activate)).add(routes!(validate)).add(routes!(deactivate)).add(routes!(public_key))
+}
+
+/// An error in seed 001's shape, with the document's statuses: bad input
+/// is 422 with the field's message under `details`.
+pub fn error_body(status: StatusCode, error: &ErrorParts) -> (StatusCode, Value) {
+    let status = match error.code {
+        "license_not_found" | "route_not_found" => StatusCode::NOT_FOUND,
+        "license_suspended"
+        | "license_expired"
+        | "license_revoked"
+        | "device_blocked"
+        | "heartbeat_dead"
+        | "machine_not_activated"
+        | "license_not_activated"
+        | "product_mismatch"
+        | "feature_missing" => StatusCode::FORBIDDEN,
+        "seat_limit_reached" | "bound_to_another_machine" => StatusCode::CONFLICT,
+        "transfer_limit" | "rate_limited" | "blocked" => StatusCode::TOO_MANY_REQUESTS,
+        _ if error.field.is_some() || status == StatusCode::BAD_REQUEST => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => status,
+    };
+    let mut body = json!({ "error": { "code": error.code, "message": error.message } });
+    if let Some(field) = &error.field {
+        body["error"]["code"] = json!("validation_error");
+        body["error"]["details"] = json!({ super::snake_field(field): [error.message] });
+    }
+    (status, body)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct LicenseRequest {
+    /// `XXXXX-XXXXX-XXXXX-XXXXX-XXXXX`, any case.
+    pub license_key: Option<String>,
+    /// The SHA-256 of the machine's identifier: 64 hex characters.
+    pub machine_id: Option<String>,
+    /// Optional: echoed inside the signed data, so a recorded answer can't
+    /// be replayed.
+    pub nonce: Option<String>,
+}
+
+/// A request that passed seed 001's checks.
+struct Parsed {
+    key: LicenseKey,
+    machine: MachineId,
+    machine_id: String,
+    nonce: Option<String>,
+}
+
+/// Every field's problems at once, as the document's 422.
+fn parse(request: &LicenseRequest) -> Result<Parsed, Response> {
+    let mut details: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let key = match request.license_key.as_deref().map(str::trim) {
+        None | Some("") => {
+            details.entry("license_key").or_default().push("license_key is required".into());
+            None
+        }
+        Some(raw) => match LicenseKey::parse(raw) {
+            Ok(key) if key.format() == KeyFormat::FiveByFive => Some(key),
+            _ => {
+                let message =
+                    "license_key must be five groups of five letters or digits: XXXXX-XXXXX-XXXXX-XXXXX-XXXXX";
+                details.entry("license_key").or_default().push(message.into());
+                None
+            }
+        },
+    };
+    let machine_id = request.machine_id.as_deref().map(str::trim).unwrap_or_default();
+    let machine = if machine_id.len() == 64 && machine_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        MachineId::parse(&machine_id.to_ascii_lowercase()).ok()
+    } else {
+        let message = if machine_id.is_empty() {
+            "machine_id is required"
+        } else {
+            "machine_id must be the SHA-256 of the machine's identifier: 64 hex characters"
+        };
+        details.entry("machine_id").or_default().push(message.into());
+        None
+    };
+    if let Some(nonce) = &request.nonce {
+        if nonce.chars().count() > MAX_NONCE_LEN || nonce.chars().any(char::is_control) {
+            let message = format!("nonce must be at most {MAX_NONCE_LEN} characters without control characters");
+            details.entry("nonce").or_default().push(message);
+        }
+    }
+    match (key, machine) {
+        (Some(key), Some(machine)) if details.is_empty() => {
+            Ok(Parsed { key, machine, machine_id: machine_id.to_ascii_lowercase(), nonce: request.nonce.clone() })
+        }
+        _ => {
+            let body = json!({ "error": {
+                "code": "validation_error",
+                "message": "The request's fields are not valid",
+                "details": details,
+            }});
+            Err((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response())
+        }
+    }
+}
+
+/// Seed 001's status names.
+fn status_name(status: LicenseStatus) -> &'static str {
+    match status {
+        LicenseStatus::Generated | LicenseStatus::Activated => "active",
+        LicenseStatus::Suspended => "suspended",
+        LicenseStatus::Expired => "expired",
+        LicenseStatus::Revoked => "revoked",
+    }
+}
+
+/// The signed data of an answer about `license` for the parsed request.
+async fn data(state: &AppState, license: &License, parsed: &Parsed) -> Result<Value, ApiError> {
+    let now = Utc::now();
+    let product = flow::product_of(state, license).await?;
+    let mut features: Vec<&str> = license.features.iter().map(String::as_str).collect();
+    if let Some(product) = &product {
+        features.extend(
+            product.features.iter().map(String::as_str).filter(|f| !license.features.iter().any(|own| own == f)),
+        );
+    }
+    let mut data = json!({
+        "license_key": parsed.key.as_str(),
+        "license_id": license.id,
+        "machine_id": parsed.machine_id,
+        "status": status_name(license.status_at(now)),
+        "expires_at": license.expires_at.map(instant),
+        "activations": license.devices.len(),
+        "max_activations": license.max_activations.get(),
+        "product": product.as_ref().map(|p| json!({ "id": p.id, "name": p.name, "code": p.code })),
+        "features": features,
+        "issued_at": instant(now),
+    });
+    if let Some(nonce) = &parsed.nonce {
+        data["nonce"] = json!(nonce);
+    }
+    Ok(data)
+}
+
+/// `{"data", "signature"}`, signed by the license's tenant's RSA key.
+async fn signed(state: &AppState, tenant_id: &str, data: Value) -> Result<Response, ApiError> {
+    let signer = state.rsa_keys.for_tenant(tenant_id).await.map_err(ApiError::internal)?;
+    let bytes = python_json(&data);
+    let signature = STANDARD.encode(signer.sign(bytes.as_bytes()));
+    Ok((StatusCode::OK, Json(json!({ "data": data, "signature": signature, "kid": signer.kid }))).into_response())
+}
+
+/// `value` as Python's `json.dumps(value, sort_keys=True,
+/// separators=(",", ":"))` writes it: keys sorted at every level, no
+/// spaces, every character outside printable ASCII escaped as `\uXXXX`
+/// (UTF-16, lower-case hex). Numbers here are integers only.
+pub fn python_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_python_json(value, &mut out);
+    out
+}
+
+fn write_python_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(fields) => {
+            let mut keys: Vec<&String> = fields.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_python_string(key, out);
+                out.push(':');
+                write_python_json(&fields[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_python_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::String(text) => write_python_string(text, out),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn write_python_string(text: &str, out: &mut String) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// The handlers' common start: the body parsed and checked, and the
+/// license the caller may use.
+async fn begin(
+    state: &AppState,
+    caller: Result<ClientCaller, ApiError>,
+    body: Result<JsonBody<LicenseRequest>, ApiError>,
+) -> Result<(Parsed, Option<crate::auth::Caller>, Visible), Response> {
+    let JsonBody(request) = body.map_err(super::refusal)?;
+    let parsed = parse(&request)?;
+    let ClientCaller(caller) = caller.map_err(super::refusal)?;
+    let visible = flow::visible(state, caller.as_ref(), &parsed.key).await.map_err(super::refusal)?;
+    Ok((parsed, caller, visible))
+}
+
+fn finish(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(super::refusal)
+}
+
+#[utoipa::path(
+    post,
+    path = "/license/activate",
+    tag = "seed001",
+    operation_id = "seed001_activate",
+    summary = "Activate a license on a machine (RSA-signed answer)",
+    request_body = LicenseRequest,
+    responses((status = 200, description = "{data, signature}", body = Object), (status = "default", description = "{error: {code, message, details?}}", body = Object)),
+    security((), ("bearer" = []))
+)]
+async fn activate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Result<ClientCaller, ApiError>,
+    body: Result<JsonBody<LicenseRequest>, ApiError>,
+) -> Response {
+    let (parsed, caller, Visible { license, .. }) = match begin(&state, caller, body).await {
+        Ok(begun) => begun,
+        Err(response) => return response,
+    };
+    finish(
+        async {
+            let activation = Activation { machine: &parsed.machine, machine_name: None, app_version: None };
+            let license = flow::activate(&state, &context, caller.as_ref(), &license, activation).await?;
+            signed(&state, &license.tenant_id, data(&state, &license, &parsed).await?).await
+        }
+        .await,
+    )
+}
+
+#[utoipa::path(
+    post,
+    path = "/license/validate",
+    tag = "seed001",
+    operation_id = "seed001_validate",
+    summary = "Validate a license on an activated machine (RSA-signed answer)",
+    request_body = LicenseRequest,
+    responses((status = 200, description = "{data, signature}", body = Object), (status = "default", description = "{error: {code, message, details?}}", body = Object)),
+    security((), ("bearer" = []))
+)]
+async fn validate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Result<ClientCaller, ApiError>,
+    body: Result<JsonBody<LicenseRequest>, ApiError>,
+) -> Response {
+    let (parsed, caller, Visible { license, .. }) = match begin(&state, caller, body).await {
+        Ok(begun) => begun,
+        Err(response) => return response,
+    };
+    finish(
+        async {
+            let interval = state.heartbeat_interval;
+            let checked =
+                flow::check(&state, &context, caller.as_ref(), &license, &parsed.machine, Wants::default(), interval)
+                    .await?
+                    .map_err(ApiError::refused)?;
+            signed(&state, &checked.license.tenant_id, data(&state, &checked.license, &parsed).await?).await
+        }
+        .await,
+    )
+}
+
+#[utoipa::path(
+    post,
+    path = "/license/deactivate",
+    tag = "seed001",
+    operation_id = "seed001_deactivate",
+    summary = "Deactivate a license on a machine (RSA-signed answer)",
+    request_body = LicenseRequest,
+    responses((status = 200, description = "{data, signature}", body = Object), (status = "default", description = "{error: {code, message, details?}}", body = Object)),
+    security((), ("bearer" = []))
+)]
+async fn deactivate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    caller: Result<ClientCaller, ApiError>,
+    body: Result<JsonBody<LicenseRequest>, ApiError>,
+) -> Response {
+    let (parsed, caller, Visible { license, .. }) = match begin(&state, caller, body).await {
+        Ok(begun) => begun,
+        Err(response) => return response,
+    };
+    finish(
+        async {
+            let license = flow::deactivate(&state, &context, caller.as_ref(), &license, &parsed.machine).await?;
+            let mut data = data(&state, &license, &parsed).await?;
+            data["deactivated"] = json!(true);
+            signed(&state, &license.tenant_id, data).await
+        }
+        .await,
+    )
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PublicKeyQuery {
+    /// The tenant whose key is wanted, when no key is presented.
+    pub tenant_id: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/license/public-key",
+    tag = "seed001",
+    operation_id = "seed001_public_key",
+    summary = "A tenant's RSA public key (PEM), to check answers' signatures",
+    params(PublicKeyQuery),
+    responses((status = 200, description = "{tenant_id, kid, algorithm, public_key}", body = Object), (status = "default", description = "{error: {code, message, details?}}", body = Object)),
+    security((), ("bearer" = []))
+)]
+async fn public_key(
+    State(state): State<AppState>,
+    caller: Result<ClientCaller, ApiError>,
+    query: Result<Query<PublicKeyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    finish(
+        async {
+            let ClientCaller(caller) = caller?;
+            let Query(query) = query.map_err(|e| ApiError::field("tenantId", e.body_text()))?;
+            let tenant_id = match (caller.and_then(|c| c.tenant_id), query.tenant_id) {
+                (Some(tenant), _) => tenant,
+                (None, Some(tenant)) => tenant,
+                (None, None) => {
+                    return Err(ApiError::field("tenantId", "tenant_id is required without a tenant's key"))
+                }
+            };
+            // Only tenants that exist get a key made.
+            if state.directory.tenant(&tenant_id).await.map_err(ApiError::internal)?.is_none() {
+                return Err(ApiError::not_found("No such tenant").with_code("tenant_not_found"));
+            }
+            let signer = state.rsa_keys.for_tenant(&tenant_id).await.map_err(ApiError::internal)?;
+            let body = json!({
+                "tenant_id": tenant_id,
+                "kid": signer.kid,
+                "algorithm": "RSA-SHA256 (PKCS#1 v1.5)",
+                "public_key": signer.public_pem,
+            });
+            Ok((StatusCode::OK, Json(body)).into_response())
+        }
+        .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_written_as_pythons_json_dumps_writes_it() {
+        let data = json!({"b": 1, "a": {"z": null, "y": [true, "x"]}, "é": "naïve \"quoted\" ☃ 😀\n\u{7f}"});
+        // json.dumps(data, sort_keys=True, separators=(",", ":"))
+        assert_eq!(
+            python_json(&data),
+            r#"{"a":{"y":[true,"x"],"z":null},"b":1,"\u00e9":"na\u00efve \"quoted\" \u2603 \ud83d\ude00\n\u007f"}"#
+        );
+    }
+}
