@@ -212,8 +212,9 @@ impl License {
         }
     }
 
-    /// Refuses a suspended, revoked or expired license.
-    fn ensure_usable(&self, now: DateTime<Utc>) -> Result<(), LicenseError> {
+    /// Refuses a suspended, revoked or expired license: what a validation
+    /// that names no machine checks.
+    pub fn ensure_usable(&self, now: DateTime<Utc>) -> Result<(), LicenseError> {
         match self.status {
             LicenseStatus::Suspended => Err(LicenseError::Suspended),
             LicenseStatus::Revoked => Err(LicenseError::Revoked),

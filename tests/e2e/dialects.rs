@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 
 on_both_backends!(
     a_seed_001_client_activates_validates_and_deactivates_with_rsa_signed_answers,
+    a_seed_002_client_validates_activates_reads_status_and_is_blocked_past_its_limit,
     a_seed_004_client_works_with_offline_tokens_heartbeats_and_seat_limits,
-    one_license_is_used_through_three_dialects_and_its_history_names_each,
+    one_license_is_used_through_four_dialects_and_its_history_names_each,
     dialect_errors_keep_their_dialects_shape,
 );
 
@@ -69,6 +70,26 @@ async fn a_seed_001_client_activates_validates_and_deactivates_with_rsa_signed_a
     println!("{printed}");
 }
 
+async fn a_seed_002_client_validates_activates_reads_status_and_is_blocked_past_its_limit(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| config.rate_limits = "on".to_owned()).await;
+    let tenant = app.tenant("Acme").await;
+    let owner = app.user(&tenant, "owner").await;
+    let product =
+        product(&app, &tenant, json!({"name": "PRO", "code": "PRO", "features": ["rooms", "branding"]})).await;
+    let license = app.generate(&owner.key, json!({ "productId": product, "maxActivations": 1 })).await;
+    let key = license["licenseKey"].as_str().unwrap();
+    let other = app.tenant("Other").await;
+    let env = [
+        ("BASE", app.base.as_str()),
+        ("LICENSE_KEY", key),
+        ("OWNER_KEY", owner.key.as_str()),
+        ("OTHER_TENANT_KEY", other.admin_key.as_str()),
+    ];
+    let (ok, printed) = run_python("seed002_client.py", &[], &env).await;
+    assert!(ok && printed.contains("checks passed"), "the seed 002 client's checks failed:\n{printed}");
+    println!("{printed}");
+}
+
 async fn a_seed_004_client_works_with_offline_tokens_heartbeats_and_seat_limits(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let tenant = app.tenant("Acme").await;
@@ -90,7 +111,7 @@ async fn a_seed_004_client_works_with_offline_tokens_heartbeats_and_seat_limits(
     println!("{printed}");
 }
 
-async fn one_license_is_used_through_three_dialects_and_its_history_names_each(backend: Backend) {
+async fn one_license_is_used_through_four_dialects_and_its_history_names_each(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let tenant = app.tenant("Acme").await;
     let product = product(&app, &tenant, json!({"name": "Studio", "code": "STUDIO", "keyFormat": FIVE_BY_FIVE})).await;
@@ -107,6 +128,10 @@ async fn one_license_is_used_through_three_dialects_and_its_history_names_each(b
     let verify = json!({ "license_key": key, "machine_id": machine });
     let reply = app.post("/v1/verify", Some(&api_key), verify.clone()).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // ... and through seed 002, which knows the device by the same id ...
+    let reply = app.post("/api/licenses/validate", None, json!({ "license_key": key, "device_id": machine })).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["license"]["current_activations"], 1, "the same device, no second seat");
     // ... and released through seed 004.
     let reply = app.post("/v1/deactivate", Some(&api_key), verify).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -140,6 +165,12 @@ async fn dialect_errors_keep_their_dialects_shape(backend: Backend) {
     let reply = app.post_raw("/v1/verify", None, "[1, 2]").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.body["ok"], false, "seed 004's shape: {}", reply.body);
+    let reply = app.post_raw("/api/licenses/validate", None, "{oops").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.body, json!({"statusCode": 400, "statusMessage": "Invalid license key or validation failed"}));
+    let reply = app.get("/api/licenses/status?license_key=x", None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.body["statusCode"], 401, "seed 002's shape: {}", reply.body);
     let reply = app.get("/v1/nothing-here", None).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.body["ok"], false, "{}", reply.body);

@@ -11,11 +11,14 @@
 //!
 //! - `native`: seed 000's format and keyledger's management API;
 //! - `seed001`: `/license/...`, RSA-signed answers, five-by-five keys;
+//! - `seed002`: `/api/licenses/...`, validate-and-activate, generic
+//!   errors, per-endpoint limits with progressive blocks;
 //! - `seed004`: `/v1/...`, tenant API keys and Ed25519 license tokens.
 
 pub mod flow;
 pub mod native;
 mod seed001;
+mod seed002;
 mod seed004;
 
 use axum::body::Body;
@@ -31,18 +34,19 @@ use crate::router::Routes;
 
 /// The routes whose dialect gives each its own rate limit and blocks.
 pub fn route_rules() -> Vec<crate::limits::routes::RouteRule> {
-    Vec::new()
+    seed002::route_rules()
 }
 
 /// Every dialect's routes.
 pub fn routes() -> Routes {
-    native::routes().merge(seed001::routes()).merge(seed004::routes())
+    native::routes().merge(seed001::routes()).merge(seed002::routes()).merge(seed004::routes())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Native,
     Seed001,
+    Seed002,
     Seed004,
 }
 
@@ -51,6 +55,8 @@ impl Dialect {
     pub fn of_path(path: &str) -> Self {
         if path.starts_with("/license/") {
             Dialect::Seed001
+        } else if path.starts_with("/api/licenses/") {
+            Dialect::Seed002
         } else if path.starts_with("/v1/") {
             Dialect::Seed004
         } else {
@@ -63,6 +69,7 @@ impl Dialect {
         match self {
             Dialect::Native => "native",
             Dialect::Seed001 => "seed001",
+            Dialect::Seed002 => "seed002",
             Dialect::Seed004 => "seed004",
         }
     }
@@ -73,15 +80,17 @@ impl Dialect {
         match Dialect::of_path(route) {
             Dialect::Native => false,
             Dialect::Seed001 => route != "/license/public-key",
+            Dialect::Seed002 => true,
             Dialect::Seed004 => route != "/v1/public-key",
         }
     }
 
     /// An error in this dialect's shape and status.
-    fn render(self, status: StatusCode, error: &ErrorParts) -> Option<(StatusCode, Value)> {
+    fn render(self, path: &str, status: StatusCode, error: &ErrorParts) -> Option<(StatusCode, Value)> {
         match self {
             Dialect::Native => None,
             Dialect::Seed001 => Some(seed001::error_body(status, error)),
+            Dialect::Seed002 => Some(seed002::error_body(path, status, error)),
             Dialect::Seed004 => Some(seed004::error_body(status, error)),
         }
     }
@@ -97,6 +106,14 @@ pub(crate) fn refusal(error: ApiError) -> Response {
         response.extensions_mut().insert(FailedGuess);
     }
     response
+}
+
+/// A dialect handler's answer: 200 with the body, or the error.
+pub(crate) fn answer(result: Result<Value, ApiError>) -> Response {
+    match result {
+        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Err(error) => refusal(error),
+    }
 }
 
 /// The wire name of a native field in a snake_case dialect.
@@ -118,13 +135,14 @@ pub(crate) fn snake_field(field: &str) -> String {
 /// rendered again in the dialect's shape, keeping its headers
 /// (`Retry-After`, the rate-limit headers).
 pub async fn render_errors(request: Request, next: Next) -> Response {
-    let dialect = Dialect::of_path(request.uri().path());
+    let path = request.uri().path().to_owned();
+    let dialect = Dialect::of_path(&path);
     let response = next.run(request).await;
     if dialect == Dialect::Native {
         return response;
     }
     let Some(error) = response.extensions().get::<ErrorParts>().cloned() else { return response };
-    let Some((status, body)) = dialect.render(response.status(), &error) else { return response };
+    let Some((status, body)) = dialect.render(&path, response.status(), &error) else { return response };
     let (mut parts, _) = response.into_parts();
     parts.status = status;
     parts.headers.remove(header::CONTENT_LENGTH);

@@ -14,8 +14,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::Utc;
@@ -103,13 +102,6 @@ fn tenant_caller(caller: Result<ClientCaller, ApiError>) -> Result<Caller, ApiEr
     Ok(caller)
 }
 
-fn answer(result: Result<Value, ApiError>) -> Response {
-    match result {
-        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
-        Err(error) => super::refusal(error),
-    }
-}
-
 fn required<'a>(raw: Option<&'a str>, field: &str) -> Result<&'a str, ApiError> {
     raw.filter(|value| !value.trim().is_empty()).ok_or_else(|| ApiError::field(field, format!("{field} is required")))
 }
@@ -149,7 +141,7 @@ fn license_summary(license: &License) -> Value {
     security(("bearer" = []))
 )]
 async fn public_key(State(state): State<AppState>, caller: Result<ClientCaller, ApiError>) -> Response {
-    answer(public_key_answer(&state, caller).await)
+    super::answer(public_key_answer(&state, caller).await)
 }
 
 async fn public_key_answer(state: &AppState, caller: Result<ClientCaller, ApiError>) -> Result<Value, ApiError> {
@@ -186,7 +178,7 @@ async fn activate(
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<ActivateRequest>, ApiError>,
 ) -> Response {
-    answer(activate_answer(&state, &context, caller, body).await)
+    super::answer(activate_answer(&state, &context, caller, body).await)
 }
 
 async fn activate_answer(
@@ -232,7 +224,7 @@ async fn verify(
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<VerifyRequest>, ApiError>,
 ) -> Response {
-    answer(verify_answer(&state, &context, caller, body).await)
+    super::answer(verify_answer(&state, &context, caller, body).await)
 }
 
 async fn verify_answer(
@@ -295,7 +287,7 @@ async fn deactivate(
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<MachineRequest>, ApiError>,
 ) -> Response {
-    answer(deactivate_answer(&state, &context, caller, body).await)
+    super::answer(deactivate_answer(&state, &context, caller, body).await)
 }
 
 async fn deactivate_answer(
@@ -329,7 +321,7 @@ async fn heartbeat(
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<MachineRequest>, ApiError>,
 ) -> Response {
-    answer(heartbeat_answer(&state, &context, caller, body).await)
+    super::answer(heartbeat_answer(&state, &context, caller, body).await)
 }
 
 async fn heartbeat_answer(
