@@ -201,6 +201,22 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_TRUSTED_PROXIES", default_value = "", global = true)]
     pub trusted_proxies: String,
 
+    /// A PEM file with the certificate chain to serve HTTPS with (with
+    /// KEYLEDGER_TLS_KEY); without it keyledger speaks plain HTTP, for a
+    /// TLS-terminating proxy in front.
+    #[arg(long, env = "KEYLEDGER_TLS_CERT", global = true)]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM file of the certificate's private key.
+    #[arg(long, env = "KEYLEDGER_TLS_KEY", global = true)]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// `true` refuses requests that did not come over HTTPS (keyledger's
+    /// own TLS, or a trusted proxy saying `X-Forwarded-Proto: https`) with
+    /// 403 `https_required`; `GET /health` stays open for probes.
+    #[arg(long, env = "KEYLEDGER_REQUIRE_HTTPS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub require_https: bool,
+
     /// When set, `GET /metrics` needs `Authorization: Bearer <this>`.
     #[arg(long, env = "KEYLEDGER_METRICS_TOKEN", hide_env_values = true, global = true)]
     pub metrics_token: Option<String>,
@@ -271,10 +287,13 @@ impl Config {
     pub(crate) fn server_settings(
         &self,
         trusted_proxies: Vec<crate::limits::client_ip::Cidr>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> crate::server::ServerSettings {
         let secs = |s: u32| std::time::Duration::from_secs(s.into());
         crate::server::ServerSettings {
             trusted_proxies: std::sync::Arc::new(trusted_proxies),
+            tls,
+            require_https: self.require_https,
             deadlines: crate::server::Deadlines {
                 header_read: secs(self.header_read_timeout_secs),
                 keep_alive: secs(self.keep_alive_timeout_secs),
@@ -329,6 +348,9 @@ impl Config {
             rate_limit_block_decay_secs: 3600,
             rate_limit_max_tracked: 100_000,
             trusted_proxies: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            require_https: false,
             metrics_token: None,
             webhook_retry_schedule: keyledger_app::webhooks::policy::DEFAULT_SCHEDULE.to_owned(),
             webhook_timeout_secs: 15,

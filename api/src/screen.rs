@@ -15,6 +15,8 @@
 //! - the path and the query, once percent-decoded, hold valid UTF-8 and no
 //!   control characters (`400`): such bytes have no place in an id or a
 //!   number, and PostgreSQL cannot store a NUL;
+//! - with KEYLEDGER_REQUIRE_HTTPS, a request that came over plain HTTP is
+//!   refused (`403 https_required`), `GET /health` excepted;
 //! - a handler that panics answers a JSON 500 and the connection lives on.
 
 use std::collections::HashSet;
@@ -60,6 +62,9 @@ pub async fn screen(request: Request, next: Next) -> Response {
 const MAX_URI_BYTES: usize = 16 * 1024;
 
 fn check(request: &Request) -> Result<(), ApiError> {
+    if request.extensions().get::<crate::server::PlainHttp>().is_some() && request.uri().path() != "/health" {
+        return Err(ApiError::forbidden("This server answers over HTTPS only").with_code("https_required"));
+    }
     let uri_length = request.uri().path().len() + request.uri().query().map_or(0, |q| q.len() + 1);
     if uri_length > MAX_URI_BYTES {
         return Err(ApiError::bad_request(

@@ -42,6 +42,8 @@ const ANOMALY_SETTINGS_TTL: std::time::Duration = std::time::Duration::from_secs
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error(transparent)]
+    Tls(#[from] crate::server::tls::TlsError),
     #[error("cannot use data directory {path}: {source}")]
     DataDir { path: String, source: io::Error },
     #[error(transparent)]
@@ -300,6 +302,11 @@ impl Application {
         let checkpoints = Checkpoints::new(db.clone(), signing_key(&config)?);
         let tenancy = TenancyStore::new(db.clone());
         let trusted_proxies = parse_trusted(&config.trusted_proxies).map_err(StartupError::TrustedProxies)?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(server::tls::acceptor(cert, key)?),
+            (None, None) => None,
+            _ => return Err(server::tls::TlsError::HalfConfigured.into()),
+        };
         let limits = Arc::new(Limits::new(db.clone(), config.limit_settings()));
         if !limits.enabled() {
             tracing::warn!("rate limits and address blocks are off (KEYLEDGER_RATE_LIMITS=off)");
@@ -361,7 +368,7 @@ impl Application {
             state,
             runtime,
             background,
-            server: config.server_settings(trusted_proxies),
+            server: config.server_settings(trusted_proxies, tls),
             new_operator_token,
         })
     }

@@ -13,6 +13,7 @@ on_both_backends!(
     a_seed_002_client_validates_activates_reads_status_and_is_blocked_past_its_limit,
     a_seed_004_client_works_with_offline_tokens_heartbeats_and_seat_limits,
     one_license_is_used_through_four_dialects_and_its_history_names_each,
+    the_seed_004_client_works_over_keyledgers_own_tls_and_plain_http_is_refused,
     dialect_errors_keep_their_dialects_shape,
 );
 
@@ -109,6 +110,69 @@ async fn a_seed_004_client_works_with_offline_tokens_heartbeats_and_seat_limits(
     let (ok, printed) = run_python("seed004_client.py", &[], &env).await;
     assert!(ok && printed.contains("checks passed"), "the seed 004 client's checks failed:\n{printed}");
     println!("{printed}");
+}
+
+async fn the_seed_004_client_works_over_keyledgers_own_tls_and_plain_http_is_refused(backend: Backend) {
+    // Set up over plain HTTP on one server; the client talks to another
+    // on the same database that serves HTTPS only.
+    let plain = TestApp::spawn(backend).await;
+    let tenant = plain.tenant("Acme").await;
+    let product = product(&plain, &tenant, json!({"name": "Verifier", "code": "VERIFY"})).await;
+    let policy = json!({ "transferLimit": { "count": 1, "periodSecs": 86400 } });
+    let (id, key) =
+        license(&plain, &tenant, json!({ "productId": product, "maxActivations": 2, "policy": policy })).await;
+    let api_key = client_key(&plain, &tenant).await;
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path().to_str().unwrap();
+    let (ok, printed) = run_python("make_cert.py", &[dir], &[]).await;
+    assert!(ok, "{printed}");
+    let (cert, cert_key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let secure = plain
+        .another_server_with(|config| {
+            config.tls_cert = Some(cert.clone());
+            config.tls_key = Some(cert_key.clone());
+            config.require_https = true;
+        })
+        .await;
+    assert!(secure.base.starts_with("https://"));
+    let cert_path = cert.to_str().unwrap();
+    let env = [
+        ("BASE", secure.base.as_str()),
+        ("API_KEY", api_key.as_str()),
+        ("PRODUCT_ID", product.as_str()),
+        ("LICENSE_KEY", key.as_str()),
+        ("LICENSE_ID", id.as_str()),
+        ("ADMIN_KEY", tenant.admin_key.as_str()),
+        // requests trusts the test certificate, and only it.
+        ("REQUESTS_CA_BUNDLE", cert_path),
+    ];
+    let (ok, printed) = run_python("seed004_client.py", &[], &env).await;
+    assert!(ok && printed.contains("checks passed"), "the seed 004 client over HTTPS failed:\n{printed}");
+
+    // Plain HTTP is refused where HTTPS is required, unless a trusted
+    // proxy says the client came over HTTPS; health probes stay open.
+    let strict = plain
+        .another_server_with(|config| {
+            config.require_https = true;
+            config.trusted_proxies = "127.0.0.1/32".to_owned();
+        })
+        .await;
+    let reply = strict.get("/v1/public-key", Some(&api_key)).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert_eq!(reply.body["ok"], false, "{}", reply.body);
+    assert_eq!(reply.body["code"], "https_required");
+    let reply = strict.get("/api/v1/products", Some(&tenant.admin_key)).await;
+    assert_eq!(reply.body["code"], "https_required", "every route: {}", reply.body);
+    assert_eq!(strict.get("/health", None).await.status, StatusCode::OK);
+    let proxied = strict
+        .client
+        .get(format!("{}/v1/public-key", strict.base))
+        .bearer_auth(&api_key)
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), StatusCode::OK);
 }
 
 async fn one_license_is_used_through_four_dialects_and_its_history_names_each(backend: Backend) {

@@ -197,8 +197,9 @@ impl TestApp {
         config.database_url = database_url;
         adjust(&mut config);
         let database_url = config.database_url();
+        let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
         let app = Application::build(config).await.expect("server starts");
-        let base = format!("http://{}", app.local_addr());
+        let base = format!("{scheme}://{}", app.local_addr());
         let (signal, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(app.run_until(async move {
             if stopped.await.is_err() {

@@ -3,12 +3,12 @@
 //! gracefully.
 //!
 //! axum's own `serve` offers none of these knobs, so connections are served
-//! here with hyper directly (HTTP/1.1; keyledger is meant to sit behind a
-//! TLS-terminating proxy or be reached directly by clients, both of which
-//! speak it).
+//! here with hyper directly (HTTP/1.1, over TLS when keyledger is given a
+//! certificate, else plain behind a TLS-terminating proxy).
 
 mod guard;
 mod limits;
+pub mod tls;
 
 use std::future::Future;
 use std::io;
@@ -42,7 +42,7 @@ const MAX_HEAD_BYTES: usize = 128 * 1024;
 /// How long in-flight requests get to finish once a stop is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerSettings {
     pub deadlines: Deadlines,
     pub body_read: Duration,
@@ -50,6 +50,24 @@ pub struct ServerSettings {
     /// Proxies whose `X-Forwarded-For` is believed, and which are exempt
     /// from the per-address connection cap (every client comes through them).
     pub trusted_proxies: Arc<Vec<Cidr>>,
+    /// TLS on every connection, when keyledger has a certificate.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Refuse requests that did not come over HTTPS (`screen` answers them).
+    pub require_https: bool,
+}
+
+/// Marks a request that came over plain HTTP (neither over keyledger's own
+/// TLS nor through a trusted proxy that says `X-Forwarded-Proto: https`)
+/// when HTTPS is required.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainHttp;
+
+/// Whether a trusted proxy says the client's request came over HTTPS.
+fn forwarded_https(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
@@ -126,15 +144,43 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(self, stream: TcpStream, mut stopping: watch::Receiver<bool>, _in_flight: mpsc::Sender<()>) {
+    async fn serve(self, stream: TcpStream, stopping: watch::Receiver<bool>, in_flight: mpsc::Sender<()>) {
         let _ = stream.set_nodelay(true);
+        let Some(acceptor) = self.settings.tls.clone() else {
+            return self.serve_io(stream, false, stopping, in_flight).await;
+        };
+        // The handshake gets the time a request's head gets.
+        match tokio::time::timeout(self.settings.deadlines.header_read, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => self.serve_io(tls, true, stopping, in_flight).await,
+            Ok(Err(error)) => tracing::debug!(peer = %self.peer, %error, "TLS handshake failed"),
+            Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+        }
+    }
+
+    async fn serve_io<S>(
+        self,
+        stream: S,
+        over_tls: bool,
+        mut stopping: watch::Receiver<bool>,
+        _in_flight: mpsc::Sender<()>,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let guarded = GuardedIo::new(stream, self.settings.deadlines);
         let watch = guarded.watch();
         let io = TokioIo::new(guarded);
         let (peer, router, body_read) = (self.peer, self.router, BodyReadTimeout(self.settings.body_read));
         let trusted = self.settings.trusted_proxies.clone();
+        let require_https = self.settings.require_https;
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             let ip = client_ip(peer.ip(), request.headers(), &trusted);
+            if require_https && !over_tls {
+                let proxied =
+                    trusted.iter().any(|proxy| proxy.contains(peer.ip())) && forwarded_https(request.headers());
+                if !proxied {
+                    request.extensions_mut().insert(PlainHttp);
+                }
+            }
             request.extensions_mut().insert(ClientIp(ip));
             request.extensions_mut().insert(ConnectInfo(peer));
             request.extensions_mut().insert(body_read);
