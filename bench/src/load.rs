@@ -137,20 +137,29 @@ pub struct Connection {
     addr: std::net::SocketAddr,
     stream: Option<tokio::net::TcpStream>,
     buffer: Vec<u8>,
+    /// Header lines sent with every request (each ending in `\r\n`).
+    headers: String,
 }
 
 impl Connection {
     pub fn new(addr: std::net::SocketAddr) -> Self {
-        Self { addr, stream: None, buffer: Vec::with_capacity(16 * 1024) }
+        Self { addr, stream: None, buffer: Vec::with_capacity(16 * 1024), headers: String::new() }
+    }
+
+    /// Sends `Authorization: Bearer <key>` with every request.
+    pub fn with_bearer(mut self, key: &str) -> Self {
+        self.headers = format!("authorization: Bearer {key}\r\n");
+        self
     }
 
     /// POSTs `body` as JSON to `path`; returns the status and the body.
     pub async fn post(&mut self, path: &str, body: &[u8]) -> Result<(u16, &[u8]), String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut request = format!(
-            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n",
             self.addr,
-            body.len()
+            body.len(),
+            self.headers
         )
         .into_bytes();
         request.extend_from_slice(body);
@@ -217,13 +226,33 @@ pub async fn run_raw<F>(
 where
     F: Fn(usize, u64) -> Option<Call> + Send + Sync + 'static,
 {
+    run_raw_as(name, addr, None, connections, duration, call).await
+}
+
+/// [`run_raw`] with `Authorization: Bearer <bearer>` on every request.
+pub async fn run_raw_as<F>(
+    name: &str,
+    addr: std::net::SocketAddr,
+    bearer: Option<&str>,
+    connections: usize,
+    duration: Duration,
+    call: F,
+) -> Report
+where
+    F: Fn(usize, u64) -> Option<Call> + Send + Sync + 'static,
+{
+    let bearer: Option<Arc<str>> = bearer.map(Arc::from);
     let call = Arc::new(call);
     let started = Instant::now();
     let deadline = started + duration;
     let loops = (0..connections).map(|connection| {
         let call = call.clone();
+        let bearer = bearer.clone();
         tokio::spawn(async move {
             let mut http = Connection::new(addr);
+            if let Some(key) = &bearer {
+                http = http.with_bearer(key);
+            }
             let mut tally = Tally::default();
             let mut n = 0;
             while Instant::now() < deadline {

@@ -9,6 +9,7 @@
 
 mod baseline;
 mod calibrate;
+mod dialects;
 mod lag;
 mod load;
 mod mixed;
@@ -51,6 +52,7 @@ pub enum Scenario {
     Lag,
     Calibrate,
     Webhooks,
+    Dialects,
 }
 
 #[tokio::main]

@@ -75,6 +75,7 @@ pub async fn run(options: Options) -> std::process::ExitCode {
         Scenario::Lag => crate::lag::run(&mut bench).await,
         Scenario::Calibrate => crate::calibrate::run(&mut bench).await,
         Scenario::Webhooks => crate::webhooks::run(&mut bench).await,
+        Scenario::Dialects => crate::dialects::run(&mut bench).await,
     };
     bench.drop_databases().await;
     match result {
@@ -370,7 +371,7 @@ async fn validate(bench: &mut Bench) -> Result<Value, String> {
 }
 
 /// Validate calls on the prepared licenses' machines, spread over them.
-async fn validate_load(bench: &Bench, name: &str, server: &Served, licenses: Arc<Vec<String>>) -> Report {
+pub(crate) async fn validate_load(bench: &Bench, name: &str, server: &Served, licenses: Arc<Vec<String>>) -> Report {
     load::run_raw(name, server.addr, bench.options.connections, bench.duration(), move |connection, n| {
         let pick = (n as usize * 7919 + connection * 104_729) % (licenses.len() * 5);
         let body = format!(r#"{{"licenseKey":"{}","machineId":"m{}"}}"#, licenses[pick / 5], pick % 5);
