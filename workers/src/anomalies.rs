@@ -230,6 +230,10 @@ impl Consumer for AnomalyWorker {
         let batch = feed.next_batch(BATCH).await?;
         let (mut findings, mut detected, mut resolved) = (Vec::new(), Vec::new(), Vec::new());
         for raw in &batch {
+            if raw["aggregateType"].as_str().is_some_and(|kind| kind != "License") {
+                // A product's or customer's event: nothing to detect.
+                continue;
+            }
             let Some(envelope) = parse(raw) else {
                 tracing::warn!(event = %raw["eventId"], "an event the detector cannot read; skipped");
                 continue;

@@ -40,9 +40,8 @@ pub fn signature_header(kid: &str, key: &SigningKey, body: &[u8]) -> String {
 /// A compact JWS of `claims`, header `{"alg":"EdDSA","typ":"JWT","kid":…}`.
 pub fn jwt(kid: &str, key: &SigningKey, claims: &impl Serialize) -> String {
     let header = json!({ "alg": "EdDSA", "typ": "JWT", "kid": kid });
-    let encode = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
-    let claims = serde_json::to_value(claims).expect("token claims serialise");
-    let signing_input = format!("{}.{}", encode(&header), encode(&claims));
+    let claims = serde_json::to_vec(claims).expect("token claims serialise");
+    let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims));
     let signature = URL_SAFE_NO_PAD.encode(key.sign(signing_input.as_bytes()).to_bytes());
     format!("{signing_input}.{signature}")
 }
