@@ -135,12 +135,12 @@ pub(crate) fn snake_field(field: &str) -> String {
 /// rendered again in the dialect's shape, keeping its headers
 /// (`Retry-After`, the rate-limit headers).
 pub async fn render_errors(request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let dialect = Dialect::of_path(&path);
-    let response = next.run(request).await;
+    let dialect = Dialect::of_path(request.uri().path());
     if dialect == Dialect::Native {
-        return response;
+        return next.run(request).await;
     }
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
     let Some(error) = response.extensions().get::<ErrorParts>().cloned() else { return response };
     let Some((status, body)) = dialect.render(&path, response.status(), &error) else { return response };
     let (mut parts, _) = response.into_parts();
