@@ -108,6 +108,27 @@ pub(crate) fn refusal(error: ApiError) -> Response {
     response
 }
 
+/// The status the seed documents give a refusal by the license rules or
+/// the limits: 404 an unknown key, 403 a license (or device) that may not
+/// be used, 409 seats full, 429 a rate or transfer limit.
+pub(crate) fn refusal_status(code: &str) -> Option<StatusCode> {
+    Some(match code {
+        "license_not_found" | "route_not_found" => StatusCode::NOT_FOUND,
+        "license_suspended"
+        | "license_expired"
+        | "license_revoked"
+        | "device_blocked"
+        | "heartbeat_dead"
+        | "machine_not_activated"
+        | "license_not_activated"
+        | "product_mismatch"
+        | "feature_missing" => StatusCode::FORBIDDEN,
+        "seat_limit_reached" | "bound_to_another_machine" => StatusCode::CONFLICT,
+        "transfer_limit" | "rate_limited" | "blocked" => StatusCode::TOO_MANY_REQUESTS,
+        _ => return None,
+    })
+}
+
 /// A dialect handler's answer: 200 with the body, or the error.
 pub(crate) fn answer(result: Result<Value, ApiError>) -> Response {
     match result {

@@ -44,22 +44,12 @@ pub fn routes() -> Routes {
 /// An error in seed 001's shape, with the document's statuses: bad input
 /// is 422 with the field's message under `details`.
 pub fn error_body(status: StatusCode, error: &ErrorParts) -> (StatusCode, Value) {
-    let status = match error.code {
-        "license_not_found" | "route_not_found" => StatusCode::NOT_FOUND,
-        "license_suspended"
-        | "license_expired"
-        | "license_revoked"
-        | "device_blocked"
-        | "heartbeat_dead"
-        | "machine_not_activated"
-        | "license_not_activated"
-        | "product_mismatch"
-        | "feature_missing" => StatusCode::FORBIDDEN,
-        "seat_limit_reached" | "bound_to_another_machine" => StatusCode::CONFLICT,
-        "transfer_limit" | "rate_limited" | "blocked" => StatusCode::TOO_MANY_REQUESTS,
-        _ if error.field.is_some() || status == StatusCode::BAD_REQUEST => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => status,
-    };
+    let status =
+        super::refusal_status(error.code).unwrap_or(if error.field.is_some() || status == StatusCode::BAD_REQUEST {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            status
+        });
     let mut body = json!({ "error": { "code": error.code, "message": error.message } });
     if let Some(field) = &error.field {
         body["error"]["code"] = json!("validation_error");

@@ -45,23 +45,11 @@ pub fn routes() -> Routes {
 /// An error in seed 004's shape: `{"ok": false, "error"}` (and keyledger's
 /// `code`), with the document's statuses.
 pub fn error_body(status: StatusCode, error: &ErrorParts) -> (StatusCode, Value) {
-    let status = match error.code {
-        "license_not_found" | "route_not_found" => StatusCode::NOT_FOUND,
-        "license_suspended"
-        | "license_expired"
-        | "license_revoked"
-        | "device_blocked"
-        | "heartbeat_dead"
-        | "machine_not_activated"
-        | "license_not_activated"
-        | "product_mismatch"
-        | "feature_missing"
-        | "forbidden" => StatusCode::FORBIDDEN,
-        "seat_limit_reached" | "bound_to_another_machine" => StatusCode::CONFLICT,
-        "transfer_limit" | "rate_limited" | "blocked" => StatusCode::TOO_MANY_REQUESTS,
+    let status = super::refusal_status(error.code).unwrap_or(match error.code {
+        "forbidden" => StatusCode::FORBIDDEN,
         "unauthorized" | "malformed_authorization" => StatusCode::UNAUTHORIZED,
         _ => status,
-    };
+    });
     let message = match &error.field {
         Some(field) => format!("{}: {}", super::snake_field(field), error.message),
         None => error.message.clone(),
