@@ -96,8 +96,10 @@ fn parse(request: &LicenseRequest) -> Result<Parsed, Response> {
         },
     };
     let machine_id = request.machine_id.as_deref().map(str::trim).unwrap_or_default();
+    // Hashed as sent, as every dialect does, so one identifier is one
+    // device whichever dialect it comes through.
     let machine = if machine_id.len() == 64 && machine_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        MachineId::parse(&machine_id.to_ascii_lowercase()).ok()
+        MachineId::parse(machine_id).ok()
     } else {
         let message = if machine_id.is_empty() {
             "machine_id is required"
@@ -118,12 +120,18 @@ fn parse(request: &LicenseRequest) -> Result<Parsed, Response> {
             Ok(Parsed { key, machine, machine_id: machine_id.to_ascii_lowercase(), nonce: request.nonce.clone() })
         }
         _ => {
+            let guessed = details.contains_key("license_key");
             let body = json!({ "error": {
                 "code": "validation_error",
                 "message": "The request's fields are not valid",
                 "details": details,
             }});
-            Err((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response())
+            let mut response = (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+            if guessed {
+                // A malformed key is what a guesser sends (address blocks).
+                response.extensions_mut().insert(crate::limits::FailedGuess);
+            }
+            Err(response)
         }
     }
 }

@@ -20,7 +20,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use keyledger_domain::{License, LicenseCommand, LicenseError, LicenseStatus, MachineId};
+use keyledger_domain::{License, LicenseCommand, LicenseError, LicenseStatus, MachineId, MachineName};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -74,6 +74,7 @@ const PROTOCOL: [StatusCode; 5] = [
 pub fn error_body(path: &str, status: StatusCode, error: &ErrorParts) -> (StatusCode, Value) {
     let status = match error.code {
         "rate_limited" | "blocked" => StatusCode::TOO_MANY_REQUESTS,
+        "https_required" => StatusCode::FORBIDDEN,
         _ if PROTOCOL.contains(&status) => status,
         _ if path == VALIDATE => StatusCode::BAD_REQUEST,
         "transfer_limit" => StatusCode::TOO_MANY_REQUESTS,
@@ -82,6 +83,7 @@ pub fn error_body(path: &str, status: StatusCode, error: &ErrorParts) -> (Status
         _ => status,
     };
     let message = if path == VALIDATE && status == StatusCode::BAD_REQUEST {
+        // The one message, whatever the reason.
         VALIDATION_FAILED.to_owned()
     } else {
         match &error.field {
@@ -156,11 +158,10 @@ async fn validate(
     match validate_answer(&state, &context, caller, body).await {
         Ok(body) => (StatusCode::OK, Json(body)).into_response(),
         Err(error) => {
-            let guessed = error.code == "license_not_found" || error.field.as_deref() == Some("licenseKey");
+            // Every failure counts towards the address blocks alike, so
+            // not even being blocked tells an unknown key from a refused one.
             let mut response = error.into_response();
-            if guessed {
-                response.extensions_mut().insert(FailedGuess);
-            }
+            response.extensions_mut().insert(FailedGuess);
             response
         }
     }
@@ -190,7 +191,10 @@ async fn validate_answer(
                 Ok(checked) => checked.license,
                 // Not yet on this device: activate it if a seat is free.
                 Err(LicenseError::NotActivated | LicenseError::MachineNotActivated) => {
-                    let activation = Activation { machine: &machine, machine_name: Some(device_id), app_version: None };
+                    // The identifier is kept as the device's name when it
+                    // can be one (display text, at most 200 characters).
+                    let name = MachineName::parse(Some(device_id)).ok().map(|_| device_id);
+                    let activation = Activation { machine: &machine, machine_name: name, app_version: None };
                     let activated = flow::activate(state, context, caller.as_ref(), &license, activation).await;
                     std::sync::Arc::new(activated?)
                 }

@@ -179,10 +179,11 @@ async fn activate_answer(
     let JsonBody(request) = body?;
     let key = parse_key(Some(required(request.license_key.as_deref(), "license_key")?))?;
     let product_id = required(request.product_id.as_deref(), "product_id")?;
+    let product_id = super::native::products::PRODUCT.parse_id(product_id.trim(), "productId")?;
     let machine_id = required(request.machine_id.as_deref(), "machine_id")?;
     let machine = parse_machine(Some(machine_id))?;
     let Visible { license, tenant } = flow::visible(state, Some(&caller), &key).await?;
-    license.check_entitlements(Some(product_id), &[], &[]).map_err(ApiError::refused)?;
+    license.check_entitlements(Some(&product_id), &[], &[]).map_err(ApiError::refused)?;
     let activation_request =
         Activation { machine: &machine, machine_name: request.machine_name.as_deref(), app_version: None };
     let license = flow::activate(state, context, Some(&caller), &license, activation_request).await?;

@@ -7,9 +7,8 @@
 //! flood of new keys fills it anyway, the newcomers share one overflow
 //! bucket, so the flood is limited as a whole rather than growing memory.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -40,6 +39,7 @@ pub struct Buckets<K> {
     max_keys: usize,
     shards: Vec<Mutex<HashMap<K, Bucket>>>,
     overflow: Mutex<Bucket>,
+    hasher: RandomState,
 }
 
 impl<K: Hash + Eq + Clone> Buckets<K> {
@@ -50,6 +50,7 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
             max_keys: max_keys.max(SHARDS),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             overflow: Mutex::new(full),
+            hasher: RandomState::new(),
         }
     }
 
@@ -57,10 +58,10 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         f64::from(self.limit) / 60.0
     }
 
+    /// Shards by a hash keyed per process, so nobody can pick addresses
+    /// that all land in one shard and fill it.
     fn shard(&self, key: &K) -> &Mutex<HashMap<K, Bucket>> {
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        &self.shards[(hasher.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     /// Takes a token for `key` at `now`.

@@ -233,6 +233,14 @@ pub async fn rate_limit(State(state): State<LimitLayer>, request: Request, next:
         let limit = route_limit.rule.per_minute;
         let take = match route_limit.check(ip, Instant::now()) {
             Verdict::Allowed(take) => take,
+            Verdict::Busy(retry_after) => {
+                rejected("rate_limited");
+                let mut response = too_many("rate_limited", "Too many requests; retry later".to_owned(), retry_after);
+                let take =
+                    Take { allowed: false, overflow: true, limit, remaining: 0, reset_after: retry_after, retry_after };
+                set_headers(&mut response, &take);
+                return response;
+            }
             Verdict::Blocked(left) => {
                 rejected("blocked");
                 let mut response = too_many(

@@ -31,10 +31,17 @@ struct Blocking {
     next: Duration,
 }
 
+#[derive(Default)]
+struct Blocks {
+    by_address: HashMap<IpAddr, Blocking>,
+    /// When the map was last swept of ended blocks.
+    swept: Option<Instant>,
+}
+
 pub struct RouteLimit {
     pub rule: RouteRule,
     buckets: Buckets<IpAddr>,
-    blocks: Mutex<HashMap<IpAddr, Blocking>>,
+    blocks: Mutex<Blocks>,
     max_tracked: usize,
 }
 
@@ -44,6 +51,10 @@ pub enum Verdict {
     Allowed(Take),
     /// Blocked (now or already) for this long.
     Blocked(Duration),
+    /// Refused from the budget that newcomers share when too many
+    /// addresses are tracked: retry after this long. Says nothing about
+    /// this address, so it is not held against it.
+    Busy(Duration),
 }
 
 impl RouteLimit {
@@ -53,7 +64,7 @@ impl RouteLimit {
 
     pub fn check(&self, ip: IpAddr, now: Instant) -> Verdict {
         let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(blocking) = blocks.get(&ip) {
+        if let Some(blocking) = blocks.by_address.get(&ip) {
             if blocking.until > now {
                 return Verdict::Blocked(blocking.until - now);
             }
@@ -62,26 +73,32 @@ impl RouteLimit {
         if take.allowed {
             return Verdict::Allowed(take);
         }
-        let next = match blocks.get(&ip) {
+        if take.overflow {
+            return Verdict::Busy(take.retry_after);
+        }
+        let next = match blocks.by_address.get(&ip) {
             // A quiet spell as long as the longest block since the last
             // one ended starts the doubling over.
             Some(previous) if now.saturating_duration_since(previous.until) < self.rule.block_max => previous.next,
             _ => self.rule.block_base,
         };
-        if blocks.len() >= self.max_tracked {
-            // Forget addresses whose blocks have ended and decayed.
+        let full = blocks.by_address.len() >= self.max_tracked;
+        if full && blocks.swept.is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1)) {
+            // Forget addresses whose blocks have ended and decayed; at
+            // most once a second, so a flood can't keep the lock sweeping.
             let max = self.rule.block_max;
-            blocks.retain(|_, b| now.saturating_duration_since(b.until) < max);
+            blocks.by_address.retain(|_, b| now.saturating_duration_since(b.until) < max);
+            blocks.swept = Some(now);
         }
         let blocking = Blocking { until: now + next, next: (next * 2).min(self.rule.block_max) };
-        if blocks.len() < self.max_tracked || blocks.contains_key(&ip) {
-            blocks.insert(ip, blocking);
+        if blocks.by_address.len() < self.max_tracked || blocks.by_address.contains_key(&ip) {
+            blocks.by_address.insert(ip, blocking);
         }
         Verdict::Blocked(next)
     }
 
     pub fn tracked(&self) -> usize {
-        self.buckets.len() + self.blocks.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.buckets.len() + self.blocks.lock().unwrap_or_else(|p| p.into_inner()).by_address.len()
     }
 }
 
@@ -119,6 +136,7 @@ mod tests {
             match limit.check(ip, at) {
                 Verdict::Allowed(_) => allowed += 1,
                 Verdict::Blocked(length) => return (allowed, length),
+                Verdict::Busy(_) => panic!("a single address never overflows"),
             }
         }
     }
@@ -149,5 +167,16 @@ mod tests {
         assert_eq!(block(&limit, ip, now + 6 * MINUTE + 61 * MINUTE).1, 2 * MINUTE, "after a quiet hour: short again");
         let other: IpAddr = "203.0.113.11".parse().unwrap();
         assert!(matches!(limit.check(other, now), Verdict::Allowed(_)), "another address has its own budget");
+    }
+
+    #[test]
+    fn a_refusal_from_the_shared_overflow_budget_blocks_nobody() {
+        // Room for one address a shard: most of 200 share the overflow.
+        let limit = RouteLimit::new(validate_rule(), 32);
+        let now = Instant::now();
+        let verdicts: Vec<Verdict> =
+            (0..200u32).map(|n| limit.check(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n)), now)).collect();
+        assert!(verdicts.iter().any(|v| matches!(v, Verdict::Busy(_))), "the overflow budget ran out");
+        assert!(!verdicts.iter().any(|v| matches!(v, Verdict::Blocked(_))), "one call each: nobody is blocked");
     }
 }

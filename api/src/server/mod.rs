@@ -62,11 +62,16 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Copy)]
 pub struct PlainHttp;
 
-/// Whether a trusted proxy says the client's request came over HTTPS.
+/// Whether a trusted proxy says the client's request came over HTTPS: the
+/// last value of the last `X-Forwarded-Proto`, the one the nearest proxy
+/// wrote (earlier ones may come from the client).
 fn forwarded_https(headers: &axum::http::HeaderMap) -> bool {
     headers
-        .get("x-forwarded-proto")
+        .get_all("x-forwarded-proto")
+        .iter()
+        .next_back()
         .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
         .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
@@ -249,6 +254,22 @@ fn strip_trailing_slash<B>(request: &mut Request<B>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_nearest_proxys_forwarded_proto_counts() {
+        let headers = |values: &[&str]| {
+            let mut map = axum::http::HeaderMap::new();
+            for value in values {
+                map.append("x-forwarded-proto", value.parse().unwrap());
+            }
+            map
+        };
+        assert!(forwarded_https(&headers(&["https"])));
+        assert!(forwarded_https(&headers(&["http, HTTPS"])));
+        assert!(!forwarded_https(&headers(&["https", "http"])), "a client's own line comes first");
+        assert!(!forwarded_https(&headers(&["https, http"])));
+        assert!(!forwarded_https(&headers(&[])));
+    }
 
     fn stripped(uri: &str) -> String {
         let mut request = Request::builder().uri(uri).body(()).unwrap();

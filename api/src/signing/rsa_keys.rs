@@ -15,7 +15,7 @@ use keyledger_app::master::MasterKey;
 use keyledger_eventlog::{on_pool, Database};
 use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::RsaPrivateKey;
 use sha2::{Digest, Sha256};
 
@@ -62,14 +62,15 @@ impl RsaKeys {
         if let Some(signer) = self.cached(tenant_id) {
             return Ok(signer);
         }
-        let _making = self.making.lock().await;
-        if let Some(signer) = self.cached(tenant_id) {
-            return Ok(signer);
-        }
         let signer = match self.load(tenant_id).await? {
             Some(signer) => signer,
             None => {
-                self.make(tenant_id).await?;
+                // One key made at a time; another caller may have made
+                // this one meanwhile (ON CONFLICT keeps the first).
+                let _making = self.making.lock().await;
+                if self.load(tenant_id).await?.is_none() {
+                    self.make(tenant_id).await?;
+                }
                 self.load(tenant_id).await?.ok_or_else(|| DirectoryError::Sealed { kid: tenant_id.to_owned() })?
             }
         };
@@ -83,13 +84,16 @@ impl RsaKeys {
     }
 
     async fn load(&self, tenant_id: &str) -> Result<Option<RsaSigner>, DirectoryError> {
-        const SQL: &str = "SELECT kid, public_pem, private_key FROM rsa_signing_keys WHERE tenant_id = $1";
-        let row: Option<(String, String, String)> =
+        const SQL: &str = "SELECT kid, private_key FROM rsa_signing_keys WHERE tenant_id = $1";
+        let row: Option<(String, String)> =
             on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(tenant_id).fetch_optional(pool).await)?;
-        let Some((kid, public_pem, sealed)) = row else { return Ok(None) };
+        let Some((kid, sealed)) = row else { return Ok(None) };
         let sealed_error = || DirectoryError::Sealed { kid: kid.clone() };
-        let der = self.master.open(&sealed, &kid).map_err(|_| sealed_error())?;
+        let der = self.master.open(&sealed, &seal_context(tenant_id, &kid)).map_err(|_| sealed_error())?;
         let key = RsaKeyPair::from_pkcs8(&der).map_err(|_| sealed_error())?;
+        // The published key is the private key's own, whatever the row says.
+        let private = RsaPrivateKey::from_pkcs8_der(&der).map_err(|_| sealed_error())?;
+        let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF).map_err(|_| sealed_error())?;
         Ok(Some(RsaSigner { kid, public_pem, key, random: SystemRandom::new() }))
     }
 
@@ -99,12 +103,18 @@ impl RsaKeys {
         let (kid, public_pem, der) = tokio::task::spawn_blocking(new_key)
             .await
             .map_err(|e| DirectoryError::Sealed { kid: format!("a new RSA key could not be made: {e}") })?;
-        let sealed = self.master.seal(&der, &kid);
+        let sealed = self.master.seal(&der, &seal_context(tenant_id, &kid));
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         on_pool!(&self.db, pool => sqlx::query(SQL).bind(tenant_id).bind(&kid).bind(&public_pem).bind(&sealed).bind(&now)
             .execute(pool).await.map(|_| ()))?;
         Ok(())
     }
+}
+
+/// What a key is sealed to: its tenant and id, so a sealed key copied to
+/// another tenant's row does not open.
+fn seal_context(tenant_id: &str, kid: &str) -> String {
+    format!("rsa:{tenant_id}:{kid}")
 }
 
 /// A new key: its id (the first 16 bytes of the SHA-256 of its public DER,
@@ -122,10 +132,10 @@ fn new_key() -> (String, String, Vec<u8>) {
 /// Every RSA key opens with this master key (run at start-up, beside the
 /// Ed25519 keys' check).
 pub async fn check_all_open(db: &Database, master: &MasterKey) -> Result<usize, DirectoryError> {
-    let rows: Vec<(String, String)> = on_pool!(db, pool =>
-        sqlx::query_as("SELECT kid, private_key FROM rsa_signing_keys").fetch_all(pool).await)?;
-    for (kid, sealed) in &rows {
-        master.open(sealed, kid).map_err(|_| DirectoryError::Sealed { kid: kid.clone() })?;
+    let rows: Vec<(String, String, String)> = on_pool!(db, pool =>
+        sqlx::query_as("SELECT tenant_id, kid, private_key FROM rsa_signing_keys").fetch_all(pool).await)?;
+    for (tenant_id, kid, sealed) in &rows {
+        master.open(sealed, &seal_context(tenant_id, kid)).map_err(|_| DirectoryError::Sealed { kid: kid.clone() })?;
     }
     Ok(rows.len())
 }
