@@ -86,7 +86,9 @@ pub struct Stored<A> {
 
 /// Records read for the hot path (a validate that needs its license's
 /// product), each with when it was read; `None` remembers an absence.
-type Cache<A> = Arc<Mutex<HashMap<String, (Instant, Option<Arc<A>>)>>>;
+/// Records by id, each with when it was read (`None`: there is none).
+type CacheMap<A> = HashMap<String, (Instant, Option<Arc<A>>)>;
+type Cache<A> = Arc<Mutex<CacheMap<A>>>;
 
 /// Most records the cache holds; past it, it starts over.
 const CACHE_CAPACITY: usize = 10_000;
@@ -149,7 +151,7 @@ impl<A: CatalogAggregate> CatalogStore<A> {
         Ok(record)
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<Arc<A>>)>> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, CacheMap<A>> {
         // Entries are whole values: a panic elsewhere can't leave one half-written.
         self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -1,10 +1,13 @@
 //! `dialects`: each dialect's validate (seed 004: verify) beside the
 //! native one, in one run on one server and one set of licenses, each
-//! with five machines holding seats. The native load runs first and last
-//! (the machine drifts within a run) and each dialect is compared with
-//! the mean of the two. Seed 001 signs every answer with RSA-2048: the
-//! scenario also times that signature alone, in this process, to say how
-//! much of a seed-001 validate it is.
+//! with five machines holding seats. The machine's speed drifts within a
+//! run by as much as the differences measured, so the targets are run in
+//! three rounds, each round the native load and then every dialect's, with
+//! the native load once more at the end; each dialect's phase is compared
+//! with the mean of the native phases just before and after it, and its
+//! ratio is the median of its three rounds. Seed 001 signs every answer
+//! with RSA-2048: the scenario also times that signature alone, in this
+//! process, to say how much of a seed-001 validate it is.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +16,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::load::{self, Report};
-use crate::scenario::{generate, post, print_table, Bench, Served, OPERATOR};
+use crate::scenario::{generate, post, print_table, Bench, OPERATOR};
 
 const MACHINES: usize = 5;
 
@@ -48,32 +51,81 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<Value, String> {
     let first = json!({"license_key": licenses[0], "machine_id": machines[0]});
     post(&client, &format!("{base}/license/validate"), None, &first).await?;
 
-    let native = dialect_load(bench, &server, "native validate", &licenses, &machines, None, native_call).await;
-    let seed001 = dialect_load(bench, &server, "seed 001 validate", &licenses, &machines, None, seed001_call).await;
-    let seed002 = dialect_load(bench, &server, "seed 002 validate", &licenses, &machines, None, seed002_call).await;
-    let seed004 =
-        dialect_load(bench, &server, "seed 004 verify", &licenses, &machines, Some(&client_key), seed004_call).await;
-    let native_again =
-        dialect_load(bench, &server, "native validate (2)", &licenses, &machines, None, native_call).await;
+    // Each phase a third of --seconds, at least one second.
+    let phase = bench.duration().div_f64(ROUNDS as f64).max(std::time::Duration::from_secs(1));
+    let load = |name: String, bearer: Option<&str>, make: MakeCall| {
+        let (licenses, machines) = (licenses.clone(), machines.clone());
+        let bearer = bearer.map(str::to_owned);
+        let (connections, addr) = (bench.options.connections, server.addr);
+        async move { dialect_load(&name, addr, bearer.as_deref(), connections, phase, licenses, machines, make).await }
+    };
+    let mut native = Vec::new();
+    let mut rounds: Vec<[Report; 3]> = Vec::new();
+    for round in 1..=ROUNDS {
+        native.push(load(format!("native validate ({round})"), None, native_call).await);
+        rounds.push([
+            load(format!("seed 001 validate ({round})"), None, seed001_call).await,
+            load(format!("seed 002 validate ({round})"), None, seed002_call).await,
+            load(format!("seed 004 verify ({round})"), Some(&client_key), seed004_call).await,
+        ]);
+    }
+    native.push(load(format!("native validate ({})", ROUNDS + 1), None, native_call).await);
     drop(server);
-    print_table(&[&native, &seed001, &seed002, &seed004, &native_again]);
-    let native_mean = (native.throughput + native_again.throughput) / 2.0;
-    let over_native = |report: &Report| if native_mean > 0.0 { report.throughput / native_mean } else { 0.0 };
-    let (r001, r002, r004) = (over_native(&seed001), over_native(&seed002), over_native(&seed004));
+
+    let mut table: Vec<&Report> = Vec::new();
+    for (native, round) in native.iter().zip(&rounds) {
+        table.push(native);
+        table.extend(round.iter());
+    }
+    table.extend(native.last());
+    print_table(&table);
+    // A dialect's phase over the mean of the native phases around it.
+    let ratios = |dialect: usize| -> Vec<f64> {
+        rounds
+            .iter()
+            .enumerate()
+            .map(|(n, round)| {
+                let around = (native[n].throughput + native[n + 1].throughput) / 2.0;
+                if around > 0.0 {
+                    round[dialect].throughput / around
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let (all001, all002, all004) = (ratios(0), ratios(1), ratios(2));
+    let (r001, r002, r004) = (median(&all001), median(&all002), median(&all004));
     let rsa_sign_ms = rsa_sign_millis();
+    let rounds_text = |all: &[f64]| all.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", ");
     eprintln!(
-        "over native validate: seed 001 = {r001:.2} (RSA signing, the exception), seed 002 = {r002:.2}, \
-         seed 004 = {r004:.2} (target >= 0.8); one RSA-2048 signature takes {rsa_sign_ms:.2} ms on one core here, \
-         so seed 001 answers at most {:.0}/s a core from signing alone",
+        "over native validate, median of {ROUNDS} rounds (each round's): seed 001 = {r001:.2} ({}; RSA signing, \
+         the exception), seed 002 = {r002:.2} ({}), seed 004 = {r004:.2} ({}; target >= 0.8); one RSA-2048 \
+         signature takes {rsa_sign_ms:.2} ms on one core here, so seed 001 answers at most {:.0}/s a core from \
+         signing alone",
+        rounds_text(&all001),
+        rounds_text(&all002),
+        rounds_text(&all004),
         1000.0 / rsa_sign_ms
     );
+    let reports: Vec<&Report> = table;
     Ok(json!({
         "scenario": "dialects", "backend": bench.backend(),
-        "reports": [native, seed001, seed002, seed004, native_again],
+        "reports": reports,
         "ratios": {"seed001_over_native": r001, "seed002_over_native": r002, "seed004_over_native": r004},
+        "rounds": {"seed001_over_native": all001, "seed002_over_native": all002, "seed004_over_native": all004},
         "rsa_sign_ms": rsa_sign_ms,
         "targets_met": {"seed002_over_native": r002 >= 0.8, "seed004_over_native": r004 >= 0.8},
     }))
+}
+
+/// Rounds of the scenario: every dialect runs once in each.
+const ROUNDS: usize = 3;
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or_default()
 }
 
 async fn api_key(client: &reqwest::Client, base: &str, admin: &str, role: &str) -> Result<String, String> {
@@ -100,18 +152,18 @@ fn seed004_call(key: &str, machine: &str) -> (&'static str, String, &'static [u8
     ("/v1/verify", format!(r#"{{"license_key":"{key}","machine_id":"{machine}"}}"#), br#""ok":true"#)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn dialect_load(
-    bench: &Bench,
-    server: &Served,
     name: &str,
-    licenses: &Arc<Vec<String>>,
-    machines: &Arc<Vec<String>>,
+    addr: std::net::SocketAddr,
     bearer: Option<&str>,
+    connections: usize,
+    duration: std::time::Duration,
+    licenses: Arc<Vec<String>>,
+    machines: Arc<Vec<String>>,
     make: MakeCall,
 ) -> Report {
-    let (licenses, machines) = (licenses.clone(), machines.clone());
-    let connections = bench.options.connections;
-    load::run_raw_as(name, server.addr, bearer, connections, bench.duration(), move |connection, n| {
+    load::run_raw_as(name, addr, bearer, connections, duration, move |connection, n| {
         let pick = (n as usize * 7919 + connection * 104_729) % (licenses.len() * MACHINES);
         let (path, body, expect) = make(&licenses[pick / MACHINES], &machines[pick % MACHINES]);
         Some(load::Call { path: path.to_owned(), body: body.into_bytes(), expect })

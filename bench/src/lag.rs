@@ -162,7 +162,9 @@ pub(crate) async fn paced_activations(
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let in_flight = Arc::new(tokio::sync::Semaphore::new(1024));
-    let results: Arc<Mutex<(Vec<u32>, u64, Option<String>)>> = Arc::default();
+    // Latencies in microseconds, errors, the first error.
+    type Results = (Vec<u32>, u64, Option<String>);
+    let results: Arc<Mutex<Results>> = Arc::default();
     let mut tasks = Vec::new();
     while started.elapsed() < bench.duration() {
         ticks.tick().await;

@@ -63,7 +63,7 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
                 },
                 _ => {
                     let toggle = toggles[connection].fetch_add(1, Ordering::Relaxed);
-                    let action = if toggle % 2 == 0 { "activate" } else { "deactivate" };
+                    let action = if toggle.is_multiple_of(2) { "activate" } else { "deactivate" };
                     let body = format!(r#"{{"licenseKey":"{}","machineId":"toggled"}}"#, toggled[connection]);
                     load::Call {
                         path: format!("/api/v1/licenses/{action}"),

@@ -44,10 +44,7 @@ impl Snapshots {
     /// snapshot plus the events after it. A missing or unreadable snapshot
     /// means a full replay.
     pub async fn load(&self, license_id: &str) -> Result<Loaded, EventLogError> {
-        let (mut license, snapshot_version) = match self.read(license_id).await? {
-            Some(snapshot) => snapshot,
-            None => (License::default(), 0),
-        };
+        let (mut license, snapshot_version) = self.read(license_id).await?.unwrap_or_default();
         // From the snapshot's own event, for the hash the next one chains to.
         const EVENTS: &str = "SELECT sequence, payload, hash FROM events
                                WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence >= $3 ORDER BY sequence";

@@ -223,9 +223,14 @@ async fn one_license_is_used_through_four_dialects_and_its_history_names_each(ba
 async fn dialect_errors_keep_their_dialects_shape(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     // Not JSON, wrong type, no such route: each in the dialect's shape.
-    let reply = app.post_raw("/license/validate", None, "{oops").await;
-    assert!(reply.status.is_client_error(), "{}", reply.status);
-    assert!(reply.body["error"]["message"].is_string(), "seed 001's shape: {}", reply.body);
+    // Seed 001: "validation errors (422) include field-level details",
+    // whatever the body's fault.
+    for body in ["{oops", "[1, 2]", "\u{feff}{}"] {
+        let reply = app.post_raw("/license/validate", None, body).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", reply.body);
+        assert!(reply.body["error"]["message"].is_string(), "seed 001's shape: {}", reply.body);
+        assert!(reply.body["error"]["details"]["body"][0].is_string(), "{body}: {}", reply.body);
+    }
     let reply = app.post_raw("/v1/verify", None, "[1, 2]").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.body["ok"], false, "seed 004's shape: {}", reply.body);
@@ -241,8 +246,14 @@ async fn dialect_errors_keep_their_dialects_shape(backend: Backend) {
     let reply = app.post("/license/activate", None, json!({ "license_key": ["x"], "machine_id": 5 })).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
     assert!(reply.body["error"]["details"].is_object(), "{}", reply.body);
-    // The native API is unchanged.
-    let reply = app.post_raw("/api/v1/licenses/validate", None, "{oops").await;
+    // The native client endpoints answer in their own shapes (seed 000's
+    // validate always carries `isValid`); the management API in its own.
+    let reply = app.post_raw("/api/v1/fastrLicense/validate", None, "{oops").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
-    assert!(reply.body.get("ok").is_none() && reply.body["code"].is_string(), "{}", reply.body);
+    assert_eq!((reply.body["isValid"].as_bool(), reply.body["reason"].as_str()), (Some(false), Some("malformed_json")));
+    let reply = app.post_raw("/api/v1/fastrLicense/activate", None, "[]").await;
+    assert_eq!((reply.body["success"].as_bool(), reply.body["reason"].as_str()), (Some(false), Some("invalid_body")));
+    let reply = app.post_raw("/api/v1/licenses/generate", None, "{oops").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.get("ok").is_none() && reply.body["code"] == "malformed_json", "{}", reply.body);
 }

@@ -113,7 +113,8 @@ async fn a_body_must_be_a_json_object(backend: Backend) {
     let activate = format!(r#"["{}", "m-arr", "name"]"#, fixture.key);
     let reply =
         app.send_raw(Method::POST, "/api/v1/licenses/activate", None, "application/json", activate.into()).await;
-    assert_eq!((reply.status, reply.body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_body")));
+    assert_eq!((reply.status, reply.body["reason"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_body")));
+    assert_eq!((reply.body["success"].as_bool(), reply.body["code"].as_str()), (Some(false), Some("INVALID_REQUEST")));
     assert_eq!(app.count_events(&fixture.id, "LicenseActivated").await, 0);
 
     for body in ["[1,1,1,1]", "\"text\"", "1", "null", "true"] {
@@ -146,7 +147,7 @@ async fn a_body_must_be_sent_as_json(backend: Backend) {
             let path = format!("/api/v1/fastrLicense/{endpoint}");
             let reply = app.send_raw(Method::POST, &path, None, content_type, body.clone().into()).await;
             assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{endpoint} with {content_type:?}");
-            assert_eq!(reply.body["code"], "unsupported_media_type");
+            assert_eq!(reply.body["reason"], "unsupported_media_type");
         }
     }
     assert_eq!(app.count_events(&fixture.id, "LicenseActivated").await, 0);
@@ -399,7 +400,8 @@ async fn stalled_connections_are_closed() {
         .unwrap();
     let reply = read_reply(&mut stream).await.expect("an answer to the stalled body");
     assert_eq!(reply.status, 408, "{}", reply.body);
-    assert_eq!(reply.json()["code"], "body_timeout");
+    assert_eq!(reply.json()["reason"], "body_timeout");
+    assert_eq!(reply.json()["isValid"], false, "in validate's shape");
     assert!(closed_within(&mut stream, Duration::from_secs(5)).await.is_some());
 
     // A kept-alive connection that goes quiet after an answer.

@@ -98,6 +98,16 @@ response, nonce = call("validate", licenseKey="ABCD-EFGH-JKMN-PQRS")
 answer = verify_answer(response, jwks, nonce)
 check(answer["isValid"] is False, "an unknown key is not valid")
 
+# A body that isn't JSON is refused before any nonce can be read: still
+# validate's shape, and signed (by the platform key, in every JWKS).
+for endpoint in ["validate", "heartbeat"]:
+    response = requests.post(f"{BASE}/api/v1/licenses/{endpoint}", data=b'{"licenseKey": ', timeout=10,
+                             headers={**HEADERS, "Content-Type": "application/json"})
+    check(response.status_code == 400, f"{endpoint} of a broken body: {response.status_code}")
+    answer = verify_answer(response, jwks, None)
+    check(answer["isValid"] is False and answer["code"] == "INVALID_REQUEST" and answer["reason"] == "malformed_json",
+          f"{endpoint} of a broken body in validate's shape: {answer}")
+
 response, nonce = call("deactivate")
 check(verify_answer(response, jwks, nonce)["success"] is True, "deactivate")
 print(json.dumps({"checks": checks}))

@@ -117,6 +117,7 @@ pub struct Wants<'a> {
 
 /// A machine that holds a seat of a license that may be used.
 pub struct Checked {
+    /// The license, with this call's heartbeat when it was recorded.
     pub license: Arc<License>,
     pub update: Option<UpdateAnswer>,
 }
@@ -139,7 +140,7 @@ pub async fn check(
 ) -> Result<Result<Checked, LicenseError>, ApiError> {
     let now = Utc::now();
     let machine = state.hash_machine(machine);
-    let license = match confirmed_valid(state, license, &machine, now).await? {
+    let mut license = match confirmed_valid(state, license, &machine, now).await? {
         Ok(license) => license,
         Err(LicenseError::HeartbeatDead) if license.policy.resurrection == Resurrection::Revive => {
             match revive(state, context, caller, license, &machine, now).await? {
@@ -164,8 +165,9 @@ pub async fn check(
         let command = LicenseCommand::RecordHeartbeat { machine, min_interval: heartbeat_interval, at: now };
         // The answer does not depend on it: a failure is logged and the
         // validation stands.
-        if let Err(error) = execute_as(state, context, caller, &license, command).await {
-            tracing::warn!(license_id = %license.id, code = error.code, "heartbeat not recorded");
+        match execute_as(state, context, caller, &license, command).await {
+            Ok(seen) => license = Arc::new(seen),
+            Err(error) => tracing::warn!(license_id = %license.id, code = error.code, "heartbeat not recorded"),
         }
     }
     Ok(Ok(Checked { license, update }))
@@ -239,6 +241,15 @@ async fn product_if_needed(
 pub async fn product_of(state: &AppState, license: &License) -> Result<Option<Arc<Product>>, ApiError> {
     let Some(product_id) = &license.product_id else { return Ok(None) };
     Ok(state.products.get_cached(product_id, PRODUCT_MAX_AGE).await?)
+}
+
+/// Every feature the license entitles to: its own, then its product's.
+pub fn features<'a>(license: &'a License, product: Option<&'a Product>) -> Vec<&'a str> {
+    let own = license.features.iter().map(String::as_str);
+    let of_product = product.into_iter().flat_map(|product| product.features.iter().map(String::as_str));
+    let mut features: Vec<&str> = own.collect();
+    features.extend(of_product.filter(|f| !license.features.iter().any(|own| own == f)));
+    features
 }
 
 /// The caller's `productId` and required `features` against the license

@@ -22,7 +22,7 @@ mod seed002;
 mod seed004;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -31,6 +31,7 @@ use serde_json::Value;
 use crate::error::{ApiError, ErrorParts};
 use crate::limits::FailedGuess;
 use crate::router::Routes;
+use crate::state::AppState;
 
 /// The routes whose dialect gives each its own rate limit and blocks.
 pub fn route_rules() -> Vec<crate::limits::routes::RouteRule> {
@@ -100,12 +101,18 @@ impl Dialect {
 /// shape by [`render_errors`], and marked as a failed guess (for the
 /// progressive blocks) when it is an unknown or malformed license key.
 pub(crate) fn refusal(error: ApiError) -> Response {
-    let guessed = error.code == "license_not_found" || error.field.as_deref() == Some("licenseKey");
+    let guessed = is_failed_guess(&error);
     let mut response = error.into_response();
     if guessed {
         response.extensions_mut().insert(FailedGuess);
     }
     response
+}
+
+/// An unknown or malformed license key: what someone guessing keys is
+/// answered, counted towards the caller's progressive block.
+pub(crate) fn is_failed_guess(error: &ApiError) -> bool {
+    error.code == "license_not_found" || error.field.as_deref() == Some("licenseKey")
 }
 
 /// The status the seed documents give a refusal by the license rules or
@@ -154,11 +161,18 @@ pub(crate) fn snake_field(field: &str) -> String {
 /// Middleware: an error answered on a dialect's path in the native shape
 /// (by the screen, the rate limits, an extractor or a fallback) is
 /// rendered again in the dialect's shape, keeping its headers
-/// (`Retry-After`, the rate-limit headers).
-pub async fn render_errors(request: Request, next: Next) -> Response {
+/// (`Retry-After`, the rate-limit headers). On the native client
+/// endpoints such an error is answered as their own refusals are, signed.
+pub async fn render_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let dialect = Dialect::of_path(request.uri().path());
     if dialect == Dialect::Native {
-        return next.run(request).await;
+        let Some(shape) = native::client::refusal_shape(request.uri().path()) else {
+            return next.run(request).await;
+        };
+        let response = next.run(request).await;
+        let Some(error) = response.extensions().get::<ErrorParts>() else { return response };
+        let answer = native::client::early_refusal(&state, shape, response.status(), error);
+        return with_headers_of(answer, response);
     }
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
@@ -169,6 +183,19 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Response::from_parts(parts, Body::from(serde_json::to_vec(&body).expect("a JSON value serialises")))
+}
+
+/// `answer`, with the headers of `original` it doesn't set itself
+/// (`Retry-After`, the rate-limit headers, `Allow`).
+fn with_headers_of(mut answer: Response, original: Response) -> Response {
+    let (parts, _) = original.into_parts();
+    let own: Vec<_> = answer.headers().keys().cloned().collect();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_LENGTH && !own.contains(name) {
+            answer.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 #[cfg(test)]

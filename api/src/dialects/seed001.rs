@@ -54,6 +54,10 @@ pub fn error_body(status: StatusCode, error: &ErrorParts) -> (StatusCode, Value)
     if let Some(field) = &error.field {
         body["error"]["code"] = json!("validation_error");
         body["error"]["details"] = json!({ super::snake_field(field): [error.message] });
+    } else if status == StatusCode::UNPROCESSABLE_ENTITY {
+        // The document promises field-level details with every 422; a
+        // body that isn't a JSON object has no field to name but itself.
+        body["error"]["details"] = json!({ "body": [error.message] });
     }
     (status, body)
 }
@@ -78,6 +82,7 @@ struct Parsed {
 }
 
 /// Every field's problems at once, as the document's 422.
+#[allow(clippy::result_large_err)] // a refusal is answered at once, never carried
 fn parse(request: &LicenseRequest) -> Result<Parsed, Response> {
     let mut details: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let key = match request.license_key.as_deref().map(str::trim) {
@@ -150,12 +155,7 @@ fn status_name(status: LicenseStatus) -> &'static str {
 async fn data(state: &AppState, license: &License, parsed: &Parsed) -> Result<Value, ApiError> {
     let now = Utc::now();
     let product = flow::product_of(state, license).await?;
-    let mut features: Vec<&str> = license.features.iter().map(String::as_str).collect();
-    if let Some(product) = &product {
-        features.extend(
-            product.features.iter().map(String::as_str).filter(|f| !license.features.iter().any(|own| own == f)),
-        );
-    }
+    let features = flow::features(license, product.as_deref());
     let mut data = json!({
         "license_key": parsed.key.as_str(),
         "license_id": license.id,

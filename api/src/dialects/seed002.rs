@@ -130,11 +130,7 @@ async fn product(state: &AppState, license: &License, with_features: bool) -> Re
         "name": product.as_ref().map(|p| p.name.as_str()),
     });
     if with_features {
-        let mut features = license.features.clone();
-        if let Some(product) = &product {
-            features.extend(product.features.iter().filter(|f| !license.features.contains(f)).cloned());
-        }
-        shown["features"] = json!(features);
+        shown["features"] = json!(flow::features(license, product.as_deref()));
     }
     Ok(shown)
 }

@@ -323,12 +323,10 @@ async fn heartbeat_answer(
     let (license, machine, machine_id) = machine_call(state, &caller, body).await?;
     let interval = state.heartbeat_floor;
     let checked = flow::check(state, context, Some(&caller), &license, &machine, Wants::default(), interval).await?;
-    checked.map_err(ApiError::refused)?;
-    // The newest state, with the heartbeat just recorded.
-    let (license, _, _) = state.licenses.head(&license.id).await?;
+    let checked = checked.map_err(ApiError::refused)?;
     Ok(json!({
         "ok": true,
-        "activation": activation(state, &license, &machine, &machine_id),
+        "activation": activation(state, &checked.license, &machine, &machine_id),
     }))
 }
 

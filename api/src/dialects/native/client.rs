@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use super::licenses::{parse_key, parse_machine};
 use crate::auth::{Caller, ClientCaller};
 use crate::dialects::flow::{self, Activation, Wants};
-use crate::error::{ApiError, ErrorShape};
+use crate::error::{ApiError, ErrorParts, ErrorShape};
 use crate::extract::{JsonBody, RequestContext};
 use crate::limits::FailedGuess;
 use crate::router::Routes;
@@ -96,13 +96,42 @@ impl Call {
     }
 
     fn refuse(&self, error: ApiError) -> Response {
-        let guessed = error.code == "license_not_found" || error.field.as_deref() == Some("licenseKey");
         let mut response = self.answer(error.status, client_body(&error));
-        if guessed {
+        if crate::dialects::is_failed_guess(&error) {
             response.extensions_mut().insert(FailedGuess);
         }
         response
     }
+}
+
+/// The shape a native client endpoint answers its refusals in, if `path`
+/// is one (under either prefix): validate's and heartbeat's carry
+/// `isValid`, the others `success`.
+pub(crate) fn refusal_shape(path: &str) -> Option<ErrorShape> {
+    let call = path.strip_prefix("/api/v1/licenses/").or_else(|| path.strip_prefix("/api/v1/fastrLicense/"))?;
+    match call {
+        "validate" | "heartbeat" => Some(ErrorShape::Validate),
+        "activate" | "deactivate" | "token" => Some(ErrorShape::Success),
+        _ => None,
+    }
+}
+
+/// An error met before a client endpoint's handler ran (the request
+/// screen, the rate limits, an unreadable body), answered as the endpoint
+/// answers its own refusals: in its shape and signed, by the platform key
+/// since no tenant can be named yet. A client written from seed 000 reads
+/// `isValid` from every validate answer.
+pub(crate) fn early_refusal(state: &AppState, shape: ErrorShape, status: StatusCode, parts: &ErrorParts) -> Response {
+    let call = Call {
+        signer: state.directory.platform().clone(),
+        nonce: None,
+        license_key: None,
+        machine_id: None,
+        issued_at: Utc::now(),
+    };
+    let error =
+        ApiError { status, code: parts.code, message: parts.message.clone(), field: parts.field.clone(), shape };
+    call.answer(status, client_body(&error))
 }
 
 /// A call whose license was found and may be used by this caller.
@@ -403,6 +432,7 @@ fn client_code(platform_code: &str, status: StatusCode) -> &'static str {
         "feature_missing" => "FEATURE_MISSING",
         "unauthorized" | "malformed_authorization" | "forbidden" => "UNAUTHORIZED",
         "contended" => "CONTENDED",
+        "rate_limited" | "blocked" => "RATE_LIMITED",
         _ if status.is_client_error() => "INVALID_REQUEST",
         _ => "INTERNAL_ERROR",
     }

@@ -5,7 +5,7 @@
 mod anomalies;
 mod audit;
 mod catalog;
-mod client;
+pub(crate) mod client;
 mod customers;
 mod devices;
 mod docs;
