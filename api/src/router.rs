@@ -114,7 +114,7 @@ pub fn router(state: AppState) -> Router {
             LimitLayer { limits: state.limits.clone(), metrics: state.metrics.clone() },
             rate_limit,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), crate::dialects::render_errors))
+        .layer(middleware::from_fn_with_state(state.directory.clone(), crate::dialects::render_errors))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), request_context))
         .with_state(state)
 }

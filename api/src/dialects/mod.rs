@@ -31,7 +31,8 @@ use serde_json::Value;
 use crate::error::{ApiError, ErrorParts};
 use crate::limits::FailedGuess;
 use crate::router::Routes;
-use crate::state::AppState;
+use crate::signing::Directory;
+use std::sync::Arc;
 
 /// The routes whose dialect gives each its own rate limit and blocks.
 pub fn route_rules() -> Vec<crate::limits::routes::RouteRule> {
@@ -163,7 +164,7 @@ pub(crate) fn snake_field(field: &str) -> String {
 /// rendered again in the dialect's shape, keeping its headers
 /// (`Retry-After`, the rate-limit headers). On the native client
 /// endpoints such an error is answered as their own refusals are, signed.
-pub async fn render_errors(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn render_errors(State(directory): State<Arc<Directory>>, request: Request, next: Next) -> Response {
     let dialect = Dialect::of_path(request.uri().path());
     if dialect == Dialect::Native {
         let Some(shape) = native::client::refusal_shape(request.uri().path()) else {
@@ -171,7 +172,7 @@ pub async fn render_errors(State(state): State<AppState>, request: Request, next
         };
         let response = next.run(request).await;
         let Some(error) = response.extensions().get::<ErrorParts>() else { return response };
-        let answer = native::client::early_refusal(&state, shape, response.status(), error);
+        let answer = native::client::early_refusal(&directory, shape, response.status(), error);
         return with_headers_of(answer, response);
     }
     let path = request.uri().path().to_owned();

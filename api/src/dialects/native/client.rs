@@ -31,7 +31,7 @@ use crate::error::{ApiError, ErrorParts, ErrorShape};
 use crate::extract::{JsonBody, RequestContext};
 use crate::limits::FailedGuess;
 use crate::router::Routes;
-use crate::signing::{jws, ActiveKey};
+use crate::signing::{jws, ActiveKey, Directory};
 use crate::state::AppState;
 use crate::wire::instant;
 use utoipa_axum::routes;
@@ -121,9 +121,14 @@ pub(crate) fn refusal_shape(path: &str) -> Option<ErrorShape> {
 /// answers its own refusals: in its shape and signed, by the platform key
 /// since no tenant can be named yet. A client written from seed 000 reads
 /// `isValid` from every validate answer.
-pub(crate) fn early_refusal(state: &AppState, shape: ErrorShape, status: StatusCode, parts: &ErrorParts) -> Response {
+pub(crate) fn early_refusal(
+    directory: &Directory,
+    shape: ErrorShape,
+    status: StatusCode,
+    parts: &ErrorParts,
+) -> Response {
     let call = Call {
-        signer: state.directory.platform().clone(),
+        signer: directory.platform().clone(),
         nonce: None,
         license_key: None,
         machine_id: None,
