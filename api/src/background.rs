@@ -113,7 +113,7 @@ impl Consumer for DirectoryRefresh {
     }
 }
 
-/// Learns of address blocks recorded by other processes.
+/// Learns of address and route blocks recorded by other processes.
 struct BlockFollower(Arc<Limits>);
 
 impl Consumer for BlockFollower {

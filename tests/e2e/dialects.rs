@@ -243,6 +243,13 @@ async fn dialect_errors_keep_their_dialects_shape(backend: Backend) {
     let reply = app.get("/v1/nothing-here", None).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.body["ok"], false, "{}", reply.body);
+    // A key of the document's form ("alphanumeric") that was never issued
+    // (keyledger's keys have no 0, 1, I or O) is unknown, not malformed.
+    let machine = "a".repeat(64);
+    let never = json!({ "license_key": "ABCDE-FGHJK-LMNPQ-RSTUV-WXYZ0", "machine_id": machine });
+    let reply = app.post("/license/validate", None, never).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.body);
+    assert!(reply.body["error"]["message"].is_string(), "{}", reply.body);
     let reply = app.post("/license/activate", None, json!({ "license_key": ["x"], "machine_id": 5 })).await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
     assert!(reply.body["error"]["details"].is_object(), "{}", reply.body);

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 on_both_backends!(
     answers_carry_rate_limit_headers_and_a_429_says_when_to_retry,
     a_guessing_address_is_blocked_for_longer_each_time_in_every_process,
+    a_seed_002_route_block_holds_in_every_process,
     metrics_parse_with_a_real_prometheus_parser,
 );
 
@@ -128,6 +129,52 @@ async fn a_guessing_address_is_blocked_for_longer_each_time_in_every_process(bac
     assert!(lengths[0] <= 2 && lengths[1] > lengths[0] && lengths[2] > lengths[1], "each block doubles: {lengths:?}");
     assert_eq!((lengths[1], lengths[2]), (4, 8), "{lengths:?}");
     assert!(lengths[3] <= 2, "after a quiet spell the block is the base length again: {lengths:?}");
+}
+
+/// Seed 002's validate, as if from `address`.
+async fn seed002_validate(app: &TestApp, address: &str) -> reqwest::Response {
+    let body = json!({ "license_key": "ABCD-EFGH-JKMN-PQRS", "device_id": "d" });
+    app.client
+        .post(format!("{}/api/licenses/validate", app.base))
+        .header("x-forwarded-for", address)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_seed_002_route_block_holds_in_every_process(backend: Backend) {
+    let settings = |config: &mut Config| {
+        limited(config);
+        // Guessing blocks out of the way: this is the route's own block.
+        config.rate_limit_block_after = 1_000;
+    };
+    let app = TestApp::spawn_with(backend, settings).await;
+    let other = TestApp::spawn_with(backend, |config| {
+        settings(config);
+        config.database_url = Some(app.database_url.clone());
+    })
+    .await;
+    let caller = "203.0.113.20";
+    // The document's budget, 5 a minute; the sixth call is blocked for 2 minutes.
+    for _ in 0..5 {
+        assert_eq!(seed002_validate(&app, caller).await.status(), StatusCode::BAD_REQUEST);
+    }
+    let blocked = seed002_validate(&app, caller).await;
+    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&blocked, "retry-after"), "120");
+    // The other process, whose own budget is untouched (a call or two
+    // would be within it), holds the block within about a second: the
+    // same block, a few seconds shorter, not one of its own.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let response = seed002_validate(&other, caller).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "the other process never saw the block");
+    let left: u64 = header(&response, "retry-after").parse().unwrap();
+    assert!((100..=118).contains(&left), "the same block, not a new one: {left} s left");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["statusCode"], 429, "in seed 002's shape: {body}");
+    // Another address is not affected.
+    assert_eq!(seed002_validate(&other, "203.0.113.21").await.status(), StatusCode::BAD_REQUEST);
 }
 
 async fn metrics_parse_with_a_real_prometheus_parser(backend: Backend) {

@@ -22,7 +22,7 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::Utc;
-use keyledger_domain::{KeyFormat, License, LicenseKey, LicenseStatus, MachineId};
+use keyledger_domain::{KeyFormat, License, LicenseError, LicenseKey, LicenseStatus, MachineId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -85,6 +85,9 @@ struct Parsed {
 #[allow(clippy::result_large_err)] // a refusal is answered at once, never carried
 fn parse(request: &LicenseRequest) -> Result<Parsed, Response> {
     let mut details: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    // A key of the document's form that keyledger could never have issued
+    // (its alphabet leaves out 0, 1, I and O) is unknown, not malformed.
+    let mut unknown = false;
     let key = match request.license_key.as_deref().map(str::trim) {
         None | Some("") => {
             details.entry("license_key").or_default().push("license_key is required".into());
@@ -92,9 +95,13 @@ fn parse(request: &LicenseRequest) -> Result<Parsed, Response> {
         }
         Some(raw) => match LicenseKey::parse(raw) {
             Ok(key) if key.format() == KeyFormat::FiveByFive => Some(key),
+            _ if of_the_documents_form(raw) => {
+                unknown = true;
+                None
+            }
             _ => {
-                let message =
-                    "license_key must be five groups of five letters or digits: XXXXX-XXXXX-XXXXX-XXXXX-XXXXX";
+                let message = "license_key must be five groups of five letters or digits, joined by hyphens: \
+                               XXXXX-XXXXX-XXXXX-XXXXX-XXXXX";
                 details.entry("license_key").or_default().push(message.into());
                 None
             }
@@ -124,6 +131,7 @@ fn parse(request: &LicenseRequest) -> Result<Parsed, Response> {
         (Some(key), Some(machine)) if details.is_empty() => {
             Ok(Parsed { key, machine, machine_id: machine_id.to_ascii_lowercase(), nonce: request.nonce.clone() })
         }
+        _ if unknown && details.is_empty() => Err(super::refusal(ApiError::refused(LicenseError::NotFound))),
         _ => {
             let guessed = details.contains_key("license_key");
             let body = json!({ "error": {
@@ -139,6 +147,13 @@ fn parse(request: &LicenseRequest) -> Result<Parsed, Response> {
             Err(response)
         }
     }
+}
+
+/// Five groups of five ASCII letters or digits, joined by hyphens: the
+/// document's key.
+fn of_the_documents_form(raw: &str) -> bool {
+    let groups: Vec<&str> = raw.split('-').collect();
+    groups.len() == 5 && groups.iter().all(|group| group.len() == 5 && group.bytes().all(|b| b.is_ascii_alphanumeric()))
 }
 
 /// Seed 001's status names.

@@ -111,7 +111,7 @@ impl Limits {
             client: Buckets::new(settings.client_per_minute, settings.max_tracked),
             management: Buckets::new(settings.management_per_minute, settings.max_tracked),
             public: Buckets::new(settings.public_per_minute, settings.max_tracked),
-            routes: RouteLimits::new(&crate::dialects::route_rules(), settings.max_tracked),
+            routes: RouteLimits::new(&crate::dialects::route_rules(), settings.max_tracked, db.clone()),
             blocks: Blocks::new(db, settings.blocks, settings.max_tracked),
         }
     }
@@ -145,7 +145,8 @@ impl Limits {
     /// Reads the blocks every process has recorded (run each second by
     /// the runtime's `address-blocks` consumer).
     pub async fn poll_blocks(&self) -> Result<(), sqlx::Error> {
-        self.blocks.poll().await
+        self.blocks.poll().await?;
+        self.routes.poll().await
     }
 
     async fn failed(&self, ip: IpAddr) {
@@ -241,7 +242,12 @@ pub async fn rate_limit(State(state): State<LimitLayer>, request: Request, next:
                 set_headers(&mut response, &take);
                 return response;
             }
-            Verdict::Blocked(left) => {
+            verdict @ (Verdict::Blocked(left) | Verdict::BlockedNow(left)) => {
+                if matches!(verdict, Verdict::BlockedNow(_)) {
+                    if let Err(error) = limits.routes.share(route_limit, ip, left).await {
+                        tracing::warn!(%error, "cannot share a route block");
+                    }
+                }
                 rejected("blocked");
                 let mut response = too_many(
                     "rate_limited",

@@ -4,13 +4,17 @@
 //! 30). An address that runs past a route's budget is blocked from that
 //! route; each block lasts twice the one before, up to the maximum, and
 //! after a quiet spell as long as the maximum the next starts from the
-//! base again. These blocks are per process and per route; the address
-//! blocks of `blocks` (guessing, failed keys) apply on top, shared.
+//! base again. Budgets are counted per process; blocks are shared through
+//! `route_blocks`, which every process reads each second, as the address
+//! blocks of `blocks` (guessing, failed keys) are, which apply on top.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use keyledger_eventlog::{on_pool, Database};
 
 use super::buckets::{Buckets, Take};
 
@@ -49,8 +53,10 @@ pub struct RouteLimit {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Verdict {
     Allowed(Take),
-    /// Blocked (now or already) for this long.
+    /// Blocked already, for this long yet.
     Blocked(Duration),
+    /// Blocked by this call, for this long: to be shared.
+    BlockedNow(Duration),
     /// Refused from the budget that newcomers share when too many
     /// addresses are tracked: retry after this long. Says nothing about
     /// this address, so it is not held against it.
@@ -94,7 +100,25 @@ impl RouteLimit {
         if blocks.by_address.len() < self.max_tracked || blocks.by_address.contains_key(&ip) {
             blocks.by_address.insert(ip, blocking);
         }
-        Verdict::Blocked(next)
+        Verdict::BlockedNow(next)
+    }
+
+    /// Takes in a block another process made (or this one, read back),
+    /// unless this process knows a longer one.
+    fn adopt(&self, ip: IpAddr, until: Instant, next: Duration) {
+        let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        if blocks.by_address.get(&ip).is_some_and(|known| known.until >= until) {
+            return;
+        }
+        if blocks.by_address.len() < self.max_tracked || blocks.by_address.contains_key(&ip) {
+            blocks.by_address.insert(ip, Blocking { until, next: next.min(self.rule.block_max) });
+        }
+    }
+
+    /// The length of the block after the one `ip` is serving.
+    fn next_block(&self, ip: IpAddr) -> Duration {
+        let blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        blocks.by_address.get(&ip).map_or(self.rule.block_base, |blocking| blocking.next)
     }
 
     pub fn tracked(&self) -> usize {
@@ -103,19 +127,68 @@ impl RouteLimit {
 }
 
 /// Every dialect route with a rule of its own, by route template.
-pub struct RouteLimits(HashMap<&'static str, RouteLimit>);
+pub struct RouteLimits {
+    limits: HashMap<&'static str, RouteLimit>,
+    db: Database,
+}
+
+fn text(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
 
 impl RouteLimits {
-    pub fn new(rules: &[RouteRule], max_tracked: usize) -> Self {
-        Self(rules.iter().map(|rule| (rule.route, RouteLimit::new(*rule, max_tracked))).collect())
+    pub fn new(rules: &[RouteRule], max_tracked: usize, db: Database) -> Self {
+        let limits = rules.iter().map(|rule| (rule.route, RouteLimit::new(*rule, max_tracked))).collect();
+        Self { limits, db }
     }
 
     pub fn get(&self, route: &str) -> Option<&RouteLimit> {
-        self.0.get(route)
+        self.limits.get(route)
     }
 
     pub fn tracked(&self) -> usize {
-        self.0.values().map(RouteLimit::tracked).sum()
+        self.limits.values().map(RouteLimit::tracked).sum()
+    }
+
+    /// Writes the block `limit` just made for `ip`, so every process holds
+    /// it (and doubles the next one).
+    pub async fn share(&self, limit: &RouteLimit, ip: IpAddr, length: Duration) -> Result<(), sqlx::Error> {
+        const UPSERT: &str = "INSERT INTO route_blocks (route, address, blocked_until, next_secs) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (route, address) DO UPDATE SET blocked_until = excluded.blocked_until, next_secs = excluded.next_secs";
+        let until = Utc::now() + chrono::Duration::from_std(length).unwrap_or_default();
+        let next = i64::try_from(limit.next_block(ip).as_secs()).unwrap_or(i64::MAX);
+        let (route, address) = (limit.rule.route, ip.to_string());
+        on_pool!(&self.db, pool => sqlx::query(UPSERT).bind(route).bind(&address).bind(text(until)).bind(next)
+            .execute(pool).await.map(drop))
+    }
+
+    /// Takes in every route block in force, from whichever process made
+    /// it, and forgets rows too old to decide a block's length.
+    pub async fn poll(&self) -> Result<(), sqlx::Error> {
+        if self.limits.is_empty() {
+            return Ok(());
+        }
+        const ACTIVE: &str =
+            "SELECT route, address, blocked_until, next_secs FROM route_blocks WHERE blocked_until > $1";
+        let now = Utc::now();
+        let rows: Vec<(String, String, String, i64)> =
+            on_pool!(&self.db, pool => sqlx::query_as(ACTIVE).bind(text(now)).fetch_all(pool).await)?;
+        let instant_now = Instant::now();
+        for (route, address, until, next) in rows {
+            let (Some(limit), Ok(ip), Ok(until)) =
+                (self.limits.get(route.as_str()), address.parse::<IpAddr>(), DateTime::parse_from_rfc3339(&until))
+            else {
+                continue;
+            };
+            let left = (until.with_timezone(&Utc) - now).to_std().unwrap_or_default();
+            limit.adopt(ip, instant_now + left, Duration::from_secs(u64::try_from(next).unwrap_or_default()));
+        }
+        // A block ended longer ago than the longest block no longer
+        // doubles the next one (see `RouteLimit::check`).
+        let longest = self.limits.values().map(|limit| limit.rule.block_max).max().unwrap_or_default();
+        let forget_before = now - chrono::Duration::from_std(longest).unwrap_or_default();
+        const FORGET: &str = "DELETE FROM route_blocks WHERE blocked_until < $1";
+        on_pool!(&self.db, pool => sqlx::query(FORGET).bind(text(forget_before)).execute(pool).await.map(drop))
     }
 }
 
@@ -135,7 +208,8 @@ mod tests {
         loop {
             match limit.check(ip, at) {
                 Verdict::Allowed(_) => allowed += 1,
-                Verdict::Blocked(length) => return (allowed, length),
+                Verdict::BlockedNow(length) => return (allowed, length),
+                Verdict::Blocked(_) => panic!("blocked before its budget ran out"),
                 Verdict::Busy(_) => panic!("a single address never overflows"),
             }
         }
@@ -158,6 +232,20 @@ mod tests {
     }
 
     #[test]
+    fn a_block_made_elsewhere_holds_here_and_the_next_one_doubles_it() {
+        let limit = RouteLimit::new(validate_rule(), 100);
+        let ip: IpAddr = "203.0.113.12".parse().unwrap();
+        let now = Instant::now();
+        // Another process blocked it for 4 minutes: the next is 8.
+        limit.adopt(ip, now + 4 * MINUTE, 8 * MINUTE);
+        assert!(matches!(limit.check(ip, now + MINUTE), Verdict::Blocked(left) if left == 3 * MINUTE));
+        assert_eq!(block(&limit, ip, now + 4 * MINUTE).1, 8 * MINUTE);
+        // A shorter block read back later does not shorten this one.
+        limit.adopt(ip, now + 5 * MINUTE, 2 * MINUTE);
+        assert!(matches!(limit.check(ip, now + 10 * MINUTE), Verdict::Blocked(_)));
+    }
+
+    #[test]
     fn after_a_quiet_spell_as_long_as_the_longest_block_the_next_is_short_again() {
         let limit = RouteLimit::new(validate_rule(), 100);
         let ip: IpAddr = "203.0.113.10".parse().unwrap();
@@ -177,6 +265,9 @@ mod tests {
         let verdicts: Vec<Verdict> =
             (0..200u32).map(|n| limit.check(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n)), now)).collect();
         assert!(verdicts.iter().any(|v| matches!(v, Verdict::Busy(_))), "the overflow budget ran out");
-        assert!(!verdicts.iter().any(|v| matches!(v, Verdict::Blocked(_))), "one call each: nobody is blocked");
+        assert!(
+            !verdicts.iter().any(|v| matches!(v, Verdict::Blocked(_) | Verdict::BlockedNow(_))),
+            "one call each: nobody is blocked"
+        );
     }
 }

@@ -349,8 +349,10 @@ async fn heartbeat(
     check_machine(&state, &context, caller, body, floor).await
 }
 
-/// Validate's answer to a license-state refusal: 200 with `isValid: false`.
-fn invalid(call: &Call, reason: LicenseError) -> Response {
+/// Validate's answer to a license-state refusal: 200 with `isValid: false`,
+/// and the license's expiry, type and connections when the caller may
+/// see the license (an expired one says when it expired).
+fn invalid(call: &Call, reason: LicenseError, license: Option<&License>) -> Response {
     let platform_code = ApiError::refused(reason.clone()).code;
     let guessed = reason == LicenseError::NotFound;
     let mut body = json!({
@@ -358,9 +360,9 @@ fn invalid(call: &Call, reason: LicenseError) -> Response {
         "error": reason.to_string(),
         "code": client_code(platform_code, StatusCode::BAD_REQUEST),
         "reason": platform_code,
-        "expiresAt": null,
-        "licenseType": null,
-        "maxConnections": null,
+        "expiresAt": license.and_then(|l| l.expires_at).map(instant),
+        "licenseType": license.map(|l| l.license_type),
+        "maxConnections": license.and_then(|l| l.max_connections),
     });
     if let LicenseError::FeatureMissing { missing } = &reason {
         body["missingFeatures"] = json!(missing);
@@ -381,7 +383,7 @@ async fn check_machine(
 ) -> Response {
     let found = match begin(state, caller, body).await {
         Ok(found) => found,
-        Err((call, error)) if error.code == "license_not_found" => return invalid(&call, LicenseError::NotFound),
+        Err((call, error)) if error.code == "license_not_found" => return invalid(&call, LicenseError::NotFound, None),
         Err((call, error)) => return call.refuse(error.shaped(ErrorShape::Validate)),
     };
     let checked = flow::check(
@@ -395,7 +397,7 @@ async fn check_machine(
     );
     let (license, update) = match checked.await {
         Ok(Ok(checked)) => (checked.license, checked.update),
-        Ok(Err(reason)) => return invalid(&found.call, reason),
+        Ok(Err(reason)) => return invalid(&found.call, reason, Some(&found.license)),
         Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
     };
     let mut body = json!({
