@@ -146,20 +146,20 @@ async fn every_activation_failure_of_seed_000_is_a_400_with_success_false(backen
     assert_eq!(unknown.body["error"], "License not found");
 
     // Bound to a different machine.
-    assert_eq!(app.activate(&key, "m1").await.status, StatusCode::OK);
-    let other = app.activate(&key, "m2").await;
+    assert_eq!(app.activate(key, "m1").await.status, StatusCode::OK);
+    let other = app.activate(key, "m2").await;
     assert_eq!(other.status, StatusCode::BAD_REQUEST);
     assert_eq!(other.body["code"], "TOO_MANY_MACHINES");
 
     // Re-activating the bound machine answers as before.
-    let again = app.activate(&key, "m1").await;
+    let again = app.activate(key, "m1").await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body["success"], true);
 
     // Suspended.
     let suspended = app.post(&format!("/api/v1/licenses/suspend/{id}"), Some(&tenant.admin_key), json!({})).await;
     assert_eq!(suspended.status, StatusCode::OK, "{}", suspended.body);
-    let refused = app.activate(&key, "m1").await;
+    let refused = app.activate(key, "m1").await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert_eq!(refused.body["error"], "License is suspended");
 
@@ -169,7 +169,7 @@ async fn every_activation_failure_of_seed_000_is_a_400_with_success_false(backen
     let expired = app.activate(expiring["licenseKey"].as_str().unwrap(), "m1").await;
     assert_eq!(expired.status, StatusCode::BAD_REQUEST);
     assert_eq!(expired.body["error"], "License has expired");
-    assert_eq!(app.count_events(&id, "LicenseActivated").await, 1);
+    assert_eq!(app.count_events(id, "LicenseActivated").await, 1);
 }
 
 /// Moves the license's expiry to two seconds after its creation and waits
@@ -202,11 +202,11 @@ async fn every_validation_failure_of_seed_000_is_is_valid_false(backend: Backend
         assert_eq!(reply.body["licenseType"].is_number(), known, "{}", reply.body);
     };
     expect_invalid(app.validate("ABCD-EFGH-JKMN-2345", "m1").await, "License not found");
-    expect_invalid(app.validate(&key, "m1").await, "License is not activated");
-    app.activate(&key, "m1").await;
-    expect_invalid(app.validate(&key, "m2").await, "License is not activated on this machine");
+    expect_invalid(app.validate(key, "m1").await, "License is not activated");
+    app.activate(key, "m1").await;
+    expect_invalid(app.validate(key, "m2").await, "License is not activated on this machine");
     app.post(&format!("/api/v1/licenses/suspend/{id}"), Some(&tenant.admin_key), json!({})).await;
-    expect_invalid(app.validate(&key, "m1").await, "License is suspended");
+    expect_invalid(app.validate(key, "m1").await, "License is suspended");
 
     let expiring = app.generate(&user.key, json!({})).await;
     let expiring_key = expiring["licenseKey"].as_str().unwrap();

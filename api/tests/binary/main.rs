@@ -43,7 +43,7 @@ pub async fn start(data_dir: &std::path::Path, database_url: &str) -> Server {
 /// Runs `command` on a free port and waits until it answers `/health`.
 pub async fn start_command(mut command: Command) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = command.env("KEYLEDGER_LISTEN", format!("127.0.0.1:{port}")).spawn().unwrap();
+    let mut child = command.env("KEYLEDGER_LISTEN", format!("127.0.0.1:{port}")).spawn().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..200 {
         if reqwest::get(format!("{base}/health")).await.is_ok_and(|r| r.status().is_success()) {
@@ -51,6 +51,9 @@ pub async fn start_command(mut command: Command) -> Server {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Not left running behind the failed test.
+    child.kill().ok();
+    child.wait().ok();
     panic!("keyledger did not come up");
 }
 
