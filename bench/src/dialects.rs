@@ -53,11 +53,25 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<Value, String> {
 
     // Each phase a third of --seconds, at least one second.
     let phase = bench.duration().div_f64(ROUNDS as f64).max(std::time::Duration::from_secs(1));
+    // The server's own CPU time per answer, apart from the load
+    // generator's, which shares the machine (where a dialect's time goes).
+    let server_pid = server.child.id();
+    let cpu_per_request = std::sync::Mutex::new(Vec::<(String, f64)>::new());
     let load = |name: String, bearer: Option<&str>, make: MakeCall| {
         let (licenses, machines) = (licenses.clone(), machines.clone());
         let bearer = bearer.map(str::to_owned);
         let (connections, addr) = (bench.options.connections, server.addr);
-        async move { dialect_load(&name, addr, bearer.as_deref(), connections, phase, licenses, machines, make).await }
+        let cpu_per_request = &cpu_per_request;
+        async move {
+            let before = cpu_seconds(server_pid);
+            let report =
+                dialect_load(&name, addr, bearer.as_deref(), connections, phase, licenses, machines, make).await;
+            if let (Some(before), Some(after)) = (before, cpu_seconds(server_pid)) {
+                let micros = (after - before) / report.requests.max(1) as f64 * 1e6;
+                cpu_per_request.lock().unwrap_or_else(|p| p.into_inner()).push((name, micros));
+            }
+            report
+        }
     };
     let mut native = Vec::new();
     let mut rounds: Vec<[Report; 3]> = Vec::new();
@@ -79,6 +93,10 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<Value, String> {
     }
     table.extend(native.last());
     print_table(&table);
+    let cpu_per_request = cpu_per_request.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (name, micros) in &cpu_per_request {
+        eprintln!("server CPU per answer, {name}: {micros:.1} us");
+    }
     // A dialect's phase over the mean of the native phases around it.
     let ratios = |dialect: usize| -> Vec<f64> {
         rounds
@@ -115,8 +133,20 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<Value, String> {
         "ratios": {"seed001_over_native": r001, "seed002_over_native": r002, "seed004_over_native": r004},
         "rounds": {"seed001_over_native": all001, "seed002_over_native": all002, "seed004_over_native": all004},
         "rsa_sign_ms": rsa_sign_ms,
+        "server_cpu_us_per_answer": cpu_per_request.iter().map(|(name, us)| json!({"target": name, "us": us})).collect::<Vec<_>>(),
         "targets_met": {"seed002_over_native": r002 >= 0.8, "seed004_over_native": r004 >= 0.8},
     }))
+}
+
+/// The CPU time (user and system) process `pid` has used, from
+/// /proc/<pid>/stat (in clock ticks of 1/100 s on Linux).
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let pid = pid?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let (user, system): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+    Some((user + system) / 100.0)
 }
 
 /// Rounds of the scenario: every dialect runs once in each.

@@ -37,11 +37,18 @@ pub fn signature_header(kid: &str, key: &SigningKey, body: &[u8]) -> String {
     format!(r#"keyid="{kid}", algorithm="ed25519", signature="{signature}""#)
 }
 
+#[derive(Serialize)]
+struct JwtHeader<'a> {
+    alg: &'a str,
+    kid: &'a str,
+    typ: &'a str,
+}
+
 /// A compact JWS of `claims`, header `{"alg":"EdDSA","typ":"JWT","kid":…}`.
 pub fn jwt(kid: &str, key: &SigningKey, claims: &impl Serialize) -> String {
-    let header = json!({ "alg": "EdDSA", "typ": "JWT", "kid": kid });
+    let header = serde_json::to_vec(&JwtHeader { alg: "EdDSA", kid, typ: "JWT" }).expect("a header serialises");
     let claims = serde_json::to_vec(claims).expect("token claims serialise");
-    let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims));
+    let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
     let signature = URL_SAFE_NO_PAD.encode(key.sign(signing_input.as_bytes()).to_bytes());
     format!("{signing_input}.{signature}")
 }
