@@ -40,7 +40,10 @@ pub struct ActivateAnswer {
     /// 0 Trial, 1 Standard, 2 Professional, 3 Enterprise.
     license_type: i32,
     max_connections: Option<u32>,
-    /// Always null: kept for seed 000's shape.
+    /// The id of the machine's device record on the license, made at its
+    /// first activation and the same on every later one (seed 000's cloud
+    /// account, "created, or linked if one already exists", for the
+    /// activated server).
     cloud_account_id: Option<String>,
     /// The tenant that issued the license.
     account_id: String,

@@ -58,6 +58,11 @@ async fn the_seed_000_lifecycle_works_end_to_end(backend: Backend) {
     assert_eq!(activation.body["accountId"], tenant.id.as_str());
     assert_eq!(activation.body["userId"], alice.user_id.as_str());
     assert!(activation.body["activatedAt"].is_string());
+    // Seed 000's cloud account for the activated server: its device record.
+    let devices = app.get(&format!("/api/v1/licenses/{id}/devices"), Some(&alice.key)).await;
+    let cloud_account = activation.body["cloudAccountId"].as_str().expect("a cloud account id");
+    assert!(uuid::Uuid::parse_str(cloud_account).is_ok(), "{cloud_account}");
+    assert_eq!(devices.body["devices"][0]["deviceId"], cloud_account, "{}", devices.body);
 
     let validation = app.validate(key, "machine-fingerprint-123").await;
     assert_eq!(validation.status, StatusCode::OK);

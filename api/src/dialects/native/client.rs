@@ -250,6 +250,7 @@ async fn activate_found(state: &AppState, context: &RequestContext, found: &Foun
     };
     let license = flow::activate(state, context, found.caller.as_ref(), &found.license, activation).await?;
     let machine = state.hash_machine(&found.machine);
+    let device = license.device(&machine);
     let (token, _) = flow::token(state, &found.call.signer, &license.id, found.machine_id(), Utc::now()).await?;
     Ok(json!({
         "success": true,
@@ -257,12 +258,14 @@ async fn activate_found(state: &AppState, context: &RequestContext, found: &Foun
         "code": VALID,
         // This machine's activation, which on a multi-seat license may be
         // later than the license's first.
-        "activatedAt": license.device(&machine).map(|device| instant(device.activated_at)),
+        "activatedAt": device.map(|device| instant(device.activated_at)),
         "expiresAt": license.expires_at.map(instant),
         "licenseType": license.license_type,
         "maxConnections": license.max_connections,
-        // keyledger has no cloud accounts; kept for seed 000's shape.
-        "cloudAccountId": null,
+        // Seed 000 makes (or links) a record for the activated server:
+        // here, the machine's device record, whose id is stable across
+        // its re-activations (`GET …/{licenseId}/devices` lists it).
+        "cloudAccountId": device.map(|device| device.id(&license.id)),
         // The tenant that issued the license.
         "accountId": license.tenant_id,
         "userId": license.owner_id,
