@@ -12,6 +12,7 @@ on_both_backends!(
     a_seed_001_client_activates_validates_and_deactivates_with_rsa_signed_answers,
     a_seed_002_client_validates_activates_reads_status_and_is_blocked_past_its_limit,
     a_seed_004_client_works_with_offline_tokens_heartbeats_and_seat_limits,
+    a_seed_004_client_names_its_product_by_the_code_it_already_sends,
     one_license_is_used_through_four_dialects_and_its_history_names_each,
     the_seed_004_client_works_over_keyledgers_own_tls_and_plain_http_is_refused,
     dialect_errors_keep_their_dialects_shape,
@@ -110,6 +111,32 @@ async fn a_seed_004_client_works_with_offline_tokens_heartbeats_and_seat_limits(
     let (ok, printed) = run_python("seed004_client.py", &[], &env).await;
     assert!(ok && printed.contains("checks passed"), "the seed 004 client's checks failed:\n{printed}");
     println!("{printed}");
+}
+
+async fn a_seed_004_client_names_its_product_by_the_code_it_already_sends(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    // The product id the software was built with, on the service it left.
+    let product = product(&app, &tenant, json!({"name": "Editor", "code": "prod_8f2k-editor"})).await;
+    let (_, key) = license(&app, &tenant, json!({ "productId": product, "maxActivations": 2 })).await;
+    let other = self::product(&app, &tenant, json!({"name": "Viewer", "code": "prod_viewer"})).await;
+    let api_key = client_key(&app, &tenant).await;
+    let activate = |product_id: &str, machine: &str| {
+        let body = json!({ "license_key": key, "product_id": product_id, "machine_id": machine });
+        app.client.post(format!("{}/v1/activate", app.base)).bearer_auth(&api_key).json(&body).send()
+    };
+    let by_code = activate("prod_8f2k-editor", "m1").await.unwrap();
+    assert_eq!(by_code.status(), StatusCode::OK);
+    let by_id = activate(&product, "m2").await.unwrap();
+    assert_eq!(by_id.status(), StatusCode::OK);
+    for wrong in ["prod_viewer", other.as_str(), "prod_unknown"] {
+        let refused = activate(wrong, "m3").await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{wrong}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["ok"], false, "{body}");
+    }
+    let malformed = activate("not a code!", "m3").await.unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
 }
 
 async fn the_seed_004_client_works_over_keyledgers_own_tls_and_plain_http_is_refused(backend: Backend) {

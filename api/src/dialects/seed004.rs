@@ -18,7 +18,7 @@ use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::Utc;
-use keyledger_domain::{License, LicenseKey, MachineId};
+use keyledger_domain::{License, LicenseError, LicenseKey, MachineId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -92,6 +92,23 @@ fn tenant_caller(caller: Result<ClientCaller, ApiError>) -> Result<Caller, ApiEr
 
 fn required<'a>(raw: Option<&'a str>, field: &str) -> Result<&'a str, ApiError> {
     raw.filter(|value| !value.trim().is_empty()).ok_or_else(|| ApiError::field(field, format!("{field} is required")))
+}
+
+/// The id of the product `raw` names: a product id, or a product's code.
+/// Software written for another service sends that service's product
+/// id; a vendor moving to keyledger gives its product that code and
+/// changes nothing in the software. A code that is not the license's
+/// product's is a product mismatch, as another product's id is.
+async fn product_named(state: &AppState, license: &License, raw: &str) -> Result<String, ApiError> {
+    if let Ok(id) = uuid::Uuid::parse_str(raw) {
+        return Ok(id.to_string());
+    }
+    let code = keyledger_domain::parse_code(raw)
+        .map_err(|_| ApiError::field("productId", "product_id must be a product's id (a UUID) or its code"))?;
+    match flow::product_of(state, license).await? {
+        Some(product) if product.code == code => Ok(product.id.clone()),
+        _ => Err(ApiError::refused(LicenseError::ProductMismatch)),
+    }
 }
 
 /// The activation of `machine` on `license`, as seed 004 shows it.
@@ -178,11 +195,11 @@ async fn activate_answer(
     let caller = tenant_caller(caller)?;
     let JsonBody(request) = body?;
     let key = parse_key(Some(required(request.license_key.as_deref(), "license_key")?))?;
-    let product_id = required(request.product_id.as_deref(), "product_id")?;
-    let product_id = super::native::products::PRODUCT.parse_id(product_id.trim(), "productId")?;
+    let product = required(request.product_id.as_deref(), "product_id")?.trim();
     let machine_id = required(request.machine_id.as_deref(), "machine_id")?;
     let machine = parse_machine(Some(machine_id))?;
     let Visible { license, tenant } = flow::visible(state, Some(&caller), &key).await?;
+    let product_id = product_named(state, &license, product).await?;
     license.check_entitlements(Some(&product_id), &[], &[]).map_err(ApiError::refused)?;
     let activation_request =
         Activation { machine: &machine, machine_name: request.machine_name.as_deref(), app_version: None };
