@@ -182,9 +182,11 @@ async fn an_endpoint_answering_410_is_disabled(backend: Backend) {
     let path = format!("/api/v1/webhooks/{webhook}");
     let endpoint = wait_for_endpoint(&app, &tenant, &path, |e| e["enabled"] == false).await;
     assert_eq!(endpoint["disabledReason"], "gone");
-    // Every delivery answered 410 ends failed. The list reads a delivery's
-    // row and then its attempts: one recorded between the two reads shows
-    // its attempt beside the status before it, so the list is read again.
+    // Every delivery answered 410 waits, as the endpoint's other queued
+    // deliveries do, for the endpoint to be enabled again. The list reads
+    // a delivery's row and then its attempts: one recorded between the
+    // two reads shows its attempt beside the status before it, so the
+    // list is read again.
     let mut statuses = Vec::new();
     for _ in 0..50 {
         let log = app.get(&format!("{path}/deliveries"), Some(&tenant.admin_key)).await;
@@ -195,16 +197,24 @@ async fn an_endpoint_answering_410_is_disabled(backend: Backend) {
             .filter(|d| d["attempts"][0]["statusCode"] == 410)
             .map(|d| d["status"].clone())
             .collect();
-        if !statuses.is_empty() && statuses.iter().all(|status| status == "failed") {
+        if !statuses.is_empty() && statuses.iter().all(|status| status == "pending") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(!statuses.is_empty() && statuses.iter().all(|status| status == "failed"), "{statuses:?}");
+    assert!(!statuses.is_empty() && statuses.iter().all(|status| status == "pending"), "{statuses:?}");
     let count = receiver.received().len();
     activations(&app, &tenant, 1).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(receiver.received().len() <= count + 1, "a disabled endpoint gets nothing new");
+    // The endpoint moved; enabled again at its new address, it is sent
+    // what was answered 410, and nothing is lost.
+    let moved = Receiver::start(Behaviour::Accept).await;
+    let patch = json!({ "url": moved.url, "enabled": true });
+    let reply = app.request(Method::PATCH, &path, Some(&tenant.admin_key), Some(patch)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let answered_gone = statuses.len();
+    moved.wait_until("the deliveries answered 410", 20, |r| r.len() >= answered_gone).await;
 }
 
 async fn wait_for_endpoint(app: &TestApp, tenant: &TestTenant, path: &str, done: impl Fn(&Value) -> bool) -> Value {

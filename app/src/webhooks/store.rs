@@ -706,7 +706,9 @@ fn next_step(claimed: &Claimed, attempt: &Attempt, policy: &RetryPolicy) -> (&'s
     let at = timestamp(attempt.at);
     match &attempt.outcome {
         Outcome::Delivered => ("succeeded", at),
-        Outcome::Gone => ("failed", at),
+        // The endpoint is disabled with it: the delivery waits with the
+        // others queued for it, and re-enabling the endpoint sends it.
+        Outcome::Gone => ("pending", at),
         Outcome::Failed { retry_after } => match policy.next_wait(claimed.attempts + 1, *retry_after) {
             Some(wait) => ("pending", timestamp(attempt.at + chrono::Duration::from_std(wait).unwrap_or_default())),
             None => ("failed", at),
