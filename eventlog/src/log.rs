@@ -101,9 +101,10 @@ impl LoggedEvent {
         };
         // An event about one device names the device's id beside its
         // machine hash, as the devices list shows it.
-        let device_id = data["machine"].as_str().map(|machine| {
-            keyledger_domain::device_id(&self.license_id, &keyledger_domain::MachineHash::from_hex(machine))
-        });
+        let device_id = data["machine"]
+            .as_str()
+            .and_then(keyledger_domain::MachineHash::parse_hex)
+            .map(|machine| keyledger_domain::device_id(&self.license_id, &machine));
         let license_id = (self.aggregate_type == AGGREGATE_TYPE).then_some(&self.license_id);
         let mut envelope = serde_json::json!({
             "envelopeVersion": ENVELOPE_VERSION,

@@ -192,6 +192,11 @@ async fn history_pages_through_a_licenses_events_with_their_metadata(backend: Ba
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0]["type"], "LicenseReinstated");
 
+    // An auditor's own code, written from the README, rebuilds every hash.
+    let env = [("BASE", app.base.as_str()), ("KEY", user.key.as_str()), ("LICENSE_ID", id.as_str())];
+    let (ok, printed) = keyledger_tests::run_python("audit_chain.py", &[], &env).await;
+    assert!(ok && printed.contains("4 events checked"), "{printed}");
+
     // Same access rules as the license itself; bad parameters name themselves.
     let colleague = app.user(&tenant, "colleague").await;
     assert_eq!(app.get(&path, Some(&colleague.key)).await.status, StatusCode::FORBIDDEN);
