@@ -220,6 +220,32 @@ pub(crate) async fn post(
     }
 }
 
+/// Waits until `server`'s background consumers have caught up with the
+/// log (every lag `/health` reports under a few hundred events), so a
+/// measured phase doesn't share the machine with the backlog a bulk setup
+/// left them. Gives up after five minutes and says so.
+pub(crate) async fn settle(client: &reqwest::Client, server: &Served) {
+    const CAUGHT_UP: i64 = 500;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(300) {
+        let health: Option<Value> = match client.get(format!("{}/health", server.base)).send().await {
+            Ok(response) => response.json().await.ok(),
+            Err(_) => None,
+        };
+        let lags: Vec<i64> = health
+            .as_ref()
+            .and_then(|health| health["consumers"].as_array())
+            .map(|consumers| consumers.iter().filter_map(|c| c["lagEvents"].as_i64()).collect())
+            .unwrap_or_default();
+        if health.is_some() && lags.iter().all(|lag| *lag < CAUGHT_UP) {
+            eprintln!("consumers caught up after {:.1} s", started.elapsed().as_secs_f64());
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("consumers still behind after five minutes; measuring anyway");
+}
+
 /// A tenant user's key on `server`.
 pub(crate) async fn user_key(client: &reqwest::Client, server: &Served) -> Result<String, String> {
     let tenant =
@@ -339,6 +365,7 @@ async fn validate(bench: &mut Bench) -> Result<Value, String> {
             outcome?;
         }
     }
+    settle(&bench.client, &server).await;
     let licenses = Arc::new(licenses);
     let keyledger = validate_load(bench, "keyledger validate", &server, licenses.clone()).await;
     drop(server);
@@ -387,6 +414,7 @@ async fn activate(bench: &mut Bench) -> Result<Value, String> {
     let key = user_key(&bench.client, &server).await?;
     let licenses =
         Arc::new(generate(&bench.client, &server, &key, bench.options.licenses.unwrap_or(60_000), json!({})).await?);
+    settle(&bench.client, &server).await;
     let connections = bench.options.connections;
     let keyledger =
         load::run_raw("keyledger activate", server.addr, connections, bench.duration(), move |connection, n| {

@@ -11,6 +11,7 @@ mod chain;
 mod checkpoint;
 mod commits;
 mod database;
+mod group_commit;
 mod log;
 mod repository;
 mod secrets;

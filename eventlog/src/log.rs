@@ -10,7 +10,10 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
+use std::sync::Arc;
+
 use crate::chain::{chain_hash, ChainedContent};
+use crate::group_commit::{self, GroupCommit};
 use crate::{Database, EventLogError};
 
 /// The aggregate type of licenses.
@@ -180,6 +183,8 @@ pub struct VerifyReport {
 #[derive(Debug, Clone)]
 pub struct EventLog {
     db: Database,
+    /// PostgreSQL appends of this log and its clones, written in batches.
+    group: Arc<GroupCommit>,
 }
 
 const EVENT_COLUMNS: &str =
@@ -188,7 +193,7 @@ const PREVIOUS_HASH: &str = "SELECT hash FROM events WHERE aggregate_type = $1 A
 
 impl EventLog {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self { db, group: Arc::new(GroupCommit::new()) }
     }
 
     /// Appends one command's events to a license, looking up the hash the
@@ -216,8 +221,10 @@ impl EventLog {
     /// the last event's hash is not `previous_hash`. So a caller may load
     /// the license from anywhere (its own memory), and the log still only
     /// takes events decided on its latest state. On PostgreSQL it is one
-    /// statement; on SQLite one transaction, with this process's appends
-    /// taking turns before asking SQLite for its write lock.
+    /// statement, shared with other aggregates' appends queued at the same
+    /// moment (`group_commit`); on SQLite one transaction, with this
+    /// process's appends taking turns before asking SQLite for its write
+    /// lock.
     pub async fn append_after(
         &self,
         events: &[NewEvent<'_>],
@@ -237,30 +244,39 @@ impl EventLog {
         let last_hash = identified.last().map(|(_, hash)| hash.as_str()).unwrap_or_default();
         let appended = match &self.db {
             Database::Postgres(pool) => {
-                let sql = postgres_append_sql(events.len(), projected);
-                let mut query = sqlx::query_scalar::<_, i64>(&sql)
-                    .bind(first.aggregate_type)
-                    .bind(first.aggregate_id)
-                    .bind(first.sequence - 1)
-                    .bind(previous_hash);
-                for (event, (event_id, hash)) in events.iter().zip(&identified) {
-                    query = query
-                        .bind(event.sequence)
-                        .bind(event.event_type)
-                        .bind(event.event_version)
-                        .bind(event.payload)
-                        .bind(event.metadata)
-                        .bind(event_id.as_str())
-                        .bind(hash.as_str());
-                }
-                if let Some(row) = projected {
-                    query = row.values.iter().fold(query, |query, value| match value {
-                        SqlValue::Text(text) => query.bind(text.as_str()),
-                        SqlValue::Int(number) => query.bind(*number),
-                        SqlValue::AppendedHash => query.bind(last_hash),
-                    });
-                }
-                query.fetch_one(pool).await.map_err(AppendError::from)? as usize
+                let command = group_commit::Command {
+                    aggregate_type: first.aggregate_type.to_owned(),
+                    aggregate_id: first.aggregate_id.to_owned(),
+                    previous_sequence: first.sequence - 1,
+                    previous_hash: previous_hash.to_owned(),
+                    events: events
+                        .iter()
+                        .zip(&identified)
+                        .map(|(event, (event_id, hash))| group_commit::Event {
+                            sequence: event.sequence,
+                            event_type: event.event_type.to_owned(),
+                            event_version: event.event_version.to_owned(),
+                            payload: event.payload.to_string(),
+                            metadata: event.metadata.to_string(),
+                            event_id: event_id.clone(),
+                            hash: hash.clone(),
+                        })
+                        .collect(),
+                    projected: projected.map(|row| group_commit::Projected {
+                        insert_into: row.insert_into,
+                        on_conflict: row.on_conflict.clone(),
+                        values: row
+                            .values
+                            .iter()
+                            .map(|value| match value {
+                                SqlValue::AppendedHash => SqlValue::Text(last_hash.to_owned()),
+                                other => other.clone(),
+                            })
+                            .collect(),
+                    }),
+                };
+                self.group.append(pool, command).await?;
+                events.len()
             }
             Database::Sqlite(pool) => {
                 let _turn = SQLITE_WRITES.lock().await;
@@ -675,46 +691,6 @@ pub async fn write_turn(db: &Database) -> Option<tokio::sync::MutexGuard<'static
 /// the caller decided on: binds $10 (its sequence) and $11 (its hash).
 const SQLITE_CHAIN_GUARD: &str = "
  WHERE $10 = 0 OR EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $10 AND hash = $11)";
-
-/// One statement that appends `count` events after the chain guard and,
-/// if they were appended, writes `projected`; it answers how many events
-/// it appended. Binds the aggregate type, id, previous sequence and hash,
-/// then seven columns per event, then the projected row's values.
-fn postgres_append_sql(count: usize, projected: Option<&ProjectedRow>) -> String {
-    let mut n = 4;
-    let mut next = || {
-        n += 1;
-        n
-    };
-    let rows: Vec<String> = (0..count)
-        .map(|_| {
-            format!(
-                "($1::text, $2::text, ${}::bigint, ${}::text, ${}::text, ${}::jsonb::json, ${}::jsonb::json, ${}::text, ${}::text)",
-                next(), next(), next(), next(), next(), next(), next()
-            )
-        })
-        .collect();
-    let mut sql = format!(
-        "WITH appended AS (
-           INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash)
-           SELECT * FROM (VALUES {}) AS new_events
-            WHERE $3::bigint = 0
-               OR EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3 AND hash = $4::text)
-           RETURNING 1)",
-        rows.join(", ")
-    );
-    if let Some(row) = projected {
-        let values: Vec<String> = row.values.iter().map(|_| format!("${}", next())).collect();
-        sql.push_str(&format!(
-            ", projected AS ({} SELECT {} WHERE EXISTS (SELECT 1 FROM appended) {} RETURNING 1)",
-            row.insert_into,
-            values.join(", "),
-            row.on_conflict
-        ));
-    }
-    sql.push_str(" SELECT count(*) FROM appended");
-    sql
-}
 
 /// Binds an event's columns, aggregate type first and hash last.
 fn bind_event<'q, DB: sqlx::Database>(

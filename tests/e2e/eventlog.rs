@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use keyledger_api::verify_log;
-use keyledger_eventlog::{on_pool, ChainBreak, CheckpointCheck, Cursor, Database, EventLog, SignedCheckpoint};
+use keyledger_eventlog::{
+    on_pool, AppendError, ChainBreak, CheckpointCheck, Cursor, Database, EventLog, NewEvent, ProjectedRow,
+    SignedCheckpoint, SqlValue,
+};
 use keyledger_tests::{on_both_backends, Backend, Licensed, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -18,6 +21,7 @@ on_both_backends!(
     history_pages_through_a_licenses_events_with_their_metadata,
     the_state_at_a_past_instant_is_the_events_up_to_then,
     a_kept_checkpoint_reveals_removed_events_that_the_chains_cannot,
+    appends_made_at_once_each_keep_their_own_guard_and_row,
 );
 
 async fn a_tail_running_during_concurrent_writes_sees_every_event_exactly_once(backend: Backend) {
@@ -403,4 +407,87 @@ async fn the_read_model_row_names_the_hash_of_its_last_event(backend: Backend) {
         .unwrap();
     keyledger_workers::ProjectionRunner::new(app.db.clone()).rebuild().await.unwrap();
     agree("a rebuild").await;
+}
+
+/// Appends fired at the same moment (on PostgreSQL they share statements:
+/// the log's group commit) each keep their own all-or-nothing guard: rivals
+/// for one sequence see exactly one winner, a stale append is turned away
+/// without holding back the others, a two-event append lands whole, and
+/// each read-model row names its own aggregate's last hash.
+async fn appends_made_at_once_each_keep_their_own_guard_and_row(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    on_pool!(&app.db, pool => sqlx::query(
+        "CREATE TABLE probe_view (id TEXT PRIMARY KEY, version BIGINT NOT NULL, last_hash TEXT NOT NULL)")
+        .execute(pool).await.map(drop))
+    .unwrap();
+    let log = EventLog::new(app.db.clone());
+    // Leaked so that appends running side by side can borrow them.
+    let payload: &'static serde_json::Value = Box::leak(Box::new(json!({"probe": true})));
+    let ids: &'static [String] = Vec::leak((0..40).map(|n| format!("probe-{n:02}")).collect());
+    let event = |id: &'static str, sequence: i64| NewEvent {
+        aggregate_type: "Probe",
+        aggregate_id: id,
+        sequence,
+        event_type: "Probed",
+        event_version: "1.0",
+        payload,
+        metadata: payload,
+    };
+    let append = |id: &'static str, events: Vec<NewEvent<'static>>, previous: String| {
+        let log = log.clone();
+        let projected = ProjectedRow {
+            insert_into: "INSERT INTO probe_view (id, version, last_hash)",
+            values: vec![
+                SqlValue::Text(id.to_owned()),
+                SqlValue::Int(events.last().unwrap().sequence),
+                SqlValue::AppendedHash,
+            ],
+            on_conflict: "ON CONFLICT (id) DO UPDATE SET version = excluded.version, last_hash = excluded.last_hash \
+                          WHERE probe_view.version < excluded.version"
+                .to_owned(),
+        };
+        async move { log.append_after(&events, &previous, Some(&projected)).await }
+    };
+
+    let firsts = join_all(ids.iter().map(|id| append(id, vec![event(id, 1)], String::new()))).await;
+    let firsts: Vec<String> = firsts.into_iter().map(|hashes| hashes.unwrap().remove(0)).collect();
+
+    // 0-9: three rivals each for sequence 2; 10-19: one good append and
+    // one chained to a hash that isn't the last; 20-39: one good append.
+    let (mut labels, mut calls) = (Vec::new(), Vec::new());
+    for (n, id) in ids.iter().enumerate() {
+        for _ in 0..if n < 10 { 3 } else { 1 } {
+            labels.push((n, true));
+            calls.push(append(id, vec![event(id, 2)], firsts[n].clone()));
+        }
+        if (10..20).contains(&n) {
+            labels.push((n, false));
+            calls.push(append(id, vec![event(id, 2)], "0".repeat(64)));
+        }
+    }
+    let two_at_once = append("probe-pair", vec![event("probe-pair", 1), event("probe-pair", 2)], String::new());
+    let (outcomes, pair) = tokio::join!(join_all(calls), two_at_once);
+    assert_eq!(pair.expect("a two-event append on an aggregate of its own").len(), 2);
+
+    let mut winners: HashMap<usize, String> = HashMap::new();
+    for ((n, chained), outcome) in labels.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(hashes) => {
+                assert!(chained, "an append chained to the wrong hash was taken ({})", ids[n]);
+                assert!(winners.insert(n, hashes[0].clone()).is_none(), "two appends took sequence 2 of {}", ids[n]);
+            }
+            Err(AppendError::Conflict) => assert!(n < 20, "{} lost an append it had no rival for", ids[n]),
+            Err(other) => panic!("{}: {other}", ids[n]),
+        }
+    }
+    assert_eq!(winners.len(), 40, "every aggregate takes exactly one sequence 2");
+
+    let report = log.verify(None).await.unwrap();
+    assert!(report.broken.is_empty(), "{:?}", report.broken);
+    for (n, id) in ids.iter().enumerate() {
+        let (version, last_hash): (i64, String) = on_pool!(&app.db, pool => sqlx::query_as(
+            "SELECT version, last_hash FROM probe_view WHERE id = $1").bind(id).fetch_one(pool).await)
+        .unwrap();
+        assert_eq!((version, &last_hash), (2, &winners[&n]), "{id}'s row");
+    }
 }
