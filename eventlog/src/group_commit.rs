@@ -114,9 +114,11 @@ impl GroupCommit {
         let pending = match self.queue(pool).send(pending) {
             Ok(()) => match answer.await {
                 Ok(outcome) => return outcome,
-                // The writer task ended with the command (its runtime shut
-                // down). Whether it was written or not, writing it alone is
-                // safe: its guard turns it away if it was.
+                // The writer ended with the command unanswered (its runtime
+                // shut down, or the batch panicked). Answered as a lost
+                // race: the caller loads the license from the log and
+                // decides again, finding the command's events if they
+                // were written.
                 Err(_) => None,
             },
             Err(mpsc::error::SendError(pending)) => Some(pending),
@@ -186,6 +188,9 @@ async fn writer(pool: PgPool, mut receiver: mpsc::UnboundedReceiver<Pending>) {
                     busy.remove(&aggregate);
                 }
             }
+            // Closed and nothing running: whatever is still queued is
+            // dropped, and its callers answered as above.
+            else => return,
         }
     }
 }
