@@ -16,10 +16,11 @@
 //! decided on (the same guard as a lone append), so one stale command
 //! doesn't hold back the others. An aggregate has at most one command in
 //! flight from this process at a time; a second waits for the first to
-//! commit. A batch that fails as a whole (another process took a sequence
-//! in the same instant, a deadlock between two processes' batches) is
-//! written again one command at a time, so each command gets the outcome
-//! it would have had alone.
+//! commit. A batch that PostgreSQL refuses as a whole (another process
+//! took a sequence in the same instant, a deadlock between two processes'
+//! batches) is written again one command at a time, so each command gets
+//! the outcome it would have had alone; a batch that never reached it (no
+//! connection) fails every command in it at once.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
@@ -241,11 +242,25 @@ async fn write_batch(pool: &PgPool, mut batch: Vec<Pending>) {
                 let _ = pending.reply.send(outcome);
             }
         }
-        Err(error) => {
+        // PostgreSQL refused the statement: one command may be at fault
+        // (another writer took its sequence, a deadlock between two
+        // processes' batches, a constraint), so each is tried alone.
+        Err(error @ sqlx::Error::Database(_)) => {
             tracing::debug!(%error, commands = batch.len(), "a batch of appends failed; writing each alone");
             for pending in batch {
                 let outcome = write_alone(pool, &pending.command).await;
                 let _ = pending.reply.send(outcome);
+            }
+        }
+        // The statement never reached PostgreSQL (no connection within the
+        // pool's timeout, a broken one): trying each command alone would
+        // only wait that long again for every one of them.
+        Err(error) => {
+            let message = error.to_string();
+            tracing::warn!(%message, commands = batch.len(), "a batch of appends could not be written");
+            for pending in batch {
+                let failed = sqlx::Error::Io(std::io::Error::other(message.clone()));
+                let _ = pending.reply.send(Err(AppendError::Database(failed)));
             }
         }
     }
@@ -312,12 +327,15 @@ async fn write(pool: &PgPool, commands: &[&Command]) -> Result<Vec<i32>, sqlx::E
     query.fetch_all(pool).await
 }
 
-/// The statement that writes a batch. The guard looks up each command's
-/// previous event with a scalar subquery, not `EXISTS`: PostgreSQL may
-/// answer a correlated `EXISTS` by hashing the whole events table (a
-/// generic plan for an array of unknown length made that choice, and each
-/// batch took a quarter of a second), while a scalar subquery is always
-/// one primary-key lookup a command.
+/// The statement that writes a batch. A command passes its guard if its
+/// previous event is the one it was decided on and is still the last (a
+/// command decided on an older state is turned away here, alone, rather
+/// than failing the whole batch on the events' key). Both are looked up
+/// with scalar subqueries, not `EXISTS`: PostgreSQL may answer a
+/// correlated `EXISTS` by hashing the whole events table (a generic plan
+/// for an array of unknown length made that choice, and each batch took a
+/// quarter of a second), while a scalar subquery is always one primary-key
+/// lookup.
 ///
 /// It binds five arrays a command (index,
 /// aggregate type and id, previous sequence and hash), ten an event (its
@@ -330,10 +348,13 @@ fn batch_sql(projected: Option<&Projected>) -> String {
                       AS c(idx, aggregate_type, aggregate_id, previous_sequence, previous_hash)),
          passed AS (
            SELECT c.idx FROM commands c
-            WHERE c.previous_sequence = 0
-               OR c.previous_hash = (SELECT e.hash FROM events e
-                                      WHERE e.aggregate_type = c.aggregate_type AND e.aggregate_id = c.aggregate_id
-                                        AND e.sequence = c.previous_sequence)),
+            WHERE (c.previous_sequence = 0
+                   OR c.previous_hash = (SELECT e.hash FROM events e
+                                          WHERE e.aggregate_type = c.aggregate_type AND e.aggregate_id = c.aggregate_id
+                                            AND e.sequence = c.previous_sequence))
+              AND (SELECT e.hash FROM events e
+                    WHERE e.aggregate_type = c.aggregate_type AND e.aggregate_id = c.aggregate_id
+                      AND e.sequence = c.previous_sequence + 1) IS NULL),
          appended AS (
            INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash)
            SELECT n.aggregate_type, n.aggregate_id, n.sequence, n.event_type, n.event_version,

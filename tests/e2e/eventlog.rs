@@ -490,4 +490,24 @@ async fn appends_made_at_once_each_keep_their_own_guard_and_row(backend: Backend
         .unwrap();
         assert_eq!((version, &last_hash), (2, &winners[&n]), "{id}'s row");
     }
+
+    // Decided on a state that is no longer the last: sequence 2 chained to
+    // the first event again (stale) beside sequence 3 chained to the
+    // winner (current), for every aggregate at once.
+    let (mut labels, mut calls) = (Vec::new(), Vec::new());
+    for (n, id) in ids.iter().enumerate() {
+        labels.push((n, false));
+        calls.push(append(id, vec![event(id, 2)], firsts[n].clone()));
+        labels.push((n, true));
+        calls.push(append(id, vec![event(id, 3)], winners[&n].clone()));
+    }
+    for ((n, current), outcome) in labels.into_iter().zip(join_all(calls).await) {
+        match (current, outcome) {
+            (true, Ok(_)) | (false, Err(AppendError::Conflict)) => {}
+            (current, outcome) => {
+                panic!("{} ({}): {:?}", ids[n], if current { "current" } else { "stale" }, outcome.err())
+            }
+        }
+    }
+    assert!(log.verify(None).await.unwrap().broken.is_empty());
 }
