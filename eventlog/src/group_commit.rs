@@ -328,14 +328,14 @@ async fn write(pool: &PgPool, commands: &[&Command]) -> Result<Vec<i32>, sqlx::E
 }
 
 /// The statement that writes a batch. A command passes its guard if its
-/// previous event is the one it was decided on and is still the last (a
-/// command decided on an older state is turned away here, alone, rather
-/// than failing the whole batch on the events' key). Both are looked up
-/// with scalar subqueries, not `EXISTS`: PostgreSQL may answer a
+/// aggregate's last event is the one it was decided on (so a command
+/// decided on an older state is turned away here, alone, rather than
+/// failing the whole batch on the events' key). The last event is looked
+/// up with a lateral `ORDER BY … LIMIT 1`, one backward scan of the
+/// primary key a command, not with `EXISTS`: PostgreSQL may answer a
 /// correlated `EXISTS` by hashing the whole events table (a generic plan
 /// for an array of unknown length made that choice, and each batch took a
-/// quarter of a second), while a scalar subquery is always one primary-key
-/// lookup.
+/// quarter of a second).
 ///
 /// It binds five arrays a command (index,
 /// aggregate type and id, previous sequence and hash), ten an event (its
@@ -348,13 +348,11 @@ fn batch_sql(projected: Option<&Projected>) -> String {
                       AS c(idx, aggregate_type, aggregate_id, previous_sequence, previous_hash)),
          passed AS (
            SELECT c.idx FROM commands c
-            WHERE (c.previous_sequence = 0
-                   OR c.previous_hash = (SELECT e.hash FROM events e
-                                          WHERE e.aggregate_type = c.aggregate_type AND e.aggregate_id = c.aggregate_id
-                                            AND e.sequence = c.previous_sequence))
-              AND (SELECT e.hash FROM events e
-                    WHERE e.aggregate_type = c.aggregate_type AND e.aggregate_id = c.aggregate_id
-                      AND e.sequence = c.previous_sequence + 1) IS NULL),
+             LEFT JOIN LATERAL (SELECT e.sequence, e.hash FROM events e
+                                 WHERE e.aggregate_type = c.aggregate_type AND e.aggregate_id = c.aggregate_id
+                                 ORDER BY e.sequence DESC LIMIT 1) AS last ON true
+            WHERE (c.previous_sequence = 0 AND last.sequence IS NULL)
+               OR (last.sequence = c.previous_sequence AND last.hash = c.previous_hash)),
          appended AS (
            INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash)
            SELECT n.aggregate_type, n.aggregate_id, n.sequence, n.event_type, n.event_version,
