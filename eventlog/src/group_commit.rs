@@ -29,7 +29,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{Id, JoinSet};
 
-use crate::log::{AppendError, SqlValue};
+use crate::log::{AppendError, NewEvent, ProjectedRow, SqlValue};
 
 /// Batches being written at once. Two keep both of this machine's cores
 /// busy while a third and fourth wait on their WAL flush; more only take
@@ -52,7 +52,7 @@ pub(crate) struct Command {
     pub events: Vec<Event>,
     /// A read-model row to write with the events; its `AppendedHash` is
     /// already the command's last hash.
-    pub projected: Option<Projected>,
+    pub projected: Option<ProjectedRow>,
 }
 
 #[derive(Debug)]
@@ -68,15 +68,50 @@ pub(crate) struct Event {
     pub hash: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Projected {
-    pub insert_into: &'static str,
-    pub on_conflict: String,
-    /// Text or Int only.
-    pub values: Vec<SqlValue>,
-}
-
 impl Command {
+    /// One command's events, each with its id and chain hash
+    /// (`identified`), chained after `previous_hash`; `projected`'s
+    /// `AppendedHash` becomes the last of those hashes.
+    pub fn new(
+        events: &[NewEvent<'_>],
+        identified: &[(String, String)],
+        previous_hash: &str,
+        projected: Option<&ProjectedRow>,
+    ) -> Self {
+        let first = &events[0];
+        let last_hash = identified.last().map(|(_, hash)| hash.as_str()).unwrap_or_default();
+        Self {
+            aggregate_type: first.aggregate_type.to_owned(),
+            aggregate_id: first.aggregate_id.to_owned(),
+            previous_sequence: first.sequence - 1,
+            previous_hash: previous_hash.to_owned(),
+            events: events
+                .iter()
+                .zip(identified)
+                .map(|(event, (event_id, hash))| Event {
+                    sequence: event.sequence,
+                    event_type: event.event_type.to_owned(),
+                    event_version: event.event_version.to_owned(),
+                    payload: event.payload.to_string(),
+                    metadata: event.metadata.to_string(),
+                    event_id: event_id.clone(),
+                    hash: hash.clone(),
+                })
+                .collect(),
+            projected: projected.map(|row| ProjectedRow {
+                values: row
+                    .values
+                    .iter()
+                    .map(|value| match value {
+                        SqlValue::AppendedHash => SqlValue::Text(last_hash.to_owned()),
+                        other => other.clone(),
+                    })
+                    .collect(),
+                ..row.clone()
+            }),
+        }
+    }
+
     fn aggregate(&self) -> (String, String) {
         (self.aggregate_type.clone(), self.aggregate_id.clone())
     }
@@ -305,7 +340,7 @@ async fn write(pool: &PgPool, commands: &[&Command]) -> Result<Vec<i32>, sqlx::E
         .bind(events.iter().map(|(_, _, e)| e.event_id.as_str()).collect::<Vec<_>>())
         .bind(events.iter().map(|(_, _, e)| e.hash.as_str()).collect::<Vec<_>>());
     if let Some(first) = projected {
-        let rows: Vec<&Projected> = commands.iter().filter_map(|c| c.projected.as_ref()).collect();
+        let rows: Vec<&ProjectedRow> = commands.iter().filter_map(|c| c.projected.as_ref()).collect();
         for column in 0..first.values.len() {
             query = match first.values[column] {
                 SqlValue::Int(_) => query.bind(
@@ -341,7 +376,7 @@ async fn write(pool: &PgPool, commands: &[&Command]) -> Result<Vec<i32>, sqlx::E
 /// aggregate type and id, previous sequence and hash), ten an event (its
 /// command's index, then the event's columns), and one a read-model
 /// column; answers the indexes of the commands written.
-fn batch_sql(projected: Option<&Projected>) -> String {
+fn batch_sql(projected: Option<&ProjectedRow>) -> String {
     let mut sql = String::from(
         "WITH commands AS (
            SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::int8[], $5::text[])

@@ -6,11 +6,11 @@
 //! aggregate with its own stream and hash chain; the tail carries them all
 //! in one order, and each reader takes the types it knows.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
-
-use std::sync::Arc;
 
 use crate::chain::{chain_hash, ChainedContent};
 use crate::group_commit::{self, GroupCommit};
@@ -244,37 +244,7 @@ impl EventLog {
         let last_hash = identified.last().map(|(_, hash)| hash.as_str()).unwrap_or_default();
         let appended = match &self.db {
             Database::Postgres(pool) => {
-                let command = group_commit::Command {
-                    aggregate_type: first.aggregate_type.to_owned(),
-                    aggregate_id: first.aggregate_id.to_owned(),
-                    previous_sequence: first.sequence - 1,
-                    previous_hash: previous_hash.to_owned(),
-                    events: events
-                        .iter()
-                        .zip(&identified)
-                        .map(|(event, (event_id, hash))| group_commit::Event {
-                            sequence: event.sequence,
-                            event_type: event.event_type.to_owned(),
-                            event_version: event.event_version.to_owned(),
-                            payload: event.payload.to_string(),
-                            metadata: event.metadata.to_string(),
-                            event_id: event_id.clone(),
-                            hash: hash.clone(),
-                        })
-                        .collect(),
-                    projected: projected.map(|row| group_commit::Projected {
-                        insert_into: row.insert_into,
-                        on_conflict: row.on_conflict.clone(),
-                        values: row
-                            .values
-                            .iter()
-                            .map(|value| match value {
-                                SqlValue::AppendedHash => SqlValue::Text(last_hash.to_owned()),
-                                other => other.clone(),
-                            })
-                            .collect(),
-                    }),
-                };
+                let command = group_commit::Command::new(events, &identified, previous_hash, projected);
                 self.group.append(pool, command).await?;
                 events.len()
             }
