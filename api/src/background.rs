@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyledger_app::webhooks::RetryPolicy;
-use keyledger_eventlog::{Database, EventLog};
+use keyledger_eventlog::Database;
 use keyledger_workers::{
     AnomalyWorker, Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, FeedSource, HeartbeatSweeper,
     MemoryFollower, ProjectionRunner, Relay, RelayConfig, Runtime, Spec, Step, WebhookDispatcher, WebhookHandoff,
@@ -46,13 +46,17 @@ const DISPATCH_ACK_WAIT: Duration = Duration::from_secs(30);
 /// Starts every background consumer of a serving process on `runtime`.
 pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
     let db = state.db.clone();
+    // Every follower of the tail reads it through the state's log, which
+    // reads each event from the database once for all of them.
+    let log = state.log.clone();
     runtime.spawn(Spec::follower(LICENSE_VIEW_RUNNER, RUNNER_POLL).exclusive(), {
-        let db = db.clone();
-        move || ProjectionRunner::new(db.clone())
+        let (db, log) = (db.clone(), log.clone());
+        move || ProjectionRunner::new(db.clone()).with_log(log.clone())
     });
     runtime.spawn(Spec::follower(MEMORY_FOLLOWER, FOLLOWER_POLL), {
         let (db, memory, progress) = (db.clone(), state.memory.clone(), state.follower_progress.clone());
-        move || MemoryFollower::resume(db.clone(), memory.clone(), progress.clone())
+        let log = log.clone();
+        move || MemoryFollower::resume(db.clone(), memory.clone(), progress.clone()).with_log(log.clone())
     });
     if settings.webhook_delivery {
         start_webhooks(runtime, state, &settings);
@@ -61,9 +65,9 @@ pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
         start_anomaly_detector(runtime, state, &settings);
     }
     if let Some(relay) = settings.relay {
-        let db = db.clone();
+        let (db, log) = (db.clone(), log.clone());
         runtime.spawn(Spec::follower(RELAY_CONSUMER, RELAY_POLL).exclusive(), move || {
-            Relay::new(db.clone(), relay.clone())
+            Relay::new(db.clone(), relay.clone()).with_log(log.clone())
         });
     }
     if let Database::Postgres(pool) = &db {
@@ -127,7 +131,7 @@ impl Consumer for BlockFollower {
 fn start_webhooks(runtime: &mut Runtime, state: &AppState, settings: &Settings) {
     let source = feed_source(state, settings, DISPATCH_ACK_WAIT);
     let handoff = WebhookHandoff::default();
-    let (store, log, policy) = (state.webhooks.clone(), EventLog::new(state.db.clone()), settings.retry_policy.clone());
+    let (store, log, policy) = (state.webhooks.clone(), state.log.clone(), settings.retry_policy.clone());
     runtime.spawn(Spec::follower(WEBHOOK_DISPATCHER, RUNNER_POLL).exclusive(), {
         let handoff = handoff.clone();
         move || WebhookDispatcher::new(source.clone(), store.clone(), log.clone(), handoff.clone(), &policy)
@@ -146,15 +150,14 @@ fn start_webhooks(runtime: &mut Runtime, state: &AppState, settings: &Settings) 
 fn feed_source(state: &AppState, settings: &Settings, ack_wait: Duration) -> FeedSource {
     match &settings.relay {
         Some(relay) => FeedSource::Nats { url: relay.nats_url.clone(), stream: relay.stream.clone(), ack_wait },
-        None => FeedSource::Tail(EventLog::new(state.db.clone())),
+        None => FeedSource::Tail(state.log.clone()),
     }
 }
 
 /// The anomaly detector, one per database.
 fn start_anomaly_detector(runtime: &mut Runtime, state: &AppState, settings: &Settings) {
     let source = feed_source(state, settings, DETECTOR_ACK_WAIT);
-    let (log, licenses, cache) =
-        (EventLog::new(state.db.clone()), state.licenses.clone(), state.anomaly_settings.clone());
+    let (log, licenses, cache) = (state.log.clone(), state.licenses.clone(), state.anomaly_settings.clone());
     runtime.spawn(Spec::follower(ANOMALY_DETECTOR, RUNNER_POLL).exclusive(), move || {
         AnomalyWorker::new(source.clone(), log.clone(), licenses.clone(), cache.clone())
     });

@@ -16,6 +16,7 @@ mod log;
 mod repository;
 mod secrets;
 mod snapshot;
+mod tail_cache;
 
 pub use checkpoint::{CheckpointBody, CheckpointCheck, CheckpointCursor, Checkpoints, SignedCheckpoint};
 pub use commits::{commits, committed_elsewhere, local_commits, COMMITS_CHANNEL};

@@ -14,6 +14,7 @@ use sqlx::Row;
 
 use crate::chain::{chain_hash, ChainedContent};
 use crate::group_commit::{self, GroupCommit};
+use crate::tail_cache::{TailCache, TailRow};
 use crate::{Database, EventLogError};
 
 /// The aggregate type of licenses.
@@ -185,6 +186,8 @@ pub struct EventLog {
     db: Database,
     /// PostgreSQL appends of this log and its clones, written in batches.
     group: Arc<GroupCommit>,
+    /// The newest stretch of the tail, shared by this log's readers.
+    tail_cache: Arc<TailCache>,
 }
 
 const EVENT_COLUMNS: &str =
@@ -193,7 +196,7 @@ const PREVIOUS_HASH: &str = "SELECT hash FROM events WHERE aggregate_type = $1 A
 
 impl EventLog {
     pub fn new(db: Database) -> Self {
-        Self { db, group: Arc::new(GroupCommit::new()) }
+        Self { db, group: Arc::new(GroupCommit::new()), tail_cache: Arc::default() }
     }
 
     /// Appends one command's events to a license, looking up the hash the
@@ -303,29 +306,13 @@ impl EventLog {
     /// one still running are read, so an event that commits late can
     /// never land behind a cursor already handed out.
     ///
-    /// The PostgreSQL queries here select `txid` as text and order by
-    /// `events.txid`: a bare `txid` in ORDER BY would name the output
-    /// column, sorting transaction ids as strings ("999" after "1000")
-    /// and without the `events_tail` index.
+    /// Readers of one log and its clones share the newest stretch of the
+    /// tail ([`crate::tail_cache`]): a batch may end where that stretch
+    /// does, shorter than `limit` although more is committed; reading on
+    /// from its end fetches the rest.
     pub async fn tail(&self, after: Cursor, limit: i64) -> Result<Vec<LoggedEvent>, EventLogError> {
-        let events = match &self.db {
-            Database::Postgres(pool) => {
-                let sql = format!(
-                    "SELECT txid::text AS txid, {EVENT_COLUMNS} FROM events
-                      WHERE (txid, position) > ($1::bigint::text::xid8, $2)
-                        AND txid < pg_snapshot_xmin(pg_current_snapshot())
-                      ORDER BY events.txid, events.position LIMIT $3"
-                );
-                let rows = sqlx::query(&sql).bind(after.txid).bind(after.position).bind(limit).fetch_all(pool).await?;
-                rows.iter().map(pg_event).collect::<Result<_, _>>()?
-            }
-            Database::Sqlite(pool) => {
-                let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
-                let rows = sqlx::query(&sql).bind(after.position).bind(limit).fetch_all(pool).await?;
-                rows.iter().map(sqlite_event).collect::<Result<_, _>>()?
-            }
-        };
-        Ok(events)
+        let rows = self.tail_rows(after, limit).await?;
+        rows.iter().map(|row| logged_event(row)).collect()
     }
 
     /// Like [`EventLog::tail`], but only what replaying needs: each
@@ -333,33 +320,28 @@ impl EventLog {
     /// which decodes straight into the event without an intermediate
     /// `Value`, and only if the reader needs it.
     pub async fn tail_payloads(&self, after: Cursor, limit: i64) -> Result<Vec<PayloadOnly>, EventLogError> {
-        let rows: Vec<(i64, i64, String, String, i64, String, String)> = match &self.db {
-            Database::Postgres(pool) => {
-                const SQL: &str =
-                    "SELECT txid::text::bigint, position, aggregate_type, aggregate_id, sequence, payload::text, hash FROM events
-                      WHERE (txid, position) > ($1::bigint::text::xid8, $2)
-                        AND txid < pg_snapshot_xmin(pg_current_snapshot())
-                      ORDER BY events.txid, events.position LIMIT $3";
-                sqlx::query_as(SQL).bind(after.txid).bind(after.position).bind(limit).fetch_all(pool).await?
-            }
-            Database::Sqlite(pool) => {
-                const SQL: &str =
-                    "SELECT 0, position, aggregate_type, aggregate_id, sequence, payload, hash FROM events
-                      WHERE position > $1 ORDER BY position LIMIT $2";
-                sqlx::query_as(SQL).bind(after.position).bind(limit).fetch_all(pool).await?
-            }
-        };
+        let rows = self.tail_rows(after, limit).await?;
         Ok(rows
-            .into_iter()
-            .map(|(txid, position, aggregate_type, license_id, sequence, payload, hash)| PayloadOnly {
-                cursor: Cursor { txid, position },
-                aggregate_type,
-                license_id,
-                sequence,
-                payload,
-                hash,
+            .iter()
+            .map(|row| PayloadOnly {
+                cursor: row.cursor,
+                aggregate_type: row.aggregate_type.clone(),
+                license_id: row.aggregate_id.clone(),
+                sequence: row.sequence,
+                payload: row.payload.clone(),
+                hash: row.hash.clone(),
             })
             .collect())
+    }
+
+    /// How many tail reads of this log and its clones went to the
+    /// database rather than the shared window.
+    pub fn tail_database_reads(&self) -> u64 {
+        self.tail_cache.database_reads()
+    }
+
+    async fn tail_rows(&self, after: Cursor, limit: i64) -> Result<Vec<Arc<TailRow>>, EventLogError> {
+        self.tail_cache.read(after, limit, |after, limit| read_tail(&self.db, after, limit)).await
     }
 
     /// A license's events after global position `after`, oldest first. For
@@ -735,6 +717,85 @@ fn first_break(events: &[LoggedEvent]) -> Option<ChainBreak> {
         previous = recomputed;
     }
     None
+}
+
+/// The tail's rows after `after` on the database itself: see
+/// [`EventLog::tail`] for the order and [`crate::tail_cache`] for who asks.
+///
+/// The PostgreSQL query selects `txid` as text and orders by
+/// `events.txid`: a bare `txid` in ORDER BY would name the output column,
+/// sorting transaction ids as strings ("999" after "1000") and without the
+/// `events_tail` index.
+async fn read_tail(db: &Database, after: Cursor, limit: i64) -> Result<Vec<TailRow>, EventLogError> {
+    type Columns = (i64, i64, String, String, String, i64, String, String, String, String, String);
+    let rows: Vec<Columns> = match db {
+        Database::Postgres(pool) => {
+            const SQL: &str = "SELECT txid::text::bigint, position, event_id, aggregate_type, aggregate_id, sequence,
+                                      event_type, event_version, payload::text, metadata::text, hash FROM events
+                                WHERE (txid, position) > ($1::bigint::text::xid8, $2)
+                                  AND txid < pg_snapshot_xmin(pg_current_snapshot())
+                                ORDER BY events.txid, events.position LIMIT $3";
+            sqlx::query_as(SQL).bind(after.txid).bind(after.position).bind(limit).fetch_all(pool).await?
+        }
+        Database::Sqlite(pool) => {
+            const SQL: &str = "SELECT 0, position, event_id, aggregate_type, aggregate_id, sequence,
+                                      event_type, event_version, payload, metadata, hash FROM events
+                                WHERE position > $1 ORDER BY position LIMIT $2";
+            sqlx::query_as(SQL).bind(after.position).bind(limit).fetch_all(pool).await?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                txid,
+                position,
+                event_id,
+                aggregate_type,
+                aggregate_id,
+                sequence,
+                event_type,
+                event_version,
+                payload,
+                metadata,
+                hash,
+            )| {
+                TailRow {
+                    cursor: Cursor { txid, position },
+                    event_id,
+                    aggregate_type,
+                    aggregate_id,
+                    sequence,
+                    event_type,
+                    event_version,
+                    payload,
+                    metadata,
+                    hash,
+                }
+            },
+        )
+        .collect())
+}
+
+/// A tail row as a [`LoggedEvent`], its JSON columns decoded.
+fn logged_event(row: &TailRow) -> Result<LoggedEvent, EventLogError> {
+    let json = |text: &str, column: &str| {
+        serde_json::from_str(text)
+            .map_err(|e| EventLogError::Corrupt(format!("the {column} of event {} is not JSON: {e}", row.event_id)))
+    };
+    Ok(LoggedEvent {
+        cursor: row.cursor,
+        position: row.cursor.position,
+        event_id: row.event_id.clone(),
+        aggregate_type: row.aggregate_type.clone(),
+        license_id: row.aggregate_id.clone(),
+        sequence: row.sequence,
+        event_type: row.event_type.clone(),
+        event_version: row.event_version.clone(),
+        payload: json(&row.payload, "payload")?,
+        metadata: json(&row.metadata, "metadata")?,
+        hash: row.hash.clone(),
+    })
 }
 
 fn pg_event(row: &sqlx::postgres::PgRow) -> Result<LoggedEvent, sqlx::Error> {

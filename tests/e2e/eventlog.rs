@@ -17,6 +17,7 @@ use serde_json::json;
 on_both_backends!(
     the_read_model_row_names_the_hash_of_its_last_event,
     a_tail_running_during_concurrent_writes_sees_every_event_exactly_once,
+    readers_of_one_log_share_its_tail_and_each_sees_every_event_once,
     verification_passes_an_untouched_log_and_finds_each_kind_of_tampering,
     history_pages_through_a_licenses_events_with_their_metadata,
     the_state_at_a_past_instant_is_the_events_up_to_then,
@@ -510,4 +511,76 @@ async fn appends_made_at_once_each_keep_their_own_guard_and_row(backend: Backend
         }
     }
     assert!(log.verify(None).await.unwrap().broken.is_empty());
+}
+
+/// Two readers of clones of one log, as a serving process's followers are,
+/// each see every event once and in order while writers race; a third
+/// reader coming after them is served from the shared window and reads
+/// the database only once, at its end.
+async fn readers_of_one_log_share_its_tail_and_each_sees_every_event_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    let log = EventLog::new(app.db.clone());
+
+    // Reads everything after `from` in pages of `page`, through the full
+    // events or the payloads only, until idle for `patience` polls.
+    let reader = |payloads: bool, page: i64, patience: u32| {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let (mut cursor, mut seen, mut idle) = (Cursor::START, Vec::<(Cursor, String)>::new(), 0);
+            while idle < patience {
+                let batch: Vec<(Cursor, String)> = if payloads {
+                    let rows = log.tail_payloads(cursor, page).await.expect("tail payloads");
+                    rows.into_iter().map(|e| (e.cursor, format!("{}/{}", e.license_id, e.sequence))).collect()
+                } else {
+                    let rows = log.tail(cursor, page).await.expect("tail");
+                    rows.into_iter().map(|e| (e.cursor, format!("{}/{}", e.license_id, e.sequence))).collect()
+                };
+                match batch.last() {
+                    Some(&(last, _)) => {
+                        assert!(last > cursor, "the tail moved backwards");
+                        cursor = last;
+                        seen.extend(batch);
+                        idle = 0;
+                    }
+                    None => {
+                        idle += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            seen
+        })
+    };
+    let (full, light) = (reader(false, 7, 40), reader(true, 50, 40));
+    let writers = (0..8).map(|w| {
+        let (app, key) = (&app, &user.key);
+        async move {
+            let license = app.generate(key, json!({"maxActivations": 3})).await;
+            let license_key = license["licenseKey"].as_str().unwrap();
+            for round in 0..3 {
+                assert_eq!(app.activate(license_key, &format!("w{w}-m{round}")).await.status, StatusCode::OK);
+            }
+        }
+    });
+    join_all(writers).await;
+    let (full, light) = (full.await.unwrap(), light.await.unwrap());
+
+    const ALL: &str = "SELECT aggregate_id || '/' || sequence FROM events";
+    let stored: Vec<String> = on_pool!(&app.db, pool => sqlx::query_scalar(ALL).fetch_all(pool).await).unwrap();
+    assert_eq!(stored.len(), 8 * 4);
+    let stored: HashSet<&str> = stored.iter().map(String::as_str).collect();
+    for seen in [&full, &light] {
+        assert_eq!(seen.len(), stored.len(), "every event once: no duplicates, none missing");
+        assert_eq!(seen.iter().map(|(_, id)| id.as_str()).collect::<HashSet<_>>(), stored);
+    }
+    assert_eq!(full, light, "both readers saw one order");
+
+    // Everything is in the shared window now: a late reader pages through
+    // it and goes to the database only for what may follow its end.
+    let before = log.tail_database_reads();
+    let late = reader(true, 5, 1).await.unwrap();
+    assert_eq!(late, full);
+    assert_eq!(log.tail_database_reads() - before, 1, "only the read at the end went to the database");
 }

@@ -69,6 +69,13 @@ impl MemoryFollower {
         Self { progress, ..Self::new(db, memory) }
     }
 
+    /// Reads the tail through `log`, sharing the newest stretch of it with
+    /// the log's other readers (see [`EventLog::tail`]) instead of reading
+    /// every event from the database once more.
+    pub fn with_log(self, log: EventLog) -> Self {
+        Self { log, ..self }
+    }
+
     fn cursor(&self) -> Cursor {
         *self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -59,6 +59,13 @@ impl ProjectionRunner {
         Self { log: EventLog::new(db.clone()), views: LicenseViews::new(db.clone()), snapshots: Snapshots::new(db) }
     }
 
+    /// Reads the tail through `log`, sharing the newest stretch of it with
+    /// the log's other readers (see [`EventLog::tail`]) instead of reading
+    /// every event from the database once more.
+    pub fn with_log(self, log: EventLog) -> Self {
+        Self { log, ..self }
+    }
+
     /// Projects the next batch after the checkpoint; returns its size.
     /// Commands write their rows with their events, so usually every row
     /// is current already: one query for the batch's row versions finds

@@ -52,6 +52,13 @@ impl Relay {
         Self { log: EventLog::new(db), config, jetstream: None, cursor: Cursor::START }
     }
 
+    /// Reads the tail through `log`, sharing the newest stretch of it with
+    /// the log's other readers (see [`EventLog::tail`]) instead of reading
+    /// every event from the database once more.
+    pub fn with_log(self, log: EventLog) -> Self {
+        Self { log, ..self }
+    }
+
     async fn ensure_stream(&self, jetstream: &jetstream::Context) -> Result<(), RelayError> {
         jetstream
             .get_or_create_stream(stream::Config {
