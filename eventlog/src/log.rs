@@ -318,7 +318,9 @@ impl EventLog {
     /// Like [`EventLog::tail`], but only what replaying needs: each
     /// event's license, sequence, hash and payload as stored JSON text,
     /// which decodes straight into the event without an intermediate
-    /// `Value`, and only if the reader needs it.
+    /// `Value`, and only if the reader needs it. (The rows are read whole
+    /// all the same, as the window shared with [`EventLog::tail`] keeps
+    /// them.)
     pub async fn tail_payloads(&self, after: Cursor, limit: i64) -> Result<Vec<PayloadOnly>, EventLogError> {
         let rows = self.tail_rows(after, limit).await?;
         Ok(rows

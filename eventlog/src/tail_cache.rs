@@ -14,15 +14,14 @@
 //! than the oldest one still running; on SQLite, one writer at a time). So
 //! once a read after cursor `a` returned rows up to cursor `b`, the events
 //! between `a` and `b` are those rows, forever. The window keeps that
-//! stretch, `start` exclusive to the newest row inclusive, and grows it
-//! only by reading after its own end.
+//! stretch, `start` exclusive to the newest row inclusive. It grows only by
+//! reading after its own end, and starts afresh after a reader's cursor
+//! when that reader is past its end (or reads first).
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-use tokio::sync::Mutex;
 
 use crate::log::Cursor;
 
@@ -42,18 +41,24 @@ pub(crate) struct TailRow {
     pub hash: String,
 }
 
-/// How many rows the window keeps: about a kilobyte each. A reader
-/// further behind than this reads the database itself until it catches
-/// up.
+/// How many rows the window keeps: a kilobyte or so each for keyledger's
+/// events (batches already handed out keep theirs alive a little longer).
+/// A reader further behind than this reads the database itself until it
+/// catches up.
 const CAPACITY: usize = 4_096;
 
-/// How many rows one read at the window's end asks for at least: enough
-/// for the largest batch any reader takes.
+/// How many rows one read at the window's end asks for at least, so that
+/// the readers behind the one reading find a batch's worth there.
 const FILL: i64 = 1_000;
 
 #[derive(Default)]
 pub(crate) struct TailCache {
-    window: Mutex<Window>,
+    /// Held only to look at or change the window, never across a read.
+    window: std::sync::Mutex<Window>,
+    /// Held by the one reader filling the window from the database: the
+    /// others at its end wait for that read instead of making their own,
+    /// while readers the window already serves never wait for it.
+    filling: tokio::sync::Mutex<()>,
     /// Reads that went to the database, for tests and diagnosis.
     database_reads: AtomicU64,
 }
@@ -66,6 +71,16 @@ struct Window {
     rows: VecDeque<Arc<TailRow>>,
 }
 
+/// Where a reader's cursor is, seen from the window.
+enum Place {
+    /// The window holds rows after it: here they are.
+    Served(Vec<Arc<TailRow>>),
+    /// Before the window's start (which is given).
+    Behind(Cursor),
+    /// At the window's end, past it, or there is no window yet.
+    AtOrPastEnd,
+}
+
 impl Window {
     /// The cursor of the newest event the window knows the whole tail up
     /// to.
@@ -73,21 +88,20 @@ impl Window {
         self.rows.back().map(|row| row.cursor).or(self.start)
     }
 
-    /// Up to `limit` rows after `after`, when the window holds `after` and
-    /// at least one row past it.
-    fn after(&self, after: Cursor, limit: usize) -> Option<Vec<Arc<TailRow>>> {
-        let (start, end) = (self.start?, self.end()?);
-        if after < start || after >= end {
-            return None;
+    fn place(&self, after: Cursor, limit: usize) -> Place {
+        let (Some(start), Some(end)) = (self.start, self.end()) else { return Place::AtOrPastEnd };
+        if after < start {
+            return Place::Behind(start);
+        }
+        if after >= end {
+            return Place::AtOrPastEnd;
         }
         let first = self.rows.partition_point(|row| row.cursor <= after);
-        Some(self.rows.range(first..).take(limit).cloned().collect())
+        Place::Served(self.rows.range(first..).take(limit).cloned().collect())
     }
 
-    /// Adds rows read after the window's end, dropping the oldest past
-    /// [`CAPACITY`].
-    fn extend(&mut self, rows: Vec<TailRow>) {
-        self.rows.extend(rows.into_iter().map(Arc::new));
+    /// Drops the oldest rows past [`CAPACITY`], moving the start up.
+    fn trim(&mut self) {
         while self.rows.len() > CAPACITY {
             if let Some(oldest) = self.rows.pop_front() {
                 self.start = Some(oldest.cursor);
@@ -103,12 +117,18 @@ impl std::fmt::Debug for TailCache {
 }
 
 impl TailCache {
-    /// Up to `limit` events after `after`: from the window when it holds
-    /// them, else read by `read(after, limit)` from the database. A reader
-    /// at the window's end reads the next rows for everyone (the others
-    /// wait for that one read instead of making their own); a reader
-    /// behind the window reads alone and leaves it as it is; a reader
-    /// ahead of it, or the first, starts it afresh where it is.
+    /// Up to `limit` events after `after`, from the window when it holds
+    /// them, else through `read(after, n)` from the database:
+    ///
+    /// - a reader at the window's end reads at least [`FILL`] rows, adds
+    ///   them to the window and takes its batch from them; the readers
+    ///   arriving there meanwhile wait for that read and take theirs from
+    ///   the window;
+    /// - a reader behind the window reads `limit` rows alone, stopping at
+    ///   the window's start when it reaches it (its next batch comes from
+    ///   the window), and leaves the window as it is;
+    /// - a reader past the window's end, or the first, starts the window
+    ///   afresh after its own cursor.
     ///
     /// A batch from the window may be shorter than `limit` although more
     /// events are committed: it ends where the window does, and the next
@@ -122,23 +142,46 @@ impl TailCache {
             return Ok(Vec::new());
         }
         let wanted = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut window = self.window.lock().await;
-        if let Some(rows) = window.after(after, wanted) {
-            return Ok(rows);
+        match self.place(after, wanted) {
+            Place::Served(rows) => return Ok(rows),
+            Place::Behind(start) => {
+                self.database_reads.fetch_add(1, Ordering::Relaxed);
+                let mut rows = read(after, limit).await?;
+                // Stop at the window's start, unless nothing comes before
+                // it; so this reader joins the window instead of passing
+                // its end and starting it afresh under the others.
+                if rows.first().is_some_and(|row| row.cursor <= start) {
+                    rows.retain(|row| row.cursor <= start);
+                }
+                return Ok(rows.into_iter().map(Arc::new).collect());
+            }
+            Place::AtOrPastEnd => {}
         }
-        if window.start.is_some_and(|start| after < start) {
-            drop(window);
-            self.database_reads.fetch_add(1, Ordering::Relaxed);
-            return Ok(read(after, limit).await?.into_iter().map(Arc::new).collect());
+        let _filling = self.filling.lock().await;
+        // Another reader may have filled the window while this one waited.
+        if let Place::Served(rows) = self.place(after, wanted) {
+            return Ok(rows);
         }
         self.database_reads.fetch_add(1, Ordering::Relaxed);
         let rows = read(after, limit.max(FILL)).await?;
+        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
         if window.end() != Some(after) {
-            // Ahead of the window, or the first read: it starts here.
+            // Past the window's end, or the first read: it starts here.
             *window = Window { start: Some(after), rows: VecDeque::new() };
         }
-        window.extend(rows);
-        Ok(window.after(after, wanted).unwrap_or_default())
+        window.rows.extend(rows.into_iter().map(Arc::new));
+        // The batch is taken before the window is trimmed: a read of more
+        // than CAPACITY rows still answers from its own first row.
+        let batch = match window.place(after, wanted) {
+            Place::Served(rows) => rows,
+            Place::Behind(_) | Place::AtOrPastEnd => Vec::new(),
+        };
+        window.trim();
+        Ok(batch)
+    }
+
+    fn place(&self, after: Cursor, limit: usize) -> Place {
+        self.window.lock().unwrap_or_else(|p| p.into_inner()).place(after, limit)
     }
 
     /// How many reads went to the database so far.
@@ -226,9 +269,12 @@ mod tests {
         cache.read(cursor(0), 10, |a, l| from_log(3, a, l)).await.unwrap();
         let ahead = cache.read(cursor(6), 10, |a, l| from_log(9, a, l)).await.unwrap();
         assert_eq!(positions(&ahead), [7, 8, 9]);
-        // Positions 4 to 6 were never read into the window: not served.
+        // Positions 4 to 6 were never read into the window: read alone,
+        // up to the window's start; the rest comes from the window.
         let gap = cache.read(cursor(3), 10, |a, l| from_log(9, a, l)).await.unwrap();
-        assert_eq!(positions(&gap), [4, 5, 6, 7, 8, 9]);
+        assert_eq!(positions(&gap), [4, 5, 6]);
+        let rest = cache.read(cursor(6), 10, |a, l| from_log(9, a, l)).await.unwrap();
+        assert_eq!(positions(&rest), [7, 8, 9]);
         assert_eq!(cache.database_reads(), 3);
     }
 
@@ -251,5 +297,30 @@ mod tests {
         let newest = cache.read(cursor(committed - 1), 1, |a, l| from_log(committed, a, l)).await.unwrap();
         assert_eq!(positions(&newest), [committed]);
         assert_eq!(cache.database_reads(), reads + 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_larger_than_the_window_answers_in_full() {
+        let cache = TailCache::default();
+        let committed = CAPACITY as i64 + 2_000;
+        let rows = cache.read(cursor(0), committed, |a, l| from_log(committed, a, l)).await.unwrap();
+        assert_eq!(rows.len() as i64, committed);
+        assert_eq!(rows.last().unwrap().cursor, cursor(committed));
+        // The window kept the newest CAPACITY rows.
+        let reads = cache.database_reads();
+        let kept = cache.read(cursor(committed - CAPACITY as i64), 1, |a, l| from_log(committed, a, l)).await.unwrap();
+        assert_eq!(positions(&kept), [committed - CAPACITY as i64 + 1]);
+        assert_eq!(cache.database_reads(), reads);
+    }
+
+    #[tokio::test]
+    async fn a_reader_behind_stops_at_the_window_and_then_joins_it() {
+        let cache = TailCache::default();
+        cache.read(cursor(5), 10, |a, l| from_log(9, a, l)).await.unwrap();
+        let behind = cache.read(cursor(1), 100, |a, l| from_log(9, a, l)).await.unwrap();
+        assert_eq!(positions(&behind), [2, 3, 4, 5]);
+        let joined = cache.read(cursor(5), 100, |a, l| from_log(9, a, l)).await.unwrap();
+        assert_eq!(positions(&joined), [6, 7, 8, 9]);
+        assert_eq!(cache.database_reads(), 2);
     }
 }
