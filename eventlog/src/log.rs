@@ -336,6 +336,22 @@ impl EventLog {
             .collect())
     }
 
+    /// Like [`EventLog::tail`], each event as its envelope
+    /// ([`LoggedEvent::envelope`]), with its cursor. An envelope is built
+    /// once for all the readers of the shared window: the webhook
+    /// dispatcher and the anomaly detector each read every event.
+    pub async fn tail_envelopes(&self, after: Cursor, limit: i64) -> Result<Vec<(Cursor, Arc<Value>)>, EventLogError> {
+        let rows = self.tail_rows(after, limit).await?;
+        rows.iter()
+            .map(|row| {
+                let envelope = row.envelope.get_or_init(|| {
+                    logged_event(row).map(|event| Arc::new(event.envelope())).map_err(|e| e.to_string())
+                });
+                envelope.clone().map(|envelope| (row.cursor, envelope)).map_err(EventLogError::Corrupt)
+            })
+            .collect()
+    }
+
     /// How many tail reads of this log and its clones went to the
     /// database rather than the shared window.
     pub fn tail_database_reads(&self) -> u64 {
@@ -773,6 +789,7 @@ async fn read_tail(db: &Database, after: Cursor, limit: i64) -> Result<Vec<TailR
                     payload,
                     metadata,
                     hash,
+                    envelope: Default::default(),
                 }
             },
         )

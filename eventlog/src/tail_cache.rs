@@ -39,6 +39,9 @@ pub(crate) struct TailRow {
     pub payload: String,
     pub metadata: String,
     pub hash: String,
+    /// The event's envelope, built by the first consumer that asks for it
+    /// and shared by the rest (or why it could not be built).
+    pub envelope: std::sync::OnceLock<Result<Arc<serde_json::Value>, String>>,
 }
 
 /// How many rows the window keeps: a kilobyte or so each for keyledger's
@@ -211,6 +214,7 @@ mod tests {
             payload: "{}".to_owned(),
             metadata: "{}".to_owned(),
             hash: String::new(),
+            envelope: Default::default(),
         }
     }
 

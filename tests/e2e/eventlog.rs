@@ -583,4 +583,14 @@ async fn readers_of_one_log_share_its_tail_and_each_sees_every_event_once(backen
     let late = reader(true, 5, 1).await.unwrap();
     assert_eq!(late, full);
     assert_eq!(log.tail_database_reads() - before, 1, "only the read at the end went to the database");
+
+    // Envelopes are built once for every reader of the window.
+    let first = log.tail_envelopes(Cursor::START, 3).await.unwrap();
+    let again = log.clone().tail_envelopes(Cursor::START, 3).await.unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(first.iter().zip(&again).all(|((_, a), (_, b))| std::sync::Arc::ptr_eq(a, b)), "one envelope an event");
+    let logged = log.tail(Cursor::START, 3).await.unwrap();
+    for ((cursor, envelope), event) in first.iter().zip(&logged) {
+        assert_eq!((*cursor, &**envelope), (event.cursor, &event.envelope()));
+    }
 }

@@ -5,6 +5,7 @@
 //! the same order, and both redeliver what was not acknowledged.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, Message};
@@ -29,7 +30,9 @@ pub trait Feed: Send {
     /// there is nothing new right now. After a restart without `ack`, the
     /// same envelopes come again, so consumers must be idempotent by
     /// `eventId`.
-    fn next_batch(&mut self, max: usize) -> impl Future<Output = Result<Vec<Value>, FeedError>> + Send;
+    /// Envelopes are shared (`Arc`): on the tail, every consumer of the
+    /// process gets the same one.
+    fn next_batch(&mut self, max: usize) -> impl Future<Output = Result<Vec<Arc<Value>>, FeedError>> + Send;
 
     /// Marks everything returned so far as handled. It may be recorded a
     /// moment later (see [`TailFeed`]); after a crash the unrecorded part
@@ -71,7 +74,7 @@ impl AnyFeed {
 }
 
 impl Feed for AnyFeed {
-    async fn next_batch(&mut self, max: usize) -> Result<Vec<Value>, FeedError> {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Arc<Value>>, FeedError> {
         match self {
             AnyFeed::Tail(feed) => feed.next_batch(max).await,
             AnyFeed::Nats(feed) => feed.next_batch(max).await,
@@ -130,19 +133,19 @@ impl TailFeed {
 }
 
 impl Feed for TailFeed {
-    async fn next_batch(&mut self, max: usize) -> Result<Vec<Value>, FeedError> {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Arc<Value>>, FeedError> {
         let from = match self.read_to {
             Some(cursor) => cursor,
             None => self.log.checkpoint(&self.name).await?,
         };
-        let events = self.log.tail(from, max as i64).await?;
+        let events = self.log.tail_envelopes(from, max as i64).await?;
         match events.last() {
-            Some(last) => self.read_to = Some(last.cursor),
+            Some((last, _)) => self.read_to = Some(*last),
             // Caught up: no load to spare a write for, and the checkpoint
             // should say where the consumer is.
             None => self.flush().await?,
         }
-        Ok(events.iter().map(|event| event.envelope()).collect())
+        Ok(events.into_iter().map(|(_, envelope)| envelope).collect())
     }
 
     async fn ack(&mut self) -> Result<(), FeedError> {
@@ -188,7 +191,7 @@ impl NatsFeed {
 }
 
 impl Feed for NatsFeed {
-    async fn next_batch(&mut self, max: usize) -> Result<Vec<Value>, FeedError> {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Arc<Value>>, FeedError> {
         let mut batch = self
             .consumer
             .fetch()
@@ -203,9 +206,9 @@ impl Feed for NatsFeed {
         let (mut envelopes, mut messages) = (Vec::new(), Vec::new());
         while let Some(message) = batch.next().await {
             let message = message.map_err(|e| FeedError::Nats(e.to_string()))?;
-            let envelope =
+            let envelope: Value =
                 serde_json::from_slice(&message.payload).map_err(|e| FeedError::NotAnEnvelope(e.to_string()))?;
-            envelopes.push(envelope);
+            envelopes.push(Arc::new(envelope));
             messages.push(message);
         }
         self.unacked.extend(messages);

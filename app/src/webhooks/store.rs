@@ -741,5 +741,14 @@ fn endpoint_updates(outcome: &Outcome) -> &'static [(&'static str, usize)] {
 /// The body every attempt of an event's delivery sends: Standard
 /// Webhooks' `{type, timestamp, data}`, `data` being the event envelope.
 pub fn payload(name: &str, at: &str, data: &Value) -> String {
-    json!({"type": name, "timestamp": at, "data": data}).to_string()
+    /// Serialised in place, not through a `json!` map that would copy
+    /// `data`; fields in the order that map had (keys sorted).
+    #[derive(serde::Serialize)]
+    struct Payload<'a> {
+        data: &'a Value,
+        timestamp: &'a str,
+        #[serde(rename = "type")]
+        kind: &'a str,
+    }
+    serde_json::to_string(&Payload { data, timestamp: at, kind: name }).expect("a JSON value serialises")
 }
