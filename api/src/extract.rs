@@ -7,7 +7,6 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 use serde::de::DeserializeOwned;
 
@@ -163,10 +162,11 @@ const REQUEST_ID: &str = "x-request-id";
 /// makes one, and echoes it on the response so logs and clients can be
 /// matched up. Logs each request at debug level by its route template, so
 /// license keys in paths never reach the log.
-pub async fn request_context(
-    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<crate::metrics::Metrics>>,
+/// A layer of the front door (`router.rs`): `next` is what comes after it.
+pub async fn request_context<F: std::future::Future<Output = Response>>(
+    metrics: &crate::metrics::Metrics,
     mut req: Request,
-    next: Next,
+    next: impl FnOnce(Request) -> F,
 ) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
@@ -177,7 +177,9 @@ pub async fn request_context(
         .and_then(|v| v.to_str().ok())
         .filter(|id| (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // From the thread's generator: `new_v4` asks the kernel for every
+        // id, a system call on each request.
+        .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string());
     let user_agent = headers
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -189,7 +191,7 @@ pub async fn request_context(
     let api = crate::dialects::Dialect::of_path(req.uri().path());
     let context = RequestContext { request_id: request_id.clone(), client_ip, user_agent, api };
     req.extensions_mut().insert(context);
-    let mut response = next.run(req).await;
+    let mut response = next(req).await;
     metrics.request(
         &route,
         crate::metrics::method_label(&method),

@@ -11,6 +11,10 @@ use keyledger_api::{
 };
 use tracing_subscriber::EnvFilter;
 
+/// See the workspace manifest: the request paths' many small allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("KEYLEDGER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));

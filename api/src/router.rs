@@ -2,18 +2,23 @@
 //! the layers every request passes, and the table of every route, which
 //! tests walk so that none is missed.
 
-use axum::extract::DefaultBodyLimit;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, Uri};
-use axum::middleware;
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::Router;
 use utoipa::openapi::path::{Operation, PathItem, Paths};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa_axum::router::UtoipaMethodRouter;
 
+use crate::dialects::render_errors;
 use crate::error::ApiError;
 use crate::extract::request_context;
 use crate::limits::{rate_limit, LimitLayer};
 use crate::screen::screen;
+use crate::signing::Directory;
 use crate::state::AppState;
 
 /// The largest request body accepted; every body keyledger takes is a few
@@ -109,14 +114,42 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(screen))
-        .layer(middleware::from_fn_with_state(
-            LimitLayer { limits: state.limits.clone(), metrics: state.metrics.clone() },
-            rate_limit,
-        ))
-        .layer(middleware::from_fn_with_state(state.directory.clone(), crate::dialects::render_errors))
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), request_context))
+        .layer(middleware::from_fn_with_state(FrontDoor::of(&state), front_door))
         .with_state(state)
+}
+
+/// What the front door's layers need: handles, cheap to clone per request
+/// (the whole application state is not).
+#[derive(Clone)]
+struct FrontDoor {
+    metrics: Arc<crate::metrics::Metrics>,
+    directory: Arc<Directory>,
+    limits: LimitLayer,
+}
+
+impl FrontDoor {
+    fn of(state: &AppState) -> Self {
+        Self {
+            metrics: state.metrics.clone(),
+            directory: state.directory.clone(),
+            limits: LimitLayer { limits: state.limits.clone(), metrics: state.metrics.clone() },
+        }
+    }
+}
+
+/// The layers every request passes, outermost first: its request id and
+/// metrics, error answers in the dialect's shape, the rate limits, the
+/// request screen; then the route. One middleware rather than one each,
+/// because axum clones a middleware's inner stack of services on every
+/// request: four layers cost four nested clones, one costs one.
+async fn front_door(State(door): State<FrontDoor>, request: Request, next: Next) -> Response {
+    let FrontDoor { metrics, directory, limits } = &door;
+    request_context(metrics, request, |request| {
+        render_errors(directory, request, |request| {
+            rate_limit(limits, request, |request| screen(request, |request| next.run(request)))
+        })
+    })
+    .await
 }
 
 /// Every route the API serves.

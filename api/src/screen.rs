@@ -20,11 +20,11 @@
 //! - a handler that panics answers a JSON 500 and the connection lives on.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 
@@ -33,7 +33,8 @@ use crate::extract::{check_object, BodyReadTimeout};
 use crate::router::MAX_BODY_BYTES;
 use http_body_util::BodyExt;
 
-pub async fn screen(request: Request, next: Next) -> Response {
+/// A layer of the front door (`router.rs`): `next` is what comes after it.
+pub async fn screen<F: Future<Output = Response>>(request: Request, next: impl FnOnce(Request) -> F) -> Response {
     if let Err(error) = check(&request) {
         return error.into_response();
     }
@@ -45,7 +46,7 @@ pub async fn screen(request: Request, next: Next) -> Response {
     } else {
         request
     };
-    match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+    match AssertUnwindSafe(next(request)).catch_unwind().await {
         Ok(response) => response,
         Err(panic) => {
             let what = panic

@@ -22,6 +22,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
+/// The keyledger binary's allocator, so the keyledger this binary serves
+/// is the one that ships, and the baselines it serves use the same.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The first argument that makes this binary a keyledger server.
 pub const SERVE_KEYLEDGER: &str = "__serve-keyledger";
 /// The first argument that makes this binary a raw baseline server.

@@ -386,11 +386,16 @@ async fn validate(bench: &mut Bench) -> Result<Value, String> {
     drop(server);
     let (signed_static, select) = read_baselines(bench).await?;
     print_table(&[&keyledger, &limited, &limited_again, &off_again, &signed_static, &select]);
-    let (vs_static, vs_select) = (ratio(&keyledger, &signed_static), ratio(&keyledger, &select));
+    // Validate's own figure is the mean of its two runs without limits,
+    // for the same drift: a single run read up to 15% above or below the
+    // other in one run of this scenario.
+    let mut validate = keyledger.clone();
+    validate.throughput = (keyledger.throughput + off_again.throughput) / 2.0;
+    let (vs_static, vs_select) = (ratio(&validate, &signed_static), ratio(&validate, &select));
     let limits_on_over_off =
         (limited.throughput + limited_again.throughput) / (keyledger.throughput + off_again.throughput).max(1.0);
     eprintln!(
-        "validate / signed static = {vs_static:.2} (target >= 0.7); validate / SELECT = {vs_select:.2} (target >= 2.0); \
+        "validate (mean of runs 1 and 2) / signed static = {vs_static:.2} (target >= 0.7); validate / SELECT = {vs_select:.2} (target >= 2.0); \
          limits on / off = {limits_on_over_off:.2} (target >= 0.9)"
     );
     Ok(json!({

@@ -22,9 +22,8 @@ mod seed002;
 mod seed004;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -32,7 +31,7 @@ use crate::error::{ApiError, ErrorParts};
 use crate::limits::FailedGuess;
 use crate::router::Routes;
 use crate::signing::Directory;
-use std::sync::Arc;
+use std::future::Future;
 
 /// The routes whose dialect gives each its own rate limit and blocks.
 pub fn route_rules() -> Vec<crate::limits::routes::RouteRule> {
@@ -164,19 +163,23 @@ pub(crate) fn snake_field(field: &str) -> String {
 /// rendered again in the dialect's shape, keeping its headers
 /// (`Retry-After`, the rate-limit headers). On the native client
 /// endpoints such an error is answered as their own refusals are, signed.
-pub async fn render_errors(State(directory): State<Arc<Directory>>, request: Request, next: Next) -> Response {
+pub async fn render_errors<F: Future<Output = Response>>(
+    directory: &Directory,
+    request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let dialect = Dialect::of_path(request.uri().path());
     if dialect == Dialect::Native {
         let Some(shape) = native::client::refusal_shape(request.uri().path()) else {
-            return next.run(request).await;
+            return next(request).await;
         };
-        let response = next.run(request).await;
+        let response = next(request).await;
         let Some(error) = response.extensions().get::<ErrorParts>() else { return response };
-        let answer = native::client::early_refusal(&directory, shape, response.status(), error);
+        let answer = native::client::early_refusal(directory, shape, response.status(), error);
         return with_headers_of(answer, response);
     }
     let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
+    let response = next(request).await;
     let Some(error) = response.extensions().get::<ErrorParts>().cloned() else { return response };
     let Some((status, body)) = dialect.render(&path, response.status(), &error) else { return response };
     let (mut parts, _) = response.into_parts();

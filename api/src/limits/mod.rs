@@ -14,14 +14,14 @@ mod buckets;
 pub mod client_ip;
 pub mod routes;
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use keyledger_eventlog::Database;
@@ -201,12 +201,18 @@ pub struct LimitLayer {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
-pub async fn rate_limit(State(state): State<LimitLayer>, request: Request, next: Next) -> Response {
+/// The rate limits, a layer of the front door (`router.rs`): `next` is
+/// what comes after it.
+pub async fn rate_limit<F: Future<Output = Response>>(
+    state: &LimitLayer,
+    request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let limits = &state.limits;
     if !limits.enabled {
-        return next.run(request).await;
+        return next(request).await;
     }
-    let Some(&ClientIp(ip)) = request.extensions().get::<ClientIp>() else { return next.run(request).await };
+    let Some(&ClientIp(ip)) = request.extensions().get::<ClientIp>() else { return next(request).await };
     let ip = counted(ip);
     let class = Class::of(request.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
     let buckets = limits.buckets(class);
@@ -260,7 +266,7 @@ pub async fn rate_limit(State(state): State<LimitLayer>, request: Request, next:
                 return response;
             }
         };
-        let mut response = next.run(request).await;
+        let mut response = next(request).await;
         if response.status() == StatusCode::UNAUTHORIZED || response.extensions().get::<FailedGuess>().is_some() {
             limits.failed(ip).await;
         }
@@ -284,7 +290,7 @@ pub async fn rate_limit(State(state): State<LimitLayer>, request: Request, next:
         set_headers(&mut response, &take);
         return response;
     }
-    let mut response = next.run(request).await;
+    let mut response = next(request).await;
     if response.status() == StatusCode::UNAUTHORIZED || response.extensions().get::<FailedGuess>().is_some() {
         limits.failed(ip).await;
     }

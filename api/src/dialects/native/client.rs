@@ -84,7 +84,12 @@ impl Call {
             fields.insert("machineId".into(), json!(self.machine_id));
             fields.insert("issuedAt".into(), json!(instant(self.issued_at)));
         }
-        let bytes = serde_json::to_vec(&body).expect("a JSON value serialises");
+        self.signed(status, serde_json::to_vec(&body).expect("a JSON value serialises"))
+    }
+
+    /// Answers `bytes`, a JSON body already carrying what the call
+    /// answers for, with their signature.
+    fn signed(&self, status: StatusCode, bytes: Vec<u8>) -> Response {
         let signature = jws::signature_header(&self.signer.kid, &self.signer.key, &bytes);
         let mut response = (status, bytes).into_response();
         let headers = response.headers_mut();
@@ -403,20 +408,49 @@ async fn check_machine(
         Ok(Err(reason)) => return invalid(&found.call, reason, Some(&found.license)),
         Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
     };
-    let mut body = json!({
-        "isValid": true,
-        "error": null,
-        "code": VALID,
-        "expiresAt": license.expires_at.map(instant),
-        "licenseType": license.license_type,
-        "maxConnections": license.max_connections,
-    });
-    if let Some(update) = update {
-        body["updateAvailable"] = json!(update.update_available);
-        body["latestVersion"] = json!(update.latest_version);
-        body["mandatoryUpdate"] = json!(update.mandatory);
-    }
-    found.call.answer(StatusCode::OK, body)
+    let call = &found.call;
+    let body = Valid {
+        code: VALID,
+        error: None,
+        expires_at: license.expires_at.map(instant),
+        is_valid: true,
+        issued_at: instant(call.issued_at),
+        latest_version: update.as_ref().map(|u| u.latest_version.clone()),
+        license_key: call.license_key.as_deref(),
+        license_type: license.license_type,
+        machine_id: call.machine_id.as_deref(),
+        mandatory_update: update.as_ref().map(|u| u.mandatory),
+        max_connections: license.max_connections,
+        nonce: call.nonce.as_deref(),
+        update_available: update.as_ref().map(|u| u.update_available),
+    };
+    call.signed(StatusCode::OK, serde_json::to_vec(&body).expect("a validation answer serialises"))
+}
+
+/// validate's and heartbeat's answer to a licensed machine, the answer
+/// the busiest endpoints give most: serialised straight from its fields,
+/// which are declared in sorted order so the bytes are those of the same
+/// answer built as a JSON map (whose keys sort), like every other answer.
+/// The update fields are there only when the caller sent `appVersion`.
+#[derive(Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Valid<'a> {
+    code: &'static str,
+    error: Option<&'static str>,
+    expires_at: Option<String>,
+    is_valid: bool,
+    issued_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latest_version: Option<Option<String>>,
+    license_key: Option<&'a str>,
+    license_type: keyledger_domain::LicenseType,
+    machine_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mandatory_update: Option<Option<bool>>,
+    max_connections: Option<u32>,
+    nonce: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    update_available: Option<Option<bool>>,
 }
 
 /// The code of a successful client answer: the machine holds a seat of a
@@ -496,5 +530,42 @@ async fn token(
             }),
         ),
         Err(error) => found.call.refuse(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed answer's bytes are those of the same answer as a JSON
+    /// map, with and without the update fields: its keys are in sorted
+    /// order and none is missing or added.
+    #[test]
+    fn a_valid_answer_serialises_as_its_sorted_map_would() {
+        let with_update = Valid {
+            code: VALID,
+            error: None,
+            expires_at: Some("2027-01-01T00:00:00Z".into()),
+            is_valid: true,
+            issued_at: "2026-11-28T00:00:00Z".into(),
+            latest_version: Some(Some("2.0.0".into())),
+            license_key: Some("KEY"),
+            license_type: keyledger_domain::LicenseType::default(),
+            machine_id: Some("m1"),
+            mandatory_update: Some(None),
+            max_connections: Some(3),
+            nonce: None,
+            update_available: Some(Some(true)),
+        };
+        let without_update =
+            Valid { latest_version: None, mandatory_update: None, update_available: None, ..with_update.clone() };
+        for answer in [&with_update, &without_update] {
+            let typed = serde_json::to_vec(answer).unwrap();
+            let as_map = serde_json::to_vec(&serde_json::to_value(answer).unwrap()).unwrap();
+            assert_eq!(String::from_utf8(typed).unwrap(), String::from_utf8(as_map).unwrap());
+        }
+        let bare = serde_json::to_value(&without_update).unwrap();
+        assert!(bare.get("updateAvailable").is_none() && bare.get("latestVersion").is_none());
+        assert_eq!(bare["error"], Value::Null);
     }
 }
