@@ -29,6 +29,13 @@ pub fn local_commits() -> watch::Receiver<u64> {
     LOCAL.subscribe()
 }
 
+/// How many commits this process has seen announced, its own and (on
+/// PostgreSQL) other processes': a reader that remembers it can tell
+/// whether anything was announced since.
+pub(crate) fn generation() -> u64 {
+    *ANY.borrow()
+}
+
 /// This process committed events.
 pub(crate) fn committed_here() {
     LOCAL.send_modify(|n| *n = n.wrapping_add(1));

@@ -359,7 +359,8 @@ impl EventLog {
     }
 
     async fn tail_rows(&self, after: Cursor, limit: i64) -> Result<Vec<Arc<TailRow>>, EventLogError> {
-        self.tail_cache.read(after, limit, |after, limit| read_tail(&self.db, after, limit)).await
+        let generation = crate::commits::generation();
+        self.tail_cache.read(after, limit, generation, |after, limit| read_tail(&self.db, after, limit)).await
     }
 
     /// A license's events after global position `after`, oldest first. For

@@ -17,6 +17,17 @@
 //! stretch, `start` exclusive to the newest row inclusive. It grows only by
 //! reading after its own end, and starts afresh after a reader's cursor
 //! when that reader is past its end (or reads first).
+//!
+//! Idle consumers poll the tail's end every few tens of milliseconds each
+//! (about 110 queries a second on an idle PostgreSQL server with its
+//! default consumers). A read of the end that found nothing is therefore
+//! taken as the answer for [`QUIET_REUSE`] by the readers after it, as
+//! long as this process has heard of no commit since it began (its own
+//! commits, and other processes' through `LISTEN`/`NOTIFY`). A commit it
+//! has heard of ends that at once; one it has not (a lost notice, or a
+//! transaction elsewhere that held the tail back ending) is found by the
+//! first read after [`QUIET_REUSE`], so a consumer's poll interval bounds
+//! its latency as before, plus that.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -54,6 +65,10 @@ const CAPACITY: usize = 4_096;
 /// the readers behind the one reading find a batch's worth there.
 const FILL: i64 = 1_000;
 
+/// How long a read of the window's end that found nothing answers for the
+/// readers after it, while no commit is heard of.
+const QUIET_REUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 #[derive(Default)]
 pub(crate) struct TailCache {
     /// Held only to look at or change the window, never across a read.
@@ -72,6 +87,9 @@ struct Window {
     start: Option<Cursor>,
     /// Every event after `start`, in tail order, up to the newest read.
     rows: VecDeque<Arc<TailRow>>,
+    /// The last read of the window's end found nothing: the commit
+    /// generation its caller knew of, and when it began.
+    quiet: Option<(u64, std::time::Instant)>,
 }
 
 /// Where a reader's cursor is, seen from the window.
@@ -136,7 +154,16 @@ impl TailCache {
     /// A batch from the window may be shorter than `limit` although more
     /// events are committed: it ends where the window does, and the next
     /// read from there fetches what follows.
-    pub(crate) async fn read<F, Fut, E>(&self, after: Cursor, limit: i64, read: F) -> Result<Vec<Arc<TailRow>>, E>
+    ///
+    /// `generation` is the count of commits the caller's process has heard
+    /// of when it asked (see the module's documentation).
+    pub(crate) async fn read<F, Fut, E>(
+        &self,
+        after: Cursor,
+        limit: i64,
+        generation: u64,
+        read: F,
+    ) -> Result<Vec<Arc<TailRow>>, E>
     where
         F: Fn(Cursor, i64) -> Fut,
         Fut: Future<Output = Result<Vec<TailRow>, E>>,
@@ -165,13 +192,18 @@ impl TailCache {
         if let Place::Served(rows) = self.place(after, wanted) {
             return Ok(rows);
         }
+        if self.quiet_at(after, generation) {
+            return Ok(Vec::new());
+        }
         self.database_reads.fetch_add(1, Ordering::Relaxed);
+        let began = std::time::Instant::now();
         let rows = read(after, limit.max(FILL)).await?;
         let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
         if window.end() != Some(after) {
             // Past the window's end, or the first read: it starts here.
-            *window = Window { start: Some(after), rows: VecDeque::new() };
+            *window = Window { start: Some(after), ..Window::default() };
         }
+        window.quiet = rows.is_empty().then_some((generation, began));
         window.rows.extend(rows.into_iter().map(Arc::new));
         // The batch is taken before the window is trimmed: a read of more
         // than CAPACITY rows still answers from its own first row.
@@ -185,6 +217,15 @@ impl TailCache {
 
     fn place(&self, after: Cursor, limit: usize) -> Place {
         self.window.lock().unwrap_or_else(|p| p.into_inner()).place(after, limit)
+    }
+
+    /// Whether `after` is the window's end, read from the database less
+    /// than [`QUIET_REUSE`] ago with nothing found, and no commit heard of
+    /// since that read began.
+    fn quiet_at(&self, after: Cursor, generation: u64) -> bool {
+        let window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        window.end() == Some(after)
+            && window.quiet.is_some_and(|(heard, began)| heard == generation && began.elapsed() < QUIET_REUSE)
     }
 
     /// How many reads went to the database so far.
@@ -230,13 +271,13 @@ mod tests {
     #[tokio::test]
     async fn readers_behind_the_end_are_served_from_the_window() {
         let cache = TailCache::default();
-        let first = cache.read(cursor(0), 3, |a, l| from_log(10, a, l)).await.unwrap();
+        let first = cache.read(cursor(0), 3, 0, |a, l| from_log(10, a, l)).await.unwrap();
         assert_eq!(positions(&first), [1, 2, 3]);
         assert_eq!(cache.database_reads(), 1);
         // The read filled the window with everything committed.
-        let second = cache.read(cursor(0), 5, |a, l| from_log(10, a, l)).await.unwrap();
+        let second = cache.read(cursor(0), 5, 0, |a, l| from_log(10, a, l)).await.unwrap();
         assert_eq!(positions(&second), [1, 2, 3, 4, 5]);
-        let rest = cache.read(cursor(5), 100, |a, l| from_log(10, a, l)).await.unwrap();
+        let rest = cache.read(cursor(5), 100, 0, |a, l| from_log(10, a, l)).await.unwrap();
         assert_eq!(positions(&rest), [6, 7, 8, 9, 10]);
         assert_eq!(cache.database_reads(), 1);
     }
@@ -244,25 +285,49 @@ mod tests {
     #[tokio::test]
     async fn a_reader_at_the_end_reads_what_was_committed_since() {
         let cache = TailCache::default();
-        cache.read(cursor(0), 10, |a, l| from_log(4, a, l)).await.unwrap();
-        let nothing = cache.read(cursor(4), 10, |a, l| from_log(4, a, l)).await.unwrap();
+        cache.read(cursor(0), 10, 0, |a, l| from_log(4, a, l)).await.unwrap();
+        let nothing = cache.read(cursor(4), 10, 0, |a, l| from_log(4, a, l)).await.unwrap();
         assert!(nothing.is_empty());
-        let new = cache.read(cursor(4), 10, |a, l| from_log(7, a, l)).await.unwrap();
+        let new = cache.read(cursor(4), 10, 1, |a, l| from_log(7, a, l)).await.unwrap();
         assert_eq!(positions(&new), [5, 6, 7]);
         assert_eq!(cache.database_reads(), 3);
         // The window still reaches back to its start.
-        let all = cache.read(cursor(0), 10, |a, l| from_log(7, a, l)).await.unwrap();
+        let all = cache.read(cursor(0), 10, 1, |a, l| from_log(7, a, l)).await.unwrap();
         assert_eq!(positions(&all), [1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(cache.database_reads(), 3);
     }
 
     #[tokio::test]
+    async fn an_empty_read_of_the_end_answers_for_a_while_unless_a_commit_is_heard_of() {
+        let cache = TailCache::default();
+        cache.read(cursor(0), 10, 0, |a, l| from_log(4, a, l)).await.unwrap();
+        assert!(cache.read(cursor(4), 10, 0, |a, l| from_log(4, a, l)).await.unwrap().is_empty());
+        assert_eq!(cache.database_reads(), 2);
+        // Committed without this process hearing of it: not seen yet...
+        assert!(cache.read(cursor(4), 10, 0, |a, l| from_log(6, a, l)).await.unwrap().is_empty());
+        assert_eq!(cache.database_reads(), 2);
+        // ...until a commit is heard of,
+        let heard = cache.read(cursor(4), 10, 1, |a, l| from_log(6, a, l)).await.unwrap();
+        assert_eq!(positions(&heard), [5, 6]);
+        assert_eq!(cache.database_reads(), 3);
+        // or, unheard of, once the quiet read is older than QUIET_REUSE.
+        assert!(cache.read(cursor(6), 10, 1, |a, l| from_log(6, a, l)).await.unwrap().is_empty());
+        assert!(cache.read(cursor(6), 10, 1, |a, l| from_log(8, a, l)).await.unwrap().is_empty());
+        tokio::time::sleep(QUIET_REUSE + std::time::Duration::from_millis(5)).await;
+        let late = cache.read(cursor(6), 10, 1, |a, l| from_log(8, a, l)).await.unwrap();
+        assert_eq!(positions(&late), [7, 8]);
+        // A reader past the end is never answered from a quiet read.
+        let past = cache.read(cursor(9), 10, 1, |a, l| from_log(10, a, l)).await.unwrap();
+        assert_eq!(positions(&past), [10]);
+    }
+
+    #[tokio::test]
     async fn a_reader_behind_the_window_reads_alone_and_leaves_it() {
         let cache = TailCache::default();
-        cache.read(cursor(5), 10, |a, l| from_log(8, a, l)).await.unwrap();
-        let behind = cache.read(cursor(2), 2, |a, l| from_log(8, a, l)).await.unwrap();
+        cache.read(cursor(5), 10, 0, |a, l| from_log(8, a, l)).await.unwrap();
+        let behind = cache.read(cursor(2), 2, 0, |a, l| from_log(8, a, l)).await.unwrap();
         assert_eq!(positions(&behind), [3, 4]);
-        let window = cache.read(cursor(5), 10, |a, l| from_log(8, a, l)).await.unwrap();
+        let window = cache.read(cursor(5), 10, 0, |a, l| from_log(8, a, l)).await.unwrap();
         assert_eq!(positions(&window), [6, 7, 8]);
         assert_eq!(cache.database_reads(), 2);
     }
@@ -270,14 +335,14 @@ mod tests {
     #[tokio::test]
     async fn a_reader_ahead_of_the_window_starts_it_again() {
         let cache = TailCache::default();
-        cache.read(cursor(0), 10, |a, l| from_log(3, a, l)).await.unwrap();
-        let ahead = cache.read(cursor(6), 10, |a, l| from_log(9, a, l)).await.unwrap();
+        cache.read(cursor(0), 10, 0, |a, l| from_log(3, a, l)).await.unwrap();
+        let ahead = cache.read(cursor(6), 10, 0, |a, l| from_log(9, a, l)).await.unwrap();
         assert_eq!(positions(&ahead), [7, 8, 9]);
         // Positions 4 to 6 were never read into the window: read alone,
         // up to the window's start; the rest comes from the window.
-        let gap = cache.read(cursor(3), 10, |a, l| from_log(9, a, l)).await.unwrap();
+        let gap = cache.read(cursor(3), 10, 0, |a, l| from_log(9, a, l)).await.unwrap();
         assert_eq!(positions(&gap), [4, 5, 6]);
-        let rest = cache.read(cursor(6), 10, |a, l| from_log(9, a, l)).await.unwrap();
+        let rest = cache.read(cursor(6), 10, 0, |a, l| from_log(9, a, l)).await.unwrap();
         assert_eq!(positions(&rest), [7, 8, 9]);
         assert_eq!(cache.database_reads(), 3);
     }
@@ -288,17 +353,17 @@ mod tests {
         let committed = CAPACITY as i64 + 500;
         let mut at = cursor(0);
         loop {
-            let rows = cache.read(at, 1_000, |a, l| from_log(committed, a, l)).await.unwrap();
+            let rows = cache.read(at, 1_000, 0, |a, l| from_log(committed, a, l)).await.unwrap();
             let Some(last) = rows.last() else { break };
             at = last.cursor;
         }
         assert_eq!(at, cursor(committed));
         let reads = cache.database_reads();
         // The oldest rows are gone: a read there goes to the database.
-        let old = cache.read(cursor(0), 1, |a, l| from_log(committed, a, l)).await.unwrap();
+        let old = cache.read(cursor(0), 1, 0, |a, l| from_log(committed, a, l)).await.unwrap();
         assert_eq!(positions(&old), [1]);
         assert_eq!(cache.database_reads(), reads + 1);
-        let newest = cache.read(cursor(committed - 1), 1, |a, l| from_log(committed, a, l)).await.unwrap();
+        let newest = cache.read(cursor(committed - 1), 1, 0, |a, l| from_log(committed, a, l)).await.unwrap();
         assert_eq!(positions(&newest), [committed]);
         assert_eq!(cache.database_reads(), reads + 1);
     }
@@ -307,12 +372,13 @@ mod tests {
     async fn a_read_larger_than_the_window_answers_in_full() {
         let cache = TailCache::default();
         let committed = CAPACITY as i64 + 2_000;
-        let rows = cache.read(cursor(0), committed, |a, l| from_log(committed, a, l)).await.unwrap();
+        let rows = cache.read(cursor(0), committed, 0, |a, l| from_log(committed, a, l)).await.unwrap();
         assert_eq!(rows.len() as i64, committed);
         assert_eq!(rows.last().unwrap().cursor, cursor(committed));
         // The window kept the newest CAPACITY rows.
         let reads = cache.database_reads();
-        let kept = cache.read(cursor(committed - CAPACITY as i64), 1, |a, l| from_log(committed, a, l)).await.unwrap();
+        let kept =
+            cache.read(cursor(committed - CAPACITY as i64), 1, 0, |a, l| from_log(committed, a, l)).await.unwrap();
         assert_eq!(positions(&kept), [committed - CAPACITY as i64 + 1]);
         assert_eq!(cache.database_reads(), reads);
     }
@@ -320,10 +386,10 @@ mod tests {
     #[tokio::test]
     async fn a_reader_behind_stops_at_the_window_and_then_joins_it() {
         let cache = TailCache::default();
-        cache.read(cursor(5), 10, |a, l| from_log(9, a, l)).await.unwrap();
-        let behind = cache.read(cursor(1), 100, |a, l| from_log(9, a, l)).await.unwrap();
+        cache.read(cursor(5), 10, 0, |a, l| from_log(9, a, l)).await.unwrap();
+        let behind = cache.read(cursor(1), 100, 0, |a, l| from_log(9, a, l)).await.unwrap();
         assert_eq!(positions(&behind), [2, 3, 4, 5]);
-        let joined = cache.read(cursor(5), 100, |a, l| from_log(9, a, l)).await.unwrap();
+        let joined = cache.read(cursor(5), 100, 0, |a, l| from_log(9, a, l)).await.unwrap();
         assert_eq!(positions(&joined), [6, 7, 8, 9]);
         assert_eq!(cache.database_reads(), 2);
     }

@@ -138,6 +138,9 @@ impl Feed for TailFeed {
             Some(cursor) => cursor,
             None => self.log.checkpoint(&self.name).await?,
         };
+        // Kept from now on even while nothing follows it, so an idle feed
+        // doesn't read its checkpoint at every poll.
+        self.read_to = Some(from);
         let events = self.log.tail_envelopes(from, max as i64).await?;
         match events.last() {
             Some((last, _)) => self.read_to = Some(*last),

@@ -18,8 +18,9 @@ const BATCH: i64 = 1_000;
 /// The name it runs under; every process runs its own.
 pub const MEMORY_FOLLOWER: &str = "validation_view_follower";
 /// How long an idle follower waits before looking again when no commit
-/// woke it: the most another process's write can take to reach this
-/// process's validations if a notice of it is lost.
+/// woke it: with the tail's reuse of a quiet read (20 ms, see
+/// `keyledger_eventlog`'s tail window), the most another process's write
+/// can take to reach this process's validations if a notice of it is lost.
 pub const FOLLOWER_POLL: Duration = Duration::from_millis(20);
 
 pub struct MemoryFollower {

@@ -98,6 +98,14 @@ impl Spec {
         self.exclusive = true;
         self
     }
+
+    /// Lets commits gather for `gather` after a wake-up: for consumers
+    /// whose answers nobody waits on by the millisecond, larger batches
+    /// mean fewer transactions of their own beside the commands'.
+    pub fn gathering(mut self, gather: Duration) -> Self {
+        self.gather = gather;
+        self
+    }
 }
 
 /// Where a consumer is, for `/health` and `/metrics`.
