@@ -97,39 +97,63 @@ impl LoggedEvent {
     /// NATS relay. `data` is the event's own fields; the stored payload
     /// wraps them in the event type's name.
     pub fn envelope(&self) -> Value {
-        let data = match &self.payload {
-            Value::Object(wrapper) if wrapper.len() == 1 => {
-                wrapper.get(&self.event_type).cloned().unwrap_or_else(|| self.payload.clone())
+        self.clone().into_envelope()
+    }
+
+    /// [`LoggedEvent::envelope`], moving the payload and metadata into it
+    /// rather than copying them: the tail builds one for every event.
+    pub fn into_envelope(self) -> Value {
+        let Self {
+            event_id,
+            position,
+            aggregate_type,
+            license_id,
+            sequence,
+            event_type,
+            event_version,
+            payload,
+            metadata,
+            hash,
+            ..
+        } = self;
+        let data = match payload {
+            Value::Object(mut wrapper) if wrapper.len() == 1 && wrapper.contains_key(&event_type) => {
+                wrapper.remove(&event_type).unwrap_or_default()
             }
-            other => other.clone(),
+            other => other,
         };
         // An event about one device names the device's id beside its
         // machine hash, as the devices list shows it.
         let device_id = data["machine"]
             .as_str()
             .and_then(keyledger_domain::MachineHash::parse_hex)
-            .map(|machine| keyledger_domain::device_id(&self.license_id, &machine));
-        let license_id = (self.aggregate_type == AGGREGATE_TYPE).then_some(&self.license_id);
-        let mut envelope = serde_json::json!({
-            "envelopeVersion": ENVELOPE_VERSION,
-            "eventId": self.event_id,
-            "position": self.position,
-            "aggregateType": self.aggregate_type,
-            "aggregateId": self.license_id,
-            "licenseId": license_id,
-            "tenantId": self.metadata.get("tenant_id"),
-            "sequence": self.sequence,
-            "type": self.event_type,
-            "version": self.event_version,
-            "occurredAt": self.metadata.get("occurred_at"),
-            "data": data,
-            "metadata": self.metadata,
-            "hash": self.hash,
-        });
+            .map(|machine| keyledger_domain::device_id(&license_id, &machine));
+        let tenant_id = metadata.get("tenant_id").cloned().unwrap_or(Value::Null);
+        let occurred_at = metadata.get("occurred_at").cloned().unwrap_or(Value::Null);
+        let named_license =
+            if aggregate_type == AGGREGATE_TYPE { Value::from(license_id.clone()) } else { Value::Null };
+        // Built field by field, not with `json!`, which would copy `data`
+        // and `metadata` by serialising them again.
+        let mut envelope = serde_json::Map::new();
+        let mut put = |key: &str, value: Value| envelope.insert(key.to_owned(), value);
+        put("envelopeVersion", Value::from(ENVELOPE_VERSION));
+        put("eventId", Value::from(event_id));
+        put("position", Value::from(position));
+        put("aggregateType", Value::from(aggregate_type));
+        put("aggregateId", Value::from(license_id));
+        put("licenseId", named_license);
+        put("tenantId", tenant_id);
+        put("sequence", Value::from(sequence));
+        put("type", Value::from(event_type));
+        put("version", Value::from(event_version));
+        put("occurredAt", occurred_at);
+        put("data", data);
+        put("metadata", metadata);
+        put("hash", Value::from(hash));
         if let Some(device_id) = device_id {
-            envelope["deviceId"] = Value::from(device_id);
+            put("deviceId", Value::from(device_id));
         }
-        envelope
+        Value::Object(envelope)
     }
 }
 
@@ -345,7 +369,7 @@ impl EventLog {
         rows.iter()
             .map(|row| {
                 let envelope = row.envelope.get_or_init(|| {
-                    logged_event(row).map(|event| Arc::new(event.envelope())).map_err(|e| e.to_string())
+                    logged_event(row).map(|event| Arc::new(event.into_envelope())).map_err(|e| e.to_string())
                 });
                 envelope.clone().map(|envelope| (row.cursor, envelope)).map_err(EventLogError::Corrupt)
             })

@@ -24,7 +24,8 @@ use keyledger_app::metadata::system_metadata;
 use keyledger_app::{CommandError, LicenseService};
 use keyledger_domain::{AnomalyEvidence, AnomalyKind, LicenseCommand, LicenseEvent};
 use keyledger_eventlog::EventLog;
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::feed::{flush, AnyFeed, Feed, Source};
 use crate::runtime::{Consumer, ConsumerError, Step};
@@ -69,7 +70,13 @@ struct Envelope<'a> {
 
 fn parse(envelope: &Value) -> Option<Envelope<'_>> {
     let event_type = envelope["type"].as_str()?;
-    let event = serde_json::from_value(json!({ event_type: envelope["data"] })).ok()?;
+    // Read in place as `{type: data}`, the stored payload's shape,
+    // without copying `data` into such a map first.
+    let tagged = serde::de::value::MapDeserializer::<_, serde_json::Error>::new(std::iter::once((
+        event_type,
+        &envelope["data"],
+    )));
+    let event = LicenseEvent::deserialize(serde::de::value::MapAccessDeserializer::new(tagged)).ok()?;
     Some(Envelope {
         event_id: envelope["eventId"].as_str()?,
         license_id: envelope["licenseId"].as_str()?,
@@ -114,7 +121,7 @@ impl AnomalyWorker {
             return Ok(findings);
         }
         for logged in self.log.sequences(license_id, from, before - 1).await? {
-            let Ok(event) = serde_json::from_value::<LicenseEvent>(logged.payload.clone()) else { continue };
+            let Ok(event) = LicenseEvent::deserialize(&logged.payload) else { continue };
             let Some(occurred_at) = logged.metadata["occurred_at"].as_str().and_then(|at| at.parse().ok()) else {
                 continue;
             };
@@ -314,3 +321,29 @@ impl Consumer for AnomalyWorker {
 /// How long NATS waits for the detector to acknowledge a message before
 /// handing it over again.
 pub const DETECTOR_ACK_WAIT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The envelope's `data` read in place gives the event the stored
+    /// `{type: data}` payload gives.
+    #[test]
+    fn an_envelope_is_read_as_its_stored_event() {
+        let stored =
+            json!({"LicenseDeactivated": {"machine": "ab".repeat(32), "deactivated_at": "2026-12-05T10:00:00Z"}});
+        let envelope = json!({
+            "type": "LicenseDeactivated", "data": stored["LicenseDeactivated"], "eventId": "e1", "licenseId": "l1",
+            "tenantId": "t1", "sequence": 3, "position": 9, "occurredAt": "2026-12-05T10:00:00.000001Z",
+            "metadata": {"client_ip": "192.0.2.1"},
+        });
+        let read = parse(&envelope).expect("an envelope the detector reads");
+        assert_eq!(read.event, serde_json::from_value::<LicenseEvent>(stored).unwrap());
+        assert_eq!((read.event_id, read.license_id, read.sequence, read.client_ip), ("e1", "l1", 3, Some("192.0.2.1")));
+        // A type the data does not fit is not read.
+        let mut wrong = envelope.clone();
+        wrong["type"] = json!("LicenseGenerated");
+        assert!(parse(&wrong).is_none());
+    }
+}
