@@ -63,10 +63,10 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<Value, String> {
         let (connections, addr) = (bench.options.connections, server.addr);
         let cpu_per_request = &cpu_per_request;
         async move {
-            let before = cpu_seconds(server_pid);
+            let before = crate::cpu::seconds(server_pid);
             let report =
                 dialect_load(&name, addr, bearer.as_deref(), connections, phase, licenses, machines, make).await;
-            if let (Some(before), Some(after)) = (before, cpu_seconds(server_pid)) {
+            if let (Some(before), Some(after)) = (before, crate::cpu::seconds(server_pid)) {
                 let micros = (after - before) / report.requests.max(1) as f64 * 1e6;
                 cpu_per_request.lock().unwrap_or_else(|p| p.into_inner()).push((name, micros));
             }
@@ -136,17 +136,6 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<Value, String> {
         "server_cpu_us_per_answer": cpu_per_request.iter().map(|(name, us)| json!({"target": name, "us": us})).collect::<Vec<_>>(),
         "targets_met": {"seed002_over_native": r002 >= 0.8, "seed004_over_native": r004 >= 0.8},
     }))
-}
-
-/// The CPU time (user and system) process `pid` has used, from
-/// /proc/<pid>/stat (in clock ticks of 1/100 s on Linux).
-fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
-    let pid = pid?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The fields after the command name, which is in parentheses.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let (user, system): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
-    Some((user + system) / 100.0)
 }
 
 /// Rounds of the scenario: every dialect runs once in each.

@@ -9,6 +9,7 @@
 
 mod baseline;
 mod calibrate;
+mod cpu;
 mod dialects;
 mod lag;
 mod load;

@@ -70,14 +70,18 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     let next = Arc::new(AtomicUsize::new(0));
     let quiet_url = format!("{base}/api/v1/licenses/activate");
     let name = "activate, fan-out workers off";
+    let machine = MachineCpu::start(quiet_server.child.id());
     let quiet = closed_loop(bench, name, bench.duration(), &quiet_url, fresh.clone(), next.clone()).await;
+    let quiet_cpu = machine.per(quiet.requests);
     let backlog = (quiet.requests - quiet.errors) as usize;
     drop(quiet_server);
 
     // The same database in a process that delivers: it finds the backlog
     // and delivers it as fast as its pipeline goes.
     let server = bench.keyledger_on(&database_url, &env("on")).await?;
+    let machine = MachineCpu::start(server.child.id());
     let drained = wait_for(&arrivals, backlog).await;
+    let delivery_cpu = machine.per(drained as u64);
     let delivery = {
         let arrivals = arrivals.lock().expect("lock");
         let (first, last) = (arrivals.all.iter().min().copied(), arrivals.all.iter().max().copied());
@@ -91,14 +95,18 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
         report.throughput = if seconds > 0.0 { delivered as f64 / seconds } else { 0.0 };
         report
     };
+    let machine = MachineCpu::start(server.child.id());
     let baseline = baseline(bench, &receiver.url).await?;
+    let post_cpu = machine.per(baseline.requests);
     let vs_baseline = crate::scenario::ratio(&delivery, &baseline);
 
     // Activations while the process delivers each one's webhook and runs
     // the anomaly detector over it.
     let activate_url = format!("{}/api/v1/licenses/activate", server.base);
     let name = "activate, webhooks and anomaly detection on";
+    let machine = MachineCpu::start(server.child.id());
     let producing = closed_loop(bench, name, bench.duration(), &activate_url, fresh.clone(), next.clone()).await;
+    let producing_cpu = machine.per(producing.requests);
     let vs_quiet = crate::scenario::ratio(&producing, &quiet);
     let expected = backlog + (producing.requests - producing.errors) as usize;
     wait_for(&arrivals, expected).await;
@@ -106,8 +114,10 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     // Latency from commit to first attempt at 80% of the delivery rate.
     let rate = (delivery.throughput.min(producing.throughput) * LOAD_SHARE).max(1.0);
     let acknowledged: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let arrived_before = arrivals.lock().expect("lock").first.len();
     let paced = paced_activations(bench, &activate_url, fresh, next, rate, acknowledged.clone()).await;
-    let expected = acknowledged.lock().expect("lock").len() + arrivals.lock().expect("lock").first.len();
+    // Each paced activation is on a license of its own: one more first arrival.
+    let expected = arrived_before + acknowledged.lock().expect("lock").len();
     wait_for(&arrivals, expected).await;
     let mut lags: Vec<Duration> = {
         let (acked, arrivals) = (acknowledged.lock().expect("lock"), arrivals.lock().expect("lock"));
@@ -123,7 +133,15 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     print_table(&[&quiet, &producing, &delivery, &baseline, &paced]);
     eprintln!("activate with both workers / without them = {vs_quiet:.2} (target >= 0.9)");
     eprintln!(
+        "CPU an activation: without the workers keyledger {:.0} µs, PostgreSQL {:.0} µs; with them {:.0} µs and {:.0} µs",
+        quiet_cpu.keyledger_us, quiet_cpu.postgres_us, producing_cpu.keyledger_us, producing_cpu.postgres_us
+    );
+    eprintln!(
         "deliveries / baseline = {vs_baseline:.2} (target >= 0.5); a backlog of {backlog}, {drained} delivered within {DRAIN:?}"
+    );
+    eprintln!(
+        "CPU a delivery, from the delivering process's start to the backlog's end: keyledger {:.0} µs, PostgreSQL {:.0} µs, the bench and its receiver {:.0} µs; a raw POST: {:.0} µs (the bench, both ends)",
+        delivery_cpu.keyledger_us, delivery_cpu.postgres_us, delivery_cpu.bench_us, post_cpu.bench_us
     );
     eprintln!(
         "commit to first attempt at {rate:.0}/s: p50 {:.1} ms, p99 {:.1} ms over {} events, {undelivered} not delivered (target p99 < 500 ms)",
@@ -134,6 +152,9 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
         "reports": [quiet, producing, delivery, baseline, paced],
         "ratios": {"deliveries_over_baseline": vs_baseline, "activate_delivering_over_quiet": vs_quiet},
         "commit_to_first_attempt_ms": lag,
+        "cpu_us_per_activation": {"workers_off": quiet_cpu, "workers_on": producing_cpu},
+        "cpu_us_per_delivery": delivery_cpu,
+        "cpu_us_per_raw_post": post_cpu,
         "undelivered": undelivered,
         "targets_met": {
             "deliveries_over_baseline": vs_baseline >= 0.5,
@@ -141,6 +162,40 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
             "first_attempt_p99_under_500_ms": lag.count > 0 && undelivered == 0 && lag.p99_ms < 500.0,
         },
     }))
+}
+
+/// CPU time spent on this machine from a start: by the keyledger
+/// process, by PostgreSQL (if it runs here) and by the bench itself (its
+/// receiver, and its own POSTs in the baseline).
+struct MachineCpu {
+    server: Option<u32>,
+    keyledger: f64,
+    postgres: f64,
+    bench: f64,
+}
+
+/// [`MachineCpu`] divided by the deliveries or POSTs made meanwhile.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct CpuPerItem {
+    keyledger_us: f64,
+    postgres_us: f64,
+    bench_us: f64,
+}
+
+impl MachineCpu {
+    fn start(server: Option<u32>) -> Self {
+        let keyledger = crate::cpu::seconds(server).unwrap_or_default();
+        Self { server, keyledger, postgres: crate::cpu::postgres_seconds(), bench: crate::cpu::own_seconds() }
+    }
+
+    fn per(&self, items: u64) -> CpuPerItem {
+        let micros = |now: f64, then: f64| (now - then).max(0.0) / items.max(1) as f64 * 1e6;
+        CpuPerItem {
+            keyledger_us: micros(crate::cpu::seconds(self.server).unwrap_or_default(), self.keyledger),
+            postgres_us: micros(crate::cpu::postgres_seconds(), self.postgres),
+            bench_us: micros(crate::cpu::own_seconds(), self.bench),
+        }
+    }
 }
 
 /// Waits until `expected` licenses' deliveries arrived, or [`DRAIN`]

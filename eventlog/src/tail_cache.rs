@@ -19,7 +19,7 @@
 //! when that reader is past its end (or reads first).
 //!
 //! Idle consumers poll the tail's end every few tens of milliseconds each
-//! (about 110 queries a second on an idle PostgreSQL server with its
+//! (about 110 tail reads a second on an idle PostgreSQL server with its
 //! default consumers). A read of the end that found nothing is therefore
 //! taken as the answer for [`QUIET_REUSE`] by the readers after it, as
 //! long as this process has heard of no commit since it began (its own

@@ -41,6 +41,10 @@ const LANES: usize = 4;
 /// it: retries coming due and other processes' deliveries wait at most
 /// this long beyond their time.
 const QUEUE_RECHECK: Duration = Duration::from_millis(200);
+/// How often a sender looks for claims that ran out (a process died
+/// mid-attempt): such a delivery goes out at most this long after its
+/// claim ends.
+const EXPIRED_CLAIMS_EVERY: Duration = Duration::from_secs(5);
 /// How long a lane starts new batches within one step.
 const LANE_BUDGET: Duration = Duration::from_millis(500);
 /// How long a claim lasts beyond the attempt's own timeout; a process
@@ -285,6 +289,9 @@ pub struct Sender {
     /// again (the lanes would otherwise ask it at every wake-up that the
     /// handoff already answered).
     queue_quiet: std::sync::Mutex<Option<(Instant, u64)>>,
+    /// When this sender last looked for claims that ran out; `None` until
+    /// it first does, and again while it finds a full batch of them.
+    expired_looked: std::sync::Mutex<Option<Instant>>,
     metrics: std::sync::Arc<keyledger_app::Metrics>,
     store: WebhookStore,
     policy: RetryPolicy,
@@ -308,7 +315,16 @@ impl Sender {
             .dns_resolver(std::sync::Arc::new(SafeResolver { allow_private }))
             .user_agent(concat!("keyledger-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { handoff, queue_quiet: std::sync::Mutex::new(None), metrics, store, policy, allow_private, client })
+        Ok(Self {
+            handoff,
+            queue_quiet: std::sync::Mutex::new(None),
+            expired_looked: std::sync::Mutex::new(None),
+            metrics,
+            store,
+            policy,
+            allow_private,
+            client,
+        })
     }
 
     /// One attempt: never fails, whatever the endpoint does; what happened
@@ -397,6 +413,13 @@ impl Sender {
     async fn send_batch(&self) -> Result<bool, ConsumerError> {
         let lease = self.policy.timeout + CLAIM_MARGIN;
         let mut claimed = self.handoff.take(SEND_BATCH as usize, self.policy.timeout + HANDOFF_SLACK);
+        if claimed.is_empty() && self.time_to_look_for_expired_claims() {
+            claimed = self.store.claim_expired(SEND_BATCH, lease).await?;
+            if claimed.len() as i64 == SEND_BATCH {
+                // There may be more: the next batch looks again.
+                *self.expired_looked.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+        }
         if claimed.is_empty() {
             if self.queue_is_quiet() {
                 return Ok(false);
@@ -423,6 +446,18 @@ impl Sender {
         let results: Vec<(&Claimed, &Attempt)> = claimed.iter().zip(&attempts).collect();
         self.store.record_many(&results, &self.policy).await?;
         Ok(true)
+    }
+
+    /// Whether [`EXPIRED_CLAIMS_EVERY`] has passed since the last look
+    /// for claims that ran out; if so, the look is this caller's (one lane
+    /// of the sender's makes it).
+    fn time_to_look_for_expired_claims(&self) -> bool {
+        let mut looked = self.expired_looked.lock().unwrap_or_else(|p| p.into_inner());
+        if looked.is_some_and(|at| at.elapsed() < EXPIRED_CLAIMS_EVERY) {
+            return false;
+        }
+        *looked = Some(Instant::now());
+        true
     }
 
     /// Whether the table was found with nothing due moments ago and

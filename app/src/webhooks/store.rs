@@ -430,14 +430,44 @@ impl WebhookStore {
         Ok(inserted)
     }
 
-    /// Claims up to `limit` due deliveries of enabled endpoints for `lease`.
+    /// Claims up to `limit` due deliveries of enabled endpoints for
+    /// `lease`, oldest due first, from those waiting unclaimed (queued,
+    /// handed back, or due for a retry).
     pub async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<Claimed>, WebhookError> {
+        self.claim_where("d.claimed_until IS NULL AND d.next_attempt_at <= $1", "d.next_attempt_at", limit, lease).await
+    }
+
+    /// Claims up to `limit` deliveries whose claim ran out before their
+    /// attempt was recorded (the process that held them died, or lost its
+    /// database mid-attempt), oldest claim first. Their index holds every
+    /// delivery sent straight from the dispatcher until a vacuum, so this
+    /// is a heavier query than [`WebhookStore::claim_due`]: senders run it
+    /// every few seconds, not at every wake-up.
+    pub async fn claim_expired(&self, limit: i64, lease: Duration) -> Result<Vec<Claimed>, WebhookError> {
+        let expired = "d.claimed_until IS NOT NULL AND d.claimed_until < $1 AND d.next_attempt_at <= $1";
+        self.claim_where(expired, "d.claimed_until", limit, lease).await
+    }
+
+    /// Claims pending deliveries of enabled endpoints matching `condition`
+    /// (which may name `$1`, now), in `order`.
+    async fn claim_where(
+        &self,
+        condition: &str,
+        order: &str,
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, WebhookError> {
         let now = timestamp(Utc::now());
         let until = timestamp(after(lease));
-        let due = "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-                    WHERE d.status = 'pending' AND d.next_attempt_at <= $1
-                      AND (d.claimed_until IS NULL OR d.claimed_until < $1) AND e.enabled = 1
-                    ORDER BY d.next_attempt_at LIMIT $3";
+        // The endpoint is asked about row by row, not joined: a join lets
+        // the planner reach for the index of every delivery an endpoint
+        // ever had, where the partial index of what waits is the short way.
+        let due = format!(
+            "SELECT d.id FROM webhook_deliveries d
+              WHERE d.status = 'pending' AND {condition}
+                AND (SELECT e.enabled FROM webhook_endpoints e WHERE e.id = d.endpoint_id) = 1
+              ORDER BY {order} LIMIT $3"
+        );
         let returning = "RETURNING id, endpoint_id, event_id, event_type, payload, attempts";
         type Row = (String, String, String, String, String, i64);
         let rows: Vec<Row> = match &self.db {
@@ -684,7 +714,8 @@ impl WebhookStore {
     pub async fn redeliver(&self, endpoint_id: &str, delivery_id: &str) -> Result<Redelivery, WebhookError> {
         // Not while an attempt is under way: that attempt's outcome would
         // overwrite the redelivery, and two would be in flight at once.
-        const SQL: &str = "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, updated_at = $3
+        const SQL: &str = "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, updated_at = $3,
+                                  claimed_until = NULL
                             WHERE endpoint_id = $1 AND id = $2 AND (claimed_until IS NULL OR claimed_until < $3)";
         const EXISTS: &str = "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND id = $2";
         let now = timestamp(Utc::now());
