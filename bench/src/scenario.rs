@@ -30,9 +30,10 @@ pub struct Options {
     pub(crate) postgres: bool,
     #[arg(long, env = "KEYLEDGER_TEST_DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pub(crate) postgres_admin_url: String,
-    /// Licenses prepared. validate and mixed: 2,000, 4 or 5 machines each;
-    /// activate: 60,000 fresh ones; lag: 20,000 fresh ones; webhooks:
-    /// 40,000 fresh ones on each of its two servers.
+    /// Licenses prepared. validate, mixed and dialects: 2,000, 4 or 5
+    /// machines each; activate: 60,000 fresh ones; lag: 40,000 fresh ones;
+    /// webhooks: 150,000 fresh ones, which its three activation phases
+    /// share.
     #[arg(long)]
     pub(crate) licenses: Option<usize>,
     /// history: events on the long license. replay: events (each a new

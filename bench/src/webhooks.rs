@@ -63,7 +63,7 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     let admin = tenant["adminKey"].as_str().ok_or("no admin key")?.to_owned();
     let user = post(&client, &format!("{base}/api/v1/api-keys"), Some(&admin), &json!({"role": "user"})).await?;
     let user = user["key"].as_str().ok_or("no user key")?.to_owned();
-    let count = bench.options.licenses.unwrap_or(100_000);
+    let count = bench.options.licenses.unwrap_or(150_000);
     let fresh = Arc::new(generate_with_ids(&client, &quiet_server, &user, count, json!({})).await?);
     let hook = json!({"url": receiver.url, "events": ["license.activated"]});
     post(&client, &format!("{base}/api/v1/webhooks"), Some(&admin), &hook).await?;
