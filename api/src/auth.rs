@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use keyledger_domain::License;
 
 use crate::error::ApiError;
-use crate::signing::Directory;
+use keyledger_app::signing::Directory;
 use crate::state::AppState;
 use keyledger_app::secret::{digests_match, sha256_hex};
 use keyledger_app::tenancy::{StoredKey, TenancyStore};

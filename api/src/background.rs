@@ -16,7 +16,7 @@ use keyledger_workers::{
 };
 
 use crate::limits::Limits;
-use crate::signing::Directory;
+use keyledger_app::signing::Directory;
 use crate::state::AppState;
 
 pub const DIRECTORY_REFRESH: &str = "directory-refresh";

@@ -19,7 +19,6 @@ mod openapi;
 mod router;
 mod screen;
 mod server;
-mod signing;
 mod startup;
 mod state;
 mod wire;

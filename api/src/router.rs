@@ -18,7 +18,7 @@ use crate::error::ApiError;
 use crate::extract::request_context;
 use crate::limits::{rate_limit, LimitLayer};
 use crate::screen::screen;
-use crate::signing::Directory;
+use keyledger_app::signing::Directory;
 use crate::state::AppState;
 
 /// The largest request body accepted; every body keyledger takes is a few

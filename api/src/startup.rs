@@ -24,7 +24,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::router::router;
 use crate::server::{self, ServerSettings};
-use crate::signing::{self, Directory, DirectoryError, MasterKey};
+use keyledger_app::signing::{self, Directory, DirectoryError, MasterKey};
 use crate::state::{AppState, Shared};
 use keyledger_app::anomalies::{AnomalyStore, SettingsCache};
 use keyledger_app::secret::{random_token, sha256_hex};
@@ -307,7 +307,11 @@ impl Application {
             (None, None) => None,
             _ => return Err(server::tls::TlsError::HalfConfigured.into()),
         };
-        let limits = Arc::new(Limits::new(db.clone(), config.limit_settings()));
+        let limits = Arc::new(Limits::new(
+            keyledger_app::blocks::BlockStore::new(db.clone()),
+            config.limit_settings(),
+            &crate::dialects::route_rules(),
+        ));
         if !limits.enabled() {
             tracing::warn!("rate limits and address blocks are off (KEYLEDGER_RATE_LIMITS=off)");
         }

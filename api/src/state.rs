@@ -8,7 +8,7 @@ use keyledger_eventlog::{Checkpoints, Database, EventLog};
 use keyledger_projections::{LicenseViews, MemoryView};
 
 use crate::auth::Authenticator;
-use crate::signing::Directory;
+use keyledger_app::signing::Directory;
 use keyledger_app::service::LicenseService;
 use keyledger_app::tenancy::TenancyStore;
 
@@ -43,7 +43,7 @@ pub struct Shared {
     /// Signing keys and tenant settings, cached.
     pub directory: Arc<Directory>,
     /// Tenants' RSA keys, for seed 001's signed answers.
-    pub rsa_keys: Arc<crate::signing::rsa_keys::RsaKeys>,
+    pub rsa_keys: Arc<keyledger_app::signing::rsa_keys::RsaKeys>,
     /// Rate limits and address blocks.
     pub limits: Arc<crate::limits::Limits>,
     pub metrics: Arc<crate::metrics::Metrics>,

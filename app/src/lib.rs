@@ -6,6 +6,7 @@
 //!   read-model row, retries a lost race, counts the outcome.
 //! - [`metadata`]: who caused an event, from where, when.
 //! - [`tenancy`]: tenants, API keys and their roles.
+//! - [`signing`]: tenants' signing keys (Ed25519 and RSA), cached per process.
 //! - [`expiry`]: recording expiries that have passed.
 //! - [`metrics`]: the process's Prometheus registry.
 //! - [`webhooks`]: endpoints, signatures, URL safety and the delivery queue.
@@ -17,6 +18,7 @@
 
 pub mod aggregates;
 pub mod anomalies;
+pub mod blocks;
 pub mod culling;
 pub mod customers;
 pub mod expiry;
@@ -27,6 +29,7 @@ pub mod products;
 pub mod secret;
 pub mod serials;
 pub mod service;
+pub mod signing;
 mod sweep;
 pub mod tenancy;
 pub mod webhooks;

@@ -19,7 +19,7 @@ use super::native::licenses::{execute_as, view_by_key};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::RequestContext;
-use crate::signing::{jws, ActiveKey, TenantKeys};
+use keyledger_app::signing::{jws, ActiveKey, TenantKeys};
 use crate::state::AppState;
 use crate::wire::instant;
 

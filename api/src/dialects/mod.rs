@@ -30,7 +30,7 @@ use serde_json::Value;
 use crate::error::{ApiError, ErrorParts};
 use crate::limits::FailedGuess;
 use crate::router::Routes;
-use crate::signing::Directory;
+use keyledger_app::signing::Directory;
 use std::future::Future;
 
 /// The routes whose dialect gives each its own rate limit and blocks.

@@ -28,7 +28,7 @@ use crate::auth::{Caller, ClientCaller};
 use crate::error::{ApiError, ErrorParts};
 use crate::extract::{JsonBody, RequestContext};
 use crate::router::Routes;
-use crate::signing::jws;
+use keyledger_app::signing::jws;
 use crate::state::AppState;
 use crate::wire::instant;
 use utoipa_axum::routes;

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use keyledger_eventlog::{on_pool, Database};
+use chrono::{DateTime, Utc};
+use keyledger_app::blocks::{AddressBlock, BlockStore, BlockStoreError};
 
 use super::buckets::Buckets;
 
@@ -33,7 +33,7 @@ pub struct BlockSettings {
 
 pub struct Blocks {
     settings: BlockSettings,
-    db: Database,
+    store: BlockStore,
     failures: Buckets<IpAddr>,
     active: RwLock<HashMap<IpAddr, DateTime<Utc>>>,
     /// Whether `active` holds anything: the common case, none, costs no lock.
@@ -41,16 +41,12 @@ pub struct Blocks {
     pub made: AtomicU64,
 }
 
-fn text(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl Blocks {
-    pub fn new(db: Database, settings: BlockSettings, max_counted: usize) -> Self {
+    pub fn new(store: BlockStore, settings: BlockSettings, max_counted: usize) -> Self {
         Self {
             failures: Buckets::new(settings.after_failures, max_counted),
             settings,
-            db,
+            store,
             active: RwLock::default(),
             any_active: std::sync::atomic::AtomicBool::new(false),
             made: AtomicU64::new(0),
@@ -76,7 +72,7 @@ impl Blocks {
 
     /// Counts a failure of `ip`; blocks it when it has failed too often,
     /// returning the new block's length.
-    pub async fn record_failure(&self, ip: IpAddr) -> Result<Option<Duration>, sqlx::Error> {
+    pub async fn record_failure(&self, ip: IpAddr) -> Result<Option<Duration>, BlockStoreError> {
         let take = self.failures.take(&ip, Instant::now());
         if take.allowed || take.overflow {
             // Within budget; or the failure counts are full, and the shared
@@ -86,35 +82,24 @@ impl Blocks {
         self.block(ip).await.map(Some)
     }
 
-    async fn block(&self, ip: IpAddr) -> Result<Duration, sqlx::Error> {
-        const PREVIOUS: &str = "SELECT level, blocked_until FROM address_blocks WHERE address = $1";
-        const UPSERT: &str = "INSERT INTO address_blocks (address, level, blocked_until) VALUES ($1, $2, $3) \
-             ON CONFLICT (address) DO UPDATE SET level = excluded.level, blocked_until = excluded.blocked_until";
+    async fn block(&self, ip: IpAddr) -> Result<Duration, BlockStoreError> {
         let now = Utc::now();
         let address = ip.to_string();
-        let previous: Option<(i64, String)> =
-            on_pool!(&self.db, pool => sqlx::query_as(PREVIOUS).bind(&address).fetch_optional(pool).await)?;
-        let level = match previous {
-            Some((_, until)) if DateTime::parse_from_rfc3339(&until).is_ok_and(|u| u.with_timezone(&Utc) > now) => {
+        let decay = chrono::Duration::from_std(self.settings.decay).unwrap_or_default();
+        let level = match self.store.address_block(&address).await? {
+            Some(previous) if previous.until > now => {
                 // Blocked already, by another process a moment ago.
-                let until = DateTime::parse_from_rfc3339(&until).expect("checked above").with_timezone(&Utc);
-                self.active.write().unwrap_or_else(|p| p.into_inner()).insert(ip, until);
+                self.active.write().unwrap_or_else(|p| p.into_inner()).insert(ip, previous.until);
                 self.any_active.store(true, Ordering::Relaxed);
-                return Ok((until - now).to_std().unwrap_or_default());
+                return Ok((previous.until - now).to_std().unwrap_or_default());
             }
-            Some((level, until))
-                if DateTime::parse_from_rfc3339(&until).is_ok_and(|u| {
-                    now - u.with_timezone(&Utc) < chrono::Duration::from_std(self.settings.decay).unwrap_or_default()
-                }) =>
-            {
-                level + 1
-            }
+            Some(previous) if now - previous.until < decay => previous.level + 1,
             _ => 1,
         };
         let doubling = 2u32.saturating_pow(u32::try_from(level - 1).unwrap_or(u32::MAX).min(31));
         let length = self.settings.base.saturating_mul(doubling).min(self.settings.max);
         let until = now + chrono::Duration::from_std(length).unwrap_or_default();
-        on_pool!(&self.db, pool => sqlx::query(UPSERT).bind(&address).bind(level).bind(text(until)).execute(pool).await.map(drop))?;
+        self.store.put_address_block(&address, &AddressBlock { level, until }).await?;
         self.active.write().unwrap_or_else(|p| p.into_inner()).insert(ip, until);
         self.any_active.store(true, Ordering::Relaxed);
         self.made.fetch_add(1, Ordering::Relaxed);
@@ -124,16 +109,14 @@ impl Blocks {
 
     /// Takes in every block in force, from whichever process made it, and
     /// forgets those that ended. Also sweeps idle failure counts.
-    pub async fn poll(&self) -> Result<(), sqlx::Error> {
-        const ACTIVE: &str = "SELECT address, blocked_until FROM address_blocks WHERE blocked_until > $1";
+    pub async fn poll(&self) -> Result<(), BlockStoreError> {
         let now = Utc::now();
-        let rows: Vec<(String, String)> =
-            on_pool!(&self.db, pool => sqlx::query_as(ACTIVE).bind(text(now)).fetch_all(pool).await)?;
-        let active = rows
+        let active = self
+            .store
+            .address_blocks_in_force(now)
+            .await?
             .into_iter()
-            .filter_map(|(address, until)| {
-                Some((address.parse().ok()?, DateTime::parse_from_rfc3339(&until).ok()?.with_timezone(&Utc)))
-            })
+            .filter_map(|(address, until)| Some((address.parse().ok()?, until)))
             .collect();
         {
             let mut held = self.active.write().unwrap_or_else(|p| p.into_inner());
@@ -142,9 +125,7 @@ impl Blocks {
         }
         self.failures.sweep(Instant::now());
         // Rows past the decay period no longer decide a block's length.
-        const FORGET: &str = "DELETE FROM address_blocks WHERE blocked_until < $1";
         let forget_before = now - chrono::Duration::from_std(self.settings.decay).unwrap_or_default();
-        on_pool!(&self.db, pool => sqlx::query(FORGET).bind(text(forget_before)).execute(pool).await.map(drop))?;
-        Ok(())
+        self.store.forget_address_blocks(forget_before).await
     }
 }

@@ -24,7 +24,8 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use keyledger_eventlog::Database;
+use keyledger_app::blocks::{BlockStore, BlockStoreError};
+use routes::RouteRule;
 
 pub use blocks::BlockSettings;
 use blocks::Blocks;
@@ -105,14 +106,16 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(db: Database, settings: LimitSettings) -> Self {
+    /// `route_rules`: the routes whose dialect gives each a limit and
+    /// blocks of its own.
+    pub fn new(store: BlockStore, settings: LimitSettings, route_rules: &[RouteRule]) -> Self {
         Self {
             enabled: settings.enabled,
             client: Buckets::new(settings.client_per_minute, settings.max_tracked),
             management: Buckets::new(settings.management_per_minute, settings.max_tracked),
             public: Buckets::new(settings.public_per_minute, settings.max_tracked),
-            routes: RouteLimits::new(&crate::dialects::route_rules(), settings.max_tracked, db.clone()),
-            blocks: Blocks::new(db, settings.blocks, settings.max_tracked),
+            routes: RouteLimits::new(route_rules, settings.max_tracked, store.clone()),
+            blocks: Blocks::new(store, settings.blocks, settings.max_tracked),
         }
     }
 
@@ -144,7 +147,7 @@ impl Limits {
     /// Keeps this process's view of blocks in step with the others'.
     /// Reads the blocks every process has recorded (run each second by
     /// the runtime's `address-blocks` consumer).
-    pub async fn poll_blocks(&self) -> Result<(), sqlx::Error> {
+    pub async fn poll_blocks(&self) -> Result<(), BlockStoreError> {
         self.blocks.poll().await?;
         self.routes.poll().await
     }

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use keyledger_eventlog::{on_pool, Database};
+use chrono::Utc;
+use keyledger_app::blocks::{BlockStore, BlockStoreError, RouteBlock};
 
 use super::buckets::{Buckets, Take};
 
@@ -129,17 +129,13 @@ impl RouteLimit {
 /// Every dialect route with a rule of its own, by route template.
 pub struct RouteLimits {
     limits: HashMap<&'static str, RouteLimit>,
-    db: Database,
-}
-
-fn text(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    store: BlockStore,
 }
 
 impl RouteLimits {
-    pub fn new(rules: &[RouteRule], max_tracked: usize, db: Database) -> Self {
+    pub fn new(rules: &[RouteRule], max_tracked: usize, store: BlockStore) -> Self {
         let limits = rules.iter().map(|rule| (rule.route, RouteLimit::new(*rule, max_tracked))).collect();
-        Self { limits, db }
+        Self { limits, store }
     }
 
     pub fn get(&self, route: &str) -> Option<&RouteLimit> {
@@ -152,43 +148,37 @@ impl RouteLimits {
 
     /// Writes the block `limit` just made for `ip`, so every process holds
     /// it (and doubles the next one).
-    pub async fn share(&self, limit: &RouteLimit, ip: IpAddr, length: Duration) -> Result<(), sqlx::Error> {
-        const UPSERT: &str = "INSERT INTO route_blocks (route, address, blocked_until, next_secs) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (route, address) DO UPDATE SET blocked_until = excluded.blocked_until, next_secs = excluded.next_secs";
-        let until = Utc::now() + chrono::Duration::from_std(length).unwrap_or_default();
-        let next = i64::try_from(limit.next_block(ip).as_secs()).unwrap_or(i64::MAX);
-        let (route, address) = (limit.rule.route, ip.to_string());
-        on_pool!(&self.db, pool => sqlx::query(UPSERT).bind(route).bind(&address).bind(text(until)).bind(next)
-            .execute(pool).await.map(drop))
+    pub async fn share(&self, limit: &RouteLimit, ip: IpAddr, length: Duration) -> Result<(), BlockStoreError> {
+        let block = RouteBlock {
+            route: limit.rule.route.to_owned(),
+            address: ip.to_string(),
+            until: Utc::now() + chrono::Duration::from_std(length).unwrap_or_default(),
+            next_secs: i64::try_from(limit.next_block(ip).as_secs()).unwrap_or(i64::MAX),
+        };
+        self.store.put_route_block(&block).await
     }
 
     /// Takes in every route block in force, from whichever process made
     /// it, and forgets rows too old to decide a block's length.
-    pub async fn poll(&self) -> Result<(), sqlx::Error> {
+    pub async fn poll(&self) -> Result<(), BlockStoreError> {
         if self.limits.is_empty() {
             return Ok(());
         }
-        const ACTIVE: &str =
-            "SELECT route, address, blocked_until, next_secs FROM route_blocks WHERE blocked_until > $1";
         let now = Utc::now();
-        let rows: Vec<(String, String, String, i64)> =
-            on_pool!(&self.db, pool => sqlx::query_as(ACTIVE).bind(text(now)).fetch_all(pool).await)?;
         let instant_now = Instant::now();
-        for (route, address, until, next) in rows {
-            let (Some(limit), Ok(ip), Ok(until)) =
-                (self.limits.get(route.as_str()), address.parse::<IpAddr>(), DateTime::parse_from_rfc3339(&until))
+        for block in self.store.route_blocks_in_force(now).await? {
+            let (Some(limit), Ok(ip)) = (self.limits.get(block.route.as_str()), block.address.parse::<IpAddr>())
             else {
                 continue;
             };
-            let left = (until.with_timezone(&Utc) - now).to_std().unwrap_or_default();
-            limit.adopt(ip, instant_now + left, Duration::from_secs(u64::try_from(next).unwrap_or_default()));
+            let left = (block.until - now).to_std().unwrap_or_default();
+            limit.adopt(ip, instant_now + left, Duration::from_secs(u64::try_from(block.next_secs).unwrap_or_default()));
         }
         // A block ended longer ago than the longest block no longer
         // doubles the next one (see `RouteLimit::check`).
         let longest = self.limits.values().map(|limit| limit.rule.block_max).max().unwrap_or_default();
         let forget_before = now - chrono::Duration::from_std(longest).unwrap_or_default();
-        const FORGET: &str = "DELETE FROM route_blocks WHERE blocked_until < $1";
-        on_pool!(&self.db, pool => sqlx::query(FORGET).bind(text(forget_before)).execute(pool).await.map(drop))
+        self.store.forget_route_blocks(forget_before).await
     }
 }
 

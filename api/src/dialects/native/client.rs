@@ -31,7 +31,7 @@ use crate::error::{ApiError, ErrorParts, ErrorShape};
 use crate::extract::{JsonBody, RequestContext};
 use crate::limits::FailedGuess;
 use crate::router::Routes;
-use crate::signing::{jws, ActiveKey, Directory};
+use keyledger_app::signing::{jws, ActiveKey, Directory};
 use crate::state::AppState;
 use crate::wire::instant;
 use utoipa_axum::routes;

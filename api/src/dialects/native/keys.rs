@@ -12,7 +12,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::PathParam;
 use crate::router::Routes;
-use crate::signing::{jws, PublicKey, Retirement};
+use keyledger_app::signing::{jws, PublicKey, Retirement};
 use crate::state::AppState;
 use utoipa_axum::routes;
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{SecondsFormat, Utc};
-use keyledger_app::master::MasterKey;
+use crate::master::MasterKey;
 use keyledger_eventlog::{on_pool, Database};
 use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};

@@ -26,12 +26,12 @@ use ed25519_dalek::SigningKey;
 use keyledger_eventlog::{on_pool, Database};
 use rand::rngs::OsRng;
 
-pub use keyledger_app::master::MasterKey;
+pub use crate::master::MasterKey;
 
 const ALGORITHM: &str = "Ed25519";
 const MASTER_CHECK_NAME: &str = "master_key_check";
 const MASTER_CHECK_TEXT: &[u8] = b"keyledger master key check";
-pub use keyledger_app::tenancy::BUMP_VERSION;
+pub use crate::tenancy::BUMP_VERSION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
