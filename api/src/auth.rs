@@ -6,7 +6,6 @@ use std::sync::{Arc, RwLock};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use keyledger_domain::License;
 
 use crate::error::ApiError;
 use keyledger_app::signing::Directory;
@@ -14,71 +13,8 @@ use crate::state::AppState;
 use keyledger_app::secret::{digests_match, sha256_hex};
 use keyledger_app::tenancy::{StoredKey, TenancyStore};
 
+pub use keyledger_app::access::Caller;
 pub use keyledger_app::tenancy::{Role, KEY_PREFIX, OPERATOR_PREFIX};
-
-/// An authenticated caller. Tenant callers carry their tenant and user.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub key_id: String,
-    pub role: Role,
-    pub tenant_id: Option<String>,
-    pub user_id: Option<String>,
-}
-
-impl Caller {
-    /// The tenant a tenant caller acts in; the operator has none.
-    pub fn tenant(&self) -> Result<(&str, &str), ApiError> {
-        match (&self.tenant_id, &self.user_id) {
-            (Some(tenant), Some(user)) => Ok((tenant, user)),
-            _ => Err(ApiError::forbidden("This needs a tenant API key; the operator token belongs to no tenant")),
-        }
-    }
-
-    pub fn require_operator(&self) -> Result<(), ApiError> {
-        if self.role == Role::Operator {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("Only the operator may do this"))
-        }
-    }
-
-    /// The tenant this admin manages.
-    pub fn require_admin(&self) -> Result<&str, ApiError> {
-        match (self.role, &self.tenant_id) {
-            (Role::Admin, Some(tenant)) => Ok(tenant),
-            _ => Err(ApiError::forbidden("Only a tenant admin may do this")),
-        }
-    }
-
-    fn is_in_tenant_of(&self, license: &License) -> bool {
-        self.tenant_id.as_deref() == Some(license.tenant_id.as_str())
-    }
-
-    /// Seed 000's info rule: the owner, their tenant's admins and the
-    /// operator. Another tenant's license does not exist for the caller.
-    pub fn may_read(&self, license: &License) -> Result<(), ApiError> {
-        match self.role {
-            Role::Operator => Ok(()),
-            _ if !self.is_in_tenant_of(license) => Err(ApiError::license_not_found()),
-            Role::Admin => Ok(()),
-            Role::User if self.user_id.as_deref() == Some(license.owner_id.as_str()) => Ok(()),
-            Role::User | Role::Client => {
-                Err(ApiError::forbidden("Only the license owner or an administrator may access this license"))
-            }
-        }
-    }
-
-    /// Administrative actions (suspend, reinstate, edit): tenant admins and
-    /// the operator.
-    pub fn may_administer(&self, license: &License) -> Result<(), ApiError> {
-        match self.role {
-            Role::Operator => Ok(()),
-            _ if !self.is_in_tenant_of(license) => Err(ApiError::license_not_found()),
-            Role::Admin => Ok(()),
-            Role::User | Role::Client => Err(ApiError::forbidden("Only an administrator may do this")),
-        }
-    }
-}
 
 /// Resolves presented keys to callers.
 ///
@@ -149,7 +85,7 @@ impl Authenticator {
             });
         }
         if digests_match(&sha256_hex(presented), &self.operator_token_hash) {
-            return Ok(Caller { key_id: "operator".to_owned(), role: Role::Operator, tenant_id: None, user_id: None });
+            return Ok(Caller::operator());
         }
         Err(invalid())
     }

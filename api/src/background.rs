@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use keyledger_app::webhooks::RetryPolicy;
 use keyledger_eventlog::Database;
 use keyledger_workers::{
-    AnomalyWorker, Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, FeedSource, HeartbeatSweeper,
+    AnomalyWorker, CallReporter, Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, FeedSource, HeartbeatSweeper,
     MemoryFollower, ProjectionRunner, Relay, RelayConfig, Runtime, Spec, Step, WebhookDispatcher, WebhookHandoff,
-    WebhookSender, ANOMALY_DETECTOR, CHECKPOINTER, COMMIT_SIGNAL, DETECTOR_ACK_WAIT, EXPIRY_SWEEPER, FOLLOWER_POLL,
+    WebhookSender, ANOMALY_DETECTOR, CALL_REPORTER, CHECKPOINTER, COMMIT_SIGNAL, DETECTOR_ACK_WAIT, EXPIRY_SWEEPER, FOLLOWER_POLL,
     HEARTBEAT_SWEEPER, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RUNNER_POLL,
     WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
 };
@@ -106,6 +106,11 @@ pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
             Checkpointer::new(checkpoints.clone(), interval, first)
         });
     }
+    // Waits for the client calls' reports, with a slow poll as a net.
+    let (reports, licenses) = (state.call_reports.clone(), state.licenses.clone());
+    runtime.spawn(Spec::periodic(CALL_REPORTER, Duration::from_secs(1)).woken_by(reports.signal()), move || {
+        CallReporter::new(reports.clone(), licenses.clone())
+    });
     let directory = state.directory.clone();
     runtime
         .spawn(Spec::periodic(DIRECTORY_REFRESH, Duration::from_secs(1)), move || DirectoryRefresh(directory.clone()));

@@ -65,9 +65,12 @@ impl ApiError {
         )
     }
 
-    /// An infrastructure failure: logged in full here, opaque to the client.
-    pub fn internal(error: impl std::fmt::Display) -> Self {
-        tracing::error!(%error, "request failed");
+    /// An infrastructure failure: logged here with its whole chain of
+    /// causes (inside the request's span, so with its request id), opaque
+    /// to the client.
+    pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        let error = error.into();
+        tracing::error!(error = %keyledger_app::client::error_chain(&*error), "request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
     }
 
@@ -172,6 +175,27 @@ impl From<keyledger_app::CommandError> for ApiError {
             keyledger_app::CommandError::Refused(refusal) => ApiError::refused(refusal),
             keyledger_app::CommandError::Contended => ApiError::contended(),
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<keyledger_app::access::AccessError> for ApiError {
+    fn from(error: keyledger_app::access::AccessError) -> Self {
+        match error {
+            keyledger_app::access::AccessError::LicenseNotFound => ApiError::license_not_found(),
+            keyledger_app::access::AccessError::Forbidden(message) => ApiError::forbidden(message),
+        }
+    }
+}
+
+impl From<keyledger_app::client::ClientError> for ApiError {
+    fn from(error: keyledger_app::client::ClientError) -> Self {
+        use keyledger_app::client::ClientError;
+        match error {
+            ClientError::Refused(reason) => ApiError::refused(reason),
+            ClientError::Invalid { field, message } => ApiError::field(&field, message),
+            ClientError::Contended => ApiError::contended(),
+            failed @ ClientError::Failed { .. } => ApiError::internal(failed),
         }
     }
 }

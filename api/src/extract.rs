@@ -153,7 +153,19 @@ pub struct RequestContext {
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
     /// The dialect the request speaks, recorded with its events.
-    pub api: crate::dialects::Dialect,
+    pub api: &'static str,
+}
+
+impl RequestContext {
+    /// Where the request came from, as event metadata records it.
+    pub fn origin(&self) -> keyledger_app::metadata::Origin<'_> {
+        keyledger_app::metadata::Origin {
+            request_id: &self.request_id,
+            client_ip: self.client_ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            api: self.api,
+        }
+    }
 }
 
 const REQUEST_ID: &str = "x-request-id";
@@ -188,10 +200,12 @@ pub async fn request_context<F: std::future::Future<Output = Response>>(
         Some(crate::limits::ClientIp(ip)) => Some(ip.to_string()),
         None => req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string()),
     };
-    let api = crate::dialects::Dialect::of_path(req.uri().path());
+    let api = crate::dialects::Dialect::of_path(req.uri().path()).as_str();
     let context = RequestContext { request_id: request_id.clone(), client_ip, user_agent, api };
     req.extensions_mut().insert(context);
-    let mut response = next(req).await;
+    // Every log line of the request, a 500's included, carries its id.
+    let span = tracing::info_span!("request", id = %request_id, api, route = %route);
+    let mut response = tracing::Instrument::instrument(next(req), span).await;
     metrics.request(
         &route,
         crate::metrics::method_label(&method),

@@ -21,7 +21,7 @@ pub fn event_metadata(
         request_id: &context.request_id,
         client_ip: context.client_ip.as_deref(),
         user_agent: context.user_agent.as_deref(),
-        api: context.api.as_str(),
+        api: context.api,
     };
     let actor = caller.map(|caller| Actor { key_id: &caller.key_id, role: caller.role.as_str() });
     keyledger_app::metadata::event_metadata(origin, actor, tenant_id, at)

@@ -315,7 +315,37 @@ impl Application {
         if !limits.enabled() {
             tracing::warn!("rate limits and address blocks are off (KEYLEDGER_RATE_LIMITS=off)");
         }
+        let products = keyledger_app::products::ProductStore::new(db.clone());
+        let serials = Arc::new(keyledger_app::serials::Serials::new(db.clone()));
+        let anomaly_settings = Arc::new(SettingsCache::new(AnomalyStore::new(db.clone()), ANOMALY_SETTINGS_TTL));
+        let call_counter: Arc<keyledger_app::anomalies::CallCounter> = Arc::default();
+        let call_reports = keyledger_app::client::CallReports::default();
+        let machine_secret: Arc<[u8]> = machine_secret.into_bytes().into();
+        let token_ttl = chrono::Duration::seconds(config.token_ttl_secs.into());
+        let heartbeat_interval = chrono::Duration::seconds(config.heartbeat_interval_secs.into());
+        let heartbeat_floor = chrono::Duration::seconds(config.heartbeat_floor_secs.into());
+        let client = Arc::new(keyledger_app::client::ClientService::new(
+            keyledger_app::client::ClientStores {
+                licenses: licenses.clone(),
+                views: views.clone(),
+                memory: memory.clone(),
+                directory: directory.clone(),
+                products: products.clone(),
+                serials: serials.clone(),
+                anomaly_settings: anomaly_settings.clone(),
+                call_counter: call_counter.clone(),
+                call_reports: call_reports.clone(),
+            },
+            keyledger_app::client::ClientSettings {
+                machine_secret: machine_secret.clone(),
+                token_ttl,
+                heartbeat_interval,
+                heartbeat_floor,
+            },
+        ));
         let state = AppState::new(Shared {
+            client,
+            call_reports,
             licenses,
             views,
             memory,
@@ -335,18 +365,18 @@ impl Application {
             consumers: runtime.statuses(),
             health_max_lag: std::time::Duration::from_secs(config.health_max_lag_secs.into()),
             relay_enabled: config.nats_url.is_some(),
-            token_ttl: chrono::Duration::seconds(config.token_ttl_secs.into()),
+            token_ttl,
             tenancy,
-            machine_secret: machine_secret.into_bytes().into(),
+            machine_secret,
             webhooks,
-            products: keyledger_app::products::ProductStore::new(db.clone()),
+            products,
             customers: keyledger_app::customers::CustomerStore::new(db.clone()),
-            serials: Arc::new(keyledger_app::serials::Serials::new(db.clone())),
+            serials,
             webhook_allow_private: config.webhook_allow_private_networks,
-            anomaly_settings: Arc::new(SettingsCache::new(AnomalyStore::new(db.clone()), ANOMALY_SETTINGS_TTL)),
-            call_counter: Arc::default(),
-            heartbeat_interval: chrono::Duration::seconds(config.heartbeat_interval_secs.into()),
-            heartbeat_floor: chrono::Duration::seconds(config.heartbeat_floor_secs.into()),
+            anomaly_settings,
+            call_counter,
+            heartbeat_interval,
+            heartbeat_floor,
             db,
         });
         let listener = TcpListener::bind(config.listen)

@@ -31,6 +31,10 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct Shared {
+    /// The client calls every dialect serves (`keyledger_app::client`).
+    pub client: Arc<keyledger_app::client::ClientService>,
+    /// Call-rate reports the client calls queue for the log.
+    pub call_reports: keyledger_app::client::CallReports,
     pub db: Database,
     pub log: EventLog,
     pub checkpoints: Checkpoints,

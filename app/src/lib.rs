@@ -16,8 +16,10 @@
 //!
 //! Nothing here knows about HTTP.
 
+pub mod access;
 pub mod aggregates;
 pub mod anomalies;
+pub mod client;
 pub mod blocks;
 pub mod culling;
 pub mod customers;

@@ -11,6 +11,7 @@
 //! of them the active consumer.
 
 mod anomalies;
+mod call_reports;
 mod commit_signal;
 mod feed;
 mod lease;
@@ -22,6 +23,7 @@ pub mod runtime;
 mod webhooks;
 
 pub use anomalies::{AnomalyWorker, ANOMALY_DETECTOR, DETECTOR_ACK_WAIT};
+pub use call_reports::{CallReporter, CALL_REPORTER};
 pub use commit_signal::{CommitSignal, COMMIT_SIGNAL};
 pub use feed::{AnyFeed, Feed, FeedError, NatsFeed, Source as FeedSource, TailFeed};
 pub use lease::Lease;

@@ -15,7 +15,7 @@
 //!   errors, per-endpoint limits with progressive blocks;
 //! - `seed004`: `/v1/...`, tenant API keys and Ed25519 license tokens.
 
-pub mod flow;
+
 pub mod native;
 mod seed001;
 mod seed002;
@@ -95,6 +95,15 @@ impl Dialect {
             Dialect::Seed004 => Some(seed004::error_body(status, error)),
         }
     }
+}
+
+/// The client service's view of a request: where it came from and who
+/// presented a key.
+pub(crate) fn client_call<'a>(
+    context: &'a crate::extract::RequestContext,
+    caller: Option<&'a crate::auth::Caller>,
+) -> keyledger_app::client::Call<'a> {
+    keyledger_app::client::Call { origin: context.origin(), caller }
 }
 
 /// A dialect handler's error as a response: rendered in the dialect's

@@ -26,7 +26,7 @@ use keyledger_domain::{KeyFormat, License, LicenseError, LicenseKey, LicenseStat
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::flow::{self, Activation, Visible, Wants};
+use keyledger_app::client::{self as client, Activation, Beat, Machine, Visible, Wants};
 use crate::auth::ClientCaller;
 use crate::error::{ApiError, ErrorParts};
 use crate::extract::{JsonBody, RequestContext};
@@ -169,8 +169,8 @@ fn status_name(status: LicenseStatus) -> &'static str {
 /// The signed data of an answer about `license` for the parsed request.
 async fn data(state: &AppState, license: &License, parsed: &Parsed) -> Result<Value, ApiError> {
     let now = Utc::now();
-    let product = flow::product_of(state, license).await?;
-    let features = flow::features(license, product.as_deref());
+    let product = state.client.product_of(license).await?;
+    let features = client::features(license, product.as_deref());
     let mut data = json!({
         "license_key": parsed.key.as_str(),
         "license_id": license.id,
@@ -267,12 +267,13 @@ async fn begin(
     state: &AppState,
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<LicenseRequest>, ApiError>,
-) -> Result<(Parsed, Option<crate::auth::Caller>, Visible), Response> {
+) -> Result<(Parsed, Option<crate::auth::Caller>, Visible, Machine), Response> {
     let JsonBody(request) = body.map_err(super::refusal)?;
     let parsed = parse(&request)?;
     let ClientCaller(caller) = caller.map_err(super::refusal)?;
-    let visible = flow::visible(state, caller.as_ref(), &parsed.key).await.map_err(super::refusal)?;
-    Ok((parsed, caller, visible))
+    let visible = state.client.resolve(caller.as_ref(), &parsed.key).await.map_err(|e| super::refusal(e.into()))?;
+    let machine = state.client.machine(parsed.machine.clone());
+    Ok((parsed, caller, visible, machine))
 }
 
 fn finish(result: Result<Response, ApiError>) -> Response {
@@ -295,14 +296,14 @@ async fn activate(
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<LicenseRequest>, ApiError>,
 ) -> Response {
-    let (parsed, caller, Visible { license, .. }) = match begin(&state, caller, body).await {
+    let (parsed, caller, Visible { license, .. }, machine) = match begin(&state, caller, body).await {
         Ok(begun) => begun,
         Err(response) => return response,
     };
     finish(
         async {
-            let activation = Activation { machine: &parsed.machine, machine_name: None, app_version: None };
-            let license = flow::activate(&state, &context, caller.as_ref(), &license, activation).await?;
+            let call = super::client_call(&context, caller.as_ref());
+            let license = state.client.activate(&call, &license, &machine, Activation::default()).await?;
             signed(&state, &license.tenant_id, data(&state, &license, &parsed).await?).await
         }
         .await,
@@ -325,17 +326,18 @@ async fn validate(
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<LicenseRequest>, ApiError>,
 ) -> Response {
-    let (parsed, caller, Visible { license, .. }) = match begin(&state, caller, body).await {
+    let (parsed, caller, Visible { license, .. }, machine) = match begin(&state, caller, body).await {
         Ok(begun) => begun,
         Err(response) => return response,
     };
     finish(
         async {
-            let interval = state.heartbeat_interval;
-            let checked =
-                flow::check(&state, &context, caller.as_ref(), &license, &parsed.machine, Wants::default(), interval)
-                    .await?
-                    .map_err(ApiError::refused)?;
+            let call = super::client_call(&context, caller.as_ref());
+            let checked = state
+                .client
+                .check(&call, &license, &machine, Wants::default(), Beat::Validate)
+                .await?
+                .map_err(ApiError::refused)?;
             signed(&state, &checked.license.tenant_id, data(&state, &checked.license, &parsed).await?).await
         }
         .await,
@@ -358,13 +360,14 @@ async fn deactivate(
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<LicenseRequest>, ApiError>,
 ) -> Response {
-    let (parsed, caller, Visible { license, .. }) = match begin(&state, caller, body).await {
+    let (parsed, caller, Visible { license, .. }, machine) = match begin(&state, caller, body).await {
         Ok(begun) => begun,
         Err(response) => return response,
     };
     finish(
         async {
-            let license = flow::deactivate(&state, &context, caller.as_ref(), &license, &parsed.machine).await?;
+            let call = super::client_call(&context, caller.as_ref());
+            let license = state.client.deactivate(&call, &license, &machine).await?;
             let mut data = data(&state, &license, &parsed).await?;
             data["deactivated"] = json!(true);
             signed(&state, &license.tenant_id, data).await

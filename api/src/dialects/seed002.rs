@@ -20,12 +20,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use keyledger_domain::{License, LicenseCommand, LicenseError, LicenseStatus, MachineId, MachineName};
+use keyledger_domain::{License, LicenseError, LicenseStatus, MachineId, MachineName};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::flow::{self, Activation, Visible, Wants};
-use super::native::licenses::{execute_as, parse_key};
+use keyledger_app::client::{self as client, Activation, Beat, Visible, Wants};
+use super::native::licenses::parse_key;
 use crate::auth::{Caller, ClientCaller};
 use crate::error::{ApiError, ErrorParts};
 use crate::extract::{JsonBody, RequestContext};
@@ -124,13 +124,13 @@ fn parse_device(raw: &str) -> Result<MachineId, ApiError> {
 /// The product as the document shows it: null fields for the tenant's
 /// default product.
 async fn product(state: &AppState, license: &License, with_features: bool) -> Result<Value, ApiError> {
-    let product = flow::product_of(state, license).await?;
+    let product = state.client.product_of(license).await?;
     let mut shown = json!({
         "id": license.product_id,
         "name": product.as_ref().map(|p| p.name.as_str()),
     });
     if with_features {
-        shown["features"] = json!(flow::features(license, product.as_deref()));
+        shown["features"] = json!(client::features(license, product.as_deref()));
     }
     Ok(shown)
 }
@@ -172,17 +172,16 @@ async fn validate_answer(
     let ClientCaller(caller) = caller?;
     let JsonBody(request) = body?;
     let key = parse_key(request.license_key.as_deref())?;
-    let Visible { license, .. } = flow::visible(state, caller.as_ref(), &key).await?;
+    let Visible { license, .. } = state.client.resolve(caller.as_ref(), &key).await?;
+    let call = super::client_call(context, caller.as_ref());
     let license = match request.device_id.as_deref() {
         None => {
             license.ensure_usable(Utc::now()).map_err(ApiError::refused)?;
             license
         }
         Some(device_id) => {
-            let machine = parse_device(device_id)?;
-            let interval = state.heartbeat_interval;
-            let checked =
-                flow::check(state, context, caller.as_ref(), &license, &machine, Wants::default(), interval).await?;
+            let machine = state.client.machine(parse_device(device_id)?);
+            let checked = state.client.check(&call, &license, &machine, Wants::default(), Beat::Validate).await?;
             match checked {
                 Ok(checked) => checked.license,
                 // Not yet on this device: activate it if a seat is free.
@@ -190,8 +189,8 @@ async fn validate_answer(
                     // The identifier is kept as the device's name when it
                     // can be one (display text, at most 200 characters).
                     let name = MachineName::parse(Some(device_id)).ok().map(|_| device_id);
-                    let activation = Activation { machine: &machine, machine_name: name, app_version: None };
-                    let activated = flow::activate(state, context, caller.as_ref(), &license, activation).await;
+                    let activation = Activation { machine_name: name, app_version: None };
+                    let activated = state.client.activate(&call, &license, &machine, activation).await;
                     std::sync::Arc::new(activated?)
                 }
                 Err(reason) => return Err(ApiError::refused(reason)),
@@ -215,7 +214,7 @@ async fn validate_answer(
 /// tenant; another tenant's is unknown.
 async fn owned_license(state: &AppState, caller: &Caller, raw_key: Option<&str>) -> Result<Visible, ApiError> {
     let key = parse_key(raw_key)?;
-    let visible = flow::visible(state, Some(caller), &key).await?;
+    let visible = state.client.resolve(Some(caller), &key).await?;
     caller.may_read(&visible.license)?;
     Ok(visible)
 }
@@ -250,13 +249,14 @@ async fn deactivate_answer(
     let Visible { license, .. } = owned_license(state, &caller, request.license_key.as_deref()).await?;
     let (license, message) = match request.device_id.as_deref() {
         Some(device_id) => {
-            let machine = parse_device(device_id)?;
-            let license = flow::deactivate(state, context, Some(&caller), &license, &machine).await?;
+            let machine = state.client.machine(parse_device(device_id)?);
+            let call = super::client_call(context, Some(&caller));
+            let license = state.client.deactivate(&call, &license, &machine).await?;
             (license, "Device deactivated successfully")
         }
         None => {
-            let command = LicenseCommand::DeactivateAllDevices { at: Utc::now() };
-            let license = execute_as(state, context, Some(&caller), &license, command).await?;
+            let call = super::client_call(context, Some(&caller));
+            let license = state.client.deactivate_all(&call, &license).await?;
             (license, "All devices deactivated successfully")
         }
     };

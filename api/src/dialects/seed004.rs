@@ -18,11 +18,11 @@ use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::Utc;
-use keyledger_domain::{License, LicenseError, LicenseKey, MachineId};
+use keyledger_domain::{License, LicenseError, LicenseKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::flow::{self, Activation, Visible, Wants};
+use keyledger_app::client::{Activation, Beat, Machine, Visible, Wants};
 use super::native::licenses::{parse_key, parse_machine};
 use crate::auth::{Caller, ClientCaller};
 use crate::error::{ApiError, ErrorParts};
@@ -105,16 +105,15 @@ async fn product_named(state: &AppState, license: &License, raw: &str) -> Result
     }
     let code = keyledger_domain::parse_code(raw)
         .map_err(|_| ApiError::field("productId", "product_id must be a product's id (a UUID) or its code"))?;
-    match flow::product_of(state, license).await? {
+    match state.client.product_of(license).await? {
         Some(product) if product.code == code => Ok(product.id.clone()),
         _ => Err(ApiError::refused(LicenseError::ProductMismatch)),
     }
 }
 
 /// The activation of `machine` on `license`, as seed 004 shows it.
-fn activation(state: &AppState, license: &License, machine: &MachineId, machine_id: &str) -> Value {
-    let hash = state.hash_machine(machine);
-    let device = license.device(&hash);
+fn activation(license: &License, machine: &Machine, machine_id: &str) -> Value {
+    let device = license.device(&machine.hash);
     json!({
         "id": device.map(|device| device.id(&license.id)),
         "license_id": license.id,
@@ -197,19 +196,19 @@ async fn activate_answer(
     let key = parse_key(Some(required(request.license_key.as_deref(), "license_key")?))?;
     let product = required(request.product_id.as_deref(), "product_id")?.trim();
     let machine_id = required(request.machine_id.as_deref(), "machine_id")?;
-    let machine = parse_machine(Some(machine_id))?;
-    let Visible { license, tenant } = flow::visible(state, Some(&caller), &key).await?;
+    let machine = state.client.machine(parse_machine(Some(machine_id))?);
+    let Visible { license, tenant } = state.client.resolve(Some(&caller), &key).await?;
     let product_id = product_named(state, &license, product).await?;
     license.check_entitlements(Some(&product_id), &[], &[]).map_err(ApiError::refused)?;
-    let activation_request =
-        Activation { machine: &machine, machine_name: request.machine_name.as_deref(), app_version: None };
-    let license = flow::activate(state, context, Some(&caller), &license, activation_request).await?;
-    let (token, expires) = flow::token(state, &tenant.current, &license.id, machine_id, Utc::now()).await?;
+    let activation_request = Activation { machine_name: request.machine_name.as_deref(), app_version: None };
+    let call = super::client_call(context, Some(&caller));
+    let license = state.client.activate(&call, &license, &machine, activation_request).await?;
+    let (token, expires) = state.client.token(&tenant.current, &license.id, machine_id, Utc::now()).await?;
     Ok(json!({
         "ok": true,
         "token": token,
         "token_expires_at": instant(expires),
-        "activation": activation(state, &license, &machine, machine_id),
+        "activation": activation(&license, &machine, machine_id),
         "license": license_summary(&license),
     }))
 }
@@ -242,7 +241,7 @@ async fn verify_answer(
     let caller = tenant_caller(caller)?;
     let JsonBody(request) = body?;
     let machine_id = required(request.machine_id.as_deref(), "machine_id")?;
-    let machine = parse_machine(Some(machine_id))?;
+    let machine = state.client.machine(parse_machine(Some(machine_id))?);
     let tenant_id = caller.tenant_id.as_deref().unwrap_or_default();
     // The key and product from a token the tenant signed, else the key sent.
     let from_token = match request.token.as_deref() {
@@ -254,12 +253,12 @@ async fn verify_answer(
         None => parse_key(Some(required(request.license_key.as_deref(), "license_key")?))?,
     };
     let product_id = from_token.as_ref().and_then(|claims| claims["productId"].as_str());
-    let Visible { license, tenant } = flow::visible(state, Some(&caller), &key).await?;
+    let Visible { license, tenant } = state.client.resolve(Some(&caller), &key).await?;
     let wants = Wants { product_id, ..Wants::default() };
-    let interval = state.heartbeat_interval;
-    let checked = flow::check(state, context, Some(&caller), &license, &machine, wants, interval).await?;
+    let call = super::client_call(context, Some(&caller));
+    let checked = state.client.check(&call, &license, &machine, wants, Beat::Validate).await?;
     let checked = checked.map_err(ApiError::refused)?;
-    let (token, expires) = flow::token(state, &tenant.current, &license.id, machine_id, Utc::now()).await?;
+    let (token, expires) = state.client.token(&tenant.current, &license.id, machine_id, Utc::now()).await?;
     Ok(json!({
         "ok": true,
         "valid": true,
@@ -304,7 +303,8 @@ async fn deactivate_answer(
 ) -> Result<Value, ApiError> {
     let caller = tenant_caller(caller)?;
     let (license, machine, _) = machine_call(state, &caller, body).await?;
-    let license = flow::deactivate(state, context, Some(&caller), &license, &machine).await?;
+    let call = super::client_call(context, Some(&caller));
+    let license = state.client.deactivate(&call, &license, &machine).await?;
     Ok(json!({
         "ok": true,
         "license": license_summary(&license),
@@ -338,12 +338,12 @@ async fn heartbeat_answer(
 ) -> Result<Value, ApiError> {
     let caller = tenant_caller(caller)?;
     let (license, machine, machine_id) = machine_call(state, &caller, body).await?;
-    let interval = state.heartbeat_floor;
-    let checked = flow::check(state, context, Some(&caller), &license, &machine, Wants::default(), interval).await?;
+    let call = super::client_call(context, Some(&caller));
+    let checked = state.client.check(&call, &license, &machine, Wants::default(), Beat::Heartbeat).await?;
     let checked = checked.map_err(ApiError::refused)?;
     Ok(json!({
         "ok": true,
-        "activation": activation(state, &checked.license, &machine, &machine_id),
+        "activation": activation(&checked.license, &machine, &machine_id),
     }))
 }
 
@@ -352,11 +352,11 @@ async fn machine_call(
     state: &AppState,
     caller: &Caller,
     body: Result<JsonBody<MachineRequest>, ApiError>,
-) -> Result<(std::sync::Arc<License>, MachineId, String), ApiError> {
+) -> Result<(std::sync::Arc<License>, Machine, String), ApiError> {
     let JsonBody(request) = body?;
     let key = parse_key(Some(required(request.license_key.as_deref(), "license_key")?))?;
     let machine_id = required(request.machine_id.as_deref(), "machine_id")?.to_owned();
-    let machine = parse_machine(Some(&machine_id))?;
-    let Visible { license, .. } = flow::visible(state, Some(caller), &key).await?;
+    let machine = state.client.machine(parse_machine(Some(&machine_id))?);
+    let Visible { license, .. } = state.client.resolve(Some(caller), &key).await?;
     Ok((license, machine, machine_id))
 }

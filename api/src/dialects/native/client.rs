@@ -19,14 +19,15 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Duration, Utc};
-use keyledger_domain::{License, LicenseError, MachineId};
+use chrono::{DateTime, Utc};
+use keyledger_domain::{License, LicenseError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::licenses::{parse_key, parse_machine};
+use keyledger_app::client::{parse_key, parse_machine, Activation, Beat, Machine, Wants};
+
 use crate::auth::{Caller, ClientCaller};
-use crate::dialects::flow::{self, Activation, Wants};
+use crate::dialects::client_call;
 use crate::error::{ApiError, ErrorParts, ErrorShape};
 use crate::extract::{JsonBody, RequestContext};
 use crate::limits::FailedGuess;
@@ -149,7 +150,7 @@ struct Found {
     call: Call,
     request: ClientRequest,
     caller: Option<Caller>,
-    machine: MachineId,
+    machine: Machine,
     license: Arc<License>,
 }
 
@@ -178,13 +179,9 @@ async fn begin(
         Ok(ClientCaller(caller)) => caller,
         Err(error) => return Err((call, error)),
     };
-    let caller_tenant = caller.as_ref().and_then(|c| c.tenant_id.clone());
-    if let Some(tenant) = &caller_tenant {
-        match state.directory.tenant(tenant).await {
-            Ok(Some(keys)) => call.signer = keys.current.clone(),
-            Ok(None) => {}
-            Err(error) => return Err((call, ApiError::internal(error))),
-        }
+    match state.client.signer_for(caller.as_ref()).await {
+        Ok(signer) => call.signer = signer,
+        Err(error) => return Err((call, error.into())),
     }
     if let Some(nonce) = &request.nonce {
         if nonce.chars().count() > MAX_NONCE_LEN || nonce.chars().any(char::is_control) {
@@ -197,14 +194,15 @@ async fn begin(
         .and_then(|key| parse_machine(request.machine_id.as_deref()).map(|machine| (key, machine)));
     let (key, machine) = match parsed {
         Ok(parsed) => parsed,
-        Err(error) => return Err((call, error)),
+        Err(error) => return Err((call, error.into())),
     };
-    let visible = match flow::visible(state, caller.as_ref(), &key).await {
+    let visible = match state.client.resolve(caller.as_ref(), &key).await {
         Ok(visible) => visible,
-        Err(error) => return Err((call, error)),
+        Err(error) => return Err((call, error.into())),
     };
     let (license, tenant) = (visible.license, visible.tenant);
     call.signer = tenant.current.clone();
+    let machine = state.client.machine(machine);
     Ok(Found { call, request, caller, machine, license })
 }
 
@@ -249,14 +247,13 @@ async fn activate(
 
 async fn activate_found(state: &AppState, context: &RequestContext, found: &Found) -> Result<Value, ApiError> {
     let activation = Activation {
-        machine: &found.machine,
         machine_name: found.request.machine_name.as_deref(),
         app_version: found.request.app_version.as_deref(),
     };
-    let license = flow::activate(state, context, found.caller.as_ref(), &found.license, activation).await?;
-    let machine = state.hash_machine(&found.machine);
-    let device = license.device(&machine);
-    let (token, _) = flow::token(state, &found.call.signer, &license.id, found.machine_id(), Utc::now()).await?;
+    let call = client_call(context, found.caller.as_ref());
+    let license = state.client.activate(&call, &found.license, &found.machine, activation).await?;
+    let device = license.device(&found.machine.hash);
+    let (token, _) = state.client.token(&found.call.signer, &license.id, found.machine_id(), Utc::now()).await?;
     Ok(json!({
         "success": true,
         "error": null,
@@ -297,7 +294,8 @@ async fn deactivate(
         Ok(found) => found,
         Err((call, error)) => return call.refuse(error),
     };
-    match flow::deactivate(&state, &context, found.caller.as_ref(), &found.license, &found.machine).await {
+    let call = client_call(&context, found.caller.as_ref());
+    match state.client.deactivate(&call, &found.license, &found.machine).await {
         Ok(_) => found.call.answer(
             StatusCode::OK,
             json!({
@@ -307,7 +305,7 @@ async fn deactivate(
                 "message": "License has been deactivated on this machine.",
             }),
         ),
-        Err(error) => found.call.refuse(error),
+        Err(error) => found.call.refuse(error.into()),
     }
 }
 
@@ -329,8 +327,7 @@ async fn validate(
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<ClientRequest>, ApiError>,
 ) -> Response {
-    let interval = state.heartbeat_interval;
-    check_machine(&state, &context, caller, body, interval).await
+    check_machine(&state, &context, caller, body, Beat::Validate).await
 }
 
 /// An explicit heartbeat: the same answer as validate, and the device's
@@ -353,8 +350,7 @@ async fn heartbeat(
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<ClientRequest>, ApiError>,
 ) -> Response {
-    let floor = state.heartbeat_floor;
-    check_machine(&state, &context, caller, body, floor).await
+    check_machine(&state, &context, caller, body, Beat::Heartbeat).await
 }
 
 /// Validate's answer to a license-state refusal: 200 with `isValid: false`,
@@ -387,26 +383,19 @@ async fn check_machine(
     context: &RequestContext,
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<ClientRequest>, ApiError>,
-    heartbeat_interval: Duration,
+    beat: Beat,
 ) -> Response {
     let found = match begin(state, caller, body).await {
         Ok(found) => found,
         Err((call, error)) if error.code == "license_not_found" => return invalid(&call, LicenseError::NotFound, None),
         Err((call, error)) => return call.refuse(error.shaped(ErrorShape::Validate)),
     };
-    let checked = flow::check(
-        state,
-        context,
-        found.caller.as_ref(),
-        &found.license,
-        &found.machine,
-        found.wants(),
-        heartbeat_interval,
-    );
+    let call = client_call(context, found.caller.as_ref());
+    let checked = state.client.check(&call, &found.license, &found.machine, found.wants(), beat);
     let (license, update) = match checked.await {
         Ok(Ok(checked)) => (checked.license, checked.update),
         Ok(Err(reason)) => return invalid(&found.call, reason, Some(&found.license)),
-        Err(error) => return found.call.refuse(error.shaped(ErrorShape::Validate)),
+        Err(error) => return found.call.refuse(ApiError::from(error).shaped(ErrorShape::Validate)),
     };
     let call = &found.call;
     let body = Valid {
@@ -512,13 +501,12 @@ async fn token(
         Err((call, error)) => return call.refuse(error),
     };
     let now = Utc::now();
-    let machine = state.hash_machine(&found.machine);
-    match flow::confirmed_valid(&state, &found.license, &machine, now).await {
+    match state.client.confirmed_valid(&found.license, &found.machine.hash, now).await {
         Ok(Ok(_)) => {}
         Ok(Err(reason)) => return found.call.refuse(ApiError::refused(reason)),
-        Err(error) => return found.call.refuse(error),
+        Err(error) => return found.call.refuse(error.into()),
     }
-    match flow::token(&state, &found.call.signer, &found.license.id, found.machine_id(), now).await {
+    match state.client.token(&found.call.signer, &found.license.id, found.machine_id(), now).await {
         Ok((token, expires)) => found.call.answer(
             StatusCode::OK,
             json!({
@@ -529,7 +517,7 @@ async fn token(
                 "tokenExpiresAt": instant(expires),
             }),
         ),
-        Err(error) => found.call.refuse(error),
+        Err(error) => found.call.refuse(error.into()),
     }
 }
 

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::Utc;
-use keyledger_domain::{parse_app_version, Device, DeviceDetails, License, LicenseCommand, MachineName};
+use keyledger_domain::{Device, License, LicenseCommand};
 use serde_json::{json, Value};
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -87,23 +87,14 @@ async fn register_device(
     JsonBody(request): JsonBody<RegisterDeviceRequest>,
 ) -> ApiResult<Json<DeviceRecord>> {
     let license = administrable_license(&state, &caller, &raw_id).await?;
-    let machine = parse_machine(request.machine_id.as_deref())?;
-    let machine_name = MachineName::parse(request.machine_name.as_deref())
-        .map_err(|e| ApiError::field("machineName", e.to_string()))?;
-    let app_version =
-        parse_app_version(request.app_version.as_deref()).map_err(|e| ApiError::field("appVersion", e.to_string()))?;
-    // The administrator's address is not the device's.
-    let details = DeviceDetails { app_version, ip: None, user_agent: None };
-    let machine = state.hash_machine(&machine);
-    let device_number = crate::dialects::flow::new_device_number(&state, &license, &machine).await?;
-    let command = LicenseCommand::ActivateLicense {
-        machine: machine.clone(),
-        machine_name,
-        details,
-        device_number,
-        at: Utc::now(),
+    let machine = state.client.machine(parse_machine(request.machine_id.as_deref())?);
+    let activation = keyledger_app::client::Activation {
+        machine_name: request.machine_name.as_deref(),
+        app_version: request.app_version.as_deref(),
     };
-    let license = execute_as(&state, &context, Some(&caller), &license, command).await?;
+    let call = crate::dialects::client_call(&context, Some(&caller));
+    let license = state.client.register_device(&call, &license, &machine, activation).await?;
+    let machine = machine.hash;
     record(&license, &keyledger_domain::device_id(&license.id, &machine))
 }
 

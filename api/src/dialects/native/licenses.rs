@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{Datelike, Duration, Utc};
 use keyledger_domain::{check_display_text, License, LicenseCommand, LicenseKey, LicenseType, MachineId, Seats};
-use keyledger_projections::LicenseView;
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
 
@@ -44,11 +43,11 @@ pub fn routes() -> Routes {
 // --- input parsing -------------------------------------------------------------
 
 pub(crate) fn parse_key(raw: Option<&str>) -> ApiResult<LicenseKey> {
-    LicenseKey::parse(raw.unwrap_or_default()).map_err(|e| ApiError::field("licenseKey", e.to_string()))
+    Ok(keyledger_app::client::parse_key(raw)?)
 }
 
 pub(crate) fn parse_machine(raw: Option<&str>) -> ApiResult<MachineId> {
-    MachineId::parse(raw.unwrap_or_default()).map_err(|e| ApiError::field("machineId", e.to_string()))
+    Ok(keyledger_app::client::parse_machine(raw)?)
 }
 
 pub(super) fn parse_license_id(raw: &str) -> ApiResult<String> {
@@ -115,10 +114,6 @@ fn parse_max_connections(raw: i64) -> ApiResult<u32> {
 }
 
 // --- lookups -----------------------------------------------------------------------
-
-pub(crate) async fn view_by_key(state: &AppState, key: &LicenseKey) -> ApiResult<Option<LicenseView>> {
-    state.views.by_key(key).await.map_err(ApiError::internal)
-}
 
 /// The license with this id if the caller may see it at all.
 pub(super) async fn readable_license(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<License> {
@@ -226,7 +221,7 @@ async fn info(
     PathParam(raw_key): PathParam,
 ) -> ApiResult<Json<LicenseResponse>> {
     let key = parse_key(Some(&raw_key))?;
-    let view = view_by_key(&state, &key).await?.ok_or_else(ApiError::license_not_found)?;
+    let view = state.views.by_key(&key).await.map_err(ApiError::internal)?.ok_or_else(ApiError::license_not_found)?;
     caller.may_read(&view.license)?;
     Ok(Json(LicenseResponse::new(&view.license, Utc::now())))
 }

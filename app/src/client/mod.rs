@@ -1,0 +1,368 @@
+//! The client service: the one place that decides the client calls a
+//! vendor's software makes — which license a caller may use, activate, the
+//! check behind validate and heartbeat, deactivate, offline token claims
+//! and the update check. Every API dialect, native included, parses its
+//! wire format into the typed inputs here and renders the typed outcome
+//! back; none decides anything of its own.
+//!
+//! Refusals by the license rules come back as [`ClientError::Refused`] (or,
+//! from [`ClientService::check`], as the inner `Err` of a normal answer);
+//! bad input as [`ClientError::Invalid`] naming the native field
+//! (`licenseKey`, `machineId`, `machineName`, ...), which a dialect renames
+//! into its own wire names.
+
+mod calls;
+mod check;
+mod token;
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use keyledger_domain::{
+    ClientAddress, DeviceDetails, License, LicenseCommand, LicenseError, LicenseKey, MachineHash, MachineId,
+    MachineName, Product,
+};
+use keyledger_projections::{LicenseViews, MemoryView};
+
+pub use calls::{CallReport, CallReports};
+pub use check::{error_chain, Checked, UpdateAnswer, Wants};
+
+use crate::access::Caller;
+use crate::anomalies::{CallCounter, SettingsCache};
+use crate::metadata::Origin;
+use crate::products::ProductStore;
+use crate::serials::{SerialKind, Serials};
+use crate::service::{CommandError, LicenseService};
+use crate::signing::{ActiveKey, Directory, TenantKeys};
+
+/// Any failure of a store or a library below the client service.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a client call got no answer of the license rules' own.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Refused by the license rules (an unknown key included).
+    #[error(transparent)]
+    Refused(#[from] LicenseError),
+    /// Bad input in one field, named as the native API names it.
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    /// Retries ran out while other writers kept changing the license.
+    #[error("the license is being changed by other requests; retry shortly")]
+    Contended,
+    /// A store or library failed: the cause is kept for the log.
+    #[error("{context}")]
+    Failed {
+        context: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl ClientError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid { field: field.to_owned(), message: message.into() }
+    }
+
+    fn failed(context: &'static str) -> impl FnOnce(BoxError) -> Self {
+        move |source| Self::Failed { context, source }
+    }
+
+    /// Whether this is what someone guessing keys is answered: an unknown
+    /// or malformed license key (counted towards progressive blocks).
+    pub fn is_failed_guess(&self) -> bool {
+        match self {
+            Self::Refused(LicenseError::NotFound) => true,
+            Self::Invalid { field, .. } => field == "licenseKey",
+            _ => false,
+        }
+    }
+}
+
+impl From<CommandError> for ClientError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Refused(reason) => Self::Refused(reason),
+            CommandError::Contended => Self::Contended,
+            other => Self::Failed { context: "a license command failed", source: Box::new(other) },
+        }
+    }
+}
+
+/// The request a client call came in: where from, and who presented a
+/// key (None: anonymous).
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub origin: Origin<'a>,
+    pub caller: Option<&'a Caller>,
+}
+
+/// A machine as the client named it, and its keyed hash (what events
+/// hold), made once per call.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    pub id: MachineId,
+    pub hash: MachineHash,
+}
+
+/// A license a caller may use, and its tenant's signing keys.
+pub struct Visible {
+    pub license: Arc<License>,
+    pub tenant: Arc<TenantKeys>,
+}
+
+/// What a device says about itself when it activates.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Activation<'a> {
+    pub machine_name: Option<&'a str>,
+    pub app_version: Option<&'a str>,
+}
+
+/// The settings the client rules read.
+#[derive(Clone)]
+pub struct ClientSettings {
+    /// The server secret machine ids are hashed with.
+    pub machine_secret: Arc<[u8]>,
+    /// How long an offline license token lasts at most.
+    pub token_ttl: Duration,
+    /// At most one heartbeat per device per interval reaches the log from
+    /// validate.
+    pub heartbeat_interval: Duration,
+    /// The same for the explicit heartbeat call.
+    pub heartbeat_floor: Duration,
+}
+
+/// Which call a check answers: they differ only in how often the device's
+/// heartbeat is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    Validate,
+    Heartbeat,
+}
+
+/// The stores the client rules read and write.
+pub struct ClientStores {
+    pub licenses: Arc<LicenseService>,
+    pub views: LicenseViews,
+    pub memory: Arc<MemoryView>,
+    pub directory: Arc<Directory>,
+    pub products: ProductStore,
+    pub serials: Arc<Serials>,
+    pub anomaly_settings: Arc<SettingsCache>,
+    pub call_counter: Arc<CallCounter>,
+    pub call_reports: CallReports,
+}
+
+pub struct ClientService {
+    stores: ClientStores,
+    settings: ClientSettings,
+}
+
+/// How stale a product read by a client call may be: a change made
+/// through another process reaches this one's answers within this.
+const PRODUCT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The license key from a request, or bad input naming `licenseKey`.
+pub fn parse_key(raw: Option<&str>) -> Result<LicenseKey, ClientError> {
+    LicenseKey::parse(raw.unwrap_or_default()).map_err(|e| ClientError::invalid("licenseKey", e.to_string()))
+}
+
+/// The machine id from a request, or bad input naming `machineId`.
+pub fn parse_machine(raw: Option<&str>) -> Result<MachineId, ClientError> {
+    MachineId::parse(raw.unwrap_or_default()).map_err(|e| ClientError::invalid("machineId", e.to_string()))
+}
+
+impl ClientService {
+    pub fn new(stores: ClientStores, settings: ClientSettings) -> Self {
+        Self { stores, settings }
+    }
+
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    /// The machine with its hash.
+    pub fn machine(&self, id: MachineId) -> Machine {
+        let hash = id.hash(&self.settings.machine_secret);
+        Machine { id, hash }
+    }
+
+    /// Who signs an answer given before a license is found: the caller's
+    /// tenant's current key when the caller's key names a tenant, else
+    /// the platform key.
+    pub async fn signer_for(&self, caller: Option<&Caller>) -> Result<Arc<ActiveKey>, ClientError> {
+        let directory = &self.stores.directory;
+        let Some(tenant_id) = caller.and_then(|caller| caller.tenant_id.as_deref()) else {
+            return Ok(directory.platform().clone());
+        };
+        let keys = directory.tenant(tenant_id).await.map_err(|e| ClientError::failed("signing keys unreadable")(e.into()))?;
+        Ok(keys.map_or_else(|| directory.platform().clone(), |keys| keys.current.clone()))
+    }
+
+    /// The license with `key` if `caller` may use it: a tenant's key sees
+    /// its own tenant's licenses only, the operator's every one, and an
+    /// anonymous caller those of tenants that don't require a client key.
+    /// Anything else is answered exactly as an unknown key.
+    #[tracing::instrument(skip_all)]
+    pub async fn resolve(&self, caller: Option<&Caller>, key: &LicenseKey) -> Result<Visible, ClientError> {
+        let not_found = || ClientError::Refused(LicenseError::NotFound);
+        let license = self.find(key).await?.ok_or_else(not_found)?;
+        let tenant = self
+            .stores
+            .directory
+            .tenant(&license.tenant_id)
+            .await
+            .map_err(|e| ClientError::failed("signing keys unreadable")(e.into()))?
+            .ok_or_else(not_found)?;
+        let allowed = match caller {
+            Some(caller) => caller.may_use(&license),
+            None => !tenant.require_client_key,
+        };
+        if !allowed {
+            return Err(not_found());
+        }
+        Ok(Visible { license, tenant })
+    }
+
+    /// The license with this key, from this process's memory when it
+    /// knows the key (the hot path: no database), else from the read model.
+    async fn find(&self, key: &LicenseKey) -> Result<Option<Arc<License>>, ClientError> {
+        if let Some(entry) = self.stores.memory.get_by_key(key) {
+            return Ok(Some(entry.license));
+        }
+        // Generated by another process a moment ago, or not at all.
+        let view = self.stores.views.by_key(key).await.map_err(|e| ClientError::failed("license view unreadable")(e.into()))?;
+        let Some(view) = view else { return Ok(None) };
+        self.stores.memory.put(view.license.clone(), view.version, view.last_hash.as_deref());
+        Ok(Some(Arc::new(view.license)))
+    }
+
+    /// Runs a license command for a client call.
+    pub async fn execute(&self, call: &Call<'_>, license: &License, command: LicenseCommand) -> Result<License, ClientError> {
+        let metadata = crate::metadata::event_metadata(
+            call.origin,
+            call.caller.map(|caller| crate::metadata::Actor { key_id: &caller.key_id, role: caller.role.as_str() }),
+            &license.tenant_id,
+            Utc::now(),
+        );
+        Ok(self.stores.licenses.execute(&license.id, command, metadata).await?)
+    }
+
+    /// Takes a seat of `license` for the machine. Bad names are refused
+    /// naming the native field (`machineName`, `appVersion`).
+    #[tracing::instrument(skip_all, fields(license_id = %license.id))]
+    pub async fn activate(
+        &self,
+        call: &Call<'_>,
+        license: &License,
+        machine: &Machine,
+        activation: Activation<'_>,
+    ) -> Result<License, ClientError> {
+        self.take_seat(call, license, machine, activation, true).await
+    }
+
+    /// An administrator takes a seat for a machine without its client (its
+    /// `LicenseActivated` names the administrator's key as the actor). The
+    /// administrator's address and agent are not the device's, so they are
+    /// not recorded as its details.
+    pub async fn register_device(
+        &self,
+        call: &Call<'_>,
+        license: &License,
+        machine: &Machine,
+        activation: Activation<'_>,
+    ) -> Result<License, ClientError> {
+        self.take_seat(call, license, machine, activation, false).await
+    }
+
+    async fn take_seat(
+        &self,
+        call: &Call<'_>,
+        license: &License,
+        machine: &Machine,
+        activation: Activation<'_>,
+        from_device: bool,
+    ) -> Result<License, ClientError> {
+        let machine_name = MachineName::parse(activation.machine_name)
+            .map_err(|e| ClientError::invalid("machineName", e.to_string()))?;
+        let app_version = keyledger_domain::parse_app_version(activation.app_version)
+            .map_err(|e| ClientError::invalid("appVersion", e.to_string()))?;
+        let details = if from_device {
+            device_details(call.origin, app_version)
+        } else {
+            DeviceDetails { app_version, ip: None, user_agent: None }
+        };
+        let device_number = self.new_device_number(license, &machine.hash).await?;
+        let command = LicenseCommand::ActivateLicense {
+            machine: machine.hash.clone(),
+            machine_name,
+            details,
+            device_number,
+            at: Utc::now(),
+        };
+        self.execute(call, license, command).await
+    }
+
+    /// Releases the machine's seat (a transfer, counted by a transfer limit).
+    #[tracing::instrument(skip_all, fields(license_id = %license.id))]
+    pub async fn deactivate(&self, call: &Call<'_>, license: &License, machine: &Machine) -> Result<License, ClientError> {
+        let command =
+            LicenseCommand::DeactivateLicense { machine: machine.hash.clone(), enforce_transfer_limit: true, at: Utc::now() };
+        self.execute(call, license, command).await
+    }
+
+    /// Releases every seat of the license at once.
+    pub async fn deactivate_all(&self, call: &Call<'_>, license: &License) -> Result<License, ClientError> {
+        self.execute(call, license, LicenseCommand::DeactivateAllDevices { at: Utc::now() }).await
+    }
+
+    /// The license's product, for answers that describe it (a dialect's
+    /// `product` object); None for the tenant's default product.
+    pub async fn product_of(&self, license: &License) -> Result<Option<Arc<Product>>, ClientError> {
+        let Some(product_id) = &license.product_id else { return Ok(None) };
+        self.stores
+            .products
+            .get_cached(product_id, PRODUCT_MAX_AGE)
+            .await
+            .map_err(|e| ClientError::failed("product unreadable")(e.into()))
+    }
+
+    /// A number for the machine if it is new to the license (as far as
+    /// this process knows: a number taken for nothing is a gap, and a
+    /// device that held a seat before keeps its own whatever is passed).
+    async fn new_device_number(&self, license: &License, machine: &MachineHash) -> Result<Option<i64>, ClientError> {
+        if license.knows_machine(machine) {
+            return Ok(None);
+        }
+        let number = self
+            .stores
+            .serials
+            .next(&license.tenant_id, SerialKind::Device)
+            .await
+            .map_err(|e| ClientError::failed("device number not taken")(e.into()))?;
+        Ok(Some(number))
+    }
+
+    /// The tenant's signing keys, published and current.
+    pub async fn tenant_keys(&self, tenant_id: &str) -> Result<Option<Arc<TenantKeys>>, ClientError> {
+        self.stores.directory.tenant(tenant_id).await.map_err(|e| ClientError::failed("signing keys unreadable")(e.into()))
+    }
+}
+
+/// Every feature the license entitles to: its own, then its product's.
+pub fn features<'a>(license: &'a License, product: Option<&'a Product>) -> Vec<&'a str> {
+    let own = license.features.iter().map(String::as_str);
+    let of_product = product.into_iter().flat_map(|product| product.features.iter().map(String::as_str));
+    let mut features: Vec<&str> = own.collect();
+    features.extend(of_product.filter(|f| !license.features.iter().any(|own| own == f)));
+    features
+}
+
+/// What a device reports about itself on this request.
+fn device_details(origin: Origin<'_>, app_version: Option<String>) -> DeviceDetails {
+    DeviceDetails {
+        app_version,
+        ip: origin.client_ip.map(ClientAddress::from_text),
+        user_agent: origin.user_agent.and_then(DeviceDetails::user_agent),
+    }
+}
