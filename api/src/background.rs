@@ -17,7 +17,7 @@ use keyledger_workers::{
 
 use crate::limits::Limits;
 use keyledger_app::signing::Directory;
-use crate::state::AppState;
+use crate::ops::OpsState;
 
 pub const DIRECTORY_REFRESH: &str = "directory-refresh";
 pub const BLOCK_FOLLOWER: &str = "address-blocks";
@@ -53,11 +53,11 @@ const FAN_OUT_GATHER: Duration = Duration::from_millis(20);
 const DISPATCH_ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// Starts every background consumer of a serving process on `runtime`.
-pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
+pub fn start(runtime: &mut Runtime, state: &OpsState, settings: Settings) {
     let db = state.db.clone();
     // Every follower of the tail reads it through the state's log, which
     // reads each event from the database once for all of them.
-    let log = state.log.clone();
+    let log = state.app.log.clone();
     runtime.spawn(Spec::follower(LICENSE_VIEW_RUNNER, RUNNER_POLL).exclusive().gathering(RUNNER_GATHER), {
         let (db, log) = (db.clone(), log.clone());
         move || ProjectionRunner::new(db.clone()).with_log(log.clone())
@@ -84,13 +84,13 @@ pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
         runtime.spawn(Spec::periodic(COMMIT_SIGNAL, Duration::ZERO), move || CommitSignal::new(pool.clone()));
     }
     if let Some(interval) = settings.expiry_sweep {
-        let (licenses, views) = (state.licenses.clone(), state.views.clone());
+        let (licenses, views) = (state.app.licenses.clone(), state.app.views.clone());
         runtime.spawn(Spec::periodic(EXPIRY_SWEEPER, interval).exclusive(), move || {
             ExpirySweeper::new(licenses.clone(), views.clone())
         });
     }
     if let Some(interval) = settings.heartbeat_sweep {
-        let (licenses, views) = (state.licenses.clone(), state.views.clone());
+        let (licenses, views) = (state.app.licenses.clone(), state.app.views.clone());
         // Not exclusive: each process sweeps, and the log records each
         // death once.
         runtime.spawn(Spec::periodic(HEARTBEAT_SWEEPER, interval), move || {
@@ -98,7 +98,7 @@ pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
         });
     }
     if let Some(interval) = settings.checkpoint_every {
-        let checkpoints = state.checkpoints.clone();
+        let checkpoints = state.app.checkpoints.clone();
         // The first checkpoint comes after a full interval, so restarts
         // don't add one each.
         let first = Instant::now() + interval;
@@ -107,11 +107,11 @@ pub fn start(runtime: &mut Runtime, state: &AppState, settings: Settings) {
         });
     }
     // Waits for the client calls' reports, with a slow poll as a net.
-    let (reports, licenses) = (state.call_reports.clone(), state.licenses.clone());
+    let (reports, licenses) = (state.call_reports.clone(), state.app.licenses.clone());
     runtime.spawn(Spec::periodic(CALL_REPORTER, Duration::from_secs(1)).woken_by(reports.signal()), move || {
         CallReporter::new(reports.clone(), licenses.clone())
     });
-    let directory = state.directory.clone();
+    let directory = state.app.directory.clone();
     runtime
         .spawn(Spec::periodic(DIRECTORY_REFRESH, Duration::from_secs(1)), move || DirectoryRefresh(directory.clone()));
     if state.limits.enabled() {
@@ -142,17 +142,17 @@ impl Consumer for BlockFollower {
 }
 
 /// The webhook dispatcher (one per database) and sender (every process).
-fn start_webhooks(runtime: &mut Runtime, state: &AppState, settings: &Settings) {
+fn start_webhooks(runtime: &mut Runtime, state: &OpsState, settings: &Settings) {
     let source = feed_source(state, settings, DISPATCH_ACK_WAIT);
     let handoff = WebhookHandoff::default();
-    let (store, log, policy) = (state.webhooks.clone(), state.log.clone(), settings.retry_policy.clone());
+    let (store, log, policy) = (state.app.webhooks.store.clone(), state.app.log.clone(), settings.retry_policy.clone());
     runtime.spawn(Spec::follower(WEBHOOK_DISPATCHER, RUNNER_POLL).exclusive().gathering(FAN_OUT_GATHER), {
         let handoff = handoff.clone();
         move || WebhookDispatcher::new(source.clone(), store.clone(), log.clone(), handoff.clone(), &policy)
     });
     let (store, policy, allow_private) =
-        (state.webhooks.clone(), settings.retry_policy.clone(), state.webhook_allow_private);
-    let metrics = state.metrics.clone();
+        (state.app.webhooks.store.clone(), settings.retry_policy.clone(), state.app.webhooks.allow_private);
+    let metrics = state.app.metrics.clone();
     let sender = Spec::periodic(WEBHOOK_SENDER, SENDER_POLL).woken_by(keyledger_app::webhooks::queued());
     runtime.spawn(sender, move || {
         WebhookSender::new(store.clone(), policy.clone(), allow_private, metrics.clone(), handoff.clone())
@@ -161,17 +161,17 @@ fn start_webhooks(runtime: &mut Runtime, state: &AppState, settings: &Settings) 
 }
 
 /// The relay's stream when there is one, else the log's tail.
-fn feed_source(state: &AppState, settings: &Settings, ack_wait: Duration) -> FeedSource {
+fn feed_source(state: &OpsState, settings: &Settings, ack_wait: Duration) -> FeedSource {
     match &settings.relay {
         Some(relay) => FeedSource::Nats { url: relay.nats_url.clone(), stream: relay.stream.clone(), ack_wait },
-        None => FeedSource::Tail(state.log.clone()),
+        None => FeedSource::Tail(state.app.log.clone()),
     }
 }
 
 /// The anomaly detector, one per database.
-fn start_anomaly_detector(runtime: &mut Runtime, state: &AppState, settings: &Settings) {
+fn start_anomaly_detector(runtime: &mut Runtime, state: &OpsState, settings: &Settings) {
     let source = feed_source(state, settings, DETECTOR_ACK_WAIT);
-    let (log, licenses, cache) = (state.log.clone(), state.licenses.clone(), state.anomaly_settings.clone());
+    let (log, licenses, cache) = (state.app.log.clone(), state.app.licenses.clone(), state.app.anomaly_settings.clone());
     runtime.spawn(Spec::follower(ANOMALY_DETECTOR, RUNNER_POLL).exclusive().gathering(FAN_OUT_GATHER), move || {
         AnomalyWorker::new(source.clone(), log.clone(), licenses.clone(), cache.clone())
     });

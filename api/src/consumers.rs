@@ -6,7 +6,7 @@ use keyledger_eventlog::{Cursor, EventLogError};
 use keyledger_workers::{ConsumerStatus, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER, WEBHOOK_DISPATCHER};
 use serde::Serialize;
 
-use crate::state::AppState;
+use crate::ops::OpsState;
 
 /// Lag is counted up to this many events; past it the number is "a lot".
 pub const LAG_COUNT_CAP: i64 = 100_000;
@@ -27,7 +27,7 @@ pub struct ConsumerReport {
 /// Every consumer of this process, with the lag of those that follow the
 /// log's tail (read from their checkpoints, so a standby reports the lag
 /// of whichever process is active).
-pub async fn report(state: &AppState) -> Result<Vec<ConsumerReport>, EventLogError> {
+pub async fn report(state: &OpsState) -> Result<Vec<ConsumerReport>, EventLogError> {
     let now = Utc::now();
     let mut reports = Vec::new();
     for mut status in state.consumers.all() {
@@ -35,9 +35,9 @@ pub async fn report(state: &AppState) -> Result<Vec<ConsumerReport>, EventLogErr
         status.last_error = None;
         let cursor = match status.name.as_str() {
             MEMORY_FOLLOWER => Some(*state.follower_progress.lock().unwrap_or_else(|p| p.into_inner())),
-            LICENSE_VIEW_RUNNER | RELAY_CONSUMER => Some(state.log.checkpoint(&status.name).await?),
+            LICENSE_VIEW_RUNNER | RELAY_CONSUMER => Some(state.app.log.checkpoint(&status.name).await?),
             // With NATS it reads the stream, whose lag NATS keeps.
-            WEBHOOK_DISPATCHER if !state.relay_enabled => Some(state.log.checkpoint(&status.name).await?),
+            WEBHOOK_DISPATCHER if !state.relay_enabled => Some(state.app.log.checkpoint(&status.name).await?),
             _ => None,
         };
         let (lag_events, lag_seconds) = match cursor {
@@ -54,8 +54,8 @@ pub async fn report(state: &AppState) -> Result<Vec<ConsumerReport>, EventLogErr
     Ok(reports)
 }
 
-async fn lag(state: &AppState, cursor: Cursor, now: DateTime<Utc>) -> Result<(i64, f64), EventLogError> {
-    let (events, oldest) = state.log.behind(cursor, LAG_COUNT_CAP).await?;
+async fn lag(state: &OpsState, cursor: Cursor, now: DateTime<Utc>) -> Result<(i64, f64), EventLogError> {
+    let (events, oldest) = state.app.log.behind(cursor, LAG_COUNT_CAP).await?;
     let seconds = oldest
         .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
         .map_or(0.0, |t| (now - t.with_timezone(&Utc)).num_milliseconds().max(0) as f64 / 1000.0);

@@ -1,28 +1,30 @@
-//! The keyledger HTTP API.
+//! The keyledger server: the HTTP plumbing and the binary that composes
+//! everything.
 //!
-//! This crate composes the rest: it turns requests into license commands
-//! and reads, decides who may do what (tenants, API keys, roles), and maps
-//! results onto seed 000's wire format. The `keyledger` binary in
-//! `main.rs` is a thin shell around [`Application`].
+//! The dialects (`keyledger-dialects`) turn requests into calls of the
+//! application services (`keyledger-app`); this crate serves them: the
+//! front door every request passes (request context and span, error
+//! answers in the dialect's shape, rate limits and blocks, the request
+//! screen), the server's own endpoints (`/health`, `/metrics`,
+//! `/openapi.json`, `/docs`), the connection handling, the background
+//! consumers and start-up. The `keyledger` binary in `main.rs` is a thin
+//! shell around [`Application`].
 
-pub mod auth;
 mod background;
 pub mod config;
 mod consumers;
-mod dialects;
-mod error;
-mod extract;
+mod context;
+mod dialect_errors;
 mod limits;
-mod metadata;
 mod metrics;
 mod openapi;
+mod ops;
 mod router;
 mod screen;
 mod server;
 mod startup;
-mod state;
-mod wire;
 
 pub use config::{AuditAction, Cli, Command, Config, ProjectionsAction};
-pub use router::{table as route_table, Route, MAX_BODY_BYTES};
+pub use keyledger_http::Route;
+pub use router::{table as route_table, MAX_BODY_BYTES};
 pub use startup::{rebuild_projections, verify_log, Application, StartupError};

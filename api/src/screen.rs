@@ -28,8 +28,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 
-use crate::error::ApiError;
-use crate::extract::{check_object, BodyReadTimeout};
+use keyledger_http::ApiError;
+use keyledger_http::extract::{check_object, BodyReadTimeout};
 use crate::router::MAX_BODY_BYTES;
 use http_body_util::BodyExt;
 

@@ -16,7 +16,7 @@ use keyledger_projections::{LicenseViews, MemoryView};
 use keyledger_workers::{MemoryFollower, ProjectionRunner, RelayConfig, Runtime};
 use tokio::net::TcpListener;
 
-use crate::auth::{Authenticator, KEY_PREFIX, OPERATOR_PREFIX};
+use keyledger_http::auth::{Authenticator, KEY_PREFIX, OPERATOR_PREFIX};
 use crate::background;
 use crate::config::Config;
 use crate::limits::client_ip::parse_trusted;
@@ -25,7 +25,8 @@ use crate::metrics::Metrics;
 use crate::router::router;
 use crate::server::{self, ServerSettings};
 use keyledger_app::signing::{self, Directory, DirectoryError, MasterKey};
-use crate::state::{AppState, Shared};
+use crate::ops::{Ops, OpsState};
+use keyledger_http::state::{AppState, Shared, Webhooks};
 use keyledger_app::anomalies::{AnomalyStore, SettingsCache};
 use keyledger_app::secret::{random_token, sha256_hex};
 use keyledger_app::service::LicenseService;
@@ -245,7 +246,7 @@ const CONSUMER_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub struct Application {
     listener: TcpListener,
-    state: AppState,
+    state: OpsState,
     runtime: Runtime,
     background: background::Settings,
     server: ServerSettings,
@@ -310,7 +311,7 @@ impl Application {
         let limits = Arc::new(Limits::new(
             keyledger_app::blocks::BlockStore::new(db.clone()),
             config.limit_settings(),
-            &crate::dialects::route_rules(),
+            crate::router::dialects(),
         ));
         if !limits.enabled() {
             tracing::warn!("rate limits and address blocks are off (KEYLEDGER_RATE_LIMITS=off)");
@@ -343,19 +344,28 @@ impl Application {
                 heartbeat_floor,
             },
         ));
-        let state = AppState::new(Shared {
+        let app = AppState::new(Shared {
             client,
-            call_reports,
             licenses,
             views,
-            memory,
             log: EventLog::new(db.clone()),
             checkpoints,
             auth: Authenticator::new(&operator_token, tenancy.clone(), directory.clone()),
+            tenancy,
             directory,
             rsa_keys,
-            limits,
+            products,
+            customers: keyledger_app::customers::CustomerStore::new(db.clone()),
+            serials,
+            webhooks: Webhooks { store: webhooks, allow_private: config.webhook_allow_private_networks },
+            anomaly_settings,
             metrics,
+        });
+        let state = OpsState::new(Ops {
+            app,
+            db,
+            memory,
+            limits,
             metrics_token: config
                 .metrics_token
                 .clone()
@@ -365,19 +375,7 @@ impl Application {
             consumers: runtime.statuses(),
             health_max_lag: std::time::Duration::from_secs(config.health_max_lag_secs.into()),
             relay_enabled: config.nats_url.is_some(),
-            token_ttl,
-            tenancy,
-            machine_secret,
-            webhooks,
-            products,
-            customers: keyledger_app::customers::CustomerStore::new(db.clone()),
-            serials,
-            webhook_allow_private: config.webhook_allow_private_networks,
-            anomaly_settings,
-            call_counter,
-            heartbeat_interval,
-            heartbeat_floor,
-            db,
+            call_reports,
         });
         let listener = TcpListener::bind(config.listen)
             .await
@@ -418,7 +416,7 @@ impl Application {
         let db = self.state.db.clone();
         let mut runtime = self.runtime;
         background::start(&mut runtime, &self.state, self.background);
-        let served = server::serve(self.listener, router(self.state), self.server, shutdown).await;
+        let served = server::serve(self.listener, router(self.state.app.clone(), self.state), self.server, shutdown).await;
         runtime.shutdown(CONSUMER_GRACE).await;
         db.close().await;
         served

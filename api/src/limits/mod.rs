@@ -16,7 +16,6 @@ pub mod routes;
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,25 +24,20 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use keyledger_app::blocks::{BlockStore, BlockStoreError};
-use routes::RouteRule;
+use keyledger_http::dialect::{Dialects, FailedGuess};
 
 pub use blocks::BlockSettings;
 use blocks::Blocks;
 use buckets::{Buckets, Take};
 use routes::{RouteLimits, Verdict};
 
-use crate::error::ApiError;
+use keyledger_http::ApiError;
 use crate::metrics::ClassLabels;
 use keyledger_app::secret::sha256_hex;
 
 /// The address a request came from, as decided by [`client_ip::client_ip`].
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
-
-/// Marks an answer that is what a key guesser gets: an unknown or
-/// malformed license key on a client endpoint.
-#[derive(Debug, Clone, Copy)]
-pub struct FailedGuess;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -61,13 +55,13 @@ impl Class {
         }
     }
 
-    /// The class of a route template.
-    pub fn of(route: Option<&str>) -> Self {
+    /// The class of a route template, among `dialects`' routes.
+    pub fn of(route: Option<&str>, dialects: &Dialects) -> Self {
         let Some(route) = route else { return Class::Public };
         const CLIENT: [&str; 5] = ["/activate", "/validate", "/heartbeat", "/deactivate", "/token"];
         const PUBLIC: [&str; 6] = ["/", "/health", "/metrics", "/openapi.json", "/docs", "/api/v1/audit/public-key"];
         const DIALECT_PUBLIC: [&str; 2] = ["/license/public-key", "/v1/public-key"];
-        if crate::dialects::Dialect::is_client_route(route)
+        if dialects.is_client_route(route)
             || (CLIENT.iter().any(|suffix| route.ends_with(suffix)) && route.matches('/').count() == 4)
         {
             Class::Client
@@ -103,24 +97,32 @@ pub struct Limits {
     /// Dialect routes with budgets of their own (seed 002's table).
     routes: RouteLimits,
     blocks: Blocks,
+    dialects: Dialects,
 }
 
 impl Limits {
-    /// `route_rules`: the routes whose dialect gives each a limit and
+    /// `dialects`: the dialects served, whose client routes are limited
+    /// as client calls and whose route rules give a route a limit and
     /// blocks of its own.
-    pub fn new(store: BlockStore, settings: LimitSettings, route_rules: &[RouteRule]) -> Self {
+    pub fn new(store: BlockStore, settings: LimitSettings, dialects: Dialects) -> Self {
         Self {
             enabled: settings.enabled,
             client: Buckets::new(settings.client_per_minute, settings.max_tracked),
             management: Buckets::new(settings.management_per_minute, settings.max_tracked),
             public: Buckets::new(settings.public_per_minute, settings.max_tracked),
-            routes: RouteLimits::new(route_rules, settings.max_tracked, store.clone()),
+            routes: RouteLimits::new(&dialects.route_rules(), settings.max_tracked, store.clone()),
+            dialects,
             blocks: Blocks::new(store, settings.blocks, settings.max_tracked),
         }
     }
 
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// The dialects whose routes these limits know.
+    pub fn dialects(&self) -> &Dialects {
+        &self.dialects
     }
 
     fn buckets(&self, class: Class) -> &Buckets<Key> {
@@ -138,10 +140,6 @@ impl Limits {
 
     pub fn active_blocks(&self) -> usize {
         self.blocks.active_count(Utc::now())
-    }
-
-    pub fn blocks_made(&self) -> u64 {
-        self.blocks.made.load(Ordering::Relaxed)
     }
 
     /// Keeps this process's view of blocks in step with the others'.
@@ -217,7 +215,7 @@ pub async fn rate_limit<F: Future<Output = Response>>(
     }
     let Some(&ClientIp(ip)) = request.extensions().get::<ClientIp>() else { return next(request).await };
     let ip = counted(ip);
-    let class = Class::of(request.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
+    let class = Class::of(request.extensions().get::<MatchedPath>().map(MatchedPath::as_str), &limits.dialects);
     let buckets = limits.buckets(class);
     let rejected =
         |reason| state.metrics.rate_limited.get_or_create(&ClassLabels { class: class.as_str(), reason }).inc();

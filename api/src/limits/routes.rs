@@ -18,15 +18,7 @@ use keyledger_app::blocks::{BlockStore, BlockStoreError, RouteBlock};
 
 use super::buckets::{Buckets, Take};
 
-/// One route's budget and blocks.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteRule {
-    /// The route template, as the router matched it.
-    pub route: &'static str,
-    pub per_minute: u32,
-    pub block_base: Duration,
-    pub block_max: Duration,
-}
+pub use keyledger_http::dialect::RouteRule;
 
 #[derive(Debug, Clone, Copy)]
 struct Blocking {

@@ -28,7 +28,7 @@ use tower::ServiceExt;
 pub use guard::Deadlines;
 pub use limits::ConnectionCaps;
 
-use crate::extract::BodyReadTimeout;
+use keyledger_http::extract::BodyReadTimeout;
 use crate::limits::client_ip::{client_ip, Cidr};
 use crate::limits::ClientIp;
 use guard::GuardedIo;

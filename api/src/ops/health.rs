@@ -1,0 +1,69 @@
+//! Liveness and service status, as in seed 003.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use keyledger_eventlog::Backend;
+use serde_json::{json, Value};
+
+use keyledger_http::Routes;
+
+use super::OpsState;
+use keyledger_http::instant;
+use utoipa_axum::routes;
+
+pub fn routes() -> Routes<OpsState> {
+    Routes::new().add(routes!(status)).add(routes!(health))
+}
+
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "service",
+    summary = "Service status",
+    responses((status = 200, description = "Running", body = crate::openapi::ServiceStatus), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error))
+)]
+async fn status() -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "service": "keyledger",
+        "version": env!("CARGO_PKG_VERSION"),
+        "timestamp": instant(Utc::now()),
+    }))
+}
+
+/// Healthy if the store answers a query and every background consumer is
+/// up and no further behind than `KEYLEDGER_HEALTH_MAX_LAG_SECS`.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    summary = "Health: whether the store answers and the background consumers keep up",
+    responses((status = 200, description = "Healthy", body = crate::openapi::Health), (status = 503, description = "The store does not answer, or a consumer is down or behind", body = crate::openapi::Health), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error))
+)]
+async fn health(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
+    let store = match state.db.backend() {
+        Backend::Postgres => "postgres",
+        Backend::Sqlite => "sqlite",
+    };
+    let consumers = match state.db.ping().await {
+        Ok(()) => crate::consumers::report(&state).await.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    let (status, word, consumers) = match consumers {
+        Ok(consumers) if consumers.iter().all(|c| c.healthy) => (StatusCode::OK, "healthy", json!(consumers)),
+        Ok(consumers) => {
+            let down: Vec<&str> = consumers.iter().filter(|c| !c.healthy).map(|c| c.status.name.as_str()).collect();
+            tracing::warn!(?down, "health check: background consumers down or behind");
+            (StatusCode::SERVICE_UNAVAILABLE, "unhealthy", json!(consumers))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "health check: store unreachable");
+            let statuses = state.consumers.all();
+            (StatusCode::SERVICE_UNAVAILABLE, "unhealthy", json!(statuses))
+        }
+    };
+    let body = json!({ "status": word, "store": store, "consumers": consumers, "timestamp": instant(Utc::now()) });
+    (status, Json(body))
+}

@@ -1,0 +1,32 @@
+//! The API dialects keyledger speaks, one folder each, all over the same
+//! client service (`keyledger_app::client`) and the same commands:
+//!
+//! - [`native`]: keyledger's own API — the client endpoints in the license
+//!   format of seed 000 (`/api/v1/licenses/...`, also at that document's
+//!   `/api/v1/fastrLicense/...`) and the management API;
+//! - `signed_rsa`: `/license/...` with RSA-signed answers (seed 001);
+//! - `device_guard`: `/api/licenses/...`, validate-and-activate, generic
+//!   errors and per-endpoint limits with progressive blocks (seed 002);
+//! - `tenant_jwt`: `/v1/...`, tenant API keys and Ed25519 license tokens
+//!   (seed 004).
+//!
+//! Each declares its routes, rate-limit rules and error rendering through
+//! [`keyledger_http::Dialect`]; the server registers [`all`].
+
+mod device_guard;
+pub mod native;
+mod signed_rsa;
+mod tenant_jwt;
+
+use keyledger_http::Dialects;
+
+/// Every dialect, the native API last: it answers every path no other
+/// dialect owns.
+pub fn all() -> Dialects {
+    Dialects::new(vec![
+        Box::new(signed_rsa::SignedRsa),
+        Box::new(device_guard::DeviceGuard),
+        Box::new(tenant_jwt::TenantJwt),
+        Box::new(native::Native),
+    ])
+}

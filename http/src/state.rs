@@ -1,0 +1,79 @@
+//! What every dialect handler can reach: a handful of services. The
+//! server's own plumbing (rate limits, consumer statuses, `/health` and
+//! `/metrics`) keeps its state in `keyledger-api`.
+
+use std::sync::Arc;
+
+use keyledger_app::anomalies::SettingsCache;
+use keyledger_app::client::ClientService;
+use keyledger_app::customers::CustomerStore;
+use keyledger_app::products::ProductStore;
+use keyledger_app::serials::Serials;
+use keyledger_app::service::LicenseService;
+use keyledger_app::signing::rsa_keys::RsaKeys;
+use keyledger_app::signing::Directory;
+use keyledger_app::tenancy::TenancyStore;
+use keyledger_app::webhooks::WebhookStore;
+use keyledger_app::Metrics;
+use keyledger_eventlog::{Checkpoints, EventLog};
+use keyledger_projections::LicenseViews;
+
+use crate::auth::Authenticator;
+
+/// Cloned for every request (axum's `State`), so it is one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
+    /// The client calls every dialect serves.
+    pub client: Arc<ClientService>,
+    /// License commands, their read model, and the log they are kept in.
+    pub licenses: Arc<LicenseService>,
+    pub views: LicenseViews,
+    pub log: EventLog,
+    pub checkpoints: Checkpoints,
+    /// Tenants, API keys and who presented which.
+    pub tenancy: TenancyStore,
+    pub auth: Authenticator,
+    /// Signing keys and tenant settings, cached; and tenants' RSA keys.
+    pub directory: Arc<Directory>,
+    pub rsa_keys: Arc<RsaKeys>,
+    /// The catalog: products and customers, and their serial numbers.
+    pub products: ProductStore,
+    pub customers: CustomerStore,
+    pub serials: Arc<Serials>,
+    /// Webhook endpoints and their delivery queue.
+    pub webhooks: Webhooks,
+    /// Tenants' anomaly settings, cached.
+    pub anomaly_settings: Arc<SettingsCache>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Webhook endpoints and deliveries, and where endpoints may point.
+pub struct Webhooks {
+    pub store: WebhookStore,
+    /// Whether webhook URLs may point at private networks (and use http).
+    pub allow_private: bool,
+}
+
+impl std::ops::Deref for Webhooks {
+    type Target = WebhookStore;
+
+    fn deref(&self) -> &WebhookStore {
+        &self.store
+    }
+}
