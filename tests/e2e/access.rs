@@ -1,6 +1,8 @@
 //! Who may do what: keys, roles, tenants, and the handling of bad input.
 
-use keyledger_tests::{on_both_backends, Backend, Licensed, TestApp, OPERATOR_TOKEN};
+use std::time::Duration;
+
+use keyledger_tests::{eventually_result, on_both_backends, Backend, Licensed, TestApp, OPERATOR_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -442,15 +444,15 @@ async fn health_names_a_consumer_that_is_down(backend: Backend) {
                     .all(|c| c["healthy"] == false)
         })
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let health = loop {
+    let health = eventually_result("the consumers on NATS to count as down", Duration::from_secs(20), || async {
         let health = app.get("/health", None).await;
         if health.status == StatusCode::SERVICE_UNAVAILABLE && all_down(&health.body) {
-            break health;
+            Ok(health)
+        } else {
+            Err(format!("health {}: {}", health.status, health.body))
         }
-        assert!(std::time::Instant::now() < deadline, "health stayed {}: {}", health.status, health.body);
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     assert_eq!(health.body["status"], "unhealthy");
     let consumers = health.body["consumers"].as_array().unwrap();
     // The relay, and the webhook dispatcher and anomaly detector that read

@@ -11,7 +11,9 @@ use keyledger_app::anomalies::{AnomalySettings, Detector, Observed};
 use keyledger_domain::LicenseEvent;
 use keyledger_eventlog::EventLog;
 use keyledger_tests::receiver::{Behaviour, Receiver};
-use keyledger_tests::{on_both_backends, Backend, NatsServer, TestApp, TestTenant, TestUser, OPERATOR_TOKEN};
+use keyledger_tests::{
+    eventually_result, on_both_backends, Backend, NatsServer, TestApp, TestTenant, TestUser, OPERATOR_TOKEN,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -69,15 +71,15 @@ async fn stats(app: &TestApp, key: &str) -> Value {
 
 /// Waits until the tenant's statistics count `total` anomalies.
 async fn wait_for_total(app: &TestApp, tenant: &TestTenant, total: i64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    eventually_result(&format!("{total} anomalies"), Duration::from_secs(60), || async {
         let stats = stats(app, &tenant.admin_key).await;
         if stats["total_anomalies"] == total {
-            return stats;
+            Ok(stats)
+        } else {
+            Err(stats.to_string())
         }
-        assert!(Instant::now() < deadline, "waited a minute for {total} anomalies; have {stats}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 async fn anomalies(app: &TestApp, tenant: &TestTenant, query: &str) -> Vec<Value> {
@@ -110,6 +112,9 @@ async fn provoke_each_kind(app: &TestApp) {
 
     let (chatty_key, chatty) = license(app, &user, 1).await;
     assert_eq!(client_call(app, "activate", &chatty_key, "chatty", "10.2.2.2").await, StatusCode::OK);
+    // A fixed pace, as a device calling too often would keep: the calls
+    // spread over more than five one-second windows are the behaviour
+    // the detector is to find, so the pauses are the test's own timing.
     let until = Instant::now() + Duration::from_millis(5_500);
     while Instant::now() < until {
         assert_eq!(client_call(app, "validate", &chatty_key, "chatty", "10.2.2.2").await, StatusCode::OK);
@@ -448,7 +453,8 @@ async fn a_tenant_surge_is_found_once_and_suspends_nothing(backend: Backend) {
         json!({"action": "suspend", "unusualActivationPattern": {"tenantSurge": {"minActivations": 5, "minHistoryHours": 0}}}),
     )
     .await;
-    // The hour is the unit: don't let the run straddle two.
+    // The hour is the unit: don't let the run straddle two. A fixed wait:
+    // it waits for the clock to reach the next hour, not for the server.
     let into_hour = chrono::Utc::now().timestamp().rem_euclid(3600);
     if into_hour > 3590 {
         tokio::time::sleep(Duration::from_secs((3601 - into_hour) as u64)).await;
@@ -460,7 +466,9 @@ async fn a_tenant_surge_is_found_once_and_suspends_nothing(backend: Backend) {
         ids.push(id);
     }
     wait_for_total(app, &tenant, 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // a second finding would have come by now
+    // A fixed wait: it looks for the absence of a second finding, which
+    // nothing signals; one would have come by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let found = anomalies(app, &tenant, "").await;
     assert_eq!(found.len(), 1, "{found:?}");
     let surge = &found[0];

@@ -37,6 +37,8 @@ async fn a_customer_is_created_found_edited_and_deleted_with_its_history(backend
     let id = customer["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/customers/{id}");
     let before_edit = chrono::Utc::now();
+    // A fixed wait: the edit's timestamp must come measurably after
+    // `before_edit`, which only the clock moving on guarantees.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 
     let edited = app

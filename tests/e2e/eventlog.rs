@@ -10,7 +10,7 @@ use keyledger_eventlog::{
     on_pool, AppendError, ChainBreak, CheckpointCheck, Cursor, Database, EventLog, NewEvent, ProjectedRow,
     SignedCheckpoint, SqlValue,
 };
-use keyledger_tests::{on_both_backends, Backend, Licensed, TestApp};
+use keyledger_tests::{eventually, eventually_result, on_both_backends, Backend, Licensed, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -32,6 +32,9 @@ async fn a_tail_running_during_concurrent_writes_sees_every_event_exactly_once(b
     let log = EventLog::new(app.db.clone());
 
     // The tail reads in small pages while 12 writers work on 12 licenses.
+    // It stops after 40 empty polls 50 ms apart: a fixed quiet spell, not
+    // a wait for a count, since what it must show is that nothing more
+    // (no duplicate) comes once every event has.
     let tail = {
         let log = log.clone();
         tokio::spawn(async move {
@@ -218,6 +221,8 @@ async fn history_pages_through_a_licenses_events_with_their_metadata(backend: Ba
 async fn the_state_at_a_past_instant_is_the_events_up_to_then(backend: Backend) {
     let Licensed { app, tenant, user, key, id, license } = Licensed::new(backend, json!({})).await;
     app.activate(&key, "m1").await;
+    // Fixed waits: `while_active` must lie strictly between the two
+    // events' timestamps, which only the clock moving on guarantees.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let while_active = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -253,17 +258,18 @@ async fn a_kept_checkpoint_reveals_removed_events_that_the_chains_cannot(backend
 
     // A transaction open anywhere on the PostgreSQL cluster (another test)
     // holds the tail back for a moment: retry until both events are covered.
-    let (created, kept) = loop {
+    let (created, kept) = eventually_result("a checkpoint covering both events", Duration::from_secs(60), || async {
         let created = app.request(Method::POST, "/api/v1/audit/checkpoints", operator, None).await;
         assert!(matches!(created.status, StatusCode::CREATED | StatusCode::CONFLICT), "{}", created.body);
         if created.status == StatusCode::CREATED {
             let kept: SignedCheckpoint = serde_json::from_value(created.body.clone()).unwrap();
             if kept.body.events == 2 {
-                break (created, kept);
+                return Ok((created, kept));
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        Err(format!("{}: {}", created.status, created.body))
+    })
+    .await;
     assert_eq!((kept.body.licenses, kept.body.events), (1, 2));
     let public_key = app.get("/api/v1/audit/public-key", None).await.body["publicKey"].as_str().unwrap().to_owned();
     assert_eq!(public_key, kept.public_key);
@@ -334,14 +340,11 @@ async fn postgres_a_tail_never_skips_an_event_that_commits_late() {
     // from its quiet read for up to its reuse window: the late event must
     // then come, and come first.
     late.commit().await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let seen = loop {
+    let seen = eventually("the tail to show the events", Duration::from_secs(5), || async {
         let seen = log.tail(Cursor::START, 100).await.unwrap();
-        if !seen.is_empty() || std::time::Instant::now() > deadline {
-            break seen;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    };
+        (!seen.is_empty()).then_some(seen)
+    })
+    .await;
     assert_eq!(seen.len(), early_positions.len() + 1);
     assert_eq!(seen[0].event_id, "late-event", "the earlier transaction comes first");
     let late_position = seen[0].position;
@@ -534,7 +537,10 @@ async fn readers_of_one_log_share_its_tail_and_each_sees_every_event_once(backen
     let log = EventLog::new(app.db.clone());
 
     // Reads everything after `from` in pages of `page`, through the full
-    // events or the payloads only, until idle for `patience` polls.
+    // events or the payloads only, until idle for `patience` polls 50 ms
+    // apart: a fixed quiet spell, not a wait for a count, since what it
+    // must show is that nothing more (no duplicate) comes once every
+    // event has.
     let reader = |payloads: bool, page: i64, patience: u32| {
         let log = log.clone();
         tokio::spawn(async move {

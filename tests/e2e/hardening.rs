@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use keyledger_api::{route_table, MAX_BODY_BYTES};
 use keyledger_tests::raw::{address, closed_within, exchange, read_reply};
-use keyledger_tests::{on_both_backends, Backend, Licensed, TestApp, OPERATOR_TOKEN};
+use keyledger_tests::{eventually_result, on_both_backends, Backend, Licensed, TestApp, OPERATOR_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -375,6 +375,8 @@ async fn stalled_connections_are_closed() {
                     if stream.write_all(&[*byte]).await.is_err() {
                         break;
                     }
+                    // A fixed pace: a byte every 100 ms is the slow client
+                    // the header deadline must cut off.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 closed_within(&mut stream, Duration::from_secs(10)).await
@@ -438,16 +440,15 @@ async fn connections_per_address_are_capped() {
 
     // Places come back when connections close.
     drop(held);
-    let mut reply = None;
-    for _ in 0..50 {
+    eventually_result("the address to get its places back", Duration::from_secs(2), || async {
         let answer = exchange(&app.base, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
         if answer.status == 200 {
-            reply = Some(answer);
-            break;
+            Ok(())
+        } else {
+            Err(format!("{}: {}", answer.status, answer.body))
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(reply.is_some(), "the address got its places back");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

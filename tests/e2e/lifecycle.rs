@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use keyledger_tests::{on_both_backends, Backend, Licensed, TestApp};
+use keyledger_tests::{eventually_result, on_both_backends, Backend, Licensed, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -188,6 +188,8 @@ async fn expire_soon(app: &TestApp, admin_key: &str, license: &serde_json::Value
     let reply =
         app.request(reqwest::Method::PATCH, &format!("/api/v1/licenses/{id}"), Some(admin_key), Some(body)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // A fixed wait: the expiry is an instant on the clock, and the callers
+    // check what the server does once it has passed.
     let remaining = (expiry - Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(remaining + Duration::from_millis(50)).await;
 }
@@ -311,14 +313,18 @@ async fn the_expiry_sweep_records_each_expiry_once(backend: Backend) {
     expire_soon(&app, &tenant.admin_key, &active).await;
     expire_soon(&app, &tenant.admin_key, &suspended).await;
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.count_events(active_id, "LicenseExpired").await + app.count_events(suspended_id, "LicenseExpired").await
-        < 2
-    {
-        assert!(tokio::time::Instant::now() < deadline, "the sweep did not record both expiries");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Later sweeps add nothing.
+    eventually_result("the sweep to record both expiries", Duration::from_secs(10), || async {
+        let recorded = app.count_events(active_id, "LicenseExpired").await
+            + app.count_events(suspended_id, "LicenseExpired").await;
+        if recorded >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{recorded} expiries"))
+        }
+    })
+    .await;
+    // Later sweeps add nothing. A fixed wait: it lets two more sweeps (one
+    // a second) pass, and what it looks for is the absence of an event.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(app.count_events(active_id, "LicenseExpired").await, 1);
     assert_eq!(app.count_events(suspended_id, "LicenseExpired").await, 1);
@@ -409,6 +415,8 @@ async fn validate_records_at_most_one_heartbeat_per_interval(backend: Backend) {
     let license = eager.generate(&user.key, json!({})).await;
     let key = license["licenseKey"].as_str().unwrap();
     eager.activate(key, "m1").await;
+    // A fixed wait: the heartbeat interval (1 s) since the activation must
+    // pass for a validation to record a heartbeat.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     for _ in 0..5 {
         assert_eq!(eager.validate(key, "m1").await.body["isValid"], true);
@@ -430,6 +438,8 @@ async fn the_heartbeat_endpoint_records_a_heartbeat_at_most_once_per_floor(backe
     let refused = beat("m1").await;
     assert_eq!((refused.status, &refused.body["isValid"]), (StatusCode::OK, &json!(false)));
     app.activate(key, "m1").await;
+    // Fixed waits: the heartbeat floor (1 s) must pass before a beat is
+    // recorded, here and again below.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     for _ in 0..3 {
         let answer = beat("m1").await;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use keyledger_eventlog::{Cursor, EventLog};
-use keyledger_tests::{on_both_backends, stream_messages, Backend, NatsServer, StreamedEvent, TestApp};
+use keyledger_tests::{
+    eventually, eventually_result, on_both_backends, stream_messages, Backend, NatsServer, StreamedEvent, TestApp,
+};
 use keyledger_workers::{Feed, NatsFeed, Relay, RelayConfig, Runtime, Spec, TailFeed, RELAY_CONSUMER, RELAY_POLL};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -51,14 +53,15 @@ async fn write_load(app: &TestApp, licenses: usize) {
 
 /// Waits until the stream holds `expected` messages (or fails after 20 s).
 async fn stream_with(nats: &NatsServer, expected: usize) -> Vec<StreamedEvent> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually_result(&format!("the stream to hold {expected} messages"), Duration::from_secs(20), || async {
         let messages = stream_messages(&nats.url, STREAM).await;
-        if messages.len() >= expected || tokio::time::Instant::now() > deadline {
-            return messages;
+        if messages.len() >= expected {
+            Ok(messages)
+        } else {
+            Err(format!("{} messages", messages.len()))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// Each event of the log exactly once, each license's events in order.
@@ -106,6 +109,8 @@ async fn a_relay_killed_again_and_again_loses_nothing_and_duplicates_nothing(bac
     let crashes = async {
         for round in 0..12u64 {
             let relay = start_relay(&app, &config);
+            // A fixed wait: the relay is killed after a different, short
+            // time each round, wherever it happens to be in its work.
             tokio::time::sleep(Duration::from_millis(40 + 17 * round)).await;
             relay.abort().await;
         }
@@ -122,11 +127,10 @@ async fn a_relay_killed_again_and_again_loses_nothing_and_duplicates_nothing(bac
     EventLog::new(app.db.clone()).rewind_checkpoint(RELAY_CONSUMER, Cursor::START).await.unwrap();
     let relay = start_relay(&app, &config);
     let log = EventLog::new(app.db.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while log.checkpoint(RELAY_CONSUMER).await.unwrap() == Cursor::START {
-        assert!(tokio::time::Instant::now() < deadline, "the relay did not catch up again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the relay to catch up again", Duration::from_secs(20), || async {
+        (log.checkpoint(RELAY_CONSUMER).await.unwrap() != Cursor::START).then_some(())
+    })
+    .await;
     relay.abort().await;
     assert_eq!(stream_messages(&nats.url, STREAM).await.len(), 40);
 }
@@ -152,18 +156,20 @@ async fn writes_go_on_while_nats_is_down_and_the_backlog_follows(backend: Backen
 /// Reads `feed` until it has returned `count` envelopes, acknowledging
 /// each batch; returns their event ids in delivery order.
 async fn drain(feed: &mut impl Feed, count: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut ids = Vec::new();
-    while ids.len() < count {
-        assert!(tokio::time::Instant::now() < deadline, "the feed stalled after {} events", ids.len());
+    let read = &tokio::sync::Mutex::new((feed, Vec::new()));
+    eventually_result(&format!("the feed to give {count} events"), Duration::from_secs(20), || async move {
+        let mut read = read.lock().await;
+        let (feed, ids) = &mut *read;
         let batch = feed.next_batch(5).await.expect("a batch");
         ids.extend(batch.iter().map(|e| e["eventId"].as_str().unwrap().to_owned()));
         feed.ack().await.expect("ack");
-        if batch.is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if ids.len() >= count {
+            Ok(std::mem::take(ids))
+        } else {
+            Err(format!("stalled after {} events", ids.len()))
         }
-    }
-    ids
+    })
+    .await
 }
 
 async fn the_tail_feed_and_the_nats_feed_deliver_the_same_events_and_redeliver_the_unacknowledged(backend: Backend) {
@@ -207,6 +213,8 @@ async fn the_tail_feed_and_the_nats_feed_deliver_the_same_events_and_redeliver_t
         .map(|e| e["eventId"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(first.len(), 5);
+    // A fixed wait: the ack wait must run out on the clock for NATS to
+    // hand the unacknowledged messages out again.
     tokio::time::sleep(ack_wait + Duration::from_millis(300)).await;
     let mut reopened = NatsFeed::open(&nats.url, STREAM, "forgetful", ack_wait).await.unwrap();
     let redelivered: HashSet<String> = drain(&mut reopened, 12).await.into_iter().collect();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use keyledger_tests::{on_both_backends, Backend, Licensed, TestApp, TestTenant, TestUser};
+use keyledger_tests::{eventually_result, on_both_backends, Backend, Licensed, TestApp, TestTenant, TestUser};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -31,15 +31,19 @@ async fn license(app: &TestApp, user: &TestUser, body: Value) -> (String, String
     (license["licenseKey"].as_str().unwrap().to_owned(), license["id"].as_str().unwrap().to_owned())
 }
 
-/// Waits up to ten seconds for the license to hold `count` events of `event_type`.
+/// Waits up to fifteen seconds for the license to hold `count` events of
+/// `event_type`; returns how many it holds.
 async fn wait_for_events(app: &TestApp, id: &str, event_type: &str, count: i64) -> i64 {
-    for _ in 0..100 {
-        if app.count_events(id, event_type).await >= count {
-            break;
+    let what = format!("{count} {event_type} events of {id}");
+    eventually_result(&what, Duration::from_secs(15), || async {
+        let held = app.count_events(id, event_type).await;
+        if held >= count {
+            Ok(held)
+        } else {
+            Err(format!("{held} events"))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    app.count_events(id, event_type).await
+    })
+    .await
 }
 
 async fn generate_and_edit_set_a_policy_and_bad_fields_are_named(backend: Backend) {
@@ -90,6 +94,8 @@ async fn a_silent_device_is_culled_once_and_answered_heartbeat_dead(backend: Bac
     assert_eq!(app.validate(&key, "laptop").await.body["isValid"], true);
 
     assert_eq!(wait_for_events(&app, &id, "DeviceCulled", 1).await, 1, "culled within the wait");
+    // A fixed wait: two more sweeps (one a second) pass, and what is
+    // looked for is the absence of a second cull.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(app.count_events(&id, "DeviceCulled").await, 1, "culled once");
     let events = app.raw_events(&id).await;
@@ -116,6 +122,8 @@ async fn a_device_that_keeps_calling_is_never_culled(backend: Backend) {
     let (app, _, user) = sweeping(backend).await;
     let (key, id) = license(&app, &user, json!({"policy": {"heartbeatDurationSecs": 2}})).await;
     assert_eq!(app.activate(&key, "busy").await.status, StatusCode::OK);
+    // Fixed waits: a call every half second for six seconds, well within
+    // the two-second heartbeat duration, is the behaviour tested.
     for _ in 0..12 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(app.validate(&key, "busy").await.body["isValid"], true);
@@ -188,6 +196,8 @@ async fn postgres_two_processes_cull_each_dead_device_once() {
     for id in &ids {
         assert_eq!(wait_for_events(&app, id, "DeviceCulled", 1).await, 1);
     }
+    // A fixed wait: two more sweeps of each process pass, and what is
+    // looked for is the absence of a second cull.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for id in &ids {
         assert_eq!(app.count_events(id, "DeviceCulled").await, 1, "{id}");
@@ -215,7 +225,9 @@ async fn a_trial_runs_from_its_first_activation_and_a_perpetual_license_never_en
     assert_eq!(perpetual["expiredAt"], Value::Null);
     let (key, id) = (perpetual["licenseKey"].as_str().unwrap(), perpetual["id"].as_str().unwrap());
     app.activate(key, "m").await;
-    tokio::time::sleep(Duration::from_millis(2500)).await; // two expiry sweeps
+    // A fixed wait: two expiry sweeps (one a second) pass, and what is
+    // looked for is the absence of an expiry.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(app.count_events(id, "LicenseExpired").await, 0);
     assert_eq!(app.validate(key, "m").await.body["isValid"], true);
 

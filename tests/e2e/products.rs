@@ -2,7 +2,7 @@
 //! chain in the log, beside the licenses.
 
 use keyledger_eventlog::{ChainBreak, Database, EventLog};
-use keyledger_tests::{on_both_backends, Backend, TestApp, TestTenant};
+use keyledger_tests::{eventually_result, on_both_backends, Backend, TestApp, TestTenant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -34,6 +34,8 @@ async fn a_product_is_created_listed_updated_and_deleted_with_its_history(backen
     let id = product["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/products/{id}");
     let before_rename = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // A fixed wait: the rename's timestamp must come measurably after
+    // `before_rename`, which only the clock moving on guarantees.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 
     let listed = app.get("/api/v1/products", Some(&tenant.admin_key)).await;
@@ -126,15 +128,15 @@ async fn audit_verify_walks_product_chains_and_license_readers_skip_them(backend
     let key = license["licenseKey"].as_str().unwrap();
     assert_eq!(app.activate(key, "m").await.status, StatusCode::OK);
     assert_eq!(app.validate(key, "m").await.body["isValid"], true);
-    let mut health = app.get("/health", None).await;
-    for _ in 0..50 {
+    eventually_result("the server to report healthy", std::time::Duration::from_secs(10), || async {
+        let health = app.get("/health", None).await;
         if health.status == StatusCode::OK {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{}: {}", health.status, health.body))
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        health = app.get("/health", None).await;
-    }
-    assert_eq!(health.status, StatusCode::OK, "{}", health.body);
+    })
+    .await;
 
     let log = EventLog::new(app.db.clone());
     let clean = log.verify(None).await.unwrap();

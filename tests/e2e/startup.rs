@@ -1,9 +1,11 @@
 //! Starting up: the operator token, and read models that a crash left
 //! behind the log.
 
+use std::time::Duration;
+
 use keyledger_api::{rebuild_projections, Application};
 use keyledger_eventlog::{on_pool, Backend as DbBackend};
-use keyledger_tests::{on_both_backends, test_config, Backend, Licensed, TestApp};
+use keyledger_tests::{eventually, eventually_result, on_both_backends, test_config, Backend, Licensed, TestApp};
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -60,16 +62,16 @@ async fn append_without_projecting(app: &TestApp, license_id: &str, machine_id: 
 async fn a_write_whose_projection_was_lost_converges_without_a_restart(backend: Backend) {
     let Licensed { app, user, id, .. } = Licensed::new(backend, json!({"maxActivations": 2})).await;
     append_without_projecting(&app, &id, "m1").await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let info = eventually_result("the runner to project the event", Duration::from_secs(10), || async {
         let info = app.get(&format!("/api/v1/licenses/{id}"), Some(&user.key)).await;
         if info.body["activations"] == 1 {
-            assert_eq!(info.body["machineName"], "appended-directly");
-            break;
+            Ok(info)
+        } else {
+            Err(info.body.to_string())
         }
-        assert!(tokio::time::Instant::now() < deadline, "the runner never projected the event: {}", info.body);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    assert_eq!(info.body["machineName"], "appended-directly");
     assert_eq!(view_row(&app, &id).await.0, 2);
 }
 
@@ -105,14 +107,10 @@ async fn servers_sharing_a_database_converge_and_a_rebuild_changes_nothing(backe
     // open transaction elsewhere on the cluster can hold that back).
     let log = keyledger_eventlog::EventLog::new(first.db.clone());
     let end = log.committed_end().await.unwrap().expect("events");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if log.checkpoint(keyledger_workers::LICENSE_VIEW_RUNNER).await.unwrap() >= end {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the runner did not reach the end of the log");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually("the runner to reach the end of the log", Duration::from_secs(10), || async {
+        (log.checkpoint(keyledger_workers::LICENSE_VIEW_RUNNER).await.unwrap() >= end).then_some(())
+    })
+    .await;
     let live = all_view_rows(&first).await;
     assert_eq!(live.len(), 9);
     // Every row is at its license's last event...
@@ -154,11 +152,10 @@ async fn a_long_history_loads_from_its_snapshot_and_agrees_with_a_full_replay(ba
     // follower would hand it the last event's hash and it would decide from
     // memory (a transaction open elsewhere on PostgreSQL holds the tail back).
     let log = keyledger_eventlog::EventLog::new(app.db.clone());
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while log.end_cursor().await.unwrap() != log.committed_end().await.unwrap() {
-        assert!(tokio::time::Instant::now() < deadline, "the tail never reached the last committed event");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("the tail to reach the last committed event", Duration::from_secs(30), || async {
+        (log.end_cursor().await.unwrap() == log.committed_end().await.unwrap()).then_some(())
+    })
+    .await;
     // Nor may the read model name that hash (as a row written before
     // migration 0010 doesn't), or the second server would decide from the
     // memory it loads from it.
@@ -200,16 +197,16 @@ async fn validate_on_one_server_follows_writes_made_on_another(backend: Backend)
     // tail within moments.
     let suspended = second.post(&format!("/api/v1/licenses/suspend/{id}"), Some(&tenant.admin_key), json!({})).await;
     assert_eq!(suspended.status, StatusCode::OK);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
+    let reply = eventually_result("the suspension to reach the other server", Duration::from_secs(5), || async {
         let reply = first.validate(&key, "m1").await;
         if reply.body["isValid"] == false {
-            assert_eq!(reply.body["error"], "License is suspended");
-            break;
+            Ok(reply)
+        } else {
+            Err(reply.body.to_string())
         }
-        assert!(tokio::time::Instant::now() < deadline, "the suspension never reached the other server");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
+    assert_eq!(reply.body["error"], "License is suspended");
 }
 
 async fn read_models_left_behind_by_a_crash_are_caught_up_at_start(backend: Backend) {
@@ -347,7 +344,9 @@ async fn postgres_a_rebuild_waits_for_events_an_open_transaction_holds_back() {
 
     let config = app.config();
     let rebuild = tokio::spawn(async move { rebuild_projections(&config, None).await });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // A fixed wait: what is looked for is the rebuild not finishing while
+    // the transaction is open, which nothing signals.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!rebuild.is_finished(), "the rebuild finished without the activation it could not see yet");
     open.commit().await.unwrap();
     rebuild.await.unwrap().expect("rebuild");
@@ -372,10 +371,12 @@ async fn postgres_a_lease_has_one_holder_and_a_standby_takes_over() {
     assert!(holder.is_held().await);
     let db = app.db.clone();
     let standby = tokio::spawn(async move { Lease::acquire(&db, "test-lease").await });
-    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    // A fixed wait: what is looked for is the standby not taking the lease
+    // while it is held, which nothing signals.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert!(!standby.is_finished(), "two holders at once");
     drop(holder);
-    let mut taken_over = tokio::time::timeout(std::time::Duration::from_secs(5), standby)
+    let mut taken_over = tokio::time::timeout(Duration::from_secs(5), standby)
         .await
         .expect("the standby takes over once the holder is gone")
         .unwrap();

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use keyledger_api::Config;
 use keyledger_tests::receiver::{Behaviour, Received, Receiver};
-use keyledger_tests::{on_both_backends, Backend, NatsServer, TestApp, TestTenant, OPERATOR_TOKEN};
+use keyledger_tests::{
+    eventually, eventually_result, on_both_backends, Backend, NatsServer, TestApp, TestTenant, OPERATOR_TOKEN,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -95,6 +97,8 @@ async fn license_events_arrive_signed_and_verify_with_standardwebhooks(backend: 
     activations(&app, &other, 1).await;
 
     let received = receiver.wait_until("five license events", 20, |r| r.len() >= 5).await;
+    // A fixed wait: what is looked for next is that nothing more (a
+    // heartbeat, the other tenant's events) arrives, which nothing signals.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut received = if receiver.received().len() > received.len() { receiver.received() } else { received };
     // Deliveries go out concurrently, so they may arrive in any order;
@@ -187,10 +191,9 @@ async fn an_endpoint_answering_410_is_disabled(backend: Backend) {
     // a delivery's row and then its attempts: one recorded between the
     // two reads shows its attempt beside the status before it, so the
     // list is read again.
-    let mut statuses = Vec::new();
-    for _ in 0..50 {
+    let statuses = eventually_result("the deliveries answered 410 to be pending", Duration::from_secs(10), || async {
         let log = app.get(&format!("{path}/deliveries"), Some(&tenant.admin_key)).await;
-        statuses = log.body["deliveries"]
+        let statuses: Vec<Value> = log.body["deliveries"]
             .as_array()
             .unwrap()
             .iter()
@@ -198,13 +201,16 @@ async fn an_endpoint_answering_410_is_disabled(backend: Backend) {
             .map(|d| d["status"].clone())
             .collect();
         if !statuses.is_empty() && statuses.iter().all(|status| status == "pending") {
-            break;
+            Ok(statuses)
+        } else {
+            Err(format!("{statuses:?}"))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!statuses.is_empty() && statuses.iter().all(|status| status == "pending"), "{statuses:?}");
+    })
+    .await;
     let count = receiver.received().len();
     activations(&app, &tenant, 1).await;
+    // A fixed wait: what is looked for is that nothing new arrives, which
+    // nothing signals.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(receiver.received().len() <= count + 1, "a disabled endpoint gets nothing new");
     // The endpoint moved; enabled again at its new address, it is sent
@@ -218,15 +224,15 @@ async fn an_endpoint_answering_410_is_disabled(backend: Backend) {
 }
 
 async fn wait_for_endpoint(app: &TestApp, tenant: &TestTenant, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually_result("the endpoint to change", Duration::from_secs(20), || async {
         let endpoint = app.get(path, Some(&tenant.admin_key)).await.body;
         if done(&endpoint) {
-            return endpoint;
+            Ok(endpoint)
+        } else {
+            Err(format!("endpoint stayed {endpoint}"))
         }
-        assert!(tokio::time::Instant::now() < deadline, "endpoint stayed {endpoint}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 async fn an_endpoint_failing_too_long_is_disabled_and_resumes_when_enabled_again(backend: Backend) {
@@ -430,6 +436,8 @@ async fn deliveries_resume_after_nats_comes_back(backend: Backend) {
     nats.stop();
     // Writes go on while NATS is down; their webhooks wait for it.
     activations(&app, &tenant, 3).await;
+    // A fixed wait: what is looked for is that nothing new arrives, which
+    // nothing signals.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(receiver.accepted_ids().len(), 3, "nothing new arrives while NATS is down");
     nats.resume().await;
@@ -447,11 +455,8 @@ async fn shutdown_finishes_the_deliveries_in_flight(backend: Backend) {
     let tenant = app.tenant("Acme").await;
     let (webhook, _) = create_webhook(&app, &tenant, &receiver.url, json!(["license.activated"])).await;
     activations(&app, &tenant, 1).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while receiver.in_flight() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no delivery started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("a delivery to start", Duration::from_secs(20), || async { (receiver.in_flight() > 0).then_some(()) })
+        .await;
     stop.stop().await;
     let received = receiver.received();
     assert_eq!(received.len(), 1, "answered before the server stopped");
@@ -491,11 +496,15 @@ async fn shutdown_hands_back_the_deliveries_not_yet_sent(backend: Backend) {
         }
     };
     let (_delivering, stop) = quiet.another_stoppable_server_with(webhook_config).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while count("SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1").await < EVENTS as i64 {
-        assert!(tokio::time::Instant::now() < deadline, "the deliveries were not all recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_result("the deliveries to be all recorded", Duration::from_secs(20), || async {
+        let recorded = count("SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1").await;
+        if recorded >= EVENTS as i64 {
+            Ok(())
+        } else {
+            Err(format!("{recorded} of {EVENTS}"))
+        }
+    })
+    .await;
     stop.stop().await;
     let answered = receiver.received().len();
     assert!(answered <= 4 * 64, "at most four batches were under way ({answered} answered)");
@@ -534,6 +543,8 @@ async fn usage_thresholds_are_sent_once_per_crossing(backend: Backend) {
     assert_eq!(app.activate(key, "m6").await.status, StatusCode::OK);
 
     let received = receiver.wait_until("three alerts", 20, |r| r.len() >= 3).await;
+    // A fixed wait: what is looked for next is that no fourth alert
+    // arrives, which nothing signals.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut alerts: Vec<Value> = receiver.received().iter().map(Received::payload).collect();
     alerts.sort_by_key(|a| a["data"]["sequence"].as_i64());

@@ -4,8 +4,17 @@
 //!
 //! PostgreSQL tests create a database `kltest_<uuid>` on the server named
 //! by `KEYLEDGER_TEST_DATABASE_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test` drops
-//! leftovers before each run.
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and drop it when the
+//! test ends, passed or failed; `scripts/test` drops what a killed run
+//! left behind before each run.
+//!
+//! `KEYLEDGER_TEST_LOG` set to a tracing filter (`debug`,
+//! `keyledger_workers=debug,info`, ...) prints the logs of the servers the
+//! tests start, with each test's output (`--nocapture` to see them for
+//! tests that pass).
+//!
+//! Waiting for something the servers do in the background is
+//! [`eventually`]'s job: no fixed sleeps for what can be observed.
 
 mod nats;
 pub mod raw;
@@ -13,7 +22,10 @@ pub mod receiver;
 
 pub use nats::{stream_messages, NatsServer, StreamedEvent};
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use keyledger_api::{Application, Config};
 use keyledger_eventlog::{on_pool, Database};
@@ -64,6 +76,9 @@ pub struct TestApp {
     pub db: Database,
     pub database_url: String,
     pub data_dir: TempDir,
+    /// The test's PostgreSQL database, held by every app and server on it
+    /// (dropped last, after the pool above).
+    database: Option<Arc<TestDatabase>>,
 }
 
 /// A tenant as created through the API.
@@ -134,27 +149,24 @@ impl TestApp {
 
     /// Starts a server whose configuration `adjust` may change first.
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
-        let database_url = match backend {
-            Backend::Postgres => Some(fresh_postgres_database().await),
-            Backend::Sqlite => None,
-        };
-        Self::start(database_url, adjust).await
+        Self::spawn_stoppable(backend, adjust).await.0
     }
 
     /// A second server on this one's database, as another process would be.
     pub async fn another_server(&self) -> Self {
-        Self::start(Some(self.database_url.clone()), |_| {}).await
+        self.another_server_with(|_| {}).await
     }
 
     /// The same with its configuration changed by `adjust`.
     pub async fn another_server_with(&self, adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::start(Some(self.database_url.clone()), adjust).await
+        self.another_stoppable_server_with(adjust).await.0
     }
 
     /// A second server on this one's database that stops gracefully when
     /// the returned [`Stop`] is used.
     pub async fn another_stoppable_server_with(&self, adjust: impl FnOnce(&mut Config)) -> (Self, Stop) {
-        Self::start_stoppable(Some(self.database_url.clone()), adjust).await
+        let database = self.database.clone();
+        Self::start_stoppable(Some(self.database_url.clone()), database, adjust).await
     }
 
     /// The configuration a server on this app's database would get.
@@ -164,33 +176,40 @@ impl TestApp {
         config
     }
 
-    async fn start(database_url: Option<String>, adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::start_stoppable(database_url, adjust).await.0
-    }
-
     /// A server that stops gracefully when the returned [`Stop`] is used,
     /// as on SIGTERM.
     pub async fn spawn_stoppable(backend: Backend, adjust: impl FnOnce(&mut Config)) -> (Self, Stop) {
-        let database_url = match backend {
-            Backend::Postgres => Some(fresh_postgres_database().await),
-            Backend::Sqlite => None,
+        let (database_url, database) = match backend {
+            Backend::Postgres => {
+                let database = TestDatabase::create().await;
+                (Some(database.url.clone()), Some(Arc::new(database)))
+            }
+            Backend::Sqlite => (None, None),
         };
-        Self::start_stoppable(database_url, adjust).await
+        Self::start_stoppable(database_url, database, adjust).await
     }
 
     /// A server on SQLite in `data_dir`, as a data directory written
     /// earlier (by another release) holds it.
     pub async fn spawn_in(data_dir: TempDir) -> Self {
-        Self::start_in(data_dir, None, |_| {}).await.0
+        Self::start_in(data_dir, None, None, |_| {}).await.0
     }
 
-    async fn start_stoppable(database_url: Option<String>, adjust: impl FnOnce(&mut Config)) -> (Self, Stop) {
-        Self::start_in(tempfile::tempdir().expect("temp dir"), database_url, adjust).await
+    async fn start_stoppable(
+        database_url: Option<String>,
+        database: Option<Arc<TestDatabase>>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> (Self, Stop) {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), database_url, database, adjust).await
     }
 
+    /// Starts a server; `database` is the test database it runs on, kept
+    /// until the server has stopped (or the test's runtime has dropped it)
+    /// and every app on the database is gone.
     async fn start_in(
         data_dir: TempDir,
         database_url: Option<String>,
+        database: Option<Arc<TestDatabase>>,
         adjust: impl FnOnce(&mut Config),
     ) -> (Self, Stop) {
         let mut config = test_config(data_dir.path().to_path_buf());
@@ -201,14 +220,21 @@ impl TestApp {
         let app = Application::build(config).await.expect("server starts");
         let base = format!("{scheme}://{}", app.local_addr());
         let (signal, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(app.run_until(async move {
-            if stopped.await.is_err() {
-                // Nobody will ask it to stop: it runs until the test ends.
-                std::future::pending::<()>().await;
-            }
-        }));
+        let server_database = database.clone();
+        let running = tokio::spawn(async move {
+            let stopped = app
+                .run_until(async move {
+                    if stopped.await.is_err() {
+                        // Nobody will ask it to stop: it runs until the test ends.
+                        std::future::pending::<()>().await;
+                    }
+                })
+                .await;
+            drop(server_database);
+            stopped
+        });
         let db = Database::connect(&database_url, 4).await.expect("test connection to the server's database");
-        let app = Self { base, client: reqwest::Client::new(), db, database_url, data_dir };
+        let app = Self { base, client: reqwest::Client::new(), db, database_url, data_dir, database };
         (app, Stop { signal: Some(signal), running })
     }
 
@@ -315,6 +341,7 @@ impl TestApp {
 
 /// A server on port 0 with the test operator token and a small pool.
 pub fn test_config(data_dir: std::path::PathBuf) -> Config {
+    install_test_log();
     let mut config = Config::with_defaults(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir);
     config.operator_token = Some(OPERATOR_TOKEN.to_owned());
     config.master_key = Some(MASTER_KEY.to_owned());
@@ -336,17 +363,65 @@ async fn into_reply(response: reqwest::Response) -> Reply {
     Reply { status, body }
 }
 
-/// Creates an empty database for one test and returns its URL.
-async fn fresh_postgres_database() -> String {
-    let admin_url =
-        std::env::var("KEYLEDGER_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
-    let name = format!("kltest_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL for tests is unreachable ({e}); run the suite with scripts/test"));
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
-    admin.close().await;
-    with_database(&admin_url, &name)
+/// An empty PostgreSQL database of one test, dropped (with whatever is
+/// still connected to it) when the last holder lets go of it: every
+/// [`TestApp`] on it and every server task running on it. Tasks still
+/// running at the end of a test go when its runtime does, so a database
+/// shared by several servers is dropped once, after all of them; a test
+/// that panics drops it as it unwinds.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Self {
+        let admin_url =
+            std::env::var("KEYLEDGER_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
+        let name = format!("kltest_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL for tests is unreachable ({e}); run the suite with scripts/test"));
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
+        admin.close().await;
+        let url = with_database(&admin_url, &name);
+        Self { admin_url, name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    /// Drop can't wait on a future, and may run on a worker of the test's
+    /// runtime as that runtime shuts down: the database is dropped from a
+    /// thread of its own, with a small runtime of its own, and waited for,
+    /// so that the test (and the run) ends only once it is gone.
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropping = std::thread::spawn(move || -> Result<(), String> {
+            use sqlx::Connection;
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let drop_it = async {
+                    let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                    sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
+                        .execute(&mut admin)
+                        .await?;
+                    admin.close().await
+                };
+                match tokio::time::timeout(Duration::from_secs(60), drop_it).await {
+                    Ok(dropped) => dropped.map_err(|e| e.to_string()),
+                    Err(_) => Err("no answer within a minute".to_owned()),
+                }
+            })
+        });
+        // Never panic here: this may run while a failed test unwinds.
+        match dropping.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("test database {} was not dropped: {error}", self.name),
+            Err(_) => eprintln!("test database {} was not dropped: the dropping thread panicked", self.name),
+        }
+    }
 }
 
 /// `admin_url` with its database name replaced by `name`.
@@ -361,6 +436,82 @@ fn with_database(admin_url: &str, name: &str) -> String {
         Some(query) => format!("{server}/{name}?{query}"),
         None => format!("{server}/{name}"),
     }
+}
+
+/// The longest pause between two looks of [`eventually`].
+const MAX_PAUSE: Duration = Duration::from_millis(200);
+
+/// Looks with `probe` until it finds something (`Some`), pausing between
+/// looks (10 ms at first, doubling up to 200 ms), and returns what it
+/// found. Panics naming `what` and `patience` when nothing was found once
+/// `patience` has passed; the last look is made at the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, patience: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    look_until(what, patience, || {
+        let look = probe();
+        async move { look.await.ok_or(None) }
+    })
+    .await
+}
+
+/// [`eventually`] for a probe that says what it saw while the wait goes
+/// on (`Err(seen)`): the panic shows what the last look saw.
+pub async fn eventually_result<T, F, Fut>(what: &str, patience: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    look_until(what, patience, || {
+        let look = probe();
+        async move { look.await.map_err(Some) }
+    })
+    .await
+}
+
+async fn look_until<T, F, Fut>(what: &str, patience: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Option<String>>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(10);
+    let mut looks = 0u32;
+    loop {
+        looks += 1;
+        let seen = match probe().await {
+            Ok(found) => return found,
+            Err(seen) => seen,
+        };
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            match seen {
+                Some(seen) => {
+                    panic!("gave up waiting for {what} after {patience:?} ({looks} looks); last seen: {seen}")
+                }
+                None => panic!("gave up waiting for {what} after {patience:?} ({looks} looks)"),
+            }
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+/// Installs a tracing subscriber once if `KEYLEDGER_TEST_LOG` holds a
+/// filter, so the logs of the servers the tests start are printed. They go
+/// through the test harness's capture: shown for a failed test, or for
+/// all with `--nocapture`.
+fn install_test_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(filter) = std::env::var("KEYLEDGER_TEST_LOG") else { return };
+        let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+            .unwrap_or_else(|e| panic!("KEYLEDGER_TEST_LOG={filter} is not a tracing filter: {e}"));
+        // Another subscriber installed first (by a test of its own) wins.
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_test_writer().try_init();
+    });
 }
 
 /// A Python of the test suite's virtual environment (`KEYLEDGER_TEST_PYTHON`,

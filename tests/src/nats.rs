@@ -59,13 +59,11 @@ impl NatsServer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start nats-server ({e}); run the suite with scripts/test"));
         self.child = Some(child);
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("nats-server did not start listening on port {}", self.port);
+        let port = self.port;
+        crate::eventually(&format!("nats-server to listen on port {port}"), Duration::from_secs(10), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()
+        })
+        .await;
     }
 }
 

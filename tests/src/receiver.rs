@@ -109,20 +109,19 @@ impl Receiver {
 
     /// Waits until `done` holds for what was received, at most `seconds`.
     pub async fn wait_until(&self, what: &str, seconds: u64, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-        loop {
+        crate::eventually_result(&format!("the receiver to get {what}"), Duration::from_secs(seconds), || {
             let received = self.received();
-            if done(&received) {
-                return received;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting until {what}; received {} requests: {:?}",
-                received.len(),
-                received.iter().map(|r| (r.headers.get("webhook-id").cloned(), r.status)).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            std::future::ready(if done(&received) {
+                Ok(received)
+            } else {
+                Err(format!(
+                    "{} requests: {:?}",
+                    received.len(),
+                    received.iter().map(|r| (r.headers.get("webhook-id").cloned(), r.status)).collect::<Vec<_>>()
+                ))
+            })
+        })
+        .await
     }
 
     /// Verifies `received` with the stock Python `standardwebhooks`
