@@ -28,6 +28,9 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Print the configuration reference (every setting, its environment
+    /// variable and default) as Markdown: docs/configuration.md.
+    Configuration,
 }
 
 #[derive(Subcommand)]

@@ -12,6 +12,7 @@
 
 mod background;
 pub mod config;
+mod config_reference;
 mod consumers;
 mod context;
 mod dialect_errors;
@@ -27,4 +28,5 @@ mod startup;
 pub use config::{AuditAction, Cli, Command, Config, ProjectionsAction};
 pub use keyledger_http::Route;
 pub use router::{table as route_table, MAX_BODY_BYTES};
+pub use config_reference::markdown as configuration_reference;
 pub use startup::{rebuild_projections, verify_log, Application, StartupError};

@@ -26,6 +26,10 @@ async fn main() -> ExitCode {
         Command::Projections { action: ProjectionsAction::Rebuild { name } } => {
             rebuild(cli.config, name.as_deref()).await.map(|()| ExitCode::SUCCESS)
         }
+        Command::Configuration => {
+            print!("{}", keyledger_api::configuration_reference());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit { action: AuditAction::Verify { license, checkpoint, public_key } } => {
             verify(cli.config, license.as_deref(), checkpoint.as_deref(), public_key.as_deref()).await
         }

@@ -130,12 +130,96 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = error.into_inner();
         if inner.is_syntax() || inner.is_eof() {
             ApiError::bad_request("malformed_json", format!("Request body is not valid JSON: {inner}"))
+        } else if let Some(unknown) = UnknownField::read(&inner.to_string(), &path) {
+            unknown.into_error()
         } else if path == "." {
             ApiError::bad_request("invalid_body", format!("Request body must be a JSON object: {inner}"))
         } else {
             ApiError::field(&path, format!("{path}: {}", strip_position(&inner.to_string())))
         }
     })
+}
+
+/// A body field the endpoint does not know (native bodies refuse them: a
+/// misspelt or misplaced field would otherwise be dropped without a word).
+struct UnknownField {
+    /// Its path in the body, as `field` names it (`policy.overage`).
+    path: String,
+    /// The fields known where it was found.
+    expected: Vec<String>,
+    /// Where it was found (`policy`), empty at the top.
+    parent: String,
+    name: String,
+}
+
+/// Fields that live one level down in some body, by the object that holds
+/// them: a client that sends one a level up is pointed at it.
+const NESTED: [(&str, &[&str]); 2] = [
+    ("policy", &["heartbeatDurationSecs", "resurrection", "transferLimit", "overage", "maxUsers"]),
+    ("transferLimit", &["count", "periodSecs"]),
+];
+
+impl UnknownField {
+    /// From serde's message (``unknown field `x`, expected one of `a`, `b` ``)
+    /// and the path serde_path_to_error reports for it.
+    fn read(message: &str, path: &str) -> Option<Self> {
+        let rest = message.strip_prefix("unknown field `")?;
+        let (name, rest) = rest.split_once('`')?;
+        let expected = rest.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+        let parent = match path.rsplit_once('.') {
+            Some((parent, last)) if last == name => parent.to_owned(),
+            _ if path == "." || path == name => String::new(),
+            _ => path.to_owned(),
+        };
+        let path = if parent.is_empty() { name.to_owned() } else { format!("{parent}.{name}") };
+        Some(Self { path, expected, parent, name: name.to_owned() })
+    }
+
+    /// The known name it most likely meant: one a typo away at the same
+    /// level, or the same name one level down.
+    fn suggestion(&self) -> Option<String> {
+        let here = |field: &str| if self.parent.is_empty() { field.to_owned() } else { format!("{}.{field}", self.parent) };
+        let close = self
+            .expected
+            .iter()
+            .map(|known| (edit_distance(&self.name.to_ascii_lowercase(), &known.to_ascii_lowercase()), known))
+            .filter(|(distance, known)| *distance <= 2.max(known.len() / 4))
+            .min_by_key(|(distance, _)| *distance);
+        if let Some((_, known)) = close {
+            return Some(here(known));
+        }
+        NESTED
+            .iter()
+            .find(|(holder, fields)| self.expected.iter().any(|e| e == holder) && fields.contains(&self.name.as_str()))
+            .map(|(holder, _)| here(&format!("{holder}.{}", self.name)))
+    }
+
+    fn into_error(self) -> ApiError {
+        let mut message = format!("{} is not a field of this request.", self.path);
+        if let Some(suggestion) = self.suggestion() {
+            message.push_str(&format!(" Did you mean {suggestion}?"));
+        }
+        if !self.expected.is_empty() {
+            message.push_str(&format!(" Known fields here: {}", self.expected.join(", ")));
+        }
+        ApiError::field(&self.path, message).with_code("unknown_field")
+    }
+}
+
+/// Levenshtein distance, for names of a few dozen characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// serde_json appends " at line 1 column 17"; the field name says more.
@@ -174,5 +258,49 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             .get::<RequestContext>()
             .cloned()
             .ok_or((StatusCode::INTERNAL_SERVER_ERROR, "request context middleware is not installed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Outer {
+        license_type: Option<i64>,
+        policy: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Inner {
+        heartbeat_duration_secs: Option<i64>,
+        overage: Option<String>,
+    }
+
+    fn refusal(body: &str) -> ApiError {
+        parse_json::<Outer>(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_with_the_nearest_known_one() {
+        let error = refusal(r#"{"licenceType": 1}"#);
+        assert_eq!((error.code, error.field.as_deref()), ("unknown_field", Some("licenceType")));
+        assert!(error.message.contains("Did you mean licenseType?"), "{}", error.message);
+
+        let error = refusal(r#"{"heartbeatDurationSecs": 60}"#);
+        assert_eq!(error.field.as_deref(), Some("heartbeatDurationSecs"));
+        assert!(error.message.contains("Did you mean policy.heartbeatDurationSecs?"), "{}", error.message);
+
+        let error = refusal(r#"{"policy": {"overages": "2"}}"#);
+        assert_eq!(error.field.as_deref(), Some("policy.overages"));
+        assert!(error.message.contains("Did you mean policy.overage?"), "{}", error.message);
+
+        let error = refusal(r#"{"colour": "blue"}"#);
+        assert_eq!(error.field.as_deref(), Some("colour"));
+        assert!(!error.message.contains("Did you mean"), "{}", error.message);
     }
 }

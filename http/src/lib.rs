@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod dates;
 pub mod dialect;
 pub mod error;
 pub mod extract;

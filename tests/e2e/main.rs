@@ -17,5 +17,7 @@ mod nats;
 mod policies;
 mod products;
 mod startup;
+mod strict_bodies;
+mod thin_dialects;
 mod upgrade;
 mod webhooks;

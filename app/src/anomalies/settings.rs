@@ -126,10 +126,12 @@ impl Default for CallRate {
 pub struct SettingsError {
     pub field: String,
     pub message: String,
+    /// The field is not a setting at all (rather than a bad value).
+    pub unknown: bool,
 }
 
 fn bad(field: &str, message: impl Into<String>) -> SettingsError {
-    SettingsError { field: field.to_owned(), message: message.into() }
+    SettingsError { field: field.to_owned(), message: message.into(), unknown: false }
 }
 
 /// The longest window any detector looks back over: a week.
@@ -195,7 +197,9 @@ fn merge(into: &mut Value, patch: &Value, path: &str) -> Result<(), SettingsErro
     for (name, value) in changes {
         let field = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
         let Some(current) = target.get_mut(name) else {
-            return Err(bad(&field, "is not a setting; see GET /api/v1/anomaly-settings for the names"));
+            let known: Vec<&str> = target.keys().map(String::as_str).collect();
+            let message = format!("is not a setting. Known settings here: {}", known.join(", "));
+            return Err(SettingsError { unknown: true, ..bad(&field, message) });
         };
         if current.is_object() && !value.is_object() {
             return Err(bad(&field, "must be an object"));

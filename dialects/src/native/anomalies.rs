@@ -110,7 +110,10 @@ async fn edit_anomaly_settings(
         .update(tenant_id, |current| current.patched(&patch))
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::field(&e.field, e.to_string()))?;
+        .map_err(|e| {
+            let code = if e.unknown { "unknown_field" } else { "invalid_field" };
+            ApiError::field(&e.field, e.to_string()).with_code(code)
+        })?;
     tracing::info!(tenant_id, "anomaly settings changed");
     Ok(Json(json!(changed)))
 }
@@ -197,6 +200,7 @@ async fn show_anomaly(
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct ResolveRequest {
     /// Why it is resolved, for the log (at most 1000 characters).
     note: Option<String>,

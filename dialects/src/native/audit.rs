@@ -152,10 +152,9 @@ async fn state_at(
     params: QueryParams,
 ) -> ApiResult<Json<Value>> {
     let params = query_params(params)?;
-    let raw_at = params.get("at").ok_or_else(|| ApiError::field("at", "at is required: an RFC 3339 instant"))?;
-    let at: DateTime<Utc> = DateTime::parse_from_rfc3339(raw_at)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| ApiError::field("at", "at must be an RFC 3339 instant, e.g. 2026-04-22T10:00:00Z"))?;
+    let raw_at = params.get("at").ok_or_else(|| ApiError::field("at", format!("at is required: it {}", keyledger_http::dates::EXPECTED)))?;
+    let at: DateTime<Utc> = keyledger_http::dates::parse_instant(raw_at)
+            .ok_or_else(|| ApiError::field("at", format!("at {}", keyledger_http::dates::EXPECTED)))?;
     let current = readable_license(&state, &caller, &raw_id).await?;
     let events = state.log.history(&current.id, 0, i64::MAX).await.map_err(ApiError::internal)?;
 

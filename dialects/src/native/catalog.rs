@@ -93,10 +93,9 @@ impl Kind {
     where
         ApiError: From<CatalogError<A::Error>>,
     {
-        let raw_at = params.get("at").ok_or_else(|| ApiError::field("at", "at is required: an RFC 3339 instant"))?;
-        let at: DateTime<Utc> = DateTime::parse_from_rfc3339(raw_at)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| ApiError::field("at", "at must be an RFC 3339 instant, e.g. 2026-04-22T10:00:00Z"))?;
+        let raw_at = params.get("at").ok_or_else(|| ApiError::field("at", format!("at is required: it {}", keyledger_http::dates::EXPECTED)))?;
+        let at: DateTime<Utc> = keyledger_http::dates::parse_instant(raw_at)
+            .ok_or_else(|| ApiError::field("at", format!("at {}", keyledger_http::dates::EXPECTED)))?;
         let stored = self.tenant_record(store, tenant_id, raw_id, true).await?;
         match store.state_at(stored.record.id(), at).await? {
             Some((record, version)) => {

@@ -49,6 +49,7 @@ pub fn routes() -> Routes {
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientRequest {
     pub license_key: Option<String>,

@@ -40,6 +40,7 @@ pub fn routes() -> Routes {
 
 /// In an edit, a field left out keeps its value and `null` clears it.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerRequest {
     /// 1 to 200 characters. A customer needs a name or an email.

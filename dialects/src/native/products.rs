@@ -36,6 +36,7 @@ pub fn routes() -> Routes {
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductRequest {
     /// 1 to 200 characters.

@@ -28,12 +28,14 @@ pub fn routes() -> Routes {
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseRequest {
     /// A semantic version (`2.4.0`), once per channel.
     pub version: Option<String>,
-    /// RFC 3339; now when left out. A release dated later is not offered
-    /// to clients until then.
+    /// RFC 3339, or a plain date (midnight UTC); now when left out. A
+    /// release dated later is not offered to clients until then.
+    #[serde(default, deserialize_with = "keyledger_http::dates::optional")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub release_date: Option<DateTime<Utc>>,
     pub download_url: Option<String>,

@@ -28,6 +28,7 @@ pub fn routes() -> Routes {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 struct SettingsRequest {
     require_client_key: Option<bool>,
@@ -102,11 +103,13 @@ async fn edit_settings(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct TenantRequest {
     name: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 struct KeyRequest {
     role: Option<String>,

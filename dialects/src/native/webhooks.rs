@@ -34,6 +34,7 @@ pub fn routes() -> Routes {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct CreateRequest {
     /// https URL to POST events to.
     url: Option<String>,
@@ -45,6 +46,7 @@ struct CreateRequest {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct EditRequest {
     url: Option<String>,
     events: Option<Vec<String>>,

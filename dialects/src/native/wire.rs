@@ -12,6 +12,7 @@ pub fn instant(t: DateTime<Utc>) -> String {
 /// Integer fields are read as `i64` and range-checked by the value types,
 /// so an out-of-range number gets our message rather than serde's.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateRequest {
     pub license_type: Option<i64>,
@@ -41,6 +42,7 @@ pub struct GenerateRequest {
 /// A license's policy fields, the `policy` object of generate and edit.
 /// In an edit, a field left out keeps its value and `null` removes it.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyFields {
     /// A device with no validate or heartbeat within this many seconds
@@ -64,6 +66,7 @@ pub struct PolicyFields {
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct TransferLimitFields {
     pub count: Option<i64>,
@@ -106,6 +109,7 @@ impl PolicyResponse {
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct SuspendRequest {
     pub reason: Option<String>,
@@ -114,8 +118,11 @@ pub struct SuspendRequest {
 /// An administrator's edit. `maxConnections: null` removes the cap, while
 /// leaving the field out keeps it.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct EditRequest {
+    /// RFC 3339, or a plain date (midnight UTC).
+    #[serde(default, deserialize_with = "keyledger_http::dates::optional")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expired_at: Option<DateTime<Utc>>,
     pub max_activations: Option<i64>,
@@ -290,6 +297,7 @@ impl DevicesResponse {
 
 /// A device registered by an administrator, without the client.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterDeviceRequest {
     /// The machine id the client will send (hashed at rest).
