@@ -8,16 +8,16 @@ use std::time::{Duration, Instant};
 use keyledger_app::webhooks::RetryPolicy;
 use keyledger_eventlog::Database;
 use keyledger_workers::{
-    AnomalyWorker, CallReporter, Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, FeedSource, HeartbeatSweeper,
-    MemoryFollower, ProjectionRunner, Relay, RelayConfig, Runtime, Spec, Step, WebhookDispatcher, WebhookHandoff,
-    WebhookSender, ANOMALY_DETECTOR, CALL_REPORTER, CHECKPOINTER, COMMIT_SIGNAL, DETECTOR_ACK_WAIT, EXPIRY_SWEEPER, FOLLOWER_POLL,
-    HEARTBEAT_SWEEPER, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RUNNER_POLL,
-    WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
+    AnomalyWorker, CallReporter, Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, FeedSource,
+    HeartbeatSweeper, MemoryFollower, ProjectionRunner, Relay, RelayConfig, Runtime, Spec, Step, WebhookDispatcher,
+    WebhookHandoff, WebhookSender, ANOMALY_DETECTOR, CALL_REPORTER, CHECKPOINTER, COMMIT_SIGNAL, DETECTOR_ACK_WAIT,
+    EXPIRY_SWEEPER, FOLLOWER_POLL, HEARTBEAT_SWEEPER, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL,
+    RUNNER_POLL, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
 };
 
 use crate::limits::Limits;
-use keyledger_app::signing::Directory;
 use crate::ops::OpsState;
+use keyledger_app::signing::Directory;
 
 pub const DIRECTORY_REFRESH: &str = "directory-refresh";
 pub const BLOCK_FOLLOWER: &str = "address-blocks";
@@ -171,7 +171,8 @@ fn feed_source(state: &OpsState, settings: &Settings, ack_wait: Duration) -> Fee
 /// The anomaly detector, one per database.
 fn start_anomaly_detector(runtime: &mut Runtime, state: &OpsState, settings: &Settings) {
     let source = feed_source(state, settings, DETECTOR_ACK_WAIT);
-    let (log, licenses, cache) = (state.app.log.clone(), state.app.licenses.clone(), state.app.anomaly_settings.clone());
+    let (log, licenses, cache) =
+        (state.app.log.clone(), state.app.licenses.clone(), state.app.anomaly_settings.clone());
     runtime.spawn(Spec::follower(ANOMALY_DETECTOR, RUNNER_POLL).exclusive().gathering(FAN_OUT_GATHER), move || {
         AnomalyWorker::new(source.clone(), log.clone(), licenses.clone(), cache.clone())
     });

@@ -67,4 +67,3 @@ pub async fn request_context<F: std::future::Future<Output = Response>>(
     }
     response
 }
-

@@ -26,7 +26,7 @@ mod server;
 mod startup;
 
 pub use config::{AuditAction, Cli, Command, Config, ProjectionsAction};
+pub use config_reference::markdown as configuration_reference;
 pub use keyledger_http::Route;
 pub use router::{table as route_table, MAX_BODY_BYTES};
-pub use config_reference::markdown as configuration_reference;
 pub use startup::{rebuild_projections, verify_log, Application, StartupError};

@@ -17,7 +17,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter = EnvFilter::try_from_env("KEYLEDGER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // PostgreSQL's notices (such as "relation _sqlx_migrations already
+    // exists, skipping" on every start) are noise at info.
+    let filter =
+        EnvFilter::try_from_env("KEYLEDGER_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let cli = Cli::parse();
@@ -111,8 +114,9 @@ async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
+    let signal = tokio::select! {
+        () = ctrl_c => "SIGINT",
+        () = terminate => "SIGTERM",
+    };
+    tracing::info!(signal, "stop signal received: finishing requests in flight and the consumers' current steps");
 }

@@ -28,10 +28,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 
-use keyledger_http::ApiError;
-use keyledger_http::extract::{check_object, BodyReadTimeout};
 use crate::router::MAX_BODY_BYTES;
 use http_body_util::BodyExt;
+use keyledger_http::extract::{check_object, BodyReadTimeout};
+use keyledger_http::ApiError;
 
 /// A layer of the front door (`router.rs`): `next` is what comes after it.
 pub async fn screen<F: Future<Output = Response>>(request: Request, next: impl FnOnce(Request) -> F) -> Response {

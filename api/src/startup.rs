@@ -16,21 +16,21 @@ use keyledger_projections::{LicenseViews, MemoryView};
 use keyledger_workers::{MemoryFollower, ProjectionRunner, RelayConfig, Runtime};
 use tokio::net::TcpListener;
 
-use keyledger_http::auth::{Authenticator, KEY_PREFIX, OPERATOR_PREFIX};
 use crate::background;
 use crate::config::Config;
 use crate::limits::client_ip::parse_trusted;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::ops::{Ops, OpsState};
 use crate::router::router;
 use crate::server::{self, ServerSettings};
-use keyledger_app::signing::{self, Directory, DirectoryError, MasterKey};
-use crate::ops::{Ops, OpsState};
-use keyledger_http::state::{AppState, Shared, Webhooks};
 use keyledger_app::anomalies::{AnomalyStore, SettingsCache};
 use keyledger_app::secret::{random_token, sha256_hex};
 use keyledger_app::service::LicenseService;
+use keyledger_app::signing::{self, Directory, DirectoryError, MasterKey};
 use keyledger_app::tenancy::TenancyStore;
+use keyledger_http::auth::{Authenticator, KEY_PREFIX, OPERATOR_PREFIX};
+use keyledger_http::state::{AppState, Shared, Webhooks};
 
 const OPERATOR_TOKEN_FILE: &str = "operator-token";
 const SIGNING_KEY_FILE: &str = "checkpoint-signing-key";
@@ -416,7 +416,8 @@ impl Application {
         let db = self.state.db.clone();
         let mut runtime = self.runtime;
         background::start(&mut runtime, &self.state, self.background);
-        let served = server::serve(self.listener, router(self.state.app.clone(), self.state), self.server, shutdown).await;
+        let served =
+            server::serve(self.listener, router(self.state.app.clone(), self.state), self.server, shutdown).await;
         runtime.shutdown(CONSUMER_GRACE).await;
         db.close().await;
         served

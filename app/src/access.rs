@@ -37,9 +37,7 @@ impl Caller {
     pub fn tenant(&self) -> Result<(&str, &str), AccessError> {
         match (&self.tenant_id, &self.user_id) {
             (Some(tenant), Some(user)) => Ok((tenant, user)),
-            _ => Err(AccessError::Forbidden(
-                "This needs a tenant API key; the operator token belongs to no tenant",
-            )),
+            _ => Err(AccessError::Forbidden("This needs a tenant API key; the operator token belongs to no tenant")),
         }
     }
 

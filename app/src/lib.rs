@@ -19,8 +19,8 @@
 pub mod access;
 pub mod aggregates;
 pub mod anomalies;
-pub mod client;
 pub mod blocks;
+pub mod client;
 pub mod culling;
 pub mod customers;
 pub mod expiry;

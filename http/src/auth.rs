@@ -8,9 +8,9 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use crate::error::ApiError;
-use keyledger_app::signing::Directory;
 use crate::state::AppState;
 use keyledger_app::secret::{digests_match, sha256_hex};
+use keyledger_app::signing::Directory;
 use keyledger_app::tenancy::{StoredKey, TenancyStore};
 
 pub use keyledger_app::access::Caller;

@@ -48,7 +48,13 @@ pub trait Dialect: Send + Sync + 'static {
     /// An error answered on this dialect's path before a handler ran (by
     /// the screen, the rate limits, an extractor or a fallback), in the
     /// dialect's shape. None keeps the native JSON error.
-    fn render_error(&self, _directory: &Directory, _path: &str, _status: StatusCode, _error: &ErrorParts) -> Option<Response> {
+    fn render_error(
+        &self,
+        _directory: &Directory,
+        _path: &str,
+        _status: StatusCode,
+        _error: &ErrorParts,
+    ) -> Option<Response> {
         None
     }
 }

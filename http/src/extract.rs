@@ -178,7 +178,8 @@ impl UnknownField {
     /// The known name it most likely meant: one a typo away at the same
     /// level, or the same name one level down.
     fn suggestion(&self) -> Option<String> {
-        let here = |field: &str| if self.parent.is_empty() { field.to_owned() } else { format!("{}.{field}", self.parent) };
+        let here =
+            |field: &str| if self.parent.is_empty() { field.to_owned() } else { format!("{}.{field}", self.parent) };
         let close = self
             .expected
             .iter()

@@ -26,7 +26,8 @@ async fn every_native_route_with_a_body_refuses_an_unknown_field(backend: Backen
     let fixture = Licensed::new(backend, json!({})).await;
     let app = &fixture.app;
     let document = app.get("/openapi.json", None).await.body;
-    let callers = [None, Some(OPERATOR_TOKEN), Some(fixture.tenant.admin_key.as_str()), Some(fixture.user.key.as_str())];
+    let callers =
+        [None, Some(OPERATOR_TOKEN), Some(fixture.tenant.admin_key.as_str()), Some(fixture.user.key.as_str())];
     let mut checked = 0;
     for (template, item) in document["paths"].as_object().expect("paths") {
         if !is_native(template) {
@@ -83,7 +84,10 @@ async fn a_misplaced_or_misspelt_field_points_at_the_right_one(backend: Backend)
     assert_eq!(before, after, "a refused generate left a license behind");
     // A typo, at the top and inside the policy.
     let reply = generate(json!({ "maxActivation": 3 })).await;
-    assert_eq!((reply.body["code"].as_str(), reply.body["field"].as_str()), (Some("unknown_field"), Some("maxActivation")));
+    assert_eq!(
+        (reply.body["code"].as_str(), reply.body["field"].as_str()),
+        (Some("unknown_field"), Some("maxActivation"))
+    );
     assert!(reply.body["error"].as_str().unwrap().contains("Did you mean maxActivations?"), "{}", reply.body);
     let reply = generate(json!({ "policy": { "overages": "2" } })).await;
     assert_eq!(reply.body["field"], "policy.overages", "{}", reply.body);
@@ -99,7 +103,12 @@ async fn date_only_dates_are_midnight_utc(backend: Backend) {
     let admin = fixture.tenant.admin_key.as_str();
     // An edit's expiry as a date.
     let reply = app
-        .request(Method::PATCH, &format!("/api/v1/licenses/{}", fixture.id), Some(admin), Some(json!({ "expiredAt": "2030-01-15" })))
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/licenses/{}", fixture.id),
+            Some(admin),
+            Some(json!({ "expiredAt": "2030-01-15" })),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["expiredAt"], "2030-01-15T00:00:00Z", "{}", reply.body);
@@ -118,7 +127,12 @@ async fn date_only_dates_are_midnight_utc(backend: Backend) {
     assert_eq!(release.body["releaseDate"], "2026-11-01T00:00:00Z", "{}", release.body);
     // A date that is neither form is refused naming both.
     let reply = app
-        .request(Method::PATCH, &format!("/api/v1/licenses/{}", fixture.id), Some(admin), Some(json!({ "expiredAt": "15/01/2030" })))
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/licenses/{}", fixture.id),
+            Some(admin),
+            Some(json!({ "expiredAt": "15/01/2030" })),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
     assert_eq!(reply.body["field"], "expiredAt");

@@ -59,17 +59,24 @@ impl Shop {
 
     /// A new license: (id, key).
     async fn license(&self, seats: u32) -> (String, String) {
-        let license = self.app.generate(&self.seller.key, json!({ "productId": self.product, "maxActivations": seats })).await;
+        let license =
+            self.app.generate(&self.seller.key, json!({ "productId": self.product, "maxActivations": seats })).await;
         (license["id"].as_str().unwrap().to_owned(), license["licenseKey"].as_str().unwrap().to_owned())
     }
 
     async fn activate(&self, style: Style, key: &str, machine: &str) -> Outcome {
         let app = &self.app;
         let reply = match style {
-            Style::Native => app.post("/api/v1/licenses/activate", None, json!({ "licenseKey": key, "machineId": machine })).await,
-            Style::SignedRsa => app.post("/license/activate", None, json!({ "license_key": key, "machine_id": machine })).await,
+            Style::Native => {
+                app.post("/api/v1/licenses/activate", None, json!({ "licenseKey": key, "machineId": machine })).await
+            }
+            Style::SignedRsa => {
+                app.post("/license/activate", None, json!({ "license_key": key, "machine_id": machine })).await
+            }
             // Validate-and-activate.
-            Style::DeviceGuard => app.post("/api/licenses/validate", None, json!({ "license_key": key, "device_id": machine })).await,
+            Style::DeviceGuard => {
+                app.post("/api/licenses/validate", None, json!({ "license_key": key, "device_id": machine })).await
+            }
             Style::TenantJwt => {
                 let body = json!({ "license_key": key, "machine_id": machine, "product_id": "STUDIO" });
                 app.post("/v1/activate", Some(&self.client_key), body).await
@@ -81,11 +88,18 @@ impl Shop {
     async fn validate(&self, style: Style, key: &str, machine: &str) -> Outcome {
         let app = &self.app;
         let reply = match style {
-            Style::Native => app.post("/api/v1/licenses/validate", None, json!({ "licenseKey": key, "machineId": machine })).await,
-            Style::SignedRsa => app.post("/license/validate", None, json!({ "license_key": key, "machine_id": machine })).await,
-            Style::DeviceGuard => app.post("/api/licenses/validate", None, json!({ "license_key": key, "device_id": machine })).await,
+            Style::Native => {
+                app.post("/api/v1/licenses/validate", None, json!({ "licenseKey": key, "machineId": machine })).await
+            }
+            Style::SignedRsa => {
+                app.post("/license/validate", None, json!({ "license_key": key, "machine_id": machine })).await
+            }
+            Style::DeviceGuard => {
+                app.post("/api/licenses/validate", None, json!({ "license_key": key, "device_id": machine })).await
+            }
             Style::TenantJwt => {
-                app.post("/v1/verify", Some(&self.client_key), json!({ "license_key": key, "machine_id": machine })).await
+                app.post("/v1/verify", Some(&self.client_key), json!({ "license_key": key, "machine_id": machine }))
+                    .await
             }
         };
         outcome(style, &reply)
@@ -111,15 +125,20 @@ impl Shop {
     async fn deactivate(&self, style: Style, key: &str, machine: &str) -> Outcome {
         let app = &self.app;
         let reply = match style {
-            Style::Native => app.post("/api/v1/licenses/deactivate", None, json!({ "licenseKey": key, "machineId": machine })).await,
-            Style::SignedRsa => app.post("/license/deactivate", None, json!({ "license_key": key, "machine_id": machine })).await,
+            Style::Native => {
+                app.post("/api/v1/licenses/deactivate", None, json!({ "licenseKey": key, "machineId": machine })).await
+            }
+            Style::SignedRsa => {
+                app.post("/license/deactivate", None, json!({ "license_key": key, "machine_id": machine })).await
+            }
             // The owner frees a device.
             Style::DeviceGuard => {
                 let body = json!({ "license_key": key, "device_id": machine });
                 app.post("/api/licenses/deactivate", Some(&self.seller.key), body).await
             }
             Style::TenantJwt => {
-                app.post("/v1/deactivate", Some(&self.client_key), json!({ "license_key": key, "machine_id": machine })).await
+                app.post("/v1/deactivate", Some(&self.client_key), json!({ "license_key": key, "machine_id": machine }))
+                    .await
             }
         };
         outcome(style, &reply)
@@ -182,7 +201,11 @@ async fn a_refusal_is_the_same_domain_refusal_in_every_style(backend: Backend) {
     let shop = Shop::open(backend).await;
     let admin = shop.tenant.admin_key.clone();
     let expect = |style: Style, got: Outcome, domain: &str, what: &str| {
-        let wanted = if style == Style::DeviceGuard { Outcome::Refused(None) } else { Outcome::Refused(Some(domain.to_owned())) };
+        let wanted = if style == Style::DeviceGuard {
+            Outcome::Refused(None)
+        } else {
+            Outcome::Refused(Some(domain.to_owned()))
+        };
         assert_eq!(got, wanted, "{style:?}: {what}");
     };
 

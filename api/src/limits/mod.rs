@@ -31,9 +31,9 @@ use blocks::Blocks;
 use buckets::{Buckets, Take};
 use routes::{RouteLimits, Verdict};
 
-use keyledger_http::ApiError;
 use crate::metrics::ClassLabels;
 use keyledger_app::secret::sha256_hex;
+use keyledger_http::ApiError;
 
 /// The address a request came from, as decided by [`client_ip::client_ip`].
 #[derive(Debug, Clone, Copy)]

@@ -159,12 +159,15 @@ impl RouteLimits {
         let now = Utc::now();
         let instant_now = Instant::now();
         for block in self.store.route_blocks_in_force(now).await? {
-            let (Some(limit), Ok(ip)) = (self.limits.get(block.route.as_str()), block.address.parse::<IpAddr>())
-            else {
+            let (Some(limit), Ok(ip)) = (self.limits.get(block.route.as_str()), block.address.parse::<IpAddr>()) else {
                 continue;
             };
             let left = (block.until - now).to_std().unwrap_or_default();
-            limit.adopt(ip, instant_now + left, Duration::from_secs(u64::try_from(block.next_secs).unwrap_or_default()));
+            limit.adopt(
+                ip,
+                instant_now + left,
+                Duration::from_secs(u64::try_from(block.next_secs).unwrap_or_default()),
+            );
         }
         // A block ended longer ago than the longest block no longer
         // doubles the next one (see `RouteLimit::check`).

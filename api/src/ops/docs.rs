@@ -203,7 +203,12 @@ fn render_operation(out: &mut String, method: &str, path: &str, operation: &Valu
     }
     if let Some(content) = operation.pointer("/requestBody/content").and_then(Value::as_object) {
         for (media, content) in content {
-            let _ = write!(out, "<p>Request body, <code>{}</code>{}</p>", escape(media), shape(&content["schema"], document));
+            let _ = write!(
+                out,
+                "<p>Request body, <code>{}</code>{}</p>",
+                escape(media),
+                shape(&content["schema"], document)
+            );
         }
     }
     if let Some(responses) = operation.get("responses").and_then(Value::as_object) {

@@ -10,8 +10,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keyledger_eventlog::on_pool;
 
-use keyledger_http::ApiError;
 use crate::metrics::{ConsumerLabels, PoolLabels};
+use keyledger_http::ApiError;
 use keyledger_http::Routes;
 
 use super::OpsState;

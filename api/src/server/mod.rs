@@ -28,10 +28,10 @@ use tower::ServiceExt;
 pub use guard::Deadlines;
 pub use limits::ConnectionCaps;
 
-use keyledger_http::extract::BodyReadTimeout;
 use crate::limits::client_ip::{client_ip, Cidr};
 use crate::limits::ClientIp;
 use guard::GuardedIo;
+use keyledger_http::extract::BodyReadTimeout;
 use limits::{ConnectionLimits, ConnectionSlot, Refusal};
 use std::sync::Arc;
 

@@ -81,12 +81,15 @@ impl ClientService {
         let heartbeat_due =
             license.device(&machine.hash).is_some_and(|device| now >= device.last_heartbeat_at + interval);
         if heartbeat_due {
-            let command = LicenseCommand::RecordHeartbeat { machine: machine.hash.clone(), min_interval: interval, at: now };
+            let command =
+                LicenseCommand::RecordHeartbeat { machine: machine.hash.clone(), min_interval: interval, at: now };
             // The answer does not depend on it: a failure is logged and the
             // validation stands.
             match self.execute(call, &license, command).await {
                 Ok(seen) => license = Arc::new(seen),
-                Err(error) => tracing::warn!(license_id = %license.id, error = %error_chain(&error), "heartbeat not recorded"),
+                Err(error) => {
+                    tracing::warn!(license_id = %license.id, error = %error_chain(&error), "heartbeat not recorded")
+                }
             }
         }
         Ok(Ok(Checked { license, update }))
@@ -137,7 +140,11 @@ impl ClientService {
     /// The license's product, read (from a cache) only when the answer
     /// needs it: the caller asks for a feature the license does not carry
     /// itself, or reports an `appVersion`.
-    async fn product_if_needed(&self, wants: Wants<'_>, license: &License) -> Result<Option<Arc<Product>>, ClientError> {
+    async fn product_if_needed(
+        &self,
+        wants: Wants<'_>,
+        license: &License,
+    ) -> Result<Option<Arc<Product>>, ClientError> {
         let Some(product_id) = &license.product_id else { return Ok(None) };
         let needs_features = wants.features.is_some_and(|wanted| wanted.iter().any(|f| !license.features.contains(f)));
         if !needs_features && wants.app_version.is_none() {

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use chrono::{SecondsFormat, Utc};
 use crate::master::MasterKey;
+use chrono::{SecondsFormat, Utc};
 use keyledger_eventlog::{on_pool, Database};
 use ring::rand::SystemRandom;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};

@@ -24,16 +24,16 @@ use keyledger_domain::{License, LicenseError, LicenseStatus, MachineId, MachineN
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use keyledger_app::client::{self as client, Activation, Beat, Visible, Wants};
 use crate::native::licenses::parse_key;
+use keyledger_app::client::{self as client, Activation, Beat, Visible, Wants};
 use keyledger_http::auth::{Caller, ClientCaller};
+use keyledger_http::dialect::FailedGuess;
+use keyledger_http::dialect::RouteRule;
 use keyledger_http::error::{ApiError, ErrorParts};
 use keyledger_http::extract::{JsonBody, RequestContext};
-use keyledger_http::dialect::RouteRule;
-use keyledger_http::dialect::FailedGuess;
-use keyledger_http::Routes;
-use keyledger_http::state::AppState;
 use keyledger_http::instant;
+use keyledger_http::state::AppState;
+use keyledger_http::Routes;
 use utoipa_axum::routes;
 
 const VALIDATE: &str = "/api/licenses/validate";
@@ -42,7 +42,6 @@ const STATUS: &str = "/api/licenses/status";
 
 /// The one answer to every failed validation.
 const VALIDATION_FAILED: &str = "Invalid license key or validation failed";
-
 
 /// The API style of validate-and-activate with per-endpoint limits and progressive blocks (seed 002).
 pub struct DeviceGuard;

@@ -11,12 +11,12 @@ use keyledger_domain::{AnomalyKind, LicenseCommand, LicenseError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use keyledger_app::service::CommandError;
 use keyledger_http::auth::{Caller, Role};
 use keyledger_http::error::{ApiError, ApiResult};
 use keyledger_http::extract::{JsonBody, PathParam, RequestContext};
-use keyledger_http::Routes;
 use keyledger_http::state::AppState;
-use keyledger_app::service::CommandError;
+use keyledger_http::Routes;
 use utoipa_axum::routes;
 
 const MAX_NOTE: usize = 1000;

@@ -11,12 +11,12 @@ use keyledger_domain::{License, LicenseEvent};
 use serde_json::{json, Value};
 
 use super::licenses::readable_license;
+use crate::native::wire::{instant, LicenseResponse};
 use keyledger_http::auth::Caller;
 use keyledger_http::error::{ApiError, ApiResult};
 use keyledger_http::extract::PathParam;
-use keyledger_http::Routes;
 use keyledger_http::state::AppState;
-use crate::native::wire::{instant, LicenseResponse};
+use keyledger_http::Routes;
 use utoipa_axum::routes;
 
 pub(super) const DEFAULT_PAGE: i64 = 100;
@@ -152,9 +152,11 @@ async fn state_at(
     params: QueryParams,
 ) -> ApiResult<Json<Value>> {
     let params = query_params(params)?;
-    let raw_at = params.get("at").ok_or_else(|| ApiError::field("at", format!("at is required: it {}", keyledger_http::dates::EXPECTED)))?;
+    let raw_at = params
+        .get("at")
+        .ok_or_else(|| ApiError::field("at", format!("at is required: it {}", keyledger_http::dates::EXPECTED)))?;
     let at: DateTime<Utc> = keyledger_http::dates::parse_instant(raw_at)
-            .ok_or_else(|| ApiError::field("at", format!("at {}", keyledger_http::dates::EXPECTED)))?;
+        .ok_or_else(|| ApiError::field("at", format!("at {}", keyledger_http::dates::EXPECTED)))?;
     let current = readable_license(&state, &caller, &raw_id).await?;
     let events = state.log.history(&current.id, 0, i64::MAX).await.map_err(ApiError::internal)?;
 

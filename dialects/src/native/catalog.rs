@@ -93,7 +93,9 @@ impl Kind {
     where
         ApiError: From<CatalogError<A::Error>>,
     {
-        let raw_at = params.get("at").ok_or_else(|| ApiError::field("at", format!("at is required: it {}", keyledger_http::dates::EXPECTED)))?;
+        let raw_at = params
+            .get("at")
+            .ok_or_else(|| ApiError::field("at", format!("at is required: it {}", keyledger_http::dates::EXPECTED)))?;
         let at: DateTime<Utc> = keyledger_http::dates::parse_instant(raw_at)
             .ok_or_else(|| ApiError::field("at", format!("at {}", keyledger_http::dates::EXPECTED)))?;
         let stored = self.tenant_record(store, tenant_id, raw_id, true).await?;
@@ -106,4 +108,3 @@ impl Kind {
         }
     }
 }
-

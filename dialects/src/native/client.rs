@@ -26,15 +26,15 @@ use serde_json::{json, Value};
 
 use keyledger_app::client::{parse_key, parse_machine, Activation, Beat, Machine, Wants};
 
+use keyledger_app::signing::{jws, ActiveKey, Directory};
 use keyledger_http::auth::{Caller, ClientCaller};
 use keyledger_http::dialect::client_call;
+use keyledger_http::dialect::FailedGuess;
 use keyledger_http::error::{ApiError, ErrorParts, ErrorShape};
 use keyledger_http::extract::{JsonBody, RequestContext};
-use keyledger_http::dialect::FailedGuess;
-use keyledger_http::Routes;
-use keyledger_app::signing::{jws, ActiveKey, Directory};
-use keyledger_http::state::AppState;
 use keyledger_http::instant;
+use keyledger_http::state::AppState;
+use keyledger_http::Routes;
 use utoipa_axum::routes;
 
 const MAX_NONCE_LEN: usize = 128;
@@ -197,14 +197,12 @@ async fn begin(
         Ok(parsed) => parsed,
         Err(error) => return Err((call, error.into())),
     };
-    let visible = match state.client.resolve(caller.as_ref(), &key).await {
-        Ok(visible) => visible,
+    let session = match state.client.open(caller.as_ref(), &key, machine).await {
+        Ok(session) => session,
         Err(error) => return Err((call, error.into())),
     };
-    let (license, tenant) = (visible.license, visible.tenant);
-    call.signer = tenant.current.clone();
-    let machine = state.client.machine(machine);
-    Ok(Found { call, request, caller, machine, license })
+    call.signer = session.tenant.current.clone();
+    Ok(Found { call, request, caller, machine: session.machine, license: session.license })
 }
 
 impl Found {

@@ -10,8 +10,8 @@ use keyledger_app::aggregates::NO_FILTER;
 use keyledger_app::customers::{search_pattern, MAX_QUERY_LEN, SEARCH_FILTER};
 use keyledger_app::serials::SerialKind;
 use keyledger_domain::{
-    check_metadata, parse_customer_name, parse_email, Customer, CustomerChanges, CustomerCommand,
-    CustomerFieldError, CustomerFields,
+    check_metadata, parse_customer_name, parse_email, Customer, CustomerChanges, CustomerCommand, CustomerFieldError,
+    CustomerFields,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -20,14 +20,14 @@ use uuid::Uuid;
 
 use super::audit::{query_params, QueryParams};
 use super::catalog::Kind;
-use keyledger_http::catalog::customer_not_found;
+use crate::native::wire::{instant, present, LicenseResponse};
 use keyledger_http::auth::Caller;
+use keyledger_http::catalog::customer_not_found;
 use keyledger_http::error::{ApiError, ApiResult};
 use keyledger_http::extract::{JsonBody, PathParam, RequestContext};
 use keyledger_http::metadata::event_metadata;
-use keyledger_http::Routes;
 use keyledger_http::state::AppState;
-use crate::native::wire::{instant, present, LicenseResponse};
+use keyledger_http::Routes;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -93,8 +93,6 @@ impl CustomerResponse {
         }
     }
 }
-
-
 
 const CUSTOMER: Kind = Kind { id_field: "customerId", not_found: customer_not_found };
 

@@ -12,12 +12,12 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::licenses::{administrable_license, execute_as, parse_machine, readable_license};
+use crate::native::wire::{DeviceRecord, DevicesResponse, RegisterDeviceRequest};
 use keyledger_http::auth::Caller;
 use keyledger_http::error::{ApiError, ApiResult};
 use keyledger_http::extract::{JsonBody, PathParam, PathParams, RequestContext};
-use keyledger_http::Routes;
 use keyledger_http::state::AppState;
-use crate::native::wire::{DeviceRecord, DevicesResponse, RegisterDeviceRequest};
+use keyledger_http::Routes;
 
 pub fn routes() -> Routes {
     Routes::new()

@@ -8,12 +8,12 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::tenants::parse_tenant_id;
+use keyledger_app::signing::{jws, PublicKey, Retirement};
 use keyledger_http::auth::Caller;
 use keyledger_http::error::{ApiError, ApiResult};
 use keyledger_http::extract::PathParam;
-use keyledger_http::Routes;
-use keyledger_app::signing::{jws, PublicKey, Retirement};
 use keyledger_http::state::AppState;
+use keyledger_http::Routes;
 use utoipa_axum::routes;
 
 pub fn routes() -> Routes {

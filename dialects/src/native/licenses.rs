@@ -12,13 +12,13 @@ use serde_json::{json, Value};
 use keyledger_app::serials::SerialKind;
 use uuid::Uuid;
 
+use crate::native::wire::{EditRequest, GenerateRequest, LicenseResponse, MessageResponse, SuspendRequest};
 use keyledger_http::auth::Caller;
 use keyledger_http::error::{ApiError, ApiResult};
 use keyledger_http::extract::{JsonBody, PathParam, RequestContext};
 use keyledger_http::metadata::event_metadata;
-use keyledger_http::Routes;
 use keyledger_http::state::AppState;
-use crate::native::wire::{EditRequest, GenerateRequest, LicenseResponse, MessageResponse, SuspendRequest};
+use keyledger_http::Routes;
 use utoipa_axum::routes;
 
 const DEFAULT_VALIDITY_DAYS: i64 = 365;

@@ -48,7 +48,13 @@ impl keyledger_http::Dialect for Native {
     /// On the client endpoints an error met before the handler ran is
     /// answered as the endpoint answers its own refusals: in its shape and
     /// signed. Elsewhere the native JSON error stands as it is.
-    fn render_error(&self, directory: &Directory, path: &str, status: StatusCode, error: &ErrorParts) -> Option<Response> {
+    fn render_error(
+        &self,
+        directory: &Directory,
+        path: &str,
+        status: StatusCode,
+        error: &ErrorParts,
+    ) -> Option<Response> {
         let shape = client::refusal_shape(path)?;
         Some(client::early_refusal(directory, shape, status, error))
     }

@@ -5,8 +5,8 @@ use keyledger_domain::{
     Overage, Policy, Resurrection, TransferLimit, MAX_HEARTBEAT_SECS, MAX_TRANSFERS, MIN_HEARTBEAT_SECS,
 };
 
-use keyledger_http::error::{ApiError, ApiResult};
 use crate::native::wire::PolicyFields;
+use keyledger_http::error::{ApiError, ApiResult};
 
 /// Longest transfer-limit period: a year.
 const MAX_PERIOD_SECS: i64 = 366 * 24 * 3600;

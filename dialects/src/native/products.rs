@@ -8,9 +8,7 @@ use axum::Json;
 use chrono::Utc;
 use keyledger_app::aggregates::NO_FILTER;
 use keyledger_app::products::StoredProduct;
-use keyledger_domain::{
-    parse_code, parse_features, parse_product_name, KeyFormat, Policy, Product, ProductCommand,
-};
+use keyledger_domain::{parse_code, parse_features, parse_product_name, KeyFormat, Policy, Product, ProductCommand};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa_axum::routes;
@@ -18,14 +16,14 @@ use uuid::Uuid;
 
 use super::audit::{query_params, QueryParams};
 use super::catalog::Kind;
-use keyledger_http::catalog::product_not_found;
+use crate::native::wire::{instant, PolicyFields, PolicyResponse};
 use keyledger_http::auth::Caller;
+use keyledger_http::catalog::product_not_found;
 use keyledger_http::error::{ApiError, ApiResult};
 use keyledger_http::extract::{JsonBody, PathParam, RequestContext};
 use keyledger_http::metadata::event_metadata;
-use keyledger_http::Routes;
 use keyledger_http::state::AppState;
-use crate::native::wire::{instant, PolicyFields, PolicyResponse};
+use keyledger_http::Routes;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -83,8 +81,6 @@ impl ProductResponse {
         }
     }
 }
-
-
 
 pub(crate) const PRODUCT: Kind = Kind { id_field: "productId", not_found: product_not_found };
 

@@ -18,10 +18,10 @@ use super::products::tenant_product;
 use keyledger_http::auth::Caller;
 use keyledger_http::error::{ApiError, ApiResult};
 use keyledger_http::extract::{JsonBody, PathParam, RequestContext};
-use keyledger_http::metadata::event_metadata;
-use keyledger_http::Routes;
-use keyledger_http::state::AppState;
 use keyledger_http::instant;
+use keyledger_http::metadata::event_metadata;
+use keyledger_http::state::AppState;
+use keyledger_http::Routes;
 
 pub fn routes() -> Routes {
     Routes::new().add(routes!(publish_release, list_releases))

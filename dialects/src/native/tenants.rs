@@ -7,12 +7,12 @@ use keyledger_domain::check_display_text;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use keyledger_app::tenancy::Revocation;
 use keyledger_http::auth::{Caller, Role};
 use keyledger_http::error::{ApiError, ApiResult};
 use keyledger_http::extract::{JsonBody, PathParam};
-use keyledger_http::Routes;
 use keyledger_http::state::AppState;
-use keyledger_app::tenancy::Revocation;
+use keyledger_http::Routes;
 use utoipa_axum::routes;
 
 const MAX_NAME_LEN: usize = 200;

@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use keyledger_http::auth::Caller;
 use keyledger_http::error::{ApiError, ApiResult};
 use keyledger_http::extract::{JsonBody, PathParam, PathParams};
-use keyledger_http::Routes;
 use keyledger_http::state::AppState;
+use keyledger_http::Routes;
 use utoipa_axum::routes;
 
 /// How long the old secret keeps signing after a rotation.

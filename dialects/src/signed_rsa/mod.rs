@@ -26,17 +26,16 @@ use keyledger_domain::{KeyFormat, License, LicenseError, LicenseKey, LicenseStat
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use keyledger_app::client::{self as client, Activation, Beat, Machine, Visible, Wants};
+use keyledger_app::client::{self as client, Activation, Beat, Session, Wants};
 use keyledger_http::auth::ClientCaller;
 use keyledger_http::error::{ApiError, ErrorParts};
 use keyledger_http::extract::{JsonBody, RequestContext};
-use keyledger_http::Routes;
-use keyledger_http::state::AppState;
 use keyledger_http::instant;
+use keyledger_http::state::AppState;
+use keyledger_http::Routes;
 use utoipa_axum::routes;
 
 const MAX_NONCE_LEN: usize = 128;
-
 
 /// The API style with RSA-signed answers (seed 001).
 pub struct SignedRsa;
@@ -79,12 +78,13 @@ fn routes() -> Routes {
 /// An error in seed 001's shape, with the document's statuses: bad input
 /// is 422 with the field's message under `details`.
 fn error_body(status: StatusCode, error: &ErrorParts) -> (StatusCode, Value) {
-    let status =
-        keyledger_http::dialect::refusal_status(error.code).unwrap_or(if error.field.is_some() || status == StatusCode::BAD_REQUEST {
+    let status = keyledger_http::dialect::refusal_status(error.code).unwrap_or(
+        if error.field.is_some() || status == StatusCode::BAD_REQUEST {
             StatusCode::UNPROCESSABLE_ENTITY
         } else {
             status
-        });
+        },
+    );
     let mut body = json!({ "error": { "code": error.code, "message": error.message } });
     if let Some(field) = &error.field {
         body["error"]["code"] = json!("validation_error");
@@ -166,7 +166,9 @@ fn parse(request: &LicenseRequest) -> Result<Parsed, Response> {
         (Some(key), Some(machine)) if details.is_empty() => {
             Ok(Parsed { key, machine, machine_id: machine_id.to_ascii_lowercase(), nonce: request.nonce.clone() })
         }
-        _ if unknown && details.is_empty() => Err(keyledger_http::dialect::refusal(ApiError::refused(LicenseError::NotFound))),
+        _ if unknown && details.is_empty() => {
+            Err(keyledger_http::dialect::refusal(ApiError::refused(LicenseError::NotFound)))
+        }
         _ => {
             let guessed = details.contains_key("license_key");
             let body = json!({ "error": {
@@ -302,13 +304,16 @@ async fn begin(
     state: &AppState,
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<LicenseRequest>, ApiError>,
-) -> Result<(Parsed, Option<keyledger_http::auth::Caller>, Visible, Machine), Response> {
+) -> Result<(Parsed, Option<keyledger_http::auth::Caller>, Session), Response> {
     let JsonBody(request) = body.map_err(keyledger_http::dialect::refusal)?;
     let parsed = parse(&request)?;
     let ClientCaller(caller) = caller.map_err(keyledger_http::dialect::refusal)?;
-    let visible = state.client.resolve(caller.as_ref(), &parsed.key).await.map_err(|e| keyledger_http::dialect::refusal(e.into()))?;
-    let machine = state.client.machine(parsed.machine.clone());
-    Ok((parsed, caller, visible, machine))
+    let session = state
+        .client
+        .open(caller.as_ref(), &parsed.key, parsed.machine.clone())
+        .await
+        .map_err(|e| keyledger_http::dialect::refusal(e.into()))?;
+    Ok((parsed, caller, session))
 }
 
 fn finish(result: Result<Response, ApiError>) -> Response {
@@ -331,7 +336,7 @@ async fn activate(
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<LicenseRequest>, ApiError>,
 ) -> Response {
-    let (parsed, caller, Visible { license, .. }, machine) = match begin(&state, caller, body).await {
+    let (parsed, caller, Session { license, machine, .. }) = match begin(&state, caller, body).await {
         Ok(begun) => begun,
         Err(response) => return response,
     };
@@ -361,7 +366,7 @@ async fn validate(
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<LicenseRequest>, ApiError>,
 ) -> Response {
-    let (parsed, caller, Visible { license, .. }, machine) = match begin(&state, caller, body).await {
+    let (parsed, caller, Session { license, machine, .. }) = match begin(&state, caller, body).await {
         Ok(begun) => begun,
         Err(response) => return response,
     };
@@ -395,7 +400,7 @@ async fn deactivate(
     caller: Result<ClientCaller, ApiError>,
     body: Result<JsonBody<LicenseRequest>, ApiError>,
 ) -> Response {
-    let (parsed, caller, Visible { license, .. }, machine) = match begin(&state, caller, body).await {
+    let (parsed, caller, Session { license, machine, .. }) = match begin(&state, caller, body).await {
         Ok(begun) => begun,
         Err(response) => return response,
     };

@@ -22,17 +22,16 @@ use keyledger_domain::{License, LicenseError, LicenseKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use keyledger_app::client::{Activation, Beat, Machine, Visible, Wants};
 use crate::native::licenses::{parse_key, parse_machine};
+use keyledger_app::client::{Activation, Beat, Machine, Session, Wants};
+use keyledger_app::signing::jws;
 use keyledger_http::auth::{Caller, ClientCaller};
 use keyledger_http::error::{ApiError, ErrorParts};
 use keyledger_http::extract::{JsonBody, RequestContext};
-use keyledger_http::Routes;
-use keyledger_app::signing::jws;
-use keyledger_http::state::AppState;
 use keyledger_http::instant;
+use keyledger_http::state::AppState;
+use keyledger_http::Routes;
 use utoipa_axum::routes;
-
 
 /// The API style of tenant API keys and Ed25519 license tokens (seed 004).
 pub struct TenantJwt;
@@ -231,8 +230,8 @@ async fn activate_answer(
     let key = parse_key(Some(required(request.license_key.as_deref(), "license_key")?))?;
     let product = required(request.product_id.as_deref(), "product_id")?.trim();
     let machine_id = required(request.machine_id.as_deref(), "machine_id")?;
-    let machine = state.client.machine(parse_machine(Some(machine_id))?);
-    let Visible { license, tenant } = state.client.resolve(Some(&caller), &key).await?;
+    let Session { license, tenant, machine } =
+        state.client.open(Some(&caller), &key, parse_machine(Some(machine_id))?).await?;
     let product_id = product_named(state, &license, product).await?;
     license.check_entitlements(Some(&product_id), &[], &[]).map_err(ApiError::refused)?;
     let activation_request = Activation { machine_name: request.machine_name.as_deref(), app_version: None };
@@ -276,7 +275,7 @@ async fn verify_answer(
     let caller = tenant_caller(caller)?;
     let JsonBody(request) = body?;
     let machine_id = required(request.machine_id.as_deref(), "machine_id")?;
-    let machine = state.client.machine(parse_machine(Some(machine_id))?);
+    let machine = parse_machine(Some(machine_id))?;
     let tenant_id = caller.tenant_id.as_deref().unwrap_or_default();
     // The key and product from a token the tenant signed, else the key sent.
     let from_token = match request.token.as_deref() {
@@ -288,7 +287,7 @@ async fn verify_answer(
         None => parse_key(Some(required(request.license_key.as_deref(), "license_key")?))?,
     };
     let product_id = from_token.as_ref().and_then(|claims| claims["productId"].as_str());
-    let Visible { license, tenant } = state.client.resolve(Some(&caller), &key).await?;
+    let Session { license, tenant, machine } = state.client.open(Some(&caller), &key, machine).await?;
     let wants = Wants { product_id, ..Wants::default() };
     let call = keyledger_http::dialect::client_call(context, Some(&caller));
     let checked = state.client.check(&call, &license, &machine, wants, Beat::Validate).await?;
@@ -391,7 +390,7 @@ async fn machine_call(
     let JsonBody(request) = body?;
     let key = parse_key(Some(required(request.license_key.as_deref(), "license_key")?))?;
     let machine_id = required(request.machine_id.as_deref(), "machine_id")?.to_owned();
-    let machine = state.client.machine(parse_machine(Some(&machine_id))?);
-    let Visible { license, .. } = state.client.resolve(Some(caller), &key).await?;
+    let Session { license, machine, .. } =
+        state.client.open(Some(caller), &key, parse_machine(Some(&machine_id))?).await?;
     Ok((license, machine, machine_id))
 }
