@@ -55,7 +55,7 @@ impl CatalogAggregate for Customer {
     fn view_values(&self) -> Vec<SqlValue> {
         let folded = |text: &Option<String>| text.as_deref().unwrap_or_default().to_lowercase();
         vec![
-            SqlValue::Text(self.tenant_id.clone()),
+            SqlValue::Text(self.tenant_id.to_string()),
             SqlValue::Text(folded(&self.fields.name)),
             SqlValue::Text(folded(&self.fields.email)),
             SqlValue::Text(sortable(self.created_at)),

@@ -52,7 +52,7 @@ impl CatalogAggregate for Product {
 
     fn view_values(&self) -> Vec<SqlValue> {
         vec![
-            SqlValue::Text(self.tenant_id.clone()),
+            SqlValue::Text(self.tenant_id.to_string()),
             SqlValue::Text(self.code.clone()),
             SqlValue::Text(sortable(self.created_at)),
             SqlValue::Int(i64::from(self.deleted)),

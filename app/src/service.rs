@@ -330,9 +330,9 @@ mod tests {
         let (a, b) = (process(&db).await, process(&db).await);
         let id = uuid::Uuid::new_v4().to_string();
         let generate = LicenseCommand::GenerateLicense {
-            license_id: id.clone(),
-            tenant_id: "t".into(),
-            owner_id: "o".into(),
+            license_id: keyledger_domain::LicenseId::trusted(id.clone()),
+            tenant_id: keyledger_domain::TenantId::trusted("t"),
+            owner_id: keyledger_domain::OwnerId::trusted("o"),
             license_key: LicenseKey::parse("ABCD-EFGH-JKMN-2345").unwrap(),
             license_type: LicenseType::Standard,
             max_activations: Seats::new(1).unwrap(),

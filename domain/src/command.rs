@@ -4,15 +4,16 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::{
-    AnomalyEvidence, AnomalyKind, DeviceDetails, LicenseKey, LicenseType, MachineHash, MachineName, Policy, Seats,
+    AnomalyEvidence, AnomalyKind, CustomerId, DeviceDetails, LicenseId, LicenseKey, LicenseType, MachineHash,
+    MachineName, OwnerId, Policy, ProductId, Seats, TenantId,
 };
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LicenseCommand {
     GenerateLicense {
-        license_id: String,
-        tenant_id: String,
-        owner_id: String,
+        license_id: LicenseId,
+        tenant_id: TenantId,
+        owner_id: OwnerId,
         license_key: LicenseKey,
         license_type: LicenseType,
         max_activations: Seats,
@@ -21,9 +22,9 @@ pub enum LicenseCommand {
         /// fixed at the first activation.
         expires_at: Option<DateTime<Utc>>,
         expires_after_activation_secs: Option<i64>,
-        product_id: Option<String>,
+        product_id: Option<ProductId>,
         features: Vec<String>,
-        customer_id: Option<String>,
+        customer_id: Option<CustomerId>,
         number: Option<i64>,
         policy: Policy,
         at: DateTime<Utc>,
@@ -100,7 +101,7 @@ pub enum LicenseCommand {
         max_connections: Option<Option<u32>>,
         policy: Option<Policy>,
         /// `Some(None)` takes the customer off the license.
-        customer_id: Option<Option<String>>,
+        customer_id: Option<Option<CustomerId>>,
         at: DateTime<Utc>,
     },
     /// Counted by the API: `calls` in the window starting at

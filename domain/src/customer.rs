@@ -2,6 +2,7 @@
 //! company's contact), found by name or email. Its own stream and hash
 //! chain in the log, like a product's; licenses name it by `customer_id`.
 
+use crate::{CustomerId, TenantId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -35,8 +36,8 @@ pub struct CustomerFields {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Customer {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: CustomerId,
+    pub tenant_id: TenantId,
     /// Its per-tenant serial number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<i64>,
@@ -51,8 +52,8 @@ pub struct Customer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CustomerEvent {
     CustomerCreated {
-        customer_id: String,
-        tenant_id: String,
+        customer_id: CustomerId,
+        tenant_id: TenantId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         number: Option<i64>,
         #[serde(flatten)]
@@ -92,8 +93,8 @@ pub struct CustomerChanges {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CustomerCommand {
     CreateCustomer {
-        customer_id: String,
-        tenant_id: String,
+        customer_id: CustomerId,
+        tenant_id: TenantId,
         number: Option<i64>,
         fields: CustomerFields,
         at: DateTime<Utc>,
@@ -278,8 +279,8 @@ mod tests {
 
     fn create(fields: CustomerFields) -> CustomerCommand {
         CustomerCommand::CreateCustomer {
-            customer_id: "c-1".into(),
-            tenant_id: "t-1".into(),
+            customer_id: CustomerId::trusted("c-1"),
+            tenant_id: TenantId::trusted("t-1"),
             number: Some(1),
             fields,
             at: t(0),
@@ -335,8 +336,8 @@ mod tests {
     #[test]
     fn events_read_back_flat() {
         let event = CustomerEvent::CustomerCreated {
-            customer_id: "c-1".into(),
-            tenant_id: "t-1".into(),
+            customer_id: CustomerId::trusted("c-1"),
+            tenant_id: TenantId::trusted("t-1"),
             number: None,
             fields: named(),
             created_at: t(0),

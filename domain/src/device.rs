@@ -2,6 +2,7 @@
 //! of its license with a stable id, what the client said about itself at
 //! activation, when it was last seen, and whether it is blocked.
 
+use crate::DeviceId;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -53,13 +54,13 @@ impl Device {
     /// and the machine's keyed hash, so it is the same on every replay and
     /// every reactivation, exists for devices activated before ids did,
     /// and tells nothing about the machine id.
-    pub fn id(&self, license_id: &str) -> String {
+    pub fn id(&self, license_id: &str) -> DeviceId {
         device_id(license_id, &self.machine)
     }
 }
 
 /// See [`Device::id`]. Formatted as an RFC 9562 version 8 (custom) UUID.
-pub fn device_id(license_id: &str, machine: &MachineHash) -> String {
+pub fn device_id(license_id: &str, machine: &MachineHash) -> DeviceId {
     let digest = Sha256::new()
         .chain_update(b"keyledger device\0")
         .chain_update(license_id.as_bytes())
@@ -71,7 +72,7 @@ pub fn device_id(license_id: &str, machine: &MachineHash) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8
     bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 9562 variant
     let hex = hex::encode(bytes);
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    DeviceId::trusted(format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]))
 }
 
 /// What a device reported about itself when it was activated.

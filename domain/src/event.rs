@@ -7,7 +7,8 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AnomalyEvidence, AnomalyKind, DeviceDetails, LicenseKey, LicenseType, MachineHash, MachineName, Policy, Seats,
+    AnomalyEvidence, AnomalyKind, CustomerId, DeviceDetails, LicenseId, LicenseKey, LicenseType, MachineHash,
+    MachineName, OwnerId, Policy, ProductId, Seats, TenantId,
 };
 
 /// The version every event is written with today.
@@ -16,9 +17,9 @@ pub const EVENT_VERSION: &str = "1.0";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum LicenseEvent {
     LicenseGenerated {
-        license_id: String,
-        tenant_id: String,
-        owner_id: String,
+        license_id: LicenseId,
+        tenant_id: TenantId,
+        owner_id: OwnerId,
         license_key: LicenseKey,
         license_type: LicenseType,
         max_activations: Seats,
@@ -34,13 +35,13 @@ pub enum LicenseEvent {
         /// The product it was generated for; absent for the tenant's
         /// default product (and every license generated before products).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        product_id: Option<String>,
+        product_id: Option<ProductId>,
         /// Feature codes of its own, beside its product's.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         features: Vec<String>,
         /// The customer it was sold to; absent when none is named.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        customer_id: Option<String>,
+        customer_id: Option<CustomerId>,
         /// Its per-tenant serial number; absent on licenses generated
         /// before numbers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,7 +119,7 @@ pub enum LicenseEvent {
         /// The resulting customer; absent when none is named (as on
         /// every edit written before customers).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        customer_id: Option<String>,
+        customer_id: Option<CustomerId>,
         edited_at: DateTime<Utc>,
     },
     /// A device called validate or heartbeat more often than its

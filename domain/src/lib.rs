@@ -12,6 +12,7 @@ mod customer;
 mod device;
 mod error;
 mod event;
+mod ids;
 mod key;
 mod license;
 mod machine;
@@ -33,6 +34,7 @@ pub use device::{
 };
 pub use error::LicenseError;
 pub use event::{LicenseEvent, EVENT_VERSION};
+pub use ids::{CustomerId, DeviceId, IdError, LicenseId, OwnerId, ProductId, TenantId};
 pub use key::{KeyFormat, LicenseKey, LicenseKeyError};
 pub use license::License;
 pub use machine::{MachineHash, MachineId, MachineIdError, MachineName};

@@ -8,17 +8,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::{BlockedMachine, Device, MAX_PAST_DEVICES};
 use crate::{
-    AnomalyMark, LicenseCommand, LicenseError, LicenseEvent, LicenseKey, LicenseStatus, LicenseType, MachineHash,
-    OpenAnomaly, Policy, Seats,
+    AnomalyMark, CustomerId, LicenseCommand, LicenseError, LicenseEvent, LicenseId, LicenseKey, LicenseStatus,
+    LicenseType, MachineHash, OpenAnomaly, OwnerId, Policy, ProductId, Seats, TenantId,
 };
 
 /// A license as its events left it. `Default` is the license before it was
 /// generated: every command but generate is refused with `NotFound`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct License {
-    pub id: String,
-    pub tenant_id: String,
-    pub owner_id: String,
+    pub id: LicenseId,
+    pub tenant_id: TenantId,
+    pub owner_id: OwnerId,
     pub license_key: Option<LicenseKey>,
     pub license_type: LicenseType,
     pub status: LicenseStatus,
@@ -32,13 +32,13 @@ pub struct License {
     pub expires_after_activation_secs: Option<i64>,
     /// Its product; None for the tenant's default product.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub product_id: Option<String>,
+    pub product_id: Option<ProductId>,
     /// Feature codes of its own, beside its product's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<String>,
     /// The customer it was sold to, if one is named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub customer_id: Option<String>,
+    pub customer_id: Option<CustomerId>,
     /// Its per-tenant serial number, beside its UUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub number: Option<i64>,

@@ -2,6 +2,7 @@
 //! (entitlements) its licenses carry and the default policy they start
 //! from. Its own stream and hash chain in the log, like a license's.
 
+use crate::{ProductId, TenantId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +19,8 @@ pub const MAX_FEATURES: usize = 100;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Product {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: ProductId,
+    pub tenant_id: TenantId,
     pub name: String,
     pub code: String,
     pub features: Vec<String>,
@@ -40,8 +41,8 @@ pub struct Product {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ProductEvent {
     ProductCreated {
-        product_id: String,
-        tenant_id: String,
+        product_id: ProductId,
+        tenant_id: TenantId,
         name: String,
         code: String,
         features: Vec<String>,
@@ -86,8 +87,8 @@ impl ProductEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProductCommand {
     CreateProduct {
-        product_id: String,
-        tenant_id: String,
+        product_id: ProductId,
+        tenant_id: TenantId,
         name: String,
         code: String,
         features: Vec<String>,
@@ -292,8 +293,8 @@ mod tests {
 
     fn create() -> ProductCommand {
         ProductCommand::CreateProduct {
-            product_id: "p-1".into(),
-            tenant_id: "t-1".into(),
+            product_id: ProductId::trusted("p-1"),
+            tenant_id: TenantId::trusted("t-1"),
             name: "Studio".into(),
             code: "PRO".into(),
             features: vec!["export".into()],

@@ -151,7 +151,7 @@ impl LoggedEvent {
         put("metadata", metadata);
         put("hash", Value::from(hash));
         if let Some(device_id) = device_id {
-            put("deviceId", Value::from(device_id));
+            put("deviceId", Value::from(device_id.into_string()));
         }
         Value::Object(envelope)
     }

@@ -98,7 +98,7 @@ impl Snapshots {
         let state = serde_json::to_string(license).map_err(|e| EventLogError::Corrupt(e.to_string()))?;
         let _turn = crate::write_turn(&self.db).await;
         on_pool!(&self.db, pool => sqlx::query(UPSERT)
-            .bind(&license.id)
+            .bind(license.id.as_str())
             .bind(version)
             .bind(SNAPSHOT_FORMAT)
             .bind(state)

@@ -436,20 +436,20 @@ struct ViewRow {
 
 impl ViewRow {
     fn new((license, version, last_hash): Versioned<'_>) -> Result<Self, ProjectionError> {
-        let key = license.license_key.as_ref().ok_or_else(|| ProjectionError::NotGenerated(license.id.clone()))?;
+        let key = license.license_key.as_ref().ok_or_else(|| ProjectionError::NotGenerated(license.id.to_string()))?;
         let state = serde_json::to_string(license)
-            .map_err(|source| ProjectionError::Corrupt { license_id: license.id.clone(), source })?;
+            .map_err(|source| ProjectionError::Corrupt { license_id: license.id.to_string(), source })?;
         Ok(Self {
-            license_id: license.id.clone(),
-            tenant_id: license.tenant_id.clone(),
-            owner_id: license.owner_id.clone(),
+            license_id: license.id.to_string(),
+            tenant_id: license.tenant_id.to_string(),
+            owner_id: license.owner_id.to_string(),
             license_key: key.as_str().to_owned(),
             version,
             created_at: license.created_at.map(sortable_instant).unwrap_or_default(),
             expires_at: license.expires_at.map(sortable_instant).unwrap_or_default(),
             expiry_recorded: i64::from(license.expiry_recorded()),
             cull_at: license.next_death().map(sortable_instant).unwrap_or_default(),
-            customer_id: license.customer_id.clone().unwrap_or_default(),
+            customer_id: license.customer_id.clone().unwrap_or_default().to_string(),
             state,
             last_hash: last_hash.map(str::to_owned),
         })

@@ -190,9 +190,9 @@ mod tests {
     fn license(id: &str, key: &str, max: i64) -> License {
         let mut license = License::default();
         license.apply(LicenseEvent::LicenseGenerated {
-            license_id: id.into(),
-            tenant_id: "t".into(),
-            owner_id: "o".into(),
+            license_id: keyledger_domain::LicenseId::trusted(id),
+            tenant_id: keyledger_domain::TenantId::trusted("t"),
+            owner_id: keyledger_domain::OwnerId::trusted("o"),
             license_key: LicenseKey::parse(key).unwrap(),
             license_type: LicenseType::Standard,
             max_activations: Seats::new(max).unwrap(),

@@ -55,7 +55,7 @@ async fn append_without_projecting(app: &TestApp, license_id: &str, machine_id: 
         at: chrono::Utc::now(),
     };
     context.aggregate.handle(command, &(), &sink).await.expect("activate");
-    let metadata = std::collections::HashMap::from([("tenant_id".to_owned(), context.aggregate.tenant_id.clone())]);
+    let metadata = std::collections::HashMap::from([("tenant_id".to_owned(), context.aggregate.tenant_id.to_string())]);
     store.commit(sink.collect().await, context, metadata).await.expect("append");
 }
 

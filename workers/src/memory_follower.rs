@@ -55,7 +55,7 @@ impl MemoryFollower {
         loop {
             let page = self.views.page(&after, PAGE).await?;
             let Some(last) = page.last() else { break };
-            after = last.license.id.clone();
+            after = last.license.id.to_string();
             for view in page {
                 self.memory.put(view.license, view.version, view.last_hash.as_deref());
             }

@@ -202,7 +202,7 @@ impl ClientService {
             &license.tenant_id,
             now,
         );
-        self.stores.call_reports.push(super::CallReport { license_id: license.id.clone(), command, metadata });
+        self.stores.call_reports.push(super::CallReport { license_id: license.id.to_string(), command, metadata });
     }
 }
 
@@ -215,8 +215,7 @@ fn check_entitlements(
 ) -> Result<Result<(), LicenseError>, ClientError> {
     let product_id = match wants.product_id {
         Some(raw) => Some(
-            uuid::Uuid::parse_str(raw)
-                .map(|id| id.to_string())
+            keyledger_domain::ProductId::parse(raw)
                 .map_err(|_| ClientError::invalid("productId", "productId must be a UUID (the id of a product)"))?,
         ),
         None => None,

@@ -81,7 +81,7 @@ impl CustomerResponse {
     fn new(customer: &Customer, version: i64) -> Self {
         let fields = &customer.fields;
         Self {
-            id: customer.id.clone(),
+            id: customer.id.to_string(),
             number: customer.number,
             name: fields.name.clone(),
             email: fields.email.clone(),
@@ -100,7 +100,7 @@ const CUSTOMER: Kind = Kind { id_field: "customerId", not_found: customer_not_fo
 /// names it (generate, edit); another tenant's or a deleted one does not
 /// exist.
 pub(super) async fn tenant_customer_id(state: &AppState, tenant_id: &str, raw_id: &str) -> ApiResult<String> {
-    Ok(CUSTOMER.tenant_record(&state.customers, tenant_id, raw_id, false).await?.record.id)
+    Ok(CUSTOMER.tenant_record(&state.customers, tenant_id, raw_id, false).await?.record.id.to_string())
 }
 
 fn checked(field: &str, raw: &str, parse: fn(&str) -> Result<String, CustomerFieldError>) -> ApiResult<String> {
@@ -157,8 +157,8 @@ async fn create_customer(
     let now = Utc::now();
     let metadata = event_metadata(&context, Some(&caller), &tenant_id, now);
     let build = || CustomerCommand::CreateCustomer {
-        customer_id: customer_id.clone(),
-        tenant_id: tenant_id.clone(),
+        customer_id: keyledger_domain::CustomerId::trusted(customer_id.clone()),
+        tenant_id: keyledger_domain::TenantId::trusted(tenant_id.clone()),
         number: Some(number),
         fields: fields.clone(),
         at: now,

@@ -9,7 +9,6 @@ use chrono::Utc;
 use keyledger_domain::{Device, License, LicenseCommand};
 use serde_json::{json, Value};
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::licenses::{administrable_license, execute_as, parse_machine, readable_license};
 use crate::native::wire::{DeviceRecord, DevicesResponse, RegisterDeviceRequest};
@@ -27,9 +26,8 @@ pub fn routes() -> Routes {
         .add(routes!(unblock_device))
 }
 
-fn parse_device_id(raw: &str) -> ApiResult<String> {
-    Uuid::parse_str(raw)
-        .map(|id| id.to_string())
+fn parse_device_id(raw: &str) -> ApiResult<keyledger_domain::DeviceId> {
+    keyledger_domain::DeviceId::parse(raw)
         .map_err(|_| ApiError::field("deviceId", "deviceId must be a UUID (a device's id from the devices list)"))
 }
 

@@ -50,9 +50,8 @@ pub(crate) fn parse_machine(raw: Option<&str>) -> ApiResult<MachineId> {
     Ok(keyledger_app::client::parse_machine(raw)?)
 }
 
-pub(super) fn parse_license_id(raw: &str) -> ApiResult<String> {
-    Uuid::parse_str(raw)
-        .map(|id| id.to_string())
+pub(super) fn parse_license_id(raw: &str) -> ApiResult<keyledger_domain::LicenseId> {
+    keyledger_domain::LicenseId::parse(raw)
         .map_err(|_| ApiError::field("licenseId", "licenseId must be a UUID (the license's id, not its key)"))
 }
 
@@ -185,18 +184,18 @@ async fn generate(
     let now = Utc::now();
     let license_id = Uuid::new_v4().to_string();
     let command = LicenseCommand::GenerateLicense {
-        license_id: license_id.clone(),
-        tenant_id: tenant_id.to_owned(),
-        owner_id: owner_id.to_owned(),
+        license_id: keyledger_domain::LicenseId::trusted(license_id.clone()),
+        tenant_id: keyledger_domain::TenantId::trusted(tenant_id.to_owned()),
+        owner_id: keyledger_domain::OwnerId::trusted(owner_id.to_owned()),
         license_key: LicenseKey::generate(&mut OsRng, product.as_ref().map(|p| p.key_format).unwrap_or_default()),
         license_type,
         max_activations,
         max_connections,
         expires_at: validity.from_creation.map(|validity| now + validity),
         expires_after_activation_secs: validity.from_activation.map(|validity| validity.num_seconds()),
-        product_id: product.map(|product| product.id),
+        product_id: product.map(|product| product.id).map(keyledger_domain::ProductId::trusted),
         features,
-        customer_id,
+        customer_id: customer_id.map(keyledger_domain::CustomerId::trusted),
         number: Some(number),
         policy,
         at: now,
@@ -414,7 +413,9 @@ async fn edit(
     let customer_id = match request.customer_id.as_ref() {
         None => None,
         Some(None) => Some(None),
-        Some(Some(raw)) => Some(Some(super::customers::tenant_customer_id(&state, &license.tenant_id, raw).await?)),
+        Some(Some(raw)) => Some(Some(keyledger_domain::CustomerId::trusted(
+            super::customers::tenant_customer_id(&state, &license.tenant_id, raw).await?,
+        ))),
     };
     let now = Utc::now();
     let command = LicenseCommand::EditLicense {

@@ -69,7 +69,7 @@ pub struct ProductResponse {
 impl ProductResponse {
     fn new(product: &Product, version: i64) -> Self {
         Self {
-            id: product.id.clone(),
+            id: product.id.to_string(),
             name: product.name.clone(),
             code: product.code.clone(),
             features: product.features.clone(),
@@ -136,8 +136,8 @@ async fn create_product(
     let now = Utc::now();
     let metadata = event_metadata(&context, Some(&caller), &tenant_id, now);
     let build = || ProductCommand::CreateProduct {
-        product_id: product_id.clone(),
-        tenant_id: tenant_id.clone(),
+        product_id: keyledger_domain::ProductId::trusted(product_id.clone()),
+        tenant_id: keyledger_domain::TenantId::trusted(tenant_id.clone()),
         name: name.clone(),
         code: code.clone(),
         features: features.clone(),

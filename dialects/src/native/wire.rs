@@ -186,7 +186,7 @@ impl LicenseResponse {
     pub fn new(license: &License, now: DateTime<Utc>) -> Self {
         let status = license.status_at(now);
         Self {
-            id: license.id.clone(),
+            id: license.id.to_string(),
             license_key: license.license_key.as_ref().map(ToString::to_string).unwrap_or_default(),
             status,
             license_type: license.license_type,
@@ -202,9 +202,9 @@ impl LicenseResponse {
             devices: license.devices.iter().map(|device| DeviceRecord::new(license, device, true)).collect(),
             policy: PolicyResponse::new(&license.policy),
             number: license.number,
-            product_id: license.product_id.clone(),
+            product_id: license.product_id.clone().map(String::from),
             features: license.features.clone(),
-            customer_id: license.customer_id.clone(),
+            customer_id: license.customer_id.clone().map(String::from),
         }
     }
 }
@@ -256,7 +256,7 @@ pub struct DeviceRecord {
 impl DeviceRecord {
     pub fn new(license: &License, device: &Device, active: bool) -> Self {
         Self {
-            device_id: device.id(&license.id),
+            device_id: device.id(&license.id).to_string(),
             number: device.number,
             machine_name: device.machine_name.as_str().to_owned(),
             app_version: device.details.app_version.clone(),
@@ -288,7 +288,7 @@ impl DevicesResponse {
         let active = license.devices.iter().map(|device| DeviceRecord::new(license, device, true));
         let past = license.past_devices.iter().map(|device| DeviceRecord::new(license, device, false));
         Self {
-            license_id: license.id.clone(),
+            license_id: license.id.to_string(),
             max_activations: license.max_activations.get(),
             devices: active.chain(past).collect(),
         }

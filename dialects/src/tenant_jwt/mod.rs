@@ -140,7 +140,7 @@ async fn product_named(state: &AppState, license: &License, raw: &str) -> Result
     let code = keyledger_domain::parse_code(raw)
         .map_err(|_| ApiError::field("productId", "product_id must be a product's id (a UUID) or its code"))?;
     match state.client.product_of(license).await? {
-        Some(product) if product.code == code => Ok(product.id.clone()),
+        Some(product) if product.code == code => Ok(product.id.to_string()),
         _ => Err(ApiError::refused(LicenseError::ProductMismatch)),
     }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::License;
 use crate::{
-    AnomalyEvidence, AnomalyKind, DeviceDetails, LicenseCommand, LicenseError, LicenseEvent, LicenseStatus,
+    AnomalyEvidence, AnomalyKind, CustomerId, DeviceDetails, LicenseCommand, LicenseError, LicenseEvent, LicenseStatus,
     MachineHash, MachineName, Policy, Seats,
 };
 
@@ -318,5 +318,5 @@ struct Edit {
     max_activations: Option<Seats>,
     max_connections: Option<Option<u32>>,
     policy: Option<Policy>,
-    customer_id: Option<Option<String>>,
+    customer_id: Option<Option<CustomerId>>,
 }

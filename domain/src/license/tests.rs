@@ -5,7 +5,10 @@ use cqrs_es::test::TestFramework;
 
 use super::*;
 use crate::LicenseEvent::*;
-use crate::{AnomalyEvidence, AnomalyKind, DeviceDetails, MachineName, Policy, MAX_PAST_DEVICES};
+use crate::{
+    AnomalyEvidence, AnomalyKind, CustomerId, DeviceDetails, LicenseId, MachineName, OwnerId, Policy, ProductId,
+    TenantId, MAX_PAST_DEVICES,
+};
 
 type LicenseTest = TestFramework<License>;
 
@@ -31,9 +34,9 @@ fn name(s: &str) -> MachineName {
 
 fn generated_with_seats(seats: u32) -> LicenseEvent {
     LicenseGenerated {
-        license_id: "lic-1".into(),
-        tenant_id: "tenant-1".into(),
-        owner_id: "user-1".into(),
+        license_id: LicenseId::trusted("lic-1"),
+        tenant_id: TenantId::trusted("tenant-1"),
+        owner_id: OwnerId::trusted("user-1"),
         license_key: key(),
         license_type: LicenseType::Standard,
         max_activations: Seats::new(seats.into()).unwrap(),
@@ -88,9 +91,9 @@ fn generating_a_license_records_its_terms() {
     LicenseTest::with(())
         .given_no_previous_events()
         .when(LicenseCommand::GenerateLicense {
-            license_id: "lic-1".into(),
-            tenant_id: "tenant-1".into(),
-            owner_id: "user-1".into(),
+            license_id: LicenseId::trusted("lic-1"),
+            tenant_id: TenantId::trusted("tenant-1"),
+            owner_id: OwnerId::trusted("user-1"),
             license_key: key(),
             license_type: LicenseType::Standard,
             max_activations: Seats::ONE,
@@ -112,9 +115,9 @@ fn generating_twice_is_refused() {
     LicenseTest::with(())
         .given(vec![generated()])
         .when(LicenseCommand::GenerateLicense {
-            license_id: "lic-1".into(),
-            tenant_id: "tenant-1".into(),
-            owner_id: "user-1".into(),
+            license_id: LicenseId::trusted("lic-1"),
+            tenant_id: TenantId::trusted("tenant-1"),
+            owner_id: OwnerId::trusted("user-1"),
             license_key: key(),
             license_type: LicenseType::Standard,
             max_activations: Seats::ONE,
@@ -136,9 +139,9 @@ fn generating_a_license_that_expires_at_creation_is_refused() {
     LicenseTest::with(())
         .given_no_previous_events()
         .when(LicenseCommand::GenerateLicense {
-            license_id: "lic-1".into(),
-            tenant_id: "tenant-1".into(),
-            owner_id: "user-1".into(),
+            license_id: LicenseId::trusted("lic-1"),
+            tenant_id: TenantId::trusted("tenant-1"),
+            owner_id: OwnerId::trusted("user-1"),
             license_key: key(),
             license_type: LicenseType::Trial,
             max_activations: Seats::ONE,
@@ -474,7 +477,7 @@ fn given_a_license_when_an_edit_names_a_customer_then_it_keeps_its_terms_and_nam
         max_connections: Some(10),
         policy: Policy::default(),
         edited_at: t(2),
-        customer_id: Some("c-1".into()),
+        customer_id: Some(CustomerId::trusted("c-1")),
     };
     let edit = |customer_id| LicenseCommand::EditLicense {
         expires_at: None,
@@ -486,7 +489,7 @@ fn given_a_license_when_an_edit_names_a_customer_then_it_keeps_its_terms_and_nam
     };
     LicenseTest::with(())
         .given(vec![generated()])
-        .when(edit(Some(Some("c-1".into()))))
+        .when(edit(Some(Some(CustomerId::trusted("c-1")))))
         .then_expect_events(vec![sold.clone()]);
     LicenseTest::with(()).given(vec![generated(), sold.clone()]).when(edit(None)).then_expect_events(vec![]);
     let LicenseEdited { expires_at, max_activations, max_connections, policy, .. } = sold.clone() else {
@@ -1052,9 +1055,9 @@ fn a_license_generated_before_policies_reads_with_the_default_policy() {
 
 fn generate_with(expires_at: Option<DateTime<Utc>>, after_activation: Option<i64>) -> LicenseCommand {
     LicenseCommand::GenerateLicense {
-        license_id: "lic-1".into(),
-        tenant_id: "tenant-1".into(),
-        owner_id: "user-1".into(),
+        license_id: LicenseId::trusted("lic-1"),
+        tenant_id: TenantId::trusted("tenant-1"),
+        owner_id: OwnerId::trusted("user-1"),
         license_key: key(),
         license_type: LicenseType::Trial,
         max_activations: Seats::ONE,
@@ -1145,7 +1148,7 @@ fn a_device_that_comes_back_keeps_its_number() {
 #[test]
 fn entitlements_are_the_product_and_the_features_of_license_and_product() {
     let mut license = state(vec![generated()]);
-    license.product_id = Some("p-1".into());
+    license.product_id = Some(ProductId::trusted("p-1"));
     license.features = vec!["beta".into()];
     let product_features = ["export".to_owned()];
     let need = |features: &[&str]| features.iter().map(|f| f.to_string()).collect::<Vec<_>>();
