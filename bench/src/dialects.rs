@@ -78,9 +78,9 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<Value, String> {
     for round in 1..=ROUNDS {
         native.push(load(format!("native validate ({round})"), None, native_call).await);
         rounds.push([
-            load(format!("seed 001 validate ({round})"), None, seed001_call).await,
-            load(format!("seed 002 validate ({round})"), None, seed002_call).await,
-            load(format!("seed 004 verify ({round})"), Some(&client_key), seed004_call).await,
+            load(format!("seed 001 validate ({round})"), None, signed_rsa_call).await,
+            load(format!("seed 002 validate ({round})"), None, device_guard_call).await,
+            load(format!("seed 004 verify ({round})"), Some(&client_key), tenant_jwt_call).await,
         ]);
     }
     native.push(load(format!("native validate ({})", ROUNDS + 1), None, native_call).await);
@@ -159,15 +159,15 @@ fn native_call(key: &str, machine: &str) -> (&'static str, String, &'static [u8]
     ("/api/v1/licenses/validate", format!(r#"{{"licenseKey":"{key}","machineId":"{machine}"}}"#), br#""isValid":true"#)
 }
 
-fn seed001_call(key: &str, machine: &str) -> (&'static str, String, &'static [u8]) {
+fn signed_rsa_call(key: &str, machine: &str) -> (&'static str, String, &'static [u8]) {
     ("/license/validate", format!(r#"{{"license_key":"{key}","machine_id":"{machine}"}}"#), br#""signature""#)
 }
 
-fn seed002_call(key: &str, machine: &str) -> (&'static str, String, &'static [u8]) {
+fn device_guard_call(key: &str, machine: &str) -> (&'static str, String, &'static [u8]) {
     ("/api/licenses/validate", format!(r#"{{"license_key":"{key}","device_id":"{machine}"}}"#), br#""valid":true"#)
 }
 
-fn seed004_call(key: &str, machine: &str) -> (&'static str, String, &'static [u8]) {
+fn tenant_jwt_call(key: &str, machine: &str) -> (&'static str, String, &'static [u8]) {
     ("/v1/verify", format!(r#"{{"license_key":"{key}","machine_id":"{machine}"}}"#), br#""ok":true"#)
 }
 

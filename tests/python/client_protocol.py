@@ -37,7 +37,7 @@ def call(endpoint, **body):
     nonce = secrets.token_urlsafe(16)
     payload = {"licenseKey": KEY, "machineId": MACHINE, "nonce": nonce, **body}
     response = requests.post(f"{BASE}/api/v1/licenses/{endpoint}", json=payload, headers=HEADERS, timeout=10)
-    return response, nonce
+    return response, payload
 
 
 jwks = requests.get(JWKS_URL, timeout=10).json()
@@ -45,9 +45,9 @@ check(all(k["kty"] == "OKP" and k["crv"] == "Ed25519" and k["alg"] == "EdDSA" fo
 
 # Every endpoint's answer verifies, names its request, and echoes the nonce.
 for endpoint in ["activate", "validate", "heartbeat", "token"]:
-    response, nonce = call(endpoint)
+    response, sent = call(endpoint)
     check(response.status_code == 200, f"{endpoint} answered {response.status_code}: {response.text}")
-    answer = verify_answer(response, jwks, nonce)
+    answer = verify_answer(response, jwks, sent)
     check(answer["licenseKey"] == KEY and answer["machineId"] == MACHINE, f"{endpoint} names its request")
     check(answer["issuedAt"].endswith("Z"), f"{endpoint} says when it was issued")
 
@@ -56,14 +56,14 @@ for endpoint in ["activate", "validate", "heartbeat", "token"]:
     tampered.headers = response.headers
     tampered._content = response.content.replace(b'"nonce"', b'"nonce" ', 1)
     try:
-        verify_answer(tampered, jwks, nonce)
+        verify_answer(tampered, jwks, sent)
         check(False, f"a tampered {endpoint} answer verified")
     except InvalidSignature:
         check(True, "tampered")
 
     # A recorded answer does not pass for another request's.
     try:
-        verify_answer(response, jwks, "another-nonce")
+        verify_answer(response, jwks, {**sent, "nonce": "another-nonce"})
         check(False, f"a replayed {endpoint} answer verified")
     except ValueError:
         check(True, "replayed")
@@ -74,7 +74,7 @@ for endpoint in ["activate", "validate", "heartbeat", "token"]:
 
     foreign = {"keys": [dict(k, x=base64.urlsafe_b64encode(stranger).decode().rstrip("=")) for k in jwks["keys"]]}
     try:
-        verify_answer(response, foreign, nonce)
+        verify_answer(response, foreign, sent)
         check(False, f"{endpoint} verified with the wrong key")
     except InvalidSignature:
         check(True, "wrong key")
@@ -90,12 +90,12 @@ for endpoint in ["activate", "validate", "heartbeat", "token"]:
               "the token ties to a point of the license's history")
 
 # Refusals are signed too: another machine's token, an unknown key.
-response, nonce = call("token", machineId="never-activated")
+response, sent = call("token", machineId="never-activated")
 check(response.status_code == 400, f"a token for a machine without a seat: {response.status_code}")
-refusal = verify_answer(response, jwks, nonce)
+refusal = verify_answer(response, jwks, sent)
 check(refusal["success"] is False and refusal["machineId"] == "never-activated", "the refusal names its request")
-response, nonce = call("validate", licenseKey="ABCD-EFGH-JKMN-PQRS")
-answer = verify_answer(response, jwks, nonce)
+response, sent = call("validate", licenseKey="ABCD-EFGH-JKMN-PQRS")
+answer = verify_answer(response, jwks, sent)
 check(answer["isValid"] is False, "an unknown key is not valid")
 
 # A body that isn't JSON is refused before any nonce can be read: still
@@ -108,6 +108,21 @@ for endpoint in ["validate", "heartbeat"]:
     check(answer["isValid"] is False and answer["code"] == "INVALID_REQUEST" and answer["reason"] == "malformed_json",
           f"{endpoint} of a broken body in validate's shape: {answer}")
 
-response, nonce = call("deactivate")
-check(verify_answer(response, jwks, nonce)["success"] is True, "deactivate")
+# A proxy between software and keyledger keeps the software's nonce but
+# asks about a machine that holds a seat: the signed VALID it gets back is
+# genuine and carries the right nonce, and is still refused, because it
+# answers for another machine.
+stranger = {"licenseKey": KEY, "machineId": "no-seat-" + secrets.token_hex(4), "nonce": secrets.token_urlsafe(16)}
+rewritten = {**stranger, "machineId": MACHINE}
+response = requests.post(f"{BASE}/api/v1/licenses/validate", json=rewritten, headers=HEADERS, timeout=10)
+check(json.loads(response.content)["isValid"] is True, "the proxy's rewritten request is answered VALID")
+check(json.loads(response.content)["nonce"] == stranger["nonce"], "and carries the software's own nonce")
+try:
+    verify_answer(response, jwks, stranger)
+    check(False, "an answer for another machine verified")
+except ValueError:
+    check(True, "another machine's answer")
+
+response, sent = call("deactivate")
+check(verify_answer(response, jwks, sent)["success"] is True, "deactivate")
 print(json.dumps({"checks": checks}))
