@@ -204,6 +204,13 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_TRUSTED_PROXIES", default_value = "", global = true)]
     pub trusted_proxies: String,
 
+    /// The one header trusted proxies name the client in:
+    /// `x-forwarded-for` or `forwarded` (RFC 7239). The other is ignored,
+    /// and an entry in this one that is not an address is refused with 400
+    /// `unreadable_forwarded_header`, never charged to the proxy.
+    #[arg(long, env = "KEYLEDGER_FORWARDED_HEADER", default_value = "x-forwarded-for", value_parser = ["x-forwarded-for", "forwarded"], global = true)]
+    pub forwarded_header: String,
+
     /// A PEM file with the certificate chain to serve HTTPS with (with
     /// KEYLEDGER_TLS_KEY); without it keyledger speaks plain HTTP, for a
     /// TLS-terminating proxy in front.
@@ -295,6 +302,8 @@ impl Config {
         let secs = |s: u32| std::time::Duration::from_secs(s.into());
         crate::server::ServerSettings {
             trusted_proxies: std::sync::Arc::new(trusted_proxies),
+            forwarded_header: crate::limits::client_ip::ForwardedHeader::parse(&self.forwarded_header)
+                .unwrap_or(crate::limits::client_ip::ForwardedHeader::XForwardedFor),
             tls,
             require_https: self.require_https,
             deadlines: crate::server::Deadlines {
@@ -351,6 +360,7 @@ impl Config {
             rate_limit_block_decay_secs: 3600,
             rate_limit_max_tracked: 100_000,
             trusted_proxies: String::new(),
+            forwarded_header: "x-forwarded-for".to_owned(),
             tls_cert: None,
             tls_key: None,
             require_https: false,

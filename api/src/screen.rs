@@ -63,6 +63,12 @@ pub async fn screen<F: Future<Output = Response>>(request: Request, next: impl F
 const MAX_URI_BYTES: usize = 16 * 1024;
 
 fn check(request: &Request) -> Result<(), ApiError> {
+    if request.extensions().get::<crate::limits::client_ip::UnreadableForwarded>().is_some() {
+        return Err(ApiError::bad_request(
+            "unreadable_forwarded_header",
+            "The trusted proxy's forwarding header (KEYLEDGER_FORWARDED_HEADER) holds an entry that is not an address",
+        ));
+    }
     if request.extensions().get::<crate::server::PlainHttp>().is_some() && request.uri().path() != "/health" {
         return Err(ApiError::forbidden("This server answers over HTTPS only").with_code("https_required"));
     }

@@ -15,6 +15,7 @@ mod lifecycle;
 mod limits;
 mod nats;
 mod policies;
+mod proxies;
 mod products;
 mod startup;
 mod strict_bodies;

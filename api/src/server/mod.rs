@@ -28,7 +28,7 @@ use tower::ServiceExt;
 pub use guard::Deadlines;
 pub use limits::ConnectionCaps;
 
-use crate::limits::client_ip::{client_ip, Cidr};
+use crate::limits::client_ip::{client_ip, Cidr, ForwardedHeader};
 use crate::limits::ClientIp;
 use guard::GuardedIo;
 use keyledger_http::extract::BodyReadTimeout;
@@ -50,6 +50,8 @@ pub struct ServerSettings {
     /// Proxies whose `X-Forwarded-For` is believed, and which are exempt
     /// from the per-address connection cap (every client comes through them).
     pub trusted_proxies: Arc<Vec<Cidr>>,
+    /// The header trusted proxies name the client in.
+    pub forwarded_header: ForwardedHeader,
     /// TLS on every connection, when keyledger has a certificate.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Refuse requests that did not come over HTTPS (`screen` answers them).
@@ -176,9 +178,10 @@ impl Connection {
         let io = TokioIo::new(guarded);
         let (peer, router, body_read) = (self.peer, self.router, BodyReadTimeout(self.settings.body_read));
         let trusted = self.settings.trusted_proxies.clone();
+        let forwarded_header = self.settings.forwarded_header;
         let require_https = self.settings.require_https;
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            let ip = client_ip(peer.ip(), request.headers(), &trusted);
+            let ip = client_ip(peer.ip(), request.headers(), &trusted, forwarded_header);
             if require_https && !over_tls {
                 let proxied =
                     trusted.iter().any(|proxy| proxy.contains(peer.ip())) && forwarded_https(request.headers());
@@ -186,7 +189,16 @@ impl Connection {
                     request.extensions_mut().insert(PlainHttp);
                 }
             }
-            request.extensions_mut().insert(ClientIp(ip));
+            match ip {
+                Ok(ip) => {
+                    request.extensions_mut().insert(ClientIp(ip));
+                }
+                // Answered 400 by the screen; with no client address, the
+                // rate limits and blocks charge nobody for it.
+                Err(unreadable) => {
+                    request.extensions_mut().insert(unreadable);
+                }
+            }
             request.extensions_mut().insert(ConnectInfo(peer));
             request.extensions_mut().insert(body_read);
             strip_trailing_slash(&mut request);
