@@ -128,8 +128,15 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xffc0) == 0xfec0            // site-local (deprecated)
         || first == 0x2001 && segments[1] == 0xdb8       // documentation
         || first == 0x2001 && segments[1] == 0           // Teredo: tunnels to an IPv4 address
-        || first == 0x0064 && segments[1] == 0xff9b      // NAT64 into IPv4 space
-        || segments[..6] == [0, 0, 0, 0, 0, 0xffff]) // IPv4-mapped that to_ipv4 did not catch
+        || first == 0x0064 && segments[1] == 0xff9b      // NAT64 into IPv4 space (and 64:ff9b:1::/48)
+        || segments[..6] == [0, 0, 0, 0, 0, 0xffff]       // IPv4-mapped that to_ipv4 did not catch
+        || segments[..6] == [0, 0, 0, 0, 0xffff, 0]       // IPv4-translated, ::ffff:0:a.b.c.d (RFC 2765)
+        || first == 0x0100 && segments[1..4] == [0, 0, 0] // discard-only, 100::/64 (RFC 6666)
+        || first == 0x2001 && segments[1] == 0x2 && segments[2] == 0 // benchmarking, 2001:2::/48
+        || first == 0x2001 && (segments[1] & 0xfff0) == 0x10         // ORCHID, 2001:10::/28
+        || first == 0x2001 && (segments[1] & 0xfff0) == 0x20         // ORCHIDv2, 2001:20::/28
+        || (first & 0xfff0) == 0x3ff0                                 // documentation, 3fff::/20
+        || first == 0x5f00) // segment routing SIDs, 5f00::/16
 }
 
 /// The DNS resolver of the webhook sender's HTTP client: resolves as the
@@ -181,6 +188,13 @@ mod tests {
             "https://[2002:7f00:1::]/",
             "https://[2002:a9fe:a9fe::1]/",
             "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+            "https://[::ffff:0:7f00:1]/",
+            "https://[::ffff:0:a9fe:a9fe]/",
+            "https://[100::1]/",
+            "https://[64:ff9b:1::7f00:1]/",
+            "https://[2001:2::1]/",
+            "https://[2001:10::1]/",
+            "https://[3fff::1]/",
         ] {
             assert!(matches!(check_url(url, false), Err(UrlError::Private(_))), "{url}");
             assert!(check_url(url, true).is_ok(), "{url} with private networks allowed");
