@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
         }
     };
     outcome.unwrap_or_else(|error| {
-        tracing::error!("{error}");
+        tracing::error!("{}", keyledger_app::client::error_chain(&*error));
         ExitCode::FAILURE
     })
 }

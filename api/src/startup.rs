@@ -45,11 +45,11 @@ const ANOMALY_SETTINGS_TTL: std::time::Duration = std::time::Duration::from_secs
 pub enum StartupError {
     #[error(transparent)]
     Tls(#[from] crate::server::tls::TlsError),
-    #[error("cannot use data directory {path}: {source}")]
+    #[error("cannot use data directory {path}")]
     DataDir { path: String, source: io::Error },
     #[error(transparent)]
     Store(#[from] EventLogError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen { addr: SocketAddr, source: io::Error },
     #[error("the operator token must be at least {MIN_SECRET_LEN} characters and must not start with `klk_` (that prefix is for tenant keys)")]
     WeakOperatorToken,
@@ -61,18 +61,43 @@ pub enum StartupError {
     BadMasterKey,
     #[error("the database holds signing keys sealed with a master key, but this process has none: set KEYLEDGER_MASTER_KEY to the key the other processes use (or restore the data directory's master-key file). Nothing was changed")]
     MissingMasterKey,
+    /// A signing key or the master key refused (what to do is in the
+    /// message, which has no cause behind it).
     #[error("{0}. Nothing was changed")]
-    Directory(#[from] DirectoryError),
+    Directory(DirectoryError),
+    /// The signing keys could not be checked (a failure of the store).
+    #[error("cannot check the signing keys against the master key. Nothing was changed")]
+    KeyCheck(#[source] DirectoryError),
+    /// A bad value of a setting, described for the person who set it.
     #[error("webhook settings: {0}")]
     WebhookSettings(String),
-    #[error("cannot prepare webhook delivery: {0}")]
-    Webhooks(String),
+    #[error("cannot prepare webhook delivery")]
+    Webhooks(#[source] keyledger_workers::ConsumerError),
+    /// A bad value of the setting, described for the person who set it.
     #[error("KEYLEDGER_TRUSTED_PROXIES: {0}")]
     TrustedProxies(String),
-    #[error("cannot bring read models up to date: {0}")]
-    Projection(String),
+    #[error("cannot rebuild the read models from the event log")]
+    Rebuild(#[source] keyledger_workers::ProjectorError),
+    #[error("cannot count the read-model rows written by an earlier release")]
+    OutdatedViews(#[source] keyledger_projections::ProjectionError),
+    #[error("cannot bring the read models up to date with the event log")]
+    CatchUp(#[source] keyledger_app::CommandError),
+    #[error("cannot load the validation view from the event log")]
+    Warm(#[source] keyledger_workers::ProjectorError),
     #[error("no read model is called {0:?}; there is: license_view")]
     UnknownReadModel(String),
+}
+
+impl From<DirectoryError> for StartupError {
+    /// A refusal says what to do itself; a failure keeps its cause.
+    fn from(error: DirectoryError) -> Self {
+        match error {
+            DirectoryError::Sealed { .. } | DirectoryError::WrongMasterKey => Self::Directory(error),
+            DirectoryError::Database(_) | DirectoryError::MasterCheck(_) | DirectoryError::KeyGeneration(_) => {
+                Self::KeyCheck(error)
+            }
+        }
+    }
 }
 
 /// The store and the command service over it: what both serving and the
@@ -218,8 +243,7 @@ pub async fn rebuild_projections(config: &Config, name: Option<&str>) -> Result<
         return Err(StartupError::UnknownReadModel(name.to_owned()));
     }
     let core = Core::open(config).await?;
-    let rebuilt =
-        ProjectionRunner::new(core.db.clone()).rebuild().await.map_err(|e| StartupError::Projection(e.to_string()));
+    let rebuilt = ProjectionRunner::new(core.db.clone()).rebuild().await.map_err(StartupError::Rebuild);
     core.db.close().await;
     rebuilt
 }
@@ -229,14 +253,13 @@ pub async fn rebuild_projections(config: &Config, name: Option<&str>) -> Result<
 /// process serves (what `keyledger projections rebuild` does), so every
 /// license shows what today's rules make of its events.
 async fn refold_outdated_views(db: &Database, views: &LicenseViews) -> Result<(), StartupError> {
-    let outdated = views.outdated_count().await.map_err(|e| StartupError::Projection(e.to_string()))?;
+    let outdated = views.outdated_count().await.map_err(StartupError::OutdatedViews)?;
     if outdated == 0 {
         return Ok(());
     }
     tracing::info!(licenses = outdated, "read-model rows from an earlier release: replaying the log into them");
     let started = std::time::Instant::now();
-    let rebuilt =
-        ProjectionRunner::new(db.clone()).rebuild().await.map_err(|e| StartupError::Projection(e.to_string()))?;
+    let rebuilt = ProjectionRunner::new(db.clone()).rebuild().await.map_err(StartupError::Rebuild)?;
     tracing::info!(licenses = rebuilt, seconds = started.elapsed().as_secs_f64(), "read models replayed");
     Ok(())
 }
@@ -258,7 +281,7 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let Core { db, views, memory, licenses, metrics } = Core::open(&config).await?;
         refold_outdated_views(&db, &views).await?;
-        let caught_up = licenses.catch_up_views().await.map_err(|e| StartupError::Projection(e.to_string()))?;
+        let caught_up = licenses.catch_up_views().await.map_err(StartupError::CatchUp)?;
         if caught_up > 0 {
             tracing::warn!(licenses = caught_up, "read models were behind the event log and have been caught up");
         }
@@ -291,12 +314,12 @@ impl Application {
         if config.webhook_delivery == "on" && config.nats_url.is_none() {
             keyledger_workers::start_dispatching_at_end_if_new(&EventLog::new(db.clone()), &webhooks)
                 .await
-                .map_err(|e| StartupError::Webhooks(e.to_string()))?;
+                .map_err(StartupError::Webhooks)?;
         }
 
         let follower = MemoryFollower::new(db.clone(), memory.clone());
         let follower_progress = follower.progress();
-        follower.warm().await.map_err(|e| StartupError::Projection(e.to_string()))?;
+        follower.warm().await.map_err(StartupError::Warm)?;
         let runtime = Runtime::new(db.clone());
         release_freed_memory();
         tracing::info!(licenses = memory.len(), "validation view loaded");

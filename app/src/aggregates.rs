@@ -59,19 +59,45 @@ pub enum CatalogError<E> {
     Taken,
     #[error("the record kept changing under this command")]
     Contended,
-    #[error("catalog store: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] CatalogStoreError),
+}
+
+/// A failure of the catalog's storage, with the library error behind it.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogStoreError {
+    #[error("catalog store: a query on the view table failed")]
+    Database(#[from] sqlx::Error),
+    #[error("catalog store: appending the record's events failed")]
+    Append(#[source] sqlx::Error),
+    #[error("catalog store: reading the record's events failed")]
+    Log(#[from] EventLogError),
+    #[error("catalog store: {what} does not serialize")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("catalog store: {what} does not decode")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A data fault with no library error behind it.
+    #[error("catalog store: event {event_id} has no occurred_at")]
+    NoOccurredAt { event_id: String },
 }
 
 impl<E> From<sqlx::Error> for CatalogError<E> {
     fn from(error: sqlx::Error) -> Self {
-        Self::Store(error.to_string())
+        Self::Store(error.into())
     }
 }
 
 impl<E> From<EventLogError> for CatalogError<E> {
     fn from(error: EventLogError) -> Self {
-        Self::Store(error.to_string())
+        Self::Store(error.into())
     }
 }
 
@@ -165,7 +191,7 @@ impl<A: CatalogAggregate> CatalogStore<A> {
         build: impl Fn() -> A::Command,
         metadata: &HashMap<String, String>,
     ) -> Result<Stored<A>, CatalogError<A::Error>> {
-        let metadata = serde_json::to_value(metadata).map_err(store_error)?;
+        let metadata = serde_json::to_value(metadata).map_err(serialize_error("the command's metadata"))?;
         for _ in 0..ATTEMPTS {
             let current = self.get(id).await?;
             let (mut record, version, last_hash) = match current {
@@ -180,7 +206,7 @@ impl<A: CatalogAggregate> CatalogStore<A> {
                 .iter()
                 .enumerate()
                 .map(|(n, event)| {
-                    let payload = serde_json::to_value(event).map_err(store_error)?;
+                    let payload = serde_json::to_value(event).map_err(serialize_error("a new event"))?;
                     Ok((version + n as i64 + 1, A::event_type(event), payload))
                 })
                 .collect::<Result<_, CatalogError<A::Error>>>()?;
@@ -212,7 +238,7 @@ impl<A: CatalogAggregate> CatalogStore<A> {
                 Err(AppendError::Database(sqlx::Error::Database(error))) if error.is_unique_violation() => {
                     return Err(CatalogError::Taken)
                 }
-                Err(AppendError::Database(error)) => return Err(error.into()),
+                Err(AppendError::Database(error)) => return Err(CatalogStoreError::Append(error).into()),
             }
         }
         Err(CatalogError::Contended)
@@ -234,12 +260,12 @@ impl<A: CatalogAggregate> CatalogStore<A> {
         for event in events {
             let occurred_at = event
                 .occurred_at()
-                .ok_or_else(|| CatalogError::Store(format!("event {} has no occurred_at", event.event_id)))?;
+                .ok_or_else(|| CatalogStoreError::NoOccurredAt { event_id: event.event_id.clone() })?;
             if occurred_at > at {
                 break;
             }
             version = event.sequence;
-            record.apply(serde_json::from_value(event.payload).map_err(store_error)?);
+            record.apply(serde_json::from_value(event.payload).map_err(decode_error("an event's payload"))?);
         }
         Ok((version > 0).then_some((record, version)))
     }
@@ -273,12 +299,16 @@ impl<A: CatalogAggregate> CatalogStore<A> {
     }
 }
 
-fn store_error<E>(error: serde_json::Error) -> CatalogError<E> {
-    CatalogError::Store(error.to_string())
+fn serialize_error<E>(what: &'static str) -> impl Fn(serde_json::Error) -> CatalogError<E> {
+    move |source| CatalogError::Store(CatalogStoreError::Serialize { what, source })
+}
+
+fn decode_error<E>(what: &'static str) -> impl Fn(serde_json::Error) -> CatalogError<E> {
+    move |source| CatalogError::Store(CatalogStoreError::Decode { what, source })
 }
 
 fn decode<A: CatalogAggregate>((state, version, last_hash): ViewRow) -> Result<Stored<A>, CatalogError<A::Error>> {
-    let record = serde_json::from_str(&state).map_err(store_error)?;
+    let record = serde_json::from_str(&state).map_err(decode_error("a view row's state"))?;
     Ok(Stored { record, version, last_hash })
 }
 
@@ -287,7 +317,7 @@ fn projected_row<A: CatalogAggregate>(
     record: &A,
     version: i64,
 ) -> Result<ProjectedRow, CatalogError<A::Error>> {
-    let state = serde_json::to_string(record).map_err(store_error)?;
+    let state = serde_json::to_string(record).map_err(serialize_error("the record's state"))?;
     let mut values = vec![SqlValue::Text(id.to_owned())];
     values.extend(record.view_values());
     values.extend([SqlValue::Int(version), SqlValue::AppendedHash, SqlValue::Text(state)]);

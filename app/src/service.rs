@@ -8,11 +8,12 @@ use std::time::Duration;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use keyledger_domain::{License, LicenseCommand, LicenseError, LicenseEvent};
-use keyledger_eventlog::{AppendError, EventLog, Loaded, NewEvent, Snapshots, AGGREGATE_TYPE};
+use keyledger_eventlog::{AppendError, EventLog, EventLogError, Loaded, NewEvent, Snapshots, AGGREGATE_TYPE};
 use keyledger_projections::{LicenseViews, MemoryView};
 use rand::Rng;
 use serde_json::Value;
 
+use crate::client::error_chain;
 use crate::metrics::Metrics;
 
 /// Attempts before a command gives up with 503. Each lost race means
@@ -28,9 +29,17 @@ pub enum CommandError {
     Refused(#[from] LicenseError),
     #[error("gave up after {MAX_ATTEMPTS} attempts lost to concurrent writers")]
     Contended,
-    #[error("event store: {0}")]
-    Store(String),
-    #[error("read model: {0}")]
+    #[error("event store: loading the license's snapshot and events failed")]
+    Load(#[source] EventLogError),
+    #[error("event store: appending the license's events failed")]
+    Append(#[source] sqlx::Error),
+    #[error("event store: {what} do not serialize")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
     Projection(#[from] keyledger_projections::ProjectionError),
 }
 
@@ -89,7 +98,8 @@ impl LicenseService {
         command: LicenseCommand,
         metadata: HashMap<String, String>,
     ) -> Result<License, CommandError> {
-        let metadata = serde_json::to_value(&metadata).map_err(|e| CommandError::Store(e.to_string()))?;
+        let metadata = serde_json::to_value(&metadata)
+            .map_err(|source| CommandError::Serialize { what: "the command's metadata", source })?;
         let mut from_memory = true;
         let mut lost_races = 0;
         loop {
@@ -98,7 +108,7 @@ impl LicenseService {
                 Some(current) => current,
                 None => {
                     from_memory = false;
-                    self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?
+                    self.snapshots.load(license_id).await.map_err(CommandError::Load)?
                 }
             };
             let mut license = current.license;
@@ -153,7 +163,7 @@ impl LicenseService {
                     self.memory.put(license.clone(), version, hashes.last().map(String::as_str));
                     if let Err(error) = self.snapshots.maybe_save(&license, current.version, version).await {
                         // Only loading gets slower without it.
-                        tracing::warn!(license_id, %error, "snapshot not saved");
+                        tracing::warn!(license_id, error = %error_chain(&error), "snapshot not saved");
                     }
                     return Ok(license);
                 }
@@ -165,7 +175,7 @@ impl LicenseService {
                     }
                     backoff(lost_races).await;
                 }
-                Err(AppendError::Database(error)) => return Err(CommandError::Store(error.to_string())),
+                Err(AppendError::Database(error)) => return Err(CommandError::Append(error)),
             }
         }
     }
@@ -191,7 +201,8 @@ fn serialize(events: &[LicenseEvent], version: i64) -> Result<Vec<(i64, String, 
         .iter()
         .zip(version + 1..)
         .map(|(event, sequence)| {
-            let payload = serde_json::to_value(event).map_err(|e| CommandError::Store(e.to_string()))?;
+            let payload = serde_json::to_value(event)
+                .map_err(|source| CommandError::Serialize { what: "the license's new events", source })?;
             Ok((sequence, event.event_type(), event.event_version(), payload))
         })
         .collect()
@@ -203,7 +214,7 @@ impl LicenseService {
     /// customer. The in-memory view learns what was loaded.
     /// Returns the license, its version and its last event's chain hash.
     pub async fn load(&self, license_id: &str) -> Result<(License, i64, String), CommandError> {
-        let loaded = self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?;
+        let loaded = self.snapshots.load(license_id).await.map_err(CommandError::Load)?;
         if loaded.license.exists() {
             self.memory.put(loaded.license.clone(), loaded.version, Some(&loaded.last_hash));
         }
@@ -219,7 +230,7 @@ impl LicenseService {
                 return Ok((entry.license, entry.version, hash));
             }
         }
-        let loaded = self.snapshots.load(license_id).await.map_err(|e| CommandError::Store(e.to_string()))?;
+        let loaded = self.snapshots.load(license_id).await.map_err(CommandError::Load)?;
         if loaded.license.exists() {
             self.memory.put(loaded.license.clone(), loaded.version, Some(&loaded.last_hash));
         }
@@ -241,6 +252,7 @@ impl LicenseService {
             match self.views.apply(license, version, Some(last_hash)).await {
                 Ok(()) => return Ok(()),
                 Err(error) if attempt < PROJECTION_ATTEMPTS => {
+                    let error = error_chain(&error);
                     tracing::warn!(license_id = %license.id, %error, "read model update failed; retrying");
                     attempt += 1;
                     backoff(attempt + 2).await;
@@ -259,7 +271,9 @@ impl LicenseService {
             // license stale, nor the server from starting.
             match self.reproject_one(license_id).await {
                 Ok(()) => reprojected += 1,
-                Err(error) => tracing::error!(%license_id, %error, "cannot re-project license; skipped"),
+                Err(error) => {
+                    tracing::error!(%license_id, error = %error_chain(&error), "cannot re-project license; skipped")
+                }
             }
         }
         Ok(reprojected)

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use keyledger_domain::LicenseCommand;
 
+use crate::client::error_chain;
 use crate::metadata::system_metadata;
 use crate::service::LicenseService;
 
@@ -23,7 +24,9 @@ pub(crate) async fn run_on_each(
     for (license_id, tenant_id) in due {
         match licenses.execute(&license_id, command(), system_metadata(&tenant_id, actor, now)).await {
             Ok(_) => done += 1,
-            Err(error) => tracing::debug!(%license_id, %error, actor, "license skipped by the sweep"),
+            Err(error) => {
+                tracing::debug!(%license_id, error = %error_chain(&error), actor, "license skipped by the sweep")
+            }
         }
     }
     done

@@ -129,7 +129,10 @@ impl Checkpoints {
             on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(limit).fetch_all(pool).await)?;
         rows.into_iter()
             .map(|(body, signature, public_key)| {
-                let body = serde_json::from_str(&body).map_err(|e| EventLogError::Corrupt(e.to_string()))?;
+                let body = serde_json::from_str(&body).map_err(|source| EventLogError::Undecodable {
+                    what: "the body of a kept checkpoint".to_owned(),
+                    source,
+                })?;
                 Ok(SignedCheckpoint { body, signature, public_key })
             })
             .collect()

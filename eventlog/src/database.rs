@@ -9,18 +9,39 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
+/// A failure of the log or its database. A variant that wraps a
+/// library's error names the operation and keeps the error as its
+/// source, so a log line with the whole chain says what failed and why.
 #[derive(Debug, thiserror::Error)]
 pub enum EventLogError {
     #[error("unsupported database URL: expected postgres://… or sqlite://…")]
     UnsupportedUrl,
-    #[error("cannot connect to the database: {0}")]
+    #[error("cannot connect to the database")]
     Connect(#[source] sqlx::Error),
-    #[error("cannot apply database migrations: {0}")]
+    #[error("cannot apply database migrations")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("database error: {0}")]
+    #[error("a database query failed")]
     Query(#[from] sqlx::Error),
-    #[error("stored data does not decode: {0}")]
+    /// Stored data that breaks the log's own rules (a gap in a chain, a
+    /// transaction id that is not a number): described, as no library
+    /// error is behind it.
+    #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("stored data does not decode: {what}")]
+    Undecodable {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what} does not serialize")]
+    Unencodable {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// One failure met by every reader of the tail's shared window.
+    #[error(transparent)]
+    Shared(std::sync::Arc<EventLogError>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

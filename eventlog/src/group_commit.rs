@@ -289,12 +289,14 @@ async fn write_batch(pool: &PgPool, mut batch: Vec<Pending>) {
         }
         // The statement never reached PostgreSQL (no connection within the
         // pool's timeout, a broken one): trying each command alone would
-        // only wait that long again for every one of them.
+        // only wait that long again for every one of them. Each command is
+        // answered with that one error (which is not `Clone`) inside an I/O
+        // error, what callers treat as a lost connection.
         Err(error) => {
-            let message = error.to_string();
-            tracing::warn!(%message, commands = batch.len(), "a batch of appends could not be written");
+            tracing::warn!(%error, commands = batch.len(), "a batch of appends could not be written");
+            let shared = std::sync::Arc::new(error);
             for pending in batch {
-                let failed = sqlx::Error::Io(std::io::Error::other(message.clone()));
+                let failed = sqlx::Error::Io(std::io::Error::other(shared.clone()));
                 let _ = pending.reply.send(Err(AppendError::Database(failed)));
             }
         }

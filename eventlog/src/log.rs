@@ -368,10 +368,10 @@ impl EventLog {
         let rows = self.tail_rows(after, limit).await?;
         rows.iter()
             .map(|row| {
-                let envelope = row.envelope.get_or_init(|| {
-                    logged_event(row).map(|event| Arc::new(event.into_envelope())).map_err(|e| e.to_string())
-                });
-                envelope.clone().map(|envelope| (row.cursor, envelope)).map_err(EventLogError::Corrupt)
+                let envelope = row
+                    .envelope
+                    .get_or_init(|| logged_event(row).map(|event| Arc::new(event.into_envelope())).map_err(Arc::new));
+                envelope.clone().map(|envelope| (row.cursor, envelope)).map_err(EventLogError::Shared)
             })
             .collect()
     }
@@ -557,7 +557,8 @@ impl EventLog {
                 );
                 let row: Option<(String, i64)> = sqlx::query_as(&sql).fetch_optional(pool).await?;
                 row.map(|(txid, position)| {
-                    txid.parse().map(|txid| Cursor { txid, position }).map_err(|_| EventLogError::Corrupt(txid))
+                    let corrupt = || EventLogError::Corrupt(format!("transaction id {txid}"));
+                    txid.parse().map(|txid| Cursor { txid, position }).map_err(|_| corrupt())
                 })
                 .transpose()?
             }
@@ -621,8 +622,8 @@ pub enum AppendError {
     /// The license moved on since the caller loaded it; load and retry.
     #[error("another writer appended to the license first")]
     Conflict,
-    #[error("database error: {0}")]
-    Database(sqlx::Error),
+    #[error("appending events failed")]
+    Database(#[source] sqlx::Error),
 }
 
 impl From<sqlx::Error> for AppendError {
@@ -824,8 +825,10 @@ async fn read_tail(db: &Database, after: Cursor, limit: i64) -> Result<Vec<TailR
 /// A tail row as a [`LoggedEvent`], its JSON columns decoded.
 fn logged_event(row: &TailRow) -> Result<LoggedEvent, EventLogError> {
     let json = |text: &str, column: &str| {
-        serde_json::from_str(text)
-            .map_err(|e| EventLogError::Corrupt(format!("the {column} of event {} is not JSON: {e}", row.event_id)))
+        serde_json::from_str(text).map_err(|source| EventLogError::Undecodable {
+            what: format!("the {column} of event {}", row.event_id),
+            source,
+        })
     };
     Ok(LoggedEvent {
         cursor: row.cursor,

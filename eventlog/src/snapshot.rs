@@ -66,8 +66,10 @@ impl Snapshots {
                     "license {license_id} jumps from event {version} to {sequence}"
                 )));
             }
-            let event: LicenseEvent = serde_json::from_value(payload)
-                .map_err(|e| EventLogError::Corrupt(format!("event {sequence} of license {license_id}: {e}")))?;
+            let event: LicenseEvent = serde_json::from_value(payload).map_err(|source| EventLogError::Undecodable {
+                what: format!("event {sequence} of license {license_id}"),
+                source,
+            })?;
             license.apply(event);
             version = sequence;
             last_hash = hash;
@@ -95,7 +97,8 @@ impl Snapshots {
                               ON CONFLICT (license_id) DO UPDATE
                                  SET version = excluded.version, format = excluded.format, state = excluded.state
                                WHERE license_snapshots.version < excluded.version OR license_snapshots.format <> excluded.format";
-        let state = serde_json::to_string(license).map_err(|e| EventLogError::Corrupt(e.to_string()))?;
+        let state = serde_json::to_string(license)
+            .map_err(|source| EventLogError::Unencodable { what: "a license's snapshot", source })?;
         let _turn = crate::write_turn(&self.db).await;
         on_pool!(&self.db, pool => sqlx::query(UPSERT)
             .bind(license.id.as_str())

@@ -52,7 +52,7 @@ pub(crate) struct TailRow {
     pub hash: String,
     /// The event's envelope, built by the first consumer that asks for it
     /// and shared by the rest (or why it could not be built).
-    pub envelope: std::sync::OnceLock<Result<Arc<serde_json::Value>, String>>,
+    pub envelope: std::sync::OnceLock<Result<Arc<serde_json::Value>, Arc<crate::EventLogError>>>,
 }
 
 /// How many rows the window keeps: a kilobyte or so each for keyledger's

@@ -11,9 +11,9 @@ use keyledger_eventlog::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
-    #[error("read model query failed: {0}")]
+    #[error("read model query failed")]
     Query(#[from] sqlx::Error),
-    #[error("read model row for license {license_id} does not decode: {source}")]
+    #[error("read model row for license {license_id} does not decode")]
     Corrupt {
         license_id: String,
         #[source]

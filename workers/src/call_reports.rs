@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use keyledger_app::client::CallReports;
+use keyledger_app::client::{error_chain, CallReports};
 use keyledger_app::LicenseService;
 
 use crate::runtime::{Consumer, ConsumerError, Step};
@@ -31,7 +31,11 @@ impl CallReporter {
             if let Err(error) = self.licenses.execute(&report.license_id, report.command, report.metadata).await {
                 // A refusal (the license changed meanwhile) or a failure: the
                 // run is counted on and reported again at its next multiple.
-                tracing::warn!(license_id = %report.license_id, %error, "a call rate over the allowance was not reported");
+                tracing::warn!(
+                    license_id = %report.license_id,
+                    error = %error_chain(&error),
+                    "a call rate over the allowance was not reported"
+                );
             }
         }
         count

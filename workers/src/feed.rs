@@ -10,17 +10,30 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, Message};
 use futures::StreamExt;
+use keyledger_app::client::error_chain;
 use keyledger_eventlog::{Cursor, EventLog};
 use serde_json::Value;
+
+/// async-nats has an error type for each operation; they are kept whole.
+type NatsError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
     #[error(transparent)]
     Log(#[from] keyledger_eventlog::EventLogError),
-    #[error("NATS: {0}")]
-    Nats(String),
-    #[error("a message is not an event envelope: {0}")]
-    NotAnEnvelope(String),
+    #[error("NATS: {context} failed")]
+    Nats {
+        context: &'static str,
+        #[source]
+        source: NatsError,
+    },
+    #[error("a message of the stream is not an event envelope")]
+    NotAnEnvelope(#[source] serde_json::Error),
+}
+
+/// The [`FeedError`] of NATS operation `context`.
+fn nats<E: Into<NatsError>>(context: &'static str) -> impl FnOnce(E) -> FeedError {
+    move |error| FeedError::Nats { context, source: error.into() }
 }
 
 /// Events in log order for one named consumer, which remembers how far
@@ -101,7 +114,11 @@ impl Feed for AnyFeed {
 pub async fn flush(feed: Option<&mut AnyFeed>, consumer: &str) {
     if let Some(feed) = feed {
         if let Err(error) = feed.flush().await {
-            tracing::warn!(consumer, %error, "checkpoint not recorded at shutdown; its last events come again");
+            tracing::warn!(
+                consumer,
+                error = %error_chain(&error),
+                "checkpoint not recorded at shutdown; its last events come again"
+            );
         }
     }
 }
@@ -179,16 +196,16 @@ impl NatsFeed {
     /// Creates (or reopens) durable consumer `name` on `stream`. Messages
     /// not acknowledged within `ack_wait` are delivered again.
     pub async fn open(nats_url: &str, stream: &str, name: &str, ack_wait: Duration) -> Result<Self, FeedError> {
-        let nats = |e: &dyn std::fmt::Display| FeedError::Nats(e.to_string());
-        let client = async_nats::connect(nats_url).await.map_err(|e| nats(&e))?;
-        let stream = jetstream::new(client).get_stream(stream).await.map_err(|e| nats(&e))?;
+        let client = async_nats::connect(nats_url).await.map_err(nats("connecting"))?;
+        let stream = jetstream::new(client).get_stream(stream).await.map_err(nats("looking up the stream"))?;
         let config = pull::Config {
             durable_name: Some(name.to_owned()),
             ack_policy: AckPolicy::Explicit,
             ack_wait,
             ..Default::default()
         };
-        let consumer = stream.get_or_create_consumer(name, config).await.map_err(|e| nats(&e))?;
+        let consumer =
+            stream.get_or_create_consumer(name, config).await.map_err(nats("creating the durable consumer"))?;
         Ok(Self { consumer, unacked: Vec::new(), wait: Duration::from_millis(250) })
     }
 }
@@ -202,15 +219,14 @@ impl Feed for NatsFeed {
             .expires(self.wait)
             .messages()
             .await
-            .map_err(|e| FeedError::Nats(e.to_string()))?;
+            .map_err(nats("fetching a batch"))?;
         // The batch is handed over whole or not at all: a message taken
         // here but never returned must not be acknowledged by a later
         // `ack`, so on an error it stays unacknowledged and comes again.
         let (mut envelopes, mut messages) = (Vec::new(), Vec::new());
         while let Some(message) = batch.next().await {
-            let message = message.map_err(|e| FeedError::Nats(e.to_string()))?;
-            let envelope: Value =
-                serde_json::from_slice(&message.payload).map_err(|e| FeedError::NotAnEnvelope(e.to_string()))?;
+            let message = message.map_err(nats("receiving a message"))?;
+            let envelope: Value = serde_json::from_slice(&message.payload).map_err(FeedError::NotAnEnvelope)?;
             envelopes.push(Arc::new(envelope));
             messages.push(message);
         }
@@ -220,7 +236,7 @@ impl Feed for NatsFeed {
 
     async fn ack(&mut self) -> Result<(), FeedError> {
         for message in self.unacked.drain(..) {
-            message.ack().await.map_err(|e| FeedError::Nats(e.to_string()))?;
+            message.ack().await.map_err(nats("acknowledging a message"))?;
         }
         Ok(())
     }

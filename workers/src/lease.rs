@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use keyledger_app::client::error_chain;
 use keyledger_eventlog::Database;
 use sqlx::{Connection, PgConnection};
 
@@ -34,9 +35,14 @@ impl Lease {
                 Ok(mut connection) => match try_lock(&mut connection, name).await {
                     Ok(true) => return Lease::Postgres(connection),
                     Ok(false) => waiting = Some(connection),
-                    Err(error) => tracing::warn!(%error, lease = name, "cannot take the lease; will retry"),
+                    Err(error) => {
+                        tracing::warn!(error = %error_chain(&error), lease = name, "cannot take the lease; will retry")
+                    }
                 },
-                Err(error) => tracing::warn!(%error, lease = name, "cannot connect to take the lease; will retry"),
+                Err(error) => {
+                    let error = error_chain(&error);
+                    tracing::warn!(%error, lease = name, "cannot connect to take the lease; will retry")
+                }
             }
             tokio::time::sleep(RETRY).await;
         }

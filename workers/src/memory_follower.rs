@@ -115,10 +115,11 @@ impl MemoryFollower {
             }
             // New to this process, or further behind than one event.
             _ => {
-                let loaded = self.snapshots.load(&event.license_id).await.map_err(|e| ProjectorError::Load {
-                    license_id: event.license_id.clone(),
-                    message: e.to_string(),
-                })?;
+                let loaded = self
+                    .snapshots
+                    .load(&event.license_id)
+                    .await
+                    .map_err(|source| ProjectorError::Load { license_id: event.license_id.clone(), source })?;
                 self.memory.put(loaded.license, loaded.version, Some(&loaded.last_hash));
             }
         }

@@ -46,10 +46,17 @@ pub enum ProjectorError {
     Log(#[from] keyledger_eventlog::EventLogError),
     #[error(transparent)]
     View(#[from] keyledger_projections::ProjectionError),
-    #[error("{event} does not decode: {source}")]
+    #[error("{event} does not decode")]
     Undecodable { event: String, source: serde_json::Error },
-    #[error("loading license {license_id}: {message}")]
-    Load { license_id: String, message: String },
+    #[error("cannot load license {license_id} from the event log")]
+    Load {
+        license_id: String,
+        #[source]
+        source: keyledger_eventlog::EventLogError,
+    },
+    /// A gap in a license's chain, found while replaying the tail.
+    #[error("the events of license {license_id} jump from {from} to {to}; run `keyledger audit verify`")]
+    Gap { license_id: String, from: i64, to: i64 },
     #[error("a transaction open on the database cluster for over {0:?} keeps the log's tail from the events committed before the rebuild began; end it and retry")]
     HeldBack(Duration),
 }
@@ -123,12 +130,10 @@ impl ProjectionRunner {
             for event in events.iter().filter(|event| event.is_license()) {
                 let (license, version, hash) = states.entry(event.license_id.clone()).or_default();
                 if event.sequence != *version + 1 {
-                    return Err(ProjectorError::Load {
+                    return Err(ProjectorError::Gap {
                         license_id: event.license_id.clone(),
-                        message: format!(
-                            "its events jump from {version} to {}; run `keyledger audit verify`",
-                            event.sequence
-                        ),
+                        from: *version,
+                        to: event.sequence,
                     });
                 }
                 license.apply(decode(event)?);
@@ -178,7 +183,7 @@ impl ProjectionRunner {
             .snapshots
             .load(&event.license_id)
             .await
-            .map_err(|e| ProjectorError::Load { license_id: event.license_id.clone(), message: e.to_string() })?;
+            .map_err(|source| ProjectorError::Load { license_id: event.license_id.clone(), source })?;
         *license = loaded.license;
         *version = loaded.version;
         *hash = Some(loaded.last_hash);

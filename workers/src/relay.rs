@@ -70,7 +70,7 @@ impl Relay {
             })
             .await
             .map(drop)
-            .map_err(|e| RelayError::Nats(e.to_string()))
+            .map_err(nats("creating the stream"))
     }
 
     /// Publishes the next batch after `from`, then saves the checkpoint;
@@ -88,7 +88,7 @@ impl Relay {
         if events.is_empty() {
             return Ok((0, from));
         }
-        let stream = jetstream.get_stream(&self.config.stream).await.map_err(|e| RelayError::Nats(e.to_string()))?;
+        let stream = jetstream.get_stream(&self.config.stream).await.map_err(nats("looking up the stream"))?;
         let stream_last = stream.cached_info().state.last_sequence;
         let mut pending = Vec::with_capacity(events.len());
         let mut failure = None;
@@ -118,7 +118,7 @@ impl Relay {
                     break;
                 }
                 Err(error) => {
-                    failure = Some(RelayError::Nats(error.to_string()));
+                    failure = Some(nats("storing an event")(error));
                     break;
                 }
             }
@@ -146,11 +146,8 @@ async fn send(
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", event.event_id.as_str());
     headers.insert("Nats-Expected-Last-Sequence", expected_last.to_string().as_str());
-    let payload = serde_json::to_vec(&event.envelope()).map_err(|e| RelayError::Nats(e.to_string()))?;
-    jetstream
-        .publish_with_headers(subject(event), headers, payload.into())
-        .await
-        .map_err(|e| RelayError::Nats(e.to_string()))
+    let payload = serde_json::to_vec(&event.envelope()).map_err(RelayError::Envelope)?;
+    jetstream.publish_with_headers(subject(event), headers, payload.into()).await.map_err(nats("publishing an event"))
 }
 
 /// `keyledger.events.<tenantId>.<EventType>`, with anything a subject token
@@ -175,8 +172,7 @@ impl Consumer for Relay {
         let jetstream = match &self.jetstream {
             Some(jetstream) => jetstream.clone(),
             None => {
-                let client =
-                    async_nats::connect(&self.config.nats_url).await.map_err(|e| RelayError::Nats(e.to_string()))?;
+                let client = async_nats::connect(&self.config.nats_url).await.map_err(nats("connecting"))?;
                 self.jetstream.insert(jetstream::new(client)).clone()
             }
         };
@@ -199,22 +195,44 @@ impl Consumer for Relay {
     }
 }
 
+/// async-nats has an error type for each operation; they are kept whole.
+type NatsError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
-    #[error("NATS: {0}")]
-    Nats(String),
+    #[error("NATS: {context} failed")]
+    Nats {
+        context: &'static str,
+        #[source]
+        source: NatsError,
+    },
+    #[error("an event's envelope does not serialize")]
+    Envelope(#[source] serde_json::Error),
     #[error(transparent)]
     Log(#[from] keyledger_eventlog::EventLogError),
 }
 
+/// The [`RelayError`] of NATS operation `context`.
+fn nats<E: Into<NatsError>>(context: &'static str) -> impl FnOnce(E) -> RelayError {
+    move |error| RelayError::Nats { context, source: error.into() }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::token;
+    use super::{nats, token};
 
     #[test]
     fn subject_tokens_hold_only_safe_characters() {
         assert_eq!(token("0876-abc_1"), "0876-abc_1");
         assert_eq!(token("a.b*c>d e"), "a_b_c_d_e");
         assert_eq!(token(""), "_");
+    }
+
+    #[test]
+    fn a_nats_failure_names_the_operation_and_keeps_its_cause() {
+        let error = nats("connecting")(std::io::Error::other("connection refused"));
+        assert_eq!(error.to_string(), "NATS: connecting failed");
+        let cause = std::error::Error::source(&error).expect("the cause is kept");
+        assert_eq!(cause.to_string(), "connection refused");
     }
 }

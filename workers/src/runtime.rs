@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
+use keyledger_app::client::error_chain;
 use keyledger_eventlog::{commits, Database};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -431,13 +432,14 @@ impl Runner {
                 Err(error) => {
                     failures += 1;
                     started = false;
+                    let error = error_chain(&*error);
                     tracing::warn!(consumer = %name, %error, "consumer failed; will retry");
                     self.statuses.update(&name, |status| {
                         status.state = State::Failing;
                         status.failing_since.get_or_insert_with(Utc::now);
                         status.failures += 1;
                         status.consecutive_failures += 1;
-                        status.last_error = Some(error.to_string());
+                        status.last_error = Some(error);
                     });
                     let wait =
                         Duration::from_millis(100).saturating_mul(1 << (failures - 1).min(8)).min(MAX_FAILURE_BACKOFF);

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use cqrs_es::Aggregate;
 use futures::StreamExt;
+use keyledger_app::client::error_chain;
 use keyledger_app::webhooks::names::USAGE_THRESHOLD;
 use keyledger_app::webhooks::{
     check_url, matches, payload, signature, timestamp, webhook_name, Attempt, Claimed, NewDelivery, Outcome,
@@ -92,7 +93,7 @@ impl Handoff {
         match store.release_many(&waiting).await {
             Ok(released) => tracing::info!(released, "webhook deliveries handed back to the queue"),
             Err(error) => tracing::warn!(
-                %error,
+                error = %error_chain(&error),
                 waiting = waiting.len(),
                 "webhook deliveries not handed back; they are sent once their claims run out"
             ),

@@ -14,6 +14,7 @@ mod buckets;
 pub mod client_ip;
 pub mod routes;
 
+use keyledger_app::client::error_chain;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -152,7 +153,7 @@ impl Limits {
 
     async fn failed(&self, ip: IpAddr) {
         if let Err(error) = self.blocks.record_failure(ip).await {
-            tracing::warn!(%error, "cannot record an address block");
+            tracing::warn!(error = %error_chain(&error), "cannot record an address block");
         }
     }
 }
@@ -252,7 +253,7 @@ pub async fn rate_limit<F: Future<Output = Response>>(
             verdict @ (Verdict::Blocked(left) | Verdict::BlockedNow(left)) => {
                 if matches!(verdict, Verdict::BlockedNow(_)) {
                     if let Err(error) = limits.routes.share(route_limit, ip, left).await {
-                        tracing::warn!(%error, "cannot share a route block");
+                        tracing::warn!(error = %error_chain(&error), "cannot share a route block");
                     }
                 }
                 rejected("blocked");

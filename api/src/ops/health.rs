@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
+use keyledger_app::client::error_chain;
 use keyledger_eventlog::Backend;
 use serde_json::{json, Value};
 
@@ -48,8 +49,8 @@ async fn health(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
         Backend::Sqlite => "sqlite",
     };
     let consumers = match state.db.ping().await {
-        Ok(()) => crate::consumers::report(&state).await.map_err(|e| e.to_string()),
-        Err(error) => Err(error.to_string()),
+        Ok(()) => crate::consumers::report(&state).await,
+        Err(error) => Err(error),
     };
     let (status, word, consumers) = match consumers {
         Ok(consumers) if consumers.iter().all(|c| c.healthy) => (StatusCode::OK, "healthy", json!(consumers)),
@@ -59,7 +60,7 @@ async fn health(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
             (StatusCode::SERVICE_UNAVAILABLE, "unhealthy", json!(consumers))
         }
         Err(error) => {
-            tracing::warn!(%error, "health check: store unreachable");
+            tracing::warn!(error = %error_chain(&error), "health check: store unreachable");
             let statuses = state.consumers.all();
             (StatusCode::SERVICE_UNAVAILABLE, "unhealthy", json!(statuses))
         }

@@ -8,6 +8,7 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use keyledger_app::client::error_chain;
 use keyledger_eventlog::on_pool;
 
 use crate::metrics::{ConsumerLabels, PoolLabels};
@@ -45,7 +46,7 @@ async fn metrics(State(state): State<OpsState>, headers: HeaderMap) -> Response 
     }
     let _turn = state.app.metrics.scrape.lock().await;
     if let Err(error) = read_gauges(&state).await {
-        tracing::warn!(%error, "metrics: some gauges could not be read");
+        tracing::warn!(error = %error_chain(&error), "metrics: some gauges could not be read");
     }
     let openmetrics = state.app.metrics.encode();
     if accepts_openmetrics(&headers) {
@@ -116,7 +117,7 @@ async fn read_gauges(state: &OpsState) -> Result<(), keyledger_eventlog::EventLo
         Ok(pending) => {
             metrics.webhook_pending.set(pending);
         }
-        Err(error) => tracing::warn!(%error, "metrics: cannot count pending webhook deliveries"),
+        Err(error) => tracing::warn!(error = %error_chain(&error), "metrics: cannot count pending webhook deliveries"),
     }
     for report in crate::consumers::report(state).await? {
         let labels = ConsumerLabels { consumer: report.status.name.clone() };

@@ -10,6 +10,7 @@ mod guard;
 mod limits;
 pub mod tls;
 
+use keyledger_app::client::error_chain;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -100,7 +101,7 @@ pub async fn serve(
                 Err(error) => {
                     // Out of file descriptors, most likely: wait for some
                     // to be given back rather than spin.
-                    tracing::warn!(%error, "cannot accept a connection");
+                    tracing::warn!(error = %error_chain(&error), "cannot accept a connection");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -159,7 +160,7 @@ impl Connection {
         // The handshake gets the time a request's head gets.
         match tokio::time::timeout(self.settings.deadlines.header_read, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => self.serve_io(tls, true, stopping, in_flight).await,
-            Ok(Err(error)) => tracing::debug!(peer = %self.peer, %error, "TLS handshake failed"),
+            Ok(Err(error)) => tracing::debug!(peer = %self.peer, error = %error_chain(&error), "TLS handshake failed"),
             Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
         }
     }
@@ -236,7 +237,7 @@ impl Connection {
         };
         if let Err(error) = served {
             // Timeouts and clients that go away: routine, not the server's fault.
-            tracing::debug!(peer = %peer, %error, "connection ended with an error");
+            tracing::debug!(peer = %peer, error = %error_chain(&error), "connection ended with an error");
         }
     }
 }

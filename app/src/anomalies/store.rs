@@ -14,10 +14,14 @@ use crate::webhooks::timestamp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnomalyStoreError {
-    #[error("anomaly store: {0}")]
+    #[error("anomaly store: a query failed")]
     Database(#[from] sqlx::Error),
-    #[error("the stored anomaly settings of tenant {tenant_id} do not read: {message}")]
-    Settings { tenant_id: String, message: String },
+    #[error("the stored anomaly settings of tenant {tenant_id} do not read")]
+    Settings {
+        tenant_id: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// One anomaly as the table holds it.
@@ -116,7 +120,7 @@ impl AnomalyStore {
         match stored {
             None => Ok(AnomalySettings::default()),
             Some(json) => serde_json::from_str(&json)
-                .map_err(|e| AnomalyStoreError::Settings { tenant_id: tenant_id.to_owned(), message: e.to_string() }),
+                .map_err(|source| AnomalyStoreError::Settings { tenant_id: tenant_id.to_owned(), source }),
         }
     }
 
@@ -136,7 +140,7 @@ impl AnomalyStore {
         let now = timestamp(Utc::now());
         let read = |json: String| {
             serde_json::from_str::<AnomalySettings>(&json)
-                .map_err(|e| AnomalyStoreError::Settings { tenant_id: tenant_id.to_owned(), message: e.to_string() })
+                .map_err(|source| AnomalyStoreError::Settings { tenant_id: tenant_id.to_owned(), source })
         };
         // On PostgreSQL the row is locked until the change commits; SQLite
         // has one writer at a time already (the write turn).

@@ -35,8 +35,12 @@ pub use crate::tenancy::BUMP_VERSION;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
-    #[error("database error: {0}")]
+    #[error("signing keys: a query failed")]
     Database(#[from] sqlx::Error),
+    #[error("signing keys: reading the master key's check value failed")]
+    MasterCheck(#[source] keyledger_eventlog::EventLogError),
+    #[error("a new RSA signing key could not be made")]
+    KeyGeneration(#[source] tokio::task::JoinError),
     #[error(
         "the signing key {kid} in the database does not open with this master key: every process on one database needs the master key the keys were sealed with (KEYLEDGER_MASTER_KEY, or the master-key file of the data directory where they were made)"
     )]
@@ -325,10 +329,7 @@ async fn read_version(db: &Database) -> Result<i64, sqlx::Error> {
 /// sealed with; the first process to start seals the check value.
 async fn check_master_key(db: &Database, master: &MasterKey) -> Result<(), DirectoryError> {
     let candidate = master.seal(MASTER_CHECK_TEXT, MASTER_CHECK_NAME);
-    let stored = db.shared_secret(MASTER_CHECK_NAME, &candidate).await.map_err(|e| match e {
-        keyledger_eventlog::EventLogError::Query(e) => DirectoryError::Database(e),
-        other => DirectoryError::Database(sqlx::Error::Protocol(other.to_string())),
-    })?;
+    let stored = db.shared_secret(MASTER_CHECK_NAME, &candidate).await.map_err(DirectoryError::MasterCheck)?;
     match master.open(&stored, MASTER_CHECK_NAME) {
         Ok(text) if text == MASTER_CHECK_TEXT => Ok(()),
         _ => Err(DirectoryError::WrongMasterKey),

@@ -100,9 +100,8 @@ impl RsaKeys {
     async fn make(&self, tenant_id: &str) -> Result<(), DirectoryError> {
         const SQL: &str = "INSERT INTO rsa_signing_keys (tenant_id, kid, public_pem, private_key, created_at) \
                            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO NOTHING";
-        let (kid, public_pem, der) = tokio::task::spawn_blocking(new_key)
-            .await
-            .map_err(|e| DirectoryError::Sealed { kid: format!("a new RSA key could not be made: {e}") })?;
+        let (kid, public_pem, der) =
+            tokio::task::spawn_blocking(new_key).await.map_err(DirectoryError::KeyGeneration)?;
         let sealed = self.master.seal(&der, &seal_context(tenant_id, &kid));
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         on_pool!(&self.db, pool => sqlx::query(SQL).bind(tenant_id).bind(&kid).bind(&public_pem).bind(&sealed).bind(&now)

@@ -17,8 +17,12 @@ const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
+    /// Told to the caller, so the parser's error is in the message (and
+    /// not a source, which would repeat it in a cause chain).
     #[error("`url` is not an absolute URL: {0}")]
-    Malformed(String),
+    Malformed(url::ParseError),
+    #[error("`url` is not an absolute URL: longer than 2048 characters")]
+    TooLong,
     #[error("`url` must use https (plain http only with KEYLEDGER_WEBHOOK_ALLOW_PRIVATE_NETWORKS=true)")]
     Scheme,
     #[error("`url` must not carry a user name or password")]
@@ -34,9 +38,9 @@ pub enum UrlError {
 /// Checks a webhook URL's form, and its host if it is an address.
 pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, UrlError> {
     if raw.len() > 2048 {
-        return Err(UrlError::Malformed("longer than 2048 characters".to_owned()));
+        return Err(UrlError::TooLong);
     }
-    let url = Url::parse(raw).map_err(|e| UrlError::Malformed(e.to_string()))?;
+    let url = Url::parse(raw).map_err(UrlError::Malformed)?;
     match url.scheme() {
         "https" => {}
         "http" if allow_private => {}

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::policy::{Outcome, RetryPolicy};
 use super::signature;
+use crate::client::error_chain;
 use crate::master::MasterKey;
 
 /// Changes whenever this process queued a delivery, so the sender need
@@ -62,10 +63,17 @@ pub const ATTEMPT_BODY_LIMIT: usize = 2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("webhook store: {0}")]
+    #[error("webhook store: a query failed")]
     Database(#[from] sqlx::Error),
-    #[error("the signing secret of webhook {0} does not open with this process's master key")]
-    Sealed(String),
+    /// The sealed secret does not open, or opens to something that is not
+    /// a secret; what the opening reports says no more than that, so the
+    /// endpoint's id is all that is kept.
+    #[error("the signing secret of webhook {endpoint_id} does not open with this process's master key")]
+    Sealed { endpoint_id: String },
+}
+
+fn does_not_open(endpoint_id: &str) -> WebhookError {
+    WebhookError::Sealed { endpoint_id: endpoint_id.to_owned() }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -212,12 +220,10 @@ impl WebhookStore {
     }
 
     fn open(&self, endpoint_id: &str, sealed: &str) -> Result<Vec<u8>, WebhookError> {
-        let secret = self
-            .master
-            .open(sealed, &format!("webhook:{endpoint_id}"))
-            .map_err(|_| WebhookError::Sealed(endpoint_id.to_owned()))?;
-        let secret = String::from_utf8(secret).map_err(|_| WebhookError::Sealed(endpoint_id.to_owned()))?;
-        signature::key_bytes(&secret).ok_or_else(|| WebhookError::Sealed(endpoint_id.to_owned()))
+        let secret =
+            self.master.open(sealed, &format!("webhook:{endpoint_id}")).map_err(|_| does_not_open(endpoint_id))?;
+        let secret = String::from_utf8(secret).map_err(|_| does_not_open(endpoint_id))?;
+        signature::key_bytes(&secret).ok_or_else(|| does_not_open(endpoint_id))
     }
 
     /// Creates an endpoint; returns it and its secret, which is shown once.
@@ -504,6 +510,7 @@ impl WebhookStore {
                 let target = match self.target(&endpoint_id, now).await {
                     Ok(target) => target,
                     Err(error) => {
+                        let error = error_chain(&error);
                         tracing::error!(endpoint = %endpoint_id, %error, "webhook endpoint unreadable; its deliveries wait");
                         None
                     }
