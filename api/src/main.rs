@@ -19,8 +19,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     // PostgreSQL's notices (such as "relation _sqlx_migrations already
     // exists, skipping" on every start) are noise at info.
-    let filter =
-        EnvFilter::try_from_env("KEYLEDGER_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
+    let filter = EnvFilter::try_from_env("KEYLEDGER_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{}", keyledger_eventlog::QUIET_DATABASE_NOTICES)));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let cli = Cli::parse();

@@ -40,3 +40,9 @@ pub type LicenseEventStore = PersistedEventStore<LogRepository, License>;
 pub fn license_event_store(database: &Database) -> LicenseEventStore {
     PersistedEventStore::new_event_store(LogRepository::new(database))
 }
+
+/// A log filter directive that keeps PostgreSQL's notices (such as
+/// "relation _sqlx_migrations already exists, skipping" on every start)
+/// out of the info log: the database driver logs them under its own
+/// target, which only this crate knows.
+pub const QUIET_DATABASE_NOTICES: &str = "sqlx::postgres::notice=warn";

@@ -14,12 +14,14 @@ on_both_backends!(
 
 async fn garbage_from_a_trusted_proxy_is_refused_and_never_blocks_the_proxy(backend: Backend) {
     let fixture = Licensed::new(backend, json!({})).await;
-    let app = fixture.app.another_server_with(|config: &mut Config| {
-        config.rate_limits = "on".to_owned();
-        config.trusted_proxies = "127.0.0.1".to_owned();
-        config.rate_limit_block_after = 5;
-    })
-    .await;
+    let app = fixture
+        .app
+        .another_server_with(|config: &mut Config| {
+            config.rate_limits = "on".to_owned();
+            config.trusted_proxies = "127.0.0.1".to_owned();
+            config.rate_limit_block_after = 5;
+        })
+        .await;
     let validate = |forwarded: &'static str, key: &str| {
         app.client
             .post(format!("{}/api/v1/licenses/validate", app.base))
@@ -40,7 +42,11 @@ async fn garbage_from_a_trusted_proxy_is_refused_and_never_blocks_the_proxy(back
     // A machine without a seat: validate's normal refusal, not a limit.
     assert_eq!(response.status(), StatusCode::OK);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!((body["isValid"].as_bool(), body["reason"].as_str()), (Some(false), Some("license_not_activated")), "{body}");
+    assert_eq!(
+        (body["isValid"].as_bool(), body["reason"].as_str()),
+        (Some(false), Some("license_not_activated")),
+        "{body}"
+    );
     let health = app.client.get(format!("{}/health", app.base)).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 }
@@ -66,15 +72,13 @@ async fn only_the_configured_forwarding_header_names_the_client(backend: Backend
     };
     // The proxy writes only `Forwarded`; the client's own X-Forwarded-For
     // passes through it and must name nobody.
-    let response = activate("m-1", &[("x-forwarded-for", "192.0.2.66"), ("forwarded", "for=203.0.113.7")]).await.unwrap();
+    let response =
+        activate("m-1", &[("x-forwarded-for", "192.0.2.66"), ("forwarded", "for=203.0.113.7")]).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let response = activate("m-2", &[("x-forwarded-for", "192.0.2.66")]).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let history = fixture
-        .app
-        .get(&format!("/api/v1/licenses/{}/events", fixture.id), Some(&fixture.tenant.admin_key))
-        .await
-        .body;
+    let history =
+        fixture.app.get(&format!("/api/v1/licenses/{}/events", fixture.id), Some(&fixture.tenant.admin_key)).await.body;
     let addresses: Vec<&str> = history["events"]
         .as_array()
         .unwrap()

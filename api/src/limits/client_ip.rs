@@ -187,11 +187,8 @@ mod tests {
     }
 
     fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
-        let header = if headers.contains_key("forwarded") {
-            ForwardedHeader::Forwarded
-        } else {
-            ForwardedHeader::XForwardedFor
-        };
+        let header =
+            if headers.contains_key("forwarded") { ForwardedHeader::Forwarded } else { ForwardedHeader::XForwardedFor };
         super::client_ip(peer, headers, trusted, header).unwrap()
     }
 
@@ -200,7 +197,10 @@ mod tests {
         let trusted = parse_trusted("127.0.0.1").unwrap();
         let proxy: IpAddr = "127.0.0.1".parse().unwrap();
         let both = headers(&[("x-forwarded-for", "198.51.100.7"), ("forwarded", "for=203.0.113.5")]);
-        assert_eq!(super::client_ip(proxy, &both, &trusted, ForwardedHeader::Forwarded), Ok("203.0.113.5".parse().unwrap()));
+        assert_eq!(
+            super::client_ip(proxy, &both, &trusted, ForwardedHeader::Forwarded),
+            Ok("203.0.113.5".parse().unwrap())
+        );
         assert_eq!(
             super::client_ip(proxy, &both, &trusted, ForwardedHeader::XForwardedFor),
             Ok("198.51.100.7".parse().unwrap())
@@ -210,7 +210,10 @@ mod tests {
         let forged = headers(&[("x-forwarded-for", "192.0.2.1")]);
         assert_eq!(super::client_ip(proxy, &forged, &trusted, ForwardedHeader::Forwarded), Ok(proxy));
         let garbage = headers(&[("x-forwarded-for", "garbage")]);
-        assert_eq!(super::client_ip(proxy, &garbage, &trusted, ForwardedHeader::XForwardedFor), Err(UnreadableForwarded));
+        assert_eq!(
+            super::client_ip(proxy, &garbage, &trusted, ForwardedHeader::XForwardedFor),
+            Err(UnreadableForwarded)
+        );
         let garbage = headers(&[("forwarded", "for=unknown-host;proto=https")]);
         assert_eq!(super::client_ip(proxy, &garbage, &trusted, ForwardedHeader::Forwarded), Err(UnreadableForwarded));
         // From an untrusted peer no header is read at all.

@@ -278,6 +278,7 @@ async fn revoke_key(
             // The revocation bumped the directory's version; this process
             // drops its cached keys now, the others within their poll.
             if let Err(error) = state.directory.changed_elsewhere().await {
+                let error = keyledger_app::client::error_chain(&error);
                 tracing::warn!(%error, "revoked key: this process's cache reloads at its next poll");
             }
             tracing::info!(tenant_id, key_id = %key_id, "API key revoked");
