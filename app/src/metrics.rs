@@ -75,6 +75,7 @@ pub struct Metrics {
     pub rate_limited: Family<ClassLabels, Counter>,
     pub active_blocks: Gauge,
     pub tracked_callers: Gauge,
+    pub evicted_callers: Gauge,
     pub pool_connections: Family<PoolLabels, Gauge>,
     /// Scrapes take turns: the gauges are set, then read.
     pub scrape: tokio::sync::Mutex<()>,
@@ -171,6 +172,12 @@ impl Default for Metrics {
             "Callers whose rate limits or failures this process tracks",
             tracked_callers.clone(),
         );
+        let evicted_callers = Gauge::default();
+        registry.register(
+            "rate_limit_evicted_callers",
+            "Callers dropped from the limiter's full table to make room for new ones, since the process started",
+            evicted_callers.clone(),
+        );
         let pool_connections = Family::<PoolLabels, Gauge>::default();
         registry.register(
             "db_pool_connections",
@@ -195,6 +202,7 @@ impl Default for Metrics {
             rate_limited,
             active_blocks,
             tracked_callers,
+            evicted_callers,
             pool_connections,
             scrape: tokio::sync::Mutex::new(()),
         }

@@ -257,6 +257,13 @@ async fn a_flood_from_a_hundred_thousand_addresses_stays_in_bounded_memory() {
     });
     join_all(workers).await;
     assert_eq!(sent.into_inner(), 100_000);
+    // The table is full of the flood's callers, yet a new client is served
+    // from a full budget of its own.
+    let newcomer =
+        client.get(format!("{}/health", app.base)).header("x-forwarded-for", "192.0.2.200").send().await.unwrap();
+    assert_eq!(newcomer.status(), StatusCode::OK);
+    let (limit, remaining) = (header(&newcomer, "x-ratelimit-limit"), header(&newcomer, "x-ratelimit-remaining"));
+    assert_eq!(remaining.parse::<u32>().unwrap() + 1, limit.parse::<u32>().unwrap(), "a full budget");
     let (ok, printed) = run_python("parse_metrics.py", &[&format!("{}/metrics", app.base)], &[]).await;
     assert!(ok, "{printed}");
     let tracked = printed
@@ -269,4 +276,11 @@ async fn a_flood_from_a_hundred_thousand_addresses_stays_in_bounded_memory() {
     // limit and the failures (every 429 counts as one) are what fill here.
     assert!(tracked <= 4.0 * 5_000.0, "{tracked} callers tracked for a cap of 5000 per table");
     assert!(tracked >= 1_000.0, "the flood was tracked at all: {tracked}");
+    let evicted = printed
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|s| s[0] == "keyledger_rate_limit_evicted_callers")
+        .map(|s| s[2].as_f64().unwrap())
+        .expect("the evicted-callers gauge");
+    assert!(evicted >= 90_000.0, "{evicted} callers evicted to make room");
 }

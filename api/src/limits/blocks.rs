@@ -57,6 +57,10 @@ impl Blocks {
         self.failures.len()
     }
 
+    pub fn evicted(&self) -> u64 {
+        self.failures.evicted()
+    }
+
     /// How long `ip` stays blocked, if it is.
     pub fn blocked(&self, ip: IpAddr, now: DateTime<Utc>) -> Option<Duration> {
         if !self.any_active.load(Ordering::Relaxed) {
@@ -74,9 +78,7 @@ impl Blocks {
     /// returning the new block's length.
     pub async fn record_failure(&self, ip: IpAddr) -> Result<Option<Duration>, BlockStoreError> {
         let take = self.failures.take(&ip, Instant::now());
-        if take.allowed || take.overflow {
-            // Within budget; or the failure counts are full, and the shared
-            // overflow budget running dry says nothing about this address.
+        if take.allowed {
             return Ok(None);
         }
         self.block(ip).await.map(Some)

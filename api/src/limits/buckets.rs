@@ -4,11 +4,15 @@
 //! tokens that refills at `limit` per minute; a request takes one. The map
 //! is sharded so concurrent requests rarely wait on one lock. It never
 //! holds more than `max_keys` buckets: idle ones are swept, and when a
-//! flood of new keys fills it anyway, the newcomers share one overflow
-//! bucket, so the flood is limited as a whole rather than growing memory.
+//! flood of new keys fills it anyway, the bucket used least recently makes
+//! room for the newcomer (and is counted as an eviction). Memory stays
+//! bounded and a new client always has a bucket of its own: a full table
+//! never shuts new clients out. The cost is that a caller evicted mid-flood
+//! starts again from a full bucket.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,8 +28,6 @@ struct Bucket {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Take {
     pub allowed: bool,
-    /// Taken from the overflow bucket that newcomers share when the map is full.
-    pub overflow: bool,
     pub limit: u32,
     pub remaining: u32,
     /// Until the bucket is full again.
@@ -38,19 +40,19 @@ pub struct Buckets<K> {
     limit: u32,
     max_keys: usize,
     shards: Vec<Mutex<HashMap<K, Bucket>>>,
-    overflow: Mutex<Bucket>,
     hasher: RandomState,
+    /// Buckets dropped to make room for a new caller.
+    evicted: AtomicU64,
 }
 
 impl<K: Hash + Eq + Clone> Buckets<K> {
     pub fn new(limit_per_minute: u32, max_keys: usize) -> Self {
-        let full = Bucket { tokens: f64::from(limit_per_minute), updated: Instant::now() };
         Self {
             limit: limit_per_minute.max(1),
             max_keys: max_keys.max(SHARDS),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            overflow: Mutex::new(full),
             hasher: RandomState::new(),
+            evicted: AtomicU64::new(0),
         }
     }
 
@@ -74,9 +76,12 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
             self.sweep_shard(&mut shard, now);
         }
         if shard.len() >= self.max_keys / SHARDS {
-            drop(shard);
-            let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
-            return Take { overflow: true, ..self.take_from(&mut overflow, now) };
+            // Still full of live buckets: the least recently used makes room.
+            let oldest = shard.iter().min_by_key(|(_, bucket)| bucket.updated).map(|(key, _)| key.clone());
+            if let Some(oldest) = oldest {
+                shard.remove(&oldest);
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let bucket = shard.entry(key.clone()).or_insert(Bucket { tokens: f64::from(self.limit), updated: now });
         self.take_from(bucket, now)
@@ -94,7 +99,6 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         let missing = f64::from(self.limit) - bucket.tokens;
         Take {
             allowed,
-            overflow: false,
             limit: self.limit,
             remaining: bucket.tokens.floor() as u32,
             reset_after: Duration::from_secs_f64(missing / rate),
@@ -119,6 +123,11 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
 
     pub fn limit(&self) -> u32 {
         self.limit
+    }
+
+    /// Buckets dropped to make room for new callers since the start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
@@ -147,17 +156,19 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_new_keys_stays_within_the_bound() {
+    fn a_flood_of_new_keys_stays_within_the_bound_and_a_new_client_is_served() {
         let buckets = Buckets::new(10, 1024);
         let now = Instant::now();
-        let mut refused = 0;
         for i in 0..100_000u32 {
-            if !buckets.take(&i, now).allowed {
-                refused += 1;
-            }
+            buckets.take(&i, now);
         }
         assert!(buckets.len() <= 1024, "{} buckets", buckets.len());
-        assert!(refused > 90_000, "the overflow is limited as one: {refused} refused");
+        assert!(buckets.evicted() >= 100_000 - 1024, "{} evicted", buckets.evicted());
+        // The table is full of the flood's live buckets, yet a newcomer gets
+        // a full bucket of its own.
+        let take = buckets.take(&1_000_000, now + Duration::from_millis(1));
+        assert!(take.allowed);
+        assert_eq!(take.remaining, 9);
         buckets.sweep(now + Duration::from_secs(61));
         assert_eq!(buckets.len(), 0);
     }

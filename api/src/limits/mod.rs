@@ -139,6 +139,15 @@ impl Limits {
         self.client.len() + self.management.len() + self.public.len() + self.routes.tracked() + self.blocks.tracked()
     }
 
+    /// Callers dropped from a full table to make room for new ones.
+    pub fn evicted(&self) -> u64 {
+        self.client.evicted()
+            + self.management.evicted()
+            + self.public.evicted()
+            + self.routes.evicted()
+            + self.blocks.evicted()
+    }
+
     pub fn active_blocks(&self) -> usize {
         self.blocks.active_count(Utc::now())
     }
@@ -227,14 +236,7 @@ pub async fn rate_limit<F: Future<Output = Response>>(
             format!("This address is blocked for {} more seconds after repeated failures", left.as_secs().max(1)),
             left,
         );
-        let take = Take {
-            allowed: false,
-            overflow: false,
-            limit: buckets.limit(),
-            remaining: 0,
-            reset_after: left,
-            retry_after: left,
-        };
+        let take = Take { allowed: false, limit: buckets.limit(), remaining: 0, reset_after: left, retry_after: left };
         set_headers(&mut response, &take);
         return response;
     }
@@ -242,14 +244,6 @@ pub async fn rate_limit<F: Future<Output = Response>>(
         let limit = route_limit.rule.per_minute;
         let take = match route_limit.check(ip, Instant::now()) {
             Verdict::Allowed(take) => take,
-            Verdict::Busy(retry_after) => {
-                rejected("rate_limited");
-                let mut response = too_many("rate_limited", "Too many requests; retry later".to_owned(), retry_after);
-                let take =
-                    Take { allowed: false, overflow: true, limit, remaining: 0, reset_after: retry_after, retry_after };
-                set_headers(&mut response, &take);
-                return response;
-            }
             verdict @ (Verdict::Blocked(left) | Verdict::BlockedNow(left)) => {
                 if matches!(verdict, Verdict::BlockedNow(_)) {
                     if let Err(error) = limits.routes.share(route_limit, ip, left).await {
@@ -262,8 +256,7 @@ pub async fn rate_limit<F: Future<Output = Response>>(
                     format!("Too many requests; this address may call again in {} seconds", left.as_secs().max(1)),
                     left,
                 );
-                let take =
-                    Take { allowed: false, overflow: false, limit, remaining: 0, reset_after: left, retry_after: left };
+                let take = Take { allowed: false, limit, remaining: 0, reset_after: left, retry_after: left };
                 set_headers(&mut response, &take);
                 return response;
             }
@@ -282,11 +275,7 @@ pub async fn rate_limit<F: Future<Output = Response>>(
     let take = buckets.take(&key, Instant::now());
     if !take.allowed {
         rejected("rate_limited");
-        if !take.overflow {
-            // A refusal from the shared overflow bucket says nothing about
-            // this caller: it is not held against it.
-            limits.failed(ip).await;
-        }
+        limits.failed(ip).await;
         let mut response =
             too_many("rate_limited", format!("Too many {} requests; retry later", class.as_str()), take.retry_after);
         set_headers(&mut response, &take);

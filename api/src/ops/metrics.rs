@@ -107,6 +107,7 @@ async fn read_gauges(state: &OpsState) -> Result<(), keyledger_eventlog::EventLo
     metrics.view_licenses.set(state.memory.len() as i64);
     metrics.active_blocks.set(state.limits.active_blocks() as i64);
     metrics.tracked_callers.set(state.limits.tracked() as i64);
+    metrics.evicted_callers.set(i64::try_from(state.limits.evicted()).unwrap_or(i64::MAX));
     let (size, idle, max) =
         on_pool!(&state.db, pool => (pool.size(), pool.num_idle(), pool.options().get_max_connections()));
     metrics.pool_connections.get_or_create(&PoolLabels { state: "idle" }).set(idle as i64);
