@@ -176,8 +176,10 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_RATE_LIMIT_PUBLIC_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub rate_limit_public_per_minute: u32,
 
-    /// Failures a minute (unknown keys, failed authentication, 429s) after
-    /// which an address is blocked.
+    /// Failed guesses a minute (unknown or malformed license keys, failed
+    /// authentication) after which an address is blocked from the client
+    /// endpoints (and from management calls without a valid key); 429s and
+    /// valid answers never count.
     #[arg(long, env = "KEYLEDGER_RATE_LIMIT_BLOCK_AFTER", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub rate_limit_block_after: u32,
 

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 on_both_backends!(
     answers_carry_rate_limit_headers_and_a_429_says_when_to_retry,
     a_guessing_address_is_blocked_for_longer_each_time_in_every_process,
+    only_failed_guesses_earn_a_block_and_it_covers_what_it_was_earned_on,
     a_seed_002_route_block_holds_in_every_process,
     metrics_parse_with_a_real_prometheus_parser,
 );
@@ -283,4 +284,64 @@ async fn a_flood_from_a_hundred_thousand_addresses_stays_in_bounded_memory() {
         .map(|s| s[2].as_f64().unwrap())
         .expect("the evicted-callers gauge");
     assert!(evicted >= 90_000.0, "{evicted} callers evicted to make room");
+}
+
+/// Valid calls over the budget are slowed, never blocked; a block earned
+/// by guessing answers the client endpoints and keyless management calls,
+/// while `/health` and a management call with a valid key stay open.
+async fn only_failed_guesses_earn_a_block_and_it_covers_what_it_was_earned_on(backend: Backend) {
+    let fixture = Licensed::new(backend, json!({})).await;
+    let app = fixture
+        .app
+        .another_server_with(|config: &mut Config| {
+            limited(config);
+            config.rate_limit_client_per_minute = 5;
+            config.rate_limit_block_after = 3;
+            config.rate_limit_block_base_secs = 60;
+        })
+        .await;
+    let activated =
+        from(&app, "198.51.100.30", "activate", json!({ "licenseKey": fixture.key, "machineId": "m" })).await;
+    assert_eq!(activated.status(), StatusCode::OK);
+    // A busy but honest client: over its budget, answered rate_limited, never blocked.
+    let mut limited_answers = 0;
+    for _ in 0..30 {
+        let response =
+            from(&app, "198.51.100.30", "validate", json!({ "licenseKey": fixture.key, "machineId": "m" })).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["reason"], "rate_limited", "429s are not failures: {body}");
+            limited_answers += 1;
+        }
+    }
+    assert!(limited_answers > 20, "the budget of 5 held: {limited_answers} limited");
+
+    // A guesser earns a block.
+    let guesser = "203.0.113.40";
+    let guess = json!({ "licenseKey": "ABCD-EFGH-JKMN-PQRS", "machineId": "m" });
+    let mut blocked = false;
+    for _ in 0..5 {
+        let response = from(&app, guesser, "validate", guess.clone()).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["reason"], "blocked", "{body}");
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "the guesser was blocked");
+    let get = |path: &str, key: Option<&str>| {
+        let mut request = app.client.get(format!("{}{path}", app.base)).header("x-forwarded-for", guesser);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    assert_eq!(get("/health", None).await.unwrap().status(), StatusCode::OK, "the probe stays open");
+    let staff = get("/api/v1/api-keys", Some(&fixture.tenant.admin_key)).await.unwrap();
+    assert_eq!(staff.status(), StatusCode::OK, "a management call with a valid key stays open");
+    let keyless = get("/api/v1/api-keys", Some("klk_nope_nothing")).await.unwrap();
+    assert_eq!(keyless.status(), StatusCode::TOO_MANY_REQUESTS, "a wrong key from a blocked address is blocked");
+    let still = from(&app, guesser, "validate", json!({ "licenseKey": fixture.key, "machineId": "m" })).await;
+    assert_eq!(still.status(), StatusCode::TOO_MANY_REQUESTS, "the client endpoints stay blocked");
 }

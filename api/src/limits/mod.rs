@@ -229,7 +229,16 @@ pub async fn rate_limit<F: Future<Output = Response>>(
     let buckets = limits.buckets(class);
     let rejected =
         |reason| state.metrics.rate_limited.get_or_create(&ClassLabels { class: class.as_str(), reason }).inc();
-    if let Some(left) = limits.blocks.blocked(ip, Utc::now()) {
+    // A block answers the calls it was earned on: the client endpoints,
+    // and management calls that fail authentication. `/health` and the
+    // other public endpoints stay open, and so does a management call with
+    // a valid key: a noisy neighbour behind a shared address can't lock a
+    // vendor's staff, or the load balancer's probe, out.
+    let blocked = match class {
+        Class::Public => None,
+        Class::Client | Class::Management => limits.blocks.blocked(ip, Utc::now()),
+    };
+    let block_answer = |left: Duration| {
         rejected("blocked");
         let mut response = too_many(
             "blocked",
@@ -238,7 +247,10 @@ pub async fn rate_limit<F: Future<Output = Response>>(
         );
         let take = Take { allowed: false, limit: buckets.limit(), remaining: 0, reset_after: left, retry_after: left };
         set_headers(&mut response, &take);
-        return response;
+        response
+    };
+    if let (Some(left), Class::Client) = (blocked, class) {
+        return block_answer(left);
     }
     if let Some(route_limit) = request.extensions().get::<MatchedPath>().and_then(|p| limits.routes.get(p.as_str())) {
         let limit = route_limit.rule.per_minute;
@@ -274,14 +286,20 @@ pub async fn rate_limit<F: Future<Output = Response>>(
     };
     let take = buckets.take(&key, Instant::now());
     if !take.allowed {
+        // Not a failure that counts towards a block: only failed guesses
+        // (unknown keys, bad credentials) do. A client that merely calls
+        // too often is slowed by its budget, not blocked.
         rejected("rate_limited");
-        limits.failed(ip).await;
         let mut response =
             too_many("rate_limited", format!("Too many {} requests; retry later", class.as_str()), take.retry_after);
         set_headers(&mut response, &take);
         return response;
     }
     let mut response = next(request).await;
+    if let (Some(left), StatusCode::UNAUTHORIZED) = (blocked, response.status()) {
+        // A blocked address's management call without a valid key.
+        return block_answer(left);
+    }
     if response.status() == StatusCode::UNAUTHORIZED || response.extensions().get::<FailedGuess>().is_some() {
         limits.failed(ip).await;
     }
