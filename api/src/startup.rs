@@ -353,6 +353,7 @@ impl Application {
                 licenses: licenses.clone(),
                 views: views.clone(),
                 memory: memory.clone(),
+                log: EventLog::new(db.clone()),
                 directory: directory.clone(),
                 products: products.clone(),
                 serials: serials.clone(),

@@ -16,6 +16,7 @@ mod limits;
 mod nats;
 mod policies;
 mod products;
+mod propagation;
 mod proxies;
 mod startup;
 mod strict_bodies;

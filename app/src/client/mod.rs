@@ -153,6 +153,8 @@ pub struct ClientStores {
     pub licenses: Arc<LicenseService>,
     pub views: LicenseViews,
     pub memory: Arc<MemoryView>,
+    /// The log, for the newest events of a license a token describes.
+    pub log: keyledger_eventlog::EventLog,
     pub directory: Arc<Directory>,
     pub products: ProductStore,
     pub serials: Arc<Serials>,

@@ -6,29 +6,46 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use keyledger_domain::{License, LicenseKey};
 use sha2::{Digest, Sha256};
 
-use super::{ClientError, ClientService};
+use std::sync::Arc;
+
+use super::{ClientError, ClientService, Machine};
 use crate::signing::{jws, ActiveKey};
 
 impl ClientService {
-    /// An offline license token for `machine_id` (as the client sent it),
-    /// signed by `signer`, and when it expires.
+    /// An offline license token for the machine (`machine_id` as the client
+    /// sent it), signed by `signer`, and when it expires. A token outlives
+    /// the call by days, so it describes the license's latest committed
+    /// state, not this process's memory of it: a block or a suspension
+    /// committed by any process a moment ago refuses the token.
     pub async fn token(
         &self,
         signer: &ActiveKey,
         license_id: &str,
+        machine: &Machine,
         machine_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(String, DateTime<Utc>), ClientError> {
-        let ttl = self.settings.token_ttl;
-        // This process's newest state when it knows the state's chain hash
-        // (a command of its own just put it there): no database read.
+        let (license, version, hash) = self.latest(license_id).await?;
+        license.validate(&machine.hash, now)?;
+        Ok(license_token(signer, &license, version, &hash, machine_id, self.settings.token_ttl, now))
+    }
+
+    /// The license's latest committed state with its event sequence and
+    /// chain hash: this process's memory when the log has nothing newer
+    /// (one indexed read, usually empty), else loaded from the log.
+    async fn latest(&self, license_id: &str) -> Result<(Arc<License>, i64, String), ClientError> {
         if let Some(entry) = self.stores.memory.get(license_id) {
             if let Some(hash) = entry.last_hash_hex() {
-                return Ok(license_token(signer, &entry.license, entry.version, &hash, machine_id, ttl, now));
+                let newer = self.stores.log.sequences(license_id, entry.version + 1, i64::MAX).await.map_err(|e| {
+                    ClientError::Failed { context: "the license's newest events unreadable", source: e.into() }
+                })?;
+                if newer.is_empty() {
+                    return Ok((entry.license, entry.version, hash));
+                }
             }
         }
-        let (license, version, hash) = self.stores.licenses.head(license_id).await?;
-        Ok(license_token(signer, &license, version, &hash, machine_id, ttl, now))
+        let (license, version, hash) = self.stores.licenses.load(license_id).await?;
+        Ok((Arc::new(license), version, hash))
     }
 }
 

@@ -252,7 +252,8 @@ async fn activate_found(state: &AppState, context: &RequestContext, found: &Foun
     let call = client_call(context, found.caller.as_ref());
     let license = state.client.activate(&call, &found.license, &found.machine, activation).await?;
     let device = license.device(&found.machine.hash);
-    let (token, _) = state.client.token(&found.call.signer, &license.id, found.machine_id(), Utc::now()).await?;
+    let (token, _) =
+        state.client.token(&found.call.signer, &license.id, &found.machine, found.machine_id(), Utc::now()).await?;
     Ok(json!({
         "success": true,
         "error": null,
@@ -505,7 +506,7 @@ async fn token(
         Ok(Err(reason)) => return found.call.refuse(ApiError::refused(reason)),
         Err(error) => return found.call.refuse(error.into()),
     }
-    match state.client.token(&found.call.signer, &found.license.id, found.machine_id(), now).await {
+    match state.client.token(&found.call.signer, &found.license.id, &found.machine, found.machine_id(), now).await {
         Ok((token, expires)) => found.call.answer(
             StatusCode::OK,
             json!({

@@ -237,7 +237,7 @@ async fn activate_answer(
     let activation_request = Activation { machine_name: request.machine_name.as_deref(), app_version: None };
     let call = keyledger_http::dialect::client_call(context, Some(&caller));
     let license = state.client.activate(&call, &license, &machine, activation_request).await?;
-    let (token, expires) = state.client.token(&tenant.current, &license.id, machine_id, Utc::now()).await?;
+    let (token, expires) = state.client.token(&tenant.current, &license.id, &machine, machine_id, Utc::now()).await?;
     Ok(json!({
         "ok": true,
         "token": token,
@@ -292,7 +292,7 @@ async fn verify_answer(
     let call = keyledger_http::dialect::client_call(context, Some(&caller));
     let checked = state.client.check(&call, &license, &machine, wants, Beat::Validate).await?;
     let checked = checked.map_err(ApiError::refused)?;
-    let (token, expires) = state.client.token(&tenant.current, &license.id, machine_id, Utc::now()).await?;
+    let (token, expires) = state.client.token(&tenant.current, &license.id, &machine, machine_id, Utc::now()).await?;
     Ok(json!({
         "ok": true,
         "valid": true,
