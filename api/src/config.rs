@@ -261,6 +261,12 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_WEBHOOK_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub webhook_allow_private_networks: bool,
 
+    /// The most webhook endpoints one tenant may have: every event fans out
+    /// to each of them, so their number is what one tenant's events cost
+    /// the senders every tenant shares.
+    #[arg(long, env = "KEYLEDGER_WEBHOOK_MAX_ENDPOINTS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub webhook_max_endpoints: u32,
+
     /// Size of the database connection pool.
     #[arg(long, env = "KEYLEDGER_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
@@ -371,6 +377,7 @@ impl Config {
             webhook_timeout_secs: 15,
             webhook_disable_after_secs: 432_000,
             webhook_allow_private_networks: false,
+            webhook_max_endpoints: 50,
             webhook_delivery: "on".to_owned(),
             anomaly_detection: "on".to_owned(),
         }

@@ -381,7 +381,11 @@ impl Application {
             products,
             customers: keyledger_app::customers::CustomerStore::new(db.clone()),
             serials,
-            webhooks: Webhooks { store: webhooks, allow_private: config.webhook_allow_private_networks },
+            webhooks: Webhooks {
+                store: webhooks,
+                allow_private: config.webhook_allow_private_networks,
+                max_endpoints: config.webhook_max_endpoints as usize,
+            },
             anomaly_settings,
             metrics,
         });

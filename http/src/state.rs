@@ -68,6 +68,8 @@ pub struct Webhooks {
     pub store: WebhookStore,
     /// Whether webhook URLs may point at private networks (and use http).
     pub allow_private: bool,
+    /// The most endpoints one tenant may have.
+    pub max_endpoints: usize,
 }
 
 impl std::ops::Deref for Webhooks {

@@ -28,6 +28,7 @@ on_both_backends!(
     shutdown_finishes_the_deliveries_in_flight,
     shutdown_hands_back_the_deliveries_not_yet_sent,
     usage_thresholds_are_sent_once_per_crossing,
+    a_tenants_endpoints_are_capped,
 );
 
 /// Short retries for tests; deliveries to loopback allowed.
@@ -559,4 +560,31 @@ async fn usage_thresholds_are_sent_once_per_crossing(backend: Backend) {
         assert_eq!(alert["data"]["licenseId"], license["id"]);
     }
     Receiver::verify_with_standardwebhooks(&received, &[&secret]).await;
+}
+
+/// One event fans out to every endpoint of its tenant, so a tenant may
+/// have at most KEYLEDGER_WEBHOOK_MAX_ENDPOINTS of them.
+async fn a_tenants_endpoints_are_capped(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        webhook_config(config);
+        config.webhook_max_endpoints = 3;
+    })
+    .await;
+    let (acme, other) = (app.tenant("Acme").await, app.tenant("Other").await);
+    let create = |key: String| {
+        let app = &app;
+        async move {
+            app.post("/api/v1/webhooks", Some(&key), json!({ "url": "http://127.0.0.1:9/hook", "events": ["*"] })).await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(create(acme.admin_key.clone()).await.status, StatusCode::CREATED);
+    }
+    let refused = create(acme.admin_key.clone()).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.body["code"], "webhook_endpoint_limit", "{}", refused.body);
+    // Another tenant has its own allowance.
+    assert_eq!(create(other.admin_key.clone()).await.status, StatusCode::CREATED);
+    let listed = app.get("/api/v1/webhooks", Some(&acme.admin_key)).await;
+    assert_eq!(listed.body["webhooks"].as_array().map(Vec::len), Some(3), "{}", listed.body);
 }

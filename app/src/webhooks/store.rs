@@ -227,20 +227,34 @@ impl WebhookStore {
     }
 
     /// Creates an endpoint; returns it and its secret, which is shown once.
-    pub async fn create(&self, tenant_id: &str, new: NewEndpoint) -> Result<(Endpoint, String), WebhookError> {
+    /// A new endpoint and its secret; None when the tenant has `max`
+    /// endpoints already (one event fans out to every endpoint, so their
+    /// number is what one tenant's event costs every other tenant).
+    pub async fn create(
+        &self,
+        tenant_id: &str,
+        new: NewEndpoint,
+        max: usize,
+    ) -> Result<Option<(Endpoint, String)>, WebhookError> {
         let id = Uuid::new_v4().to_string();
         let secret = signature::generate();
         let now = timestamp(Utc::now());
         let events = serde_json::to_string(&new.events).expect("strings serialize");
+        // The count and the insert in one statement.
         const SQL: &str = "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, enabled, disabled_reason, secret, created_at, updated_at)
-                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)";
+                           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $9
+                            WHERE (SELECT COUNT(*) FROM webhook_endpoints WHERE tenant_id = $2) < $10";
         let disabled_reason = (!new.enabled).then_some("manual");
-        on_pool!(&self.db, pool => sqlx::query(SQL)
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let inserted = on_pool!(&self.db, pool => sqlx::query(SQL)
             .bind(&id).bind(tenant_id).bind(&new.url).bind(&new.description).bind(&events)
-            .bind(i64::from(new.enabled)).bind(disabled_reason).bind(self.seal(&id, &secret)).bind(&now)
-            .execute(pool).await.map(drop))?;
+            .bind(i64::from(new.enabled)).bind(disabled_reason).bind(self.seal(&id, &secret)).bind(&now).bind(max)
+            .execute(pool).await.map(|done| done.rows_affected()))?;
+        if inserted == 0 {
+            return Ok(None);
+        }
         let created = self.get(tenant_id, &id).await?.expect("just inserted");
-        Ok((created, secret))
+        Ok(Some((created, secret)))
     }
 
     /// Whether any tenant has an endpoint.

@@ -133,7 +133,17 @@ async fn create_webhook(
         enabled: request.enabled.unwrap_or(true),
         url: checked_url(&state, &url).await?,
     };
-    let (endpoint, secret) = state.webhooks.create(tenant_id, new).await.map_err(ApiError::internal)?;
+    let max = state.webhooks.max_endpoints;
+    let (endpoint, secret) =
+        state.webhooks.create(tenant_id, new, max).await.map_err(ApiError::internal)?.ok_or_else(|| {
+            ApiError::bad_request(
+                "webhook_endpoint_limit",
+                format!(
+                    "The tenant has {max} webhook endpoints, the most it may have (KEYLEDGER_WEBHOOK_MAX_ENDPOINTS)"
+                ),
+            )
+            .with_status(StatusCode::CONFLICT)
+        })?;
     tracing::info!(tenant_id, webhook = %endpoint.id, "webhook endpoint created");
     let mut body = json!(endpoint);
     body["secret"] = json!(secret);
