@@ -18,6 +18,8 @@ on_both_backends!(
     a_long_history_loads_from_its_snapshot_and_agrees_with_a_full_replay,
     a_rebuild_mends_a_damaged_read_model,
     an_event_and_its_read_model_row_are_written_together_or_not_at_all,
+    a_lease_has_one_holder_and_a_standby_takes_over,
+    two_servers_on_one_database_run_each_once_per_database_job_once,
 );
 
 async fn view_row(app: &TestApp, license_id: &str) -> (i64, String) {
@@ -362,11 +364,12 @@ async fn rebuilding_an_unknown_read_model_is_refused() {
     assert!(error.expect("refused").to_string().contains("license_view"));
 }
 
-/// One holder at a time, and a standby takes over when the holder goes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_lease_has_one_holder_and_a_standby_takes_over() {
+/// One holder at a time, and a standby takes over when the holder goes: an
+/// advisory lock on PostgreSQL, a lock on a file beside the database on
+/// SQLite.
+async fn a_lease_has_one_holder_and_a_standby_takes_over(backend: Backend) {
     use keyledger_workers::Lease;
-    let app = TestApp::spawn(Backend::Postgres).await;
+    let app = TestApp::spawn(backend).await;
     let mut holder = Lease::acquire(&app.db, "test-lease").await;
     assert!(holder.is_held().await);
     let db = app.db.clone();
@@ -396,4 +399,30 @@ async fn weak_secrets_are_refused_at_start() {
     config.machine_id_secret = Some("short".to_owned());
     let error = Application::build(config).await.err().expect("refused");
     assert!(error.to_string().contains("KEYLEDGER_MACHINE_ID_SECRET"), "{error}");
+}
+
+/// Two servers on one database, as two processes would be (on SQLite, on
+/// one data directory's file): every once-per-database consumer runs in
+/// exactly one of them, and the other stands by.
+async fn two_servers_on_one_database_run_each_once_per_database_job_once(backend: Backend) {
+    let first = TestApp::spawn(backend).await;
+    let second = first.another_server().await;
+    let states = |health: &serde_json::Value, name: &str| {
+        health["consumers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["state"].as_str().unwrap_or_default().to_owned())
+    };
+    for name in [keyledger_workers::LICENSE_VIEW_RUNNER, "expiry-sweeper", "audit-checkpointer"] {
+        let pair = eventually(&format!("{name} running in one server"), Duration::from_secs(10), || async {
+            let (a, b) = (first.get("/health", None).await.body, second.get("/health", None).await.body);
+            let pair = (states(&a, name)?, states(&b, name)?);
+            let running = [&pair.0, &pair.1].iter().filter(|s| s.as_str() == "running").count();
+            (running == 1).then_some(pair)
+        })
+        .await;
+        assert!(pair.0 == "standby" || pair.1 == "standby", "{name}: {pair:?}");
+    }
 }

@@ -10,11 +10,14 @@ use sqlx::{Connection, PgConnection};
 /// session advisory lock on a connection of its own, outside the pool (a
 /// lease held for hours must not take a connection the API needs): if
 /// this process dies or loses that connection, the lock goes with it and a
-/// standby takes over. SQLite has one process per database file, so it is
-/// always held.
+/// standby takes over. On SQLite it is an exclusive lock on a file beside
+/// the database (`<database>.lease-<name>`), so several processes on one
+/// database file run each once-per-database job once too; the kernel
+/// frees the lock when its holder exits or dies.
 pub enum Lease {
     Postgres(PgConnection),
-    Sqlite,
+    /// None for a database with no file (in memory): one process only.
+    Sqlite(Option<std::fs::File>),
 }
 
 const RETRY: Duration = Duration::from_millis(500);
@@ -24,7 +27,10 @@ impl Lease {
     /// keeps one connection while it waits and asks on it every half
     /// second.
     pub async fn acquire(db: &Database, name: &str) -> Lease {
-        let Database::Postgres(pool) = db else { return Lease::Sqlite };
+        let pool = match db {
+            Database::Postgres(pool) => pool,
+            Database::Sqlite(pool) => return acquire_file(pool, name).await,
+        };
         let mut waiting: Option<PgConnection> = None;
         loop {
             let connection = match waiting.take() {
@@ -52,8 +58,34 @@ impl Lease {
     pub async fn is_held(&mut self) -> bool {
         match self {
             Lease::Postgres(connection) => sqlx::query("SELECT 1").execute(connection).await.is_ok(),
-            Lease::Sqlite => true,
+            // A file lock can't be lost while its file is open.
+            Lease::Sqlite(_) => true,
         }
+    }
+}
+
+/// The lease file's lock, waited for as a PostgreSQL standby waits.
+async fn acquire_file(pool: &sqlx::SqlitePool, name: &str) -> Lease {
+    let database = pool.connect_options().get_filename().to_path_buf();
+    if database.as_os_str().is_empty() || database.as_os_str() == ":memory:" {
+        return Lease::Sqlite(None);
+    }
+    let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let mut path = database.into_os_string();
+    path.push(format!(".lease-{safe}"));
+    loop {
+        let opened = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path);
+        match opened {
+            Ok(file) => match file.try_lock() {
+                Ok(()) => return Lease::Sqlite(Some(file)),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(error)) => {
+                    tracing::warn!(%error, lease = name, "cannot lock the lease file; will retry")
+                }
+            },
+            Err(error) => tracing::warn!(%error, lease = name, "cannot open the lease file; will retry"),
+        }
+        tokio::time::sleep(RETRY).await;
     }
 }
 
