@@ -360,6 +360,7 @@ impl Application {
                 anomaly_settings: anomaly_settings.clone(),
                 call_counter: call_counter.clone(),
                 call_reports: call_reports.clone(),
+                metrics: metrics.clone(),
             },
             keyledger_app::client::ClientSettings {
                 machine_secret: machine_secret.clone(),

@@ -52,6 +52,12 @@ pub struct PoolLabels {
     pub state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// `store`: the read model was asked; `memory`: this process knew.
+    pub source: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 100 µs to about 6.5 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
@@ -62,6 +68,7 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
     pub commands: Family<CommandLabels, Counter>,
+    pub key_lookups: Family<LookupLabels, Counter>,
     pub events: Family<EventLabels, Counter>,
     pub consumer_lag_events: Family<ConsumerLabels, Gauge>,
     pub consumer_lag_seconds: Family<ConsumerLabels, Gauge<f64, AtomicU64>>,
@@ -101,6 +108,12 @@ impl Default for Metrics {
             "commands",
             "License commands run, by command and outcome (ok, refused, contended, failed)",
             commands.clone(),
+        );
+        let key_lookups = Family::<LookupLabels, Counter>::default();
+        registry.register(
+            "client_key_lookups",
+            "License keys the client calls looked up, by where the answer came from (memory, store)",
+            key_lookups.clone(),
         );
         let events = Family::<EventLabels, Counter>::default();
         registry.register("events_appended", "Events this process appended to the log, by type", events.clone());
@@ -189,6 +202,7 @@ impl Default for Metrics {
             http_requests,
             http_duration,
             commands,
+            key_lookups,
             events,
             consumer_lag_events,
             consumer_lag_seconds,

@@ -9,6 +9,7 @@ mod concurrency;
 mod customers;
 mod devices;
 mod dialects;
+mod enumeration;
 mod eventlog;
 mod hardening;
 mod lifecycle;
