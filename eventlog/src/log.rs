@@ -405,6 +405,16 @@ impl EventLog {
         self.aggregate_events(aggregate_type, id, "position > $3 ORDER BY sequence LIMIT $4", after, limit).await
     }
 
+    /// The sequence of a license's last event (None: it has none): whether
+    /// a state known at some sequence is still the latest, in one
+    /// index-only read.
+    pub async fn last_sequence(&self, license_id: &str) -> Result<Option<i64>, EventLogError> {
+        const SQL: &str = "SELECT MAX(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2";
+        let last: Option<i64> = crate::on_pool!(&self.db, pool => sqlx::query_scalar(SQL)
+            .bind(AGGREGATE_TYPE).bind(license_id).fetch_one(pool).await)?;
+        Ok(last)
+    }
+
     /// A license's events with sequences in `from..=to`, oldest first.
     pub async fn sequences(&self, license_id: &str, from: i64, to: i64) -> Result<Vec<LoggedEvent>, EventLogError> {
         self.aggregate_events(

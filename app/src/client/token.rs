@@ -31,15 +31,16 @@ impl ClientService {
     }
 
     /// The license's latest committed state with its event sequence and
-    /// chain hash: this process's memory when the log has nothing newer
-    /// (one indexed read, usually empty), else loaded from the log.
+    /// chain hash: this process's memory when the log's last event is the
+    /// one memory is at (one index-only read), else loaded from the log.
     async fn latest(&self, license_id: &str) -> Result<(Arc<License>, i64, String), ClientError> {
         if let Some(entry) = self.stores.memory.get(license_id) {
             if let Some(hash) = entry.last_hash_hex() {
-                let newer = self.stores.log.sequences(license_id, entry.version + 1, i64::MAX).await.map_err(|e| {
-                    ClientError::Failed { context: "the license's newest events unreadable", source: e.into() }
+                let last = self.stores.log.last_sequence(license_id).await.map_err(|e| ClientError::Failed {
+                    context: "the license's last event unreadable",
+                    source: e.into(),
                 })?;
-                if newer.is_empty() {
+                if last == Some(entry.version) {
                     return Ok((entry.license, entry.version, hash));
                 }
             }
