@@ -74,7 +74,7 @@ async fn acquire_file(pool: &sqlx::SqlitePool, name: &str) -> Lease {
     let mut path = database.into_os_string();
     path.push(format!(".lease-{safe}"));
     loop {
-        let opened = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path);
+        let opened = open_private(&path);
         match opened {
             Ok(file) => match file.try_lock() {
                 Ok(()) => return Lease::Sqlite(Some(file)),
@@ -87,6 +87,15 @@ async fn acquire_file(pool: &sqlx::SqlitePool, name: &str) -> Lease {
         }
         tokio::time::sleep(RETRY).await;
     }
+}
+
+/// The lease file, private like every other file of the data directory
+/// (narrowed too when an older start left it readable).
+fn open_private(path: &std::ffi::OsStr) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// A connection of its own, with the pool's settings. If this process
