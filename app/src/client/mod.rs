@@ -194,9 +194,6 @@ impl ClientService {
         Self { stores, settings, memory_lookups, store_lookups }
     }
 
-    pub fn settings(&self) -> &ClientSettings {
-        &self.settings
-    }
 
     /// The machine with its hash.
     pub fn machine(&self, id: MachineId) -> Machine {
@@ -403,15 +400,6 @@ impl ClientService {
             .await
             .map_err(|e| ClientError::failed("device number not taken")(e.into()))?;
         Ok(Some(number))
-    }
-
-    /// The tenant's signing keys, published and current.
-    pub async fn tenant_keys(&self, tenant_id: &str) -> Result<Option<Arc<TenantKeys>>, ClientError> {
-        self.stores
-            .directory
-            .tenant(tenant_id)
-            .await
-            .map_err(|e| ClientError::failed("signing keys unreadable")(e.into()))
     }
 }
 
