@@ -194,7 +194,6 @@ impl ClientService {
         Self { stores, settings, memory_lookups, store_lookups }
     }
 
-
     /// The machine with its hash.
     pub fn machine(&self, id: MachineId) -> Machine {
         let hash = id.hash(&self.settings.machine_secret);
