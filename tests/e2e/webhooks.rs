@@ -29,6 +29,7 @@ on_both_backends!(
     shutdown_hands_back_the_deliveries_not_yet_sent,
     usage_thresholds_are_sent_once_per_crossing,
     a_tenants_endpoints_are_capped,
+    a_never_answering_endpoint_holds_up_only_itself,
 );
 
 /// Short retries for tests; deliveries to loopback allowed.
@@ -587,4 +588,60 @@ async fn a_tenants_endpoints_are_capped(backend: Backend) {
     assert_eq!(create(other.admin_key.clone()).await.status, StatusCode::CREATED);
     let listed = app.get("/api/v1/webhooks", Some(&acme.admin_key)).await;
     assert_eq!(listed.body["webhooks"].as_array().map(Vec::len), Some(3), "{}", listed.body);
+}
+
+/// One tenant's receiver takes every connection and never answers; the
+/// attempt timeout is long (30 s). Another tenant's fast receiver still
+/// gets each of its deliveries, and its failing receiver's failures are
+/// recorded, while every attempt at the slow one is still under way:
+/// nothing waits on an unrelated endpoint. The slow one has at most
+/// `ENDPOINT_IN_FLIGHT` attempts under way at once.
+async fn a_never_answering_endpoint_holds_up_only_itself(backend: Backend) {
+    const SLOW_EVENTS: usize = 40;
+    const FAST_EVENTS: usize = 10;
+    let app = TestApp::spawn_with(backend, |config| {
+        webhook_config(config);
+        config.webhook_timeout_secs = 30;
+    })
+    .await;
+    let slow = Receiver::start(Behaviour::Accept).await;
+    slow.answer_after(Duration::from_secs(120));
+    let (fast, failing) = (Receiver::start(Behaviour::Accept).await, Receiver::start(Behaviour::Status(500)).await);
+    let (stalled, other) = (app.tenant("Stalled").await, app.tenant("Other").await);
+    let (slow_hook, _) = create_webhook(&app, &stalled, &slow.url, json!(["license.activated"])).await;
+    create_webhook(&app, &other, &fast.url, json!(["license.activated"])).await;
+    let (failing_hook, _) = create_webhook(&app, &other, &failing.url, json!(["license.activated"])).await;
+
+    activations(&app, &stalled, SLOW_EVENTS).await;
+    eventually("the slow endpoint's attempts to start", Duration::from_secs(20), || async {
+        (slow.in_flight() > 0).then_some(())
+    })
+    .await;
+    activations(&app, &other, FAST_EVENTS).await;
+    fast.wait_until("every fast delivery", 20, |r| r.len() >= FAST_EVENTS).await;
+    let failing_recorded = eventually_result("the failing endpoint's failures to be recorded", Duration::from_secs(20), || async {
+        let log = app.get(&format!("/api/v1/webhooks/{failing_hook}/deliveries"), Some(&other.admin_key)).await;
+        let deliveries = log.body["deliveries"].as_array().cloned().unwrap_or_default();
+        let tried = deliveries.iter().filter(|d| !d["attempts"].as_array().is_none_or(Vec::is_empty)).count();
+        if tried >= FAST_EVENTS { Ok(tried) } else { Err(format!("{tried} of {FAST_EVENTS} tried")) }
+    })
+    .await;
+    assert_eq!(failing_recorded, FAST_EVENTS);
+
+    // All of that while no attempt at the slow endpoint has ended.
+    assert!(slow.received().is_empty(), "the slow receiver has answered nothing yet");
+    let log = app.get(&format!("/api/v1/webhooks/{slow_hook}/deliveries"), Some(&stalled.admin_key)).await;
+    let deliveries = log.body["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), SLOW_EVENTS);
+    assert!(
+        deliveries.iter().all(|d| d["attempts"].as_array().is_some_and(Vec::is_empty)),
+        "no attempt at the slow endpoint has been recorded: {}",
+        log.body
+    );
+    let under_way = slow.in_flight();
+    assert!(
+        (1..=keyledger_workers::ENDPOINT_IN_FLIGHT).contains(&under_way),
+        "{under_way} attempts under way at the slow endpoint, at most {}",
+        keyledger_workers::ENDPOINT_IN_FLIGHT
+    );
 }

@@ -36,5 +36,5 @@ pub use runtime::{
 };
 pub use webhooks::{
     start_dispatching_at_end_if_new, Dispatcher as WebhookDispatcher, Handoff as WebhookHandoff,
-    Sender as WebhookSender, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
+    Sender as WebhookSender, ENDPOINT_IN_FLIGHT, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
 };

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use cqrs_es::Aggregate;
 use futures::StreamExt;
+use tokio::task::JoinSet;
 use keyledger_app::client::error_chain;
 use keyledger_app::webhooks::names::USAGE_THRESHOLD;
 use keyledger_app::webhooks::{
@@ -34,10 +35,15 @@ pub const WEBHOOK_DISPATCHER: &str = "webhook-dispatcher";
 pub const WEBHOOK_SENDER: &str = "webhook-sender";
 /// Envelopes the dispatcher takes from the feed at a time.
 const DISPATCH_BATCH: usize = 200;
-/// Deliveries a sender lane claims, and sends at once, at a time.
-const SEND_BATCH: i64 = 64;
-/// Lanes of claim, send, record a sender runs at once.
-const LANES: usize = 4;
+/// Most deliveries a sender claims from the queue at a time.
+const SEND_BATCH: usize = 64;
+/// Most attempts a sender has under way at once.
+const IN_FLIGHT: usize = 256;
+/// Most attempts a sender has under way to one endpoint at once.
+pub const ENDPOINT_IN_FLIGHT: usize = 16;
+/// How long a sender lets more attempts end, after one did, before it
+/// records them together.
+const GATHER: Duration = Duration::from_millis(5);
 /// How soon a sender asks the table again after finding nothing due in
 /// it: retries coming due and other processes' deliveries wait at most
 /// this long beyond their time.
@@ -46,8 +52,6 @@ const QUEUE_RECHECK: Duration = Duration::from_millis(200);
 /// mid-attempt): such a delivery goes out at most this long after its
 /// claim ends.
 const EXPIRED_CLAIMS_EVERY: Duration = Duration::from_secs(5);
-/// How long a lane starts new batches within one step.
-const LANE_BUDGET: Duration = Duration::from_millis(500);
 /// How long a claim lasts beyond the attempt's own timeout; a process
 /// that dies mid-attempt holds its deliveries this long.
 const CLAIM_MARGIN: Duration = Duration::from_secs(10);
@@ -104,7 +108,7 @@ impl Handoff {
     /// an attempt started now ends before anyone else may claim it; the
     /// others are dropped here and claimed from the queue later.
     fn take(&self, max: usize, left: Duration) -> Vec<Claimed> {
-        let enough = timestamp(Utc::now() + chrono::Duration::from_std(left).unwrap_or_default());
+        let enough = claim_lasting(left);
         let mut waiting = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let mut taken = Vec::new();
         while taken.len() < max {
@@ -281,23 +285,39 @@ impl Consumer for Dispatcher {
     }
 }
 
-/// Sends due deliveries.
+/// Sends due deliveries. Every attempt is a task of its own, recorded as
+/// soon as it ends (with whatever else ended meanwhile): nothing waits
+/// for an unrelated endpoint. An endpoint has at most
+/// [`ENDPOINT_IN_FLIGHT`] attempts under way from this process; its other
+/// deliveries wait (claimed ones here, the rest in the queue, where a
+/// claim passes over endpoints that are full), so a slow or dead endpoint
+/// holds up only itself.
 pub struct Sender {
     handoff: Handoff,
     /// When a claim last found nothing due in the table, and the count of
     /// unclaimed queueings then: until [`QUEUE_RECHECK`] has passed or
     /// this process queues unclaimed deliveries, the table is not asked
-    /// again (the lanes would otherwise ask it at every wake-up that the
+    /// again (the sender would otherwise ask it at every wake-up that the
     /// handoff already answered).
-    queue_quiet: std::sync::Mutex<Option<(Instant, u64)>>,
+    queue_quiet: Option<(Instant, u64)>,
     /// When this sender last looked for claims that ran out; `None` until
     /// it first does, and again while it finds a full batch of them.
-    expired_looked: std::sync::Mutex<Option<Instant>>,
+    expired_looked: Option<Instant>,
     metrics: std::sync::Arc<keyledger_app::Metrics>,
     store: WebhookStore,
     policy: RetryPolicy,
     allow_private: bool,
     client: reqwest::Client,
+    /// Attempts under way, each a task; the delivery of each by task.
+    running: JoinSet<Attempt>,
+    attempting: HashMap<tokio::task::Id, Claimed>,
+    /// Attempts under way by endpoint.
+    per_endpoint: HashMap<String, usize>,
+    /// Claimed deliveries whose endpoint had [`ENDPOINT_IN_FLIGHT`]
+    /// attempts under way, by endpoint, oldest first.
+    waiting: HashMap<String, VecDeque<Claimed>>,
+    /// Deliveries queued or handed over in this process.
+    queued: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Sender {
@@ -318,61 +338,65 @@ impl Sender {
             .build()?;
         Ok(Self {
             handoff,
-            queue_quiet: std::sync::Mutex::new(None),
-            expired_looked: std::sync::Mutex::new(None),
+            queue_quiet: None,
+            expired_looked: None,
             metrics,
             store,
             policy,
             allow_private,
             client,
+            running: JoinSet::new(),
+            attempting: HashMap::new(),
+            per_endpoint: HashMap::new(),
+            waiting: HashMap::new(),
+            queued: keyledger_app::webhooks::queued(),
         })
     }
+}
 
-    /// One attempt: never fails, whatever the endpoint does; what happened
-    /// is in the returned record.
-    async fn attempt(&self, delivery: &Claimed) -> Attempt {
-        let at = Utc::now();
-        let started = Instant::now();
-        let failed = |error: String, status_code: Option<u16>, body: String| Attempt {
-            at,
-            status_code,
-            latency: started.elapsed(),
-            error: Some(error),
-            response_body: body,
-            outcome: Outcome::Failed { retry_after: None },
-        };
-        // Checked again at each attempt: an address in the URL itself
-        // never goes through the resolver that refuses internal ones.
-        if let Err(refused) = check_url(&delivery.url, self.allow_private) {
-            return failed(refused.to_string(), None, String::new());
-        }
-        let timestamp = at.timestamp();
-        let signatures = signature::header(&delivery.keys, &delivery.event_id, timestamp, &delivery.payload);
-        let sent = self
-            .client
-            .post(&delivery.url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &delivery.event_id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signatures)
-            .body(delivery.payload.clone())
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) => return failed(describe(error), None, String::new()),
-        };
-        let status = response.status().as_u16();
-        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = read_capped(response).await;
-        let outcome = Outcome::of_status(status, retry_after.as_deref());
-        let error = match outcome {
-            Outcome::Delivered => None,
-            Outcome::Gone => Some("the endpoint answered 410 Gone; it is disabled".to_owned()),
-            Outcome::Failed { .. } => Some(format!("the endpoint answered {status}")),
-        };
-        Attempt { at, status_code: Some(status), latency: started.elapsed(), error, response_body: body, outcome }
+/// One attempt: never fails, whatever the endpoint does; what happened is
+/// in the returned record.
+async fn attempt(client: reqwest::Client, allow_private: bool, delivery: &Claimed) -> Attempt {
+    let at = Utc::now();
+    let started = Instant::now();
+    let failed = |error: String, status_code: Option<u16>, body: String| Attempt {
+        at,
+        status_code,
+        latency: started.elapsed(),
+        error: Some(error),
+        response_body: body,
+        outcome: Outcome::Failed { retry_after: None },
+    };
+    // Checked again at each attempt: an address in the URL itself never
+    // goes through the resolver that refuses internal ones.
+    if let Err(refused) = check_url(&delivery.url, allow_private) {
+        return failed(refused.to_string(), None, String::new());
     }
+    let timestamp = at.timestamp();
+    let signatures = signature::header(&delivery.keys, &delivery.event_id, timestamp, &delivery.payload);
+    let sent = client
+        .post(&delivery.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &delivery.event_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signatures)
+        .body(delivery.payload.clone())
+        .send()
+        .await;
+    let response = match sent {
+        Ok(response) => response,
+        Err(error) => return failed(describe(error), None, String::new()),
+    };
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = read_capped(response).await;
+    let outcome = Outcome::of_status(status, retry_after.as_deref());
+    let error = match outcome {
+        Outcome::Delivered => None,
+        Outcome::Gone => Some("the endpoint answered 410 Gone; it is disabled".to_owned()),
+        Outcome::Failed { .. } => Some(format!("the endpoint answered {status}")),
+    };
+    Attempt { at, status_code: Some(status), latency: started.elapsed(), error, response_body: body, outcome }
 }
 
 /// A reqwest error as a line for the delivery log, without the URL.
@@ -409,31 +433,161 @@ async fn read_capped(response: reqwest::Response) -> String {
 }
 
 impl Sender {
-    /// Claims one batch, sends it and records what came of it; false when
-    /// nothing was due.
-    async fn send_batch(&self) -> Result<bool, ConsumerError> {
+    /// Attempts that may be started now: [`IN_FLIGHT`] less those under way.
+    fn room(&self) -> usize {
+        IN_FLIGHT.saturating_sub(self.running.len())
+    }
+
+    fn endpoint_has_room(&self, endpoint: &str) -> bool {
+        self.per_endpoint.get(endpoint).copied().unwrap_or(0) < ENDPOINT_IN_FLIGHT
+    }
+
+    /// Starts the attempt if its endpoint has room, or puts it to wait.
+    fn start_or_wait(&mut self, delivery: Claimed) {
+        if self.endpoint_has_room(&delivery.endpoint_id) && !self.waiting.contains_key(&delivery.endpoint_id) {
+            self.start(delivery);
+        } else {
+            self.waiting.entry(delivery.endpoint_id.clone()).or_default().push_back(delivery);
+        }
+    }
+
+    fn start(&mut self, delivery: Claimed) {
+        *self.per_endpoint.entry(delivery.endpoint_id.clone()).or_default() += 1;
+        let (client, allow_private) = (self.client.clone(), self.allow_private);
+        let claimed = delivery.clone();
+        let task = self.running.spawn(async move { attempt(client, allow_private, &claimed).await });
+        self.attempting.insert(task.id(), delivery);
+    }
+
+    /// Starts the waiting deliveries whose endpoints have room again; those
+    /// whose claims no longer outlast an attempt are left to run out, to
+    /// be claimed again from the queue.
+    fn start_waiting(&mut self) {
+        let enough = claim_lasting(self.policy.timeout + HANDOFF_SLACK);
+        let endpoints: Vec<String> = self.waiting.keys().cloned().collect();
+        for endpoint in endpoints {
+            while self.endpoint_has_room(&endpoint) && self.room() > 0 {
+                let Some(queue) = self.waiting.get_mut(&endpoint) else { break };
+                let Some(delivery) = queue.pop_front() else { break };
+                if delivery.claim > enough {
+                    self.start(delivery);
+                }
+            }
+            if self.waiting.get(&endpoint).is_some_and(|queue| queue.is_empty()) {
+                self.waiting.remove(&endpoint);
+            }
+        }
+    }
+
+    /// Endpoints a claim from the queue passes over: those with all their
+    /// attempts under way, or with claimed deliveries waiting here.
+    fn full_endpoints(&self) -> Vec<String> {
+        let full = self.per_endpoint.iter().filter(|(_, n)| **n >= ENDPOINT_IN_FLIGHT).map(|(e, _)| e.clone());
+        full.chain(self.waiting.keys().cloned()).collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+    }
+
+    /// Starts what is due, as far as there is room: deliveries waiting
+    /// here, handed over by the dispatcher, whose claims ran out, and due
+    /// in the queue.
+    async fn fill(&mut self) -> Result<(), ConsumerError> {
+        self.start_waiting();
+        let handed = self.handoff.take(self.room(), self.policy.timeout + HANDOFF_SLACK);
+        for delivery in handed {
+            self.start_or_wait(delivery);
+        }
         let lease = self.policy.timeout + CLAIM_MARGIN;
-        let mut claimed = self.handoff.take(SEND_BATCH as usize, self.policy.timeout + HANDOFF_SLACK);
-        if claimed.is_empty() && self.time_to_look_for_expired_claims() {
-            claimed = self.store.claim_expired(SEND_BATCH, lease).await?;
-            if claimed.len() as i64 == SEND_BATCH {
-                // There may be more: the next batch looks again.
-                *self.expired_looked.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let limit = self.room().min(SEND_BATCH) as i64;
+        if limit > 0 && self.time_to_look_for_expired_claims() {
+            let claimed = self.store.claim_expired(limit, lease, &self.full_endpoints()).await?;
+            if claimed.len() as i64 == limit {
+                // There may be more: the next step looks again.
+                self.expired_looked = None;
+            }
+            for delivery in claimed {
+                self.start_or_wait(delivery);
             }
         }
-        if claimed.is_empty() {
-            if self.queue_is_quiet() {
-                return Ok(false);
-            }
+        let limit = self.room().min(SEND_BATCH) as i64;
+        if limit > 0 && !self.queue_is_quiet() {
             let queued = keyledger_app::webhooks::queued_unclaimed();
-            claimed = self.store.claim_due(SEND_BATCH, lease).await?;
+            let claimed = self.store.claim_due(limit, lease, &self.full_endpoints()).await?;
             if claimed.is_empty() {
-                *self.queue_quiet.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), queued));
-                return Ok(false);
+                self.queue_quiet = Some((Instant::now(), queued));
+            }
+            for delivery in claimed {
+                self.start_or_wait(delivery);
             }
         }
-        let attempts = futures::future::join_all(claimed.iter().map(|delivery| self.attempt(delivery))).await;
-        for (delivery, attempt) in claimed.iter().zip(&attempts) {
+        Ok(())
+    }
+
+    /// Waits until an attempt ends, deliveries are queued or handed over,
+    /// or [`QUEUE_RECHECK`] passes; then gathers every attempt that has
+    /// ended, for [`GATHER`] more at most, so a busy sender records many in
+    /// one write.
+    async fn finished(&mut self) -> Vec<(Claimed, Attempt)> {
+        let mut done = Vec::new();
+        tokio::select! {
+            ended = self.running.join_next_with_id() => {
+                if let Some(ended) = ended {
+                    done.push(ended);
+                }
+            }
+            _ = self.queued.changed() => {}
+            _ = tokio::time::sleep(QUEUE_RECHECK) => {}
+        }
+        if !done.is_empty() {
+            let gathering = tokio::time::sleep(GATHER);
+            tokio::pin!(gathering);
+            while !self.running.is_empty() {
+                tokio::select! {
+                    ended = self.running.join_next_with_id() => match ended {
+                        Some(ended) => done.push(ended),
+                        None => break,
+                    },
+                    _ = &mut gathering => break,
+                }
+            }
+        }
+        while let Some(ended) = self.running.try_join_next_with_id() {
+            done.push(ended);
+        }
+        done.into_iter().filter_map(|ended| self.ended(ended)).collect()
+    }
+
+    /// The delivery an ended task attempted, with its attempt: a task that
+    /// panicked is a failed attempt, retried on the schedule.
+    fn ended(&mut self, ended: Result<(tokio::task::Id, Attempt), tokio::task::JoinError>) -> Option<(Claimed, Attempt)> {
+        let (id, attempt) = match ended {
+            Ok((id, attempt)) => (id, attempt),
+            Err(error) => {
+                let failed = Attempt {
+                    at: Utc::now(),
+                    status_code: None,
+                    latency: Duration::ZERO,
+                    error: Some(format!("the attempt did not finish: {error}")),
+                    response_body: String::new(),
+                    outcome: Outcome::Failed { retry_after: None },
+                };
+                (error.id(), failed)
+            }
+        };
+        let delivery = self.attempting.remove(&id)?;
+        if let Some(count) = self.per_endpoint.get_mut(&delivery.endpoint_id) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_endpoint.remove(&delivery.endpoint_id);
+            }
+        }
+        Some((delivery, attempt))
+    }
+
+    /// Records attempts that ended, in one write.
+    async fn record(&self, ended: &[(Claimed, Attempt)]) -> Result<(), ConsumerError> {
+        if ended.is_empty() {
+            return Ok(());
+        }
+        for (delivery, attempt) in ended {
             let outcome = match attempt.outcome {
                 Outcome::Delivered => "delivered",
                 Outcome::Gone => "gone",
@@ -444,61 +598,62 @@ impl Sender {
                 tracing::info!(delivery = %delivery.delivery_id, endpoint = %delivery.endpoint_id, %error, "webhook attempt failed");
             }
         }
-        let results: Vec<(&Claimed, &Attempt)> = claimed.iter().zip(&attempts).collect();
+        let results: Vec<(&Claimed, &Attempt)> = ended.iter().map(|(claimed, attempt)| (claimed, attempt)).collect();
         self.store.record_many(&results, &self.policy).await?;
-        Ok(true)
+        Ok(())
     }
 
     /// Whether [`EXPIRED_CLAIMS_EVERY`] has passed since the last look
-    /// for claims that ran out; if so, the look is this caller's (one lane
-    /// of the sender's makes it).
-    fn time_to_look_for_expired_claims(&self) -> bool {
-        let mut looked = self.expired_looked.lock().unwrap_or_else(|p| p.into_inner());
-        if looked.is_some_and(|at| at.elapsed() < EXPIRED_CLAIMS_EVERY) {
+    /// for claims that ran out; if so, the look is this caller's.
+    fn time_to_look_for_expired_claims(&mut self) -> bool {
+        if self.expired_looked.is_some_and(|at| at.elapsed() < EXPIRED_CLAIMS_EVERY) {
             return false;
         }
-        *looked = Some(Instant::now());
+        self.expired_looked = Some(Instant::now());
         true
     }
 
     /// Whether the table was found with nothing due moments ago and
     /// nothing was queued unclaimed here since.
     fn queue_is_quiet(&self) -> bool {
-        let quiet = *self.queue_quiet.lock().unwrap_or_else(|p| p.into_inner());
-        quiet.is_some_and(|(at, queued)| {
+        self.queue_quiet.is_some_and(|(at, queued)| {
             at.elapsed() < QUEUE_RECHECK && queued == keyledger_app::webhooks::queued_unclaimed()
         })
     }
+}
 
-    /// Batches back to back until nothing is due or [`LANE_BUDGET`] has
-    /// passed, so a step ends soon and shutdown waits for one batch at most.
-    async fn lane(&self) -> Result<bool, ConsumerError> {
-        let started = Instant::now();
-        let mut sent = false;
-        while started.elapsed() < LANE_BUDGET {
-            if !self.send_batch().await? {
-                break;
-            }
-            sent = true;
-        }
-        Ok(sent)
-    }
+/// A claim's expiry as written, for one that lasts `left` more from now.
+fn claim_lasting(left: Duration) -> String {
+    timestamp(Utc::now() + chrono::Duration::from_std(left).unwrap_or_default())
 }
 
 impl Consumer for Sender {
-    /// [`LANES`] lanes of claim, send, record run at once: while one waits
-    /// for its endpoints, another writes its outcomes or claims the next
-    /// batch. A slow endpoint holds up only its own lane.
+    /// On shutdown the attempts under way are finished and recorded (each
+    /// ends within the attempt timeout), and what waits here or in the
+    /// handoff is handed back to the queue.
     async fn stop(&mut self) {
+        let mut ended = Vec::new();
+        while let Some(task) = self.running.join_next_with_id().await {
+            ended.extend(self.ended(task));
+        }
+        if let Err(error) = self.record(&ended).await {
+            tracing::warn!(error = %error, "webhook attempts finished at shutdown not recorded; they are sent again once their claims run out");
+        }
+        let waiting: Vec<Claimed> = self.waiting.drain().flat_map(|(_, queue)| queue).collect();
+        self.handoff.put(waiting);
         self.handoff.hand_back(&self.store).await;
     }
 
+    /// Starts what is due, then records what ended meanwhile: busy while
+    /// attempts are under way. (Deliveries wait here only while their
+    /// endpoint has attempts under way, so none wait when none run.)
     async fn step(&mut self) -> Result<Step, ConsumerError> {
-        let lanes = futures::future::join_all((0..LANES).map(|_| self.lane())).await;
-        let mut busy = false;
-        for lane in lanes {
-            busy |= lane?;
+        self.fill().await?;
+        if self.running.is_empty() {
+            return Ok(Step::Idle);
         }
-        Ok(if busy { Step::Busy } else { Step::Idle })
+        let ended = self.finished().await;
+        self.record(&ended).await?;
+        Ok(Step::Busy)
     }
 }

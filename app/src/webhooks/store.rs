@@ -453,8 +453,9 @@ impl WebhookStore {
     /// Claims up to `limit` due deliveries of enabled endpoints for
     /// `lease`, oldest due first, from those waiting unclaimed (queued,
     /// handed back, or due for a retry).
-    pub async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<Claimed>, WebhookError> {
-        self.claim_where("d.claimed_until IS NULL AND d.next_attempt_at <= $1", "d.next_attempt_at", limit, lease).await
+    pub async fn claim_due(&self, limit: i64, lease: Duration, except: &[String]) -> Result<Vec<Claimed>, WebhookError> {
+        let due = "d.claimed_until IS NULL AND d.next_attempt_at <= $1";
+        self.claim_where(due, "d.next_attempt_at", limit, lease, except).await
     }
 
     /// Claims up to `limit` deliveries whose claim ran out before their
@@ -463,22 +464,36 @@ impl WebhookStore {
     /// delivery sent straight from the dispatcher until a vacuum, so this
     /// is a heavier query than [`WebhookStore::claim_due`]: senders run it
     /// every few seconds, not at every wake-up.
-    pub async fn claim_expired(&self, limit: i64, lease: Duration) -> Result<Vec<Claimed>, WebhookError> {
+    pub async fn claim_expired(
+        &self,
+        limit: i64,
+        lease: Duration,
+        except: &[String],
+    ) -> Result<Vec<Claimed>, WebhookError> {
         let expired = "d.claimed_until IS NOT NULL AND d.claimed_until < $1 AND d.next_attempt_at <= $1";
-        self.claim_where(expired, "d.claimed_until", limit, lease).await
+        self.claim_where(expired, "d.claimed_until", limit, lease, except).await
     }
 
     /// Claims pending deliveries of enabled endpoints matching `condition`
-    /// (which may name `$1`, now), in `order`.
+    /// (which may name `$1`, now), in `order`, passing over the endpoints
+    /// in `except` (a sender's endpoints that have all the attempts under
+    /// way they may have).
     async fn claim_where(
         &self,
         condition: &str,
         order: &str,
         limit: i64,
         lease: Duration,
+        except: &[String],
     ) -> Result<Vec<Claimed>, WebhookError> {
         let now = timestamp(Utc::now());
         let until = timestamp(after(lease));
+        let condition = if except.is_empty() {
+            condition.to_owned()
+        } else {
+            let placeholders: Vec<String> = (0..except.len()).map(|i| format!("${}", i + 4)).collect();
+            format!("{condition} AND d.endpoint_id NOT IN ({})", placeholders.join(", "))
+        };
         // The endpoint is asked about row by row, not joined: a join lets
         // the planner reach for the index of every delivery an endpoint
         // ever had, where the partial index of what waits is the short way.
@@ -495,12 +510,14 @@ impl WebhookStore {
                 let sql = format!(
                     "UPDATE webhook_deliveries SET claimed_until = $2 WHERE id IN ({due} FOR UPDATE OF d SKIP LOCKED) {returning}"
                 );
-                sqlx::query_as(&sql).bind(&now).bind(&until).bind(limit).fetch_all(pool).await?
+                let query = sqlx::query_as(&sql).bind(&now).bind(&until).bind(limit);
+                except.iter().fold(query, |query, endpoint| query.bind(endpoint)).fetch_all(pool).await?
             }
             Database::Sqlite(pool) => {
                 let sql = format!("UPDATE webhook_deliveries SET claimed_until = $2 WHERE id IN ({due}) {returning}");
                 let _turn = write_turn(&self.db).await;
-                sqlx::query_as(&sql).bind(&now).bind(&until).bind(limit).fetch_all(pool).await?
+                let query = sqlx::query_as(&sql).bind(&now).bind(&until).bind(limit);
+                except.iter().fold(query, |query, endpoint| query.bind(endpoint)).fetch_all(pool).await?
             }
         };
         self.claimed_from(rows, &until, &now).await
