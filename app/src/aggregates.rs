@@ -48,6 +48,11 @@ pub trait CatalogAggregate: Default + Serialize + DeserializeOwned + Send + Sync
     fn tenant_id(&self) -> &str;
     /// The row's columns after the id and before `version`.
     fn view_values(&self) -> Vec<SqlValue>;
+
+    /// Whether other aggregates' commands are decided on this one's
+    /// version ([`keyledger_eventlog::Guard`]): its appends are then
+    /// ordered against theirs ([`EventLog::append_guarding`]).
+    const GUARDED: bool = false;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,14 +232,18 @@ impl<A: CatalogAggregate> CatalogStore<A> {
                 })
                 .collect();
             let row = projected_row(id, &record, new_version)?;
-            let appended = self.log.append_after(&new_events, &last_hash, Some(&row)).await;
+            let appended = if A::GUARDED {
+                self.log.append_guarding(&new_events, &last_hash, Some(&row)).await
+            } else {
+                self.log.append_after(&new_events, &last_hash, Some(&row)).await
+            };
             self.lock_cache().remove(id);
             match appended {
                 Ok(hashes) => {
                     let last_hash = hashes.last().cloned().unwrap_or_default();
                     return Ok(Stored { record, version: new_version, last_hash });
                 }
-                Err(AppendError::Conflict) => continue,
+                Err(AppendError::Conflict | AppendError::GuardMoved) => continue,
                 Err(AppendError::Database(sqlx::Error::Database(error))) if error.is_unique_violation() => {
                     return Err(CatalogError::Taken)
                 }

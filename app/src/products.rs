@@ -17,6 +17,8 @@ impl CatalogAggregate for Product {
     type Error = ProductError;
 
     const AGGREGATE_TYPE: &'static str = PRODUCT_AGGREGATE;
+    /// Licenses are generated for a product's version.
+    const GUARDED: bool = true;
     const TABLE: &'static str = "product_view";
     const ID_COLUMN: &'static str = "product_id";
     const INSERT_INTO: &'static str =

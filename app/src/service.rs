@@ -8,7 +8,7 @@ use std::time::Duration;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use keyledger_domain::{License, LicenseCommand, LicenseError, LicenseEvent};
-use keyledger_eventlog::{AppendError, EventLog, EventLogError, Loaded, NewEvent, Snapshots, AGGREGATE_TYPE};
+use keyledger_eventlog::{AppendError, EventLog, EventLogError, Guard, Loaded, NewEvent, Snapshots, AGGREGATE_TYPE};
 use keyledger_projections::{LicenseViews, MemoryView};
 use rand::Rng;
 use serde_json::Value;
@@ -29,6 +29,10 @@ pub enum CommandError {
     Refused(#[from] LicenseError),
     #[error("gave up after {MAX_ATTEMPTS} attempts lost to concurrent writers")]
     Contended,
+    /// What the command was decided on besides the license (its product)
+    /// changed before the command could be written; nothing was written.
+    #[error("the record the command was decided on changed before it was written")]
+    GuardMoved,
     #[error("event store: loading the license's snapshot and events failed")]
     Load(#[source] EventLogError),
     #[error("event store: appending the license's events failed")]
@@ -70,12 +74,25 @@ impl LicenseService {
         command: LicenseCommand,
         metadata: HashMap<String, String>,
     ) -> Result<License, CommandError> {
+        self.execute_guarded(license_id, command, metadata, None).await
+    }
+
+    /// As [`LicenseService::execute`], written only while `guard`'s
+    /// aggregate is at the version the command was decided on (a license
+    /// generated for a product): [`CommandError::GuardMoved`] otherwise.
+    pub async fn execute_guarded(
+        &self,
+        license_id: &str,
+        command: LicenseCommand,
+        metadata: HashMap<String, String>,
+        guard: Option<Guard>,
+    ) -> Result<License, CommandError> {
         let name = command.name();
-        let outcome = self.decide_and_append(license_id, command, metadata).await;
+        let outcome = self.decide_and_append(license_id, command, metadata, guard.as_ref()).await;
         let label = match &outcome {
             Ok(_) => "ok",
             Err(CommandError::Refused(_)) => "refused",
-            Err(CommandError::Contended) => "contended",
+            Err(CommandError::Contended | CommandError::GuardMoved) => "contended",
             Err(_) => "failed",
         };
         self.metrics.command(name, label);
@@ -97,6 +114,7 @@ impl LicenseService {
         license_id: &str,
         command: LicenseCommand,
         metadata: HashMap<String, String>,
+        guard: Option<&Guard>,
     ) -> Result<License, CommandError> {
         let metadata = serde_json::to_value(&metadata)
             .map_err(|source| CommandError::Serialize { what: "the command's metadata", source })?;
@@ -155,7 +173,11 @@ impl LicenseService {
                 })
                 .collect();
             let row = LicenseViews::projected_row(&license, version)?;
-            match self.log.append_after(&new_events, &current.last_hash, Some(&row)).await {
+            let appended = match guard {
+                Some(guard) => self.log.append_guarded(&new_events, &current.last_hash, Some(&row), guard).await,
+                None => self.log.append_after(&new_events, &current.last_hash, Some(&row)).await,
+            };
+            match appended {
                 Ok(hashes) => {
                     for event in &events {
                         self.metrics.event(&event.event_type());
@@ -175,6 +197,7 @@ impl LicenseService {
                     }
                     backoff(lost_races).await;
                 }
+                Err(AppendError::GuardMoved) => return Err(CommandError::GuardMoved),
                 Err(AppendError::Database(error)) => return Err(CommandError::Append(error)),
             }
         }

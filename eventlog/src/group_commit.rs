@@ -29,7 +29,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{Id, JoinSet};
 
-use crate::log::{AppendError, NewEvent, ProjectedRow, SqlValue};
+use crate::log::{AppendError, Guard, NewEvent, ProjectedRow, SqlValue};
 
 /// Batches being written at once. Two keep both of this machine's cores
 /// busy while a third and fourth wait on their WAL flush; more only take
@@ -313,10 +313,50 @@ async fn write_alone(pool: &PgPool, command: &Command) -> Result<(), AppendError
     Ok(())
 }
 
+/// One command in a transaction of its own, ordered against others by an
+/// advisory lock (held until commit): shared on `guard`'s aggregate, whose
+/// version must still be the guard's ([`AppendError::GuardMoved`]), or
+/// with `exclusive`, exclusive on the command's own aggregate. A guarded
+/// append waits for an exclusive one under way and reads the guarded
+/// aggregate after it committed; an exclusive one waits for the guarded
+/// ones under way, which committed on the version they were decided on.
+pub(crate) async fn write_locked(
+    pool: &PgPool,
+    command: &Command,
+    guard: Option<&Guard>,
+    exclusive: bool,
+) -> Result<(), AppendError> {
+    let mut tx = pool.begin().await?;
+    if let Some(guard) = guard {
+        let key = Guard::lock_key(&guard.aggregate_type, &guard.aggregate_id);
+        sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))").bind(&key).execute(&mut *tx).await?;
+        let last: i64 = sqlx::query_scalar(Guard::LAST_SEQUENCE)
+            .bind(&guard.aggregate_type)
+            .bind(&guard.aggregate_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if last != guard.sequence {
+            tx.rollback().await?;
+            return Err(AppendError::GuardMoved);
+        }
+    }
+    if exclusive {
+        let key = Guard::lock_key(&command.aggregate_type, &command.aggregate_id);
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(&key).execute(&mut *tx).await?;
+    }
+    let passed = write(&mut *tx, &[command]).await?;
+    if passed.is_empty() {
+        tx.rollback().await?;
+        return Err(AppendError::Conflict);
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Writes each command whose guard passes, in one statement; answers the
 /// indexes (into `commands`) of those written. Every command must have the
 /// shape of the first.
-async fn write(pool: &PgPool, commands: &[&Command]) -> Result<Vec<i32>, sqlx::Error> {
+async fn write<'c>(executor: impl sqlx::PgExecutor<'c>, commands: &[&Command]) -> Result<Vec<i32>, sqlx::Error> {
     let projected = commands[0].projected.as_ref();
     let sql = batch_sql(projected);
     let mut query = sqlx::query_scalar::<_, i32>(&sql)
@@ -361,7 +401,7 @@ async fn write(pool: &PgPool, commands: &[&Command]) -> Result<Vec<i32>, sqlx::E
             };
         }
     }
-    query.fetch_all(pool).await
+    query.fetch_all(executor).await
 }
 
 /// The statement that writes a batch. A command passes its guard if its

@@ -204,6 +204,44 @@ pub struct VerifyReport {
     pub broken: Vec<BrokenChain>,
 }
 
+/// Another aggregate a command was decided on, at the version it was
+/// decided on: its last event's sequence (0 before its first).
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+}
+
+impl Guard {
+    /// The guarded aggregate's last sequence (0 when it has none).
+    pub(crate) const LAST_SEQUENCE: &'static str =
+        "SELECT COALESCE(MAX(sequence), 0)::int8 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2";
+
+    async fn last_sequence(&self, connection: &mut sqlx::SqliteConnection) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(&self.aggregate_type)
+        .bind(&self.aggregate_id)
+        .fetch_one(connection)
+        .await
+    }
+
+    /// The advisory lock's key on PostgreSQL: the aggregate's, hashed.
+    pub(crate) fn lock_key(aggregate_type: &str, aggregate_id: &str) -> String {
+        format!("{aggregate_type}:{aggregate_id}")
+    }
+}
+
+/// How an append is ordered against others beyond its own chain.
+#[derive(Clone, Copy)]
+enum Lock<'a> {
+    None,
+    Guarded(&'a Guard),
+    Guarding,
+}
+
 /// The log on either backend.
 #[derive(Debug, Clone)]
 pub struct EventLog {
@@ -258,6 +296,50 @@ impl EventLog {
         previous_hash: &str,
         projected: Option<&ProjectedRow>,
     ) -> Result<Vec<String>, AppendError> {
+        self.append_with(events, previous_hash, projected, Lock::None).await
+    }
+
+    /// As [`EventLog::append_after`], and only while `guard`'s aggregate
+    /// (another one than the events') is still at the version the command
+    /// was decided on; [`AppendError::GuardMoved`] when it moved on. For
+    /// a command whose decision rests on another aggregate: a license
+    /// generated for a product, refused once the product was changed or
+    /// deleted. Appends to the guarded aggregate must go through
+    /// [`EventLog::append_guarding`], so the two are ordered across
+    /// processes: on PostgreSQL by an advisory lock on the guarded
+    /// aggregate (shared here, exclusive there), on SQLite by its one
+    /// writer at a time.
+    pub async fn append_guarded(
+        &self,
+        events: &[NewEvent<'_>],
+        previous_hash: &str,
+        projected: Option<&ProjectedRow>,
+        guard: &Guard,
+    ) -> Result<Vec<String>, AppendError> {
+        self.append_with(events, previous_hash, projected, Lock::Guarded(guard)).await
+    }
+
+    /// As [`EventLog::append_after`], for an aggregate that other commands
+    /// guard on ([`EventLog::append_guarded`]): on PostgreSQL it waits for
+    /// guarded appends under way and keeps new ones waiting until it has
+    /// committed. A transaction of its own, outside group commit: such
+    /// aggregates (products) change rarely.
+    pub async fn append_guarding(
+        &self,
+        events: &[NewEvent<'_>],
+        previous_hash: &str,
+        projected: Option<&ProjectedRow>,
+    ) -> Result<Vec<String>, AppendError> {
+        self.append_with(events, previous_hash, projected, Lock::Guarding).await
+    }
+
+    async fn append_with(
+        &self,
+        events: &[NewEvent<'_>],
+        previous_hash: &str,
+        projected: Option<&ProjectedRow>,
+        lock: Lock<'_>,
+    ) -> Result<Vec<String>, AppendError> {
         let Some(first) = events.first() else { return Ok(Vec::new()) };
         let mut previous = previous_hash.to_owned();
         let identified: Vec<(String, String)> = events
@@ -272,7 +354,11 @@ impl EventLog {
         let appended = match &self.db {
             Database::Postgres(pool) => {
                 let command = group_commit::Command::new(events, &identified, previous_hash, projected);
-                self.group.append(pool, command).await?;
+                match lock {
+                    Lock::None => self.group.append(pool, command).await?,
+                    Lock::Guarded(guard) => group_commit::write_locked(pool, &command, Some(guard), false).await?,
+                    Lock::Guarding => group_commit::write_locked(pool, &command, None, true).await?,
+                }
                 events.len()
             }
             Database::Sqlite(pool) => {
@@ -280,6 +366,14 @@ impl EventLog {
                 // IMMEDIATE takes the write lock up front, so positions are
                 // handed out by one writer at a time.
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                if let Lock::Guarded(guard) = lock {
+                    // Read under the write lock: no other process can
+                    // append to the guarded aggregate until this commits.
+                    if guard.last_sequence(&mut *tx).await? != guard.sequence {
+                        tx.rollback().await?;
+                        return Err(AppendError::GuardMoved);
+                    }
+                }
                 let mut appended = 0;
                 for (index, (event, (event_id, hash))) in events.iter().zip(&identified).enumerate() {
                     if appended < index {
@@ -632,6 +726,10 @@ pub enum AppendError {
     /// The license moved on since the caller loaded it; load and retry.
     #[error("another writer appended to the license first")]
     Conflict,
+    /// The aggregate the command was guarded on moved on since the caller
+    /// read it; read it again and decide again.
+    #[error("the aggregate the command was decided on has changed since")]
+    GuardMoved,
     #[error("appending events failed")]
     Database(#[source] sqlx::Error),
 }

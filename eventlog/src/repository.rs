@@ -43,7 +43,7 @@ macro_rules! delegate {
 
 fn persistence_error(error: AppendError) -> PersistenceError {
     match error {
-        AppendError::Conflict => PersistenceError::OptimisticLockError,
+        AppendError::Conflict | AppendError::GuardMoved => PersistenceError::OptimisticLockError,
         AppendError::Database(error @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => {
             PersistenceError::ConnectionError(Box::new(error))
         }

@@ -193,7 +193,7 @@ impl From<keyledger_app::CommandError> for ApiError {
     fn from(error: keyledger_app::CommandError) -> Self {
         match error {
             keyledger_app::CommandError::Refused(refusal) => ApiError::refused(refusal),
-            keyledger_app::CommandError::Contended => ApiError::contended(),
+            keyledger_app::CommandError::Contended | keyledger_app::CommandError::GuardMoved => ApiError::contended(),
             other => ApiError::internal(other),
         }
     }

@@ -14,6 +14,7 @@ on_both_backends!(
     validate_checks_the_product_and_features_and_answers_with_client_codes,
     releases_are_published_and_validate_answers_whether_an_update_is_out,
     a_product_with_five_by_five_keys_gives_its_licenses_such_keys,
+    no_license_is_generated_for_a_product_deleted_by_another_process,
 );
 
 async fn create(app: &TestApp, tenant: &TestTenant, body: Value) -> Value {
@@ -349,4 +350,60 @@ async fn a_product_with_five_by_five_keys_gives_its_licenses_such_keys(backend: 
     assert_eq!((bad.status, bad.body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("keyFormat")));
     let malformed = app.validate("ABCDE-FGHJK-MNPQR-STUVW", "m").await;
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
+}
+
+/// Generates for a product stream in on one process while another deletes
+/// it: every license answered 200 was written before the deletion in the
+/// log, and every generate after it is refused with product_not_found.
+/// Five rounds, each with sixteen generates racing the delete.
+async fn no_license_is_generated_for_a_product_deleted_by_another_process(backend: Backend) {
+    const ROUNDS: usize = 5;
+    const RACERS: usize = 16;
+    let app = TestApp::spawn(backend).await;
+    let other = app.another_server().await;
+    let acme = app.tenant("Acme").await;
+    let user = app.user(&acme, "u").await;
+    for round in 0..ROUNDS {
+        let product = create(&app, &acme, json!({"name": "Studio", "code": format!("P{round}")})).await;
+        let product_id = product["id"].as_str().unwrap().to_owned();
+        let generates = (0..RACERS).map(|_| {
+            let (app, key, product_id) = (&app, user.key.clone(), product_id.clone());
+            async move {
+                let mut generated = Vec::new();
+                for _ in 0..4 {
+                    let reply =
+                        app.post("/api/v1/licenses/generate", Some(&key), json!({"productId": product_id})).await;
+                    match reply.status {
+                        StatusCode::OK => generated.push(reply.body["id"].as_str().unwrap().to_owned()),
+                        StatusCode::NOT_FOUND => assert_eq!(reply.body["code"], "product_not_found", "{}", reply.body),
+                        status => panic!("a generate racing the delete answered {status}: {}", reply.body),
+                    }
+                }
+                generated
+            }
+        });
+        let delete = async {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let path = format!("/api/v1/products/{product_id}");
+            let deleted = other.request(Method::DELETE, &path, Some(&acme.admin_key), None).await;
+            assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+        };
+        let (generated, ()) = tokio::join!(futures::future::join_all(generates), delete);
+        let generated: Vec<String> = generated.into_iter().flatten().collect();
+        let deleted_at: i64 = keyledger_eventlog::on_pool!(&app.db, pool => sqlx::query_scalar(
+            "SELECT position FROM events WHERE aggregate_id = $1 AND event_type = 'ProductDeleted'")
+            .bind(&product_id)
+            .fetch_one(pool)
+            .await)
+        .unwrap();
+        for license in &generated {
+            let at: i64 = keyledger_eventlog::on_pool!(&app.db, pool => sqlx::query_scalar(
+                "SELECT position FROM events WHERE aggregate_id = $1 AND sequence = 1")
+                .bind(license)
+                .fetch_one(pool)
+                .await)
+            .unwrap();
+            assert!(at < deleted_at, "round {round}: license {license} was generated at {at}, after the product's deletion at {deleted_at}");
+        }
+    }
 }

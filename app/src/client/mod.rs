@@ -83,7 +83,7 @@ impl From<CommandError> for ClientError {
     fn from(error: CommandError) -> Self {
         match error {
             CommandError::Refused(reason) => Self::Refused(reason),
-            CommandError::Contended => Self::Contended,
+            CommandError::Contended | CommandError::GuardMoved => Self::Contended,
             other => Self::Failed { context: "a license command failed", source: Box::new(other) },
         }
     }

@@ -10,6 +10,8 @@ use rand::rngs::OsRng;
 use serde_json::{json, Value};
 
 use keyledger_app::serials::SerialKind;
+use keyledger_app::CommandError;
+use keyledger_eventlog::{Guard, PRODUCT_AGGREGATE};
 use uuid::Uuid;
 
 use crate::native::wire::{EditRequest, GenerateRequest, LicenseResponse, MessageResponse, SuspendRequest};
@@ -165,45 +167,65 @@ async fn generate(
     let validity = parse_validity(&request)?;
     let max_connections = request.max_connections.map(parse_max_connections).transpose()?;
     let max_activations = parse_seats(request.max_activations.unwrap_or(1))?;
-    // A product's policy is where the license's starts from.
-    let product = match request.product_id.as_deref() {
-        Some(raw) => Some(super::products::tenant_product(&state, tenant_id, raw).await?.record),
-        None => None,
-    };
-    let base = product.as_ref().map(|product| product.policy.clone()).unwrap_or_default();
-    let policy = match &request.policy {
-        Some(fields) => super::policy::apply(&base, fields)?,
-        None => base,
-    };
     let features = super::products::checked_features(request.features.as_deref().unwrap_or_default())?;
     let customer_id = match request.customer_id.as_deref() {
         Some(raw) => Some(super::customers::tenant_customer_id(&state, tenant_id, raw).await?),
         None => None,
     };
     let number = state.serials.next(tenant_id, SerialKind::License).await.map_err(ApiError::internal)?;
-    let now = Utc::now();
     let license_id = Uuid::new_v4().to_string();
-    let command = LicenseCommand::GenerateLicense {
-        license_id: keyledger_domain::LicenseId::trusted(license_id.clone()),
-        tenant_id: keyledger_domain::TenantId::trusted(tenant_id.to_owned()),
-        owner_id: keyledger_domain::OwnerId::trusted(owner_id.to_owned()),
-        license_key: LicenseKey::generate(&mut OsRng, product.as_ref().map(|p| p.key_format).unwrap_or_default()),
-        license_type,
-        max_activations,
-        max_connections,
-        expires_at: validity.from_creation.map(|validity| now + validity),
-        expires_after_activation_secs: validity.from_activation.map(|validity| validity.num_seconds()),
-        product_id: product.map(|product| product.id).map(keyledger_domain::ProductId::trusted),
-        features,
-        customer_id: customer_id.map(keyledger_domain::CustomerId::trusted),
-        number: Some(number),
-        policy,
-        at: now,
-    };
-    let metadata = event_metadata(&context, Some(&caller), tenant_id, now);
-    let license = state.licenses.execute(&license_id, command, metadata).await?;
-    Ok(Json(LicenseResponse::new(&license, now)))
+    // Decided on the product as read, and written only while the product
+    // is still at that version: a license is never generated for a
+    // product deleted (or re-priced) meanwhile, by this process or
+    // another. A product that changed is read again.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let product = match request.product_id.as_deref() {
+            Some(raw) => Some(super::products::tenant_product(&state, tenant_id, raw).await?),
+            None => None,
+        };
+        let guard = product.as_ref().map(|stored| Guard {
+            aggregate_type: PRODUCT_AGGREGATE.to_owned(),
+            aggregate_id: stored.record.id.to_string(),
+            sequence: stored.version,
+        });
+        let product = product.map(|stored| stored.record);
+        // A product's policy is where the license's starts from.
+        let base = product.as_ref().map(|product| product.policy.clone()).unwrap_or_default();
+        let policy = match &request.policy {
+            Some(fields) => super::policy::apply(&base, fields)?,
+            None => base,
+        };
+        let now = Utc::now();
+        let command = LicenseCommand::GenerateLicense {
+            license_id: keyledger_domain::LicenseId::trusted(license_id.clone()),
+            tenant_id: keyledger_domain::TenantId::trusted(tenant_id.to_owned()),
+            owner_id: keyledger_domain::OwnerId::trusted(owner_id.to_owned()),
+            license_key: LicenseKey::generate(&mut OsRng, product.as_ref().map(|p| p.key_format).unwrap_or_default()),
+            license_type,
+            max_activations,
+            max_connections,
+            expires_at: validity.from_creation.map(|validity| now + validity),
+            expires_after_activation_secs: validity.from_activation.map(|validity| validity.num_seconds()),
+            product_id: product.map(|product| product.id).map(keyledger_domain::ProductId::trusted),
+            features: features.clone(),
+            customer_id: customer_id.clone().map(keyledger_domain::CustomerId::trusted),
+            number: Some(number),
+            policy,
+            at: now,
+        };
+        let metadata = event_metadata(&context, Some(&caller), tenant_id, now);
+        match state.licenses.execute_guarded(&license_id, command, metadata, guard).await {
+            Err(CommandError::GuardMoved) if attempts < GENERATE_ATTEMPTS => continue,
+            outcome => return Ok(Json(LicenseResponse::new(&outcome?, now))),
+        }
+    }
 }
+
+/// Times a generate reads its product again after the product changed
+/// under it, before it answers 409.
+const GENERATE_ATTEMPTS: u32 = 3;
 
 #[utoipa::path(
     get,
