@@ -97,3 +97,14 @@ pub struct AnomalyMark {
     pub kind: AnomalyKind,
     pub trigger_sequence: i64,
 }
+
+/// A detector's suspension of a license, as a finding asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoSuspend {
+    /// No second suspension by a detector within this many seconds of
+    /// the last one.
+    pub cooldown_secs: u32,
+}
+
+/// The reason a detector's suspension carries, before the anomaly's kind.
+pub const AUTO_SUSPEND_REASON: &str = "anomaly: ";

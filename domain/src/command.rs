@@ -4,6 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::{
+    AutoSuspend,
     AnomalyEvidence, AnomalyKind, CustomerId, DeviceDetails, LicenseId, LicenseKey, LicenseType, MachineHash,
     MachineName, OwnerId, Policy, ProductId, Seats, TenantId,
 };
@@ -128,7 +129,9 @@ pub enum LicenseCommand {
         kind: AnomalyKind,
         trigger_sequence: i64,
         evidence: AnomalyEvidence,
-        suspend: bool,
+        /// Suspend the license too, unless a detector suspended it less
+        /// than `cooldown_secs` before `at`.
+        suspend: Option<AutoSuspend>,
         at: DateTime<Utc>,
     },
     ResolveAnomaly {

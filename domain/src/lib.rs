@@ -22,7 +22,7 @@ mod release;
 mod text;
 mod values;
 
-pub use anomaly::{AnomalyEvidence, AnomalyKind, AnomalyMark, OpenAnomaly};
+pub use anomaly::{AnomalyEvidence, AnomalyKind, AnomalyMark, AutoSuspend, OpenAnomaly, AUTO_SUSPEND_REASON};
 pub use command::LicenseCommand;
 pub use customer::{
     check_metadata, parse_customer_name, parse_email, Customer, CustomerChanges, CustomerCommand, CustomerError,

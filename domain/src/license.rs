@@ -72,6 +72,9 @@ pub struct License {
     /// The last recorded finding of each kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomaly_marks: Vec<AnomalyMark>,
+    /// When a detector last suspended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_suspended_at: Option<DateTime<Utc>>,
 }
 
 impl License {
@@ -348,7 +351,10 @@ impl Aggregate for License {
             DeviceUnblocked { machine, .. } => {
                 self.blocked.retain(|b| b.machine != machine);
             }
-            LicenseSuspended { reason, .. } => {
+            LicenseSuspended { reason, suspended_at } => {
+                if reason.as_deref().is_some_and(|reason| reason.starts_with(crate::AUTO_SUSPEND_REASON)) {
+                    self.auto_suspended_at = Some(suspended_at);
+                }
                 self.status_before_suspension = Some(self.status);
                 self.suspension_reason = reason;
                 self.status = LicenseStatus::Suspended;

@@ -12,7 +12,7 @@ use keyledger_domain::LicenseEvent;
 use keyledger_eventlog::EventLog;
 use keyledger_tests::receiver::{Behaviour, Receiver};
 use keyledger_tests::{
-    eventually_result, on_both_backends, Backend, NatsServer, TestApp, TestTenant, TestUser, OPERATOR_TOKEN,
+    eventually, eventually_result, on_both_backends, Backend, NatsServer, TestApp, TestTenant, TestUser, OPERATOR_TOKEN,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 on_both_backends!(
     each_kind_is_recorded_once,
     the_suspend_action_suspends_the_license_in_the_same_append,
+    a_leaked_key_churning_a_free_seat_does_not_suspend_the_license,
+    a_detector_suspends_a_license_again_only_after_its_cooldown,
     resolving_ends_the_episode,
     replaying_the_whole_log_finds_nothing_new,
     concurrent_setting_changes_are_all_kept,
@@ -233,7 +235,10 @@ async fn the_suspend_action_suspends_the_license_in_the_same_append(backend: Bac
     let app = TestApp::spawn(backend).await;
     let tenant = app.tenant("Acme").await;
     let user = app.user(&tenant, "u").await;
-    patch_settings(&app, &tenant, json!({"action": "suspend", "licenseHopping": {"maxMoves": 1}})).await;
+    // Every device counts as used (a heartbeat is recorded only a minute
+    // after activation at the earliest, and a test does not wait an hour).
+    let settings = json!({"action": "suspend", "deviceLivedSecs": 0, "licenseHopping": {"maxMoves": 1}});
+    patch_settings(&app, &tenant, settings).await;
     let (key, id) = license(&app, &user, 1).await;
     hop(&app, &key, 2).await;
     wait_for_total(&app, &tenant, 1).await;
@@ -295,6 +300,8 @@ async fn settings_are_checked_field_by_field_and_belong_to_admins(backend: Backe
         defaults.body,
         json!({
             "action": "record",
+            "deviceLivedSecs": 3600,
+            "suspendCooldownSecs": 604800,
             "licenseHopping": {"enabled": true, "maxMoves": 3, "windowSecs": 86400},
             "unusualActivationPattern": {"enabled": true, "maxNetworks": 5, "windowSecs": 86400, "tenantSurge": {
                 "enabled": true, "factor": 10, "minActivations": 50, "trailingHours": 168, "minHistoryHours": 24}},
@@ -306,6 +313,7 @@ async fn settings_are_checked_field_by_field_and_belong_to_admins(backend: Backe
         (json!({"licenseHoping": {}}), "licenseHoping"),
         (json!({"excessiveHeartbeats": {"windowSecs": "60"}}), "excessiveHeartbeats.windowSecs"),
         (json!({"action": "delete"}), "action"),
+        (json!({"deviceLivedSecs": 86401}), "deviceLivedSecs"),
     ] {
         let reply = app.request(Method::PATCH, "/api/v1/anomaly-settings", Some(&tenant.admin_key), Some(patch)).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
@@ -432,6 +440,8 @@ async fn concurrent_setting_changes_are_all_kept(backend: Backend) {
         settings,
         json!({
             "action": "suspend",
+            "deviceLivedSecs": 3600,
+            "suspendCooldownSecs": 604800,
             "licenseHopping": {"enabled": true, "maxMoves": 7, "windowSecs": 3600},
             "unusualActivationPattern": {"enabled": true, "maxNetworks": 9, "windowSecs": 86400, "tenantSurge": {
                 "enabled": true, "factor": 20, "minActivations": 50, "trailingHours": 168, "minHistoryHours": 24}},
@@ -483,4 +493,81 @@ async fn a_tenant_surge_is_found_once_and_suspends_nothing(backend: Backend) {
     let view = app.get(&format!("/api/v1/licenses/{}", ids[5]), Some(&tenant.admin_key)).await;
     assert_eq!(view.status, StatusCode::OK, "{}", view.body);
     assert_ne!(view.body["status"], 4, "not suspended: {}", view.body);
+}
+
+/// Someone holding a leaked key and the license's one free seat activates
+/// and deactivates five machines (ten requests) with the tenant's action
+/// `suspend`: the hopping is recorded, and the rightful machine on the
+/// other seat keeps validating. The same churn beside `deviceLivedSecs: 0`
+/// (every device counts as used) does suspend: the test can fail.
+async fn a_leaked_key_churning_a_free_seat_does_not_suspend_the_license(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    patch_settings(&app, &tenant, json!({"action": "suspend"})).await;
+    let (key, id) = license(&app, &user, 2).await;
+    assert_eq!(client_call(&app, "activate", &key, "rightful", "10.1.1.1").await, StatusCode::OK);
+    assert_eq!(client_call(&app, "heartbeat", &key, "rightful", "10.1.1.1").await, StatusCode::OK);
+    let churn = |key: String| {
+        let app = &app;
+        async move {
+            for n in 0..5 {
+                let machine = format!("leak-{n}");
+                assert_eq!(client_call(app, "activate", &key, &machine, "10.9.9.9").await, StatusCode::OK);
+                assert_eq!(client_call(app, "deactivate", &key, &machine, "10.9.9.9").await, StatusCode::OK);
+            }
+        }
+    };
+    churn(key.clone()).await;
+    wait_for_total(&app, &tenant, 1).await;
+    assert_eq!(anomalies(&app, &tenant, "?type=license_hopping").await.len(), 1, "the churn is recorded");
+    assert_eq!(app.count_events(&id, "LicenseSuspended").await, 0);
+    let reply = app.validate(&key, "rightful").await;
+    assert_eq!(reply.body["isValid"], true, "the rightful machine keeps working: {}", reply.body);
+
+    // Counting every device as used, the same churn suspends.
+    let other = app.tenant("Other").await;
+    let other_user = app.user(&other, "u").await;
+    patch_settings(&app, &other, json!({"action": "suspend", "deviceLivedSecs": 0})).await;
+    let (other_key, other_id) = license(&app, &other_user, 2).await;
+    assert_eq!(client_call(&app, "activate", &other_key, "rightful", "10.1.1.1").await, StatusCode::OK);
+    churn(other_key.clone()).await;
+    wait_for_total(&app, &other, 1).await;
+    eventually("the license to be suspended", std::time::Duration::from_secs(10), || async {
+        (app.count_events(&other_id, "LicenseSuspended").await == 1).then_some(())
+    })
+    .await;
+}
+
+/// A license suspended by a detector, reinstated and its anomaly resolved,
+/// hops again at once: the new episode is recorded, and the license is not
+/// suspended a second time within `suspendCooldownSecs`.
+async fn a_detector_suspends_a_license_again_only_after_its_cooldown(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "u").await;
+    // Every device counts as used (a heartbeat is recorded only a minute
+    // after activation at the earliest, and a test does not wait an hour).
+    let settings = json!({"action": "suspend", "deviceLivedSecs": 0, "licenseHopping": {"maxMoves": 1}});
+    patch_settings(&app, &tenant, settings).await;
+    let (key, id) = license(&app, &user, 1).await;
+    hop(&app, &key, 2).await;
+    wait_for_total(&app, &tenant, 1).await;
+    assert_eq!(app.count_events(&id, "LicenseSuspended").await, 1);
+    let anomaly = anomalies(&app, &tenant, "").await.remove(0);
+    let path = format!("/api/v1/anomalies/{}/resolve", anomaly["id"].as_str().unwrap());
+    assert_eq!(app.post(&path, Some(&tenant.admin_key), json!({})).await.status, StatusCode::OK);
+    let reinstate = app.post(&format!("/api/v1/licenses/reinstate/{id}"), Some(&tenant.admin_key), json!({})).await;
+    assert_eq!(reinstate.status, StatusCode::OK, "{}", reinstate.body);
+
+    // The same hopping again, past the threshold again.
+    for n in 3..=5 {
+        let previous = format!("hop-{}", n - 1);
+        assert_eq!(client_call(&app, "deactivate", &key, &previous, "10.1.1.1").await, StatusCode::OK);
+        assert_eq!(client_call(&app, "activate", &key, &format!("hop-{n}"), "10.1.1.1").await, StatusCode::OK);
+    }
+    wait_for_total(&app, &tenant, 2).await;
+    assert_eq!(app.count_events(&id, "LicenseSuspended").await, 1, "not suspended again within the cooldown");
+    let reply = app.validate(&key, "hop-5").await;
+    assert_eq!(reply.body["isValid"], true, "{}", reply.body);
 }

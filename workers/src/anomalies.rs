@@ -22,7 +22,7 @@ use keyledger_app::anomalies::{
 };
 use keyledger_app::metadata::system_metadata;
 use keyledger_app::{CommandError, LicenseService};
-use keyledger_domain::{AnomalyEvidence, AnomalyKind, LicenseCommand, LicenseEvent};
+use keyledger_domain::{AnomalyEvidence, AnomalyKind, AutoSuspend, LicenseCommand, LicenseEvent};
 use keyledger_eventlog::EventLog;
 use serde::Deserialize;
 use serde_json::Value;
@@ -160,6 +160,9 @@ impl AnomalyWorker {
             trigger_event_id: envelope.event_id.to_owned(),
             trigger_sequence: envelope.sequence,
             occurred_at: envelope.occurred_at,
+            // Suspends nothing: the license that passed the threshold is
+            // only the last of many.
+            suspendable: false,
         })
     }
 
@@ -186,7 +189,10 @@ impl AnomalyWorker {
         };
         let recent = now - finding.occurred_at <= chrono::Duration::seconds(i64::from(window));
         let tenant_wide = finding.evidence.is_tenant_wide();
-        let suspend = settings.action == Action::Suspend && recent && !tenant_wide;
+        // Only a finding that stands on used devices suspends: churn of a
+        // free seat alone is recorded and left to the vendor.
+        let suspend = (settings.action == Action::Suspend && recent && !tenant_wide && finding.suspendable)
+            .then_some(AutoSuspend { cooldown_secs: settings.suspend_cooldown_secs });
         let anomaly_id = finding.anomaly_id();
         let command = LicenseCommand::RecordAnomaly {
             anomaly_id: anomaly_id.clone(),
@@ -204,6 +210,7 @@ impl AnomalyWorker {
                         .anomaly_marks
                         .iter()
                         .any(|m| m.kind == finding.kind && m.trigger_sequence >= finding.trigger_sequence);
+                let suspend = suspend.is_some();
                 tracing::info!(license_id = %finding.license_id, kind = %finding.kind, suspend, recorded, "anomaly detected");
                 Ok(recorded)
             }

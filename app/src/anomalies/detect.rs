@@ -44,6 +44,12 @@ pub struct Finding {
     pub trigger_event_id: String,
     pub trigger_sequence: i64,
     pub occurred_at: DateTime<Utc>,
+    /// Whether the finding stands on devices that were used, not on
+    /// activate-deactivate churn alone: only such a finding may suspend
+    /// the license (the tenant's `suspend` action). Churn of a free seat
+    /// costs its holder nothing, so anyone holding the key could
+    /// otherwise get the license suspended under its rightful users.
+    pub suspendable: bool,
 }
 
 impl Finding {
@@ -67,6 +73,8 @@ struct Move {
     at: DateTime<Utc>,
     event_ids: [String; 2],
     to: MachineHash,
+    /// The machine that freed the seat had used it ([`Bound::lived`]).
+    from_used: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +83,22 @@ struct Activation {
     event_id: String,
     address: String,
     network: String,
+}
+
+/// A machine holding a seat: since when, and whether it sent a heartbeat.
+#[derive(Debug, Clone)]
+struct Bound {
+    since: DateTime<Utc>,
+    heartbeat: bool,
+    /// The activation that bound it.
+    activation: String,
+}
+
+impl Bound {
+    /// Used: it sent a heartbeat, or held its seat for `lived_secs`.
+    fn lived(&self, until: DateTime<Utc>, lived_secs: u32) -> bool {
+        self.heartbeat || until - self.since >= window(lived_secs)
+    }
 }
 
 /// What one `LicenseCallRateExceeded` says: `windows` consecutive windows
@@ -102,8 +126,13 @@ struct Track {
     last_sequence: i64,
     last_event_at: Option<DateTime<Utc>>,
     /// Machines whose seats were freed and not yet taken, with the event
-    /// that freed each and when.
-    freed: VecDeque<(MachineHash, String, DateTime<Utc>)>,
+    /// that freed each, when, and whether the machine had used its seat.
+    freed: VecDeque<(MachineHash, String, DateTime<Utc>, bool)>,
+    /// Machines holding seats now.
+    bound: HashMap<MachineHash, Bound>,
+    /// Activations whose machine let its seat go without using it, by
+    /// event id (within the activations remembered).
+    churned: HashSet<String>,
     moves: VecDeque<Move>,
     activations: VecDeque<Activation>,
     runs: HashMap<MachineHash, Run>,
@@ -162,14 +191,15 @@ impl Detector {
         }
         found
             .into_iter()
-            .filter(|(kind, _)| track.open.insert(*kind))
-            .map(|(kind, evidence)| Finding {
+            .filter(|(kind, _, _)| track.open.insert(*kind))
+            .map(|(kind, evidence, suspendable)| Finding {
                 license_id: observed.license_id.to_owned(),
                 kind,
                 evidence,
                 trigger_event_id: observed.event_id.to_owned(),
                 trigger_sequence: observed.sequence,
                 occurred_at: observed.occurred_at,
+                suspendable,
             })
             .collect()
     }
@@ -179,23 +209,28 @@ fn window(secs: u32) -> Duration {
     Duration::seconds(i64::from(secs))
 }
 
+/// A threshold passed: its kind, its evidence, and whether it may suspend.
+type Found = (AnomalyKind, AnomalyEvidence, bool);
+
 impl Track {
-    fn take(&mut self, observed: &Observed<'_>, settings: &AnomalySettings) -> Vec<(AnomalyKind, AnomalyEvidence)> {
+    fn take(&mut self, observed: &Observed<'_>, settings: &AnomalySettings) -> Vec<Found> {
         let at = observed.occurred_at;
         let mut found = Vec::new();
         match observed.event {
             LicenseEvent::LicenseActivated { machine, .. } => {
                 // A seat freed longer ago than the window is not moving now.
                 let since = at - window(settings.license_hopping.window_secs);
-                self.freed.retain(|(_, _, freed_at)| *freed_at >= since);
-                if let Some(position) = self.freed.iter().position(|(freed, _, _)| freed == machine) {
+                self.freed.retain(|(_, _, freed_at, _)| *freed_at >= since);
+                if let Some(position) = self.freed.iter().position(|(freed, _, _, _)| freed == machine) {
                     // The same machine came back: its seat did not move.
                     self.freed.remove(position);
-                } else if let Some((_, freed_by, _)) = self.freed.pop_front() {
+                } else if let Some((_, freed_by, _, from_used)) = self.freed.pop_front() {
                     let event_ids = [freed_by, observed.event_id.to_owned()];
-                    self.moves.push_back(Move { at, event_ids, to: machine.clone() });
+                    self.moves.push_back(Move { at, event_ids, to: machine.clone(), from_used });
                     found.extend(self.hopping(at, settings));
                 }
+                let bound = Bound { since: at, heartbeat: false, activation: observed.event_id.to_owned() };
+                self.bound.insert(machine.clone(), bound);
                 if let Some(address) = observed.client_ip {
                     self.activations.push_back(Activation {
                         at,
@@ -204,14 +239,26 @@ impl Track {
                         network: network(address),
                     });
                     if self.activations.len() > MAX_ACTIVATIONS {
-                        self.activations.pop_front();
+                        if let Some(forgotten) = self.activations.pop_front() {
+                            self.churned.remove(&forgotten.event_id);
+                        }
                     }
                     found.extend(self.networks(at, settings));
                 }
             }
-            LicenseEvent::LicenseDeactivated { machine, .. } => self.free([machine], observed.event_id, at),
+            LicenseEvent::HeartbeatRecorded { machine, .. } => {
+                if let Some(bound) = self.bound.get_mut(machine) {
+                    bound.heartbeat = true;
+                }
+            }
+            LicenseEvent::LicenseDeactivated { machine, .. } => {
+                self.free([machine], observed.event_id, at, settings.device_lived_secs)
+            }
             LicenseEvent::LicenseRevoked { released_machines, .. } => {
-                self.free(released_machines, observed.event_id, at)
+                self.free(released_machines, observed.event_id, at, settings.device_lived_secs)
+            }
+            LicenseEvent::DeviceCulled { machine, .. } => {
+                self.bound.remove(machine);
             }
             LicenseEvent::LicenseCallRateExceeded { machine, window_started_at, window_secs, windows, .. } => {
                 let run = ReportedRun { last_window: *window_started_at, window_secs: *window_secs, windows: *windows };
@@ -225,20 +272,40 @@ impl Track {
             }
             _ => {}
         }
-        found.retain(|(kind, _)| !self.open.contains(kind));
+        found.retain(|(kind, _, _)| !self.open.contains(kind));
         found
     }
 
-    fn free<'m>(&mut self, machines: impl IntoIterator<Item = &'m MachineHash>, event_id: &str, at: DateTime<Utc>) {
+    fn free<'m>(
+        &mut self,
+        machines: impl IntoIterator<Item = &'m MachineHash>,
+        event_id: &str,
+        at: DateTime<Utc>,
+        lived_secs: u32,
+    ) {
         for machine in machines {
-            self.freed.push_back((machine.clone(), event_id.to_owned(), at));
+            let used = match self.bound.remove(machine) {
+                Some(bound) => {
+                    let used = bound.lived(at, lived_secs);
+                    if !used {
+                        self.churned.insert(bound.activation);
+                    }
+                    used
+                }
+                // Bound before the history this detector read: it held
+                // its seat for a while.
+                None => true,
+            };
+            self.freed.push_back((machine.clone(), event_id.to_owned(), at, used));
         }
         while self.freed.len() > MAX_FREED {
             self.freed.pop_front();
         }
     }
 
-    fn hopping(&mut self, now: DateTime<Utc>, settings: &AnomalySettings) -> Option<(AnomalyKind, AnomalyEvidence)> {
+    /// More moves than allowed; suspendable when the moves away from
+    /// machines that had used their seats are more than allowed too.
+    fn hopping(&mut self, now: DateTime<Utc>, settings: &AnomalySettings) -> Option<Found> {
         let rule = &settings.license_hopping;
         let since = now - window(rule.window_secs);
         while self.moves.front().is_some_and(|m| m.at < since) {
@@ -258,14 +325,20 @@ impl Track {
             machines: self.moves.iter().map(|m| m.to.clone()).collect(),
             trailing_per_hour: None,
         };
-        Some((AnomalyKind::LicenseHopping, evidence))
+        let used_moves = self.moves.iter().filter(|m| m.from_used).count() as u32;
+        Some((AnomalyKind::LicenseHopping, evidence, used_moves > rule.max_moves))
     }
 
-    fn networks(&mut self, now: DateTime<Utc>, settings: &AnomalySettings) -> Option<(AnomalyKind, AnomalyEvidence)> {
+    /// Activations from more networks than allowed; suspendable when the
+    /// networks of activations whose machines hold their seats still, or
+    /// used them before letting go, are more than allowed too.
+    fn networks(&mut self, now: DateTime<Utc>, settings: &AnomalySettings) -> Option<Found> {
         let rule = &settings.unusual_activation_pattern;
         let since = now - window(rule.window_secs);
         while self.activations.front().is_some_and(|a| a.at < since) {
-            self.activations.pop_front();
+            if let Some(forgotten) = self.activations.pop_front() {
+                self.churned.remove(&forgotten.event_id);
+            }
         }
         if self.open.contains(&AnomalyKind::UnusualActivationPattern) || !rule.enabled {
             return None;
@@ -290,7 +363,13 @@ impl Track {
             machines: Vec::new(),
             trailing_per_hour: None,
         };
-        Some((AnomalyKind::UnusualActivationPattern, evidence))
+        let used: HashSet<&str> = self
+            .activations
+            .iter()
+            .filter(|a| !self.churned.contains(&a.event_id))
+            .map(|a| a.network.as_str())
+            .collect();
+        Some((AnomalyKind::UnusualActivationPattern, evidence, used.len() as u32 > rule.max_networks))
     }
 
     /// A run of consecutive windows over the allowance; `threshold` in the
@@ -305,7 +384,7 @@ impl Track {
         reported: ReportedRun,
         event_id: &str,
         settings: &AnomalySettings,
-    ) -> Option<(AnomalyKind, AnomalyEvidence)> {
+    ) -> Option<Found> {
         let rule = &settings.excessive_heartbeats;
         let ReportedRun { last_window, window_secs, windows } = reported;
         let windows = windows.max(1);
@@ -346,7 +425,8 @@ impl Track {
             machines: vec![machine.clone()],
             trailing_per_hour: None,
         };
-        Some((AnomalyKind::ExcessiveHeartbeats, evidence))
+        // One machine calling too often used its seat, whoever holds it.
+        Some((AnomalyKind::ExcessiveHeartbeats, evidence, true))
     }
 }
 

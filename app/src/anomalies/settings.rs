@@ -19,6 +19,15 @@ pub enum Action {
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct AnomalySettings {
     pub action: Action,
+    /// A device counts as used once it sent a heartbeat or held its seat
+    /// this long. Findings that stand only on devices that were not used
+    /// (a free seat activated and deactivated over and over) are recorded
+    /// and never suspend.
+    pub device_lived_secs: u32,
+    /// After a detector suspended a license, none suspends it again for
+    /// this long (findings are still recorded): a reinstated license is
+    /// not suspended again by the next burst.
+    pub suspend_cooldown_secs: u32,
     pub license_hopping: Hopping,
     pub unusual_activation_pattern: Networks,
     pub excessive_heartbeats: CallRate,
@@ -84,6 +93,8 @@ impl Default for AnomalySettings {
     fn default() -> Self {
         Self {
             action: Action::Record,
+            device_lived_secs: 3600,
+            suspend_cooldown_secs: 7 * DAY,
             license_hopping: Hopping::default(),
             unusual_activation_pattern: Networks::default(),
             excessive_heartbeats: CallRate::default(),
@@ -161,6 +172,12 @@ impl AnomalySettings {
             }
         };
         let at_least_one = |field: &str, n: u32| if n == 0 { Err(bad(field, "must be at least 1")) } else { Ok(()) };
+        if self.device_lived_secs > DAY {
+            return Err(bad("deviceLivedSecs", format!("must be between 0 and {DAY} seconds")));
+        }
+        if self.suspend_cooldown_secs > 365 * DAY {
+            return Err(bad("suspendCooldownSecs", format!("must be between 0 and {} seconds", 365 * DAY)));
+        }
         window("licenseHopping.windowSecs", self.license_hopping.window_secs, MAX_WINDOW_SECS)?;
         at_least_one("licenseHopping.maxMoves", self.license_hopping.max_moves)?;
         window("unusualActivationPattern.windowSecs", self.unusual_activation_pattern.window_secs, MAX_WINDOW_SECS)?;

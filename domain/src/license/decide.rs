@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::License;
 use crate::{
+    AutoSuspend, AUTO_SUSPEND_REASON,
     AnomalyEvidence, AnomalyKind, CustomerId, DeviceDetails, LicenseCommand, LicenseError, LicenseEvent, LicenseStatus,
     MachineHash, MachineName, Policy, Seats,
 };
@@ -289,7 +290,7 @@ impl License {
         kind: AnomalyKind,
         trigger_sequence: i64,
         evidence: AnomalyEvidence,
-        suspend: bool,
+        suspend: Option<AutoSuspend>,
         at: DateTime<Utc>,
     ) -> Vec<LicenseEvent> {
         let open = self.open_anomalies.iter().any(|open| open.kind == kind);
@@ -299,8 +300,12 @@ impl License {
         }
         let mut events =
             vec![LicenseEvent::AnomalyDetected { anomaly_id, kind, trigger_sequence, evidence, detected_at: at }];
-        if suspend && self.status != LicenseStatus::Suspended {
-            events.push(LicenseEvent::LicenseSuspended { reason: Some(format!("anomaly: {kind}")), suspended_at: at });
+        let cooled = |rule: &AutoSuspend| {
+            self.auto_suspended_at.is_none_or(|last| at - last >= Duration::seconds(i64::from(rule.cooldown_secs)))
+        };
+        if suspend.as_ref().is_some_and(cooled) && self.status != LicenseStatus::Suspended {
+            let reason = format!("{AUTO_SUSPEND_REASON}{kind}");
+            events.push(LicenseEvent::LicenseSuspended { reason: Some(reason), suspended_at: at });
         }
         events
     }

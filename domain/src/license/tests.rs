@@ -616,7 +616,8 @@ fn record(id: &str, kind: AnomalyKind, suspend: bool, at: i64) -> LicenseCommand
         kind,
         trigger_sequence: at,
         evidence: evidence(),
-        suspend,
+        // An hour's cooldown between a detector's suspensions.
+        suspend: suspend.then_some(crate::AutoSuspend { cooldown_secs: 3600 }),
         at: t(at),
     }
 }
@@ -691,6 +692,36 @@ fn the_suspend_action_suspends_in_the_same_append() {
         .given(vec![generated(), LicenseSuspended { reason: None, suspended_at: t(2) }])
         .when(record("a1", AnomalyKind::UnusualActivationPattern, true, 5))
         .then_expect_events(vec![detected("a1", AnomalyKind::UnusualActivationPattern, 5)]);
+}
+
+#[test]
+fn a_detector_suspends_a_license_again_only_after_the_cooldown() {
+    let suspended = |at| LicenseSuspended { reason: Some("anomaly: license_hopping".into()), suspended_at: t(at) };
+    let resolved = AnomalyResolved {
+        anomaly_id: "a1".into(),
+        kind: AnomalyKind::LicenseHopping,
+        note: None,
+        resolved_at: t(7),
+    };
+    let reinstated = LicenseReinstated { reinstated_at: t(8) };
+    let history = vec![
+        generated(),
+        activated(1, 1),
+        detected("a1", AnomalyKind::LicenseHopping, 5),
+        suspended(5),
+        resolved,
+        reinstated,
+    ];
+    // Within the hour: recorded, not suspended.
+    LicenseTest::with(())
+        .given(history.clone())
+        .when(record("a2", AnomalyKind::LicenseHopping, true, 30))
+        .then_expect_events(vec![detected("a2", AnomalyKind::LicenseHopping, 30)]);
+    // An hour after the last suspension: suspended again.
+    LicenseTest::with(())
+        .given(history)
+        .when(record("a2", AnomalyKind::LicenseHopping, true, 65))
+        .then_expect_events(vec![detected("a2", AnomalyKind::LicenseHopping, 65), suspended(65)]);
 }
 
 fn report(n: u8, window: i64, at: i64) -> LicenseCommand {

@@ -87,6 +87,10 @@ impl Story {
         )
     }
 
+    fn heartbeat(&mut self, at: i64, n: u8) -> &mut Self {
+        self.event(at, None, LicenseEvent::HeartbeatRecorded { machine: machine(n), recorded_at: t(at) })
+    }
+
     fn kinds(&self) -> Vec<AnomalyKind> {
         self.found.iter().map(|f| f.kind).collect()
     }
@@ -107,6 +111,70 @@ fn a_seat_moving_a_fourth_time_in_a_day_is_hopping() {
     // The episode goes on: no second finding.
     story.deactivate(500, 5).activate(510, 6, "10.0.0.1");
     assert_eq!(story.found.len(), 1);
+}
+
+/// Someone holding the key churns the one free seat (activate, deactivate,
+/// next machine) beside a machine that uses the other: hopping is
+/// recorded, and it may not suspend, since no machine that let a seat go
+/// had used it.
+#[test]
+fn churn_of_a_free_seat_is_hopping_that_does_not_suspend() {
+    let mut story = Story::new();
+    story.activate(0, 1, "10.0.0.1").heartbeat(30, 1);
+    story.activate(40, 2, "10.9.9.9");
+    for n in 3..=7u8 {
+        let at = i64::from(n) * 10;
+        story.deactivate(at + 50, n - 1).activate(at + 55, n, "10.9.9.9");
+    }
+    assert_eq!(story.kinds(), [AnomalyKind::LicenseHopping]);
+    assert!(!story.found[0].suspendable, "churn alone never suspends");
+}
+
+/// A seat passed on between machines that each used it (a heartbeat, or
+/// an hour holding it) is hopping that may suspend.
+#[test]
+fn machines_that_used_the_seat_make_hopping_that_suspends() {
+    let mut story = Story::new();
+    story.activate(0, 1, "10.0.0.1").heartbeat(60, 1);
+    for n in 2..=5u8 {
+        let at = i64::from(n) * 1000;
+        story.deactivate(at, n - 1).activate(at + 10, n, "10.0.0.1").heartbeat(at + 20, n);
+    }
+    let mut hours = Story::new();
+    hours.activate(0, 1, "10.0.0.1");
+    for n in 2..=5u8 {
+        let at = i64::from(n) * 3700;
+        hours.deactivate(at, n - 1).activate(at + 10, n, "10.0.0.1");
+    }
+    for story in [&story, &hours] {
+        assert_eq!(story.kinds(), [AnomalyKind::LicenseHopping]);
+        assert!(story.found[0].suspendable);
+    }
+}
+
+/// Activations from six networks: when five of them let their seats go at
+/// once, only the networks of machines that used or still hold seats
+/// count toward a suspension.
+#[test]
+fn networks_of_churned_activations_do_not_suspend() {
+    let mut churn = Story::new();
+    churn.activate(0, 1, "10.0.0.1").heartbeat(10, 1);
+    for n in 2..=6u8 {
+        let at = i64::from(n) * 100;
+        churn.activate(at, n, &format!("10.{n}.0.1"));
+        if n < 6 {
+            churn.deactivate(at + 5, n);
+        }
+    }
+    let networks = churn.found.iter().find(|f| f.kind == AnomalyKind::UnusualActivationPattern).unwrap();
+    assert!(!networks.suspendable);
+
+    let mut held = Story::new();
+    for n in 1..=6u8 {
+        held.activate(i64::from(n) * 100, n, &format!("10.{n}.0.1"));
+    }
+    assert_eq!(held.kinds(), [AnomalyKind::UnusualActivationPattern]);
+    assert!(held.found[0].suspendable, "six machines on six networks hold their seats");
 }
 
 #[test]
@@ -277,6 +345,7 @@ fn history_caught_up_finds_nothing_and_events_seen_twice_count_once() {
 #[test]
 fn the_anomaly_id_is_the_same_for_the_same_finding() {
     let finding = Finding {
+        suspendable: true,
         license_id: "lic".into(),
         kind: AnomalyKind::LicenseHopping,
         evidence: AnomalyEvidence::default(),
