@@ -14,6 +14,7 @@ on_both_backends!(
     a_client_written_from_the_readme_verifies_every_answer_and_token,
     the_same_client_with_a_client_key,
     a_token_verifies_until_its_key_is_retired,
+    a_key_retired_on_one_process_leaves_nothing_another_signed_unverifiable,
     signing_keys_are_managed_by_tenant_admins_only,
     a_client_key_sees_its_own_tenants_licenses_only,
     a_tenant_can_require_a_client_key,
@@ -89,14 +90,26 @@ async fn a_token_verifies_until_its_key_is_retired(backend: Backend) {
     assert!(signature.contains(&format!("keyid=\"{new_kid}\"")), "{signature}");
     assert!(verifies(&fixture, &old_token).await.0, "a token signed before the rotation verifies");
 
-    // The current key can't be retired; the old one can, and then its
-    // tokens no longer verify.
+    // The current key can't be retired; the old one can: it signs nothing
+    // more and stays published for the token lifetime, so its tokens still
+    // verify; retired immediately, they no longer do.
     let current = app.request(Method::DELETE, &format!("/api/v1/signing-keys/{new_kid}"), Some(admin), None).await;
     assert_eq!((current.status, current.body["code"].as_str()), (StatusCode::CONFLICT, Some("current_signing_key")));
     let retired = app.request(Method::DELETE, &format!("/api/v1/signing-keys/{old_kid}"), Some(admin), None).await;
     assert_eq!(retired.status, StatusCode::NO_CONTENT);
+    assert!(verifies(&fixture, &old_token).await.0, "within its grace a retired key's token verifies");
+    let listed = app.get("/api/v1/signing-keys", Some(admin)).await;
+    let old = listed.body["keys"].as_array().unwrap().iter().find(|k| k["kid"] == old_kid.as_str()).unwrap().clone();
+    assert!(old["publishedUntil"].as_str() > old["retiredAt"].as_str(), "{old}");
+    let path = format!("/api/v1/signing-keys/{old_kid}?immediately=maybe");
+    let reply = app.request(Method::DELETE, &path, Some(admin), None).await;
+    assert_eq!((reply.status, reply.body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("immediately")));
+    let path = format!("/api/v1/signing-keys/{old_kid}?immediately=true");
+    assert_eq!(app.request(Method::DELETE, &path, Some(admin), None).await.status, StatusCode::NO_CONTENT);
     let (ok, why) = verifies(&fixture, &old_token).await;
-    assert!(!ok, "a token of a retired key verified: {why}");
+    assert!(!ok, "a token of a key retired immediately verified: {why}");
+    let again = app.request(Method::DELETE, &path, Some(admin), None).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
     assert!(verifies(&fixture, &new_token).await.0);
     let jwks = app.get(&format!("/api/v1/tenants/{}/jwks.json", fixture.tenant.id), None).await;
     assert!(jwks.body["keys"].as_array().unwrap().iter().all(|k| k["kid"] != old_kid.as_str()));
@@ -278,4 +291,45 @@ async fn a_wrong_or_missing_master_key_stops_the_start_and_loses_nothing(backend
     assert_eq!(again.validate(&fixture.key, "m1").await.body["isValid"], true);
     assert!(verifies(&fixture, &token).await.0);
     let _ = MASTER_KEY;
+}
+
+/// The key id a signed answer names.
+fn answer_kid(response: &reqwest::Response) -> String {
+    let signature = response.headers()["keyledger-signature"].to_str().unwrap();
+    let start = signature.find("keyid=\"").expect("a keyid") + 7;
+    signature[start..].split('"').next().unwrap().to_owned()
+}
+
+/// One process rotates the tenant's key and retires the old one at once,
+/// while another answers validates as fast as it is asked: the other
+/// signs with the old key until it hears of the rotation (about a
+/// second), and every answer it signed names a key the JWKS still
+/// publishes. Within two seconds it signs with the new key.
+async fn a_key_retired_on_one_process_leaves_nothing_another_signed_unverifiable(backend: Backend) {
+    let fixture = Licensed::new(backend, json!({ "maxActivations": 5 })).await;
+    let (app, admin) = (&fixture.app, fixture.tenant.admin_key.as_str());
+    activate_token(app, &fixture.key, "m1").await;
+    let other = app.another_server().await;
+    let validate = |server: &TestApp| {
+        server.client.post(format!("{}/api/v1/licenses/validate", server.base)).json(&json!({
+            "licenseKey": fixture.key, "machineId": "m1"
+        }))
+    };
+    let old_kid = answer_kid(&validate(&other).send().await.unwrap());
+    let rotated = app.post("/api/v1/signing-keys/rotate", Some(admin), json!({})).await;
+    let new_kid = rotated.body["kid"].as_str().unwrap().to_owned();
+    let retired = app.request(Method::DELETE, &format!("/api/v1/signing-keys/{old_kid}"), Some(admin), None).await;
+    assert_eq!(retired.status, StatusCode::NO_CONTENT, "{}", retired.body);
+    let started = std::time::Instant::now();
+    let mut kids = Vec::new();
+    while started.elapsed() < std::time::Duration::from_millis(2500) {
+        kids.push(answer_kid(&validate(&other).send().await.unwrap()));
+    }
+    let jwks = app.get(&format!("/api/v1/tenants/{}/jwks.json", fixture.tenant.id), None).await;
+    let published: Vec<&str> = jwks.body["keys"].as_array().unwrap().iter().filter_map(|k| k["kid"].as_str()).collect();
+    let old_answers = kids.iter().filter(|kid| **kid == old_kid).count();
+    for kid in &kids {
+        assert!(published.contains(&kid.as_str()), "an answer signed with {kid} after the retirement does not verify ({old_answers} of {} signed with the retired key)", kids.len());
+    }
+    assert_eq!(kids.last(), Some(&new_kid), "the other process signs with the new key within a second or two");
 }

@@ -187,6 +187,12 @@ pub fn parse_machine(raw: Option<&str>) -> Result<MachineId, ClientError> {
 }
 
 impl ClientService {
+    /// How long an offline license token lasts at most: also how long a
+    /// retired signing key stays published.
+    pub fn token_ttl(&self) -> Duration {
+        self.settings.token_ttl
+    }
+
     pub fn new(stores: ClientStores, settings: ClientSettings) -> Self {
         let lookups =
             |source| stores.metrics.key_lookups.get_or_create(&crate::metrics::LookupLabels { source }).clone();

@@ -110,6 +110,7 @@ mod tests {
             x: public_x(&key),
             created_at: String::new(),
             retired_at: None,
+            published_until: None,
         };
         assert_eq!(verify_jwt(&token, std::slice::from_ref(&published)).unwrap()["sub"], "x");
         let other = SigningKey::from_bytes(&[8; 32]);

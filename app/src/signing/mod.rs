@@ -4,8 +4,11 @@
 //! Every tenant has an Ed25519 key pair (made when the tenant is, or at
 //! start-up for tenants older than signing), and may rotate it: the newest
 //! unretired key signs, every unretired key is published in the tenant's
-//! JWKS so tokens signed before a rotation still verify, and a retired key
-//! is neither used nor published. A platform key signs what can't be
+//! JWKS so tokens signed before a rotation still verify. A retired key
+//! signs nothing from the moment it is retired, and stays published until
+//! its `published_until` (the token lifetime later, unless retired
+//! immediately): a process that signed with it in the second before it
+//! heard of the rotation and retirement signed something that verifies. A platform key signs what can't be
 //! attributed to a tenant (a refusal for an unknown license key). Private
 //! keys are stored sealed by the [`MasterKey`].
 //!
@@ -65,14 +68,34 @@ pub struct PublicKey {
     pub x: String,
     pub created_at: String,
     pub retired_at: Option<String>,
+    /// For a retired key, until when it is still published.
+    pub published_until: Option<String>,
+}
+
+impl PublicKey {
+    /// Published (in the JWKS, and verifying) at `now`: not retired, or
+    /// retired with its grace still running.
+    pub fn published_at(&self, now: &str) -> bool {
+        self.retired_at.is_none() || self.published_until.as_deref().is_some_and(|until| until > now)
+    }
 }
 
 /// What the client endpoints need of a tenant.
 pub struct TenantKeys {
     pub require_client_key: bool,
     pub current: Arc<ActiveKey>,
-    /// Every unretired key, newest first.
+    /// Every unretired key, and every retired one still within its grace
+    /// when this was loaded, newest first: see [`TenantKeys::verifying`].
     pub published: Vec<PublicKey>,
+}
+
+impl TenantKeys {
+    /// The keys that verify now, newest first: a retired key's grace ends
+    /// by the clock, without waiting for a reload.
+    pub fn verifying(&self) -> impl Iterator<Item = &PublicKey> {
+        let now = now();
+        self.published.iter().filter(move |key| key.published_at(&now))
+    }
 }
 
 #[derive(Default)]
@@ -90,11 +113,23 @@ pub struct Directory {
     version: AtomicI64,
 }
 
-type KeyRow = (String, Option<String>, String, String, Option<String>);
-const KEY_COLUMNS: &str = "SELECT kid, tenant_id, public_key, created_at, retired_at FROM signing_keys";
+type KeyRow = (String, Option<String>, String, String, Option<String>, Option<String>);
+const KEY_COLUMNS: &str =
+    "SELECT kid, tenant_id, public_key, created_at, retired_at, published_until FROM signing_keys";
+/// Keys that are published: unretired, or retired with grace left (`$1`
+/// names now).
+const PUBLISHED: &str = "(retired_at IS NULL OR published_until > $1)";
+
+fn public_key((kid, _, x, created_at, retired_at, published_until): KeyRow) -> PublicKey {
+    PublicKey { kid, x, created_at, retired_at, published_until }
+}
 
 fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+    stamp(Utc::now())
+}
+
+fn stamp(at: chrono::DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl Directory {
@@ -116,6 +151,7 @@ impl Directory {
             kid: platform.kid.clone(),
             created_at: String::new(),
             retired_at: None,
+            published_until: None,
         };
         let directory = Self {
             db,
@@ -188,8 +224,8 @@ impl Directory {
         let version = read_version(&self.db).await?;
         let settings: Vec<(String, i64)> = on_pool!(&self.db, pool =>
             sqlx::query_as("SELECT id, require_client_key FROM tenants").fetch_all(pool).await)?;
-        let sql = format!("{KEY_COLUMNS} WHERE tenant_id IS NOT NULL AND retired_at IS NULL");
-        let rows: Vec<KeyRow> = on_pool!(&self.db, pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
+        let sql = format!("{KEY_COLUMNS} WHERE tenant_id IS NOT NULL AND {PUBLISHED}");
+        let rows: Vec<KeyRow> = on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(now()).fetch_all(pool).await)?;
         let mut keys: HashMap<String, Vec<KeyRow>> = HashMap::new();
         for row in rows {
             keys.entry(row.1.clone().unwrap_or_default()).or_default().push(row);
@@ -215,31 +251,32 @@ impl Directory {
             sqlx::query_scalar("SELECT require_client_key FROM tenants WHERE id = $1")
                 .bind(tenant_id).fetch_optional(pool).await)?;
         let Some(require_client_key) = setting else { return Ok(None) };
-        let sql = format!("{KEY_COLUMNS} WHERE tenant_id = $1 AND retired_at IS NULL");
-        let rows: Vec<KeyRow> = on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(tenant_id).fetch_all(pool).await)?;
-        let rows = if rows.is_empty() {
+        let sql = format!("{KEY_COLUMNS} WHERE {PUBLISHED} AND tenant_id = $2");
+        let read = || async {
+            on_pool!(&self.db, pool => sqlx::query_as::<_, KeyRow>(&sql).bind(now()).bind(tenant_id).fetch_all(pool).await)
+        };
+        let rows = read().await?;
+        let rows = if rows.iter().all(|row| row.4.is_some()) {
             // A tenant made a moment ago, before its key: make it now.
             insert_key(&self.db, &self.master, Some(tenant_id)).await?;
-            on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(tenant_id).fetch_all(pool).await)?
+            read().await?
         } else {
             rows
         };
         self.tenant_keys(require_client_key != 0, rows).await
     }
 
-    /// The tenant's entry from its unretired key rows: the newest signs.
+    /// The tenant's entry from its published key rows: the newest
+    /// unretired one signs.
     async fn tenant_keys(
         &self,
         require_client_key: bool,
         mut rows: Vec<KeyRow>,
     ) -> Result<Option<TenantKeys>, DirectoryError> {
         rows.sort_by(|a, b| (&b.3, &b.0).cmp(&(&a.3, &a.0)));
-        let Some(newest) = rows.first() else { return Ok(None) };
+        let Some(newest) = rows.iter().find(|row| row.4.is_none()) else { return Ok(None) };
         let current = Arc::new(open_key(&self.db, &self.master, &newest.0).await?);
-        let published = rows
-            .into_iter()
-            .map(|(kid, _, x, created_at, retired_at)| PublicKey { kid, x, created_at, retired_at })
-            .collect();
+        let published = rows.into_iter().map(public_key).collect();
         Ok(Some(TenantKeys { require_client_key, current, published }))
     }
 
@@ -260,26 +297,40 @@ impl Directory {
     pub async fn list(&self, tenant_id: &str) -> Result<Vec<PublicKey>, DirectoryError> {
         let sql = format!("{KEY_COLUMNS} WHERE tenant_id = $1 ORDER BY created_at DESC, kid DESC");
         let rows: Vec<KeyRow> = on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(tenant_id).fetch_all(pool).await)?;
-        Ok(rows
-            .into_iter()
-            .map(|(kid, _, x, created_at, retired_at)| PublicKey { kid, x, created_at, retired_at })
-            .collect())
+        Ok(rows.into_iter().map(public_key).collect())
     }
 
-    /// Retires an unretired key of the tenant that is not its current one.
-    pub async fn retire(&self, tenant_id: &str, kid: &str) -> Result<Retirement, DirectoryError> {
+    /// Retires an unretired key of the tenant that is not its current one:
+    /// it signs nothing from now on, in any process (the directory version
+    /// tells the others within about a second), and stays published for
+    /// `grace` more, so what another process signed with it in that second,
+    /// and tokens it signed before, verify until then. A zero grace drops
+    /// it at once (a key thought compromised), also one already retired
+    /// and still within its grace.
+    pub async fn retire(
+        &self,
+        tenant_id: &str,
+        kid: &str,
+        grace: std::time::Duration,
+    ) -> Result<Retirement, DirectoryError> {
         let keys = self.list(tenant_id).await?;
-        let live: Vec<_> = keys.iter().filter(|k| k.retired_at.is_none()).collect();
-        match live.iter().position(|k| k.kid == kid) {
+        let at = Utc::now();
+        let stamped = stamp(at);
+        let newest_unretired = keys.iter().find(|k| k.retired_at.is_none()).map(|k| k.kid.as_str());
+        match keys.iter().find(|k| k.kid == kid) {
             None => return Ok(Retirement::NotFound),
-            Some(0) => return Ok(Retirement::Current),
+            Some(_) if newest_unretired == Some(kid) => return Ok(Retirement::Current),
+            Some(key) if key.retired_at.is_some() && !(grace.is_zero() && key.published_at(&stamped)) => {
+                return Ok(Retirement::NotFound)
+            }
             Some(_) => {}
         }
-        const SQL: &str =
-            "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND tenant_id = $3 AND retired_at IS NULL";
+        const SQL: &str = "UPDATE signing_keys SET retired_at = COALESCE(retired_at, $1), published_until = $4
+                            WHERE kid = $2 AND tenant_id = $3";
+        let until = stamp(at + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX));
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(SQL).bind(now()).bind(kid).bind(tenant_id).execute(&mut *tx).await?;
+            sqlx::query(SQL).bind(&stamped).bind(kid).bind(tenant_id).bind(&until).execute(&mut *tx).await?;
             sqlx::query(BUMP_VERSION).execute(&mut *tx).await?;
             tx.commit().await?;
         });

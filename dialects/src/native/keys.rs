@@ -27,6 +27,7 @@ fn describe(key: &PublicKey, current: bool) -> Value {
         "publicKey": key.x,
         "createdAt": key.created_at,
         "retiredAt": key.retired_at,
+        "publishedUntil": key.published_until,
         "current": current,
         "jwk": jws::jwk(&key.kid, &key.x),
     })
@@ -65,22 +66,42 @@ async fn rotate(State(state): State<AppState>, caller: Caller) -> ApiResult<(Sta
     Ok((StatusCode::CREATED, Json(describe(&key, true))))
 }
 
-/// Stops publishing a key: what it signed no longer verifies.
+/// Stops a key signing, everywhere, at once; it stays published (what it
+/// signed verifies) for the token lifetime, or not at all with
+/// `?immediately=true` (a key thought compromised).
 #[utoipa::path(
     delete,
     path = "/api/v1/signing-keys/{kid}",
     tag = "signing keys",
     summary = "Retire a signing key that is not the current one (tenant admin)",
-    params(("kid" = String, Path, description = "The key id")),
-    responses((status = 204, description = "Retired: no longer published"), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::native::schemas::Error)),
+    params(
+        ("kid" = String, Path, description = "The key id"),
+        ("immediately" = Option<bool>, Query, description = "Drop it from the JWKS at once instead of after the token lifetime")
+    ),
+    responses((status = 204, description = "Retired: it signs nothing more; published until `publishedUntil`"), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::native::schemas::Error)),
     security(("bearer" = []), ("apiKey" = []))
 )]
-async fn retire(State(state): State<AppState>, caller: Caller, PathParam(kid): PathParam) -> ApiResult<StatusCode> {
+async fn retire(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(kid): PathParam,
+    params: super::audit::QueryParams,
+) -> ApiResult<StatusCode> {
     let tenant_id = caller.require_admin()?;
     if kid.len() != 43 || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(ApiError::field("kid", "kid must be a key id as listed (43 base64url characters)"));
     }
-    match state.directory.retire(tenant_id, &kid).await.map_err(ApiError::internal)? {
+    let params = super::audit::query_params(params)?;
+    let immediately = match params.get("immediately").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::field("immediately", "immediately must be true or false")),
+    };
+    if let Some(unknown) = params.keys().find(|name| name.as_str() != "immediately") {
+        return Err(ApiError::field(unknown, format!("{unknown} is not a parameter of this call (immediately is)")));
+    }
+    let grace = if immediately { std::time::Duration::ZERO } else { state.client.token_ttl().to_std().unwrap_or_default() };
+    match state.directory.retire(tenant_id, &kid, grace).await.map_err(ApiError::internal)? {
         Retirement::Retired => {
             tracing::info!(tenant_id, kid, "signing key retired");
             Ok(StatusCode::NO_CONTENT)
@@ -114,6 +135,6 @@ async fn jwks(State(state): State<AppState>, PathParam(raw_id): PathParam) -> Ap
         .ok_or_else(|| ApiError::not_found("No such tenant"))?;
     let platform = state.directory.platform_public();
     let keys: Vec<Value> =
-        tenant.published.iter().chain(std::iter::once(platform)).map(|k| jws::jwk(&k.kid, &k.x)).collect();
+        tenant.verifying().chain(std::iter::once(platform)).map(|k| jws::jwk(&k.kid, &k.x)).collect();
     Ok(Json(json!({ "keys": keys })))
 }

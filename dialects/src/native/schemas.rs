@@ -290,6 +290,9 @@ pub struct SigningKey {
     public_key: String,
     created_at: String,
     retired_at: Option<String>,
+    /// A retired key stays published (and what it signed verifies) until
+    /// then.
+    published_until: Option<String>,
     current: bool,
     jwk: Jwk,
 }

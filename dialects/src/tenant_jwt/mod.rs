@@ -302,11 +302,12 @@ async fn verify_answer(
     }))
 }
 
-/// The claims of a token signed by one of the tenant's unretired keys.
+/// The claims of a token signed by one of the tenant's published keys
+/// (unretired, or retired within the grace).
 async fn token_claims(state: &AppState, tenant_id: &str, token: &str) -> Result<Value, ApiError> {
     let keys = state.directory.tenant(tenant_id).await.map_err(ApiError::internal)?;
-    let published = keys.as_ref().map(|keys| keys.published.as_slice()).unwrap_or_default();
-    jws::verify_jwt(token, published)
+    let verifying: Vec<keyledger_app::signing::PublicKey> = keys.iter().flat_map(|keys| keys.verifying().cloned()).collect();
+    jws::verify_jwt(token, &verifying)
         .ok_or_else(|| ApiError::field("token", "token is not a license token signed by this tenant"))
 }
 
