@@ -4,9 +4,8 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::{
-    AutoSuspend,
-    AnomalyEvidence, AnomalyKind, CustomerId, DeviceDetails, LicenseId, LicenseKey, LicenseType, MachineHash,
-    MachineName, OwnerId, Policy, ProductId, Seats, TenantId,
+    AnomalyEvidence, AnomalyKind, AutoSuspend, CustomerId, DeviceDetails, LicenseId, LicenseKey, LicenseType,
+    MachineHash, MachineName, OwnerId, Policy, ProductId, Seats, TenantId,
 };
 
 #[derive(Debug, Clone, PartialEq)]

@@ -329,7 +329,10 @@ pub(crate) async fn write_locked(
     let mut tx = pool.begin().await?;
     if let Some(guard) = guard {
         let key = Guard::lock_key(&guard.aggregate_type, &guard.aggregate_id);
-        sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))").bind(&key).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
         let last: i64 = sqlx::query_scalar(Guard::LAST_SEQUENCE)
             .bind(&guard.aggregate_type)
             .bind(&guard.aggregate_id)

@@ -23,8 +23,9 @@ pub use commits::{commits, committed_elsewhere, local_commits, COMMITS_CHANNEL};
 pub use database::{Backend, Database, EventLogError};
 pub use log::write_turn;
 pub use log::{
-    AppendError, BrokenChain, ChainBreak, Cursor, EventLog, Guard, LoggedEvent, NewEvent, PayloadOnly, ProjectedRow, SqlValue,
-    VerifyReport, AGGREGATE_TYPE, CUSTOMER_AGGREGATE, ENVELOPE_VERSION, PRODUCT_AGGREGATE, SAVE_CHECKPOINT_SQL,
+    AppendError, BrokenChain, ChainBreak, Cursor, EventLog, Guard, LoggedEvent, NewEvent, PayloadOnly, ProjectedRow,
+    SqlValue, VerifyReport, AGGREGATE_TYPE, CUSTOMER_AGGREGATE, ENVELOPE_VERSION, PRODUCT_AGGREGATE,
+    SAVE_CHECKPOINT_SQL,
 };
 pub use repository::LogRepository;
 pub use snapshot::{Loaded, Snapshots, SNAPSHOT_EVERY, SNAPSHOT_FORMAT};

@@ -369,7 +369,7 @@ impl EventLog {
                 if let Lock::Guarded(guard) = lock {
                     // Read under the write lock: no other process can
                     // append to the guarded aggregate until this commits.
-                    if guard.last_sequence(&mut *tx).await? != guard.sequence {
+                    if guard.last_sequence(&mut tx).await? != guard.sequence {
                         tx.rollback().await?;
                         return Err(AppendError::GuardMoved);
                     }

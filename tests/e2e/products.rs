@@ -403,7 +403,10 @@ async fn no_license_is_generated_for_a_product_deleted_by_another_process(backen
                 .fetch_one(pool)
                 .await)
             .unwrap();
-            assert!(at < deleted_at, "round {round}: license {license} was generated at {at}, after the product's deletion at {deleted_at}");
+            assert!(
+                at < deleted_at,
+                "round {round}: license {license} was generated at {at}, after the product's deletion at {deleted_at}"
+            );
         }
     }
 }

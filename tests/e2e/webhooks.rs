@@ -619,13 +619,18 @@ async fn a_never_answering_endpoint_holds_up_only_itself(backend: Backend) {
     .await;
     activations(&app, &other, FAST_EVENTS).await;
     fast.wait_until("every fast delivery", 20, |r| r.len() >= FAST_EVENTS).await;
-    let failing_recorded = eventually_result("the failing endpoint's failures to be recorded", Duration::from_secs(20), || async {
-        let log = app.get(&format!("/api/v1/webhooks/{failing_hook}/deliveries"), Some(&other.admin_key)).await;
-        let deliveries = log.body["deliveries"].as_array().cloned().unwrap_or_default();
-        let tried = deliveries.iter().filter(|d| !d["attempts"].as_array().is_none_or(Vec::is_empty)).count();
-        if tried >= FAST_EVENTS { Ok(tried) } else { Err(format!("{tried} of {FAST_EVENTS} tried")) }
-    })
-    .await;
+    let failing_recorded =
+        eventually_result("the failing endpoint's failures to be recorded", Duration::from_secs(20), || async {
+            let log = app.get(&format!("/api/v1/webhooks/{failing_hook}/deliveries"), Some(&other.admin_key)).await;
+            let deliveries = log.body["deliveries"].as_array().cloned().unwrap_or_default();
+            let tried = deliveries.iter().filter(|d| !d["attempts"].as_array().is_none_or(Vec::is_empty)).count();
+            if tried >= FAST_EVENTS {
+                Ok(tried)
+            } else {
+                Err(format!("{tried} of {FAST_EVENTS} tried"))
+            }
+        })
+        .await;
     assert_eq!(failing_recorded, FAST_EVENTS);
 
     // All of that while no attempt at the slow endpoint has ended.

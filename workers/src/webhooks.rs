@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use cqrs_es::Aggregate;
 use futures::StreamExt;
-use tokio::task::JoinSet;
 use keyledger_app::client::error_chain;
 use keyledger_app::webhooks::names::USAGE_THRESHOLD;
 use keyledger_app::webhooks::{
@@ -26,6 +25,7 @@ use keyledger_app::webhooks::{
 use keyledger_domain::{License, LicenseEvent};
 use keyledger_eventlog::{Cursor, EventLog};
 use serde_json::{json, Value};
+use tokio::task::JoinSet;
 
 pub use crate::feed::Source;
 use crate::feed::{flush, AnyFeed, Feed};
@@ -557,7 +557,10 @@ impl Sender {
 
     /// The delivery an ended task attempted, with its attempt: a task that
     /// panicked is a failed attempt, retried on the schedule.
-    fn ended(&mut self, ended: Result<(tokio::task::Id, Attempt), tokio::task::JoinError>) -> Option<(Claimed, Attempt)> {
+    fn ended(
+        &mut self,
+        ended: Result<(tokio::task::Id, Attempt), tokio::task::JoinError>,
+    ) -> Option<(Claimed, Attempt)> {
         let (id, attempt) = match ended {
             Ok((id, attempt)) => (id, attempt),
             Err(error) => {

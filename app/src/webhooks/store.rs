@@ -453,7 +453,12 @@ impl WebhookStore {
     /// Claims up to `limit` due deliveries of enabled endpoints for
     /// `lease`, oldest due first, from those waiting unclaimed (queued,
     /// handed back, or due for a retry).
-    pub async fn claim_due(&self, limit: i64, lease: Duration, except: &[String]) -> Result<Vec<Claimed>, WebhookError> {
+    pub async fn claim_due(
+        &self,
+        limit: i64,
+        lease: Duration,
+        except: &[String],
+    ) -> Result<Vec<Claimed>, WebhookError> {
         let due = "d.claimed_until IS NULL AND d.next_attempt_at <= $1";
         self.claim_where(due, "d.next_attempt_at", limit, lease, except).await
     }

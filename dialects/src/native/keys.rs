@@ -100,7 +100,8 @@ async fn retire(
     if let Some(unknown) = params.keys().find(|name| name.as_str() != "immediately") {
         return Err(ApiError::field(unknown, format!("{unknown} is not a parameter of this call (immediately is)")));
     }
-    let grace = if immediately { std::time::Duration::ZERO } else { state.client.token_ttl().to_std().unwrap_or_default() };
+    let grace =
+        if immediately { std::time::Duration::ZERO } else { state.client.token_ttl().to_std().unwrap_or_default() };
     match state.directory.retire(tenant_id, &kid, grace).await.map_err(ApiError::internal)? {
         Retirement::Retired => {
             tracing::info!(tenant_id, kid, "signing key retired");

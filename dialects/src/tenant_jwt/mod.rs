@@ -306,7 +306,8 @@ async fn verify_answer(
 /// (unretired, or retired within the grace).
 async fn token_claims(state: &AppState, tenant_id: &str, token: &str) -> Result<Value, ApiError> {
     let keys = state.directory.tenant(tenant_id).await.map_err(ApiError::internal)?;
-    let verifying: Vec<keyledger_app::signing::PublicKey> = keys.iter().flat_map(|keys| keys.verifying().cloned()).collect();
+    let verifying: Vec<keyledger_app::signing::PublicKey> =
+        keys.iter().flat_map(|keys| keys.verifying().cloned()).collect();
     jws::verify_jwt(token, &verifying)
         .ok_or_else(|| ApiError::field("token", "token is not a license token signed by this tenant"))
 }

@@ -6,9 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::License;
 use crate::{
-    AutoSuspend, AUTO_SUSPEND_REASON,
-    AnomalyEvidence, AnomalyKind, CustomerId, DeviceDetails, LicenseCommand, LicenseError, LicenseEvent, LicenseStatus,
-    MachineHash, MachineName, Policy, Seats,
+    AnomalyEvidence, AnomalyKind, AutoSuspend, CustomerId, DeviceDetails, LicenseCommand, LicenseError, LicenseEvent,
+    LicenseStatus, MachineHash, MachineName, Policy, Seats, AUTO_SUSPEND_REASON,
 };
 
 type Decision = Result<Vec<LicenseEvent>, LicenseError>;

@@ -697,12 +697,8 @@ fn the_suspend_action_suspends_in_the_same_append() {
 #[test]
 fn a_detector_suspends_a_license_again_only_after_the_cooldown() {
     let suspended = |at| LicenseSuspended { reason: Some("anomaly: license_hopping".into()), suspended_at: t(at) };
-    let resolved = AnomalyResolved {
-        anomaly_id: "a1".into(),
-        kind: AnomalyKind::LicenseHopping,
-        note: None,
-        resolved_at: t(7),
-    };
+    let resolved =
+        AnomalyResolved { anomaly_id: "a1".into(), kind: AnomalyKind::LicenseHopping, note: None, resolved_at: t(7) };
     let reinstated = LicenseReinstated { reinstated_at: t(8) };
     let history = vec![
         generated(),
