@@ -325,6 +325,7 @@ impl Application {
         tracing::info!(licenses = memory.len(), "validation view loaded");
         let checkpoints = Checkpoints::new(db.clone(), signing_key(&config)?);
         let tenancy = TenancyStore::new(db.clone());
+        let system_keys = keyledger_app::system_keys::SystemKeyStore::new(db.clone(), EventLog::new(db.clone()));
         let trusted_proxies = parse_trusted(&config.trusted_proxies).map_err(StartupError::TrustedProxies)?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => Some(server::tls::acceptor(cert, key)?),
@@ -375,8 +376,9 @@ impl Application {
             views,
             log: EventLog::new(db.clone()),
             checkpoints,
-            auth: Authenticator::new(&operator_token, tenancy.clone(), directory.clone()),
+            auth: Authenticator::new(&operator_token, tenancy.clone(), system_keys.clone(), directory.clone()),
             tenancy,
+            system_keys,
             directory,
             rsa_keys,
             products,

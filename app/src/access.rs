@@ -73,7 +73,7 @@ impl Caller {
         match self.role {
             Role::Operator => Ok(()),
             _ if !self.is_in_tenant_of(license) => Err(AccessError::LicenseNotFound),
-            Role::Admin => Ok(()),
+            Role::Admin | Role::System => Ok(()),
             Role::User if self.user_id.as_deref() == Some(license.owner_id.as_str()) => Ok(()),
             Role::User | Role::Client => {
                 Err(AccessError::Forbidden("Only the license owner or an administrator may access this license"))
@@ -87,7 +87,7 @@ impl Caller {
         match self.role {
             Role::Operator => Ok(()),
             _ if !self.is_in_tenant_of(license) => Err(AccessError::LicenseNotFound),
-            Role::Admin => Ok(()),
+            Role::Admin | Role::System => Ok(()),
             Role::User | Role::Client => Err(AccessError::Forbidden("Only an administrator may do this")),
         }
     }

@@ -33,6 +33,7 @@ pub mod serials;
 pub mod service;
 pub mod signing;
 mod sweep;
+pub mod system_keys;
 pub mod tenancy;
 pub mod webhooks;
 

@@ -28,6 +28,10 @@ pub enum Role {
     /// A publishable key shipped inside a vendor's software: the client
     /// endpoints only, for its tenant's licenses only.
     Client,
+    /// The tenant's system key (`AF-YYYY-…`): the V2 License Server
+    /// dialect's credential, an administrator of its tenant there and
+    /// nowhere else ([`crate::system_keys`]).
+    System,
 }
 
 impl Role {
@@ -37,6 +41,7 @@ impl Role {
             Role::Admin => "admin",
             Role::User => "user",
             Role::Client => "client",
+            Role::System => "system",
         }
     }
 

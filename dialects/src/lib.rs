@@ -8,7 +8,10 @@
 //! - `device_guard`: `/api/licenses/...`, validate-and-activate, generic
 //!   errors and per-endpoint limits with progressive blocks (seed 002);
 //! - `tenant_jwt`: `/v1/...`, tenant API keys and Ed25519 license tokens
-//!   (seed 004).
+//!   (seed 004);
+//! - `v2_server`: the V2 License Server's `/api/license/...` and
+//!   `/api/version/...` under the tenant's system key, and its sample
+//!   clients' `/api/v1/activate` and `/api/v1/validate` (seed 003).
 //!
 //! Each declares its routes, rate-limit rules and error rendering through
 //! [`keyledger_http::Dialect`]; the server registers [`all`].
@@ -17,6 +20,7 @@ mod device_guard;
 pub mod native;
 mod signed_rsa;
 mod tenant_jwt;
+mod v2_server;
 
 use keyledger_http::Dialects;
 
@@ -27,6 +31,7 @@ pub fn all() -> Dialects {
         Box::new(signed_rsa::SignedRsa),
         Box::new(device_guard::DeviceGuard),
         Box::new(tenant_jwt::TenantJwt),
+        Box::new(v2_server::V2Server),
         Box::new(native::Native),
     ])
 }

@@ -25,7 +25,7 @@ pub use log::write_turn;
 pub use log::{
     AppendError, BrokenChain, ChainBreak, Cursor, EventLog, Guard, LoggedEvent, NewEvent, PayloadOnly, ProjectedRow,
     SqlValue, VerifyReport, AGGREGATE_TYPE, CUSTOMER_AGGREGATE, ENVELOPE_VERSION, PRODUCT_AGGREGATE,
-    SAVE_CHECKPOINT_SQL,
+    SAVE_CHECKPOINT_SQL, TENANT_AGGREGATE,
 };
 pub use repository::LogRepository;
 pub use snapshot::{Loaded, Snapshots, SNAPSHOT_EVERY, SNAPSHOT_FORMAT};

@@ -23,6 +23,8 @@ pub const AGGREGATE_TYPE: &str = "License";
 pub const PRODUCT_AGGREGATE: &str = "Product";
 /// The aggregate type of customers.
 pub const CUSTOMER_AGGREGATE: &str = "Customer";
+/// A tenant's own stream: its system key's issues.
+pub const TENANT_AGGREGATE: &str = "Tenant";
 
 /// Where a reader of the tail has got to. On PostgreSQL events are read in
 /// `(txid, position)` order; on SQLite `txid` is always 0.
@@ -507,6 +509,16 @@ impl EventLog {
         let last: Option<i64> = crate::on_pool!(&self.db, pool => sqlx::query_scalar(SQL)
             .bind(AGGREGATE_TYPE).bind(license_id).fetch_one(pool).await)?;
         Ok(last)
+    }
+
+    /// The sequence and chain hash of an aggregate's last event (None: it
+    /// has none): where its next event chains on.
+    pub async fn head(&self, aggregate_type: &str, aggregate_id: &str) -> Result<Option<(i64, String)>, EventLogError> {
+        const SQL: &str = "SELECT sequence, hash FROM events WHERE aggregate_type = $1 AND aggregate_id = $2
+                            ORDER BY sequence DESC LIMIT 1";
+        let head: Option<(i64, String)> = crate::on_pool!(&self.db, pool => sqlx::query_as(SQL)
+            .bind(aggregate_type).bind(aggregate_id).fetch_optional(pool).await)?;
+        Ok(head)
     }
 
     /// A license's events with sequences in `from..=to`, oldest first.

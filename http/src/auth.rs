@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use keyledger_app::secret::{digests_match, sha256_hex};
 use keyledger_app::signing::Directory;
+use keyledger_app::system_keys::{looks_like_system_key, SystemKeyStore};
 use keyledger_app::tenancy::{StoredKey, TenancyStore};
 
 pub use keyledger_app::access::Caller;
@@ -27,6 +28,9 @@ pub use keyledger_app::tenancy::{Role, KEY_PREFIX, OPERATOR_PREFIX};
 pub struct Authenticator {
     operator_token_hash: Arc<str>,
     tenancy: TenancyStore,
+    /// Looked up at every call, not cached: a replaced system key stops
+    /// working at once in every process.
+    system_keys: SystemKeyStore,
     directory: Arc<Directory>,
     cache: Arc<RwLock<KeyCache>>,
 }
@@ -41,8 +45,14 @@ struct KeyCache {
 const MAX_CACHED_KEYS: usize = 100_000;
 
 impl Authenticator {
-    pub fn new(operator_token: &str, tenancy: TenancyStore, directory: Arc<Directory>) -> Self {
-        Self { operator_token_hash: sha256_hex(operator_token).into(), tenancy, directory, cache: Arc::default() }
+    pub fn new(
+        operator_token: &str,
+        tenancy: TenancyStore,
+        system_keys: SystemKeyStore,
+        directory: Arc<Directory>,
+    ) -> Self {
+        let operator_token_hash = sha256_hex(operator_token).into();
+        Self { operator_token_hash, tenancy, system_keys, directory, cache: Arc::default() }
     }
 
     async fn find_key(&self, id: &str) -> Result<Option<StoredKey>, ApiError> {
@@ -82,6 +92,15 @@ impl Authenticator {
                 role: key.role,
                 tenant_id: Some(key.tenant_id),
                 user_id: Some(key.user_id),
+            });
+        }
+        if looks_like_system_key(presented) {
+            let owner = self.system_keys.find(presented).await.map_err(ApiError::internal)?.ok_or_else(invalid)?;
+            return Ok(Caller {
+                key_id: owner.key_id.clone(),
+                role: Role::System,
+                tenant_id: Some(owner.tenant_id),
+                user_id: Some(owner.key_id),
             });
         }
         if digests_match(&sha256_hex(presented), &self.operator_token_hash) {
@@ -141,6 +160,11 @@ impl FromRequestParts<AppState> for Caller {
         let caller = state.auth.authenticate(key).await?;
         if caller.role == Role::Client {
             return Err(ApiError::forbidden("A client key may call the client endpoints only"));
+        }
+        if caller.role == Role::System {
+            return Err(ApiError::forbidden(
+                "A system key may call the V2 License Server endpoints only (/api/license/…); use a tenant admin key here",
+            ));
         }
         Ok(caller)
     }

@@ -48,6 +48,8 @@ pub struct Shared {
     pub checkpoints: Checkpoints,
     /// Tenants, API keys and who presented which.
     pub tenancy: TenancyStore,
+    /// Tenants' system keys (the V2 License Server dialect's credential).
+    pub system_keys: keyledger_app::system_keys::SystemKeyStore,
     pub auth: Authenticator,
     /// Signing keys and tenant settings, cached; and tenants' RSA keys.
     pub directory: Arc<Directory>,

@@ -58,11 +58,28 @@ async fn license(app: &TestApp, user: &TestUser, seats: u32) -> (String, String)
 
 /// Moves the one seat of `key` across `moves` new machines.
 async fn hop(app: &TestApp, key: &str, moves: usize) {
-    assert_eq!(client_call(app, "activate", key, "hop-0", "10.1.1.1").await, StatusCode::OK);
+    succeeds(app, "activate", key, "hop-0").await;
     for n in 1..=moves {
-        assert_eq!(client_call(app, "deactivate", key, &format!("hop-{}", n - 1), "10.1.1.1").await, StatusCode::OK);
-        assert_eq!(client_call(app, "activate", key, &format!("hop-{n}"), "10.1.1.1").await, StatusCode::OK);
+        succeeds(app, "deactivate", key, &format!("hop-{}", n - 1)).await;
+        succeeds(app, "activate", key, &format!("hop-{n}")).await;
     }
+}
+
+/// A client call from 10.1.1.1 that must succeed; the answer is shown if
+/// it does not.
+async fn succeeds(app: &TestApp, path: &str, key: &str, machine: &str) {
+    let body = json!({ "licenseKey": key, "machineId": machine, "machineName": "m" });
+    let reply = app
+        .client
+        .post(format!("{}/api/v1/licenses/{path}", app.base))
+        .header("x-forwarded-for", "10.1.1.1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status();
+    let text = reply.text().await.unwrap_or_default();
+    assert_eq!(status, StatusCode::OK, "{path} {machine}: {text}");
 }
 
 async fn stats(app: &TestApp, key: &str) -> Value {

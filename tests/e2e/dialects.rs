@@ -16,6 +16,8 @@ on_both_backends!(
     one_license_is_used_through_four_dialects_and_its_history_names_each,
     the_seed_004_client_works_over_keyledgers_own_tls_and_plain_http_is_refused,
     dialect_errors_keep_their_dialects_shape,
+    a_v2_server_client_and_the_documents_sample_client_work_with_the_system_key,
+    a_system_key_replaces_the_last_one_and_is_recorded_in_the_log,
 );
 
 const FIVE_BY_FIVE: &str = "XXXXX-XXXXX-XXXXX-XXXXX-XXXXX";
@@ -290,4 +292,86 @@ async fn dialect_errors_keep_their_dialects_shape(backend: Backend) {
     let reply = app.post_raw("/api/v1/licenses/generate", None, "{oops").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.body.get("ok").is_none() && reply.body["code"] == "malformed_json", "{}", reply.body);
+}
+
+/// The tenant's system key (the V2 License Server dialect's credential).
+async fn system_key(app: &TestApp, tenant: &TestTenant) -> Value {
+    let reply = app.post("/api/v1/api-keys", Some(&tenant.admin_key), json!({ "role": "system" })).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.body
+}
+
+async fn a_v2_server_client_and_the_documents_sample_client_work_with_the_system_key(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let product = product(&app, &tenant, json!({"name": "Desktop", "code": "V2APP"})).await;
+    let releases = format!("/api/v1/products/{product}/releases");
+    for body in [
+        json!({"version": "1.0.0", "releaseDate": "2025-01-01T00:00:00Z"}),
+        json!({"version": "1.1.0", "releaseDate": "2025-06-15T00:00:00Z",
+               "downloadUrl": "https://example.com/download/v1.1.0",
+               "releaseNotes": "Bug fixes and performance improvements"}),
+    ] {
+        let reply = app.post(&releases, Some(&tenant.admin_key), body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    }
+    let customer = app
+        .post("/api/v1/customers", Some(&tenant.admin_key), json!({"name": "ACME Corp", "email": "admin@acme.com"}))
+        .await;
+    assert_eq!(customer.status, StatusCode::CREATED, "{}", customer.body);
+    let body = json!({
+        "productId": product, "maxActivations": 2, "validityDays": 365,
+        "customerId": customer.body["id"], "policy": {"maxUsers": 10},
+    });
+    let (_, key) = license(&app, &tenant, body).await;
+    let system = system_key(&app, &tenant).await;
+    let system_key = system["key"].as_str().unwrap();
+    assert!(system_key.starts_with("AF-") && system_key.len() == 40, "{system}");
+    let env = [
+        ("BASE", app.base.as_str()),
+        ("SYSTEM_KEY", system_key),
+        ("LICENSE_KEY", key.as_str()),
+        ("PRODUCT_CODE", "V2APP"),
+        ("CUSTOMER_NAME", "ACME Corp"),
+    ];
+    let (ok, printed) = run_python("v2_server_client.py", &[], &env).await;
+    assert!(ok && printed.contains("checks passed"), "the V2 License Server client's checks failed:\n{printed}");
+    println!("{printed}");
+    // A system key is for this dialect only.
+    let native = app.get("/api/v1/licenses/tenant-licenses", Some(system_key)).await;
+    assert_eq!(native.status, StatusCode::FORBIDDEN, "{}", native.body);
+}
+
+/// Issuing a system key again replaces the last one at once; each issue is
+/// an event on the tenant's stream, and the audit still verifies.
+async fn a_system_key_replaces_the_last_one_and_is_recorded_in_the_log(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let first = system_key(&app, &tenant).await;
+    let second = system_key(&app, &tenant).await;
+    assert_eq!(second["replacedKeyId"], first["id"], "{second}");
+    let info = |key: &str| {
+        let request =
+            app.client.get(format!("{}/api/license/info/ZZZZ-ZZZZ-ZZZZ-ZZZZ", app.base)).header("x-api-key", key);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(
+        info(first["key"].as_str().unwrap()).await,
+        StatusCode::UNAUTHORIZED,
+        "the replaced key no longer works"
+    );
+    assert_eq!(info(second["key"].as_str().unwrap()).await, StatusCode::NOT_FOUND, "the new key works");
+    let issued: Vec<(String, String)> = keyledger_eventlog::on_pool!(&app.db, pool => sqlx::query_as(
+        "SELECT event_type, CAST(payload AS TEXT) FROM events WHERE aggregate_type = 'Tenant' AND aggregate_id = $1 ORDER BY sequence")
+        .bind(&tenant.id)
+        .fetch_all(pool)
+        .await)
+    .unwrap();
+    assert_eq!(issued.len(), 2, "{issued:?}");
+    assert!(issued.iter().all(|(kind, _)| kind == "SystemKeyIssued"));
+    assert!(issued[1].1.contains(first["id"].as_str().unwrap()), "the second names the key it replaced: {issued:?}");
+    assert!(!issued.iter().any(|(_, payload)| payload.contains("AF-")), "the key itself is never in the log");
+    let report = keyledger_eventlog::EventLog::new(app.db.clone()).verify(None).await.unwrap();
+    assert!(report.broken.is_empty(), "{:?}", report.broken);
+    assert!(report.other_chains >= 1, "the tenant's stream is verified too: {report:?}");
 }

@@ -15,7 +15,13 @@ on_both_backends!(
 
 /// The API styles that follow another document keep their own rules.
 fn is_native(path: &str) -> bool {
-    !(path.starts_with("/license/") || path.starts_with("/api/licenses/") || path.starts_with("/v1/"))
+    !(path.starts_with("/license/")
+        || path.starts_with("/api/licenses/")
+        || path.starts_with("/v1/")
+        || path.starts_with("/api/license/")
+        || path.starts_with("/api/version/")
+        || path == "/api/v1/activate"
+        || path == "/api/v1/validate")
 }
 
 /// Walks the OpenAPI document: every native operation that takes a JSON

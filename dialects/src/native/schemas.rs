@@ -236,10 +236,13 @@ pub struct KeyIssued {
     id: String,
     /// The key itself, shown this once.
     key: String,
-    /// admin, user or client.
+    /// admin, user, client or system.
     role: String,
-    user_id: String,
+    /// Absent for a system key.
+    user_id: Option<String>,
     name: String,
+    /// A system key: the one it replaced, which no longer works.
+    replaced_key_id: Option<String>,
 }
 
 #[derive(ToSchema)]

@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 use keyledger_app::tenancy::Revocation;
 use keyledger_http::auth::{Caller, Role};
 use keyledger_http::error::{ApiError, ApiResult};
-use keyledger_http::extract::{JsonBody, PathParam};
+use keyledger_http::extract::{JsonBody, PathParam, RequestContext};
+use keyledger_http::metadata::event_metadata;
 use keyledger_http::state::AppState;
 use keyledger_http::Routes;
 use utoipa_axum::routes;
@@ -211,6 +212,7 @@ async fn create_tenant(
 )]
 async fn create_key(
     State(state): State<AppState>,
+    context: RequestContext,
     caller: Caller,
     JsonBody(request): JsonBody<KeyRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -219,8 +221,11 @@ async fn create_key(
         Some("admin") => Role::Admin,
         Some("user") => Role::User,
         Some("client") => Role::Client,
-        None | Some("") => return Err(ApiError::field("role", "role is required: \"admin\", \"user\" or \"client\"")),
-        Some(_) => return Err(ApiError::field("role", "role must be \"admin\", \"user\" or \"client\"")),
+        Some("system") => return issue_system_key(&state, &context, &caller, tenant_id, request.name.is_some()).await,
+        None | Some("") => {
+            return Err(ApiError::field("role", "role is required: \"admin\", \"user\", \"client\" or \"system\""))
+        }
+        Some(_) => return Err(ApiError::field("role", "role must be \"admin\", \"user\", \"client\" or \"system\"")),
     };
     let name = parse_name(request.name.as_deref(), false)?.unwrap_or_else(|| format!("{} key", role.as_str()));
     let key = state.tenancy.create_key(tenant_id, role, &name).await.map_err(ApiError::internal)?;
@@ -228,6 +233,34 @@ async fn create_key(
     Ok((
         StatusCode::CREATED,
         Json(json!({ "id": key.id, "key": key.key, "role": role.as_str(), "userId": key.user_id, "name": key.name })),
+    ))
+}
+
+/// Issues the tenant's system key (the V2 License Server dialect's
+/// `X-API-Key`), replacing the one it had: one a tenant at a time. It has
+/// no name (the document's keys have none).
+async fn issue_system_key(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    tenant_id: &str,
+    named: bool,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if named {
+        return Err(ApiError::field("name", "a system key has no name: the tenant has one at a time"));
+    }
+    let metadata = event_metadata(context, Some(caller), tenant_id, chrono::Utc::now());
+    let issued = state.system_keys.issue(tenant_id, &metadata).await.map_err(ApiError::internal)?;
+    tracing::info!(tenant_id, key_id = %issued.id, replaced = ?issued.replaced, "system key issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": issued.id,
+            "key": issued.key,
+            "role": "system",
+            "name": "system key",
+            "replacedKeyId": issued.replaced,
+        })),
     ))
 }
 
