@@ -306,6 +306,45 @@ impl<A: CatalogAggregate> CatalogStore<A> {
             .await)?;
         rows.into_iter().map(decode).collect()
     }
+
+    /// A page of a tenant's live records by position (`offset` rows
+    /// skipped), oldest first, narrowed by `filter` as in
+    /// [`CatalogStore::list`] (binding `$4`): for clients that page by
+    /// page number. Deep pages cost what they skip.
+    pub async fn page(
+        &self,
+        tenant_id: &str,
+        offset: i64,
+        limit: i64,
+        filter: &str,
+        filter_value: &str,
+    ) -> Result<Vec<Stored<A>>, CatalogError<A::Error>> {
+        let (table, id) = (A::TABLE, A::ID_COLUMN);
+        let sql = format!(
+            "SELECT state, version, last_hash FROM {table} WHERE tenant_id = $1 AND deleted = 0 AND ({filter})
+             ORDER BY created_at, {id} LIMIT $3 OFFSET $2"
+        );
+        let rows: Vec<ViewRow> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
+            .bind(tenant_id)
+            .bind(offset)
+            .bind(limit)
+            .bind(filter_value)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter().map(decode).collect()
+    }
+
+    /// The tenant's live record whose view row has `number` (a view with a
+    /// `number` column: customers).
+    pub async fn by_number(&self, tenant_id: &str, number: i64) -> Result<Option<Stored<A>>, CatalogError<A::Error>> {
+        let sql = format!(
+            "SELECT state, version, last_hash FROM {} WHERE tenant_id = $1 AND number = $2 AND number > 0 AND deleted = 0",
+            A::TABLE
+        );
+        let row: Option<ViewRow> =
+            on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(tenant_id).bind(number).fetch_optional(pool).await)?;
+        row.map(decode).transpose()
+    }
 }
 
 fn serialize_error<E>(what: &'static str) -> impl Fn(serde_json::Error) -> CatalogError<E> {

@@ -22,9 +22,10 @@ impl CatalogAggregate for Customer {
     const AGGREGATE_TYPE: &'static str = CUSTOMER_AGGREGATE;
     const TABLE: &'static str = "customer_view";
     const ID_COLUMN: &'static str = "customer_id";
-    const INSERT_INTO: &'static str = "INSERT INTO customer_view (customer_id, tenant_id, name_folded, email_folded, created_at, deleted, version, last_hash, state)";
+    const INSERT_INTO: &'static str = "INSERT INTO customer_view (customer_id, tenant_id, name_folded, email_folded, created_at, deleted, number, version, last_hash, state)";
     const ON_CONFLICT: &'static str = "ON CONFLICT (customer_id) DO UPDATE
    SET name_folded = excluded.name_folded, email_folded = excluded.email_folded, deleted = excluded.deleted,
+       number = excluded.number,
        version = excluded.version, last_hash = excluded.last_hash, state = excluded.state
  WHERE customer_view.version < excluded.version";
 
@@ -60,6 +61,7 @@ impl CatalogAggregate for Customer {
             SqlValue::Text(folded(&self.fields.email)),
             SqlValue::Text(sortable(self.created_at)),
             SqlValue::Int(i64::from(self.deleted)),
+            SqlValue::Int(self.number.unwrap_or_default()),
         ]
     }
 }

@@ -29,9 +29,10 @@ use keyledger_http::Dialects;
 pub fn all() -> Dialects {
     Dialects::new(vec![
         Box::new(signed_rsa::SignedRsa),
+        // Before device-guard, whose /api/licenses/ holds its bulk routes.
+        Box::new(v2_server::V2Server),
         Box::new(device_guard::DeviceGuard),
         Box::new(tenant_jwt::TenantJwt),
-        Box::new(v2_server::V2Server),
         Box::new(native::Native),
     ])
 }

@@ -138,6 +138,11 @@ pub enum LicenseCommand {
         note: Option<String>,
         at: DateTime<Utc>,
     },
+    /// Deletes the license: it takes no more commands and is hidden from
+    /// every list, search, count and client call; its history stays.
+    DeleteLicense {
+        at: DateTime<Utc>,
+    },
 }
 
 impl LicenseCommand {
@@ -161,6 +166,7 @@ impl LicenseCommand {
             Self::ReportCallRate { .. } => "ReportCallRate",
             Self::RecordAnomaly { .. } => "RecordAnomaly",
             Self::ResolveAnomaly { .. } => "ResolveAnomaly",
+            Self::DeleteLicense { .. } => "DeleteLicense",
         }
     }
 }

@@ -157,6 +157,11 @@ pub enum LicenseEvent {
         note: Option<String>,
         resolved_at: DateTime<Utc>,
     },
+    /// Deleted by an administrator: hidden from every list and client
+    /// call, its devices' seats gone with it; the history stays.
+    LicenseDeleted {
+        deleted_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for LicenseEvent {
@@ -177,6 +182,7 @@ impl DomainEvent for LicenseEvent {
             Self::LicenseCallRateExceeded { .. } => "LicenseCallRateExceeded",
             Self::AnomalyDetected { .. } => "AnomalyDetected",
             Self::AnomalyResolved { .. } => "AnomalyResolved",
+            Self::LicenseDeleted { .. } => "LicenseDeleted",
         };
         name.to_owned()
     }

@@ -75,6 +75,9 @@ pub struct License {
     /// When a detector last suspended it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_suspended_at: Option<DateTime<Utc>>,
+    /// Deleted (`LicenseDeleted`): it exists in the log and nowhere else.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 impl License {
@@ -391,6 +394,7 @@ impl Aggregate for License {
             AnomalyResolved { anomaly_id, .. } => {
                 self.open_anomalies.retain(|open| open.id != anomaly_id);
             }
+            LicenseDeleted { .. } => self.deleted = true,
             LicenseEdited { expires_at, max_activations, max_connections, policy, customer_id, edited_at } => {
                 self.expires_at = expires_at;
                 self.customer_id = customer_id;

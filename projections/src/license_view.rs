@@ -41,7 +41,7 @@ pub struct LicenseViews {
     db: Database,
 }
 
-const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state, last_hash, state_format, cull_at, customer_id)";
+const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state, last_hash, state_format, cull_at, customer_id, number, deleted)";
 
 /// Writes a row unless the stored one is newer. `{newer}` is `<` for live
 /// updates (a concurrent writer's newer state wins) and `<=` for a rebuild
@@ -51,10 +51,10 @@ ON CONFLICT (license_id) DO UPDATE
    SET owner_id = excluded.owner_id, license_key = excluded.license_key, version = excluded.version,
        expires_at = excluded.expires_at, expiry_recorded = excluded.expiry_recorded, state = excluded.state,
        last_hash = excluded.last_hash, state_format = excluded.state_format, cull_at = excluded.cull_at,
-       customer_id = excluded.customer_id
+       customer_id = excluded.customer_id, number = excluded.number, deleted = excluded.deleted
  WHERE license_view.version {newer} excluded.version";
 
-/// Rows per multi-row upsert on PostgreSQL: 13 parameters each, well under
+/// Rows per multi-row upsert on PostgreSQL: 15 parameters each, well under
 /// its limit on parameters in one statement. SQLite runs a prepared
 /// statement as cheaply as a bigger one, and looks its parameters up by
 /// position one at a time, so it gets few rows per statement.
@@ -85,7 +85,7 @@ fn multi_row_upsert(rows: usize, newer: &str) -> String {
 const COLUMNS: &str = "SELECT license_id, version, state, last_hash, state_format FROM license_view";
 
 /// Columns of [`INSERT_INTO`].
-const COLUMN_COUNT: usize = 13;
+const COLUMN_COUNT: usize = 15;
 
 impl LicenseViews {
     pub fn new(db: Database) -> Self {
@@ -255,6 +255,8 @@ impl LicenseViews {
                 SqlValue::Int(SNAPSHOT_FORMAT),
                 SqlValue::Text(row.cull_at),
                 SqlValue::Text(row.customer_id),
+                SqlValue::Int(row.number),
+                SqlValue::Int(row.deleted),
             ],
             on_conflict: ON_CONFLICT.replace("{newer}", "<"),
         })
@@ -272,7 +274,8 @@ impl LicenseViews {
 
     /// An owner's licenses, oldest first.
     pub async fn by_owner(&self, tenant_id: &str, owner_id: &str) -> Result<Vec<LicenseView>, ProjectionError> {
-        let sql = format!("{COLUMNS} WHERE tenant_id = $1 AND owner_id = $2 ORDER BY created_at, license_id");
+        let sql =
+            format!("{COLUMNS} WHERE tenant_id = $1 AND owner_id = $2 AND deleted = 0 ORDER BY created_at, license_id");
         let rows: Vec<Row> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
             .bind(tenant_id)
             .bind(owner_id)
@@ -290,8 +293,17 @@ impl LicenseViews {
         rows.into_iter().map(decode).collect()
     }
 
-    /// A tenant's licenses, oldest first, `limit` at a time; `after` is the
-    /// last license id of the previous page.
+    /// The tenant's license with per-tenant serial `number`, deleted ones
+    /// too (the caller decides what a deleted license is to it).
+    pub async fn by_number(&self, tenant_id: &str, number: i64) -> Result<Option<LicenseView>, ProjectionError> {
+        let sql = format!("{COLUMNS} WHERE tenant_id = $1 AND number = $2 AND number > 0");
+        let row: Option<Row> =
+            on_pool!(&self.db, pool => sqlx::query_as(&sql).bind(tenant_id).bind(number).fetch_optional(pool).await)?;
+        row.map(decode).transpose()
+    }
+
+    /// A tenant's live (not deleted) licenses, oldest first, `limit` at a
+    /// time; `after` is the last license id of the previous page.
     pub async fn by_tenant(
         &self,
         tenant_id: &str,
@@ -322,7 +334,7 @@ impl LicenseViews {
         limit: i64,
     ) -> Result<Vec<LicenseView>, ProjectionError> {
         let sql = format!(
-            "{COLUMNS} WHERE tenant_id = $1 AND {filter}
+            "{COLUMNS} WHERE tenant_id = $1 AND deleted = 0 AND {filter}
                AND ($2 = '' OR (created_at, license_id) > (SELECT created_at, license_id FROM license_view WHERE license_id = $2))
              ORDER BY created_at, license_id LIMIT $3"
         );
@@ -345,7 +357,7 @@ impl LicenseViews {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<(String, String)>, ProjectionError> {
-        const SQL: &str = "SELECT license_id, tenant_id FROM license_view WHERE expiry_recorded = 0 AND expires_at <> '' AND expires_at <= $1 ORDER BY expires_at LIMIT $2";
+        const SQL: &str = "SELECT license_id, tenant_id FROM license_view WHERE expiry_recorded = 0 AND expires_at <> '' AND expires_at <= $1 AND deleted = 0 ORDER BY expires_at LIMIT $2";
         self.due(SQL, now, limit).await
     }
 
@@ -356,7 +368,7 @@ impl LicenseViews {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<(String, String)>, ProjectionError> {
-        const SQL: &str = "SELECT license_id, tenant_id FROM license_view WHERE cull_at <> '' AND cull_at <= $1 ORDER BY cull_at LIMIT $2";
+        const SQL: &str = "SELECT license_id, tenant_id FROM license_view WHERE cull_at <> '' AND cull_at <= $1 AND deleted = 0 ORDER BY cull_at LIMIT $2";
         self.due(SQL, now, limit).await
     }
 
@@ -431,6 +443,9 @@ struct ViewRow {
     cull_at: String,
     /// See migration 0014: empty when none is named.
     customer_id: String,
+    /// See migration 0020: 0 for a license made before numbers.
+    number: i64,
+    deleted: i64,
     last_hash: Option<String>,
 }
 
@@ -450,6 +465,8 @@ impl ViewRow {
             expiry_recorded: i64::from(license.expiry_recorded()),
             cull_at: license.next_death().map(sortable_instant).unwrap_or_default(),
             customer_id: license.customer_id.clone().unwrap_or_default().to_string(),
+            number: license.number.unwrap_or_default(),
+            deleted: i64::from(license.deleted),
             state,
             last_hash: last_hash.map(str::to_owned),
         })
@@ -478,6 +495,8 @@ impl ViewRow {
             .bind(SNAPSHOT_FORMAT)
             .bind(self.cull_at.as_str())
             .bind(self.customer_id.as_str())
+            .bind(self.number)
+            .bind(self.deleted)
     }
 }
 

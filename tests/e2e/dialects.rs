@@ -18,6 +18,7 @@ on_both_backends!(
     dialect_errors_keep_their_dialects_shape,
     a_v2_server_client_and_the_documents_sample_client_work_with_the_system_key,
     a_system_key_replaces_the_last_one_and_is_recorded_in_the_log,
+    a_license_used_through_three_dialects_is_deleted_everywhere_and_its_history_stays,
 );
 
 const FIVE_BY_FIVE: &str = "XXXXX-XXXXX-XXXXX-XXXXX-XXXXX";
@@ -338,7 +339,7 @@ async fn a_v2_server_client_and_the_documents_sample_client_work_with_the_system
     assert!(ok && printed.contains("checks passed"), "the V2 License Server client's checks failed:\n{printed}");
     println!("{printed}");
     // A system key is for this dialect only.
-    let native = app.get("/api/v1/licenses/tenant-licenses", Some(system_key)).await;
+    let native = app.get("/api/v1/licenses/", Some(system_key)).await;
     assert_eq!(native.status, StatusCode::FORBIDDEN, "{}", native.body);
 }
 
@@ -374,4 +375,96 @@ async fn a_system_key_replaces_the_last_one_and_is_recorded_in_the_log(backend: 
     let report = keyledger_eventlog::EventLog::new(app.db.clone()).verify(None).await.unwrap();
     assert!(report.broken.is_empty(), "{:?}", report.broken);
     assert!(report.other_chains >= 1, "the tenant's stream is verified too: {report:?}");
+}
+
+/// One license: activated through the V2 License Server dialect, validated
+/// natively, its status read through device-guard, then deleted through
+/// the V2 bulk delete. Its history names each dialect and ends with
+/// `LicenseDeleted`; after it the license is unknown to every client call
+/// and gone from every list, another tenant's system key never saw it,
+/// and the audit still verifies.
+async fn a_license_used_through_three_dialects_is_deleted_everywhere_and_its_history_stays(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let (id, key) = license(&app, &tenant, json!({ "maxActivations": 2 })).await;
+    let system = system_key(&app, &tenant).await;
+    let system_key = system["key"].as_str().unwrap();
+    let v2 = |path: &str, body: Value| {
+        let request = app.client.post(format!("{}{path}", app.base)).header("x-api-key", system_key).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, activated) =
+        v2("/api/license/activate", json!({"license_key": key, "hardware_hash": "hw-1", "machine_name": "m"})).await;
+    assert_eq!(status, StatusCode::OK, "{activated}");
+    assert_eq!(app.validate(&key, "hw-1").await.body["isValid"], true);
+    let status_reply = app.get(&format!("/api/licenses/status?license_key={key}"), Some(&tenant.admin_key)).await;
+    assert_eq!(status_reply.status, StatusCode::OK, "{}", status_reply.body);
+    let info = app
+        .client
+        .get(format!("{}/api/license/info/{key}", app.base))
+        .header("x-api-key", system_key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let number = info["license"]["id"].as_i64().unwrap();
+
+    // Another tenant's system key does not see it.
+    let other = app.tenant("Other").await;
+    let theirs = system_key_of(&app, &other).await;
+    let denied = app
+        .client
+        .post(format!("{}/api/licenses/bulk-delete", app.base))
+        .header("x-api-key", &theirs)
+        .json(&json!({"license_ids": [number]}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(denied["deleted"], 0, "{denied}");
+
+    let (status, deleted) = v2("/api/licenses/bulk-delete", json!({"license_ids": [number]})).await;
+    assert_eq!((status, deleted["deleted"].as_i64()), (StatusCode::OK, Some(1)), "{deleted}");
+    // Unknown to every client call and every read, in every dialect.
+    let validated = app.validate(&key, "hw-1").await;
+    assert_eq!(
+        (validated.status, validated.body["code"].as_str()),
+        (StatusCode::OK, Some("NOT_FOUND")),
+        "{}",
+        validated.body
+    );
+    assert_eq!(app.get(&format!("/api/v1/licenses/{id}"), Some(&tenant.admin_key)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("/api/v1/licenses/info/{key}"), Some(&tenant.admin_key)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let listed = app.get("/api/v1/licenses/", Some(&tenant.admin_key)).await;
+    assert!(!listed.body.to_string().contains(&id), "{}", listed.body);
+    let (status, _) = v2("/api/license/verify", json!({"license_key": key, "hardware_hash": "hw-1"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let guard = app.post("/api/licenses/validate", None, json!({"license_key": key, "device_id": "hw-1"})).await;
+    assert_eq!(guard.status, StatusCode::BAD_REQUEST, "{}", guard.body);
+    // The history stays, naming each dialect.
+    let history = app.get(&format!("/api/v1/licenses/{id}/events"), Some(&tenant.admin_key)).await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    let events = history.body["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types.first(), Some(&"LicenseGenerated"));
+    assert_eq!(types.last(), Some(&"LicenseDeleted"), "{types:?}");
+    let activated_by = events.iter().find(|e| e["type"] == "LicenseActivated").unwrap();
+    assert_eq!(activated_by["metadata"]["api"], "v2-server", "{activated_by}");
+    let report = keyledger_eventlog::EventLog::new(app.db.clone()).verify(None).await.unwrap();
+    assert!(report.broken.is_empty(), "{:?}", report.broken);
+}
+
+async fn system_key_of(app: &TestApp, tenant: &TestTenant) -> String {
+    system_key(app, tenant).await["key"].as_str().unwrap().to_owned()
 }

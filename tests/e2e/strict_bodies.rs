@@ -20,6 +20,8 @@ fn is_native(path: &str) -> bool {
         || path.starts_with("/v1/")
         || path.starts_with("/api/license/")
         || path.starts_with("/api/version/")
+        || path.starts_with("/api/customer")
+        || path == "/api/generate-license-key"
         || path == "/api/v1/activate"
         || path == "/api/v1/validate")
 }

@@ -201,4 +201,95 @@ r = requests.post(f"{BASE}/api/license/verify", headers={**HEADERS, "Content-Typ
                   data="not json", timeout=10)
 error_shape(r, 400)
 
+# --- Admin API: customers ---------------------------------------------------
+r = requests.get(f"{BASE}/api/customers", headers=HEADERS, params={"q": "acme", "page": 1})
+check(r.status_code == 200, f"customers 200: {r.status_code} {r.text}")
+body = r.json()
+check(set(body) == {"results", "pagination"} and body["pagination"] == {"more": False}, f"select2 shape: {body}")
+check(len(body["results"]) == 1, f"one ACME customer: {body}")
+customer = body["results"][0]
+check(isinstance(customer["id"], int) and customer["text"] == f"{CUSTOMER} - admin@acme.com", f"id and text: {customer}")
+CUSTOMER_ID = customer["id"]
+r = requests.get(f"{BASE}/api/customer/{CUSTOMER_ID}/licenses", headers=HEADERS)
+check(r.status_code == 200, f"customer licenses 200: {r.status_code} {r.text}")
+licenses = r.json()["licenses"]
+check(len(licenses) == 1, f"one license: {licenses}")
+check(set(licenses[0]) == {"id", "license_key", "type", "status", "valid_until", "max_activations",
+                           "current_activations"}, f"fields: {licenses[0]}")
+check(licenses[0]["license_key"] == KEY and licenses[0]["status"] == "active"
+      and licenses[0]["max_activations"] == 2 and licenses[0]["current_activations"] == 2, f"the license: {licenses[0]}")
+r = requests.get(f"{BASE}/api/customer/{CUSTOMER_ID}/quick-stats", headers=HEADERS)
+check(r.json() == {"total_licenses": 1, "active_licenses": 1, "total_activations": 2, "total_users": 10},
+      f"quick stats: {r.text}")
+error_shape(requests.get(f"{BASE}/api/customer/abc/licenses", headers=HEADERS), 400, field="customer_id")
+error_shape(requests.get(f"{BASE}/api/customer/999999/quick-stats", headers=HEADERS), 404)
+error_shape(requests.get(f"{BASE}/api/customers", headers=HEADERS, params={"page": 0}), 400, field="page")
+
+# --- Admin API: generate, toggle, quick edit --------------------------------
+r = requests.post(f"{BASE}/api/generate-license-key", headers=HEADERS)
+check(r.status_code == 200 and re.match(r"^[A-Z0-9]{4}(-[A-Z0-9]{4}){3}$", r.json()["license_key"]),
+      f"a new key: {r.status_code} {r.text}")
+r = requests.post(f"{BASE}/api/generate-license-key", headers=HEADERS, json={
+    "product": PRODUCT, "type": "trial", "valid_until": "2030-01-01", "max_activations": 3, "max_users": 5,
+    "customer_id": CUSTOMER_ID})
+check(r.status_code == 200, f"generate 200: {r.status_code} {r.text}")
+NEW_KEY, NEW_ID = r.json()["license_key"], r.json()["id"]
+check(isinstance(NEW_ID, int), f"its integer id: {r.text}")
+lic = requests.get(f"{BASE}/api/license/info/{NEW_KEY}", headers=HEADERS).json()["license"]
+check((lic["type"], lic["valid_until"], lic["max_activations"], lic["max_users"], lic["customer_name"], lic["id"])
+      == ("trial", "2030-01-01", 3, 5, CUSTOMER, NEW_ID), f"the generated license: {lic}")
+r = requests.post(f"{BASE}/api/license/{NEW_ID}/toggle", headers=HEADERS)
+check(r.json() == {"success": True, "is_active": False, "message": "License deactivated successfully"}, f"toggle off: {r.text}")
+r = requests.post(f"{BASE}/api/license/{NEW_ID}/toggle", headers=HEADERS)
+check(r.json() == {"success": True, "is_active": True, "message": "License activated successfully"}, f"toggle on: {r.text}")
+r = requests.post(f"{BASE}/api/license/{NEW_ID}/quick-edit", headers=HEADERS,
+                  json={"valid_until": "2031-02-03", "max_activations": 4, "max_users": 7})
+check(r.json() == {"success": True, "message": "License updated successfully"}, f"quick edit: {r.text}")
+lic = requests.get(f"{BASE}/api/license/info/{NEW_KEY}", headers=HEADERS).json()["license"]
+check((lic["valid_until"], lic["max_activations"], lic["max_users"]) == ("2031-02-03", 4, 7), f"edited: {lic}")
+error_shape(requests.post(f"{BASE}/api/license/{NEW_ID}/quick-edit", headers=HEADERS, json={"valid_until": "soon"}),
+            400, field="valid_until")
+error_shape(requests.post(f"{BASE}/api/license/abc/toggle", headers=HEADERS), 400, field="license_id")
+error_shape(requests.post(f"{BASE}/api/license/999999/toggle", headers=HEADERS), 404)
+
+# --- Admin API: devices -----------------------------------------------------
+r = requests.post(f"{BASE}/api/license/{NEW_ID}/register-device", headers=HEADERS,
+                  json={"hardware_hash": "server-hw-1", "machine_name": "SRV-001", "app_version": "1.1.0"})
+check(r.status_code == 200 and r.json()["success"] is True and isinstance(r.json()["device_id"], int)
+      and r.json()["message"] == "Device registered successfully", f"register device: {r.text}")
+DEVICE = r.json()["device_id"]
+devices = requests.get(f"{BASE}/api/license/{NEW_ID}/devices", headers=HEADERS).json()["devices"]
+check(len(devices) == 1 and set(devices[0]) == {"id", "hardware_hash", "machine_name", "activated_at",
+                                                "last_heartbeat", "is_active", "app_version"}, f"devices: {devices}")
+check((devices[0]["id"], devices[0]["machine_name"], devices[0]["is_active"], devices[0]["app_version"])
+      == (DEVICE, "SRV-001", True, "1.1.0"), f"the device: {devices}")
+r = requests.post(f"{BASE}/api/license/{NEW_ID}/deactivate-device/{DEVICE}", headers=HEADERS)
+check(r.json() == {"success": True, "message": "Device deactivated successfully"}, f"deactivate device: {r.text}")
+devices = requests.get(f"{BASE}/api/license/{NEW_ID}/devices", headers=HEADERS).json()["devices"]
+check(devices[0]["is_active"] is False, f"a past device: {devices}")
+error_shape(requests.post(f"{BASE}/api/license/{NEW_ID}/deactivate-device/999999", headers=HEADERS), 404)
+
+# --- Admin API: bulk --------------------------------------------------------
+r = requests.post(f"{BASE}/api/licenses/bulk-deactivate", headers=HEADERS, json={"license_ids": [NEW_ID, 999999]})
+check(r.json() == {"success": True, "count": 1, "message": "1 licenses deactivated successfully",
+                   "unchanged": [{"id": 999999, "reason": "not_found"}]}, f"bulk deactivate: {r.text}")
+r = requests.post(f"{BASE}/api/licenses/bulk-deactivate", headers=HEADERS, json={"license_ids": [NEW_ID]})
+check(r.json()["count"] == 0 and r.json()["unchanged"] == [{"id": NEW_ID, "reason": "already_inactive"}],
+      f"already inactive: {r.text}")
+r = requests.post(f"{BASE}/api/licenses/bulk-activate", headers=HEADERS, json={"license_ids": [NEW_ID]})
+check(r.json() == {"success": True, "count": 1, "message": "1 licenses activated successfully", "unchanged": []},
+      f"bulk activate: {r.text}")
+error_shape(requests.post(f"{BASE}/api/licenses/bulk-activate", headers=HEADERS, json={"license_ids": "all"}),
+            400, field="license_ids")
+error_shape(requests.post(f"{BASE}/api/licenses/bulk-activate", headers=HEADERS,
+                          json={"license_ids": list(range(1, 1002))}), 400, field="license_ids")
+r = requests.post(f"{BASE}/api/licenses/bulk-delete", headers=HEADERS, json={"license_ids": [NEW_ID]})
+check(r.json() == {"success": True, "deleted": 1, "message": "1 licenses deleted successfully", "unchanged": []},
+      f"bulk delete: {r.text}")
+error_shape(requests.get(f"{BASE}/api/license/info/{NEW_KEY}", headers=HEADERS), 404, code="INVALID_LICENSE")
+licenses = requests.get(f"{BASE}/api/customer/{CUSTOMER_ID}/licenses", headers=HEADERS).json()["licenses"]
+check([l["license_key"] for l in licenses] == [KEY], f"the deleted license is gone from the customer's: {licenses}")
+r = requests.post(f"{BASE}/api/licenses/bulk-delete", headers=HEADERS, json={"license_ids": [NEW_ID]})
+check(r.json()["deleted"] == 0 and r.json()["unchanged"] == [{"id": NEW_ID, "reason": "not_found"}], f"gone: {r.text}")
+
 print(f"all {checks} checks passed")

@@ -235,6 +235,8 @@ impl ClientService {
             .await
             .map_err(|e| ClientError::failed("signing keys unreadable")(e.into()))?;
         let allowed = match (caller, &tenant) {
+            // A deleted license is unknown to every caller.
+            _ if license.deleted => false,
             (_, None) => false,
             (Some(caller), Some(_)) => caller.may_use(&license),
             (None, Some(tenant)) => !tenant.require_client_key,

@@ -24,6 +24,8 @@ pub const NAMES: &[&str] = &[
     "license.reinstated",
     "license.expired",
     "license.edited",
+    "license.deleted",
+    "system.key_issued",
     "device.blocked",
     "device.unblocked",
     "device.culled",
@@ -103,6 +105,8 @@ mod tests {
             "DeviceBlocked",
             "DeviceUnblocked",
             "DeviceCulled",
+            "LicenseDeleted",
+            "SystemKeyIssued",
         ];
         for event_type in types {
             assert!(NAMES.contains(&webhook_name(event_type).as_str()), "{event_type}");

@@ -10,7 +10,7 @@ use cqrs_es::Aggregate;
 use keyledger_domain::{License, LicenseEvent};
 use serde_json::{json, Value};
 
-use super::licenses::readable_license;
+use super::licenses::license_on_record;
 use crate::native::wire::{instant, LicenseResponse};
 use keyledger_http::auth::Caller;
 use keyledger_http::error::{ApiError, ApiResult};
@@ -124,7 +124,7 @@ async fn history(
     let params = query_params(params)?;
     let after = integer_param(&params, "after", 0, (0, i64::MAX))?;
     let limit = integer_param(&params, "limit", DEFAULT_PAGE, (1, MAX_PAGE))?;
-    let license = readable_license(&state, &caller, &raw_id).await?;
+    let license = license_on_record(&state, &caller, &raw_id).await?;
     let events = state.log.history(&license.id, after, limit).await.map_err(ApiError::internal)?;
     let next_after = (events.len() as i64 == limit).then(|| events.last().map(|e| e.position)).flatten();
     Ok(Json(json!({
@@ -157,7 +157,7 @@ async fn state_at(
         .ok_or_else(|| ApiError::field("at", format!("at is required: it {}", keyledger_http::dates::EXPECTED)))?;
     let at: DateTime<Utc> = keyledger_http::dates::parse_instant(raw_at)
         .ok_or_else(|| ApiError::field("at", format!("at {}", keyledger_http::dates::EXPECTED)))?;
-    let current = readable_license(&state, &caller, &raw_id).await?;
+    let current = license_on_record(&state, &caller, &raw_id).await?;
     let events = state.log.history(&current.id, 0, i64::MAX).await.map_err(ApiError::internal)?;
 
     let mut license = License::default();

@@ -118,15 +118,33 @@ fn parse_max_connections(raw: i64) -> ApiResult<u32> {
 
 /// The license with this id if the caller may see it at all.
 pub(super) async fn readable_license(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<License> {
+    let license = license_on_record(state, caller, raw_id).await?;
+    if license.deleted {
+        // A deleted license is gone for every caller (its history is not).
+        return Err(ApiError::license_not_found());
+    }
+    Ok(license)
+}
+
+/// The license with this id if the caller may see it, deleted or not:
+/// for its history, which stays readable to its tenant's admins and the
+/// operator after a deletion.
+pub(super) async fn license_on_record(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<License> {
     let id = parse_license_id(raw_id)?;
     let view = state.views.by_id(&id).await.map_err(ApiError::internal)?.ok_or_else(ApiError::license_not_found)?;
-    caller.may_read(&view.license)?;
+    if view.license.deleted {
+        caller.may_administer(&view.license)?;
+    } else {
+        caller.may_read(&view.license)?;
+    }
     Ok(view.license)
 }
 
 pub(super) async fn administrable_license(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<License> {
     let id = parse_license_id(raw_id)?;
-    let view = state.views.by_id(&id).await.map_err(ApiError::internal)?.ok_or_else(ApiError::license_not_found)?;
+    let view = state.views.by_id(&id).await.map_err(ApiError::internal)?;
+    // A deleted license is gone for every caller (its history is not).
+    let view = view.filter(|view| !view.license.deleted).ok_or_else(ApiError::license_not_found)?;
     caller.may_administer(&view.license)?;
     Ok(view.license)
 }
@@ -242,7 +260,8 @@ async fn info(
     PathParam(raw_key): PathParam,
 ) -> ApiResult<Json<LicenseResponse>> {
     let key = parse_key(Some(&raw_key))?;
-    let view = state.views.by_key(&key).await.map_err(ApiError::internal)?.ok_or_else(ApiError::license_not_found)?;
+    let view = state.views.by_key(&key).await.map_err(ApiError::internal)?;
+    let view = view.filter(|view| !view.license.deleted).ok_or_else(ApiError::license_not_found)?;
     caller.may_read(&view.license)?;
     Ok(Json(LicenseResponse::new(&view.license, Utc::now())))
 }

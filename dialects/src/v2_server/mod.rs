@@ -11,10 +11,11 @@
 //! ([`error_body`]). Decisions where the document is silent are in
 //! `docs/dialects/v2-server.md`.
 
+mod admin;
 mod wire;
 
 use axum::extract::FromRequestParts;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -27,7 +28,7 @@ use crate::native::licenses::{parse_key, parse_machine};
 use keyledger_http::auth::{Caller, ClientCaller, Role};
 use keyledger_http::dialect::{answer, client_call, refusal_status, snake_field};
 use keyledger_http::error::{ApiError, ErrorParts};
-use keyledger_http::extract::{JsonBody, RequestContext};
+use keyledger_http::extract::{JsonBody, PathParam, RequestContext};
 use keyledger_http::instant;
 use keyledger_http::state::AppState;
 use keyledger_http::Routes;
@@ -48,7 +49,11 @@ impl keyledger_http::Dialect for V2Server {
 
     fn owns(&self, path: &str) -> bool {
         path.starts_with("/api/license/")
+            || path.starts_with("/api/licenses/bulk-")
             || path.starts_with("/api/version/")
+            || path.starts_with("/api/customer/")
+            || path == "/api/customers"
+            || path == "/api/generate-license-key"
             || path == SAMPLE_ACTIVATE
             || path == SAMPLE_VALIDATE
     }
@@ -62,12 +67,23 @@ impl keyledger_http::Dialect for V2Server {
             .add(routes!(sample_validate))
             .add(routes!(version_check))
             .add(routes!(version_latest))
+            .merge(admin::routes())
     }
 
-    /// Every route here is one a client makes (the document's public
-    /// API), limited per address as the native client endpoints are.
-    fn is_client_route(&self, _route: &str) -> bool {
-        true
+    /// The document's client API (its public API), limited per address as
+    /// the native client endpoints are; the admin API is limited as the
+    /// native management API.
+    fn is_client_route(&self, route: &str) -> bool {
+        matches!(
+            route,
+            "/api/license/activate"
+                | "/api/license/verify"
+                | "/api/license/info/{license_key}"
+                | SAMPLE_ACTIVATE
+                | SAMPLE_VALIDATE
+                | "/api/version/check"
+                | "/api/version/latest"
+        )
     }
 
     fn render_error(
@@ -140,7 +156,7 @@ fn wire_field(field: &str, sample: bool) -> String {
 
 /// The caller of the document's key-protected endpoints: the tenant's
 /// system key, or a tenant admin key, in `X-API-Key`.
-struct SystemCaller(Caller);
+pub(super) struct SystemCaller(pub(super) Caller);
 
 impl FromRequestParts<AppState> for SystemCaller {
     type Rejection = ApiError;
@@ -165,12 +181,12 @@ impl FromRequestParts<AppState> for SystemCaller {
 
 /// A required string field, or 400 naming it (by the client service's
 /// name, which [`wire_field`] renders).
-fn required<'a>(value: &'a Option<String>, field: &str) -> Result<&'a str, ApiError> {
+pub(super) fn required<'a>(value: &'a Option<String>, field: &str) -> Result<&'a str, ApiError> {
     value.as_deref().ok_or_else(|| ApiError::field(field, format!("{} is required", wire_field(field, false))))
 }
 
 /// A date as the document writes one.
-fn date(at: DateTime<Utc>) -> String {
+pub(super) fn date(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d").to_string()
 }
 
@@ -305,7 +321,7 @@ async fn verify(
 
 /// The document's license types: a trial, a license that never expires,
 /// or a subscription (one that does).
-fn license_type(license: &License) -> &'static str {
+pub(super) fn license_type(license: &License) -> &'static str {
     match license.license_type {
         LicenseType::Trial => "trial",
         _ if license.expires_at.is_none() && license.expires_after_activation_secs.is_none() => "perpetual",
@@ -326,7 +342,7 @@ fn license_type(license: &License) -> &'static str {
 async fn info(
     State(state): State<AppState>,
     caller: Result<SystemCaller, ApiError>,
-    Path(raw_key): Path<String>,
+    PathParam(raw_key): PathParam,
 ) -> Response {
     answer(
         async {
@@ -533,7 +549,7 @@ async fn version_latest(
                 return Err(ApiError::field(unknown, format!("{unknown} is not a parameter here (product is)")));
             }
             let (tenant_id, _) = caller.tenant()?;
-            let product = tenant_product(&state, tenant_id, query.get("product").map(String::as_str)).await?;
+            let (product, _) = tenant_product(&state, tenant_id, query.get("product").map(String::as_str)).await?;
             let release = latest_release(&product, Utc::now()).ok_or_else(|| {
                 ApiError::not_found("The product has no release out yet").with_code("release_not_found")
             })?;
@@ -544,22 +560,24 @@ async fn version_latest(
 }
 
 /// The tenant's product named by id or code, or its only product when
-/// none is named.
-async fn tenant_product(state: &AppState, tenant_id: &str, named: Option<&str>) -> Result<Product, ApiError> {
+/// none is named, with its version (for a command decided on it).
+pub(super) async fn tenant_product(
+    state: &AppState,
+    tenant_id: &str,
+    named: Option<&str>,
+) -> Result<(Product, i64), ApiError> {
     let not_found = || ApiError::not_found("No such product").with_code("product_not_found").with_field("product");
     let store_error = |error: keyledger_app::aggregates::CatalogError<_>| match error {
         keyledger_app::aggregates::CatalogError::Store(error) => ApiError::internal(error),
         _ => not_found(),
     };
     let found = match named {
-        Some(raw) if uuid::Uuid::parse_str(raw).is_ok() => {
-            state.products.get(raw).await.map_err(store_error)?.map(|stored| stored.record)
-        }
+        Some(raw) if uuid::Uuid::parse_str(raw).is_ok() => state.products.get(raw).await.map_err(store_error)?,
         Some(raw) => {
             let code = keyledger_domain::parse_code(raw)
                 .map_err(|_| ApiError::field("product", "product must be a product's id (a UUID) or its code"))?;
             let listed = state.products.list(tenant_id, None, 1, "code = $4", &code).await.map_err(store_error)?;
-            listed.into_iter().next().map(|stored| stored.record)
+            listed.into_iter().next()
         }
         None => {
             let mut listed = state.products.list(tenant_id, None, 2, "TRUE", "").await.map_err(store_error)?;
@@ -569,8 +587,11 @@ async fn tenant_product(state: &AppState, tenant_id: &str, named: Option<&str>) 
                     "the tenant has more than one product (or none): name one with ?product=<id or code>",
                 ));
             }
-            listed.pop().map(|stored| stored.record)
+            listed.pop()
         }
     };
-    found.filter(|product| product.tenant_id.as_str() == tenant_id && !product.deleted).ok_or_else(not_found)
+    found
+        .filter(|stored| stored.record.tenant_id.as_str() == tenant_id && !stored.record.deleted)
+        .map(|stored| (stored.record, stored.version))
+        .ok_or_else(not_found)
 }

@@ -48,3 +48,43 @@ pub struct VersionCheckRequest {
     pub current_version: Option<String>,
     pub license_key: Option<String>,
 }
+
+/// The licenses a bulk operation names, by their integer ids.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    pub license_ids: Option<Vec<i64>>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuickEditRequest {
+    /// `YYYY-MM-DD`.
+    pub valid_until: Option<String>,
+    pub max_activations: Option<i64>,
+    pub max_users: Option<i64>,
+}
+
+/// What the document leaves open: all optional, a one-seat perpetual
+/// license of the tenant's default product when empty.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateRequest {
+    /// A product's id or code.
+    pub product: Option<String>,
+    /// `perpetual`, `subscription` or `trial`.
+    pub r#type: Option<String>,
+    pub valid_until: Option<String>,
+    pub max_activations: Option<i64>,
+    pub max_users: Option<i64>,
+    /// A customer's integer id.
+    pub customer_id: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterDeviceRequest {
+    pub hardware_hash: Option<String>,
+    pub machine_name: Option<String>,
+    pub app_version: Option<String>,
+}

@@ -18,6 +18,10 @@ impl License {
 
         if !matches!(command, GenerateLicense { .. }) {
             self.ensure_exists()?;
+            if self.deleted {
+                // A deleted license is unknown to every caller.
+                return Err(LicenseError::NotFound);
+            }
         }
         match command {
             GenerateLicense {
@@ -91,6 +95,7 @@ impl License {
                 Ok(self.record_anomaly(anomaly_id, kind, trigger_sequence, evidence, suspend, at))
             }
             ResolveAnomaly { anomaly_id, note, at } => self.resolve_anomaly(anomaly_id, note, at),
+            DeleteLicense { at } => Ok(vec![LicenseEvent::LicenseDeleted { deleted_at: at }]),
         }
     }
 
