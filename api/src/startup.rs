@@ -309,6 +309,7 @@ impl Application {
         signing::rsa_keys::check_all_open(&db, &master).await?;
         let rsa_keys = Arc::new(signing::rsa_keys::RsaKeys::new(db.clone(), master.clone()));
         let webhooks = keyledger_app::webhooks::WebhookStore::new(db.clone(), Arc::new(master.clone()));
+        let analytics = Arc::new(keyledger_app::analytics::AnalyticsTokens::new(db.clone(), master.clone()));
         let directory = Arc::new(Directory::open(db.clone(), master).await?);
         let retry_policy = config.retry_policy().map_err(StartupError::WebhookSettings)?;
         if config.webhook_delivery == "on" && config.nats_url.is_none() {
@@ -379,6 +380,7 @@ impl Application {
             auth: Authenticator::new(&operator_token, tenancy.clone(), system_keys.clone(), directory.clone()),
             tenancy,
             system_keys,
+            analytics,
             directory,
             rsa_keys,
             products,

@@ -18,6 +18,7 @@
 
 pub mod access;
 pub mod aggregates;
+pub mod analytics;
 pub mod anomalies;
 pub mod blocks;
 pub mod client;

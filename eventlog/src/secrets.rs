@@ -15,4 +15,12 @@ impl Database {
         });
         Ok(value)
     }
+
+    /// The secret stored under `name`, if there is one.
+    pub async fn stored_secret(&self, name: &str) -> Result<Option<String>, EventLogError> {
+        const SELECT: &str = "SELECT value FROM server_secrets WHERE name = $1";
+        let value: Option<String> =
+            on_pool!(self, pool => sqlx::query_scalar(SELECT).bind(name).fetch_optional(pool).await)?;
+        Ok(value)
+    }
 }

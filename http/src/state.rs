@@ -48,6 +48,8 @@ pub struct Shared {
     pub checkpoints: Checkpoints,
     /// Tenants, API keys and who presented which.
     pub tenancy: TenancyStore,
+    /// Read-only analytics tokens (the V2 License Server dialect's).
+    pub analytics: Arc<keyledger_app::analytics::AnalyticsTokens>,
     /// Tenants' system keys (the V2 License Server dialect's credential).
     pub system_keys: keyledger_app::system_keys::SystemKeyStore,
     pub auth: Authenticator,

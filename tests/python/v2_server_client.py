@@ -292,4 +292,38 @@ check([l["license_key"] for l in licenses] == [KEY], f"the deleted license is go
 r = requests.post(f"{BASE}/api/licenses/bulk-delete", headers=HEADERS, json={"license_ids": [NEW_ID]})
 check(r.json()["deleted"] == 0 and r.json()["unchanged"] == [{"id": NEW_ID, "reason": "not_found"}], f"gone: {r.text}")
 
+# --- Monitoring and the analytics token -------------------------------------
+r = requests.get(f"{BASE}/api/sessions/active-count", headers=HEADERS)
+check(r.status_code == 200 and r.json() == {"count": 2}, f"two devices in use: {r.status_code} {r.text}")
+r = requests.get(f"{BASE}/api/monitoring/live-stats", headers=HEADERS)
+check(r.status_code == 200, f"live stats 200: {r.status_code} {r.text}")
+body = r.json()
+check(set(body) == {"timestamp", "metrics", "alerts"} and INSTANT.match(body["timestamp"]), f"live stats: {body}")
+check(body["metrics"] == {"active_licenses": 2, "total_activations": 2, "active_sessions": 2,
+                          "heartbeats_per_minute": 2}, f"live metrics: {body}")
+check(body["alerts"] == [], f"no alerts: {body}")
+r = requests.get(f"{BASE}/api/monitoring/anomaly-stats", headers=HEADERS)
+check(r.json() == {"total_anomalies": 0, "unresolved": 0,
+                   "by_type": {"unusual_activation_pattern": 0, "excessive_heartbeats": 0, "license_hopping": 0}},
+      f"anomaly stats: {r.text}")
+r = requests.get(f"{BASE}/api/admin/license/auth-token", headers=HEADERS)
+check(r.status_code == 200 and set(r.json()) == {"token", "expires_at"}, f"auth token: {r.status_code} {r.text}")
+TOKEN = r.json()["token"]
+check(TOKEN.startswith("eyJ") and TOKEN.count(".") == 2 and INSTANT.match(r.json()["expires_at"]), f"a JWT: {r.text}")
+import base64, json as _json
+header = _json.loads(base64.urlsafe_b64decode(TOKEN.split(".")[0] + "=="))
+check(header["alg"] == "HS256", f"HS256 as the document shows: {header}")
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+for path in ("/api/monitoring/live-stats", "/api/monitoring/anomaly-stats", "/api/sessions/active-count",
+             f"/api/customer/{CUSTOMER_ID}/quick-stats"):
+    r = requests.get(f"{BASE}{path}", headers=BEARER)
+    check(r.status_code == 200, f"the token reads {path}: {r.status_code} {r.text}")
+r = requests.get(f"{BASE}/api/license/info/{KEY}", headers={"X-API-Key": TOKEN})
+check(r.status_code == 401 and r.json() == UNAUTHORIZED, f"the token is no API key: {r.status_code} {r.text}")
+r = requests.get(f"{BASE}/api/customer/{CUSTOMER_ID}/licenses", headers=BEARER)
+check(r.status_code == 401, f"the token reads statistics only: {r.status_code} {r.text}")
+forged = TOKEN[:-4] + ("AAAA" if not TOKEN.endswith("AAAA") else "BBBB")
+r = requests.get(f"{BASE}/api/monitoring/live-stats", headers={"Authorization": f"Bearer {forged}"})
+check(r.status_code == 401 and r.json() == UNAUTHORIZED, f"a forged token: {r.status_code} {r.text}")
+
 print(f"all {checks} checks passed")

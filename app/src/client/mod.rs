@@ -187,6 +187,18 @@ pub fn parse_machine(raw: Option<&str>) -> Result<MachineId, ClientError> {
 }
 
 impl ClientService {
+    /// The tenant's licenses as this process holds them (deleted ones
+    /// included), for statistics.
+    pub fn tenant_licenses(&self, tenant_id: &str) -> Vec<Arc<License>> {
+        self.stores.memory.licenses_of_tenant(tenant_id)
+    }
+
+    /// How often validate records a device's heartbeat at most: a device
+    /// in use has been seen within it.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.settings.heartbeat_interval
+    }
+
     /// How long an offline license token lasts at most: also how long a
     /// retired signing key stays published.
     pub fn token_ttl(&self) -> Duration {

@@ -27,7 +27,6 @@ pub fn routes() -> Routes {
         .add(routes!(list_anomalies))
         .add(routes!(show_anomaly))
         .add(routes!(resolve_anomaly))
-        .add(routes!(anomaly_stats))
 }
 
 /// Whose anomalies the caller sees: its tenant's (an admin) or every
@@ -260,22 +259,4 @@ async fn resolve_anomaly(
     store.record_resolved(&[resolution]).await.map_err(ApiError::internal)?;
     let anomaly = store.get(tenant_id, &id).await.map_err(ApiError::internal)?.ok_or_else(no_such_anomaly)?;
     Ok(Json(render(&anomaly)))
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/monitoring/anomaly-stats",
-    tag = "anomalies",
-    summary = "Seed 003's anomaly statistics: the tenant's (tenant admin) or every tenant's (operator)",
-    responses((status = 200, description = "Counts of anomalies", body = crate::native::schemas::AnomalyStats), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::native::schemas::Error)),
-    security(("bearer" = []), ("apiKey" = []))
-)]
-async fn anomaly_stats(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    let tenant_id = scope(&caller)?;
-    let stats = state.anomaly_settings.store().stats(tenant_id).await.map_err(ApiError::internal)?;
-    let mut by_type = serde_json::Map::new();
-    for kind in AnomalyKind::ALL {
-        by_type.insert(kind.to_string(), json!(stats.by_type.get(kind.as_str()).copied().unwrap_or(0)));
-    }
-    Ok(Json(json!({ "total_anomalies": stats.total, "unresolved": stats.unresolved, "by_type": by_type })))
 }

@@ -138,14 +138,13 @@ async fn customers(
     )
 }
 
-/// The caller's tenant's live customer with this number.
+/// The tenant's live customer with this number.
 async fn customer_numbered(
     state: &AppState,
-    caller: &Caller,
+    tenant_id: &str,
     raw_id: &str,
 ) -> Result<keyledger_domain::Customer, ApiError> {
     let number = integer_id(raw_id, "customer_id")?;
-    let (tenant_id, _) = caller.tenant()?;
     let stored = state.customers.by_number(tenant_id, number).await.map_err(ApiError::internal)?;
     stored
         .map(|stored| stored.record)
@@ -180,7 +179,8 @@ async fn customer_licenses(
     answer(
         async {
             let SystemCaller(caller) = caller?;
-            let customer = customer_numbered(&state, &caller, &raw_id).await?;
+            let (tenant_id, _) = caller.tenant()?;
+            let customer = customer_numbered(&state, tenant_id, &raw_id).await?;
             let licenses: Vec<Value> = licenses_of(&state, &customer)
                 .await?
                 .iter()
@@ -210,17 +210,17 @@ async fn customer_licenses(
     summary = "A customer's license counts",
     params(("customer_id" = i64, Path, description = "The customer's integer id")),
     responses((status = 200, description = "{total_licenses, active_licenses, total_activations, total_users}", body = Object), (status = "default", description = "{error: {code, message, details}}", body = Object)),
-    security(("apiKey" = []))
+    security(("apiKey" = []), ("bearer" = []))
 )]
 async fn customer_stats(
     State(state): State<AppState>,
-    caller: Result<SystemCaller, ApiError>,
+    caller: Result<super::monitoring::StatsCaller, ApiError>,
     PathParam(raw_id): PathParam,
 ) -> Response {
     answer(
         async {
-            let SystemCaller(caller) = caller?;
-            let customer = customer_numbered(&state, &caller, &raw_id).await?;
+            let caller = caller?;
+            let customer = customer_numbered(&state, caller.tenant()?, &raw_id).await?;
             let licenses = licenses_of(&state, &customer).await?;
             let now = Utc::now();
             let active = licenses.iter().filter(|license| license.ensure_usable(now).is_ok()).count();
@@ -516,7 +516,7 @@ async fn generate(
                 })
                 .transpose()?;
             let customer_id = match request.customer_id {
-                Some(number) => Some(customer_numbered(&state, &caller, &number.to_string()).await?.id),
+                Some(number) => Some(customer_numbered(&state, tenant_id, &number.to_string()).await?.id),
                 None => None,
             };
             let number = state

@@ -12,6 +12,7 @@
 //! `docs/dialects/v2-server.md`.
 
 mod admin;
+mod monitoring;
 mod wire;
 
 use axum::extract::FromRequestParts;
@@ -54,6 +55,9 @@ impl keyledger_http::Dialect for V2Server {
             || path.starts_with("/api/customer/")
             || path == "/api/customers"
             || path == "/api/generate-license-key"
+            || path.starts_with("/api/sessions/")
+            || path.starts_with("/api/monitoring/")
+            || path.starts_with("/api/admin/")
             || path == SAMPLE_ACTIVATE
             || path == SAMPLE_VALIDATE
     }
@@ -68,6 +72,7 @@ impl keyledger_http::Dialect for V2Server {
             .add(routes!(version_check))
             .add(routes!(version_latest))
             .merge(admin::routes())
+            .merge(monitoring::routes())
     }
 
     /// The document's client API (its public API), limited per address as

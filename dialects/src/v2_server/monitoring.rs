@@ -1,0 +1,218 @@
+//! The V2 License Server's monitoring and statistics: active sessions,
+//! live statistics, anomaly statistics, and the read-only analytics
+//! token that these (and a customer's quick statistics) also accept.
+
+use axum::extract::FromRequestParts;
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::response::Response;
+use chrono::Utc;
+use keyledger_app::anomalies::AnomalyFilter;
+use keyledger_domain::{AnomalyKind, License};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+use super::SystemCaller;
+use keyledger_http::auth::Role;
+use keyledger_http::dialect::answer;
+use keyledger_http::error::ApiError;
+use keyledger_http::instant;
+use keyledger_http::state::AppState;
+use utoipa_axum::routes;
+
+/// Unresolved anomalies `live-stats` lists at most.
+const ALERTS: i64 = 50;
+
+pub fn routes() -> keyledger_http::Routes {
+    keyledger_http::Routes::new()
+        .add(routes!(active_count))
+        .add(routes!(live_stats))
+        .add(routes!(anomaly_stats))
+        .add(routes!(auth_token))
+}
+
+/// Whose statistics a caller may read.
+pub(super) enum Scope {
+    Tenant(String),
+    /// The operator: every tenant's (anomaly statistics only).
+    All,
+}
+
+/// The caller of a statistics endpoint: the tenant's system key or an
+/// admin key (`X-API-Key` or `Authorization: Bearer`), the tenant's
+/// analytics token (`Authorization: Bearer eyJ…`), or the operator.
+pub(super) struct StatsCaller(pub(super) Scope);
+
+impl StatsCaller {
+    pub(super) fn tenant(&self) -> Result<&str, ApiError> {
+        match &self.0 {
+            Scope::Tenant(tenant_id) => Ok(tenant_id),
+            Scope::All => Err(ApiError::forbidden("This needs a tenant's key or analytics token")),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for StatsCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let invalid = || ApiError::unauthorized("Invalid or missing API key");
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_owned());
+        let api_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned());
+        let presented = api_key.filter(|key| !key.is_empty()).or(bearer).ok_or_else(invalid)?;
+        if presented.starts_with("eyJ") {
+            let tenant = state.analytics.verify(&presented, Utc::now()).await.map_err(ApiError::internal)?;
+            return tenant.map(|tenant| StatsCaller(Scope::Tenant(tenant))).ok_or_else(invalid);
+        }
+        let caller = state.auth.authenticate(&presented).await.map_err(|_| invalid())?;
+        match (caller.role, caller.tenant_id) {
+            (Role::Operator, _) => Ok(StatsCaller(Scope::All)),
+            (Role::System | Role::Admin, Some(tenant)) => Ok(StatsCaller(Scope::Tenant(tenant))),
+            _ => {
+                Err(ApiError::forbidden("This needs the tenant's system key, a tenant admin key or an analytics token"))
+            }
+        }
+    }
+}
+
+/// The tenant's live licenses, as this process holds them.
+fn live_licenses(state: &AppState, tenant_id: &str) -> Vec<Arc<License>> {
+    let mut licenses = state.client.tenant_licenses(tenant_id);
+    licenses.retain(|license| !license.deleted);
+    licenses
+}
+
+/// Devices seen within the heartbeat window: a device in use validates or
+/// heartbeats at least that often, and each such call is recorded at most
+/// once per window.
+fn active_sessions(state: &AppState, licenses: &[Arc<License>]) -> usize {
+    let since = Utc::now() - state.client.heartbeat_interval();
+    licenses.iter().flat_map(|license| &license.devices).filter(|device| device.last_heartbeat_at >= since).count()
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/sessions/active-count",
+    tag = "v2-server",
+    operation_id = "v2_server_active_count",
+    summary = "Devices seen within the heartbeat window",
+    responses((status = 200, description = "{count}", body = Object), (status = "default", description = "{error: {code, message, details}}", body = Object)),
+    security(("apiKey" = []), ("bearer" = []))
+)]
+async fn active_count(State(state): State<AppState>, caller: Result<StatsCaller, ApiError>) -> Response {
+    answer(
+        async {
+            let caller = caller?;
+            let licenses = live_licenses(&state, caller.tenant()?);
+            Ok(json!({ "count": active_sessions(&state, &licenses) }))
+        }
+        .await,
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/monitoring/live-stats",
+    tag = "v2-server",
+    operation_id = "v2_server_live_stats",
+    summary = "Live statistics and alerts (unresolved anomalies, newest first)",
+    responses((status = 200, description = "{timestamp, metrics, alerts}", body = Object), (status = "default", description = "{error: {code, message, details}}", body = Object)),
+    security(("apiKey" = []), ("bearer" = []))
+)]
+async fn live_stats(State(state): State<AppState>, caller: Result<StatsCaller, ApiError>) -> Response {
+    answer(
+        async {
+            let caller = caller?;
+            let tenant_id = caller.tenant()?;
+            let now = Utc::now();
+            let licenses = live_licenses(&state, tenant_id);
+            let active = licenses.iter().filter(|license| license.ensure_usable(now).is_ok()).count();
+            let activations: usize = licenses.iter().map(|license| license.devices.len()).sum();
+            let minute_ago = now - chrono::Duration::minutes(1);
+            let heartbeats = licenses
+                .iter()
+                .flat_map(|license| &license.devices)
+                .filter(|device| device.last_heartbeat_at >= minute_ago)
+                .count();
+            let filter = AnomalyFilter { resolved: Some(false), limit: ALERTS, ..AnomalyFilter::default() };
+            let anomalies =
+                state.anomaly_settings.store().list(Some(tenant_id), &filter).await.map_err(ApiError::internal)?;
+            let alerts: Vec<Value> = anomalies
+                .iter()
+                .map(|anomaly| {
+                    json!({
+                        "type": "warning",
+                        "message": format!("Anomaly {} on license {}", anomaly.kind, anomaly.license_id),
+                        "timestamp": anomaly.detected_at,
+                    })
+                })
+                .collect();
+            Ok(json!({
+                "timestamp": instant(now),
+                "metrics": {
+                    "active_licenses": active,
+                    "total_activations": activations,
+                    "active_sessions": active_sessions(&state, &licenses),
+                    "heartbeats_per_minute": heartbeats,
+                },
+                "alerts": alerts,
+            }))
+        }
+        .await,
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/monitoring/anomaly-stats",
+    tag = "v2-server",
+    operation_id = "v2_server_anomaly_stats",
+    summary = "Anomaly statistics: the tenant's, or every tenant's for the operator",
+    responses((status = 200, description = "{total_anomalies, unresolved, by_type}", body = Object), (status = "default", description = "{error: {code, message, details}}", body = Object)),
+    security(("apiKey" = []), ("bearer" = []))
+)]
+async fn anomaly_stats(State(state): State<AppState>, caller: Result<StatsCaller, ApiError>) -> Response {
+    answer(
+        async {
+            let StatsCaller(scope) = caller?;
+            let tenant_id = match &scope {
+                Scope::Tenant(tenant_id) => Some(tenant_id.as_str()),
+                Scope::All => None,
+            };
+            let stats = state.anomaly_settings.store().stats(tenant_id).await.map_err(ApiError::internal)?;
+            let mut by_type = serde_json::Map::new();
+            for kind in AnomalyKind::ALL {
+                by_type.insert(kind.to_string(), json!(stats.by_type.get(kind.as_str()).copied().unwrap_or(0)));
+            }
+            Ok(json!({ "total_anomalies": stats.total, "unresolved": stats.unresolved, "by_type": by_type }))
+        }
+        .await,
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/admin/license/auth-token",
+    tag = "v2-server",
+    operation_id = "v2_server_auth_token",
+    summary = "A read-only analytics token for the statistics endpoints, valid for an hour",
+    responses((status = 200, description = "{token, expires_at}", body = Object), (status = "default", description = "{error: {code, message, details}}", body = Object)),
+    security(("apiKey" = []))
+)]
+async fn auth_token(State(state): State<AppState>, caller: Result<SystemCaller, ApiError>) -> Response {
+    answer(
+        async {
+            let SystemCaller(caller) = caller?;
+            let (tenant_id, _) = caller.tenant()?;
+            let (token, expires) = state.analytics.issue(tenant_id, Utc::now()).await.map_err(ApiError::internal)?;
+            Ok(json!({ "token": token, "expires_at": instant(expires) }))
+        }
+        .await,
+    )
+}
