@@ -385,6 +385,7 @@ impl Application {
             rsa_keys,
             products,
             customers: keyledger_app::customers::CustomerStore::new(db.clone()),
+            resources: keyledger_app::resources::ResourceStore::new(db.clone()),
             serials,
             webhooks: Webhooks {
                 store: webhooks,

@@ -29,6 +29,7 @@ pub mod master;
 pub mod metadata;
 pub mod metrics;
 pub mod products;
+pub mod resources;
 pub mod secret;
 pub mod serials;
 pub mod service;

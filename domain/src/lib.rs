@@ -19,6 +19,7 @@ mod machine;
 mod policy;
 mod product;
 mod release;
+mod resource;
 mod text;
 mod values;
 
@@ -46,6 +47,9 @@ pub use product::{
 pub use release::{
     check_for_update, parse_download_url, parse_release_notes, parse_version, Release, ReleaseFieldError, UpdateCheck,
     STABLE,
+};
+pub use resource::{
+    Resource, ResourceCommand, ResourceError, ResourceEvent, ResourcePool, ResourceStatus, MAX_RESOURCE_TEXT,
 };
 pub use text::{check_display_text, TextError};
 pub use values::{LicenseStatus, LicenseType, Seats, ValueError};

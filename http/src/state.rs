@@ -59,6 +59,8 @@ pub struct Shared {
     /// The catalog: products and customers, and their serial numbers.
     pub products: ProductStore,
     pub customers: CustomerStore,
+    /// Tenants' pools of allocatable resources.
+    pub resources: keyledger_app::resources::ResourceStore,
     pub serials: Arc<Serials>,
     /// Webhook endpoints and their delivery queue.
     pub webhooks: Webhooks,

@@ -19,6 +19,7 @@ on_both_backends!(
     a_v2_server_client_and_the_documents_sample_client_work_with_the_system_key,
     a_system_key_replaces_the_last_one_and_is_recorded_in_the_log,
     a_license_used_through_three_dialects_is_deleted_everywhere_and_its_history_stays,
+    two_processes_allocating_one_resource_at_once_give_it_to_exactly_one_license,
 );
 
 const FIVE_BY_FIVE: &str = "XXXXX-XXXXX-XXXXX-XXXXX-XXXXX";
@@ -331,6 +332,7 @@ async fn a_v2_server_client_and_the_documents_sample_client_work_with_the_system
     let env = [
         ("BASE", app.base.as_str()),
         ("SYSTEM_KEY", system_key),
+        ("ADMIN_KEY", tenant.admin_key.as_str()),
         ("LICENSE_KEY", key.as_str()),
         ("PRODUCT_CODE", "V2APP"),
         ("CUSTOMER_NAME", "ACME Corp"),
@@ -467,4 +469,46 @@ async fn a_license_used_through_three_dialects_is_deleted_everywhere_and_its_his
 
 async fn system_key_of(app: &TestApp, tenant: &TestTenant) -> String {
     system_key(app, tenant).await["key"].as_str().unwrap().to_owned()
+}
+
+/// Two processes on one database allocate the same resource to two
+/// licenses at the same moment, twenty times: each time exactly one wins
+/// (200) and the other is told it is held (409), and the pool's history
+/// allocates it once.
+async fn two_processes_allocating_one_resource_at_once_give_it_to_exactly_one_license(backend: Backend) {
+    const ROUNDS: usize = 20;
+    let app = TestApp::spawn(backend).await;
+    let other = app.another_server().await;
+    let tenant = app.tenant("Acme").await;
+    let system_key = system_key_of(&app, &tenant).await;
+    let mut numbers = Vec::new();
+    for _ in 0..2 {
+        let (_, key) = license(&app, &tenant, json!({})).await;
+        let info = app.client.get(format!("{}/api/license/info/{key}", app.base)).header("x-api-key", &system_key);
+        numbers.push(info.send().await.unwrap().json::<Value>().await.unwrap()["license"]["id"].as_i64().unwrap());
+    }
+    for round in 0..ROUNDS {
+        let body = json!({"type": "server", "identifier": format!("SRV-{round}")});
+        let created = app.post("/api/v1/resources", Some(&tenant.admin_key), body).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        let resource = created.body["id"].as_i64().unwrap();
+        let allocate = |server: &TestApp, license: i64| {
+            let request = server
+                .client
+                .post(format!("{}/api/resources/allocate", server.base))
+                .header("x-api-key", &system_key)
+                .json(&json!({"license_id": license, "resource_ids": [resource]}));
+            async move { request.send().await.unwrap().status() }
+        };
+        let (first, second) = tokio::join!(allocate(&app, numbers[0]), allocate(&other, numbers[1]));
+        let mut statuses = [first, second];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "round {round}: one wins, one is refused");
+    }
+    let allocations: i64 = keyledger_eventlog::on_pool!(&app.db, pool => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM events WHERE aggregate_type = 'ResourcePool' AND event_type = 'ResourcesAllocated'")
+        .fetch_one(pool)
+        .await)
+    .unwrap();
+    assert_eq!(allocations, ROUNDS as i64, "each resource allocated once in the log");
 }

@@ -9,7 +9,8 @@ against the document's examples, and the errors against its two shapes:
 the exact 401 body, and {"error": {"code", "message", "details":
 {"field", "reason"}}} with the document's status codes.
 
-Environment: BASE, SYSTEM_KEY (the tenant's), LICENSE_KEY (a license of
+Environment: BASE, SYSTEM_KEY (the tenant's), ADMIN_KEY (a tenant admin's
+native key, to add resources to the pool), LICENSE_KEY (a license of
 the tenant's product PRODUCT_CODE, two seats, no customer needed),
 CUSTOMER_NAME (the license's customer's name), and PRODUCT_CODE, whose
 releases are 1.0.0 and 1.1.0 (download_url and release_notes set, not
@@ -24,6 +25,7 @@ import requests
 
 BASE, SYSTEM_KEY = os.environ["BASE"], os.environ["SYSTEM_KEY"]
 KEY, PRODUCT, CUSTOMER = os.environ["LICENSE_KEY"], os.environ["PRODUCT_CODE"], os.environ["CUSTOMER_NAME"]
+ADMIN = {"Authorization": f"Bearer {os.environ['ADMIN_KEY']}"}
 HEADERS = {"X-API-Key": SYSTEM_KEY}
 INSTANT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 DATE = re.compile(r"^\d{4}-\d\d-\d\d$")
@@ -229,6 +231,7 @@ error_shape(requests.get(f"{BASE}/api/customers", headers=HEADERS, params={"page
 r = requests.post(f"{BASE}/api/generate-license-key", headers=HEADERS)
 check(r.status_code == 200 and re.match(r"^[A-Z0-9]{4}(-[A-Z0-9]{4}){3}$", r.json()["license_key"]),
       f"a new key: {r.status_code} {r.text}")
+PLAIN_ID = r.json()["id"]
 r = requests.post(f"{BASE}/api/generate-license-key", headers=HEADERS, json={
     "product": PRODUCT, "type": "trial", "valid_until": "2030-01-01", "max_activations": 3, "max_users": 5,
     "customer_id": CUSTOMER_ID})
@@ -325,5 +328,45 @@ check(r.status_code == 401, f"the token reads statistics only: {r.status_code} {
 forged = TOKEN[:-4] + ("AAAA" if not TOKEN.endswith("AAAA") else "BBBB")
 r = requests.get(f"{BASE}/api/monitoring/live-stats", headers={"Authorization": f"Bearer {forged}"})
 check(r.status_code == 401 and r.json() == UNAUTHORIZED, f"a forged token: {r.status_code} {r.text}")
+
+# --- Resources --------------------------------------------------------------
+MAIN_ID = requests.get(f"{BASE}/api/license/info/{KEY}", headers=HEADERS).json()["license"]["id"]
+made = {}
+for kind, identifier in (("server", "SRV-001"), ("server", "SRV-002"), ("workstation", "WS-001")):
+    r = requests.post(f"{BASE}/api/v1/resources", headers=ADMIN, json={"type": kind, "identifier": identifier})
+    check(r.status_code == 201, f"a resource added: {r.status_code} {r.text}")
+    made[identifier] = r.json()["id"]
+r = requests.get(f"{BASE}/api/resources/check-availability", headers=HEADERS, params={"type": "server", "count": 2})
+body = r.json()
+check(r.status_code == 200 and body["available"] is True and body["count"] == 2 and len(body["resources"]) == 2,
+      f"two servers free: {r.text}")
+check(all(set(x) == {"id", "type", "identifier"} and x["type"] == "server" for x in body["resources"]), f"{body}")
+r = requests.post(f"{BASE}/api/resources/allocate", headers=HEADERS,
+                  json={"license_id": MAIN_ID, "resource_ids": [made["SRV-001"], made["SRV-002"]]})
+check(r.json() == {"success": True, "allocated": 2, "message": "2 resources allocated successfully"},
+      f"allocate: {r.status_code} {r.text}")
+held = requests.get(f"{BASE}/api/license/{MAIN_ID}/resources", headers=HEADERS).json()["resources"]
+check(len(held) == 2 and all(set(x) == {"id", "type", "identifier", "status", "allocated_at"}
+                             and x["status"] == "allocated" and INSTANT.match(x["allocated_at"]) for x in held),
+      f"the license's resources: {held}")
+r = requests.get(f"{BASE}/api/resources/stats", headers=HEADERS)
+check(r.json() == {"total": 3, "allocated": 2, "available": 1, "by_type": {
+    "server": {"total": 2, "allocated": 2, "available": 0},
+    "workstation": {"total": 1, "allocated": 0, "available": 1}}}, f"stats: {r.text}")
+r = requests.post(f"{BASE}/api/resources/allocate", headers=HEADERS,
+                  json={"license_id": PLAIN_ID, "resource_ids": [made["WS-001"], made["SRV-001"]]})
+error = error_shape(r, 409, field="resource_ids")
+check(str(made["SRV-001"]) in error["message"], f"the refusal names the held resource: {error}")
+r = requests.get(f"{BASE}/api/resources/check-availability", headers=HEADERS, params={"type": "workstation"})
+check(r.json()["available"] is True, f"all or nothing: the workstation is still free: {r.text}")
+error_shape(requests.post(f"{BASE}/api/resources/allocate", headers=HEADERS,
+                          json={"license_id": PLAIN_ID, "resource_ids": [9999]}), 404)
+error_shape(requests.post(f"{BASE}/api/resources/allocate", headers=HEADERS,
+                          json={"license_id": PLAIN_ID, "resource_ids": []}), 400, field="resource_ids")
+r = requests.post(f"{BASE}/api/license/{MAIN_ID}/toggle", headers=HEADERS)
+check(r.json()["is_active"] is False, f"suspended: {r.text}")
+held = requests.get(f"{BASE}/api/license/{MAIN_ID}/resources", headers=HEADERS).json()["resources"]
+check(held == [], f"a suspended license lets its resources go: {held}")
+requests.post(f"{BASE}/api/license/{MAIN_ID}/toggle", headers=HEADERS)
 
 print(f"all {checks} checks passed")

@@ -14,6 +14,7 @@ pub(crate) mod licenses;
 mod policy;
 pub(crate) mod products;
 mod releases;
+pub(crate) mod resources;
 pub mod schemas;
 mod tenants;
 mod webhooks;
@@ -69,6 +70,7 @@ fn routes() -> Routes {
         .merge(anomalies::routes())
         .merge(products::routes())
         .merge(customers::routes())
+        .merge(resources::routes())
         .merge(releases::routes())
         // One set of handlers under the native path and seed 000's own.
         .nest("/api/v1/licenses", license_routes(), "")

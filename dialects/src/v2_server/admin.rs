@@ -47,7 +47,7 @@ pub fn routes() -> keyledger_http::Routes {
 }
 
 /// An integer id from the path, or 400 naming `field`.
-fn integer_id(raw: &str, field: &str) -> Result<i64, ApiError> {
+pub(super) fn integer_id(raw: &str, field: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
@@ -56,7 +56,7 @@ fn integer_id(raw: &str, field: &str) -> Result<i64, ApiError> {
 
 /// The caller's tenant's live license with this number; another tenant's,
 /// a deleted one and an unknown number are all 404.
-async fn license_numbered(state: &AppState, caller: &Caller, number: i64) -> Result<License, ApiError> {
+pub(super) async fn license_numbered(state: &AppState, caller: &Caller, number: i64) -> Result<License, ApiError> {
     let (tenant_id, _) = caller.tenant()?;
     let view = state.views.by_number(tenant_id, number).await.map_err(ApiError::internal)?;
     let license = view.map(|view| view.license).filter(|license| !license.deleted);
@@ -256,7 +256,28 @@ async fn set_active(
     } else {
         LicenseCommand::SuspendLicense { reason: Some("deactivated through the V2 License Server API".to_owned()), at }
     };
-    Ok(Some(execute_as(state, context, Some(caller), license, command).await?))
+    let changed = execute_as(state, context, Some(caller), license, command).await?;
+    if !active {
+        release_resources(state, context, caller, &changed).await?;
+    }
+    Ok(Some(changed))
+}
+
+/// A suspended or deleted license lets its resources go.
+async fn release_resources(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    license: &License,
+) -> Result<(), ApiError> {
+    let pool = crate::native::resources::pool_of(state, &license.tenant_id).await?;
+    if pool.held_by(&license.id).next().is_none() {
+        return Ok(());
+    }
+    let (license_id, at) = (license.id.to_string(), Utc::now());
+    let release = || keyledger_domain::ResourceCommand::ReleaseAll { license_id: license_id.clone(), at };
+    crate::native::resources::change_pool(state, context, caller, &license.tenant_id, release).await?;
+    Ok(())
 }
 
 #[utoipa::path(
@@ -339,7 +360,10 @@ async fn run_bulk(
             Bulk::Deactivate => set_active(state, context, caller, &license, false).await.map(|done| done.is_some()),
             Bulk::Delete => {
                 let command = LicenseCommand::DeleteLicense { at: Utc::now() };
-                execute_as(state, context, Some(caller), &license, command).await.map(|_| true)
+                match execute_as(state, context, Some(caller), &license, command).await {
+                    Ok(deleted) => release_resources(state, context, caller, &deleted).await.map(|()| true),
+                    Err(error) => Err(error),
+                }
             }
         };
         match outcome {

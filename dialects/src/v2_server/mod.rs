@@ -13,6 +13,7 @@
 
 mod admin;
 mod monitoring;
+mod resources;
 mod wire;
 
 use axum::extract::FromRequestParts;
@@ -58,6 +59,7 @@ impl keyledger_http::Dialect for V2Server {
             || path.starts_with("/api/sessions/")
             || path.starts_with("/api/monitoring/")
             || path.starts_with("/api/admin/")
+            || path.starts_with("/api/resources/")
             || path == SAMPLE_ACTIVATE
             || path == SAMPLE_VALIDATE
     }
@@ -73,6 +75,7 @@ impl keyledger_http::Dialect for V2Server {
             .add(routes!(version_latest))
             .merge(admin::routes())
             .merge(monitoring::routes())
+            .merge(resources::routes())
     }
 
     /// The document's client API (its public API), limited per address as

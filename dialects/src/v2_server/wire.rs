@@ -83,6 +83,13 @@ pub struct GenerateRequest {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct AllocateRequest {
+    pub license_id: Option<i64>,
+    pub resource_ids: Option<Vec<i64>>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterDeviceRequest {
     pub hardware_hash: Option<String>,
     pub machine_name: Option<String>,
