@@ -16,6 +16,7 @@ mod load;
 mod mixed;
 mod replay;
 mod scenario;
+mod search;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -59,6 +60,7 @@ pub enum Scenario {
     Calibrate,
     Webhooks,
     Dialects,
+    Search,
 }
 
 #[tokio::main]

@@ -77,6 +77,7 @@ pub async fn run(options: Options) -> std::process::ExitCode {
         Scenario::Calibrate => crate::calibrate::run(&mut bench).await,
         Scenario::Webhooks => crate::webhooks::run(&mut bench).await,
         Scenario::Dialects => crate::dialects::run(&mut bench).await,
+        Scenario::Search => crate::search::run(&mut bench).await,
     };
     bench.drop_databases().await;
     match result {

@@ -369,4 +369,24 @@ held = requests.get(f"{BASE}/api/license/{MAIN_ID}/resources", headers=HEADERS).
 check(held == [], f"a suspended license lets its resources go: {held}")
 requests.post(f"{BASE}/api/license/{MAIN_ID}/toggle", headers=HEADERS)
 
+# --- Global search ----------------------------------------------------------
+r = requests.get(f"{BASE}/api/global-search", headers=HEADERS, params={"q": "acme"})
+check(r.status_code == 200 and set(r.json()) == {"results", "total"}, f"search: {r.status_code} {r.text}")
+found = r.json()["results"]
+check(all(set(x) == {"type", "id", "title", "subtitle", "url"} for x in found), f"result fields: {found}")
+check({"type": "customer", "id": CUSTOMER_ID, "title": CUSTOMER, "subtitle": "admin@acme.com",
+       "url": f"/customer/edit/{CUSTOMER_ID}"} in found, f"the customer by name: {found}")
+check({"type": "license", "id": MAIN_ID, "title": KEY, "subtitle": f"{CUSTOMER} - Active",
+       "url": f"/license/edit/{MAIN_ID}"} in found, f"the customer's license: {found}")
+r = requests.get(f"{BASE}/api/global-search", headers=HEADERS, params={"q": KEY[5:9].lower(), "type": "license"})
+check(any(x["title"] == KEY for x in r.json()["results"]), f"a license by part of its key, any case: {r.text}")
+r = requests.get(f"{BASE}/api/global-search", headers=HEADERS, params={"q": "desktop-abc", "type": "device"})
+found = r.json()["results"]
+check(len(found) == 1 and found[0]["type"] == "device" and found[0]["title"] == "DESKTOP-ABC123"
+      and found[0]["id"] == activation["id"], f"a device by its machine name: {found}")
+r = requests.get(f"{BASE}/api/global-search", headers=HEADERS, params={"q": "acme", "limit": 1})
+check(len(r.json()["results"]) == 1 and r.json()["total"] >= 2, f"limit and total: {r.text}")
+error_shape(requests.get(f"{BASE}/api/global-search", headers=HEADERS, params={"q": "a"}), 400, field="q")
+error_shape(requests.get(f"{BASE}/api/global-search", headers=HEADERS, params={"q": "ab", "type": "x"}), 400, field="type")
+
 print(f"all {checks} checks passed")

@@ -14,6 +14,7 @@
 mod admin;
 mod monitoring;
 mod resources;
+mod search;
 mod wire;
 
 use axum::extract::FromRequestParts;
@@ -60,6 +61,7 @@ impl keyledger_http::Dialect for V2Server {
             || path.starts_with("/api/monitoring/")
             || path.starts_with("/api/admin/")
             || path.starts_with("/api/resources/")
+            || path == "/api/global-search"
             || path == SAMPLE_ACTIVATE
             || path == SAMPLE_VALIDATE
     }
@@ -76,6 +78,7 @@ impl keyledger_http::Dialect for V2Server {
             .merge(admin::routes())
             .merge(monitoring::routes())
             .merge(resources::routes())
+            .merge(search::routes())
     }
 
     /// The document's client API (its public API), limited per address as
@@ -163,7 +166,8 @@ fn wire_field(field: &str, sample: bool) -> String {
 }
 
 /// The caller of the document's key-protected endpoints: the tenant's
-/// system key, or a tenant admin key, in `X-API-Key`.
+/// system key, or a tenant admin key, in `X-API-Key` (or, for clients
+/// that only send bearer tokens, `Authorization: Bearer`).
 pub(super) struct SystemCaller(pub(super) Caller);
 
 impl FromRequestParts<AppState> for SystemCaller {
@@ -171,8 +175,19 @@ impl FromRequestParts<AppState> for SystemCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let missing = || ApiError::unauthorized("Invalid or missing API key");
-        let presented = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
-        let presented = presented.filter(|key| !key.is_empty()).ok_or_else(missing)?;
+        let api_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim());
+        let presented = api_key.filter(|key| !key.is_empty()).or(bearer).ok_or_else(missing)?;
+        if presented.starts_with("eyJ") {
+            // An analytics token reads statistics only.
+            return Err(missing());
+        }
         let caller = state.auth.authenticate(presented).await.map_err(|error| {
             if error.status == StatusCode::UNAUTHORIZED {
                 missing()
