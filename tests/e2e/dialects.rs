@@ -20,6 +20,7 @@ on_both_backends!(
     a_system_key_replaces_the_last_one_and_is_recorded_in_the_log,
     a_license_used_through_three_dialects_is_deleted_everywhere_and_its_history_stays,
     two_processes_allocating_one_resource_at_once_give_it_to_exactly_one_license,
+    the_v2_public_api_allows_a_hundred_requests_a_minute_per_address,
 );
 
 const FIVE_BY_FIVE: &str = "XXXXX-XXXXX-XXXXX-XXXXX-XXXXX";
@@ -511,4 +512,54 @@ async fn two_processes_allocating_one_resource_at_once_give_it_to_exactly_one_li
         .await)
     .unwrap();
     assert_eq!(allocations, ROUNDS as i64, "each resource allocated once in the log");
+}
+
+/// The document's public limit: 100 requests a minute per address on each
+/// route. Past it, verify is 429 in the document's error shape, with
+/// Retry-After and the X-RateLimit-* headers; another route still answers.
+async fn the_v2_public_api_allows_a_hundred_requests_a_minute_per_address(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.rate_limits = "on".to_owned();
+        config.rate_limit_client_per_minute = 100_000;
+    })
+    .await;
+    let tenant = app.tenant("Acme").await;
+    let (_, key) = license(&app, &tenant, json!({})).await;
+    let system_key = system_key_of(&app, &tenant).await;
+    assert_eq!(app.activate(&key, "hw-1").await.status, StatusCode::OK);
+    let verify = || {
+        app.client
+            .post(format!("{}/api/license/verify", app.base))
+            .header("x-api-key", &system_key)
+            .json(&json!({"license_key": key, "hardware_hash": "hw-1"}))
+            .send()
+    };
+    for n in 0..100 {
+        let response = verify().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "request {n} is within the limit");
+        assert_eq!(response.headers()["x-ratelimit-limit"], "100");
+    }
+    // The allowance refills at 100 a minute while these are sent, so the
+    // refusal comes within a few more.
+    let mut refused = verify().await.unwrap();
+    for _ in 0..20 {
+        if refused.status() == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        refused = verify().await.unwrap();
+    }
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(refused.headers()["x-ratelimit-remaining"], "0");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED", "{body}");
+    assert!(body["error"]["details"].is_object(), "{body}");
+    let info = app
+        .client
+        .get(format!("{}/api/license/info/{key}", app.base))
+        .header("x-api-key", &system_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.status(), StatusCode::OK, "each route has its own allowance");
 }

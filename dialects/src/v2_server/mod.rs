@@ -42,6 +42,19 @@ use wire::{ActivateRequest, SampleActivateRequest, SampleValidateRequest, Verify
 const SAMPLE_ACTIVATE: &str = "/api/v1/activate";
 const SAMPLE_VALIDATE: &str = "/api/v1/validate";
 
+/// The document's public API: the client calls and the versions.
+const PUBLIC_ROUTES: [&str; 7] = [
+    "/api/license/activate",
+    "/api/license/verify",
+    "/api/license/info/{license_key}",
+    SAMPLE_ACTIVATE,
+    SAMPLE_VALIDATE,
+    "/api/version/check",
+    "/api/version/latest",
+];
+/// The document's public rate limit, per address.
+const PUBLIC_PER_MINUTE: u32 = 100;
+
 /// The V2 License Server's API (seed 003).
 pub struct V2Server;
 
@@ -81,20 +94,27 @@ impl keyledger_http::Dialect for V2Server {
             .merge(search::routes())
     }
 
+    /// The document's public API: 100 requests a minute per address on
+    /// each route; past it, 429 until the minute is out (no longer: the
+    /// document names no blocks).
+    fn route_rules(&self) -> Vec<keyledger_http::dialect::RouteRule> {
+        const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+        PUBLIC_ROUTES
+            .iter()
+            .map(|route| keyledger_http::dialect::RouteRule {
+                route,
+                per_minute: PUBLIC_PER_MINUTE,
+                block_base: MINUTE,
+                block_max: MINUTE,
+            })
+            .collect()
+    }
+
     /// The document's client API (its public API), limited per address as
     /// the native client endpoints are; the admin API is limited as the
-    /// native management API.
+    /// native management API, per key.
     fn is_client_route(&self, route: &str) -> bool {
-        matches!(
-            route,
-            "/api/license/activate"
-                | "/api/license/verify"
-                | "/api/license/info/{license_key}"
-                | SAMPLE_ACTIVATE
-                | SAMPLE_VALIDATE
-                | "/api/version/check"
-                | "/api/version/latest"
-        )
+        PUBLIC_ROUTES.contains(&route)
     }
 
     fn render_error(
