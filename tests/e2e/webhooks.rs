@@ -30,6 +30,7 @@ on_both_backends!(
     usage_thresholds_are_sent_once_per_crossing,
     a_tenants_endpoints_are_capped,
     a_never_answering_endpoint_holds_up_only_itself,
+    an_endpoint_may_ask_for_the_v2_server_documents_payload,
 );
 
 /// Short retries for tests; deliveries to loopback allowed.
@@ -649,4 +650,43 @@ async fn a_never_answering_endpoint_holds_up_only_itself(backend: Backend) {
         "{under_way} attempts under way at the slow endpoint, at most {}",
         keyledger_workers::ENDPOINT_IN_FLIGHT
     );
+}
+
+/// An endpoint with `payloadFormat: "v2-server"` gets the V2 License
+/// Server document's payload, with its integer ids, signed and verified
+/// as every delivery is; an endpoint beside it keeps keyledger's.
+async fn an_endpoint_may_ask_for_the_v2_server_documents_payload(backend: Backend) {
+    let app = app_with_webhooks(backend).await;
+    let (v2, native) = (Receiver::start(Behaviour::Accept).await, Receiver::start(Behaviour::Accept).await);
+    let tenant = app.tenant("Acme").await;
+    let body = json!({"url": v2.url, "events": ["license.activated"], "payloadFormat": "v2-server"});
+    let created = app.post("/api/v1/webhooks", Some(&tenant.admin_key), body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["payloadFormat"], "v2-server", "{}", created.body);
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    create_webhook(&app, &tenant, &native.url, json!(["license.activated"])).await;
+    let bad = app
+        .post(
+            "/api/v1/webhooks",
+            Some(&tenant.admin_key),
+            json!({"url": v2.url, "events": ["*"], "payloadFormat": "xml"}),
+        )
+        .await;
+    assert_eq!((bad.status, bad.body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("payloadFormat")));
+
+    let customer = app.post("/api/v1/customers", Some(&tenant.admin_key), json!({"name": "ACME Corp"})).await;
+    let user = app.user(&tenant, "u").await;
+    let license = app.generate(&user.key, json!({"customerId": customer.body["id"]})).await;
+    assert_eq!(app.activate(license["licenseKey"].as_str().unwrap(), "m1").await.status, StatusCode::OK);
+    let received = v2.wait_until("the v2 delivery", 20, |r| !r.is_empty()).await;
+    let payload = received[0].payload();
+    assert_eq!(payload["event"], "license.activated", "{payload}");
+    assert!(payload["timestamp"].is_string(), "{payload}");
+    assert_eq!(payload["data"]["license_id"], license["number"], "{payload}");
+    assert_eq!(payload["data"]["customer_id"], customer.body["number"], "{payload}");
+    let activation = payload["data"]["activation_id"].as_str().unwrap();
+    assert!(activation.starts_with("act_") && activation[4..].parse::<i64>().is_ok(), "{payload}");
+    Receiver::verify_with_standardwebhooks(&received, &[&secret]).await;
+    let native = native.wait_until("the native delivery", 20, |r| !r.is_empty()).await;
+    assert_eq!(native[0].payload()["type"], "license.activated", "the other endpoint keeps keyledger's payload");
 }

@@ -35,4 +35,4 @@ for number, delivery in enumerate(given["deliveries"]):
             sys.exit(1)
         except WebhookVerificationError:
             pass
-    print(headers["webhook-id"], payload["type"])
+    print(headers["webhook-id"], payload.get("type", payload.get("event")))

@@ -20,7 +20,7 @@ use keyledger_app::client::error_chain;
 use keyledger_app::webhooks::names::USAGE_THRESHOLD;
 use keyledger_app::webhooks::{
     check_url, matches, payload, signature, timestamp, webhook_name, Attempt, Claimed, NewDelivery, Outcome,
-    RetryPolicy, SafeResolver, Subscriber, WebhookStore, ATTEMPT_BODY_LIMIT,
+    PayloadFormat, RetryPolicy, SafeResolver, Subscriber, WebhookStore, ATTEMPT_BODY_LIMIT,
 };
 use keyledger_domain::{License, LicenseEvent};
 use keyledger_eventlog::{Cursor, EventLog};
@@ -166,6 +166,35 @@ impl Dispatcher {
             .collect())
     }
 
+    /// The V2 License Server document's payload of an event:
+    /// `{event, timestamp, data: {license_id, activation_id, customer_id}}`
+    /// with the integer ids that API shows (the activation's as
+    /// `act_<number>`, as the document prints it), read from the license
+    /// replayed up to the event, so the same log always gives the same
+    /// payload. Events of other aggregates name what they can.
+    async fn v2_payload(&self, name: &str, at: &str, envelope: &Value) -> Result<String, ConsumerError> {
+        let mut data = json!({ "license_id": null, "activation_id": null, "customer_id": null });
+        if let (Some(license_id), Some(sequence)) = (envelope["licenseId"].as_str(), envelope["sequence"].as_i64()) {
+            let mut license = License::default();
+            for event in self.log.history(license_id, 0, sequence).await? {
+                license.apply(serde_json::from_value::<LicenseEvent>(event.payload)?);
+            }
+            data["license_id"] = json!(license.number);
+            let machine = envelope["data"]["machine"].as_str().and_then(keyledger_domain::MachineHash::parse_hex);
+            let device = machine.as_ref().and_then(|machine| {
+                license.devices.iter().chain(&license.past_devices).find(|device| &device.machine == machine)
+            });
+            if let Some(number) = device.and_then(|device| device.number) {
+                data["activation_id"] = json!(format!("act_{number}"));
+            }
+            if let Some(customer_id) = &license.customer_id {
+                data["customer_id"] = json!(self.store.customer_number(customer_id.as_str()).await?);
+            }
+        }
+        let body = json!({ "event": name, "timestamp": at, "data": data });
+        Ok(body.to_string())
+    }
+
     /// Adds the deliveries one envelope calls for to `out`.
     async fn dispatch(
         &self,
@@ -191,14 +220,24 @@ impl Dispatcher {
             subscribers[tenant_id].iter().filter(current).filter(|s| matches(&s.patterns, &name)).collect();
         // Most events of a busy log want no webhook: the body is only
         // written for one that does.
-        let body = if wanting.is_empty() { String::new() } else { payload(&name, &at, envelope) };
+        let native = wanting.iter().any(|s| s.format == PayloadFormat::Keyledger);
+        let body = if native { payload(&name, &at, envelope) } else { String::new() };
+        let v2 = if wanting.iter().any(|s| s.format == PayloadFormat::V2Server) {
+            self.v2_payload(&name, &at, envelope).await?
+        } else {
+            String::new()
+        };
         for subscriber in wanting {
+            let body = match subscriber.format {
+                PayloadFormat::Keyledger => body.clone(),
+                PayloadFormat::V2Server => v2.clone(),
+            };
             out.push(NewDelivery {
                 tenant_id: tenant_id.to_owned(),
                 endpoint_id: subscriber.id.clone(),
                 event_id: event_id.to_owned(),
                 event_type: name.clone(),
-                payload: body.clone(),
+                payload: body,
             });
         }
         let wanted: Vec<&Subscriber> =

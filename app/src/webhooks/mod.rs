@@ -14,5 +14,5 @@ pub use policy::{Outcome, RetryPolicy};
 pub use safety::{check_url, SafeResolver, UrlError};
 pub use store::{
     announce, payload, queued, queued_unclaimed, timestamp, Attempt, Claimed, DeliveryFilter, Endpoint, EndpointPatch,
-    NewDelivery, NewEndpoint, Redelivery, Subscriber, WebhookError, WebhookStore, ATTEMPT_BODY_LIMIT,
+    NewDelivery, NewEndpoint, PayloadFormat, Redelivery, Subscriber, WebhookError, WebhookStore, ATTEMPT_BODY_LIMIT,
 };

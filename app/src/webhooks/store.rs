@@ -91,6 +91,37 @@ pub struct Endpoint {
     pub failing_since: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// What its deliveries look like ([`PayloadFormat`]).
+    pub payload_format: PayloadFormat,
+}
+
+/// What an endpoint's deliveries look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayloadFormat {
+    /// `{type, timestamp, data: <the event envelope>}`.
+    #[default]
+    Keyledger,
+    /// The V2 License Server document's `{event, timestamp, data:
+    /// {license_id, activation_id, customer_id}}`, with integer ids.
+    V2Server,
+}
+
+impl PayloadFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadFormat::Keyledger => "keyledger",
+            PayloadFormat::V2Server => "v2-server",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "keyledger" => Some(PayloadFormat::Keyledger),
+            "v2-server" => Some(PayloadFormat::V2Server),
+            _ => None,
+        }
+    }
 }
 
 pub struct NewEndpoint {
@@ -98,6 +129,7 @@ pub struct NewEndpoint {
     pub events: Vec<String>,
     pub description: String,
     pub enabled: bool,
+    pub payload_format: PayloadFormat,
 }
 
 #[derive(Default)]
@@ -106,6 +138,7 @@ pub struct EndpointPatch {
     pub events: Option<Vec<String>>,
     pub description: Option<String>,
     pub enabled: Option<bool>,
+    pub payload_format: Option<PayloadFormat>,
 }
 
 /// What asking for a redelivery came to.
@@ -134,6 +167,7 @@ pub struct Subscriber {
     pub patterns: Vec<String>,
     /// When it was made, in the log's timestamp format.
     pub since: String,
+    pub format: PayloadFormat,
 }
 
 /// A delivery claimed for an attempt, with what sending it needs. Not
@@ -175,12 +209,13 @@ pub struct DeliveryFilter {
     pub limit: i64,
 }
 
-type EndpointRow = (String, String, String, String, i64, Option<String>, Option<String>, String, String);
+type EndpointRow = (String, String, String, String, i64, Option<String>, Option<String>, String, String, String);
 const ENDPOINT_COLUMNS: &str =
-    "id, url, description, events, enabled, disabled_reason, failing_since, created_at, updated_at";
+    "id, url, description, events, enabled, disabled_reason, failing_since, created_at, updated_at, payload_format";
 
 fn endpoint(row: EndpointRow) -> Endpoint {
-    let (id, url, description, events, enabled, disabled_reason, failing_since, created_at, updated_at) = row;
+    let (id, url, description, events, enabled, disabled_reason, failing_since, created_at, updated_at, format) = row;
+    let payload_format = PayloadFormat::parse(&format).unwrap_or_default();
     Endpoint {
         id,
         url,
@@ -191,6 +226,7 @@ fn endpoint(row: EndpointRow) -> Endpoint {
         failing_since,
         created_at,
         updated_at,
+        payload_format,
     }
 }
 
@@ -241,14 +277,15 @@ impl WebhookStore {
         let now = timestamp(Utc::now());
         let events = serde_json::to_string(&new.events).expect("strings serialize");
         // The count and the insert in one statement.
-        const SQL: &str = "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, enabled, disabled_reason, secret, created_at, updated_at)
-                           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $9
+        const SQL: &str = "INSERT INTO webhook_endpoints (id, tenant_id, url, description, events, enabled, disabled_reason, secret, created_at, updated_at, payload_format)
+                           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $11
                             WHERE (SELECT COUNT(*) FROM webhook_endpoints WHERE tenant_id = $2) < $10";
         let disabled_reason = (!new.enabled).then_some("manual");
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         let inserted = on_pool!(&self.db, pool => sqlx::query(SQL)
             .bind(&id).bind(tenant_id).bind(&new.url).bind(&new.description).bind(&events)
             .bind(i64::from(new.enabled)).bind(disabled_reason).bind(self.seal(&id, &secret)).bind(&now).bind(max)
+            .bind(new.payload_format.as_str())
             .execute(pool).await.map(|done| done.rows_affected()))?;
         if inserted == 0 {
             return Ok(None);
@@ -299,13 +336,13 @@ impl WebhookStore {
         };
         let sql = format!(
             "UPDATE webhook_endpoints SET {enabling} url = COALESCE($3, url), description = COALESCE($4, description),
-                    events = COALESCE($5, events), updated_at = $6
+                    events = COALESCE($5, events), updated_at = $6, payload_format = COALESCE($7, payload_format)
               WHERE tenant_id = $1 AND id = $2"
         );
         let turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => sqlx::query(&sql)
             .bind(tenant_id).bind(id).bind(patch.url).bind(patch.description).bind(events)
-            .bind(timestamp(Utc::now()))
+            .bind(timestamp(Utc::now())).bind(patch.payload_format.map(PayloadFormat::as_str))
             .execute(pool).await.map(drop))?;
         drop(turn);
         self.get(tenant_id, id).await
@@ -340,17 +377,27 @@ impl WebhookStore {
     /// The tenant's enabled endpoints: what each subscribes to, and since
     /// when (it gets no event from before it was made).
     pub async fn subscribers(&self, tenant_id: &str) -> Result<Vec<Subscriber>, WebhookError> {
-        const SQL: &str = "SELECT id, events, created_at FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = 1";
-        let rows: Vec<(String, String, String)> =
+        const SQL: &str =
+            "SELECT id, events, created_at, payload_format FROM webhook_endpoints WHERE tenant_id = $1 AND enabled = 1";
+        let rows: Vec<(String, String, String, String)> =
             on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(tenant_id).fetch_all(pool).await)?;
         Ok(rows
             .into_iter()
-            .map(|(id, events, since)| Subscriber {
+            .map(|(id, events, since, format)| Subscriber {
                 id,
                 patterns: serde_json::from_str(&events).unwrap_or_default(),
                 since,
+                format: PayloadFormat::parse(&format).unwrap_or_default(),
             })
             .collect())
+    }
+
+    /// A customer's per-tenant number, for payloads that show integer ids.
+    pub async fn customer_number(&self, customer_id: &str) -> Result<Option<i64>, WebhookError> {
+        const SQL: &str = "SELECT number FROM customer_view WHERE customer_id = $1 AND number > 0";
+        let number: Option<i64> =
+            on_pool!(&self.db, pool => sqlx::query_scalar(SQL).bind(customer_id).fetch_optional(pool).await)?;
+        Ok(number)
     }
 
     /// Records a delivery of `event_id` to an endpoint, due now; nothing

@@ -465,6 +465,8 @@ pub struct WebhookEndpoint {
     failing_since: Option<String>,
     created_at: String,
     updated_at: String,
+    /// keyledger or v2-server.
+    payload_format: String,
 }
 
 #[derive(ToSchema)]
@@ -480,6 +482,7 @@ pub struct WebhookCreated {
     failing_since: Option<String>,
     created_at: String,
     updated_at: String,
+    payload_format: String,
     /// `whsec_` and base64 of 32 random bytes: shown this once.
     secret: String,
 }

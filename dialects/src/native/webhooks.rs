@@ -7,7 +7,9 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use keyledger_app::webhooks::{self, check_url, payload, DeliveryFilter, EndpointPatch, NewEndpoint, TEST_EVENT};
+use keyledger_app::webhooks::{
+    self, check_url, payload, DeliveryFilter, EndpointPatch, NewEndpoint, PayloadFormat, TEST_EVENT,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -43,6 +45,18 @@ struct CreateRequest {
     description: Option<String>,
     /// Default true.
     enabled: Option<bool>,
+    /// `keyledger` (the default) or `v2-server`: the V2 License Server
+    /// document's payload.
+    #[serde(rename = "payloadFormat")]
+    payload_format: Option<String>,
+}
+
+fn checked_format(raw: Option<&str>) -> ApiResult<Option<PayloadFormat>> {
+    raw.map(|raw| {
+        PayloadFormat::parse(raw)
+            .ok_or_else(|| ApiError::field("payloadFormat", "payloadFormat must be \"keyledger\" or \"v2-server\""))
+    })
+    .transpose()
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -54,6 +68,8 @@ struct EditRequest {
     /// true re-enables an endpoint disabled for failing or for 410, and
     /// its queued deliveries go out.
     enabled: Option<bool>,
+    #[serde(rename = "payloadFormat")]
+    payload_format: Option<String>,
 }
 
 fn parse_id(raw: &str, field: &str) -> ApiResult<String> {
@@ -132,6 +148,7 @@ async fn create_webhook(
         description: checked_description(request.description.unwrap_or_default())?,
         enabled: request.enabled.unwrap_or(true),
         url: checked_url(&state, &url).await?,
+        payload_format: checked_format(request.payload_format.as_deref())?.unwrap_or_default(),
     };
     let max = state.webhooks.max_endpoints;
     let (endpoint, secret) =
@@ -207,6 +224,7 @@ async fn edit_webhook(
         events: request.events.map(checked_events).transpose()?,
         description: request.description.map(checked_description).transpose()?,
         enabled: request.enabled,
+        payload_format: checked_format(request.payload_format.as_deref())?,
     };
     let updated = state
         .webhooks
