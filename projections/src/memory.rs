@@ -173,10 +173,16 @@ impl MemoryView {
     /// statistics. One pass over the whole view under its read lock:
     /// tens of milliseconds at a million licenses, which writers wait for.
     pub fn licenses_of_tenant(&self, tenant_id: &str) -> Vec<Arc<License>> {
+        self.tenant_licenses_where(tenant_id, |_| true)
+    }
+
+    /// The tenant's licenses that pass `keep`, in one pass under the read
+    /// lock: only those kept are copied out.
+    pub fn tenant_licenses_where(&self, tenant_id: &str, mut keep: impl FnMut(&License) -> bool) -> Vec<Arc<License>> {
         let maps = self.read();
         maps.by_id
             .iter()
-            .filter(|entry| entry.license.tenant_id == tenant_id)
+            .filter(|entry| entry.license.tenant_id == tenant_id && keep(&entry.license))
             .map(|entry| entry.license.clone())
             .collect()
     }

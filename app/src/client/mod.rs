@@ -193,6 +193,12 @@ impl ClientService {
         self.stores.memory.licenses_of_tenant(tenant_id)
     }
 
+    /// The tenant's licenses that pass `keep`, without copying the others
+    /// out of the view.
+    pub fn tenant_licenses_where(&self, tenant_id: &str, keep: impl FnMut(&License) -> bool) -> Vec<Arc<License>> {
+        self.stores.memory.tenant_licenses_where(tenant_id, keep)
+    }
+
     /// How often validate records a device's heartbeat at most: a device
     /// in use has been seen within it.
     pub fn heartbeat_interval(&self) -> Duration {

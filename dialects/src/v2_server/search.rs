@@ -129,15 +129,30 @@ async fn search(state: &AppState, tenant_id: &str, q: &str, kinds: &[Kind], limi
         return Ok(json!({ "results": results, "total": total }));
     }
     let matched_customers: HashSet<&str> = customers.iter().map(|c| c.record.id.as_str()).collect();
-    let mut licenses = state.client.tenant_licenses(tenant_id);
-    licenses.retain(|license| !license.deleted);
+    // Keys are upper case ASCII and machine names mostly ASCII: compared
+    // without making a lower-case copy of each.
+    let upper = q.to_ascii_uppercase();
+    let hex_like = q.bytes().all(|b| b.is_ascii_hexdigit());
+    let wants_licenses = kinds.contains(&Kind::License);
+    let wants_devices = kinds.contains(&Kind::Device);
+    let key_matches = |license: &License| {
+        license.license_key.as_ref().is_some_and(|key| key.as_str().contains(upper.as_str()))
+            || license.customer_id.as_ref().is_some_and(|id| matched_customers.contains(id.as_str()))
+    };
+    let device_matches = |device: &keyledger_domain::Device| {
+        contains_ignoring_case(device.machine_name.as_str(), q)
+            || (hex_like && device.machine.hex().as_str().starts_with(q))
+    };
+    let mut licenses = state.client.tenant_licenses_where(tenant_id, |license| {
+        !license.deleted
+            && ((wants_licenses && key_matches(license))
+                || (wants_devices && license.devices.iter().any(device_matches)))
+    });
     licenses.sort_by_key(|license| license.number);
     let mut names: HashMap<String, Option<String>> = HashMap::new();
     if kinds.contains(&Kind::License) {
         for license in &licenses {
-            let key = license.license_key.as_ref().map(|key| key.as_str().to_lowercase()).unwrap_or_default();
-            let by_customer = license.customer_id.as_ref().is_some_and(|id| matched_customers.contains(id.as_str()));
-            if !key.contains(q) && !by_customer {
+            if !key_matches(license) {
                 continue;
             }
             total += 1;
@@ -158,9 +173,7 @@ async fn search(state: &AppState, tenant_id: &str, q: &str, kinds: &[Kind], limi
     if kinds.contains(&Kind::Device) {
         for license in &licenses {
             for device in &license.devices {
-                let by_name = device.machine_name.as_str().to_lowercase().contains(q);
-                let by_hash = device.machine.to_string().starts_with(q);
-                if !by_name && !by_hash {
+                if !device_matches(device) {
                     continue;
                 }
                 total += 1;
@@ -178,6 +191,16 @@ async fn search(state: &AppState, tenant_id: &str, q: &str, kinds: &[Kind], limi
         }
     }
     Ok(json!({ "results": results, "total": total }))
+}
+
+/// Whether `text` holds `needle` (lower case), in any case.
+fn contains_ignoring_case(text: &str, needle: &str) -> bool {
+    if text.is_ascii() && needle.is_ascii() {
+        let (text, needle) = (text.as_bytes(), needle.as_bytes());
+        return needle.is_empty()
+            || text.windows(needle.len()).any(|window| window.eq_ignore_ascii_case(needle));
+    }
+    text.to_lowercase().contains(needle)
 }
 
 /// The license's customer's name, read once a search.
