@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use keyledger_app::secret::{digests_match, sha256_hex};
 use keyledger_app::signing::Directory;
-use keyledger_app::system_keys::{looks_like_system_key, SystemKeyStore};
+use keyledger_app::system_keys::{looks_like_system_key, SystemKeyOwner, SystemKeyStore};
 use keyledger_app::tenancy::{StoredKey, TenancyStore};
 
 pub use keyledger_app::access::Caller;
@@ -28,8 +28,9 @@ pub use keyledger_app::tenancy::{Role, KEY_PREFIX, OPERATOR_PREFIX};
 pub struct Authenticator {
     operator_token_hash: Arc<str>,
     tenancy: TenancyStore,
-    /// Looked up at every call, not cached: a replaced system key stops
-    /// working at once in every process.
+    /// Cached like the API keys: issuing a system key moves the
+    /// directory's version, so a replaced one stops working at once here
+    /// and within the directory's poll (about a second) elsewhere.
     system_keys: SystemKeyStore,
     directory: Arc<Directory>,
     cache: Arc<RwLock<KeyCache>>,
@@ -39,6 +40,8 @@ pub struct Authenticator {
 struct KeyCache {
     version: i64,
     keys: HashMap<String, StoredKey>,
+    /// System keys found, by the SHA-256 of the key.
+    system: HashMap<String, SystemKeyOwner>,
 }
 
 /// Bounds the cache; past it, it starts over.
@@ -69,9 +72,31 @@ impl Authenticator {
         if let Some(key) = &found {
             let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
             if cache.version != version || cache.keys.len() >= MAX_CACHED_KEYS {
-                *cache = KeyCache { version, keys: HashMap::new() };
+                *cache = KeyCache { version, ..KeyCache::default() };
             }
             cache.keys.insert(id.to_owned(), key.clone());
+        }
+        Ok(found)
+    }
+
+    async fn find_system_key(&self, presented: &str) -> Result<Option<SystemKeyOwner>, ApiError> {
+        let version = self.directory.version();
+        let hash = sha256_hex(presented);
+        {
+            let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+            if cache.version == version {
+                if let Some(owner) = cache.system.get(&hash) {
+                    return Ok(Some(owner.clone()));
+                }
+            }
+        }
+        let found = self.system_keys.find(presented).await.map_err(ApiError::internal)?;
+        if let Some(owner) = &found {
+            let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+            if cache.version != version || cache.system.len() >= MAX_CACHED_KEYS {
+                *cache = KeyCache { version, ..KeyCache::default() };
+            }
+            cache.system.insert(hash, owner.clone());
         }
         Ok(found)
     }
@@ -95,7 +120,7 @@ impl Authenticator {
             });
         }
         if looks_like_system_key(presented) {
-            let owner = self.system_keys.find(presented).await.map_err(ApiError::internal)?.ok_or_else(invalid)?;
+            let owner = self.find_system_key(presented).await?.ok_or_else(invalid)?;
             return Ok(Caller {
                 key_id: owner.key_id.clone(),
                 role: Role::System,

@@ -251,6 +251,9 @@ async fn issue_system_key(
     }
     let metadata = event_metadata(context, Some(caller), tenant_id, chrono::Utc::now());
     let issued = state.system_keys.issue(tenant_id, &metadata).await.map_err(ApiError::internal)?;
+    // Every process drops its cache of keys: the replaced key stops
+    // working here at once, elsewhere within the directory's poll.
+    state.directory.changed().await.map_err(ApiError::internal)?;
     tracing::info!(tenant_id, key_id = %issued.id, replaced = ?issued.replaced, "system key issued");
     Ok((
         StatusCode::CREATED,
