@@ -386,6 +386,7 @@ impl Application {
             products,
             customers: keyledger_app::customers::CustomerStore::new(db.clone()),
             resources: keyledger_app::resources::ResourceStore::new(db.clone()),
+            leads: keyledger_app::leads::LeadStore::new(db.clone()),
             serials,
             webhooks: Webhooks {
                 store: webhooks,

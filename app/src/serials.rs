@@ -20,6 +20,7 @@ pub enum SerialKind {
     License,
     Device,
     Customer,
+    Lead,
 }
 
 impl SerialKind {
@@ -28,6 +29,7 @@ impl SerialKind {
             Self::License => "license",
             Self::Device => "device",
             Self::Customer => "customer",
+            Self::Lead => "lead",
         }
     }
 }

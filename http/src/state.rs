@@ -59,6 +59,8 @@ pub struct Shared {
     /// The catalog: products and customers, and their serial numbers.
     pub products: ProductStore,
     pub customers: CustomerStore,
+    /// Leads: institutions a tenant sells to.
+    pub leads: keyledger_app::leads::LeadStore,
     /// Tenants' pools of allocatable resources.
     pub resources: keyledger_app::resources::ResourceStore,
     pub serials: Arc<Serials>,

@@ -23,6 +23,7 @@ fn is_native(path: &str) -> bool {
         || path.starts_with("/api/customer")
         || path.starts_with("/api/resources/")
         || path == "/api/generate-license-key"
+        || path == "/api/v1/leads/import"
         || path == "/api/v1/activate"
         || path == "/api/v1/validate")
 }

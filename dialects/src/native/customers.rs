@@ -126,6 +126,30 @@ fn changes(request: &CustomerRequest) -> ApiResult<CustomerChanges> {
     })
 }
 
+/// A new customer with only a name (a lead that became one); its id.
+pub(super) async fn create_named(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &Caller,
+    tenant_id: &str,
+    name: &str,
+) -> ApiResult<String> {
+    let fields = CustomerFields { name: Some(name.to_owned()), ..CustomerFields::default() };
+    let number = state.serials.next(tenant_id, SerialKind::Customer).await.map_err(ApiError::internal)?;
+    let customer_id = Uuid::new_v4().to_string();
+    let now = Utc::now();
+    let metadata = event_metadata(context, Some(caller), tenant_id, now);
+    let build = || CustomerCommand::CreateCustomer {
+        customer_id: keyledger_domain::CustomerId::trusted(customer_id.clone()),
+        tenant_id: keyledger_domain::TenantId::trusted(tenant_id.to_owned()),
+        number: Some(number),
+        fields: fields.clone(),
+        at: now,
+    };
+    state.customers.execute(&customer_id, build, &metadata).await?;
+    Ok(customer_id)
+}
+
 #[utoipa::path(
     post,
     path = "/api/v1/customers",

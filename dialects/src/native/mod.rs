@@ -10,6 +10,7 @@ pub(crate) mod client;
 mod customers;
 mod devices;
 mod keys;
+pub(crate) mod leads;
 pub(crate) mod licenses;
 mod policy;
 pub(crate) mod products;
@@ -71,6 +72,7 @@ fn routes() -> Routes {
         .merge(products::routes())
         .merge(customers::routes())
         .merge(resources::routes())
+        .merge(leads::routes())
         .merge(releases::routes())
         // One set of handlers under the native path and seed 000's own.
         .nest("/api/v1/licenses", license_routes(), "")

@@ -75,6 +75,7 @@ impl keyledger_http::Dialect for V2Server {
             || path.starts_with("/api/admin/")
             || path.starts_with("/api/resources/")
             || path == "/api/global-search"
+            || path.starts_with("/leads/")
             || path == SAMPLE_ACTIVATE
             || path == SAMPLE_VALIDATE
     }

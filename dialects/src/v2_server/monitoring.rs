@@ -29,6 +29,47 @@ pub fn routes() -> keyledger_http::Routes {
         .add(routes!(live_stats))
         .add(routes!(anomaly_stats))
         .add(routes!(auth_token))
+        .add(routes!(lead_stats))
+}
+
+/// Activities this recent count as recent.
+const RECENT_DAYS: i64 = 30;
+
+#[utoipa::path(
+    get,
+    path = "/leads/api/stats",
+    tag = "v2-server",
+    operation_id = "v2_server_lead_stats",
+    summary = "Lead statistics: institutions, contacts, activities of the last 30 days, the share converted, by type",
+    responses((status = 200, description = "{total_institutions, total_contacts, recent_activities, conversion_rate, by_type}", body = Object), (status = "default", description = "{error: {code, message, details}}", body = Object)),
+    security(("apiKey" = []), ("bearer" = []))
+)]
+async fn lead_stats(State(state): State<AppState>, caller: Result<StatsCaller, ApiError>) -> Response {
+    answer(
+        async {
+            let caller = caller?;
+            let leads = crate::native::leads::tenant_leads(&state, caller.tenant()?).await?;
+            let since = Utc::now() - chrono::Duration::days(RECENT_DAYS);
+            let contacts: usize = leads.iter().map(|lead| lead.contacts.len()).sum();
+            let recent = leads.iter().flat_map(|lead| &lead.activities).filter(|a| a.at >= since).count();
+            let converted = leads.iter().filter(|lead| lead.converted_to.is_some()).count();
+            let rate =
+                if leads.is_empty() { 0.0 } else { (converted as f64 * 1000.0 / leads.len() as f64).round() / 10.0 };
+            let mut by_type = serde_json::Map::new();
+            for lead in &leads {
+                let count = by_type.entry(lead.r#type.clone()).or_insert(json!(0));
+                *count = json!(count.as_u64().unwrap_or(0) + 1);
+            }
+            Ok(json!({
+                "total_institutions": leads.len(),
+                "total_contacts": contacts,
+                "recent_activities": recent,
+                "conversion_rate": rate,
+                "by_type": by_type,
+            }))
+        }
+        .await,
+    )
 }
 
 /// Whose statistics a caller may read.

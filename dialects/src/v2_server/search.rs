@@ -197,8 +197,7 @@ async fn search(state: &AppState, tenant_id: &str, q: &str, kinds: &[Kind], limi
 fn contains_ignoring_case(text: &str, needle: &str) -> bool {
     if text.is_ascii() && needle.is_ascii() {
         let (text, needle) = (text.as_bytes(), needle.as_bytes());
-        return needle.is_empty()
-            || text.windows(needle.len()).any(|window| window.eq_ignore_ascii_case(needle));
+        return needle.is_empty() || text.windows(needle.len()).any(|window| window.eq_ignore_ascii_case(needle));
     }
     text.to_lowercase().contains(needle)
 }
