@@ -9,10 +9,10 @@ use keyledger_app::webhooks::RetryPolicy;
 use keyledger_eventlog::Database;
 use keyledger_workers::{
     AnomalyWorker, CallReporter, Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, FeedSource,
-    HeartbeatSweeper, MemoryFollower, ProjectionRunner, Relay, RelayConfig, Runtime, Spec, Step, WebhookDispatcher,
-    WebhookHandoff, WebhookSender, ANOMALY_DETECTOR, CALL_REPORTER, CHECKPOINTER, COMMIT_SIGNAL, DETECTOR_ACK_WAIT,
-    EXPIRY_SWEEPER, FOLLOWER_POLL, HEARTBEAT_SWEEPER, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL,
-    RUNNER_POLL, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
+    HeartbeatSweeper, MemoryFollower, ProjectionRunner, Relay, RelayConfig, ResourceReleaser, Runtime, Spec, Step,
+    WebhookDispatcher, WebhookHandoff, WebhookSender, ANOMALY_DETECTOR, CALL_REPORTER, CHECKPOINTER, COMMIT_SIGNAL,
+    DETECTOR_ACK_WAIT, EXPIRY_SWEEPER, FOLLOWER_POLL, HEARTBEAT_SWEEPER, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER,
+    RELAY_CONSUMER, RELAY_POLL, RESOURCE_RELEASER, RUNNER_POLL, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
 };
 
 use crate::limits::Limits;
@@ -73,6 +73,7 @@ pub fn start(runtime: &mut Runtime, state: &OpsState, settings: Settings) {
     if settings.anomaly_detection {
         start_anomaly_detector(runtime, state, &settings);
     }
+    start_resource_releaser(runtime, state, &settings);
     if let Some(relay) = settings.relay {
         let (db, log) = (db.clone(), log.clone());
         runtime.spawn(Spec::follower(RELAY_CONSUMER, RELAY_POLL).exclusive(), move || {
@@ -166,6 +167,16 @@ fn feed_source(state: &OpsState, settings: &Settings, ack_wait: Duration) -> Fee
         Some(relay) => FeedSource::Nats { url: relay.nats_url.clone(), stream: relay.stream.clone(), ack_wait },
         None => FeedSource::Tail(state.app.log.clone()),
     }
+}
+
+/// The resource releaser, one per database: a suspended or deleted
+/// license lets its resources go, whichever API or worker suspended it.
+fn start_resource_releaser(runtime: &mut Runtime, state: &OpsState, settings: &Settings) {
+    let source = feed_source(state, settings, DETECTOR_ACK_WAIT);
+    let resources = state.app.resources.clone();
+    runtime.spawn(Spec::follower(RESOURCE_RELEASER, RUNNER_POLL).exclusive().gathering(FAN_OUT_GATHER), move || {
+        ResourceReleaser::new(source.clone(), resources.clone())
+    });
 }
 
 /// The anomaly detector, one per database.

@@ -21,6 +21,7 @@ on_both_backends!(
     a_license_used_through_three_dialects_is_deleted_everywhere_and_its_history_stays,
     two_processes_allocating_one_resource_at_once_give_it_to_exactly_one_license,
     the_v2_public_api_allows_a_hundred_requests_a_minute_per_address,
+    a_license_suspended_through_the_native_api_lets_its_resources_go,
 );
 
 const FIVE_BY_FIVE: &str = "XXXXX-XXXXX-XXXXX-XXXXX-XXXXX";
@@ -562,4 +563,40 @@ async fn the_v2_public_api_allows_a_hundred_requests_a_minute_per_address(backen
         .await
         .unwrap();
     assert_eq!(info.status(), StatusCode::OK, "each route has its own allowance");
+}
+
+/// Resources go with a suspension made anywhere: here the native API
+/// suspends a license holding two, and the releaser frees them.
+async fn a_license_suspended_through_the_native_api_lets_its_resources_go(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let (id, key) = license(&app, &tenant, json!({})).await;
+    let system_key = system_key_of(&app, &tenant).await;
+    let get = |path: String| app.client.get(format!("{}{path}", app.base)).header("x-api-key", &system_key).send();
+    let number = get(format!("/api/license/info/{key}")).await.unwrap().json::<Value>().await.unwrap()["license"]["id"]
+        .as_i64()
+        .unwrap();
+    let mut resources = Vec::new();
+    for identifier in ["SRV-A", "SRV-B"] {
+        let made = app
+            .post("/api/v1/resources", Some(&tenant.admin_key), json!({"type": "server", "identifier": identifier}))
+            .await;
+        resources.push(made.body["id"].as_i64().unwrap());
+    }
+    let allocated = app
+        .client
+        .post(format!("{}/api/resources/allocate", app.base))
+        .header("x-api-key", &system_key)
+        .json(&json!({"license_id": number, "resource_ids": resources}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allocated.status(), StatusCode::OK);
+    let suspended = app.post(&format!("/api/v1/licenses/suspend/{id}"), Some(&tenant.admin_key), json!({})).await;
+    assert_eq!(suspended.status, StatusCode::OK, "{}", suspended.body);
+    keyledger_tests::eventually("the resources to be released", std::time::Duration::from_secs(20), || async {
+        let held = get(format!("/api/license/{number}/resources")).await.ok()?.json::<Value>().await.ok()?;
+        held["resources"].as_array().is_some_and(Vec::is_empty).then_some(())
+    })
+    .await;
 }

@@ -19,6 +19,7 @@ mod memory_follower;
 mod periodic;
 mod projector;
 mod relay;
+mod resources;
 pub mod runtime;
 mod webhooks;
 
@@ -31,6 +32,7 @@ pub use memory_follower::{MemoryFollower, FOLLOWER_POLL, MEMORY_FOLLOWER};
 pub use periodic::{Checkpointer, ExpirySweeper, HeartbeatSweeper, CHECKPOINTER, EXPIRY_SWEEPER, HEARTBEAT_SWEEPER};
 pub use projector::{ProjectionRunner, ProjectorError, LICENSE_VIEW_RUNNER, RUNNER_POLL};
 pub use relay::{Relay, RelayConfig, RELAY_CONSUMER, RELAY_POLL, SUBJECT_PREFIX};
+pub use resources::{ResourceReleaser, RESOURCE_RELEASER};
 pub use runtime::{
     Consumer, ConsumerError, Runtime, Spec, State as ConsumerState, Status as ConsumerStatus, Statuses, Step,
 };
