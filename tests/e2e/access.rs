@@ -433,7 +433,7 @@ async fn health_names_a_consumer_that_is_down(backend: Backend) {
     .await;
     // The relay fails first; the consumers that read its stream count as
     // down once they have failed for health_max_lag_secs, moments later.
-    let on_nats = ["nats-relay", "webhook-dispatcher", "anomaly-detector"];
+    let on_nats = ["nats-relay", "webhook-dispatcher", "anomaly-detector", "resource-releaser"];
     let all_down = |body: &serde_json::Value| {
         body["consumers"].as_array().is_some_and(|consumers| {
             consumers.iter().filter(|c| on_nats.contains(&c["name"].as_str().unwrap_or_default())).count()
@@ -455,8 +455,8 @@ async fn health_names_a_consumer_that_is_down(backend: Backend) {
     .await;
     assert_eq!(health.body["status"], "unhealthy");
     let consumers = health.body["consumers"].as_array().unwrap();
-    // The relay, and the webhook dispatcher and anomaly detector that read
-    // the relay's stream.
+    // The relay, and the webhook dispatcher, anomaly detector and resource
+    // releaser that read the relay's stream.
     let relay = consumers.iter().find(|c| c["name"] == "nats-relay").expect("the relay is listed");
     assert_eq!(relay["healthy"], false);
     assert_eq!(relay["state"], "failing");
