@@ -3,13 +3,12 @@
 //! change is the same command the native API runs, one per license, with
 //! the caller (the system key or a tenant admin) as its actor.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
 use keyledger_app::client::Activation;
 use keyledger_domain::{License, LicenseCommand, LicenseStatus, Seats};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 
 use super::wire::{BulkRequest, GenerateRequest, QuickEditRequest, RegisterDeviceRequest};
 use super::{date, license_type, required, tenant_product, SystemCaller};
@@ -19,7 +18,6 @@ use keyledger_http::auth::Caller;
 use keyledger_http::dialect::{answer, client_call};
 use keyledger_http::error::ApiError;
 use keyledger_http::extract::{JsonBody, PathParam, PathParams, RequestContext};
-use keyledger_http::instant;
 use keyledger_http::state::AppState;
 use utoipa_axum::routes;
 
@@ -96,15 +94,12 @@ fn customer_text(fields: &keyledger_domain::CustomerFields) -> String {
 async fn customers(
     State(state): State<AppState>,
     caller: Result<SystemCaller, ApiError>,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    query: super::RawQuery,
 ) -> Response {
     answer(
         async {
             let SystemCaller(caller) = caller?;
-            let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-            if let Some(unknown) = query.keys().find(|name| !matches!(name.as_str(), "q" | "page")) {
-                return Err(ApiError::field(unknown, format!("{unknown} is not a parameter here (q and page are)")));
-            }
+            let query = super::query_of(query, &["q", "page"])?;
             let page = match query.get("page") {
                 None => 1,
                 Some(raw) => raw
@@ -463,16 +458,8 @@ async fn quick_edit(
                 .max_activations
                 .map(|raw| Seats::new(raw).map_err(|e| ApiError::field("maxActivations", e.to_string())))
                 .transpose()?;
-            let policy = request
-                .max_users
-                .map(|users| {
-                    let users = u32::try_from(users)
-                        .ok()
-                        .filter(|users| *users >= 1)
-                        .ok_or_else(|| ApiError::field("maxUsers", "max_users must be a positive integer"))?;
-                    Ok::<_, ApiError>(keyledger_domain::Policy { max_users: Some(users), ..license.policy.clone() })
-                })
-                .transpose()?;
+            let policy = super::parse_max_users(request.max_users)?
+                .map(|users| keyledger_domain::Policy { max_users: Some(users), ..license.policy.clone() });
             let command = LicenseCommand::EditLicense {
                 expires_at,
                 max_activations,
@@ -530,15 +517,7 @@ async fn generate(
             }
             let seats = Seats::new(request.max_activations.unwrap_or(1))
                 .map_err(|e| ApiError::field("maxActivations", e.to_string()))?;
-            let max_users = request
-                .max_users
-                .map(|users| {
-                    u32::try_from(users)
-                        .ok()
-                        .filter(|users| *users >= 1)
-                        .ok_or_else(|| ApiError::field("maxUsers", "max_users must be a positive integer"))
-                })
-                .transpose()?;
+            let max_users = super::parse_max_users(request.max_users)?;
             let customer_id = match request.customer_id {
                 Some(number) => Some(customer_numbered(&state, tenant_id, &number.to_string()).await?.id),
                 None => None,
@@ -619,21 +598,11 @@ async fn devices(
         async {
             let SystemCaller(caller) = caller?;
             let license = license_numbered(&state, &caller, integer_id(&raw_id, "license_id")?).await?;
-            let devices: Vec<Value> = license
-                .devices
-                .iter()
-                .map(|device| (device, true))
-                .chain(license.past_devices.iter().map(|device| (device, false)))
+            let devices: Vec<Value> = super::all_devices(&license)
                 .map(|(device, active)| {
-                    json!({
-                        "id": device.number,
-                        "hardware_hash": device.machine.to_string(),
-                        "machine_name": device.machine_name.as_str(),
-                        "activated_at": instant(device.activated_at),
-                        "last_heartbeat": instant(device.last_heartbeat_at),
-                        "is_active": active,
-                        "app_version": device.details.app_version.as_deref(),
-                    })
+                    let mut body = super::activation_body(device, active);
+                    body["app_version"] = json!(device.details.app_version.as_deref());
+                    body
                 })
                 .collect();
             Ok(json!({ "devices": devices }))

@@ -196,20 +196,12 @@ impl FromRequestParts<AppState> for SystemCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let missing = || ApiError::unauthorized("Invalid or missing API key");
-        let api_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
-        let bearer = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key.trim());
-        let presented = api_key.filter(|key| !key.is_empty()).or(bearer).ok_or_else(missing)?;
+        let presented = presented_credential(parts).ok_or_else(missing)?;
         if presented.starts_with("eyJ") {
             // An analytics token reads statistics only.
             return Err(missing());
         }
-        let caller = state.auth.authenticate(presented).await.map_err(|error| {
+        let caller = state.auth.authenticate(&presented).await.map_err(|error| {
             if error.status == StatusCode::UNAUTHORIZED {
                 missing()
             } else {
@@ -221,6 +213,67 @@ impl FromRequestParts<AppState> for SystemCaller {
             _ => Err(ApiError::forbidden("This needs the tenant's system key or a tenant admin key")),
         }
     }
+}
+
+/// A query as a request gave it, or why it could not be read.
+pub(super) type RawQuery =
+    Result<Query<std::collections::HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+
+/// The query's parameters, refusing one not in `allowed` (400 naming it).
+pub(super) fn query_of(raw: RawQuery, allowed: &[&str]) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    let Query(query) = raw.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    if let Some(unknown) = query.keys().find(|name| !allowed.contains(&name.as_str())) {
+        let known = match allowed {
+            [one] => format!("{one} is"),
+            [rest @ .., last] => format!("{} and {last} are", rest.join(", ")),
+            [] => "none are".to_owned(),
+        };
+        return Err(ApiError::field(unknown, format!("{unknown} is not a parameter here ({known})")));
+    }
+    Ok(query)
+}
+
+/// The credential a request presents: `X-API-Key`, else a bearer token.
+pub(super) fn presented_credential(parts: &Parts) -> Option<String> {
+    let api_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim());
+    api_key.filter(|key| !key.is_empty()).or(bearer).map(str::to_owned)
+}
+
+/// A device holding a seat (`active`) or a past one, as info and the
+/// devices list show it. Machine ids are kept only as a keyed hash: that
+/// is the `hardware_hash` shown.
+pub(super) fn activation_body(device: &keyledger_domain::Device, active: bool) -> Value {
+    json!({
+        "id": device.number,
+        "hardware_hash": device.machine.to_string(),
+        "machine_name": device.machine_name.as_str(),
+        "activated_at": instant(device.activated_at),
+        "last_heartbeat": instant(device.last_heartbeat_at),
+        "is_active": active,
+    })
+}
+
+/// The license's devices holding seats, then its past ones.
+pub(super) fn all_devices(license: &License) -> impl Iterator<Item = (&keyledger_domain::Device, bool)> {
+    license.devices.iter().map(|device| (device, true)).chain(license.past_devices.iter().map(|device| (device, false)))
+}
+
+/// `max_users`, when given: a positive integer.
+pub(super) fn parse_max_users(raw: Option<i64>) -> Result<Option<u32>, ApiError> {
+    raw.map(|users| {
+        u32::try_from(users)
+            .ok()
+            .filter(|users| *users >= 1)
+            .ok_or_else(|| ApiError::field("maxUsers", "max_users must be a positive integer"))
+    })
+    .transpose()
 }
 
 /// A required string field, or 400 naming it (by the client service's
@@ -404,23 +457,8 @@ async fn info(
                 None => None,
             };
             let now = Utc::now();
-            let activations: Vec<Value> = license
-                .devices
-                .iter()
-                .map(|device| (device, true))
-                .chain(license.past_devices.iter().map(|device| (device, false)))
-                .map(|(device, active)| {
-                    json!({
-                        "id": device.number,
-                        // Machine ids are kept only as a keyed hash: this is it.
-                        "hardware_hash": device.machine.to_string(),
-                        "machine_name": device.machine_name.as_str(),
-                        "activated_at": instant(device.activated_at),
-                        "last_heartbeat": instant(device.last_heartbeat_at),
-                        "is_active": active,
-                    })
-                })
-                .collect();
+            let activations: Vec<Value> =
+                all_devices(&license).map(|(device, active)| activation_body(device, active)).collect();
             Ok(json!({
                 "license": {
                     "id": license.number,
@@ -583,15 +621,12 @@ async fn version_check(
 async fn version_latest(
     State(state): State<AppState>,
     caller: Result<SystemCaller, ApiError>,
-    query: Result<Query<std::collections::HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    query: RawQuery,
 ) -> Response {
     answer(
         async {
             let SystemCaller(caller) = caller?;
-            let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-            if let Some(unknown) = query.keys().find(|name| name.as_str() != "product") {
-                return Err(ApiError::field(unknown, format!("{unknown} is not a parameter here (product is)")));
-            }
+            let query = query_of(query, &["product"])?;
             let (tenant_id, _) = caller.tenant()?;
             let (product, _) = tenant_product(&state, tenant_id, query.get("product").map(String::as_str)).await?;
             let release = latest_release(&product, Utc::now()).ok_or_else(|| {

@@ -98,15 +98,7 @@ impl FromRequestParts<AppState> for StatsCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let invalid = || ApiError::unauthorized("Invalid or missing API key");
-        let bearer = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_owned());
-        let api_key = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned());
-        let presented = api_key.filter(|key| !key.is_empty()).or(bearer).ok_or_else(invalid)?;
+        let presented = super::presented_credential(parts).ok_or_else(invalid)?;
         if presented.starts_with("eyJ") {
             let tenant = state.analytics.verify(&presented, Utc::now()).await.map_err(ApiError::internal)?;
             return tenant.map(|tenant| StatsCaller(Scope::Tenant(tenant))).ok_or_else(invalid);

@@ -3,9 +3,8 @@
 //! tenant's pool.
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
 use keyledger_domain::{ResourceCommand, ResourceStatus};
@@ -128,18 +127,12 @@ async fn allocate(
 async fn check_availability(
     State(state): State<AppState>,
     caller: Result<SystemCaller, ApiError>,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    query: super::RawQuery,
 ) -> Response {
     answer(
         async {
             let SystemCaller(caller) = caller?;
-            let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-            if let Some(unknown) = query.keys().find(|name| !matches!(name.as_str(), "type" | "count")) {
-                return Err(ApiError::field(
-                    unknown,
-                    format!("{unknown} is not a parameter here (type and count are)"),
-                ));
-            }
+            let query = super::query_of(query, &["type", "count"])?;
             let wanted = match query.get("count") {
                 None => 1,
                 Some(raw) => raw

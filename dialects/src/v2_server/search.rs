@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
 use keyledger_domain::{License, LicenseStatus};
@@ -63,18 +63,12 @@ fn status_text(license: &License) -> &'static str {
 async fn global_search(
     State(state): State<AppState>,
     caller: Result<SystemCaller, ApiError>,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    query: super::RawQuery,
 ) -> Response {
     answer(
         async {
             let SystemCaller(caller) = caller?;
-            let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-            if let Some(unknown) = query.keys().find(|name| !matches!(name.as_str(), "q" | "type" | "limit")) {
-                return Err(ApiError::field(
-                    unknown,
-                    format!("{unknown} is not a parameter here (q, type, limit are)"),
-                ));
-            }
+            let query = super::query_of(query, &["q", "type", "limit"])?;
             let q = query.get("q").map(|q| q.trim().to_lowercase()).unwrap_or_default();
             if q.chars().count() < 2 || q.chars().count() > 200 {
                 return Err(ApiError::field("q", "q must be 2 to 200 characters"));
