@@ -63,7 +63,7 @@ pub fn start(runtime: &mut Runtime, state: &OpsState, settings: Settings) {
         move || ProjectionRunner::new(db.clone()).with_log(log.clone())
     });
     runtime.spawn(Spec::follower(MEMORY_FOLLOWER, FOLLOWER_POLL), {
-        let (db, memory, progress) = (db.clone(), state.memory.clone(), state.follower_progress.clone());
+        let (db, memory, progress) = (db.clone(), state.memory.clone(), state.consumers.follower_progress.clone());
         let log = log.clone();
         move || MemoryFollower::resume(db.clone(), memory.clone(), progress.clone()).with_log(log.clone())
     });

@@ -371,6 +371,13 @@ impl Application {
                 heartbeat_floor,
             },
         ));
+        let consumers = Arc::new(crate::consumers::ConsumerProbe {
+            statuses: runtime.statuses(),
+            follower_progress,
+            log: EventLog::new(db.clone()),
+            relay_enabled: config.nats_url.is_some(),
+            max_lag: std::time::Duration::from_secs(config.health_max_lag_secs.into()),
+        });
         let app = AppState::new(Shared {
             client,
             licenses,
@@ -395,6 +402,7 @@ impl Application {
             },
             anomaly_settings,
             metrics,
+            consumer_health: consumers.clone(),
         });
         let state = OpsState::new(Ops {
             app,
@@ -406,10 +414,7 @@ impl Application {
                 .clone()
                 .filter(|t| !t.trim().is_empty())
                 .map(|t| sha256_hex(t.trim()).into()),
-            follower_progress,
-            consumers: runtime.statuses(),
-            health_max_lag: std::time::Duration::from_secs(config.health_max_lag_secs.into()),
-            relay_enabled: config.nats_url.is_some(),
+            consumers,
             call_reports,
         });
         let listener = TcpListener::bind(config.listen)

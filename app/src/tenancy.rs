@@ -98,6 +98,9 @@ pub enum Revocation {
     LastAdmin,
 }
 
+/// A new tenant's usage threshold, in percent of a license's seats.
+pub const DEFAULT_USAGE_THRESHOLD: u32 = 80;
+
 #[derive(Debug, Clone)]
 pub struct TenancyStore {
     db: Database,
@@ -181,6 +184,22 @@ impl TenancyStore {
         const SQL: &str = "SELECT COUNT(*) FROM tenants WHERE id = $1";
         let count: i64 = on_pool!(&self.db, pool => sqlx::query_scalar(SQL).bind(tenant_id).fetch_one(pool).await)?;
         Ok(count > 0)
+    }
+
+    /// The share of a license's seats, in percent, at which the tenant's
+    /// usage threshold webhook is sent; `None` for no such tenant.
+    pub async fn usage_threshold(&self, tenant_id: &str) -> Result<Option<u32>, sqlx::Error> {
+        const SQL: &str = "SELECT usage_threshold_percent FROM tenants WHERE id = $1";
+        let percent: Option<i64> =
+            on_pool!(&self.db, pool => sqlx::query_scalar(SQL).bind(tenant_id).fetch_optional(pool).await)?;
+        Ok(percent.map(|p| p.clamp(1, 100) as u32))
+    }
+
+    /// Sets the usage threshold; the caller checks it is 1 to 100.
+    pub async fn set_usage_threshold(&self, tenant_id: &str, percent: u32) -> Result<(), sqlx::Error> {
+        const SQL: &str = "UPDATE tenants SET usage_threshold_percent = $1 WHERE id = $2";
+        on_pool!(&self.db, pool => sqlx::query(SQL).bind(i64::from(percent)).bind(tenant_id).execute(pool).await.map(drop))?;
+        Ok(())
     }
 
     /// Revokes a live key of `tenant_id`, unless it is the tenant's last

@@ -1,8 +1,14 @@
 //! What every dialect handler can reach: a handful of services. The
 //! server's own plumbing (rate limits, consumer statuses, `/health` and
-//! `/metrics`) keeps its state in `keyledger-api`.
+//! `/metrics`) keeps its state in `keyledger-api`; of it, dialects see
+//! only which background consumers are unhealthy, through
+//! [`ConsumerHealth`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use keyledger_app::anomalies::SettingsCache;
 use keyledger_app::client::ClientService;
@@ -69,6 +75,25 @@ pub struct Shared {
     /// Tenants' anomaly settings, cached.
     pub anomaly_settings: Arc<SettingsCache>,
     pub metrics: Arc<Metrics>,
+    /// Which background consumers are down or behind, as `/health` says.
+    pub consumer_health: Arc<dyn ConsumerHealth>,
+}
+
+/// A background consumer that `/health` reports unhealthy.
+#[derive(Debug, Clone)]
+pub struct UnhealthyConsumer {
+    pub name: String,
+    /// What is wrong, in words: down, or how far behind.
+    pub reason: String,
+    /// Since when, where that is known (when it began failing, or the
+    /// age of the oldest event it has not handled).
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// The binary runs the background consumers and knows their health; the
+/// dialects (the V2 License Server's live statistics) ask it here.
+pub trait ConsumerHealth: Send + Sync {
+    fn unhealthy(&self) -> Pin<Box<dyn Future<Output = Result<Vec<UnhealthyConsumer>, keyledger_eventlog::EventLogError>> + Send + '_>>;
 }
 
 /// Webhook endpoints and deliveries, and where endpoints may point.

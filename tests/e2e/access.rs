@@ -468,6 +468,28 @@ async fn health_names_a_consumer_that_is_down(backend: Backend) {
         assert_eq!(consumer["healthy"], !on_nats.contains(&name), "{consumer}");
     }
 
+    // The V2 License Server's live statistics raise them as alerts, to a
+    // tenant's staff too (without the error text, as `/health`).
+    let tenant = app.tenant("Acme").await;
+    let live = app
+        .client
+        .get(format!("{}/api/monitoring/live-stats", app.base))
+        .header("x-api-key", &tenant.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    let live: serde_json::Value = live.json().await.unwrap();
+    let alerts = live["alerts"].as_array().expect("alerts");
+    for name in on_nats {
+        let alert = alerts
+            .iter()
+            .find(|a| a["message"].as_str().is_some_and(|m| m.contains(&format!("consumer {name} "))))
+            .unwrap_or_else(|| panic!("an alert names {name}: {live}"));
+        assert_eq!(alert["type"], "error", "{alert}");
+        assert!(alert["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{alert}");
+    }
+
     let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"keyledger_consumer_up{consumer="nats-relay"} 0"#), "{metrics}");
     assert!(metrics.contains(r#"keyledger_consumer_up{consumer="projection:license_view"} 1"#));

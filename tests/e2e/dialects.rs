@@ -22,6 +22,7 @@ on_both_backends!(
     two_processes_allocating_one_resource_at_once_give_it_to_exactly_one_license,
     the_v2_public_api_allows_a_hundred_requests_a_minute_per_address,
     a_license_suspended_through_the_native_api_lets_its_resources_go,
+    every_v2_admin_route_refuses_user_and_client_keys,
 );
 
 const FIVE_BY_FIVE: &str = "XXXXX-XXXXX-XXXXX-XXXXX-XXXXX";
@@ -599,4 +600,94 @@ async fn a_license_suspended_through_the_native_api_lets_its_resources_go(backen
         held["resources"].as_array().is_some_and(Vec::is_empty).then_some(())
     })
     .await;
+}
+
+/// The V2 License Server's routes a client calls with a license key; the
+/// rest are its admin API.
+const V2_CLIENT_ROUTES: [&str; 7] = [
+    "/api/license/activate",
+    "/api/license/verify",
+    "/api/license/info/{license_key}",
+    "/api/v1/activate",
+    "/api/v1/validate",
+    "/api/version/check",
+    "/api/version/latest",
+];
+
+/// Walks the OpenAPI document: every admin route of the V2 License Server
+/// dialect refuses a tenant's user key and client key (403) and an
+/// analytics token where it reads more than statistics (401), each in the
+/// document's error shape, before it reads the request; a tenant admin
+/// key gets past authorisation on every one.
+async fn every_v2_admin_route_refuses_user_and_client_keys(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let user = app.user(&tenant, "seller").await;
+    let client = client_key(&app, &tenant).await;
+    let token = app
+        .client
+        .get(format!("{}/api/admin/license/auth-token", app.base))
+        .header("x-api-key", &tenant.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::OK);
+    let token: Value = token.json().await.unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+
+    let document = app.get("/openapi.json", None).await.body;
+    let mut checked = 0;
+    for (template, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            let tagged = operation["tags"].as_array().is_some_and(|tags| tags.iter().any(|t| t == "v2-server"));
+            if !tagged || V2_CLIENT_ROUTES.contains(&template.as_str()) {
+                continue;
+            }
+            // Statistics are what an analytics token is for.
+            let reads_stats = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|requirement| requirement.get("bearer").is_some()));
+            let path = template.replace(['{', '}'], "").replace("license_id", "1").replace("customer_id", "1").replace("device_id", "1");
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let send = |header: (&'static str, String)| {
+                let mut request =
+                    app.client.request(method.clone(), format!("{}{path}", app.base)).header(header.0, header.1);
+                if method == reqwest::Method::POST {
+                    // A body without any required field: authorisation
+                    // comes before reading it. (Malformed JSON is refused
+                    // by the request screen before any route.)
+                    request = request.header("content-type", "application/json").body("{}");
+                }
+                async move { request.send().await.unwrap() }
+            };
+            for (who, key) in [("a user key", &user.key), ("a client key", &client)] {
+                let reply = send(("x-api-key", key.clone())).await;
+                let status = reply.status();
+                let body: Value = reply.json().await.unwrap_or_default();
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {template} with {who}: {body}");
+                assert!(body["error"]["code"].is_string(), "{method} {template} with {who}: the document's shape: {body}");
+            }
+            let reply = send(("authorization", format!("Bearer {token}"))).await;
+            let status = reply.status();
+            let body: Value = reply.json().await.unwrap_or_default();
+            if reads_stats {
+                // Past authorisation: served, or an unknown id (customer 1).
+                assert!(
+                    status == StatusCode::OK || status == StatusCode::NOT_FOUND,
+                    "{method} {template} with an analytics token: {status} {body}"
+                );
+            } else {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {template} with an analytics token: {body}");
+                assert_eq!(body["code"], "INVALID_API_KEY", "{method} {template}: {body}");
+            }
+            let reply = send(("x-api-key", tenant.admin_key.clone())).await;
+            let status = reply.status();
+            assert!(
+                status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN && !status.is_server_error(),
+                "{method} {template} with the tenant's admin key: {status}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} admin routes found in the OpenAPI document");
 }

@@ -28,6 +28,7 @@ on_both_backends!(
     shutdown_finishes_the_deliveries_in_flight,
     shutdown_hands_back_the_deliveries_not_yet_sent,
     usage_thresholds_are_sent_once_per_crossing,
+    a_tenant_sets_its_usage_threshold,
     a_tenants_endpoints_are_capped,
     a_never_answering_endpoint_holds_up_only_itself,
     an_endpoint_may_ask_for_the_v2_server_documents_payload,
@@ -562,6 +563,51 @@ async fn usage_thresholds_are_sent_once_per_crossing(backend: Backend) {
         assert_eq!(alert["data"]["licenseId"], license["id"]);
     }
     Receiver::verify_with_standardwebhooks(&received, &[&secret]).await;
+}
+
+/// A tenant sets its own threshold (here 50%): alerts come at it and at
+/// all seats taken, not at 80%. Bad values are refused naming the field.
+async fn a_tenant_sets_its_usage_threshold(backend: Backend) {
+    let app = app_with_webhooks(backend).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let tenant = app.tenant("Acme").await;
+    let settings = format!("/api/v1/tenants/{}/settings", tenant.id);
+    let before = app.get(&settings, Some(&tenant.admin_key)).await;
+    assert_eq!(before.body["usageThresholdPercent"], 80, "{}", before.body);
+    for bad in [json!(0), json!(101), json!(50.5), json!("50")] {
+        let body = json!({ "usageThresholdPercent": bad, "requireClientKey": true });
+        let refused = app.request(Method::PATCH, &settings, Some(&tenant.admin_key), Some(body)).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}: {}", refused.body);
+        assert_eq!(refused.body["field"], "usageThresholdPercent", "{}", refused.body);
+    }
+    let unchanged = app.get(&settings, Some(&tenant.admin_key)).await;
+    assert_eq!(unchanged.body["requireClientKey"], false, "a refused request changes nothing: {}", unchanged.body);
+    let body = json!({ "usageThresholdPercent": 50 });
+    let set = app.request(Method::PATCH, &settings, Some(&tenant.admin_key), Some(body)).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    assert_eq!(set.body["usageThresholdPercent"], 50);
+    let other = app.tenant("Other").await;
+    let theirs = format!("/api/v1/tenants/{}/settings", other.id);
+    let not_yours = app.request(Method::PATCH, &theirs, Some(&tenant.admin_key), Some(json!({"usageThresholdPercent": 10}))).await;
+    assert_eq!(not_yours.status, StatusCode::NOT_FOUND, "{}", not_yours.body);
+
+    create_webhook(&app, &tenant, &receiver.url, json!(["license.usage_threshold"])).await;
+    let user = app.user(&tenant, "u").await;
+    let license = app.generate(&user.key, json!({"maxActivations": 4})).await;
+    let key = license["licenseKey"].as_str().unwrap();
+    for machine in ["m1", "m2", "m3", "m4"] {
+        assert_eq!(app.activate(key, machine).await.status, StatusCode::OK);
+    }
+    receiver.wait_until("two alerts", 20, |r| r.len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut seen: Vec<(i64, i64)> = receiver
+        .received()
+        .iter()
+        .map(Received::payload)
+        .map(|a| (a["data"]["threshold"].as_i64().unwrap(), a["data"]["seatsUsed"].as_i64().unwrap()))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [(50, 2), (100, 4)]);
 }
 
 /// One event fans out to every endpoint of its tenant, so a tenant may

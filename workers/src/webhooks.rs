@@ -133,8 +133,13 @@ pub struct Dispatcher {
 }
 
 /// Seats in use, in percent of the seats, whose crossing upwards sends
-/// `license.usage_threshold` (seed 003's usage threshold alerts).
-const USAGE_THRESHOLDS: [u32; 2] = [80, 100];
+/// `license.usage_threshold` (seed 003's usage threshold alerts): the
+/// tenant's own threshold, and all seats taken.
+fn usage_thresholds(tenant_threshold: u32) -> Vec<u32> {
+    let mut thresholds = vec![tenant_threshold.clamp(1, 100), 100];
+    thresholds.dedup();
+    thresholds
+}
 
 impl Dispatcher {
     /// `policy` is the senders' (its timeout sets the claims' length).
@@ -145,7 +150,10 @@ impl Dispatcher {
     /// The usage thresholds an activation made its license cross: the
     /// seats in use before and after it, replayed from the license's own
     /// events up to it, so the same log always gives the same alerts.
-    async fn crossings(&self, envelope: &Value) -> Result<Vec<(u32, u32, u32)>, ConsumerError> {
+    ///
+    /// The tenant's threshold is read when the event is dispatched: a
+    /// change of it applies to activations dispatched after it.
+    async fn crossings(&self, envelope: &Value, thresholds: &[u32]) -> Result<Vec<(u32, u32, u32)>, ConsumerError> {
         let (Some(license_id), Some(sequence)) = (envelope["licenseId"].as_str(), envelope["sequence"].as_i64()) else {
             return Ok(Vec::new());
         };
@@ -159,8 +167,9 @@ impl Dispatcher {
             license.apply(serde_json::from_value::<LicenseEvent>(event.payload)?);
         }
         let (after, seats) = (license.devices.len() as u32, license.max_activations.get());
-        Ok(USAGE_THRESHOLDS
-            .into_iter()
+        Ok(thresholds
+            .iter()
+            .copied()
             .filter(|threshold| before * 100 < threshold * seats && after * 100 >= threshold * seats)
             .map(|threshold| (threshold, after, seats))
             .collect())
@@ -243,7 +252,8 @@ impl Dispatcher {
         let wanted: Vec<&Subscriber> =
             subscribers[tenant_id].iter().filter(current).filter(|s| matches(&s.patterns, USAGE_THRESHOLD)).collect();
         if event_type == "LicenseActivated" && !wanted.is_empty() {
-            for (threshold, used, seats) in self.crossings(envelope).await? {
+            let thresholds = usage_thresholds(self.store.usage_threshold(tenant_id).await?);
+            for (threshold, used, seats) in self.crossings(envelope, &thresholds).await? {
                 // Derived from the activation's id, so it is the same
                 // whenever this event is dispatched.
                 let alert_id = format!("{event_id}-usage-{threshold}");

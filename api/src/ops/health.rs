@@ -49,7 +49,7 @@ async fn health(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
         Backend::Sqlite => "sqlite",
     };
     let consumers = match state.db.ping().await {
-        Ok(()) => crate::consumers::report(&state).await,
+        Ok(()) => state.consumers.report().await,
         Err(error) => Err(error),
     };
     let (status, word, consumers) = match consumers {
@@ -61,7 +61,7 @@ async fn health(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
         }
         Err(error) => {
             tracing::warn!(error = %error_chain(&error), "health check: store unreachable");
-            let statuses = state.consumers.all();
+            let statuses = state.consumers.statuses.all();
             (StatusCode::SERVICE_UNAVAILABLE, "unhealthy", json!(statuses))
         }
     };

@@ -120,7 +120,7 @@ async fn read_gauges(state: &OpsState) -> Result<(), keyledger_eventlog::EventLo
         }
         Err(error) => tracing::warn!(error = %error_chain(&error), "metrics: cannot count pending webhook deliveries"),
     }
-    for report in crate::consumers::report(state).await? {
+    for report in state.consumers.report().await? {
         let labels = ConsumerLabels { consumer: report.status.name.clone() };
         metrics.consumer_lag_events.get_or_create(&labels).set(report.lag_events.unwrap_or(0));
         metrics.consumer_lag_seconds.get_or_create(&labels).set(report.lag_seconds.unwrap_or(0.0));

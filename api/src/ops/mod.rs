@@ -7,10 +7,9 @@ mod docs;
 mod health;
 mod metrics;
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use keyledger_eventlog::{Cursor, Database};
+use keyledger_eventlog::Database;
 use keyledger_http::{AppState, Routes};
 use keyledger_projections::MemoryView;
 
@@ -26,14 +25,9 @@ pub struct Ops {
     pub limits: Arc<Limits>,
     /// SHA-256 of `KEYLEDGER_METRICS_TOKEN`, when `/metrics` needs one.
     pub metrics_token: Option<Arc<str>>,
-    /// Where this process's validation-view follower has got to.
-    pub follower_progress: Arc<Mutex<Cursor>>,
-    /// The background consumers' statuses, for `/health` and `/metrics`.
-    pub consumers: Arc<keyledger_workers::Statuses>,
-    /// Past this lag (or this long failing) a consumer is reported unhealthy.
-    pub health_max_lag: Duration,
-    /// Whether this process runs a NATS relay (whose lag is reported).
-    pub relay_enabled: bool,
+    /// The background consumers' statuses and lag, for `/health` and
+    /// `/metrics` (and the follower's progress, which it also reads).
+    pub consumers: Arc<crate::consumers::ConsumerProbe>,
     /// Call-rate reports the client calls queue for the log.
     pub call_reports: keyledger_app::client::CallReports,
 }

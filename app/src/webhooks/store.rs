@@ -392,6 +392,13 @@ impl WebhookStore {
             .collect())
     }
 
+    /// The tenant's usage threshold (percent of a license's seats), read
+    /// where the tenant's settings are kept; 80 for a tenant that is gone.
+    pub async fn usage_threshold(&self, tenant_id: &str) -> Result<u32, WebhookError> {
+        let tenancy = crate::tenancy::TenancyStore::new(self.db.clone());
+        Ok(tenancy.usage_threshold(tenant_id).await?.unwrap_or(crate::tenancy::DEFAULT_USAGE_THRESHOLD))
+    }
+
     /// A customer's per-tenant number, for payloads that show integer ids.
     pub async fn customer_number(&self, customer_id: &str) -> Result<Option<i64>, WebhookError> {
         const SQL: &str = "SELECT number FROM customer_view WHERE customer_id = $1 AND number > 0";

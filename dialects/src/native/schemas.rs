@@ -262,6 +262,9 @@ pub struct KeyListed {
 pub struct TenantSettings {
     tenant_id: String,
     require_client_key: bool,
+    /// Percent of a license's seats whose crossing sends
+    /// `license.usage_threshold`.
+    usage_threshold_percent: u32,
 }
 
 /// An Ed25519 public key as a JWK (RFC 8037).

@@ -33,6 +33,9 @@ pub fn routes() -> Routes {
 #[serde(rename_all = "camelCase")]
 struct SettingsRequest {
     require_client_key: Option<bool>,
+    /// Percent of a license's seats, 1 to 100.
+    #[schema(value_type = Option<u32>)]
+    usage_threshold_percent: Option<serde_json::Number>,
 }
 
 /// The tenant whose settings the caller may manage: its own admin's, or
@@ -57,7 +60,12 @@ async fn settings_body(state: &AppState, tenant_id: &str) -> ApiResult<Json<Valu
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("No such tenant"))?;
-    Ok(Json(json!({ "tenantId": tenant_id, "requireClientKey": tenant.require_client_key })))
+    let threshold = state.tenancy.usage_threshold(tenant_id).await.map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "tenantId": tenant_id,
+        "requireClientKey": tenant.require_client_key,
+        "usageThresholdPercent": threshold.unwrap_or(keyledger_app::tenancy::DEFAULT_USAGE_THRESHOLD),
+    })))
 }
 
 #[utoipa::path(
@@ -79,7 +87,9 @@ async fn settings(
 }
 
 /// `requireClientKey: true` makes the tenant's licenses answer anonymous
-/// client calls as if their keys did not exist.
+/// client calls as if their keys did not exist. `usageThresholdPercent`
+/// (1 to 100, 80 at first) is the share of a license's seats whose
+/// crossing sends the `license.usage_threshold` webhook.
 #[utoipa::path(
     patch,
     path = "/api/v1/tenants/{tenant_id}/settings",
@@ -96,11 +106,24 @@ async fn edit_settings(
     JsonBody(request): JsonBody<SettingsRequest>,
 ) -> ApiResult<Json<Value>> {
     let tenant_id = settings_tenant(&state, &caller, &raw_id).await?;
+    // Checked before anything is changed: a request is all or nothing.
+    let threshold = request.usage_threshold_percent.as_ref().map(parse_threshold).transpose()?;
+    if let Some(percent) = threshold {
+        state.tenancy.set_usage_threshold(&tenant_id, percent).await.map_err(ApiError::internal)?;
+        tracing::info!(tenant_id, percent, "usageThresholdPercent set");
+    }
     if let Some(required) = request.require_client_key {
         state.directory.set_require_client_key(&tenant_id, required).await.map_err(ApiError::internal)?;
         tracing::info!(tenant_id, required, "requireClientKey set");
     }
     settings_body(&state, &tenant_id).await
+}
+
+fn parse_threshold(raw: &serde_json::Number) -> ApiResult<u32> {
+    raw.as_u64()
+        .filter(|percent| (1..=100).contains(percent))
+        .map(|percent| percent as u32)
+        .ok_or_else(|| ApiError::field("usageThresholdPercent", "usageThresholdPercent must be a whole number from 1 to 100"))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

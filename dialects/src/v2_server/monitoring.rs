@@ -154,7 +154,7 @@ async fn active_count(State(state): State<AppState>, caller: Result<StatsCaller,
     path = "/api/monitoring/live-stats",
     tag = "v2-server",
     operation_id = "v2_server_live_stats",
-    summary = "Live statistics and alerts (unresolved anomalies, newest first)",
+    summary = "Live statistics and alerts (unhealthy background consumers and unresolved anomalies, newest first)",
     responses((status = 200, description = "{timestamp, metrics, alerts}", body = Object), (status = "default", description = "{error: {code, message, details}}", body = Object)),
     security(("apiKey" = []), ("bearer" = []))
 )]
@@ -176,16 +176,25 @@ async fn live_stats(State(state): State<AppState>, caller: Result<StatsCaller, A
             let filter = AnomalyFilter { resolved: Some(false), limit: ALERTS, ..AnomalyFilter::default() };
             let anomalies =
                 state.anomaly_settings.store().list(Some(tenant_id), &filter).await.map_err(ApiError::internal)?;
-            let alerts: Vec<Value> = anomalies
+            let consumers = state.consumer_health.unhealthy().await.map_err(ApiError::internal)?;
+            let mut alerts: Vec<(String, Value)> = consumers
                 .iter()
-                .map(|anomaly| {
-                    json!({
-                        "type": "warning",
-                        "message": format!("Anomaly {} on license {}", anomaly.kind, anomaly.license_id),
-                        "timestamp": anomaly.detected_at,
-                    })
+                .map(|consumer| {
+                    let at = instant(consumer.since.unwrap_or(now));
+                    let message = format!("Background consumer {} is unhealthy: {}", consumer.name, consumer.reason);
+                    (at.clone(), json!({ "type": "error", "message": message, "timestamp": at }))
                 })
                 .collect();
+            alerts.extend(anomalies.iter().map(|anomaly| {
+                let message = format!("Anomaly {} on license {}", anomaly.kind, anomaly.license_id);
+                let alert = json!({ "type": "warning", "message": message, "timestamp": anomaly.detected_at });
+                (anomaly.detected_at.clone(), alert)
+            }));
+            // Newest first. Both times are RFC 3339 in UTC: text order is
+            // time order, near enough for a list of alerts.
+            alerts.sort_by(|a, b| b.0.cmp(&a.0));
+            alerts.truncate(ALERTS as usize);
+            let alerts: Vec<Value> = alerts.into_iter().map(|(_, alert)| alert).collect();
             Ok(json!({
                 "timestamp": instant(now),
                 "metrics": {
