@@ -100,7 +100,10 @@ impl ConsumerHealth for ConsumerProbe {
                             format!("{:.0} s behind the log ({} events)", seconds, report.lag_events.unwrap_or(0)),
                             Some(now - chrono::Duration::milliseconds((seconds * 1000.0) as i64)),
                         ),
-                        _ => (format!("{:?}", status.state).to_lowercase(), status.failing_since.or(status.last_success_at)),
+                        _ => (
+                            format!("{:?}", status.state).to_lowercase(),
+                            status.failing_since.or(status.last_success_at),
+                        ),
                     };
                     UnhealthyConsumer { name: status.name.clone(), reason, since }
                 })

@@ -93,7 +93,9 @@ pub struct UnhealthyConsumer {
 /// The binary runs the background consumers and knows their health; the
 /// dialects (the V2 License Server's live statistics) ask it here.
 pub trait ConsumerHealth: Send + Sync {
-    fn unhealthy(&self) -> Pin<Box<dyn Future<Output = Result<Vec<UnhealthyConsumer>, keyledger_eventlog::EventLogError>> + Send + '_>>;
+    fn unhealthy(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<UnhealthyConsumer>, keyledger_eventlog::EventLogError>> + Send + '_>>;
 }
 
 /// Webhook endpoints and deliveries, and where endpoints may point.

@@ -9,4 +9,4 @@ mod license_view;
 mod memory;
 
 pub use license_view::{LicenseView, LicenseViews, ProjectionError, Versioned};
-pub use memory::{Entry, MemoryView};
+pub use memory::{Entry, MemoryView, Search};

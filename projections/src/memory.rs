@@ -24,6 +24,8 @@ pub struct Entry {
     /// it: a command can then be decided and appended from this entry
     /// alone (the append checks it against the log).
     pub last_hash: Option<[u8; 32]>,
+    /// The license's place in `Maps::rows`, the same in every version.
+    row: u32,
 }
 
 impl Entry {
@@ -42,7 +44,61 @@ impl Entry {
 struct Maps {
     by_id: HashTable<Arc<Entry>>,
     by_key: HashTable<Arc<Entry>>,
+    /// Every license's searchable fields, one row each in the order they
+    /// were first put (licenses are never taken out): a scan of a tenant's
+    /// licenses reads this vector in order instead of following three
+    /// pointers per license (entry, license, tenant id). 64 bytes a
+    /// license.
+    rows: Vec<Row>,
     hasher: RandomState,
+}
+
+/// The longest license key (`XXXXX-XXXXX-XXXXX-XXXXX-XXXXX`).
+const MAX_KEY_LEN: usize = 29;
+
+/// What a scan of a tenant's licenses looks at first. The hashes may
+/// collide; a license they select is checked against its own fields.
+struct Row {
+    entry: Arc<Entry>,
+    tenant: u64,
+    /// The customer's id hashed; 0 for none.
+    customer: u64,
+    key: [u8; MAX_KEY_LEN],
+    key_len: u8,
+    deleted: bool,
+    has_devices: bool,
+}
+
+impl Row {
+    fn new(hasher: &RandomState, entry: Arc<Entry>) -> Self {
+        let license = &entry.license;
+        let mut key = [0u8; MAX_KEY_LEN];
+        let text = license.license_key.as_ref().map_or("", |key| key.as_str()).as_bytes();
+        let key_len = text.len().min(MAX_KEY_LEN);
+        key[..key_len].copy_from_slice(&text[..key_len]);
+        Row {
+            tenant: hasher.hash_one(license.tenant_id.as_str()),
+            customer: license.customer_id.as_ref().map_or(0, |id| hasher.hash_one(id.as_str())),
+            key,
+            key_len: key_len as u8,
+            deleted: license.deleted,
+            has_devices: !license.devices.is_empty(),
+            entry,
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.key[..usize::from(self.key_len)]
+    }
+}
+
+/// What [`MemoryView::search`] looks for in one tenant's licenses.
+pub struct Search<'a> {
+    pub tenant_id: &'a str,
+    /// Part of a license key, in upper case; `None` matches no key.
+    pub key_part: Option<&'a str>,
+    /// Licenses of these customers match.
+    pub customer_ids: &'a [&'a str],
 }
 
 impl Maps {
@@ -60,7 +116,12 @@ impl Maps {
 
     /// Puts `entry` in both tables, in place of what it replaces.
     fn insert(&mut self, entry: Arc<Entry>, key: &LicenseKey) {
-        let Maps { by_id, by_key, hasher } = self;
+        let row = Row::new(&self.hasher, entry.clone());
+        match self.rows.get_mut(entry.row as usize) {
+            Some(held) => *held = row,
+            None => self.rows.push(row),
+        }
+        let Maps { by_id, by_key, hasher, .. } = self;
         let id_hash = hasher.hash_one(id_slot(&entry.license.id));
         let replaced = match by_id.entry(
             id_hash,
@@ -161,8 +222,12 @@ impl MemoryView {
                 return;
             }
         }
+        let row = match maps.find_by_id(&license.id) {
+            Some(held) => held.row,
+            None => u32::try_from(maps.rows.len()).expect("fewer than 4 billion licenses in one process"),
+        };
         license.shrink_to_fit();
-        maps.insert(Arc::new(Entry { license: Arc::new(license), version, last_hash }), &key);
+        maps.insert(Arc::new(Entry { license: Arc::new(license), version, last_hash, row }), &key);
     }
 
     pub fn len(&self) -> usize {
@@ -180,10 +245,41 @@ impl MemoryView {
     /// lock: only those kept are copied out.
     pub fn tenant_licenses_where(&self, tenant_id: &str, mut keep: impl FnMut(&License) -> bool) -> Vec<Arc<License>> {
         let maps = self.read();
-        maps.by_id
+        let tenant = maps.hasher.hash_one(tenant_id);
+        maps.rows
             .iter()
-            .filter(|entry| entry.license.tenant_id == tenant_id && keep(&entry.license))
-            .map(|entry| entry.license.clone())
+            .filter(|row| row.tenant == tenant)
+            .map(|row| &row.entry.license)
+            .filter(|license| license.tenant_id == tenant_id && keep(license))
+            .cloned()
+            .collect()
+    }
+
+    /// A tenant's licenses, deleted ones left out, whose key holds
+    /// `search.key_part`, or whose customer is one of
+    /// `search.customer_ids`, or that hold a seat on a device `devices`
+    /// accepts. Keys and customers are compared in the rows, in order;
+    /// only licenses with devices are opened for `devices`.
+    pub fn search(&self, search: &Search<'_>, mut devices: impl FnMut(&License) -> bool) -> Vec<Arc<License>> {
+        let maps = self.read();
+        let tenant = maps.hasher.hash_one(search.tenant_id);
+        let customers: Vec<u64> = search.customer_ids.iter().map(|id| maps.hasher.hash_one(*id)).collect();
+        let needle = search.key_part.map(str::as_bytes).filter(|part| !part.is_empty());
+        let of_customer = |license: &License| {
+            license.customer_id.as_ref().is_some_and(|id| search.customer_ids.contains(&id.as_str()))
+        };
+        maps.rows
+            .iter()
+            .filter(|row| row.tenant == tenant && !row.deleted)
+            .filter(|row| {
+                let license = &row.entry.license;
+                needle.is_some_and(|needle| row.key().windows(needle.len()).any(|part| part == needle))
+                    || (row.customer != 0 && customers.contains(&row.customer) && of_customer(license))
+                    || (row.has_devices && devices(license))
+            })
+            .map(|row| &row.entry.license)
+            .filter(|license| license.tenant_id == search.tenant_id)
+            .cloned()
             .collect()
     }
 
@@ -265,5 +361,42 @@ mod tests {
         assert!(view.get_by_key(&keys[7]).is_none(), "the old key no longer answers");
         assert_eq!(view.get_by_key(&new_key).unwrap().version, 2);
         assert_eq!(view.len(), 2000);
+    }
+
+    #[test]
+    fn a_search_finds_its_tenants_licenses_by_key_customer_and_device_and_an_update_keeps_one_row() {
+        let view = MemoryView::default();
+        let mut ours = license("l1", "ABCD-EFGH-JKMN-2345", 2);
+        ours.customer_id = Some(keyledger_domain::CustomerId::trusted("c1"));
+        view.put(ours.clone(), 1, None);
+        view.put(license("l2", "WXYZ-EFGH-PQRS-6789", 2), 1, None);
+        let mut theirs = license("l3", "ABCD-TUVW-PQRS-6789", 2);
+        theirs.tenant_id = keyledger_domain::TenantId::trusted("other");
+        view.put(theirs, 1, None);
+        let found = |key_part: Option<&str>, customers: &[&str], devices: bool| {
+            let search = Search { tenant_id: "t", key_part, customer_ids: customers };
+            let mut ids: Vec<String> = view.search(&search, |_| devices).iter().map(|l| l.id.to_string()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(found(Some("ABCD"), &[], false), ["l1"], "the other tenant's key is not searched");
+        assert_eq!(found(Some("EFGH"), &[], false), ["l1", "l2"]);
+        assert_eq!(found(Some("H-JK"), &[], false), ["l1"], "across a dash");
+        assert_eq!(found(None, &["c1"], false), ["l1"]);
+        assert_eq!(found(None, &["c2"], false), Vec::<String>::new());
+        assert_eq!(found(None, &[], true), Vec::<String>::new(), "only licenses holding devices are asked");
+        // A new version replaces the row: the new key is found, the old
+        // one is not, and the view still has three rows.
+        let mut changed = license("l1", "MNPQ-EFGH-JKMN-2345", 2);
+        changed.deleted = false;
+        view.put(changed, 2, None);
+        assert_eq!(found(Some("ABCD"), &[], false), Vec::<String>::new());
+        assert_eq!(found(Some("MNPQ"), &[], false), ["l1"]);
+        assert_eq!(view.read().rows.len(), 3);
+        let mut deleted = license("l2", "WXYZ-EFGH-PQRS-6789", 2);
+        deleted.deleted = true;
+        view.put(deleted, 2, None);
+        assert_eq!(found(Some("EFGH"), &[], false), ["l1"], "a deleted license is not found");
+        assert_eq!(view.tenant_licenses_where("t", |_| true).len(), 2, "but is still the tenant's");
     }
 }

@@ -647,7 +647,11 @@ async fn every_v2_admin_route_refuses_user_and_client_keys(backend: Backend) {
             let reads_stats = operation["security"]
                 .as_array()
                 .is_some_and(|s| s.iter().any(|requirement| requirement.get("bearer").is_some()));
-            let path = template.replace(['{', '}'], "").replace("license_id", "1").replace("customer_id", "1").replace("device_id", "1");
+            let path = template
+                .replace(['{', '}'], "")
+                .replace("license_id", "1")
+                .replace("customer_id", "1")
+                .replace("device_id", "1");
             let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let send = |header: (&'static str, String)| {
                 let mut request =
@@ -665,7 +669,10 @@ async fn every_v2_admin_route_refuses_user_and_client_keys(backend: Backend) {
                 let status = reply.status();
                 let body: Value = reply.json().await.unwrap_or_default();
                 assert_eq!(status, StatusCode::FORBIDDEN, "{method} {template} with {who}: {body}");
-                assert!(body["error"]["code"].is_string(), "{method} {template} with {who}: the document's shape: {body}");
+                assert!(
+                    body["error"]["code"].is_string(),
+                    "{method} {template} with {who}: the document's shape: {body}"
+                );
             }
             let reply = send(("authorization", format!("Bearer {token}"))).await;
             let status = reply.status();

@@ -588,7 +588,8 @@ async fn a_tenant_sets_its_usage_threshold(backend: Backend) {
     assert_eq!(set.body["usageThresholdPercent"], 50);
     let other = app.tenant("Other").await;
     let theirs = format!("/api/v1/tenants/{}/settings", other.id);
-    let not_yours = app.request(Method::PATCH, &theirs, Some(&tenant.admin_key), Some(json!({"usageThresholdPercent": 10}))).await;
+    let not_yours =
+        app.request(Method::PATCH, &theirs, Some(&tenant.admin_key), Some(json!({"usageThresholdPercent": 10}))).await;
     assert_eq!(not_yours.status, StatusCode::NOT_FOUND, "{}", not_yours.body);
 
     create_webhook(&app, &tenant, &receiver.url, json!(["license.usage_threshold"])).await;

@@ -199,6 +199,16 @@ impl ClientService {
         self.stores.memory.tenant_licenses_where(tenant_id, keep)
     }
 
+    /// The tenant's licenses a search finds (see
+    /// [`keyledger_projections::MemoryView::search`]).
+    pub fn search_licenses(
+        &self,
+        search: &keyledger_projections::Search<'_>,
+        devices: impl FnMut(&License) -> bool,
+    ) -> Vec<Arc<License>> {
+        self.stores.memory.search(search, devices)
+    }
+
     /// How often validate records a device's heartbeat at most: a device
     /// in use has been seen within it.
     pub fn heartbeat_interval(&self) -> Duration {

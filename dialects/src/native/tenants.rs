@@ -120,10 +120,9 @@ async fn edit_settings(
 }
 
 fn parse_threshold(raw: &serde_json::Number) -> ApiResult<u32> {
-    raw.as_u64()
-        .filter(|percent| (1..=100).contains(percent))
-        .map(|percent| percent as u32)
-        .ok_or_else(|| ApiError::field("usageThresholdPercent", "usageThresholdPercent must be a whole number from 1 to 100"))
+    raw.as_u64().filter(|percent| (1..=100).contains(percent)).map(|percent| percent as u32).ok_or_else(|| {
+        ApiError::field("usageThresholdPercent", "usageThresholdPercent must be a whole number from 1 to 100")
+    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -137,11 +137,14 @@ async fn search(state: &AppState, tenant_id: &str, q: &str, kinds: &[Kind], limi
         contains_ignoring_case(device.machine_name.as_str(), q)
             || (hex_like && device.machine.hex().as_str().starts_with(q))
     };
-    let mut licenses = state.client.tenant_licenses_where(tenant_id, |license| {
-        !license.deleted
-            && ((wants_licenses && key_matches(license))
-                || (wants_devices && license.devices.iter().any(device_matches)))
-    });
+    let customer_ids: Vec<&str> = if wants_licenses { matched_customers.iter().copied().collect() } else { Vec::new() };
+    let search = keyledger_projections::Search {
+        tenant_id,
+        key_part: wants_licenses.then_some(upper.as_str()),
+        customer_ids: &customer_ids,
+    };
+    let mut licenses =
+        state.client.search_licenses(&search, |license| wants_devices && license.devices.iter().any(device_matches));
     licenses.sort_by_key(|license| license.number);
     let mut names: HashMap<String, Option<String>> = HashMap::new();
     if kinds.contains(&Kind::License) {
