@@ -3,7 +3,9 @@
 //! fallback) is rendered again in the dialect's own shape, keeping its
 //! headers (`Retry-After`, the rate-limit headers, `Allow`). Which shape
 //! that is, the dialect says ([`keyledger_http::Dialect::render_error`]);
-//! this layer knows none of them.
+//! this layer knows none of them. Then a dialect that seals its answers
+//! (signs them over the request line, as Keygen's does) gets every answer
+//! on its paths, errors included ([`keyledger_http::Dialect::seal`]).
 
 use std::future::Future;
 
@@ -11,6 +13,7 @@ use axum::extract::Request;
 use axum::http::header;
 use axum::response::Response;
 use keyledger_app::signing::Directory;
+use keyledger_http::dialect::RequestHead;
 use keyledger_http::{Dialects, ErrorParts};
 
 pub async fn render_errors<F: Future<Output = Response>>(
@@ -21,11 +24,22 @@ pub async fn render_errors<F: Future<Output = Response>>(
 ) -> Response {
     // A cheap clone (shared bytes): the path is needed only for an error.
     let uri = request.uri().clone();
+    let dialect = dialects.of_path(uri.path());
+    let head = dialect.seals().then(|| RequestHead {
+        method: request.method().clone(),
+        target: uri.path_and_query().map_or_else(|| uri.path().to_owned(), |target| target.as_str().to_owned()),
+        host: request.headers().get(header::HOST).and_then(|host| host.to_str().ok()).map(str::to_owned),
+    });
     let response = next(request).await;
-    let Some(error) = response.extensions().get::<ErrorParts>() else { return response };
-    let path = uri.path();
-    match dialects.of_path(path).render_error(directory, path, response.status(), error) {
-        Some(answer) => with_headers_of(answer, response),
+    let response = match response.extensions().get::<ErrorParts>() {
+        Some(error) => match dialect.render_error(directory, uri.path(), response.status(), error) {
+            Some(answer) => with_headers_of(answer, response),
+            None => response,
+        },
+        None => response,
+    };
+    match &head {
+        Some(head) => dialect.seal(directory, head, response).await,
         None => response,
     }
 }

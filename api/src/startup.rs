@@ -310,6 +310,7 @@ impl Application {
         let rsa_keys = Arc::new(signing::rsa_keys::RsaKeys::new(db.clone(), master.clone()));
         let webhooks = keyledger_app::webhooks::WebhookStore::new(db.clone(), Arc::new(master.clone()));
         let analytics = Arc::new(keyledger_app::analytics::AnalyticsTokens::new(db.clone(), master.clone()));
+        let fingerprints = keyledger_app::fingerprints::FingerprintStore::new(db.clone(), master.clone());
         let directory = Arc::new(Directory::open(db.clone(), master).await?);
         let retry_policy = config.retry_policy().map_err(StartupError::WebhookSettings)?;
         if config.webhook_delivery == "on" && config.nats_url.is_none() {
@@ -403,6 +404,7 @@ impl Application {
             anomaly_settings,
             metrics,
             consumer_health: consumers.clone(),
+            fingerprints,
         });
         let state = OpsState::new(Ops {
             app,

@@ -25,6 +25,7 @@ pub mod client;
 pub mod culling;
 pub mod customers;
 pub mod expiry;
+pub mod fingerprints;
 pub mod leads;
 pub mod master;
 pub mod metadata;

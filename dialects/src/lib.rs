@@ -11,12 +11,15 @@
 //!   (seed 004);
 //! - `v2_server`: the V2 License Server's `/api/license/...` and
 //!   `/api/version/...` under the tenant's system key, and its sample
-//!   clients' `/api/v1/activate` and `/api/v1/validate` (seed 003).
+//!   clients' `/api/v1/activate` and `/api/v1/validate` (seed 003);
+//! - `keygen`: Keygen's API at `/keygen/{account}/v1/...`, for Keygen's
+//!   own client libraries.
 //!
 //! Each declares its routes, rate-limit rules and error rendering through
 //! [`keyledger_http::Dialect`]; the server registers [`all`].
 
 mod device_guard;
+mod keygen;
 pub mod native;
 mod signed_rsa;
 mod tenant_jwt;
@@ -33,6 +36,7 @@ pub fn all() -> Dialects {
         Box::new(v2_server::V2Server),
         Box::new(device_guard::DeviceGuard),
         Box::new(tenant_jwt::TenantJwt),
+        Box::new(keygen::Keygen),
         Box::new(native::Native),
     ])
 }

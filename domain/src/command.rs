@@ -143,6 +143,14 @@ pub enum LicenseCommand {
     DeleteLicense {
         at: DateTime<Utc>,
     },
+    /// Issues an offline file of the license (or of one of its machines,
+    /// which must hold a seat) that lasts `ttl_secs`: refused unless the
+    /// license may be used now.
+    CheckOut {
+        machine: Option<MachineHash>,
+        ttl_secs: u32,
+        at: DateTime<Utc>,
+    },
 }
 
 impl LicenseCommand {
@@ -167,6 +175,7 @@ impl LicenseCommand {
             Self::RecordAnomaly { .. } => "RecordAnomaly",
             Self::ResolveAnomaly { .. } => "ResolveAnomaly",
             Self::DeleteLicense { .. } => "DeleteLicense",
+            Self::CheckOut { .. } => "CheckOut",
         }
     }
 }

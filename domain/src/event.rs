@@ -162,6 +162,15 @@ pub enum LicenseEvent {
     LicenseDeleted {
         deleted_at: DateTime<Utc>,
     },
+    /// An offline file of the license, or of one of its machines, was
+    /// issued; it is good until `expires_at`.
+    LicenseCheckedOut {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        machine: Option<MachineHash>,
+        ttl_secs: u32,
+        expires_at: DateTime<Utc>,
+        checked_out_at: DateTime<Utc>,
+    },
 }
 
 impl DomainEvent for LicenseEvent {
@@ -183,6 +192,7 @@ impl DomainEvent for LicenseEvent {
             Self::AnomalyDetected { .. } => "AnomalyDetected",
             Self::AnomalyResolved { .. } => "AnomalyResolved",
             Self::LicenseDeleted { .. } => "LicenseDeleted",
+            Self::LicenseCheckedOut { .. } => "LicenseCheckedOut",
         };
         name.to_owned()
     }

@@ -78,6 +78,9 @@ pub struct License {
     /// Deleted (`LicenseDeleted`): it exists in the log and nowhere else.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
+    /// When an offline file of it was last issued (`LicenseCheckedOut`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked_out_at: Option<DateTime<Utc>>,
 }
 
 impl License {
@@ -395,6 +398,7 @@ impl Aggregate for License {
                 self.open_anomalies.retain(|open| open.id != anomaly_id);
             }
             LicenseDeleted { .. } => self.deleted = true,
+            LicenseCheckedOut { checked_out_at, .. } => self.last_checked_out_at = Some(checked_out_at),
             LicenseEdited { expires_at, max_activations, max_connections, policy, customer_id, edited_at } => {
                 self.expires_at = expires_at;
                 self.customer_id = customer_id;

@@ -11,6 +11,8 @@
 //! routes) are rendered again in the dialect's error shape by the front
 //! door, so a client of a dialect never meets another dialect's errors.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +59,32 @@ pub trait Dialect: Send + Sync + 'static {
     ) -> Option<Response> {
         None
     }
+
+    /// Whether [`Dialect::seal`] is to be called for this dialect's answers.
+    fn seals(&self) -> bool {
+        false
+    }
+
+    /// A last look at every answer on this dialect's paths, errors and
+    /// empty answers included, with the request as it was received: a
+    /// dialect that signs its answers does it here. Called only when
+    /// [`Dialect::seals`] says so.
+    fn seal<'a>(&'a self, _directory: &'a Directory, _head: &'a RequestHead, response: Response) -> Sealing<'a> {
+        Box::pin(async move { response })
+    }
+}
+
+/// An answer being sealed.
+pub type Sealing<'a> = Pin<Box<dyn Future<Output = Response> + Send + 'a>>;
+
+/// The request line and `Host` as the client sent them, for signatures
+/// that cover them.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: axum::http::Method,
+    /// The path and query exactly as received (still percent-encoded).
+    pub target: String,
+    pub host: Option<String>,
 }
 
 /// The dialects a server speaks, the first that owns a path answering for

@@ -75,6 +75,8 @@ pub struct Shared {
     /// Tenants' anomaly settings, cached.
     pub anomaly_settings: Arc<SettingsCache>,
     pub metrics: Arc<Metrics>,
+    /// Keygen clients' machine fingerprints, sealed.
+    pub fingerprints: keyledger_app::fingerprints::FingerprintStore,
     /// Which background consumers are down or behind, as `/health` says.
     pub consumer_health: Arc<dyn ConsumerHealth>,
 }

@@ -12,6 +12,7 @@ mod dialects;
 mod enumeration;
 mod eventlog;
 mod hardening;
+mod keygen;
 mod leads;
 mod lifecycle;
 mod limits;

@@ -536,6 +536,42 @@ pub async fn run_python(script: &str, args: &[&str], env: &[(&str, &str)]) -> (b
     (output.status.success(), printed)
 }
 
+/// Runs Keygen's published Rust client (tests/keygen-rs-client, keygen-rs
+/// 0.14 with its own lock file) with `args`, building it first (once per
+/// test process; cargo makes it a no-op when it is up to date): whether it
+/// succeeded, and what it printed.
+pub async fn keygen_rs_client(args: &[&str]) -> (bool, String) {
+    static BUILT: tokio::sync::OnceCell<std::path::PathBuf> = tokio::sync::OnceCell::const_new();
+    let binary = BUILT
+        .get_or_init(|| async {
+            let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keygen-rs-client");
+            let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/keygen-rs-client");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let output = tokio::process::Command::new(&cargo)
+                .args(["build", "--locked", "--quiet", "--manifest-path"])
+                .arg(crate_dir.join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .output()
+                .await
+                .unwrap_or_else(|e| panic!("cannot run {cargo} to build tests/keygen-rs-client: {e}"));
+            assert!(
+                output.status.success(),
+                "tests/keygen-rs-client (keygen-rs 0.14 from crates.io) did not build:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            target.join("debug/keygen-rs-client")
+        })
+        .await;
+    let output = tokio::process::Command::new(binary)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+    let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), printed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -25,6 +25,7 @@ pub const NAMES: &[&str] = &[
     "license.expired",
     "license.edited",
     "license.deleted",
+    "license.checked_out",
     "system.key_issued",
     "device.blocked",
     "device.unblocked",
@@ -110,6 +111,7 @@ mod tests {
             "DeviceUnblocked",
             "DeviceCulled",
             "LicenseDeleted",
+            "LicenseCheckedOut",
             "SystemKeyIssued",
         ];
         for event_type in types {

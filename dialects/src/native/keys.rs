@@ -8,6 +8,8 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::tenants::parse_tenant_id;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use keyledger_app::signing::{jws, PublicKey, Retirement};
 use keyledger_http::auth::Caller;
 use keyledger_http::error::{ApiError, ApiResult};
@@ -25,6 +27,8 @@ fn describe(key: &PublicKey, current: bool) -> Value {
         "kid": key.kid,
         "algorithm": "Ed25519",
         "publicKey": key.x,
+        // What Keygen's client libraries are configured with.
+        "publicKeyHex": URL_SAFE_NO_PAD.decode(&key.x).map(hex::encode).ok(),
         "createdAt": key.created_at,
         "retiredAt": key.retired_at,
         "publishedUntil": key.published_until,

@@ -294,6 +294,9 @@ pub struct SigningKey {
     algorithm: String,
     /// The raw public key, base64url.
     public_key: String,
+    /// The same 32 bytes as 64 hex characters, as Keygen's client
+    /// libraries take it.
+    public_key_hex: String,
     created_at: String,
     retired_at: Option<String>,
     /// A retired key stays published (and what it signed verifies) until

@@ -96,6 +96,7 @@ impl License {
             }
             ResolveAnomaly { anomaly_id, note, at } => self.resolve_anomaly(anomaly_id, note, at),
             DeleteLicense { at } => Ok(vec![LicenseEvent::LicenseDeleted { deleted_at: at }]),
+            CheckOut { machine, ttl_secs, at } => self.check_out(machine, ttl_secs, at),
         }
     }
 
@@ -172,6 +173,21 @@ impl License {
             self.ensure_transfer_allowed(at)?;
         }
         Ok(vec![LicenseEvent::LicenseDeactivated { machine, deactivated_at: at }])
+    }
+
+    fn check_out(&self, machine: Option<MachineHash>, ttl_secs: u32, at: DateTime<Utc>) -> Decision {
+        self.ensure_usable(at)?;
+        if let Some(machine) = &machine {
+            if self.device(machine).is_none() {
+                return Err(if self.is_blocked(machine) {
+                    LicenseError::DeviceBlocked
+                } else {
+                    LicenseError::MachineNotActivated
+                });
+            }
+        }
+        let expires_at = at + chrono::Duration::seconds(ttl_secs.into());
+        Ok(vec![LicenseEvent::LicenseCheckedOut { machine, ttl_secs, expires_at, checked_out_at: at }])
     }
 
     fn cull_dead_devices(&self, at: DateTime<Utc>) -> Vec<LicenseEvent> {

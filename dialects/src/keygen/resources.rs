@@ -1,0 +1,161 @@
+//! Keygen's resource objects for keyledger's licenses, machines and
+//! entitlements: `{id, type, attributes, relationships}`, attributes in
+//! camelCase. Keygen's clients need `relationships` on every resource
+//! (possibly `{}`), never `null` metadata, and a machine's `fingerprint`,
+//! `requireHeartbeat`, `heartbeatStatus`, `created` and `updated`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use keyledger_domain::{Device, License, LicenseStatus};
+use serde_json::{json, Value};
+
+use keyledger_http::instant;
+
+/// A license expiring within this long is `EXPIRING`.
+const EXPIRING_WITHIN: chrono::Duration = chrono::Duration::days(3);
+
+/// Keygen's license status for a license now.
+pub(super) fn license_status(license: &License, now: DateTime<Utc>) -> &'static str {
+    match license.status_at(now) {
+        LicenseStatus::Suspended => "SUSPENDED",
+        // Revoked for good: Keygen's nearest is a banned license.
+        LicenseStatus::Revoked => "BANNED",
+        LicenseStatus::Expired => "EXPIRED",
+        _ if license.expires_at.is_some_and(|at| at - now < EXPIRING_WITHIN) => "EXPIRING",
+        _ => "ACTIVE",
+    }
+}
+
+fn link(tenant_id: &str, path: &str) -> String {
+    format!("{}{tenant_id}/v1/{path}", super::PREFIX)
+}
+
+/// A license as Keygen shows one.
+pub(super) fn license(license: &License, features: &[&str], now: DateTime<Utc>) -> Value {
+    let tenant = license.tenant_id.as_str();
+    let id = license.id.as_str();
+    let created = license.created_at.map(instant);
+    json!({
+        "id": id,
+        "type": "licenses",
+        "attributes": {
+            "name": null,
+            "key": license.license_key.as_ref().map(|key| key.as_str()),
+            "expiry": license.expires_at.map(instant),
+            "status": license_status(license, now),
+            "uses": 0,
+            "suspended": license.status == LicenseStatus::Suspended,
+            "scheme": null,
+            "encrypted": false,
+            "strict": true,
+            "floating": license.max_activations.get() > 1,
+            "protected": true,
+            "maxMachines": license.max_activations.get(),
+            "maxProcesses": null,
+            "maxUsers": license.policy.max_users,
+            "maxCores": null,
+            "maxUses": null,
+            "requireHeartbeat": license.policy.heartbeat_secs.is_some(),
+            "requireCheckIn": false,
+            "lastValidated": null,
+            "lastCheckOut": license.last_checked_out_at.map(instant),
+            "lastCheckIn": null,
+            "nextCheckIn": null,
+            "entitlements": features,
+            "metadata": {},
+            "created": created,
+            "updated": created,
+        },
+        "relationships": {
+            "account": { "data": { "type": "accounts", "id": tenant } },
+            "product": { "data": license.product_id.as_ref().map(|p| json!({ "type": "products", "id": p.to_string() })) },
+            "machines": {
+                "links": { "related": link(tenant, &format!("licenses/{id}/machines")) },
+                "meta": { "count": license.devices.len() },
+            },
+            "entitlements": { "links": { "related": link(tenant, &format!("licenses/{id}/entitlements")) } },
+        },
+        "links": { "self": link(tenant, &format!("licenses/{id}")) },
+    })
+}
+
+/// Keygen's heartbeat status of a device: `NOT_STARTED` until its first
+/// heartbeat after activation (a ping, or a validation once the heartbeat
+/// interval has passed), `ALIVE` while within its policy's heartbeat
+/// window (always, without one), `DEAD` past it.
+pub(super) fn heartbeat_status(license: &License, device: &Device, now: DateTime<Utc>) -> &'static str {
+    if device.last_heartbeat_at <= device.activated_at {
+        return "NOT_STARTED";
+    }
+    match license.policy.heartbeat_secs {
+        Some(secs) if now - device.last_heartbeat_at > chrono::Duration::seconds(secs.into()) => "DEAD",
+        _ => "ALIVE",
+    }
+}
+
+/// A machine (a device holding a seat) as Keygen shows one. Its
+/// fingerprint is the one its client activated it with, when that was
+/// through this dialect; else its id stands in (the fingerprints of other
+/// dialects' devices are kept only as keyed hashes).
+pub(super) fn machine(license: &License, device: &Device, fingerprint: Option<&str>, now: DateTime<Utc>) -> Value {
+    let tenant = license.tenant_id.as_str();
+    let id = device.id(&license.id).to_string();
+    let name = device.machine_name.as_str();
+    json!({
+        "id": id,
+        "type": "machines",
+        "attributes": {
+            "fingerprint": fingerprint.unwrap_or(&id),
+            "name": (!name.is_empty()).then_some(name),
+            "platform": null,
+            "hostname": null,
+            "ip": device.details.ip,
+            "cores": null,
+            "metadata": {},
+            "requireHeartbeat": license.policy.heartbeat_secs.is_some(),
+            "heartbeatStatus": heartbeat_status(license, device, now),
+            "heartbeatDuration": license.policy.heartbeat_secs,
+            "lastHeartbeat": (device.last_heartbeat_at > device.activated_at).then(|| instant(device.last_heartbeat_at)),
+            "created": instant(device.activated_at),
+            "updated": instant(device.last_heartbeat_at),
+        },
+        "relationships": {
+            "account": { "data": { "type": "accounts", "id": tenant } },
+            "license": { "data": { "type": "licenses", "id": license.id.as_str() } },
+        },
+        "links": { "self": link(tenant, &format!("machines/{id}")) },
+    })
+}
+
+/// The license's machines, each with the fingerprint kept for it.
+pub(super) fn machines(license: &License, fingerprints: &HashMap<String, String>, now: DateTime<Utc>) -> Vec<Value> {
+    license
+        .devices
+        .iter()
+        .map(|device| {
+            let fingerprint = fingerprints.get(&device.id(&license.id).to_string()).map(String::as_str);
+            machine(license, device, fingerprint, now)
+        })
+        .collect()
+}
+
+/// An entitlement: a feature the license carries. Its id is derived from
+/// the tenant and the code, so it is the same on every answer.
+pub(super) fn entitlement(license: &License, code: &str) -> Value {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"keyledger entitlement\0")
+        .chain_update(license.tenant_id.as_str().as_bytes())
+        .chain_update(b"\0")
+        .chain_update(code.as_bytes())
+        .finalize();
+    let id = uuid::Builder::from_custom_bytes(digest[..16].try_into().expect("16 of 32 bytes")).into_uuid();
+    let created = license.created_at.map(instant);
+    json!({
+        "id": id.to_string(),
+        "type": "entitlements",
+        "attributes": { "name": code, "code": code, "metadata": {}, "created": created, "updated": created },
+        "relationships": { "account": { "data": { "type": "accounts", "id": license.tenant_id.as_str() } } },
+    })
+}

@@ -1,0 +1,239 @@
+//! The Keygen dialect, driven by Keygen's own published client libraries
+//! (keygen-sdk from PyPI; keygen-rs from crates.io, in its own small crate
+//! under tests/keygen-rs-client), unchanged but for their API URL, with
+//! signature checks on; then what they did, seen through the native API.
+
+use keyledger_tests::{on_both_backends, run_python, Backend, TestApp, TestTenant};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+on_both_backends!(
+    keygen_sdk_validates_activates_checks_out_and_deactivates,
+    keygen_rs_validates_activates_checks_out_and_deactivates,
+    keygen_answers_are_signed_and_bad_input_gets_keygens_errors,
+);
+
+/// A product with a feature, a license of it with two seats: (license
+/// id, key).
+async fn licensed(app: &TestApp, tenant: &TestTenant) -> (String, String) {
+    let products = app.get("/api/v1/products", Some(&tenant.admin_key)).await;
+    let existing =
+        products.body["products"].as_array().and_then(|all| all.iter().find(|p| p["code"] == "STUDIO")).cloned();
+    let product = match existing {
+        Some(product) => product,
+        None => {
+            let made = app
+                .post(
+                    "/api/v1/products",
+                    Some(&tenant.admin_key),
+                    json!({"name": "Studio", "code": "STUDIO", "features": ["export"]}),
+                )
+                .await;
+            assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+            made.body
+        }
+    };
+    let user = app.user(tenant, "seller").await;
+    let license =
+        app.generate(&user.key, json!({"maxActivations": 2, "productId": product["id"], "features": ["pdf"]})).await;
+    (license["id"].as_str().unwrap().to_owned(), license["licenseKey"].as_str().unwrap().to_owned())
+}
+
+/// The tenant's current public key, as 64 hex characters.
+async fn public_key_hex(app: &TestApp, tenant: &TestTenant) -> String {
+    let keys = app.get("/api/v1/signing-keys", Some(&tenant.admin_key)).await;
+    let current = keys.body["keys"].as_array().and_then(|keys| keys.iter().find(|k| k["current"] == true)).cloned();
+    let current = current.unwrap_or_else(|| panic!("a current key: {}", keys.body));
+    let hex = current["publicKeyHex"].as_str().unwrap().to_owned();
+    assert_eq!(hex.len(), 64, "{current}");
+    hex
+}
+
+fn printed_value(printed: &str, name: &str) -> String {
+    let prefix = format!("{name}=");
+    printed
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("the client printed no {name}:\n{printed}"))
+        .to_owned()
+}
+
+/// What a Keygen client did is a device of the license in the native API,
+/// and its history names the dialect.
+async fn seen_natively(app: &TestApp, tenant: &TestTenant, license_id: &str, machine_id: &str) {
+    let history = app.get(&format!("/api/v1/licenses/{license_id}/events"), Some(&tenant.admin_key)).await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    let events = history.body["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    for wanted in ["LicenseActivated", "LicenseCheckedOut", "LicenseDeactivated"] {
+        assert!(types.contains(&wanted), "{wanted} in {types:?}");
+    }
+    let activated = events.iter().find(|e| e["type"] == "LicenseActivated").unwrap();
+    assert_eq!(activated["metadata"]["api"], "keygen", "{activated}");
+    let devices = app.get(&format!("/api/v1/licenses/{license_id}/devices"), Some(&tenant.admin_key)).await;
+    assert_eq!(devices.status, StatusCode::OK, "{}", devices.body);
+    let ids: Vec<&str> =
+        devices.body["devices"].as_array().unwrap().iter().filter_map(|d| d["deviceId"].as_str()).collect();
+    assert!(ids.contains(&machine_id), "the machine {machine_id} is a device of the license: {}", devices.body);
+}
+
+async fn keygen_sdk_validates_activates_checks_out_and_deactivates(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let (license_id, key) = licensed(&app, &tenant).await;
+    let public_key = public_key_hex(&app, &tenant).await;
+    let api_url = format!("{}/keygen/{}", app.base, tenant.id);
+    let (ok, printed) = run_python("keygen_sdk_client.py", &[&api_url, &key, &public_key, "fp-python-0001"], &[]).await;
+    assert!(ok, "{printed}");
+    assert_eq!(printed_value(&printed, "license"), license_id);
+    seen_natively(&app, &tenant, &license_id, &printed_value(&printed, "machine")).await;
+}
+
+async fn keygen_rs_validates_activates_checks_out_and_deactivates(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let (license_id, key) = licensed(&app, &tenant).await;
+    let public_key = public_key_hex(&app, &tenant).await;
+    let api_url = format!("{}/keygen/{}", app.base, tenant.id);
+    let (ok, printed) = keyledger_tests::keygen_rs_client(&[&api_url, &key, &public_key, "fp-rust-0001"]).await;
+    assert!(ok, "{printed}");
+    assert_eq!(printed_value(&printed, "license"), license_id);
+    seen_natively(&app, &tenant, &license_id, &printed_value(&printed, "machine")).await;
+}
+
+/// Every answer carries Keygen's signature headers, errors and 204s
+/// included; bad input is Keygen's error shape, never a 5xx; a license
+/// key acts on its own license only.
+async fn keygen_answers_are_signed_and_bad_input_gets_keygens_errors(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let (license_id, key) = licensed(&app, &tenant).await;
+    let (other_id, other_key) = licensed(&app, &tenant).await;
+    let base = format!("{}/keygen/{}/v1", app.base, tenant.id);
+    let send = |method: reqwest::Method, path: &str, auth: Option<String>, body: Option<&str>| {
+        let mut request = app.client.request(method, format!("{base}{path}"));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/vnd.api+json").body(body.to_owned());
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let text = response.text().await.unwrap();
+            (status, headers, text)
+        }
+    };
+    let license = || Some(format!("License {key}"));
+    let cases: Vec<(reqwest::Method, String, Option<String>, Option<&str>, StatusCode)> = vec![
+        (
+            reqwest::Method::POST,
+            "/licenses/actions/validate-key".into(),
+            None,
+            Some("{\"meta\": 5}"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            reqwest::Method::POST,
+            "/licenses/actions/validate-key".into(),
+            None,
+            Some("{\"meta\": {\"key\": 7}}"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            reqwest::Method::POST,
+            "/licenses/actions/validate-key".into(),
+            None,
+            Some("not json"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (reqwest::Method::POST, "/machines".into(), license(), Some("{\"data\": []}"), StatusCode::BAD_REQUEST),
+        (
+            reqwest::Method::POST,
+            "/machines".into(),
+            license(),
+            Some(r#"{"data": {"type": "machines", "attributes": {"fingerprint": 5}}}"#),
+            StatusCode::BAD_REQUEST,
+        ),
+        (reqwest::Method::GET, format!("/licenses/{other_id}"), license(), None, StatusCode::FORBIDDEN),
+        (reqwest::Method::GET, format!("/licenses/{other_id}/machines"), license(), None, StatusCode::FORBIDDEN),
+        (reqwest::Method::GET, "/machines/nope".into(), license(), None, StatusCode::NOT_FOUND),
+        (
+            reqwest::Method::GET,
+            "/me".into(),
+            Some("License ZZZZ-ZZZZ-ZZZZ-ZZZZ".into()),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (reqwest::Method::GET, "/me".into(), Some("Bearer nope".into()), None, StatusCode::UNAUTHORIZED),
+        (reqwest::Method::GET, "/no-such-route".into(), None, None, StatusCode::NOT_FOUND),
+        (
+            reqwest::Method::POST,
+            format!("/licenses/{license_id}/actions/check-out?ttl=60"),
+            license(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/licenses/{license_id}/actions/check-out?algorithm=rsa-sha256"),
+            license(),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (method, path, auth, body, expected) in cases {
+        let (status, headers, text) = send(method.clone(), &path, auth, body).await;
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        let errors: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: JSON: {text}"));
+        let first = &errors["errors"][0];
+        assert!(first["title"].is_string() && first["detail"].is_string() && first["code"].is_string(), "{text}");
+        for header in ["keygen-signature", "keygen-date", "keygen-digest", "date", "digest"] {
+            assert!(headers.contains_key(header), "{method} {path}: {header} in {headers:?}");
+        }
+    }
+    // An oversized fingerprint names its field.
+    let big = "f".repeat(10_000);
+    let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": big},
+        "relationships": {"license": {"data": {"type": "licenses", "id": license_id}}}}})
+    .to_string();
+    let (status, _, text) = send(reqwest::Method::POST, "/machines", license(), Some(&body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("/data/attributes/fingerprint"), "{text}");
+    // A license key may not take a seat of another license.
+    let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": "fp-x"},
+        "relationships": {"license": {"data": {"type": "licenses", "id": other_id}}}}})
+    .to_string();
+    let (status, _, text) = send(reqwest::Method::POST, "/machines", license(), Some(&body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    // ... nor free one: its own machine, found through the other key.
+    let body = json!({"data": {"type": "machines", "attributes": {"fingerprint": "fp-theirs"},
+        "relationships": {"license": {"data": {"type": "licenses", "id": other_id}}}}})
+    .to_string();
+    let (status, _, text) =
+        send(reqwest::Method::POST, "/machines", Some(format!("License {other_key}")), Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let (status, _, text) = send(reqwest::Method::DELETE, "/machines/fp-theirs", license(), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+    // The 204 of a deactivation is signed over the empty body.
+    let (status, headers, text) =
+        send(reqwest::Method::DELETE, "/machines/fp-theirs", Some(format!("License {other_key}")), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    assert_eq!(headers["keygen-digest"], "sha-256=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+    // Another tenant's account path does not open this tenant's licenses.
+    let other = app.tenant("Other").await;
+    let body = json!({"meta": {"key": key}}).to_string();
+    let response = app
+        .client
+        .post(format!("{}/keygen/{}/v1/licenses/actions/validate-key", app.base, other.id))
+        .header("content-type", "application/vnd.api+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["meta"]["code"], "NOT_FOUND", "{answer}");
+    assert!(answer["data"].is_null(), "{answer}");
+}
