@@ -80,6 +80,13 @@ pub fn document(
             ),
         )
         .security_scheme("apiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))))
+        .security_scheme(
+            "license",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "Keygen's `License <license key>` (the Keygen dialect)",
+            ))),
+        )
         .build();
     OpenApiBuilder::new()
         .info(

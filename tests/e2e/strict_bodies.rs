@@ -18,6 +18,7 @@ fn is_native(path: &str) -> bool {
     !(path.starts_with("/license/")
         || path.starts_with("/api/licenses/")
         || path.starts_with("/v1/")
+        || path.starts_with("/keygen/")
         || path.starts_with("/api/license/")
         || path.starts_with("/api/version/")
         || path.starts_with("/api/customer")

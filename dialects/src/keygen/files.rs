@@ -279,7 +279,7 @@ async fn license_file(
     operation_id = "keygen_check_out_license",
     summary = "Check out a license file (query: encrypt, algorithm, ttl, include)",
     params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The license's id")),
-    responses((status = 200, description = "{data: license-file {certificate, ttl, expiry, issued}}", body = Object), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object)),
+    responses((status = 200, description = "{data: license-file {certificate, ttl, expiry, issued}}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
     security(("license" = []), ("bearer" = []))
 )]
 async fn check_out_license(
@@ -304,7 +304,7 @@ async fn check_out_license(
     operation_id = "keygen_license_certificate",
     summary = "Check out a license file, answered as the certificate itself",
     params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The license's id")),
-    responses((status = 200, description = "The certificate (text)"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object)),
+    responses((status = 200, description = "The certificate (text)", body = String, content_type = "application/octet-stream"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
     security(("license" = []), ("bearer" = []))
 )]
 async fn license_certificate(
@@ -335,7 +335,7 @@ async fn license_certificate(
     operation_id = "keygen_check_out_machine",
     summary = "Check out a machine file (query: encrypt, algorithm, ttl, include); it includes its license",
     params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The machine's id or fingerprint")),
-    responses((status = 200, description = "{data: machine-file {certificate, ttl, expiry, issued}}", body = Object), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object)),
+    responses((status = 200, description = "{data: machine-file {certificate, ttl, expiry, issued}}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
     security(("license" = []), ("bearer" = []))
 )]
 async fn check_out_machine(

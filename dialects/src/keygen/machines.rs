@@ -120,7 +120,7 @@ fn optional_text<'a>(data: &'a Value, name: &str) -> Result<Option<&'a str>, Api
     summary = "Activate a machine: take a seat of the license for its fingerprint (201)",
     params(("account" = String, Path, description = "The tenant's id")),
     request_body = MachineRequest,
-    responses((status = 201, description = "{data: machine}", body = Object), (status = "default", description = "{errors: [{title, detail, code, source}]}; FINGERPRINT_TAKEN, MACHINE_LIMIT_EXCEEDED", body = Object)),
+    responses((status = 201, description = "{data: machine}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}; FINGERPRINT_TAKEN, MACHINE_LIMIT_EXCEEDED", body = Object, content_type = "application/vnd.api+json")),
     security(("license" = []), ("bearer" = []))
 )]
 async fn activate(
@@ -200,7 +200,7 @@ async fn activate(
     operation_id = "keygen_machine",
     summary = "A machine, by its id or its fingerprint",
     params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The machine's id or fingerprint")),
-    responses((status = 200, description = "{data: machine}", body = Object), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object)),
+    responses((status = 200, description = "{data: machine}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
     security(("license" = []), ("bearer" = []))
 )]
 async fn show(
@@ -226,7 +226,7 @@ async fn show(
     operation_id = "keygen_deactivate",
     summary = "Deactivate a machine: free its seat (204)",
     params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The machine's id or fingerprint")),
-    responses((status = 204, description = "Deactivated"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object)),
+    responses((status = 204, description = "Deactivated"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
     security(("license" = []), ("bearer" = []))
 )]
 async fn deactivate(
@@ -259,7 +259,7 @@ async fn deactivate(
     operation_id = "keygen_ping_machine",
     summary = "A machine's heartbeat",
     params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The machine's id or fingerprint")),
-    responses((status = 200, description = "{data: machine}", body = Object), (status = "default", description = "{errors: [{title, detail, code, source}]}; HEARTBEAT_DEAD", body = Object)),
+    responses((status = 200, description = "{data: machine}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}; HEARTBEAT_DEAD", body = Object, content_type = "application/vnd.api+json")),
     security(("license" = []), ("bearer" = []))
 )]
 async fn heartbeat(
@@ -303,7 +303,7 @@ async fn heartbeat(
     operation_id = "keygen_license_machines",
     summary = "A license's machines (at most 100; `limit` and `page[size]` may ask for fewer)",
     params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The license's id")),
-    responses((status = 200, description = "{data: [machine], meta: {count}}", body = Object), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object)),
+    responses((status = 200, description = "{data: [machine], meta: {count}}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
     security(("license" = []), ("bearer" = []))
 )]
 async fn license_machines(

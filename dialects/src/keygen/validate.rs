@@ -259,7 +259,7 @@ fn keygen(result: Result<Response, ApiError>) -> Response {
     operation_id = "keygen_ping",
     summary = "Keygen's service ping: 204, signed",
     params(("account" = String, Path, description = "The tenant's id")),
-    responses((status = 204, description = "Up"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object))
+    responses((status = 204, description = "Up"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json"))
 )]
 async fn ping(State(state): State<AppState>, PathParam(raw_account): PathParam) -> Response {
     keygen(account(&state, &raw_account).await.map(|_| StatusCode::NO_CONTENT.into_response()))
@@ -273,7 +273,7 @@ async fn ping(State(state): State<AppState>, PathParam(raw_account): PathParam) 
     summary = "Validate a license key, with a fingerprint, product or entitlements scope (always 200)",
     params(("account" = String, Path, description = "The tenant's id")),
     request_body = ValidationRequest,
-    responses((status = 200, description = "{meta: {ts, valid, detail, code, scope, nonce?}, data: license or null}", body = Object), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object)),
+    responses((status = 200, description = "{meta: {ts, valid, detail, code, scope, nonce?}, data: license or null}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
     security((), ("license" = []))
 )]
 async fn validate_key(
@@ -315,7 +315,7 @@ async fn validate_key(
     summary = "Validate a license by its id (its license key, or an admin token)",
     params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The license's id")),
     request_body = ValidationRequest,
-    responses((status = 200, description = "{meta: {ts, valid, detail, code, scope, nonce?}, data: license}", body = Object), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object)),
+    responses((status = 200, description = "{meta: {ts, valid, detail, code, scope, nonce?}, data: license}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
     security(("license" = []), ("bearer" = []))
 )]
 async fn validate_by_id(
@@ -358,7 +358,7 @@ async fn license_document(state: &AppState, license: &Arc<License>) -> Result<Re
     operation_id = "keygen_me",
     summary = "Who is calling: the license its key opens",
     params(("account" = String, Path, description = "The tenant's id")),
-    responses((status = 200, description = "{data: license}", body = Object), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object)),
+    responses((status = 200, description = "{data: license}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
     security(("license" = []))
 )]
 async fn me(
@@ -392,7 +392,7 @@ async fn me(
     operation_id = "keygen_license",
     summary = "A license (its own license key, or an admin token)",
     params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The license's id")),
-    responses((status = 200, description = "{data: license}", body = Object), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object)),
+    responses((status = 200, description = "{data: license}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
     security(("license" = []), ("bearer" = []))
 )]
 async fn show_license(
@@ -417,7 +417,7 @@ async fn show_license(
     operation_id = "keygen_license_entitlements",
     summary = "A license's entitlements: its features and its product's",
     params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The license's id")),
-    responses((status = 200, description = "{data: [entitlement]}", body = Object), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object)),
+    responses((status = 200, description = "{data: [entitlement]}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
     security(("license" = []), ("bearer" = []))
 )]
 async fn entitlements(
