@@ -11,6 +11,7 @@ on_both_backends!(
     keygen_sdk_validates_activates_checks_out_and_deactivates,
     keygen_rs_validates_activates_checks_out_and_deactivates,
     keygen_answers_are_signed_and_bad_input_gets_keygens_errors,
+    a_vendor_backend_lists_changes_suspends_and_deletes_licenses,
 );
 
 /// A product with a feature, a license of it with two seats: (license
@@ -236,4 +237,71 @@ async fn keygen_answers_are_signed_and_bad_input_gets_keygens_errors(backend: Ba
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["meta"]["code"], "NOT_FOUND", "{answer}");
     assert!(answer["data"].is_null(), "{answer}");
+}
+
+/// The vendor's backend with an admin token: list, change, suspend,
+/// reinstate, delete; a license key can do none of it; every change is in
+/// the license's history.
+async fn a_vendor_backend_lists_changes_suspends_and_deletes_licenses(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let (license_id, key) = licensed(&app, &tenant).await;
+    let base = format!("{}/keygen/{}/v1", app.base, tenant.id);
+    let bearer = format!("Bearer {}", tenant.admin_key);
+    let call = |method: reqwest::Method, path: String, auth: String, body: Option<Value>| {
+        let mut request = app.client.request(method, format!("{base}{path}")).header("authorization", auth);
+        if let Some(body) = body {
+            request = request.header("content-type", "application/vnd.api+json").body(body.to_string());
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            (status, serde_json::from_str::<Value>(&text).unwrap_or(Value::Null))
+        }
+    };
+    let (status, listed) = call(reqwest::Method::GET, "/licenses?limit=5".into(), bearer.clone(), None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["data"][0]["id"], license_id.as_str(), "{listed}");
+    let (status, refused) = call(reqwest::Method::GET, "/licenses".into(), format!("License {key}"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+
+    let body =
+        json!({"data": {"type": "licenses", "attributes": {"maxMachines": 5, "expiry": "2031-01-01T00:00:00Z"}}});
+    let (status, changed) =
+        call(reqwest::Method::PATCH, format!("/licenses/{license_id}"), bearer.clone(), Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["data"]["attributes"]["maxMachines"], 5, "{changed}");
+    assert_eq!(changed["data"]["attributes"]["expiry"], "2031-01-01T00:00:00Z", "{changed}");
+    let body = json!({"data": {"type": "licenses", "attributes": {"maxMachines": "five"}}});
+    let (status, bad) =
+        call(reqwest::Method::PATCH, format!("/licenses/{license_id}"), bearer.clone(), Some(body)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert_eq!(bad["errors"][0]["source"]["pointer"], "/data/attributes/maxMachines", "{bad}");
+
+    let (status, suspended) =
+        call(reqwest::Method::POST, format!("/licenses/{license_id}/actions/suspend"), bearer.clone(), None).await;
+    assert_eq!(status, StatusCode::OK, "{suspended}");
+    assert_eq!(suspended["data"]["attributes"]["status"], "SUSPENDED", "{suspended}");
+    let body = json!({"meta": {"key": key}});
+    let (_, validated) =
+        call(reqwest::Method::POST, "/licenses/actions/validate-key".into(), String::new(), Some(body)).await;
+    assert_eq!(validated["meta"]["code"], "SUSPENDED", "{validated}");
+    let (status, reinstated) =
+        call(reqwest::Method::POST, format!("/licenses/{license_id}/actions/reinstate"), bearer.clone(), None).await;
+    assert_eq!(status, StatusCode::OK, "{reinstated}");
+    assert_eq!(reinstated["data"]["attributes"]["status"], "ACTIVE", "{reinstated}");
+
+    let (status, _) = call(reqwest::Method::DELETE, format!("/licenses/{license_id}"), bearer.clone(), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let body = json!({"meta": {"key": key}});
+    let (_, gone) =
+        call(reqwest::Method::POST, "/licenses/actions/validate-key".into(), String::new(), Some(body)).await;
+    assert_eq!(gone["meta"]["code"], "NOT_FOUND", "{gone}");
+    let history = app.get(&format!("/api/v1/licenses/{license_id}/events"), Some(&tenant.admin_key)).await;
+    let types: Vec<&str> =
+        history.body["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    for wanted in ["LicenseEdited", "LicenseSuspended", "LicenseReinstated", "LicenseDeleted"] {
+        assert!(types.contains(&wanted), "{wanted} in {types:?}");
+    }
 }

@@ -14,6 +14,7 @@
 //! ([`resources`]), its validation codes ([`validate`]), its license and
 //! machine files ([`files`]). docs/dialects/keygen.md has the details.
 
+mod admin;
 mod files;
 mod machines;
 mod resources;
@@ -55,7 +56,7 @@ impl keyledger_http::Dialect for Keygen {
     }
 
     fn routes(&self) -> Routes {
-        Routes::new().merge(validate::routes()).merge(machines::routes()).merge(files::routes())
+        Routes::new().merge(validate::routes()).merge(machines::routes()).merge(files::routes()).merge(admin::routes())
     }
 
     fn is_client_route(&self, _route: &str) -> bool {

@@ -1187,3 +1187,31 @@ fn entitlements_are_the_product_and_the_features_of_license_and_product() {
         Err(LicenseError::FeatureMissing { missing: need(&["sync", "teams"]) })
     );
 }
+
+#[test]
+fn a_checkout_of_a_usable_license_is_recorded_with_its_expiry() {
+    let command = |machine| LicenseCommand::CheckOut { machine, ttl_secs: 3600, at: t(10) };
+    let checked_out =
+        |machine| LicenseEvent::LicenseCheckedOut { machine, ttl_secs: 3600, expires_at: t(70), checked_out_at: t(10) };
+    LicenseTest::with(()).given(vec![generated()]).when(command(None)).then_expect_events(vec![checked_out(None)]);
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 5)])
+        .when(command(Some(machine(1))))
+        .then_expect_events(vec![checked_out(Some(machine(1)))]);
+    // A machine file is only for a machine holding a seat.
+    LicenseTest::with(())
+        .given(vec![generated(), activated(1, 5)])
+        .when(command(Some(machine(2))))
+        .then_expect_error(LicenseError::MachineNotActivated);
+    let license = state(vec![generated(), checked_out(None)]);
+    assert_eq!(license.last_checked_out_at, Some(t(10)));
+}
+
+#[test]
+fn a_suspended_license_is_not_checked_out() {
+    let suspended = LicenseEvent::LicenseSuspended { reason: None, suspended_at: t(5) };
+    LicenseTest::with(())
+        .given(vec![generated(), suspended])
+        .when(LicenseCommand::CheckOut { machine: None, ttl_secs: 3600, at: t(10) })
+        .then_expect_error(LicenseError::Suspended);
+}

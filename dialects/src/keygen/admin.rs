@@ -1,0 +1,297 @@
+//! The vendor's backend (an admin token): list licenses, change one's
+//! expiry or seats, suspend, reinstate, and revoke or delete it (Keygen's
+//! revoke deletes). Each is the one license command every dialect uses.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use keyledger_domain::{LicenseCommand, Seats};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa_axum::routes;
+
+use super::{account, admin_of, bad_field, document, license_by_id, resources, Credential};
+use keyledger_http::error::ApiError;
+use keyledger_http::extract::{JsonBody, PathParam, PathParams, RequestContext};
+use keyledger_http::state::AppState;
+use keyledger_http::Routes;
+
+pub(super) fn routes() -> Routes {
+    Routes::new()
+        .add(routes!(list))
+        .add(routes!(update, delete))
+        .add(routes!(suspend))
+        .add(routes!(reinstate))
+        .add(routes!(revoke))
+}
+
+fn keygen(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The admin caller of the account, or why not.
+fn admin(credential: Result<Credential, ApiError>, tenant_id: &str) -> Result<keyledger_http::auth::Caller, ApiError> {
+    match credential? {
+        Credential::Admin(caller) => admin_of(&caller, tenant_id).cloned(),
+        Credential::License(_) => Err(ApiError::forbidden("This needs an admin token").with_code("FORBIDDEN")),
+        Credential::None => Err(ApiError::unauthorized("This needs an admin token").with_code("TOKEN_INVALID")),
+    }
+}
+
+/// Runs one license command as the admin and answers the license.
+async fn run(
+    state: &AppState,
+    context: &RequestContext,
+    caller: &keyledger_http::auth::Caller,
+    license: &keyledger_domain::License,
+    command: LicenseCommand,
+) -> Result<keyledger_domain::License, ApiError> {
+    let metadata = keyledger_http::metadata::event_metadata(context, Some(caller), &license.tenant_id, Utc::now());
+    Ok(state.licenses.execute(&license.id, command, metadata).await?)
+}
+
+async fn license_answer(state: &AppState, license: &keyledger_domain::License) -> Result<Response, ApiError> {
+    let product = state.client.product_of(license).await?;
+    let features = keyledger_app::client::features(license, product.as_deref());
+    Ok(document(StatusCode::OK, json!({ "data": resources::license(license, &features, Utc::now()) })))
+}
+
+#[utoipa::path(
+    get,
+    path = "/keygen/{account}/v1/licenses",
+    tag = "keygen",
+    operation_id = "keygen_licenses",
+    summary = "The account's licenses, newest first (admin token; `limit` or `page[size]` 1 to 100, `page[number]`)",
+    params(("account" = String, Path, description = "The tenant's id")),
+    responses((status = 200, description = "{data: [license], meta: {count}}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
+    security(("bearer" = []))
+)]
+async fn list(
+    State(state): State<AppState>,
+    PathParam(raw_account): PathParam,
+    credential: Result<Credential, ApiError>,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    keygen(
+        async {
+            let (tenant_id, _) = account(&state, &raw_account).await?;
+            admin(credential, &tenant_id)?;
+            let Query(query) = query.map_err(|e| ApiError::bad_request("PARAMETER_INVALID", e.body_text()))?;
+            let number = |name: &str, default: usize, max: usize| -> Result<usize, ApiError> {
+                match query.get(name) {
+                    None => Ok(default),
+                    Some(raw) => raw
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=max).contains(n))
+                        .ok_or_else(|| bad_field(&format!("?{name}"), format!("{name} must be 1 to {max}"))),
+                }
+            };
+            let size = number("page[size]", number("limit", 10, 100)?, 100)?;
+            let page = number("page[number]", 1, 1_000_000)?;
+            let mut licenses = state.client.tenant_licenses_where(&tenant_id, |license| !license.deleted);
+            licenses.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+            let count = licenses.len();
+            let now = Utc::now();
+            let mut data = Vec::new();
+            for license in licenses.iter().skip((page - 1).saturating_mul(size)).take(size) {
+                let product = state.client.product_of(license).await?;
+                data.push(resources::license(
+                    license,
+                    &keyledger_app::client::features(license, product.as_deref()),
+                    now,
+                ));
+            }
+            Ok(document(StatusCode::OK, json!({ "data": data, "meta": { "count": count } })))
+        }
+        .await,
+    )
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(super) struct UpdateRequest {
+    #[schema(value_type = Object)]
+    data: Option<Value>,
+}
+
+#[utoipa::path(
+    patch,
+    path = "/keygen/{account}/v1/licenses/{id}",
+    tag = "keygen",
+    operation_id = "keygen_update_license",
+    summary = "Change a license's expiry or seats (`attributes.expiry`, `attributes.maxMachines`; admin token)",
+    params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The license's id")),
+    request_body = UpdateRequest,
+    responses((status = 200, description = "{data: license}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
+    security(("bearer" = []))
+)]
+async fn update(
+    State(state): State<AppState>,
+    context: RequestContext,
+    PathParams(raw_account, license_id): PathParams,
+    credential: Result<Credential, ApiError>,
+    body: Result<JsonBody<UpdateRequest>, ApiError>,
+) -> Response {
+    keygen(
+        async {
+            let (tenant_id, _) = account(&state, &raw_account).await?;
+            let caller = admin(credential, &tenant_id)?;
+            let JsonBody(request) = body?;
+            let data = request
+                .data
+                .filter(Value::is_object)
+                .ok_or_else(|| bad_field("/data", "data must be a resource object"))?;
+            let attributes = data.get("attributes").cloned().unwrap_or_else(|| json!({}));
+            let attributes =
+                attributes.as_object().ok_or_else(|| bad_field("/data/attributes", "attributes must be an object"))?;
+            if let Some(unknown) = attributes.keys().find(|name| !matches!(name.as_str(), "expiry" | "maxMachines")) {
+                return Err(bad_field(
+                    &format!("/data/attributes/{unknown}"),
+                    format!("{unknown} can't be changed here (expiry, maxMachines can)"),
+                ));
+            }
+            let expires_at = match attributes.get("expiry") {
+                None => None,
+                Some(raw) => Some(
+                    raw.as_str()
+                        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+                        .map(|at| at.with_timezone(&Utc))
+                        .ok_or_else(|| bad_field("/data/attributes/expiry", "expiry must be an RFC 3339 date-time"))?,
+                ),
+            };
+            let max_activations = match attributes.get("maxMachines") {
+                None => None,
+                Some(raw) => Some(raw.as_i64().and_then(|n| Seats::new(n).ok()).ok_or_else(|| {
+                    bad_field("/data/attributes/maxMachines", "maxMachines must be a positive integer")
+                })?),
+            };
+            let license = license_by_id(&state, &tenant_id, &Credential::Admin(caller.clone()), &license_id).await?;
+            let command = LicenseCommand::EditLicense {
+                expires_at,
+                max_activations,
+                max_connections: None,
+                policy: None,
+                customer_id: None,
+                at: Utc::now(),
+            };
+            let license = run(&state, &context, &caller, &license, command).await?;
+            license_answer(&state, &license).await
+        }
+        .await,
+    )
+}
+
+/// A license action of the admin: the command it runs, and whether the
+/// answer is the license (else 204).
+async fn act(
+    state: &AppState,
+    context: &RequestContext,
+    raw_account: &str,
+    license_id: &str,
+    credential: Result<Credential, ApiError>,
+    command: LicenseCommand,
+) -> Result<keyledger_domain::License, ApiError> {
+    let (tenant_id, _) = account(state, raw_account).await?;
+    let caller = admin(credential, &tenant_id)?;
+    let license = license_by_id(state, &tenant_id, &Credential::Admin(caller.clone()), license_id).await?;
+    run(state, context, &caller, &license, command).await
+}
+
+#[utoipa::path(
+    delete,
+    path = "/keygen/{account}/v1/licenses/{id}",
+    tag = "keygen",
+    operation_id = "keygen_delete_license",
+    summary = "Delete a license (LicenseDeleted: gone everywhere, its history kept; 204; admin token)",
+    params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The license's id")),
+    responses((status = 204, description = "Deleted"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
+    security(("bearer" = []))
+)]
+async fn delete(
+    State(state): State<AppState>,
+    context: RequestContext,
+    PathParams(raw_account, license_id): PathParams,
+    credential: Result<Credential, ApiError>,
+) -> Response {
+    let command = LicenseCommand::DeleteLicense { at: Utc::now() };
+    keygen(
+        act(&state, &context, &raw_account, &license_id, credential, command)
+            .await
+            .map(|_| StatusCode::NO_CONTENT.into_response()),
+    )
+}
+
+#[utoipa::path(
+    delete,
+    path = "/keygen/{account}/v1/licenses/{id}/actions/revoke",
+    tag = "keygen",
+    operation_id = "keygen_revoke_license",
+    summary = "Revoke a license: as Keygen, it is deleted (204; admin token)",
+    params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The license's id")),
+    responses((status = 204, description = "Revoked"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
+    security(("bearer" = []))
+)]
+async fn revoke(
+    State(state): State<AppState>,
+    context: RequestContext,
+    PathParams(raw_account, license_id): PathParams,
+    credential: Result<Credential, ApiError>,
+) -> Response {
+    let command = LicenseCommand::DeleteLicense { at: Utc::now() };
+    keygen(
+        act(&state, &context, &raw_account, &license_id, credential, command)
+            .await
+            .map(|_| StatusCode::NO_CONTENT.into_response()),
+    )
+}
+
+#[utoipa::path(
+    post,
+    path = "/keygen/{account}/v1/licenses/{id}/actions/suspend",
+    tag = "keygen",
+    operation_id = "keygen_suspend_license",
+    summary = "Suspend a license (admin token)",
+    params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The license's id")),
+    responses((status = 200, description = "{data: license}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
+    security(("bearer" = []))
+)]
+async fn suspend(
+    State(state): State<AppState>,
+    context: RequestContext,
+    PathParams(raw_account, license_id): PathParams,
+    credential: Result<Credential, ApiError>,
+) -> Response {
+    let command = LicenseCommand::SuspendLicense { reason: None, at: Utc::now() };
+    let result = act(&state, &context, &raw_account, &license_id, credential, command).await;
+    keygen(match result {
+        Ok(license) => license_answer(&state, &license).await,
+        Err(error) => Err(error),
+    })
+}
+
+#[utoipa::path(
+    post,
+    path = "/keygen/{account}/v1/licenses/{id}/actions/reinstate",
+    tag = "keygen",
+    operation_id = "keygen_reinstate_license",
+    summary = "Reinstate a suspended license (admin token)",
+    params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The license's id")),
+    responses((status = 200, description = "{data: license}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
+    security(("bearer" = []))
+)]
+async fn reinstate(
+    State(state): State<AppState>,
+    context: RequestContext,
+    PathParams(raw_account, license_id): PathParams,
+    credential: Result<Credential, ApiError>,
+) -> Response {
+    let command = LicenseCommand::ReinstateLicense { at: Utc::now() };
+    let result = act(&state, &context, &raw_account, &license_id, credential, command).await;
+    keygen(match result {
+        Ok(license) => license_answer(&state, &license).await,
+        Err(error) => Err(error),
+    })
+}
