@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa_axum::routes;
 
-use super::{account, admin_of, bad_field, document, license_by_id, resources, Credential};
+use super::{account, admin_of, answer, bad_field, document, license_by_id, resources, Credential};
 use keyledger_http::error::ApiError;
 use keyledger_http::extract::{JsonBody, PathParam, PathParams, RequestContext};
 use keyledger_http::state::AppState;
@@ -26,10 +26,6 @@ pub(super) fn routes() -> Routes {
         .add(routes!(suspend))
         .add(routes!(reinstate))
         .add(routes!(revoke))
-}
-
-fn keygen(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The admin caller of the account, or why not.
@@ -75,7 +71,7 @@ async fn list(
     credential: Result<Credential, ApiError>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    keygen(
+    answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
             admin(credential, &tenant_id)?;
@@ -135,7 +131,7 @@ async fn update(
     credential: Result<Credential, ApiError>,
     body: Result<JsonBody<UpdateRequest>, ApiError>,
 ) -> Response {
-    keygen(
+    answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
             let caller = admin(credential, &tenant_id)?;
@@ -200,6 +196,35 @@ async fn act(
     run(state, context, &caller, &license, command).await
 }
 
+/// Delete and Keygen's revoke: `LicenseDeleted`, then 204.
+async fn deletion(
+    state: &AppState,
+    context: &RequestContext,
+    raw_account: &str,
+    license_id: &str,
+    credential: Result<Credential, ApiError>,
+) -> Response {
+    let command = LicenseCommand::DeleteLicense { at: Utc::now() };
+    let deleted = act(state, context, raw_account, license_id, credential, command).await;
+    answer(deleted.map(|_| StatusCode::NO_CONTENT.into_response()))
+}
+
+/// Suspend and reinstate: the command, then the license as it is now.
+async fn status_change(
+    state: &AppState,
+    context: &RequestContext,
+    raw_account: &str,
+    license_id: &str,
+    credential: Result<Credential, ApiError>,
+    command: LicenseCommand,
+) -> Response {
+    let result = act(state, context, raw_account, license_id, credential, command).await;
+    answer(match result {
+        Ok(license) => license_answer(state, &license).await,
+        Err(error) => Err(error),
+    })
+}
+
 #[utoipa::path(
     delete,
     path = "/keygen/{account}/v1/licenses/{id}",
@@ -216,12 +241,7 @@ async fn delete(
     PathParams(raw_account, license_id): PathParams,
     credential: Result<Credential, ApiError>,
 ) -> Response {
-    let command = LicenseCommand::DeleteLicense { at: Utc::now() };
-    keygen(
-        act(&state, &context, &raw_account, &license_id, credential, command)
-            .await
-            .map(|_| StatusCode::NO_CONTENT.into_response()),
-    )
+    deletion(&state, &context, &raw_account, &license_id, credential).await
 }
 
 #[utoipa::path(
@@ -240,12 +260,7 @@ async fn revoke(
     PathParams(raw_account, license_id): PathParams,
     credential: Result<Credential, ApiError>,
 ) -> Response {
-    let command = LicenseCommand::DeleteLicense { at: Utc::now() };
-    keygen(
-        act(&state, &context, &raw_account, &license_id, credential, command)
-            .await
-            .map(|_| StatusCode::NO_CONTENT.into_response()),
-    )
+    deletion(&state, &context, &raw_account, &license_id, credential).await
 }
 
 #[utoipa::path(
@@ -265,11 +280,7 @@ async fn suspend(
     credential: Result<Credential, ApiError>,
 ) -> Response {
     let command = LicenseCommand::SuspendLicense { reason: None, at: Utc::now() };
-    let result = act(&state, &context, &raw_account, &license_id, credential, command).await;
-    keygen(match result {
-        Ok(license) => license_answer(&state, &license).await,
-        Err(error) => Err(error),
-    })
+    status_change(&state, &context, &raw_account, &license_id, credential, command).await
 }
 
 #[utoipa::path(
@@ -289,9 +300,5 @@ async fn reinstate(
     credential: Result<Credential, ApiError>,
 ) -> Response {
     let command = LicenseCommand::ReinstateLicense { at: Utc::now() };
-    let result = act(&state, &context, &raw_account, &license_id, credential, command).await;
-    keygen(match result {
-        Ok(license) => license_answer(&state, &license).await,
-        Err(error) => Err(error),
-    })
+    status_change(&state, &context, &raw_account, &license_id, credential, command).await
 }

@@ -193,11 +193,7 @@ async fn record(
     ttl: u32,
     at: DateTime<Utc>,
 ) -> Result<Arc<License>, ApiError> {
-    let caller = match credential {
-        Credential::Admin(caller) => Some(caller),
-        _ => None,
-    };
-    let call = keyledger_http::dialect::client_call(context, caller);
+    let call = keyledger_http::dialect::client_call(context, credential.admin());
     let command = LicenseCommand::CheckOut { machine: machine.cloned(), ttl_secs: ttl, at };
     Ok(Arc::new(state.client.execute(&call, license, command).await?))
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa_axum::routes;
 
-use super::{account, admin_of, bad_field, document, license_by_id, licensed, resources, Credential};
+use super::{account, admin_of, answer, bad_field, document, license_by_id, licensed, resources, Credential};
 use keyledger_http::error::ApiError;
 use keyledger_http::extract::{JsonBody, PathParams, RequestContext};
 use keyledger_http::state::AppState;
@@ -28,10 +28,6 @@ pub(super) fn routes() -> Routes {
         .add(routes!(show, deactivate))
         .add(routes!(heartbeat))
         .add(routes!(license_machines))
-}
-
-fn keygen(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The fingerprint as the client sent it, checked as a machine id is.
@@ -61,7 +57,7 @@ pub(super) async fn find(
     let not_found = || ApiError::not_found("The machine does not exist").with_code("NOT_FOUND");
     let as_fingerprint = MachineId::parse(raw_id).ok().map(|id| state.client.machine(id));
     let holds = |license: &License, device: &Device| {
-        device.id(&license.id).to_string() == raw_id
+        device.id(&license.id) == raw_id
             || as_fingerprint.as_ref().is_some_and(|machine| machine.hash == device.machine)
     };
     let license = match credential {
@@ -130,7 +126,7 @@ async fn activate(
     credential: Result<Credential, ApiError>,
     body: Result<JsonBody<MachineRequest>, ApiError>,
 ) -> Response {
-    keygen(
+    answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
             let credential = credential?;
@@ -162,11 +158,7 @@ async fn activate(
                     .with_status(StatusCode::UNPROCESSABLE_ENTITY)
                     .with_field("/data/attributes/fingerprint"));
             }
-            let caller = match &credential {
-                Credential::Admin(caller) => Some(caller),
-                _ => None,
-            };
-            let call = keyledger_http::dialect::client_call(&context, caller);
+            let call = keyledger_http::dialect::client_call(&context, credential.admin());
             let activation = Activation { machine_name: name, app_version: None };
             let license = state.client.activate(&call, &license, &machine, activation).await.map_err(|error| {
                 let error = ApiError::from(error);
@@ -208,7 +200,7 @@ async fn show(
     PathParams(raw_account, raw_id): PathParams,
     credential: Result<Credential, ApiError>,
 ) -> Response {
-    keygen(
+    answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
             let found = find(&state, &tenant_id, &credential?, &raw_id).await?;
@@ -235,16 +227,12 @@ async fn deactivate(
     PathParams(raw_account, raw_id): PathParams,
     credential: Result<Credential, ApiError>,
 ) -> Response {
-    keygen(
+    answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
             let credential = credential?;
             let found = find(&state, &tenant_id, &credential, &raw_id).await?;
-            let caller = match &credential {
-                Credential::Admin(caller) => Some(caller),
-                _ => None,
-            };
-            let call = keyledger_http::dialect::client_call(&context, caller);
+            let call = keyledger_http::dialect::client_call(&context, credential.admin());
             state.client.deactivate(&call, &found.license, &found.machine).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
@@ -268,16 +256,12 @@ async fn heartbeat(
     PathParams(raw_account, raw_id): PathParams,
     credential: Result<Credential, ApiError>,
 ) -> Response {
-    keygen(
+    answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
             let credential = credential?;
             let found = find(&state, &tenant_id, &credential, &raw_id).await?;
-            let caller = match &credential {
-                Credential::Admin(caller) => Some(caller),
-                _ => None,
-            };
-            let call = keyledger_http::dialect::client_call(&context, caller);
+            let call = keyledger_http::dialect::client_call(&context, credential.admin());
             let checked =
                 state.client.check(&call, &found.license, &found.machine, Wants::default(), Beat::Heartbeat).await?;
             let license = match checked {
@@ -312,7 +296,7 @@ async fn license_machines(
     credential: Result<Credential, ApiError>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    keygen(
+    answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
             let Query(query) = query.map_err(|e| ApiError::bad_request("PARAMETER_INVALID", e.body_text()))?;

@@ -145,6 +145,12 @@ fn error_response(status: StatusCode, error: &ErrorParts) -> Response {
     response
 }
 
+/// A handler's outcome as the answer: an error is rendered in Keygen's
+/// shape by [`keyledger_http::Dialect::render_error`].
+pub(super) fn answer(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
 /// A JSON:API document answered with its media type.
 pub(super) fn document(status: StatusCode, body: Value) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
@@ -176,6 +182,17 @@ pub(super) enum Credential {
     /// backend).
     Admin(Caller),
     None,
+}
+
+impl Credential {
+    /// The admin presenting a token, who is recorded as the actor of what
+    /// it does; a license key's calls are the device's own.
+    pub(super) fn admin(&self) -> Option<&Caller> {
+        match self {
+            Credential::Admin(caller) => Some(caller),
+            _ => None,
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Credential {

@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa_axum::routes;
 
-use super::{account, admin_of, bad_field, document, license_by_id, licensed, resources, Credential};
+use super::{account, admin_of, answer, bad_field, document, license_by_id, licensed, resources, Credential};
 use keyledger_http::error::ApiError;
 use keyledger_http::extract::{JsonBody, PathParam, PathParams, RequestContext};
 use keyledger_http::instant;
@@ -248,10 +248,6 @@ async fn validation_answer(
     Ok(document(StatusCode::OK, json!({ "meta": meta, "data": data })))
 }
 
-fn keygen(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(IntoResponse::into_response)
-}
-
 #[utoipa::path(
     get,
     path = "/keygen/{account}/v1/ping",
@@ -262,7 +258,7 @@ fn keygen(result: Result<Response, ApiError>) -> Response {
     responses((status = 204, description = "Up"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json"))
 )]
 async fn ping(State(state): State<AppState>, PathParam(raw_account): PathParam) -> Response {
-    keygen(account(&state, &raw_account).await.map(|_| StatusCode::NO_CONTENT.into_response()))
+    answer(account(&state, &raw_account).await.map(|_| StatusCode::NO_CONTENT.into_response()))
 }
 
 #[utoipa::path(
@@ -282,7 +278,7 @@ async fn validate_key(
     PathParam(raw_account): PathParam,
     body: Result<JsonBody<ValidationRequest>, ApiError>,
 ) -> Response {
-    keygen(
+    answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
             let JsonBody(request) = body?;
@@ -325,7 +321,7 @@ async fn validate_by_id(
     credential: Result<Credential, ApiError>,
     body: Result<JsonBody<ValidationRequest>, ApiError>,
 ) -> Response {
-    keygen(
+    answer(
         async {
             let (tenant_id, tenant) = account(&state, &raw_account).await?;
             let credential = credential?;
@@ -366,7 +362,7 @@ async fn me(
     PathParam(raw_account): PathParam,
     credential: Result<Credential, ApiError>,
 ) -> Response {
-    keygen(
+    answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
             match credential? {
@@ -400,7 +396,7 @@ async fn show_license(
     PathParams(raw_account, license_id): PathParams,
     credential: Result<Credential, ApiError>,
 ) -> Response {
-    keygen(
+    answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
             let license = license_by_id(&state, &tenant_id, &credential?, &license_id).await?;
@@ -425,7 +421,7 @@ async fn entitlements(
     PathParams(raw_account, license_id): PathParams,
     credential: Result<Credential, ApiError>,
 ) -> Response {
-    keygen(
+    answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
             let credential = credential?;
