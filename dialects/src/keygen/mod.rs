@@ -151,6 +151,13 @@ pub(super) fn answer(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// A JSON:API document, already written, answered with its media type.
+pub(super) fn document_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    let mut response = (status, bytes).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(JSON_API));
+    response
+}
+
 /// A JSON:API document answered with its media type.
 pub(super) fn document(status: StatusCode, body: Value) -> Response {
     let mut response = (status, axum::Json(body)).into_response();

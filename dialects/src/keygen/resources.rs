@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use keyledger_domain::{Device, License, LicenseStatus};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use keyledger_http::instant;
@@ -31,53 +32,160 @@ fn link(tenant_id: &str, path: &str) -> String {
     format!("{}{tenant_id}/v1/{path}", super::PREFIX)
 }
 
+/// A license as Keygen shows one: typed, so the validation answer (the
+/// hot path) is written straight to bytes without a `Value` tree.
+#[derive(Serialize)]
+pub(super) struct LicenseResource<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    attributes: LicenseAttributes<'a>,
+    relationships: LicenseRelationships<'a>,
+    links: SelfLink,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LicenseAttributes<'a> {
+    name: Option<&'a str>,
+    key: Option<&'a str>,
+    expiry: Option<String>,
+    status: &'static str,
+    uses: u32,
+    suspended: bool,
+    scheme: Option<&'a str>,
+    encrypted: bool,
+    strict: bool,
+    floating: bool,
+    protected: bool,
+    max_machines: u32,
+    max_processes: Option<u32>,
+    max_users: Option<u32>,
+    max_cores: Option<u32>,
+    max_uses: Option<u32>,
+    require_heartbeat: bool,
+    require_check_in: bool,
+    last_validated: Option<String>,
+    last_check_out: Option<String>,
+    last_check_in: Option<String>,
+    next_check_in: Option<String>,
+    entitlements: &'a [&'a str],
+    metadata: Empty,
+    created: Option<String>,
+    updated: Option<String>,
+}
+
+/// `{}`: Keygen's clients refuse `null` metadata.
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct Related<'a> {
+    data: Option<Identifier<'a>>,
+}
+
+#[derive(Serialize)]
+struct Identifier<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+}
+
+#[derive(Serialize)]
+struct RelatedLink {
+    related: String,
+}
+
+#[derive(Serialize)]
+struct SelfLink {
+    #[serde(rename = "self")]
+    own: String,
+}
+
+#[derive(Serialize)]
+struct Count {
+    count: usize,
+}
+
+#[derive(Serialize)]
+struct Machines {
+    links: RelatedLink,
+    meta: Count,
+}
+
+#[derive(Serialize)]
+struct Entitlements {
+    links: RelatedLink,
+}
+
+#[derive(Serialize)]
+struct LicenseRelationships<'a> {
+    account: Related<'a>,
+    product: Related<'a>,
+    machines: Machines,
+    entitlements: Entitlements,
+}
+
 /// A license as Keygen shows one.
-pub(super) fn license(license: &License, features: &[&str], now: DateTime<Utc>) -> Value {
+pub(super) fn license_resource<'a>(
+    license: &'a License,
+    features: &'a [&'a str],
+    now: DateTime<Utc>,
+) -> LicenseResource<'a> {
     let tenant = license.tenant_id.as_str();
     let id = license.id.as_str();
     let created = license.created_at.map(instant);
-    json!({
-        "id": id,
-        "type": "licenses",
-        "attributes": {
-            "name": null,
-            "key": license.license_key.as_ref().map(|key| key.as_str()),
-            "expiry": license.expires_at.map(instant),
-            "status": license_status(license, now),
-            "uses": 0,
-            "suspended": license.status == LicenseStatus::Suspended,
-            "scheme": null,
-            "encrypted": false,
-            "strict": true,
-            "floating": license.max_activations.get() > 1,
-            "protected": true,
-            "maxMachines": license.max_activations.get(),
-            "maxProcesses": null,
-            "maxUsers": license.policy.max_users,
-            "maxCores": null,
-            "maxUses": null,
-            "requireHeartbeat": license.policy.heartbeat_secs.is_some(),
-            "requireCheckIn": false,
-            "lastValidated": null,
-            "lastCheckOut": license.last_checked_out_at.map(instant),
-            "lastCheckIn": null,
-            "nextCheckIn": null,
-            "entitlements": features,
-            "metadata": {},
-            "created": created,
-            "updated": created,
+    LicenseResource {
+        id,
+        kind: "licenses",
+        attributes: LicenseAttributes {
+            name: None,
+            key: license.license_key.as_ref().map(|key| key.as_str()),
+            expiry: license.expires_at.map(instant),
+            status: license_status(license, now),
+            uses: 0,
+            suspended: license.status == LicenseStatus::Suspended,
+            scheme: None,
+            encrypted: false,
+            strict: true,
+            floating: license.max_activations.get() > 1,
+            protected: true,
+            max_machines: license.max_activations.get(),
+            max_processes: None,
+            max_users: license.policy.max_users,
+            max_cores: None,
+            max_uses: None,
+            require_heartbeat: license.policy.heartbeat_secs.is_some(),
+            require_check_in: false,
+            last_validated: None,
+            last_check_out: license.last_checked_out_at.map(instant),
+            last_check_in: None,
+            next_check_in: None,
+            entitlements: features,
+            metadata: Empty {},
+            updated: created.clone(),
+            created,
         },
-        "relationships": {
-            "account": { "data": { "type": "accounts", "id": tenant } },
-            "product": { "data": license.product_id.as_ref().map(|p| json!({ "type": "products", "id": p.to_string() })) },
-            "machines": {
-                "links": { "related": link(tenant, &format!("licenses/{id}/machines")) },
-                "meta": { "count": license.devices.len() },
+        relationships: LicenseRelationships {
+            account: Related { data: Some(Identifier { kind: "accounts", id: tenant }) },
+            product: Related {
+                data: license.product_id.as_ref().map(|product| Identifier { kind: "products", id: product.as_str() }),
             },
-            "entitlements": { "links": { "related": link(tenant, &format!("licenses/{id}/entitlements")) } },
+            machines: Machines {
+                links: RelatedLink { related: link(tenant, &format!("licenses/{id}/machines")) },
+                meta: Count { count: license.devices.len() },
+            },
+            entitlements: Entitlements {
+                links: RelatedLink { related: link(tenant, &format!("licenses/{id}/entitlements")) },
+            },
         },
-        "links": { "self": link(tenant, &format!("licenses/{id}")) },
-    })
+        links: SelfLink { own: link(tenant, &format!("licenses/{id}")) },
+    }
+}
+
+/// [`license_resource`] as a JSON value, to embed in other documents.
+pub(super) fn license(license: &License, features: &[&str], now: DateTime<Utc>) -> Value {
+    serde_json::to_value(license_resource(license, features, now)).unwrap_or_default()
 }
 
 /// Keygen's heartbeat status of a device: `NOT_STARTED` until its first

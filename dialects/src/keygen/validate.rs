@@ -26,7 +26,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa_axum::routes;
 
-use super::{account, admin_of, answer, bad_field, document, license_by_id, licensed, resources, Credential};
+use super::{
+    account, admin_of, answer, bad_field, document, document_bytes, license_by_id, licensed, resources, Credential,
+};
 use keyledger_http::error::ApiError;
 use keyledger_http::extract::{JsonBody, PathParam, PathParams, RequestContext};
 use keyledger_http::instant;
@@ -220,6 +222,24 @@ fn was_culled(state: &AppState, license: &License, fingerprint: &str) -> bool {
     license.past_devices.iter().any(|device| device.culled && device.machine == hash)
 }
 
+/// A validation's `meta`.
+#[derive(serde::Serialize)]
+struct ValidationMeta<'a> {
+    ts: String,
+    valid: bool,
+    detail: &'a str,
+    code: &'static str,
+    scope: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<i64>,
+}
+
+#[derive(serde::Serialize)]
+struct ValidationDocument<'a> {
+    meta: ValidationMeta<'a>,
+    data: Option<resources::LicenseResource<'a>>,
+}
+
 /// The answer of a validation: always 200.
 async fn validation_answer(
     state: &AppState,
@@ -228,24 +248,25 @@ async fn validation_answer(
     nonce: Option<i64>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
-    let data = match &outcome.license {
-        Some(license) => {
-            let product = state.client.product_of(license).await?;
-            resources::license(license, &keyledger_app::client::features(license, product.as_deref()), now)
-        }
-        None => Value::Null,
+    let product = match &outcome.license {
+        Some(license) => state.client.product_of(license).await?,
+        None => None,
     };
-    let mut meta = json!({
-        "ts": instant(now),
-        "valid": outcome.code == "VALID",
-        "detail": outcome.detail,
-        "code": outcome.code,
-        "scope": scope.echo,
-    });
-    if let Some(nonce) = nonce {
-        meta["nonce"] = json!(nonce);
-    }
-    Ok(document(StatusCode::OK, json!({ "meta": meta, "data": data })))
+    let features = match &outcome.license {
+        Some(license) => keyledger_app::client::features(license, product.as_deref()),
+        None => Vec::new(),
+    };
+    let meta = ValidationMeta {
+        ts: instant(now),
+        valid: outcome.code == "VALID",
+        detail: &outcome.detail,
+        code: outcome.code,
+        scope: &scope.echo,
+        nonce,
+    };
+    let data = outcome.license.as_deref().map(|license| resources::license_resource(license, &features, now));
+    let bytes = serde_json::to_vec(&ValidationDocument { meta, data }).map_err(ApiError::internal)?;
+    Ok(document_bytes(StatusCode::OK, bytes))
 }
 
 #[utoipa::path(
