@@ -150,6 +150,14 @@ async fn keygen_answers_are_signed_and_bad_input_gets_keygens_errors(backend: Ba
             Some("not json"),
             StatusCode::BAD_REQUEST,
         ),
+        // A scope that can't be checked here is refused, not ignored.
+        (
+            reqwest::Method::POST,
+            "/licenses/actions/validate-key".into(),
+            None,
+            Some(r#"{"meta": {"key": "ZZZZ-ZZZZ-ZZZZ-ZZZZ", "scope": {"machine": "m-1"}}}"#),
+            StatusCode::BAD_REQUEST,
+        ),
         (reqwest::Method::POST, "/machines".into(), license(), Some("{\"data\": []}"), StatusCode::BAD_REQUEST),
         (
             reqwest::Method::POST,

@@ -253,6 +253,22 @@ impl ClientService {
     /// Anything else is answered exactly as an unknown key.
     #[tracing::instrument(skip_all)]
     pub async fn resolve(&self, caller: Option<&Caller>, key: &LicenseKey) -> Result<Visible, ClientError> {
+        self.resolve_where(caller, key, None).await
+    }
+
+    /// [`ClientService::resolve`] for an anonymous caller who names the
+    /// tenant (a dialect mounted per tenant): another tenant's key is
+    /// answered exactly as an unknown one, at an unknown one's cost.
+    pub async fn resolve_in(&self, tenant_id: &str, key: &LicenseKey) -> Result<Visible, ClientError> {
+        self.resolve_where(None, key, Some(tenant_id)).await
+    }
+
+    async fn resolve_where(
+        &self,
+        caller: Option<&Caller>,
+        key: &LicenseKey,
+        in_tenant: Option<&str>,
+    ) -> Result<Visible, ClientError> {
         let not_found = || ClientError::Refused(LicenseError::NotFound);
         let (license, from_memory) = self.find(key).await?;
         let license = license.ok_or_else(not_found)?;
@@ -265,6 +281,7 @@ impl ClientService {
         let allowed = match (caller, &tenant) {
             // A deleted license is unknown to every caller.
             _ if license.deleted => false,
+            _ if in_tenant.is_some_and(|tenant_id| license.tenant_id != tenant_id) => false,
             (_, None) => false,
             (Some(caller), Some(_)) => caller.may_use(&license),
             (None, Some(tenant)) => !tenant.require_client_key,

@@ -19,6 +19,15 @@ use keyledger_http::extract::{JsonBody, PathParam, PathParams, RequestContext};
 use keyledger_http::state::AppState;
 use keyledger_http::Routes;
 
+/// The route templates only an admin token calls: management calls, not
+/// client ones. (`/licenses/{id}` is also a license key's own read.)
+pub(super) const ROUTES: [&str; 4] = [
+    "/keygen/{account}/v1/licenses",
+    "/keygen/{account}/v1/licenses/{id}/actions/suspend",
+    "/keygen/{account}/v1/licenses/{id}/actions/reinstate",
+    "/keygen/{account}/v1/licenses/{id}/actions/revoke",
+];
+
 pub(super) fn routes() -> Routes {
     Routes::new()
         .add(routes!(list))

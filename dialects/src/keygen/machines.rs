@@ -64,16 +64,34 @@ pub(super) async fn find(
         Credential::License(key) => licensed(state, tenant_id, key).await?.license,
         Credential::Admin(caller) => {
             admin_of(caller, tenant_id)?;
-            let found = state.client.tenant_licenses_where(tenant_id, |license| {
-                !license.deleted && license.devices.iter().any(|d| holds(license, d))
+            let mut found = state.client.tenant_licenses_where(tenant_id, |license| {
+                !license.deleted
+                    && (license.devices.iter().any(|d| holds(license, d))
+                        || license.past_devices.iter().any(|d| d.culled && holds(license, d)))
             });
-            found.into_iter().next().ok_or_else(not_found)?
+            if found.len() > 1 {
+                // One fingerprint on several licenses: the id says which.
+                return Err(bad_field(
+                    "?id",
+                    "this fingerprint is activated on several licenses of the account; name the machine by its id",
+                ));
+            }
+            found.pop().ok_or_else(not_found)?
         }
         Credential::None => {
             return Err(ApiError::unauthorized("This needs a license key or a token").with_code("TOKEN_INVALID"))
         }
     };
-    let device = license.devices.iter().find(|device| holds(&license, device)).cloned().ok_or_else(not_found)?;
+    let Some(device) = license.devices.iter().find(|device| holds(&license, device)).cloned() else {
+        // A machine whose seat was freed when its heartbeats stopped is
+        // Keygen's dead machine, not an unknown one.
+        return Err(if license.past_devices.iter().any(|device| device.culled && holds(&license, device)) {
+            ApiError::bad_request("HEARTBEAT_DEAD", "machine heartbeat is dead; activate it again")
+                .with_status(StatusCode::UNPROCESSABLE_ENTITY)
+        } else {
+            not_found()
+        });
+    };
     let by_fingerprint = as_fingerprint.as_ref().is_some_and(|machine| machine.hash == device.machine);
     let fingerprint = if by_fingerprint {
         Some(raw_id.trim().to_owned())
@@ -173,11 +191,17 @@ async fn activate(
                 .cloned()
                 .ok_or_else(|| ApiError::internal("an activation answered without the device it activated"))?;
             let device_id = device.id(&license.id).to_string();
-            state
-                .fingerprints
-                .keep(&tenant_id, &license.id, &device_id, raw_fingerprint.trim())
-                .await
-                .map_err(ApiError::internal)?;
+            // The seat is taken and in the log; a fingerprint not kept
+            // only shows the machine's id in its place.
+            if let Err(error) =
+                state.fingerprints.keep(&tenant_id, &license.id, &device_id, raw_fingerprint.trim()).await
+            {
+                tracing::warn!(
+                    error = %keyledger_app::client::error_chain(&error),
+                    device_id,
+                    "a Keygen machine's fingerprint was not kept"
+                );
+            }
             let body = resources::machine(&license, &device, Some(raw_fingerprint.trim()), Utc::now());
             Ok(document(StatusCode::CREATED, json!({ "data": body })))
         }

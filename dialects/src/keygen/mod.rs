@@ -59,8 +59,10 @@ impl keyledger_http::Dialect for Keygen {
         Routes::new().merge(validate::routes()).merge(machines::routes()).merge(files::routes()).merge(admin::routes())
     }
 
-    fn is_client_route(&self, _route: &str) -> bool {
-        true
+    /// Everything but the vendor backend's license calls ([`admin`]),
+    /// which are management calls limited per key.
+    fn is_client_route(&self, route: &str) -> bool {
+        !admin::ROUTES.contains(&route)
     }
 
     fn render_error(
@@ -148,7 +150,17 @@ fn error_response(status: StatusCode, error: &ErrorParts) -> Response {
 /// A handler's outcome as the answer: an error is rendered in Keygen's
 /// shape by [`keyledger_http::Dialect::render_error`].
 pub(super) fn answer(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(IntoResponse::into_response)
+    match result {
+        Ok(response) => response,
+        // An unknown license key presented as a credential is a failed
+        // guess, counted towards the address's progressive block.
+        Err(error) if error.code == "LICENSE_INVALID" => {
+            let mut response = error.into_response();
+            response.extensions_mut().insert(keyledger_http::dialect::FailedGuess);
+            response
+        }
+        Err(error) => error.into_response(),
+    }
 }
 
 /// A JSON:API document, already written, answered with its media type.
@@ -218,11 +230,14 @@ impl FromRequestParts<AppState> for Credential {
             return Ok(Credential::License(key));
         }
         if scheme.eq_ignore_ascii_case("bearer") {
-            let caller = state
-                .auth
-                .authenticate(secret)
-                .await
-                .map_err(|_| invalid("TOKEN_INVALID", "The token is invalid or revoked"))?;
+            let caller = state.auth.authenticate(secret).await.map_err(|error| {
+                if error.status == StatusCode::UNAUTHORIZED {
+                    invalid("TOKEN_INVALID", "The token is invalid or revoked")
+                } else {
+                    // The store failed: not the caller's fault.
+                    error
+                }
+            })?;
             return Ok(Credential::Admin(caller));
         }
         Err(invalid("TOKEN_FORMAT_INVALID", "Authorization must be `License <key>` or `Bearer <token>`"))
@@ -268,9 +283,9 @@ pub(super) async fn license_by_id(
 /// of another account, is refused as an invalid credential.
 pub(super) async fn licensed(state: &AppState, tenant_id: &str, key: &LicenseKey) -> Result<Visible, ApiError> {
     let invalid = || ApiError::unauthorized("The license key is invalid").with_code("LICENSE_INVALID");
-    match state.client.resolve(None, key).await {
-        Ok(visible) if visible.license.tenant_id == tenant_id => Ok(visible),
-        Ok(_) | Err(keyledger_app::client::ClientError::Refused(_)) => Err(invalid()),
+    match state.client.resolve_in(tenant_id, key).await {
+        Ok(visible) => Ok(visible),
+        Err(keyledger_app::client::ClientError::Refused(_)) => Err(invalid()),
         Err(other) => Err(other.into()),
     }
 }

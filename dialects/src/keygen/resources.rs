@@ -190,15 +190,16 @@ pub(super) fn license(license: &License, features: &[&str], now: DateTime<Utc>) 
 
 /// Keygen's heartbeat status of a device: `NOT_STARTED` until its first
 /// heartbeat after activation (a ping, or a validation once the heartbeat
-/// interval has passed), `ALIVE` while within its policy's heartbeat
-/// window (always, without one), `DEAD` past it.
+/// interval has passed), `ALIVE` until its policy counts it dead (always,
+/// without one), `DEAD` after.
 pub(super) fn heartbeat_status(license: &License, device: &Device, now: DateTime<Utc>) -> &'static str {
     if device.last_heartbeat_at <= device.activated_at {
         return "NOT_STARTED";
     }
-    match license.policy.heartbeat_secs {
-        Some(secs) if now - device.last_heartbeat_at > chrono::Duration::seconds(secs.into()) => "DEAD",
-        _ => "ALIVE",
+    if license.policy.is_dead(device.last_heartbeat_at, now) {
+        "DEAD"
+    } else {
+        "ALIVE"
     }
 }
 

@@ -5,12 +5,12 @@
 //! Keygen's codes, in the order they are decided here (docs/dialects/
 //! keygen.md has the table with keyledger's refusals beside them):
 //! `NOT_FOUND`; `BANNED` (a revoked license), `SUSPENDED`, `EXPIRED`;
-//! `PRODUCT_SCOPE_MISMATCH`; with a fingerprint scope `NO_MACHINE` /
-//! `NO_MACHINES` (no machine at all), `BANNED` (a blocked machine),
-//! `HEARTBEAT_DEAD` (freed when its heartbeats stopped),
-//! `FINGERPRINT_SCOPE_MISMATCH` (not one of the license's machines),
-//! `HEARTBEAT_NOT_STARTED` (a heartbeat policy and no heartbeat yet);
-//! `ENTITLEMENTS_MISSING`; else `VALID`. Without a fingerprint scope a
+//! `PRODUCT_SCOPE_MISMATCH`; with a fingerprint scope (every fingerprint
+//! named must pass) `NO_MACHINE` / `NO_MACHINES` (no machine at all),
+//! `HEARTBEAT_NOT_STARTED` (a heartbeat policy and no heartbeat yet),
+//! `BANNED` (a blocked machine), `HEARTBEAT_DEAD` (freed when its
+//! heartbeats stopped), `FINGERPRINT_SCOPE_MISMATCH` (not one of the
+//! license's machines); `ENTITLEMENTS_MISSING`; else `VALID`. Without a fingerprint scope a
 //! usable license is valid (keyledger's policies have no "fingerprint
 //! scope required" setting).
 
@@ -26,9 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa_axum::routes;
 
-use super::{
-    account, admin_of, answer, bad_field, document, document_bytes, license_by_id, licensed, resources, Credential,
-};
+use super::{account, answer, bad_field, document, document_bytes, license_by_id, licensed, resources, Credential};
 use keyledger_http::error::ApiError;
 use keyledger_http::extract::{JsonBody, PathParam, PathParams, RequestContext};
 use keyledger_http::instant;
@@ -44,6 +42,9 @@ pub(super) fn routes() -> Routes {
         .add(routes!(show_license))
         .add(routes!(entitlements))
 }
+
+/// The scopes a validation may name.
+const SCOPES: [&str; 4] = ["fingerprint", "fingerprints", "product", "entitlements"];
 
 /// The most fingerprints one validation may name.
 const MAX_FINGERPRINTS: usize = 100;
@@ -97,6 +98,22 @@ fn read_meta(meta: Option<&Value>) -> Result<(Scope, Option<i64>, Option<&Value>
     let mut scope = Scope { echo: json!({}), ..Scope::default() };
     if let Some(raw) = meta.get("scope").filter(|s| !s.is_null()) {
         let object = raw.as_object().ok_or_else(|| bad_field("/meta/scope", "/meta/scope must be an object"))?;
+        // A scope this server can't check is refused, not ignored: a
+        // client asking for it must not be told VALID without it.
+        let empty = |value: &Value| match value {
+            Value::Null => true,
+            Value::String(text) => text.is_empty(),
+            Value::Array(items) => items.is_empty(),
+            _ => false,
+        };
+        if let Some((name, _)) = object.iter().find(|(name, value)| !SCOPES.contains(&name.as_str()) && !empty(value)) {
+            return Err(bad_field(
+                &format!("/meta/scope/{name}"),
+                format!(
+                    "the {name} scope is not supported here (fingerprint, fingerprints, product, entitlements are)"
+                ),
+            ));
+        }
         scope.echo = raw.clone();
         if let Some(one) = object.get("fingerprint").filter(|v| !v.is_null()) {
             scope.fingerprints.push(text(one, "/meta/scope/fingerprint")?);
@@ -308,9 +325,9 @@ async fn validate_key(
             let key = key.as_str().ok_or_else(|| bad_field("/meta/key", "/meta/key must be a string"))?;
             let outcome = match LicenseKey::parse(key) {
                 Err(_) => None,
-                Ok(key) => match state.client.resolve(None, &key).await {
-                    Ok(visible) if visible.license.tenant_id == tenant_id => Some(visible),
-                    Ok(_) | Err(keyledger_app::client::ClientError::Refused(_)) => None,
+                Ok(key) => match state.client.resolve_in(&tenant_id, &key).await {
+                    Ok(visible) => Some(visible),
+                    Err(keyledger_app::client::ClientError::Refused(_)) => None,
                     Err(other) => return Err(other.into()),
                 },
             };
@@ -318,7 +335,14 @@ async fn validate_key(
                 Some(visible) => decide(&state, &context, visible, &scope).await?,
                 None => Outcome { code: "NOT_FOUND", detail: "does not exist".to_owned(), license: None },
             };
-            validation_answer(&state, outcome, scope, nonce).await
+            let guessed = outcome.license.is_none();
+            let mut response = validation_answer(&state, outcome, scope, nonce).await?;
+            if guessed {
+                // Counted towards the address's progressive block, as an
+                // unknown key is on every client endpoint.
+                response.extensions_mut().insert(keyledger_http::dialect::FailedGuess);
+            }
+            Ok(response)
         }
         .await,
     )
@@ -445,11 +469,7 @@ async fn entitlements(
     answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
-            let credential = credential?;
-            if let Credential::Admin(caller) = &credential {
-                admin_of(caller, &tenant_id)?;
-            }
-            let license = license_by_id(&state, &tenant_id, &credential, &license_id).await?;
+            let license = license_by_id(&state, &tenant_id, &credential?, &license_id).await?;
             let product = state.client.product_of(&license).await?;
             let data: Vec<Value> = keyledger_app::client::features(&license, product.as_deref())
                 .into_iter()
