@@ -12,6 +12,7 @@ on_both_backends!(
     keygen_rs_validates_activates_checks_out_and_deactivates,
     keygen_answers_are_signed_and_bad_input_gets_keygens_errors,
     a_vendor_backend_lists_changes_suspends_and_deletes_licenses,
+    guessing_keys_through_validate_key_earns_a_block,
 );
 
 /// A product with a feature, a license of it with two seats: (license
@@ -312,4 +313,47 @@ async fn a_vendor_backend_lists_changes_suspends_and_deletes_licenses(backend: B
     for wanted in ["LicenseEdited", "LicenseSuspended", "LicenseReinstated", "LicenseDeleted"] {
         assert!(types.contains(&wanted), "{wanted} in {types:?}");
     }
+}
+
+/// validate-key is anonymous and always 200: an unknown key still counts
+/// as a failed guess, so a guessing address is blocked (429, signed, in
+/// Keygen's shape) while the rightful key from another address validates.
+async fn guessing_keys_through_validate_key_earns_a_block(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.rate_limits = "on".to_owned();
+        config.trusted_proxies = "127.0.0.1".to_owned();
+        config.rate_limit_block_after = 3;
+        config.rate_limit_block_base_secs = 60;
+    })
+    .await;
+    let tenant = app.tenant("Acme").await;
+    let (_, key) = licensed(&app, &tenant).await;
+    let url = format!("{}/keygen/{}/v1/licenses/actions/validate-key", app.base, tenant.id);
+    let validate = |address: &'static str, key: String| {
+        let request = app
+            .client
+            .post(&url)
+            .header("x-forwarded-for", address)
+            .header("content-type", "application/vnd.api+json")
+            .body(json!({"meta": {"key": key}}).to_string());
+        async move { request.send().await.unwrap() }
+    };
+    let mut blocked = None;
+    for n in 0..8 {
+        let response = validate("203.0.113.41", format!("ZZZZ-ZZZZ-ZZZZ-{:04}", 2000 + n)).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            blocked = Some(response);
+            break;
+        }
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["meta"]["code"], "NOT_FOUND", "{body}");
+    }
+    let blocked = blocked.expect("the guessing address was blocked");
+    assert!(blocked.headers().contains_key("keygen-signature"), "{:?}", blocked.headers());
+    let body: Value = blocked.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "RATE_LIMITED", "{body}");
+    let rightful = validate("198.51.100.41", key).await;
+    assert_eq!(rightful.status(), StatusCode::OK);
+    let body: Value = rightful.json().await.unwrap();
+    assert_eq!(body["meta"]["code"], "VALID", "{body}");
 }
