@@ -11,6 +11,7 @@
 //! - [`metrics`]: the process's Prometheus registry.
 //! - [`webhooks`]: endpoints, signatures, URL safety and the delivery queue.
 //! - [`anomalies`]: thresholds, call counting, detectors and the anomaly table.
+//! - [`generation`]: generating a license for a product at the version read.
 //! - [`aggregates`]: the catalog's records (products, customers), each
 //!   with its own chain in the log and a view row written with its events.
 //!
@@ -26,6 +27,7 @@ pub mod culling;
 pub mod customers;
 pub mod expiry;
 pub mod fingerprints;
+pub mod generation;
 pub mod leads;
 pub mod master;
 pub mod metadata;

@@ -13,6 +13,7 @@ on_both_backends!(
     keygen_answers_are_signed_and_bad_input_gets_keygens_errors,
     a_vendor_backend_lists_changes_suspends_and_deletes_licenses,
     guessing_keys_through_validate_key_earns_a_block,
+    a_vendor_backend_creates_products_policies_and_licenses_and_renews,
 );
 
 /// A product with a feature, a license of it with two seats: (license
@@ -246,6 +247,162 @@ async fn keygen_answers_are_signed_and_bad_input_gets_keygens_errors(backend: Ba
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["meta"]["code"], "NOT_FOUND", "{answer}");
     assert!(answer["data"].is_null(), "{answer}");
+}
+
+/// A Keygen JSON:API caller of one account: `(status, body)` of each call.
+struct Caller<'a> {
+    app: &'a TestApp,
+    base: String,
+}
+
+impl<'a> Caller<'a> {
+    fn new(app: &'a TestApp, tenant: &TestTenant) -> Self {
+        Self { app, base: format!("{}/keygen/{}/v1", app.base, tenant.id) }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, auth: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.app.client.request(method, format!("{}{path}", self.base)).header("authorization", auth);
+        if let Some(body) = body {
+            request = request.header("content-type", "application/vnd.api+json").body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str::<Value>(&text).unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, auth: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, auth, Some(body)).await
+    }
+
+    async fn get(&self, path: &str, auth: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, auth, None).await
+    }
+}
+
+/// The vendor's backend builds its catalog and licenses through the
+/// dialect: a product, its policy (the product's one), a license of that
+/// policy that a client then uses, a renewal; bad requests name the member
+/// at fault; a license key can do none of it; all of it is seen natively.
+async fn a_vendor_backend_creates_products_policies_and_licenses_and_renews(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tenant = app.tenant("Acme").await;
+    let other = app.tenant("Other").await;
+    let keygen = Caller::new(&app, &tenant);
+    let bearer = format!("Bearer {}", tenant.admin_key);
+
+    let product = json!({"data": {"type": "products", "attributes": {"name": "Desk App"}}});
+    let (status, made) = keygen.post("/products", &bearer, product.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let product_id = made["data"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(made["data"]["attributes"]["code"], "desk-app", "{made}");
+    let (status, taken) = keygen.post("/products", &bearer, product).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{taken}");
+    assert_eq!(taken["errors"][0]["code"], "CODE_TAKEN", "{taken}");
+    assert_eq!(taken["errors"][0]["source"]["pointer"], "/data/attributes/code", "{taken}");
+    let (status, shown) = keygen.get(&format!("/products/{product_id}"), &bearer).await;
+    assert_eq!((status, shown["data"]["attributes"]["name"].clone()), (StatusCode::OK, json!("Desk App")), "{shown}");
+    let (_, listed) = keygen.get("/products", &bearer).await;
+    assert_eq!(listed["data"][0]["id"], product_id.as_str(), "{listed}");
+
+    let to_product = json!({"product": {"data": {"type": "products", "id": product_id}}});
+    let bad_policy = json!({"data": {"type": "policies", "attributes": {"name": "Std", "heartbeatDuration": 1},
+        "relationships": to_product}});
+    let (status, bad) = keygen.post("/policies", &bearer, bad_policy).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert_eq!(bad["errors"][0]["source"]["pointer"], "/data/attributes/heartbeatDuration", "{bad}");
+    let policy = json!({"data": {"type": "policies", "attributes": {"name": "Std", "requireHeartbeat": true,
+        "heartbeatDuration": 900, "heartbeatResurrectionStrategy": "ALWAYS_REVIVE"}, "relationships": to_product}});
+    let (status, made) = keygen.post("/policies", &bearer, policy.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(made["data"]["id"], product_id.as_str(), "a policy's id is its product's: {made}");
+    assert_eq!(made["data"]["attributes"]["heartbeatDuration"], 900, "{made}");
+    let (status, again) = keygen.post("/policies", &bearer, policy).await;
+    assert_eq!((status, again["errors"][0]["code"].clone()), (StatusCode::CONFLICT, json!("POLICY_TAKEN")), "{again}");
+    let (_, policies) = keygen.get("/policies", &bearer).await;
+    assert_eq!(policies["data"][0]["attributes"]["heartbeatResurrectionStrategy"], "ALWAYS_REVIVE", "{policies}");
+
+    let to_policy = json!({"policy": {"data": {"type": "policies", "id": product_id}}});
+    let expiry = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let license = json!({"data": {"type": "licenses", "attributes": {"maxMachines": 3, "expiry": expiry},
+        "relationships": to_policy}});
+    for (bad, pointer) in [
+        (json!({"data": {"type": "licenses"}}), "/data/relationships/policy"),
+        (
+            json!({"data": {"type": "licenses", "attributes": {"name": "x"}, "relationships": to_policy}}),
+            "/data/attributes/name",
+        ),
+        (
+            json!({"data": {"type": "licenses", "attributes": {"maxMachines": 0}, "relationships": to_policy}}),
+            "/data/attributes/maxMachines",
+        ),
+        (json!({"data": {"type": "machines", "relationships": to_policy}}), "/data/type"),
+        (json!({"data": {"type": "licenses", "relationships": {"user": {"data": null}}}}), "/data/relationships/user"),
+        (json!({"data": [1, 2]}), "/data"),
+    ] {
+        let (status, refused) = keygen.post("/licenses", &bearer, bad.clone()).await;
+        assert!(status.is_client_error(), "{bad}: {status} {refused}");
+        assert_eq!(refused["errors"][0]["source"]["pointer"], pointer, "{bad}: {refused}");
+    }
+    // Another account's policy is unknown here, and this one's unknown there.
+    let (status, refused) = keygen.post("/licenses", &format!("Bearer {}", other.admin_key), license.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    let elsewhere = Caller::new(&app, &other);
+    let (status, refused) = elsewhere.post("/licenses", &format!("Bearer {}", other.admin_key), license.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    assert_eq!(refused["errors"][0]["source"]["pointer"], "/data/relationships/policy/data/id", "{refused}");
+
+    let (status, created) = keygen.post("/licenses", &bearer, license).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let license_id = created["data"]["id"].as_str().unwrap().to_owned();
+    let key = created["data"]["attributes"]["key"].as_str().unwrap().to_owned();
+    assert_eq!(created["data"]["attributes"]["maxMachines"], 3, "{created}");
+    assert_eq!(created["data"]["attributes"]["requireHeartbeat"], true, "the policy's: {created}");
+    assert_eq!(created["data"]["relationships"]["product"]["data"]["id"], product_id.as_str(), "{created}");
+
+    // The license key can't manage; it can activate and validate.
+    let license_auth = format!("License {key}");
+    for (method, path) in [
+        (reqwest::Method::POST, "/licenses".to_owned()),
+        (reqwest::Method::GET, "/products".to_owned()),
+        (reqwest::Method::POST, "/products".to_owned()),
+        (reqwest::Method::GET, "/policies".to_owned()),
+        (reqwest::Method::POST, "/policies".to_owned()),
+        (reqwest::Method::GET, format!("/policies/{product_id}")),
+        (reqwest::Method::POST, format!("/licenses/{license_id}/actions/renew")),
+    ] {
+        let (status, refused) = keygen.call(method.clone(), &path, &license_auth, Some(json!({"data": {}}))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {refused}");
+    }
+    let machine = json!({"data": {"type": "machines", "attributes": {"fingerprint": "desk-1"},
+        "relationships": {"license": {"data": {"type": "licenses", "id": license_id}}}}});
+    let (status, activated) = keygen.post("/machines", &license_auth, machine).await;
+    assert_eq!(status, StatusCode::CREATED, "{activated}");
+    assert_eq!(activated["data"]["attributes"]["heartbeatDuration"], 900, "{activated}");
+    let scope = json!({"meta": {"key": key, "scope": {"fingerprint": "desk-1"}}});
+    let (_, validated) = keygen.post("/licenses/actions/validate-key", "", scope.clone()).await;
+    assert_eq!(validated["meta"]["code"], "HEARTBEAT_NOT_STARTED", "the policy requires heartbeats: {validated}");
+    let machine_id = activated["data"]["id"].as_str().unwrap();
+    let (status, pinged) = keygen.post(&format!("/machines/{machine_id}/actions/ping"), &license_auth, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{pinged}");
+    let (_, validated) = keygen.post("/licenses/actions/validate-key", "", scope).await;
+    assert_eq!(validated["meta"]["code"], "VALID", "{validated}");
+
+    let (status, renewed) = keygen.post(&format!("/licenses/{license_id}/actions/renew"), &bearer, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    let parse = |raw: &Value| chrono::DateTime::parse_from_rfc3339(raw.as_str().unwrap()).unwrap();
+    let moved = parse(&renewed["data"]["attributes"]["expiry"]) - parse(&created["data"]["attributes"]["expiry"]);
+    assert!((29..=31).contains(&moved.num_days()), "renewed by its 30-day term: {moved} {renewed}");
+
+    let native = app.get(&format!("/api/v1/licenses/{license_id}/events"), Some(&tenant.admin_key)).await;
+    let types: Vec<&str> =
+        native.body["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types.first(), Some(&"LicenseGenerated"), "{}", native.body);
+    assert_eq!(types.last(), Some(&"LicenseEdited"), "the renewal: {}", native.body);
+    let generated = &native.body["events"][0];
+    assert_eq!(generated["metadata"]["api"], "keygen", "{generated}");
+    let shown = app.get(&format!("/api/v1/products/{product_id}"), Some(&tenant.admin_key)).await;
+    assert_eq!(shown.body["policy"]["heartbeatDurationSecs"], 900, "{}", shown.body);
 }
 
 /// The vendor's backend with an admin token: list, change, suspend,

@@ -78,8 +78,16 @@ impl ClientService {
         // Often enough under a heartbeat policy that a live device is never
         // taken for dead (see `Policy::dead_after`).
         let interval = license.policy.record_every(interval);
-        let heartbeat_due =
-            license.device(&machine.hash).is_some_and(|device| now >= device.last_heartbeat_at + interval);
+        // A device's first heartbeat is always recorded, however soon after
+        // its activation: it is what starts its heartbeat (Keygen's
+        // `heartbeatStatus` turns from NOT_STARTED to ALIVE on it).
+        let first = |device: &keyledger_domain::Device| {
+            beat == Beat::Heartbeat && device.last_heartbeat_at <= device.activated_at
+        };
+        let device = license.device(&machine.hash);
+        let starts = device.is_some_and(first);
+        let interval = if starts { chrono::Duration::zero() } else { interval };
+        let heartbeat_due = device.is_some_and(|device| now >= device.last_heartbeat_at + interval);
         if heartbeat_due {
             let command =
                 LicenseCommand::RecordHeartbeat { machine: machine.hash.clone(), min_interval: interval, at: now };

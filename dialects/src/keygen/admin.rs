@@ -7,10 +7,9 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use keyledger_domain::{LicenseCommand, Seats};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use utoipa_axum::routes;
 
 use super::{account, admin_of, answer, bad_field, document, license_by_id, resources, Credential};
@@ -30,7 +29,7 @@ pub(super) const ROUTES: [&str; 4] = [
 
 pub(super) fn routes() -> Routes {
     Routes::new()
-        .add(routes!(list))
+        .add(routes!(list, super::create::create))
         .add(routes!(update, delete))
         .add(routes!(suspend))
         .add(routes!(reinstate))
@@ -38,7 +37,10 @@ pub(super) fn routes() -> Routes {
 }
 
 /// The admin caller of the account, or why not.
-fn admin(credential: Result<Credential, ApiError>, tenant_id: &str) -> Result<keyledger_http::auth::Caller, ApiError> {
+pub(super) fn admin(
+    credential: Result<Credential, ApiError>,
+    tenant_id: &str,
+) -> Result<keyledger_http::auth::Caller, ApiError> {
     match credential? {
         Credential::Admin(caller) => admin_of(&caller, tenant_id).cloned(),
         Credential::License(_) => Err(ApiError::forbidden("This needs an admin token").with_code("FORBIDDEN")),
@@ -47,7 +49,7 @@ fn admin(credential: Result<Credential, ApiError>, tenant_id: &str) -> Result<ke
 }
 
 /// Runs one license command as the admin and answers the license.
-async fn run(
+pub(super) async fn run(
     state: &AppState,
     context: &RequestContext,
     caller: &keyledger_http::auth::Caller,
@@ -58,10 +60,22 @@ async fn run(
     Ok(state.licenses.execute(&license.id, command, metadata).await?)
 }
 
-async fn license_answer(state: &AppState, license: &keyledger_domain::License) -> Result<Response, ApiError> {
+pub(super) async fn license_answer(
+    state: &AppState,
+    license: &keyledger_domain::License,
+) -> Result<Response, ApiError> {
+    license_answer_with(state, license, StatusCode::OK).await
+}
+
+/// The license as the answer's `data`, with this status.
+pub(super) async fn license_answer_with(
+    state: &AppState,
+    license: &keyledger_domain::License,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
     let product = state.client.product_of(license).await?;
     let features = keyledger_app::client::features(license, product.as_deref());
-    Ok(document(StatusCode::OK, json!({ "data": resources::license(license, &features, Utc::now()) })))
+    Ok(document(status, json!({ "data": resources::license(license, &features, Utc::now()) })))
 }
 
 #[utoipa::path(
@@ -85,18 +99,7 @@ async fn list(
             let (tenant_id, _) = account(&state, &raw_account).await?;
             admin(credential, &tenant_id)?;
             let Query(query) = query.map_err(|e| ApiError::bad_request("PARAMETER_INVALID", e.body_text()))?;
-            let number = |name: &str, default: usize, max: usize| -> Result<usize, ApiError> {
-                match query.get(name) {
-                    None => Ok(default),
-                    Some(raw) => raw
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=max).contains(n))
-                        .ok_or_else(|| bad_field(&format!("?{name}"), format!("{name} must be 1 to {max}"))),
-                }
-            };
-            let size = number("page[size]", number("limit", 10, 100)?, 100)?;
-            let page = number("page[number]", 1, 1_000_000)?;
+            let (size, page) = super::body::page(&query)?;
             let mut licenses = state.client.tenant_licenses_where(&tenant_id, |license| !license.deleted);
             licenses.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
             let count = licenses.len();
@@ -116,12 +119,6 @@ async fn list(
     )
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub(super) struct UpdateRequest {
-    #[schema(value_type = Object)]
-    data: Option<Value>,
-}
-
 #[utoipa::path(
     patch,
     path = "/keygen/{account}/v1/licenses/{id}",
@@ -129,7 +126,7 @@ pub(super) struct UpdateRequest {
     operation_id = "keygen_update_license",
     summary = "Change a license's expiry or seats (`attributes.expiry`, `attributes.maxMachines`; admin token)",
     params(("account" = String, Path, description = "The tenant's id"), ("id" = String, Path, description = "The license's id")),
-    request_body = UpdateRequest,
+    request_body = super::body::Document,
     responses((status = 200, description = "{data: license}", body = Object, content_type = "application/vnd.api+json"), (status = "default", description = "{errors: [{title, detail, code, source}]}", body = Object, content_type = "application/vnd.api+json")),
     security(("bearer" = []))
 )]
@@ -138,41 +135,19 @@ async fn update(
     context: RequestContext,
     PathParams(raw_account, license_id): PathParams,
     credential: Result<Credential, ApiError>,
-    body: Result<JsonBody<UpdateRequest>, ApiError>,
+    body: Result<JsonBody<super::body::Document>, ApiError>,
 ) -> Response {
     answer(
         async {
             let (tenant_id, _) = account(&state, &raw_account).await?;
             let caller = admin(credential, &tenant_id)?;
-            let JsonBody(request) = body?;
-            let data = request
-                .data
-                .filter(Value::is_object)
-                .ok_or_else(|| bad_field("/data", "data must be a resource object"))?;
-            let attributes = data.get("attributes").cloned().unwrap_or_else(|| json!({}));
-            let attributes =
-                attributes.as_object().ok_or_else(|| bad_field("/data/attributes", "attributes must be an object"))?;
-            if let Some(unknown) = attributes.keys().find(|name| !matches!(name.as_str(), "expiry" | "maxMachines")) {
-                return Err(bad_field(
-                    &format!("/data/attributes/{unknown}"),
-                    format!("{unknown} can't be changed here (expiry, maxMachines can)"),
-                ));
-            }
-            let expires_at = match attributes.get("expiry") {
-                None => None,
-                Some(raw) => Some(
-                    raw.as_str()
-                        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-                        .map(|at| at.with_timezone(&Utc))
-                        .ok_or_else(|| bad_field("/data/attributes/expiry", "expiry must be an RFC 3339 date-time"))?,
-                ),
-            };
-            let max_activations = match attributes.get("maxMachines") {
-                None => None,
-                Some(raw) => Some(raw.as_i64().and_then(|n| Seats::new(n).ok()).ok_or_else(|| {
-                    bad_field("/data/attributes/maxMachines", "maxMachines must be a positive integer")
-                })?),
-            };
+            let JsonBody(body) = body?;
+            let resource = super::body::Resource::read(body, "licenses", &["expiry", "maxMachines"], &[])?;
+            let expires_at = resource.instant("expiry")?;
+            let max_activations = resource
+                .integer("maxMachines", 1, i64::from(Seats::MAX))?
+                .map(|seats| Seats::new(seats).map_err(|e| bad_field("/data/attributes/maxMachines", e.to_string())))
+                .transpose()?;
             let license = license_by_id(&state, &tenant_id, &Credential::Admin(caller.clone()), &license_id).await?;
             let command = LicenseCommand::EditLicense {
                 expires_at,

@@ -12,9 +12,13 @@
 //! activated here is a device everywhere, its events in the one history.
 //! What this dialect adds is wire format only: Keygen's resource objects
 //! ([`resources`]), its validation codes ([`validate`]), its license and
-//! machine files ([`files`]). docs/dialects/keygen.md has the details.
+//! machine files ([`files`]); the vendor backend's licenses ([`admin`],
+//! [`create`]) and catalog ([`catalog`]). docs/dialects/keygen.md has the details.
 
 mod admin;
+mod body;
+mod catalog;
+mod create;
 mod files;
 mod machines;
 mod resources;
@@ -56,13 +60,19 @@ impl keyledger_http::Dialect for Keygen {
     }
 
     fn routes(&self) -> Routes {
-        Routes::new().merge(validate::routes()).merge(machines::routes()).merge(files::routes()).merge(admin::routes())
+        Routes::new()
+            .merge(validate::routes())
+            .merge(machines::routes())
+            .merge(files::routes())
+            .merge(admin::routes())
+            .merge(create::routes())
+            .merge(catalog::routes())
     }
 
-    /// Everything but the vendor backend's license calls ([`admin`]),
-    /// which are management calls limited per key.
+    /// Everything but the vendor backend's calls ([`admin`], [`create`],
+    /// [`catalog`]), which are management calls limited per key.
     fn is_client_route(&self, route: &str) -> bool {
-        !admin::ROUTES.contains(&route)
+        !(admin::ROUTES.contains(&route) || create::ROUTES.contains(&route) || catalog::ROUTES.contains(&route))
     }
 
     fn render_error(

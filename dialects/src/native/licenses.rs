@@ -6,12 +6,10 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{Datelike, Duration, Utc};
 use keyledger_domain::{check_display_text, License, LicenseCommand, LicenseKey, LicenseType, MachineId, Seats};
-use rand::rngs::OsRng;
 use serde_json::{json, Value};
 
+use keyledger_app::generation::{self, NewLicense};
 use keyledger_app::serials::SerialKind;
-use keyledger_app::CommandError;
-use keyledger_eventlog::{Guard, PRODUCT_AGGREGATE};
 use uuid::Uuid;
 
 use crate::native::wire::{EditRequest, GenerateRequest, LicenseResponse, MessageResponse, SuspendRequest};
@@ -191,59 +189,35 @@ async fn generate(
         None => None,
     };
     let number = state.serials.next(tenant_id, SerialKind::License).await.map_err(ApiError::internal)?;
-    let license_id = Uuid::new_v4().to_string();
-    // Decided on the product as read, and written only while the product
-    // is still at that version: a license is never generated for a
-    // product deleted (or re-priced) meanwhile, by this process or
-    // another. A product that changed is read again.
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let product = match request.product_id.as_deref() {
-            Some(raw) => Some(super::products::tenant_product(&state, tenant_id, raw).await?),
-            None => None,
-        };
-        let guard = product.as_ref().map(|stored| Guard {
-            aggregate_type: PRODUCT_AGGREGATE.to_owned(),
-            aggregate_id: stored.record.id.to_string(),
-            sequence: stored.version,
-        });
-        let product = product.map(|stored| stored.record);
+    let mut new = NewLicense::new(Uuid::new_v4().to_string(), tenant_id, owner_id);
+    new.license_type = license_type;
+    new.max_activations = max_activations;
+    new.max_connections = max_connections;
+    new.expires_at = Box::new(move |now| validity.from_creation.map(|validity| now + validity));
+    new.expires_after_activation_secs = validity.from_activation.map(|validity| validity.num_seconds());
+    new.features = features;
+    new.customer_id = customer_id.map(keyledger_domain::CustomerId::trusted);
+    new.number = Some(number);
+    let (state, product_id) = (&state, request.product_id.as_deref());
+    let license = generation::generate(
+        &state.licenses,
+        &new,
+        move || async move {
+            match product_id {
+                Some(raw) => Ok(Some(super::products::tenant_product(state, tenant_id, raw).await?)),
+                None => Ok(None),
+            }
+        },
         // A product's policy is where the license's starts from.
-        let base = product.as_ref().map(|product| product.policy.clone()).unwrap_or_default();
-        let policy = match &request.policy {
-            Some(fields) => super::policy::apply(&base, fields)?,
-            None => base,
-        };
-        let now = Utc::now();
-        let command = LicenseCommand::GenerateLicense {
-            license_id: keyledger_domain::LicenseId::trusted(license_id.clone()),
-            tenant_id: keyledger_domain::TenantId::trusted(tenant_id.to_owned()),
-            owner_id: keyledger_domain::OwnerId::trusted(owner_id.to_owned()),
-            license_key: LicenseKey::generate(&mut OsRng, product.as_ref().map(|p| p.key_format).unwrap_or_default()),
-            license_type,
-            max_activations,
-            max_connections,
-            expires_at: validity.from_creation.map(|validity| now + validity),
-            expires_after_activation_secs: validity.from_activation.map(|validity| validity.num_seconds()),
-            product_id: product.map(|product| product.id).map(keyledger_domain::ProductId::trusted),
-            features: features.clone(),
-            customer_id: customer_id.clone().map(keyledger_domain::CustomerId::trusted),
-            number: Some(number),
-            policy,
-            at: now,
-        };
-        let metadata = event_metadata(&context, Some(&caller), tenant_id, now);
-        match state.licenses.execute_guarded(&license_id, command, metadata, guard).await {
-            Err(CommandError::GuardMoved) if attempts < GENERATE_ATTEMPTS => continue,
-            outcome => return Ok(Json(LicenseResponse::new(&outcome?, now))),
-        }
-    }
+        |base| match &request.policy {
+            Some(fields) => super::policy::apply(base, fields),
+            None => Ok(base.clone()),
+        },
+        |now| event_metadata(&context, Some(&caller), tenant_id, now),
+    )
+    .await?;
+    Ok(Json(LicenseResponse::new(&license, license.created_at.unwrap_or_else(Utc::now))))
 }
-
-/// Times a generate reads its product again after the product changed
-/// under it, before it answers 409.
-const GENERATE_ATTEMPTS: u32 = 3;
 
 #[utoipa::path(
     get,

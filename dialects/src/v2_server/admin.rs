@@ -7,13 +7,13 @@ use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
 use keyledger_app::client::Activation;
+use keyledger_app::generation::NewLicense;
 use keyledger_domain::{License, LicenseCommand, LicenseStatus, Seats};
 use serde_json::{json, Value};
 
 use super::wire::{BulkRequest, GenerateRequest, QuickEditRequest, RegisterDeviceRequest};
 use super::{date, license_type, required, tenant_product, SystemCaller};
 use crate::native::licenses::{execute_as, parse_machine};
-use keyledger_app::CommandError;
 use keyledger_http::auth::Caller;
 use keyledger_http::dialect::{answer, client_call};
 use keyledger_http::error::ApiError;
@@ -527,53 +527,34 @@ async fn generate(
                 .next(tenant_id, keyledger_app::serials::SerialKind::License)
                 .await
                 .map_err(ApiError::internal)?;
-            let license_id = uuid::Uuid::new_v4().to_string();
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                let product = match request.product.as_deref() {
-                    Some(named) => Some(tenant_product(&state, tenant_id, Some(named)).await?),
-                    None => None,
-                };
-                let guard = product.as_ref().map(|stored| keyledger_eventlog::Guard {
-                    aggregate_type: keyledger_eventlog::PRODUCT_AGGREGATE.to_owned(),
-                    aggregate_id: stored.0.id.to_string(),
-                    sequence: stored.1,
-                });
-                let product = product.map(|(product, _)| product);
-                let mut policy = product.as_ref().map(|product| product.policy.clone()).unwrap_or_default();
-                if max_users.is_some() {
-                    policy.max_users = max_users;
-                }
-                let at = Utc::now();
-                let format = product.as_ref().map(|product| product.key_format).unwrap_or_default();
-                let command = LicenseCommand::GenerateLicense {
-                    license_id: keyledger_domain::LicenseId::trusted(license_id.clone()),
-                    tenant_id: keyledger_domain::TenantId::trusted(tenant_id.to_owned()),
-                    owner_id: keyledger_domain::OwnerId::trusted(owner_id.to_owned()),
-                    license_key: keyledger_domain::LicenseKey::generate(&mut rand::rngs::OsRng, format),
-                    license_type,
-                    max_activations: seats,
-                    max_connections: None,
-                    expires_at,
-                    expires_after_activation_secs: None,
-                    product_id: product.map(|product| product.id),
-                    features: Vec::new(),
-                    customer_id: customer_id.clone(),
-                    number: Some(number),
-                    policy,
-                    at,
-                };
-                let metadata = keyledger_http::metadata::event_metadata(&context, Some(&caller), tenant_id, at);
-                match state.licenses.execute_guarded(&license_id, command, metadata, guard).await {
-                    Err(CommandError::GuardMoved) if attempts < 3 => continue,
-                    outcome => {
-                        let license = outcome?;
-                        let key = license.license_key.as_ref().map(|key| key.as_str().to_owned());
-                        return Ok(json!({ "license_key": key, "id": license.number }));
+            let mut new =
+                NewLicense::new(uuid::Uuid::new_v4().to_string(), tenant_id, owner_id).expiring_at(expires_at);
+            new.license_type = license_type;
+            new.max_activations = seats;
+            new.customer_id = customer_id;
+            new.number = Some(number);
+            let (state, named) = (&state, request.product.as_deref());
+            let license = keyledger_app::generation::generate(
+                &state.licenses,
+                &new,
+                move || async move {
+                    match named {
+                        Some(named) => Ok(Some(tenant_product(state, tenant_id, Some(named)).await?)),
+                        None => Ok(None),
                     }
-                }
-            }
+                },
+                |base| {
+                    let mut policy = base.clone();
+                    if max_users.is_some() {
+                        policy.max_users = max_users;
+                    }
+                    Ok::<_, ApiError>(policy)
+                },
+                |at| keyledger_http::metadata::event_metadata(&context, Some(&caller), tenant_id, at),
+            )
+            .await?;
+            let key = license.license_key.as_ref().map(|key| key.as_str().to_owned());
+            Ok(json!({ "license_key": key, "id": license.number }))
         }
         .await,
     )

@@ -628,7 +628,7 @@ async fn version_latest(
             let SystemCaller(caller) = caller?;
             let query = query_of(query, &["product"])?;
             let (tenant_id, _) = caller.tenant()?;
-            let (product, _) = tenant_product(&state, tenant_id, query.get("product").map(String::as_str)).await?;
+            let product = tenant_product(&state, tenant_id, query.get("product").map(String::as_str)).await?.record;
             let release = latest_release(&product, Utc::now()).ok_or_else(|| {
                 ApiError::not_found("The product has no release out yet").with_code("release_not_found")
             })?;
@@ -644,7 +644,7 @@ pub(super) async fn tenant_product(
     state: &AppState,
     tenant_id: &str,
     named: Option<&str>,
-) -> Result<(Product, i64), ApiError> {
+) -> Result<keyledger_app::products::StoredProduct, ApiError> {
     let not_found = || ApiError::not_found("No such product").with_code("product_not_found").with_field("product");
     let store_error = |error: keyledger_app::aggregates::CatalogError<_>| match error {
         keyledger_app::aggregates::CatalogError::Store(error) => ApiError::internal(error),
@@ -669,8 +669,5 @@ pub(super) async fn tenant_product(
             listed.pop()
         }
     };
-    found
-        .filter(|stored| stored.record.tenant_id.as_str() == tenant_id && !stored.record.deleted)
-        .map(|stored| (stored.record, stored.version))
-        .ok_or_else(not_found)
+    found.filter(|stored| stored.record.tenant_id.as_str() == tenant_id && !stored.record.deleted).ok_or_else(not_found)
 }
