@@ -267,6 +267,23 @@ pub struct Config {
     #[arg(long, env = "KEYLEDGER_WEBHOOK_MAX_ENDPOINTS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub webhook_max_endpoints: u32,
 
+    /// `false` turns the admin panel (web pages for a vendor's staff) off.
+    #[arg(long, env = "KEYLEDGER_PANEL", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub panel: bool,
+
+    /// The path the admin panel is served under: `/` and 1 to 32 lower
+    /// case letters, digits or `-`.
+    #[arg(long, env = "KEYLEDGER_PANEL_PATH", default_value = "/admin", global = true)]
+    pub panel_path: String,
+
+    /// Minutes a panel session may go unused before it ends.
+    #[arg(long, env = "KEYLEDGER_PANEL_IDLE_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1440), global = true)]
+    pub panel_idle_minutes: u32,
+
+    /// Hours a panel session lasts at most after sign-in, used or not.
+    #[arg(long, env = "KEYLEDGER_PANEL_SESSION_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..=720), global = true)]
+    pub panel_session_hours: u32,
+
     /// Size of the database connection pool.
     #[arg(long, env = "KEYLEDGER_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
     pub db_max_connections: u32,
@@ -282,6 +299,29 @@ impl Config {
             timeout: std::time::Duration::from_secs(self.webhook_timeout_secs.into()),
             disable_after: std::time::Duration::from_secs(self.webhook_disable_after_secs.into()),
         })
+    }
+
+    /// Where and how the admin panel is served, or why its path is refused.
+    pub(crate) fn panel_config(&self) -> Result<Option<keyledger_panel::PanelConfig>, String> {
+        if !self.panel {
+            return Ok(None);
+        }
+        let name = self.panel_path.strip_prefix('/').unwrap_or_default();
+        let fine = (1..=32).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !matches!(name, "api" | "keygen" | "v1" | "v2" | "license" | "health" | "metrics" | "docs");
+        if !fine {
+            return Err(format!(
+                "KEYLEDGER_PANEL_PATH must be `/` and 1 to 32 lower case letters, digits or `-`, and not an API's own path; it is {:?}",
+                self.panel_path
+            ));
+        }
+        Ok(Some(keyledger_panel::PanelConfig {
+            base: self.panel_path.clone(),
+            idle: chrono::Duration::minutes(self.panel_idle_minutes.into()),
+            lifetime: chrono::Duration::hours(self.panel_session_hours.into()),
+            secure_cookies: self.tls_cert.is_some() || self.require_https,
+        }))
     }
 
     /// The connection deadlines and caps.
@@ -378,6 +418,10 @@ impl Config {
             webhook_disable_after_secs: 432_000,
             webhook_allow_private_networks: false,
             webhook_max_endpoints: 50,
+            panel: true,
+            panel_path: "/admin".to_owned(),
+            panel_idle_minutes: 30,
+            panel_session_hours: 12,
             webhook_delivery: "on".to_owned(),
             anomaly_detection: "on".to_owned(),
         }

@@ -40,17 +40,24 @@ fn described(dialects: &Dialects) -> Routes<()> {
 
 pub fn router(app: AppState, ops: OpsState) -> Router {
     let dialects = ops.limits.dialects().clone();
+    let panel = ops.panel.clone();
     let door = FrontDoor {
         metrics: app.metrics.clone(),
         directory: app.directory.clone(),
         limits: LimitLayer { limits: ops.limits.clone(), metrics: app.metrics.clone() },
         dialects: dialects.clone(),
+        panel: panel.clone(),
+    };
+    let pages = match &panel {
+        Some(config) => keyledger_panel::router(app.clone(), config.as_ref().clone()),
+        None => Router::new(),
     };
     dialects
         .routes()
         .with_state(app)
         .merge(crate::ops::routes().with_state(ops))
         .router
+        .merge(pages)
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -64,6 +71,8 @@ struct FrontDoor {
     directory: Arc<Directory>,
     limits: LimitLayer,
     dialects: Dialects,
+    /// The admin panel's settings: its pages skip the API's screen.
+    panel: Option<Arc<keyledger_panel::PanelConfig>>,
 }
 
 /// The layers every request passes, outermost first: its request id, span
@@ -72,7 +81,16 @@ struct FrontDoor {
 /// because axum clones a middleware's inner stack of services on every
 /// request: four layers cost four nested clones, one costs one.
 async fn front_door(State(door): State<FrontDoor>, request: Request, next: Next) -> Response {
-    let FrontDoor { metrics, directory, limits, dialects } = &door;
+    let FrontDoor { metrics, directory, limits, dialects, panel } = &door;
+    // The panel's pages take forms, not JSON, and answer in HTML: they
+    // pass the request context and the rate limits (a wrong password
+    // counts toward the address's block), not the API's screen.
+    if let Some(panel) = panel.as_deref().filter(|panel| panel.owns(request.uri().path())) {
+        return request_context(metrics, dialects, request, |request| async move {
+            keyledger_panel::html_errors(panel, rate_limit(limits, request, |request| next.run(request)).await)
+        })
+        .await;
+    }
     request_context(metrics, dialects, request, |request| {
         render_errors(directory, dialects, request, |request| {
             rate_limit(limits, request, |request| screen(request, |request| next.run(request)))

@@ -71,6 +71,8 @@ pub enum StartupError {
     /// A bad value of a setting, described for the person who set it.
     #[error("webhook settings: {0}")]
     WebhookSettings(String),
+    #[error("admin panel settings: {0}")]
+    PanelSettings(String),
     #[error("cannot prepare webhook delivery")]
     Webhooks(#[source] keyledger_workers::ConsumerError),
     /// A bad value of the setting, described for the person who set it.
@@ -313,6 +315,7 @@ impl Application {
         let fingerprints = keyledger_app::fingerprints::FingerprintStore::new(db.clone(), master.clone());
         let directory = Arc::new(Directory::open(db.clone(), master).await?);
         let retry_policy = config.retry_policy().map_err(StartupError::WebhookSettings)?;
+        let panel = config.panel_config().map_err(StartupError::PanelSettings)?;
         if config.webhook_delivery == "on" && config.nats_url.is_none() {
             keyledger_workers::start_dispatching_at_end_if_new(&EventLog::new(db.clone()), &webhooks)
                 .await
@@ -405,6 +408,7 @@ impl Application {
             metrics,
             consumer_health: consumers.clone(),
             fingerprints,
+            staff: keyledger_app::staff::StaffStore::new(db.clone()),
         });
         let state = OpsState::new(Ops {
             app,
@@ -418,6 +422,7 @@ impl Application {
                 .map(|t| sha256_hex(t.trim()).into()),
             consumers,
             call_reports,
+            panel: panel.map(Arc::new),
         });
         let listener = TcpListener::bind(config.listen)
             .await

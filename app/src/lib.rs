@@ -11,6 +11,8 @@
 //! - [`metrics`]: the process's Prometheus registry.
 //! - [`webhooks`]: endpoints, signatures, URL safety and the delivery queue.
 //! - [`anomalies`]: thresholds, call counting, detectors and the anomaly table.
+//! - [`history`]: a license's state at an instant, replayed from its events.
+//! - [`staff`]: the admin panel's people, invitations and sessions.
 //! - [`generation`]: generating a license for a product at the version read.
 //! - [`aggregates`]: the catalog's records (products, customers), each
 //!   with its own chain in the log and a view row written with its events.
@@ -28,6 +30,7 @@ pub mod customers;
 pub mod expiry;
 pub mod fingerprints;
 pub mod generation;
+pub mod history;
 pub mod leads;
 pub mod master;
 pub mod metadata;
@@ -38,6 +41,7 @@ pub mod secret;
 pub mod serials;
 pub mod service;
 pub mod signing;
+pub mod staff;
 mod sweep;
 pub mod system_keys;
 pub mod tenancy;

@@ -79,6 +79,8 @@ pub struct Shared {
     pub fingerprints: keyledger_app::fingerprints::FingerprintStore,
     /// Which background consumers are down or behind, as `/health` says.
     pub consumer_health: Arc<dyn ConsumerHealth>,
+    /// The admin panel's staff and their sessions.
+    pub staff: keyledger_app::staff::StaffStore,
 }
 
 /// A background consumer that `/health` reports unhealthy.

@@ -158,24 +158,11 @@ async fn state_at(
     let at: DateTime<Utc> = keyledger_http::dates::parse_instant(raw_at)
         .ok_or_else(|| ApiError::field("at", format!("at {}", keyledger_http::dates::EXPECTED)))?;
     let current = license_on_record(&state, &caller, &raw_id).await?;
-    let events = state.log.history(&current.id, 0, i64::MAX).await.map_err(ApiError::internal)?;
-
-    let mut license = License::default();
-    let mut version = 0;
-    for event in events {
-        let occurred_at = event
-            .occurred_at()
-            .ok_or_else(|| ApiError::internal(format!("event {} has no occurred_at", event.event_id)))?;
-        if occurred_at > at {
-            break;
-        }
-        version = event.sequence;
-        let event: LicenseEvent = serde_json::from_value(event.payload).map_err(ApiError::internal)?;
-        license.apply(event);
-    }
-    if !license.exists() {
+    let Some((license, version)) =
+        keyledger_app::history::state_at(&state.log, &current.id, at).await.map_err(ApiError::internal)?
+    else {
         return Err(ApiError::not_found(format!("The license did not exist yet at {}", instant(at)))
             .with_code("license_not_yet_generated"));
-    }
+    };
     Ok(Json(json!({ "at": raw_at, "version": version, "license": LicenseResponse::new(&license, at) })))
 }

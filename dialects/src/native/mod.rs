@@ -17,6 +17,7 @@ pub(crate) mod products;
 mod releases;
 pub(crate) mod resources;
 pub mod schemas;
+mod staff;
 mod tenants;
 mod webhooks;
 pub mod wire;
@@ -65,6 +66,7 @@ impl keyledger_http::Dialect for Native {
 fn routes() -> Routes {
     Routes::new()
         .merge(tenants::routes())
+        .merge(staff::routes())
         .merge(audit::platform_routes())
         .merge(keys::routes())
         .merge(webhooks::routes())

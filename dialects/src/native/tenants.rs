@@ -40,7 +40,7 @@ struct SettingsRequest {
 
 /// The tenant whose settings the caller may manage: its own admin's, or
 /// any for the operator. Another tenant is a 404, as everywhere.
-async fn settings_tenant(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<String> {
+pub(crate) async fn settings_tenant(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<String> {
     let tenant_id = parse_tenant_id(raw_id)?;
     let no_such_tenant = || ApiError::not_found("No such tenant");
     if caller.role == Role::Operator {
