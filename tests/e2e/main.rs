@@ -17,6 +17,7 @@ mod leads;
 mod lifecycle;
 mod limits;
 mod nats;
+mod panel;
 mod policies;
 mod products;
 mod propagation;

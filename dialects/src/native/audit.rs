@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use cqrs_es::Aggregate;
-use keyledger_domain::{License, LicenseEvent};
 use serde_json::{json, Value};
 
 use super::licenses::license_on_record;

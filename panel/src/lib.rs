@@ -1,0 +1,109 @@
+//! The admin panel: server-rendered pages for a vendor's staff, at
+//! `/admin` by default, over the application layer and the read models
+//! the API dialects use. People sign in, not keys ([`session`]); every
+//! change made here is the same command the API runs, recorded with the
+//! staff member as its actor and `panel` as its origin.
+//!
+//! Pages work with JavaScript off; htmx (vendored, embedded) only adds
+//! live updates. Every answer carries a Content-Security-Policy without
+//! inline script, `X-Frame-Options: DENY` and `Cache-Control: no-store`
+//! ([`layout::secure`]).
+
+mod assets;
+mod layout;
+mod licenses;
+mod overview;
+mod session;
+mod sign_in;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::Duration;
+use keyledger_http::state::AppState;
+
+pub use session::COOKIE;
+
+/// Where and how the panel is served.
+#[derive(Debug, Clone)]
+pub struct PanelConfig {
+    /// The path it is served under, such as `/admin`.
+    pub base: String,
+    /// A session unused this long ends.
+    pub idle: Duration,
+    /// A session ends this long after sign-in, used or not.
+    pub lifetime: Duration,
+    /// Cookies only over HTTPS (set when keyledger serves TLS or sits
+    /// behind a proxy that does).
+    pub secure_cookies: bool,
+}
+
+impl PanelConfig {
+    /// A path under the panel's base.
+    pub fn path(&self, tail: &str) -> String {
+        format!("{}{tail}", self.base)
+    }
+
+    /// Whether a request path is the panel's.
+    pub fn owns(&self, path: &str) -> bool {
+        path == self.base || path.strip_prefix(&self.base).is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+/// The panel's routes, to be merged into the server's router outside the
+/// API's JSON-only request screen (forms are not JSON).
+pub fn router(state: AppState, config: PanelConfig) -> Router {
+    let config = Arc::new(config);
+    let pages = Router::new()
+        .route("/", get(overview::page_handler))
+        .route("/sign-in", get(sign_in::form).post(sign_in::submit))
+        .route("/sign-out", post(sign_in::sign_out))
+        .route("/invitation/{token}", get(sign_in::invitation_form).post(sign_in::accept_invitation))
+        .route("/licenses", get(licenses::list))
+        .route("/licenses/{id}", get(licenses::show))
+        .route("/licenses/{id}/devices", get(licenses::devices_fragment))
+        .route("/licenses/{id}/{action}", post(licenses::act))
+        .route("/assets/{file}", get(assets::serve))
+        .layer(axum::middleware::map_response(layout::secure))
+        .layer(Extension(config.clone()))
+        .with_state(state);
+    Router::new().nest(&config.base, pages)
+}
+
+/// An answer to a panel request as HTML: errors raised before the pages
+/// (the rate limits' 429, a block) come as the API's JSON, which a person
+/// in a browser should not have to read.
+pub fn html_errors(config: &PanelConfig, mut response: axum::response::Response) -> axum::response::Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|kind| kind.starts_with("application/json"));
+    if !is_json || response.status().is_success() {
+        layout::secure_headers(&mut response);
+        return response;
+    }
+    let status = response.status();
+    let message = match status {
+        axum::http::StatusCode::TOO_MANY_REQUESTS => {
+            let wait = response
+                .headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("a few");
+            format!("Too many attempts from this address. Try again in {wait} seconds.")
+        }
+        axum::http::StatusCode::NOT_FOUND => "There is no such page.".to_owned(),
+        axum::http::StatusCode::METHOD_NOT_ALLOWED => "This page does not take that kind of request.".to_owned(),
+        _ => "The request could not be served.".to_owned(),
+    };
+    let mut answer = layout::problem(config, status, &message);
+    for name in [axum::http::header::RETRY_AFTER] {
+        if let Some(value) = response.headers().get(&name) {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    layout::secure_headers(&mut answer);
+    answer
+}

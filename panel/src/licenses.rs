@@ -1,0 +1,515 @@
+//! Licenses: the list (search, filters, pages), a license's page (its
+//! state, devices updated live, actions, and its history as a timeline
+//! with the hash chain checked and the state at any chosen instant), and
+//! the actions, each the same license command the API runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use chrono::{DateTime, Utc};
+use keyledger_domain::{License, LicenseCommand, LicenseStatus};
+use keyledger_eventlog::LoggedEvent;
+use keyledger_http::extract::RequestContext;
+use keyledger_http::state::AppState;
+use keyledger_http::{dates, instant};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use crate::layout::{html_response, page, problem};
+use crate::session::{panel_context, Signed};
+
+/// Licenses a page of the list shows.
+const PAGE_SIZE: usize = 50;
+/// Events the timeline shows at most.
+const TIMELINE: i64 = 1000;
+
+fn status_name(status: LicenseStatus) -> &'static str {
+    match status {
+        LicenseStatus::Generated => "generated",
+        LicenseStatus::Activated => "active",
+        LicenseStatus::Suspended => "suspended",
+        LicenseStatus::Expired => "expired",
+        LicenseStatus::Revoked => "revoked",
+    }
+}
+
+/// The list's filters, from its query: each checked and named when wrong.
+struct Filters {
+    q: String,
+    status: Option<LicenseStatus>,
+    product: Option<String>,
+    expiring_days: Option<i64>,
+    page: usize,
+}
+
+impl Filters {
+    fn read(query: &HashMap<String, String>) -> Result<Self, String> {
+        let text = |name: &str| query.get(name).map(|value| value.trim()).filter(|value| !value.is_empty());
+        let status = match text("status") {
+            None => None,
+            Some("generated") => Some(LicenseStatus::Generated),
+            Some("active") => Some(LicenseStatus::Activated),
+            Some("suspended") => Some(LicenseStatus::Suspended),
+            Some("expired") => Some(LicenseStatus::Expired),
+            Some("revoked") => Some(LicenseStatus::Revoked),
+            Some(_) => return Err("status must be generated, active, suspended, expired or revoked".to_owned()),
+        };
+        let expiring_days = match text("expiring") {
+            None => None,
+            Some(raw) => Some(
+                raw.parse::<i64>()
+                    .ok()
+                    .filter(|days| (1..=3650).contains(days))
+                    .ok_or("expiring must be a number of days from 1 to 3650")?,
+            ),
+        };
+        let page = match text("page") {
+            None => 1,
+            Some(raw) => {
+                raw.parse::<usize>().ok().filter(|page| (1..=100_000).contains(page)).ok_or("page must be 1 or more")?
+            }
+        };
+        let q: String = text("q").unwrap_or_default().chars().take(64).collect();
+        Ok(Self { q, status, product: text("product").map(str::to_owned), expiring_days, page })
+    }
+
+    fn keeps(&self, license: &License, now: DateTime<Utc>) -> bool {
+        if license.deleted || license.license_key.is_none() {
+            return false;
+        }
+        if self.status.is_some_and(|status| license.status_at(now) != status) {
+            return false;
+        }
+        if self
+            .product
+            .as_deref()
+            .is_some_and(|product| license.product_id.as_ref().map(|id| id.as_str()) != Some(product))
+        {
+            return false;
+        }
+        if let Some(days) = self.expiring_days {
+            let within = now + chrono::Duration::days(days);
+            if !license.expires_at.is_some_and(|at| at > now && at <= within) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The query of this list at another page.
+    fn at_page(&self, page: usize) -> String {
+        let mut pairs = vec![("page", page.to_string())];
+        if !self.q.is_empty() {
+            pairs.push(("q", self.q.clone()));
+        }
+        if let Some(status) = self.status {
+            pairs.push(("status", status_name(status).to_owned()));
+        }
+        if let Some(product) = &self.product {
+            pairs.push(("product", product.clone()));
+        }
+        if let Some(days) = self.expiring_days {
+            pairs.push(("expiring", days.to_string()));
+        }
+        pairs.iter().map(|(name, value)| format!("{name}={}", encode(value))).collect::<Vec<_>>().join("&")
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The tenant's licenses a search and the filters keep, newest first.
+fn matching(state: &AppState, tenant_id: &str, filters: &Filters, now: DateTime<Utc>) -> Vec<Arc<License>> {
+    let mut found = if filters.q.is_empty() {
+        state.client.tenant_licenses_where(tenant_id, |license| filters.keeps(license, now))
+    } else {
+        let key_part = filters.q.to_ascii_uppercase();
+        let search = keyledger_projections::Search { tenant_id, key_part: Some(&key_part), customer_ids: &[] };
+        let mut found = state.client.search_licenses(&search, |_| false);
+        found.retain(|license| filters.keeps(license, now));
+        found
+    };
+    found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+    found
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    signed: Signed,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let config = &signed.config;
+    let query = query.map(|Query(query)| query).unwrap_or_default();
+    let filters = match Filters::read(&query) {
+        Ok(filters) => filters,
+        Err(message) => return problem(config, StatusCode::BAD_REQUEST, &message),
+    };
+    let now = Utc::now();
+    let found = matching(&state, &signed.session.tenant_id, &filters, now);
+    let pages = found.len().div_ceil(PAGE_SIZE).max(1);
+    let shown: Vec<&Arc<License>> = found.iter().skip((filters.page - 1) * PAGE_SIZE).take(PAGE_SIZE).collect();
+    let status_option = |value: &str, label: &str| {
+        let selected = filters.status.map(status_name) == Some(value) || (value.is_empty() && filters.status.is_none());
+        html! { option value=(value) selected[selected] { (label) } }
+    };
+    let content = html! {
+        form.filters method="get" action=(config.path("/licenses")) {
+            div {
+                label for="q" { "Key contains" }
+                input #q type="search" name="q" value=(filters.q);
+            }
+            div {
+                label for="status" { "Status" }
+                select #status name="status" {
+                    (status_option("", "Any"))
+                    (status_option("active", "Active"))
+                    (status_option("generated", "Not activated"))
+                    (status_option("suspended", "Suspended"))
+                    (status_option("expired", "Expired"))
+                    (status_option("revoked", "Revoked"))
+                }
+            }
+            div {
+                label for="product" { "Product id" }
+                input #product type="text" name="product" value=(filters.product.as_deref().unwrap_or_default());
+            }
+            div {
+                label for="expiring" { "Expiring within (days)" }
+                input #expiring type="number" min="1" max="3650" name="expiring"
+                    value=(filters.expiring_days.map(|days| days.to_string()).unwrap_or_default());
+            }
+            button type="submit" { "Filter" }
+        }
+        p role="status" { (found.len()) " licenses" @if pages > 1 { ", page " (filters.page) " of " (pages) } "." }
+        div.scroll {
+            table {
+                caption.visually-hidden { "Licenses" }
+                thead {
+                    tr {
+                        th scope="col" { "Key" }
+                        th scope="col" { "Status" }
+                        th scope="col" { "Seats" }
+                        th scope="col" { "Expires" }
+                        th scope="col" { "Created" }
+                    }
+                }
+                tbody {
+                    @for license in &shown {
+                        tr {
+                            td {
+                                a href=(config.path(&format!("/licenses/{}", license.id))) {
+                                    code { (license.license_key.as_ref().map(|key| key.as_str()).unwrap_or("—")) }
+                                }
+                            }
+                            td { (status_name(license.status_at(now))) }
+                            td { (license.devices.len()) " / " (license.max_activations.get()) }
+                            td { (license.expires_at.map(instant).unwrap_or_else(|| "never".to_owned())) }
+                            td { (license.created_at.map(instant).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+        }
+        nav.pages aria-label="Pages" {
+            @if filters.page > 1 {
+                a rel="prev" href=(format!("{}?{}", config.path("/licenses"), filters.at_page(filters.page - 1))) { "Newer" }
+            }
+            @if filters.page < pages {
+                a rel="next" href=(format!("{}?{}", config.path("/licenses"), filters.at_page(filters.page + 1))) { "Older" }
+            }
+        }
+    };
+    html_response(StatusCode::OK, page(&signed, "Licenses", "licenses", content))
+}
+
+/// The tenant's license with this id, read from the log; anything else
+/// (another tenant's, deleted, malformed) is not found.
+async fn tenant_license(state: &AppState, signed: &Signed, raw_id: &str) -> Result<License, Response> {
+    let not_found = || problem(&signed.config, StatusCode::NOT_FOUND, "There is no such license.");
+    let id = uuid::Uuid::parse_str(raw_id.trim()).map_err(|_| not_found())?.to_string();
+    match state.licenses.load(&id).await {
+        Ok((license, _, _))
+            if license.tenant_id == signed.session.tenant_id.as_str() && license.exists() && !license.deleted =>
+        {
+            Ok(license)
+        }
+        Ok(_) => Err(not_found()),
+        Err(error) => {
+            tracing::error!(error = %error, "panel: loading a license failed");
+            Err(problem(&signed.config, StatusCode::SERVICE_UNAVAILABLE, "The license can't be read just now."))
+        }
+    }
+}
+
+/// The devices holding seats, as a fragment the page refreshes live.
+fn devices(signed: &Signed, license: &License, now: DateTime<Utc>) -> Markup {
+    let config = &signed.config;
+    let fragment = config.path(&format!("/licenses/{}/devices", license.id));
+    html! {
+        div #devices hx-get=(fragment) hx-trigger="every 3s" hx-swap="outerHTML" {
+            @if license.devices.is_empty() {
+                p { "No device holds a seat." }
+            } @else {
+                div.scroll {
+                    table {
+                        caption.visually-hidden { "Devices" }
+                        thead {
+                            tr {
+                                th scope="col" { "Device" }
+                                th scope="col" { "Name" }
+                                th scope="col" { "Activated" }
+                                th scope="col" { "Last seen" }
+                                th scope="col" { "Address" }
+                            }
+                        }
+                        tbody {
+                            @for device in &license.devices {
+                                tr {
+                                    td { code { (device.id(&license.id)) } }
+                                    td { (device.machine_name.as_str()) }
+                                    td { (instant(device.activated_at)) }
+                                    td { (instant(device.last_heartbeat_at)) " (" (ago(now - device.last_heartbeat_at)) ")" }
+                                    td { (device.details.ip.as_ref().map(|ip| ip.to_string()).unwrap_or_default()) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn ago(elapsed: chrono::Duration) -> String {
+    let secs = elapsed.num_seconds().max(0);
+    match secs {
+        0..=59 => format!("{secs} s ago"),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}
+
+pub async fn devices_fragment(State(state): State<AppState>, signed: Signed, Path(raw_id): Path<String>) -> Response {
+    match tenant_license(&state, &signed, &raw_id).await {
+        Ok(license) => html_response(StatusCode::OK, devices(&signed, &license, Utc::now())),
+        Err(response) => response,
+    }
+}
+
+/// Who caused an event, in words, from its metadata.
+fn actor(event: &LoggedEvent) -> String {
+    let field = |name: &str| event.metadata.get(name).and_then(|value| value.as_str()).unwrap_or_default().to_owned();
+    let (key, role, api) = (field("actor_key_id"), field("actor_role"), field("api"));
+    let who = match (key.as_str(), role.as_str()) {
+        ("", "") => "the license's client".to_owned(),
+        (key, role) if key.starts_with("staff:") => format!("staff member {} ({role})", &key["staff:".len()..]),
+        (key, role) => format!("key {key} ({role})"),
+    };
+    if api.is_empty() {
+        who
+    } else {
+        format!("{who}, through {api}")
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    at: Option<String>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(raw_id): Path<String>,
+    query: Result<Query<ShowQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let config = &signed.config;
+    let license = match tenant_license(&state, &signed, &raw_id).await {
+        Ok(license) => license,
+        Err(response) => return response,
+    };
+    let at = match query.map(|Query(query)| query.at).unwrap_or_default().filter(|raw| !raw.trim().is_empty()) {
+        None => None,
+        Some(raw) => match dates::parse_instant(raw.trim()).or_else(|| local_instant(raw.trim())) {
+            Some(at) => Some(at),
+            None => return problem(config, StatusCode::BAD_REQUEST, &format!("at {}", dates::EXPECTED)),
+        },
+    };
+    let (events, verified) =
+        match tokio::join!(state.log.history(&license.id, 0, TIMELINE), state.log.verify(Some(&license.id))) {
+            (Ok(events), Ok(report)) => (events, report.broken.is_empty()),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(error = %error, "panel: reading a license's history failed");
+                return problem(
+                    config,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The license's history can't be read just now.",
+                );
+            }
+        };
+    let then = match at {
+        None => None,
+        Some(at) => match keyledger_app::history::replay_until(&events, at) {
+            Ok(then) => Some((at, then)),
+            Err(error) => {
+                tracing::error!(error = %error, "panel: replaying a license's history failed");
+                return problem(config, StatusCode::SERVICE_UNAVAILABLE, "The license's history can't be read.");
+            }
+        },
+    };
+    let now = Utc::now();
+    let key = license.license_key.as_ref().map(|key| key.as_str().to_owned()).unwrap_or_default();
+    let status = license.status_at(now);
+    let action = |name: &str, label: &str| {
+        html! {
+            form.inline method="post" action=(config.path(&format!("/licenses/{}/{name}", license.id))) {
+                input type="hidden" name="csrf" value=(signed.session.csrf);
+                button type="submit" { (label) }
+            }
+        }
+    };
+    let content = html! {
+        section aria-labelledby="state" {
+            h2 #state { "State" }
+            dl.facts {
+                div { dt { "Key" } dd { code { (key) } } }
+                div { dt { "Status" } dd #license-status { (status_name(status)) } }
+                div { dt { "Seats" } dd { (license.devices.len()) " of " (license.max_activations.get()) " taken" } }
+                div { dt { "Expires" } dd { (license.expires_at.map(instant).unwrap_or_else(|| "never".to_owned())) } }
+                div { dt { "Product" } dd { (license.product_id.as_ref().map(|id| id.as_str()).unwrap_or("none")) } }
+                div { dt { "Customer" } dd { (license.customer_id.as_ref().map(|id| id.as_str()).unwrap_or("none")) } }
+                div { dt { "Heartbeat" } dd { (license.policy.heartbeat_secs.map(|secs| format!("every {secs} s")).unwrap_or_else(|| "not required".to_owned())) } }
+                div { dt { "Created" } dd { (license.created_at.map(instant).unwrap_or_default()) } }
+            }
+            @if signed.can_change() {
+                div.actions {
+                    @if status == LicenseStatus::Suspended {
+                        (action("reinstate", "Reinstate"))
+                    } @else if status != LicenseStatus::Revoked {
+                        (action("suspend", "Suspend"))
+                    }
+                }
+            }
+        }
+        section aria-labelledby="devices-title" {
+            h2 #devices-title { "Devices" }
+            (devices(&signed, &license, now))
+        }
+        section aria-labelledby="history" {
+            h2 #history { "History" }
+            p #chain class=(if verified { "verified" } else { "broken" }) {
+                @if verified { "Hash chain verified: every event links to the one before it." }
+                @else { "Hash chain BROKEN: the stored events do not match their hashes." }
+            }
+            form.filters method="get" action=(config.path(&format!("/licenses/{}", license.id))) {
+                div {
+                    label for="at" { "State at (RFC 3339 or date and time)" }
+                    input #at type="text" name="at" placeholder="2026-12-01T12:00:00Z"
+                        value=(then.as_ref().map(|(at, _)| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)).unwrap_or_default());
+                }
+                button type="submit" { "Show" }
+            }
+            @if let Some((at, then)) = &then {
+                section #state-at aria-label="State at the chosen instant" {
+                    @match then {
+                        None => p { "The license did not exist yet at " (instant(*at)) "." },
+                        Some((past, version)) => {
+                            p { "At " (instant(*at)) ", after event " (version) ":" }
+                            dl.facts {
+                                div { dt { "Status" } dd #state-at-status { (status_name(past.status_at(*at))) } }
+                                div { dt { "Seats" } dd { (past.devices.len()) " of " (past.max_activations.get()) " taken" } }
+                                div { dt { "Expires" } dd { (past.expires_at.map(instant).unwrap_or_else(|| "never".to_owned())) } }
+                            }
+                        }
+                    }
+                }
+            }
+            ol.timeline {
+                @for event in &events {
+                    li {
+                        span.when { (event.occurred_at().map(instant).unwrap_or_default()) }
+                        " "
+                        strong.what { (event.event_type) }
+                        " by " (actor(event))
+                        " "
+                        // The instant to the microsecond, as recorded: shown
+                        // to the second, the event would fall after it.
+                        a href=(format!("{}?at={}", config.path(&format!("/licenses/{}", license.id)), encode(&exact(event)))) {
+                            "state after this"
+                        }
+                    }
+                }
+            }
+        }
+    };
+    html_response(StatusCode::OK, page(&signed, &format!("License {key}"), "licenses", content))
+}
+
+/// An event's instant as recorded, to the microsecond.
+fn exact(event: &LoggedEvent) -> String {
+    event.occurred_at().map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)).unwrap_or_default()
+}
+
+/// A date and time as a browser's `datetime-local` sends it, taken as UTC.
+fn local_instant(raw: &str) -> Option<DateTime<Utc>> {
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"]
+        .iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(raw, format).ok())
+        .map(|at| at.and_utc())
+}
+
+#[derive(Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn act(
+    State(state): State<AppState>,
+    signed: Signed,
+    context: RequestContext,
+    Path((raw_id, action)): Path<(String, String)>,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Response {
+    let csrf = form.map(|Form(form)| form.csrf).unwrap_or_default();
+    if let Err(refused) = signed.may_change(&csrf) {
+        return refused;
+    }
+    let license = match tenant_license(&state, &signed, &raw_id).await {
+        Ok(license) => license,
+        Err(response) => return response,
+    };
+    let now = Utc::now();
+    let command = match action.as_str() {
+        "suspend" => LicenseCommand::SuspendLicense { reason: Some(format!("by {}", signed.session.email)), at: now },
+        "reinstate" => LicenseCommand::ReinstateLicense { at: now },
+        _ => return problem(&signed.config, StatusCode::NOT_FOUND, "There is no such action."),
+    };
+    let caller = signed.caller();
+    let metadata =
+        keyledger_http::metadata::event_metadata(&panel_context(&context), Some(&caller), &license.tenant_id, now);
+    match state.licenses.execute(&license.id, command, metadata).await {
+        Ok(_) => Redirect::to(&signed.config.path(&format!("/licenses/{}", license.id))).into_response(),
+        Err(keyledger_app::CommandError::Refused(reason)) => {
+            problem(&signed.config, StatusCode::CONFLICT, &format!("The license refused this: {reason}."))
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "panel: a license command failed");
+            problem(&signed.config, StatusCode::SERVICE_UNAVAILABLE, "The change could not be made just now.")
+        }
+    }
+}

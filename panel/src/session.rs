@@ -1,0 +1,137 @@
+//! Who is signed in: the session cookie, read on every page, and the form
+//! token (CSRF) every change carries.
+//!
+//! The cookie holds a random token; the database holds only its SHA-256
+//! (`panel_sessions`), so any process serves the session and a copy of
+//! the table opens none. The cookie is `HttpOnly`, `SameSite=Strict`,
+//! scoped to the panel's path, and `Secure` when the panel is served over
+//! HTTPS. A session ends after its idle time or its lifetime, or at sign
+//! out; signing in always begins a new one.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use keyledger_app::staff::{csrf_matches, Session, StaffRole};
+use keyledger_http::auth::{Caller, Role};
+use keyledger_http::extract::RequestContext;
+use keyledger_http::state::AppState;
+
+use crate::layout;
+use crate::PanelConfig;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "keyledger_panel";
+/// The sign-in form's own token, before there is a session (so that a
+/// sign-in can't be forged from another site either).
+pub const PRE_COOKIE: &str = "keyledger_panel_form";
+
+/// The value of a cookie of the request.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// A `Set-Cookie` value for the panel's path: `value` for `max_age`
+/// seconds (a session cookie when `None`), or cleared when empty.
+pub fn set_cookie(config: &PanelConfig, name: &str, value: &str, max_age: Option<i64>) -> HeaderValue {
+    let secure = if config.secure_cookies { "; Secure" } else { "" };
+    let age = match (value.is_empty(), max_age) {
+        (true, _) => "; Max-Age=0".to_owned(),
+        (false, Some(secs)) => format!("; Max-Age={secs}"),
+        (false, None) => String::new(),
+    };
+    let text = format!("{name}={value}; Path={}; HttpOnly; SameSite=Strict{secure}{age}", config.base);
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid=1; Max-Age=0"))
+}
+
+/// A signed-in staff member, with the panel's settings: the extractor of
+/// every page but sign-in. Without a live session, a page redirects to
+/// the sign-in form (a fragment answers 401).
+pub struct Signed {
+    pub session: Session,
+    pub config: Arc<PanelConfig>,
+}
+
+impl Signed {
+    pub fn can_change(&self) -> bool {
+        self.session.role == StaffRole::Admin
+    }
+
+    /// The caller recorded as the actor of what this person changes: the
+    /// staff member, by id, with the tenant admin's rights.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            key_id: format!("staff:{}", self.session.staff_id),
+            role: Role::Admin,
+            tenant_id: Some(self.session.tenant_id.clone()),
+            user_id: Some(self.session.staff_id.clone()),
+        }
+    }
+
+    /// Refuses a change without the session's form token, or by a viewer.
+    pub fn may_change(&self, csrf: &str) -> Result<(), Response> {
+        if !csrf_matches(&self.session, csrf) {
+            return Err(layout::problem(
+                &self.config,
+                StatusCode::FORBIDDEN,
+                "This form has expired or did not come from this panel. Go back, reload the page and try again.",
+            ));
+        }
+        if !self.can_change() {
+            return Err(layout::problem(
+                &self.config,
+                StatusCode::FORBIDDEN,
+                "A viewer can see everything and change nothing.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The request's context as the panel's: events record `panel` as the
+/// API they came through.
+pub fn panel_context(context: &RequestContext) -> RequestContext {
+    RequestContext { api: "panel", ..context.clone() }
+}
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let config = parts
+            .extensions
+            .get::<Arc<PanelConfig>>()
+            .cloned()
+            .ok_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
+        let sign_in = || {
+            if parts.headers.contains_key("hx-request") {
+                (StatusCode::UNAUTHORIZED, [("hx-redirect", config.path("/sign-in"))]).into_response()
+            } else {
+                Redirect::to(&config.path("/sign-in")).into_response()
+            }
+        };
+        let Some(token) = cookie(&parts.headers, COOKIE) else { return Err(sign_in()) };
+        match state.staff.session(token, config.idle, config.lifetime, Utc::now()).await {
+            Ok(Some(session)) => Ok(Signed { session, config: config.clone() }),
+            Ok(None) => Err(sign_in()),
+            Err(error) => {
+                tracing::error!(error = %error, "panel: reading a session failed");
+                Err(layout::problem(
+                    &config,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The panel cannot read sessions just now.",
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+"""The admin panel in a real browser: Debian's Chromium, driven by Selenium
+through Debian's chromedriver, against a running keyledger.
+
+Usage: panel_browser.py  (everything comes in the environment)
+  KL_BASE            http://127.0.0.1:PORT
+  KL_PANEL           the panel's path, /admin
+  KL_LICENSE_ID      a license of the tenant, never activated
+  KL_LICENSE_KEY     its key
+  KL_OTHER_LICENSE   the id of another tenant's license
+  KL_ADMIN_INVITE    the admin's invitation path (/invitation/<token>)
+  KL_ADMIN_EMAIL
+  KL_VIEWER_INVITE   the viewer's invitation path
+  KL_VIEWER_EMAIL
+  KL_BLOCK_AFTER     wrong passwords after which the address is blocked
+  KL_SCREENSHOTS     a directory to save a screenshot of each page in
+  KL_AXE             the path of axe.min.js (axe-core, vendored)
+
+Prints one line per step; exits non-zero at the first failure, naming it.
+"""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import requests
+from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+BASE = os.environ["KL_BASE"]
+PANEL = BASE + os.environ["KL_PANEL"]
+LICENSE_ID = os.environ["KL_LICENSE_ID"]
+LICENSE_KEY = os.environ["KL_LICENSE_KEY"]
+SHOTS = Path(os.environ["KL_SCREENSHOTS"])
+AXE = Path(os.environ["KL_AXE"]).read_text()
+PASSWORD = "a long enough password"
+
+
+def check(condition, message):
+    if not condition:
+        raise SystemExit(f"FAILED: {message}")
+
+
+def step(message):
+    print(f"ok: {message}", flush=True)
+
+
+def browser():
+    for path in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
+        check(os.path.exists(path), f"{path} is missing: scripts/test installs Debian's chromium and chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+def wait_for(driver, condition, what, seconds=15):
+    try:
+        # htmx swaps fragments while the test reads them: a stale or
+        # missing element is read again at the next poll.
+        ignored = (StaleElementReferenceException, NoSuchElementException)
+        return WebDriverWait(driver, seconds, poll_frequency=0.2, ignored_exceptions=ignored).until(condition)
+    except TimeoutException:
+        raise SystemExit(f"FAILED: waited {seconds} s for {what}; the page was:\n{driver.page_source[:3000]}")
+
+
+def text(driver):
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def accessible(driver, name):
+    """axe-core on the page as it stands: no serious or critical violation."""
+    driver.execute_script(AXE)
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(JSON.stringify(r.violations)))"
+        ".catch(e => done(JSON.stringify([{impact: 'critical', id: 'axe-error', help: String(e), nodes: []}])));"
+    )
+    violations = [v for v in json.loads(result) if v.get("impact") in ("serious", "critical")]
+    summary = [(v["id"], v["help"], [n.get("target") for n in v.get("nodes", [])][:3]) for v in violations]
+    check(not violations, f"{name}: accessibility violations {summary}")
+    step(f"{name}: axe-core finds no serious violation")
+
+
+def shoot(driver, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def phone_width(driver, name):
+    driver.set_window_size(390, 844)
+    time.sleep(0.3)
+    overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    check(overflow <= 1, f"{name} scrolls sideways at a phone's width by {overflow}px")
+    shoot(driver, f"{name}-phone")
+    driver.set_window_size(1280, 900)
+    step(f"{name}: fits a phone's width")
+
+
+def sign_in(driver, email, password):
+    driver.get(PANEL + "/sign-in")
+    driver.find_element(By.ID, "email").send_keys(email)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
+
+
+def accept_invitation(driver, path, email):
+    driver.get(PANEL + path)
+    check(email in text(driver), f"the invitation names {email}")
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "confirm").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
+    wait_for(driver, lambda d: "Your password is set" in text(d), "the password to be set")
+    step(f"{email} accepted the invitation")
+
+
+def session_of(driver):
+    """The browser's cookies, for a request made outside it."""
+    return {cookie["name"]: cookie["value"] for cookie in driver.get_cookies()}
+
+
+def client(path, body):
+    return requests.post(BASE + path, json=body, timeout=10)
+
+
+def main():
+    driver = browser()
+    try:
+        run(driver)
+    finally:
+        driver.quit()
+
+
+def run(driver):
+    admin, viewer = os.environ["KL_ADMIN_EMAIL"], os.environ["KL_VIEWER_EMAIL"]
+    license_page = f"{PANEL}/licenses/{LICENSE_ID}"
+
+    # A page without a session sends the browser to sign in.
+    driver.get(PANEL + "/")
+    wait_for(driver, lambda d: d.current_url.endswith("/sign-in"), "the redirect to sign in")
+    shoot(driver, "sign-in")
+    accessible(driver, "sign-in")
+
+    accept_invitation(driver, os.environ["KL_ADMIN_INVITE"], admin)
+    sign_in(driver, admin, "not the password at all")
+    wait_for(driver, lambda d: "Wrong email or password" in text(d), "the wrong password refused")
+    step("a wrong password is refused")
+
+    sign_in(driver, admin, PASSWORD)
+    wait_for(driver, lambda d: d.find_elements(By.TAG_NAME, "h1") and "Overview" in d.find_element(By.TAG_NAME, "h1").text, "the overview")
+    check(LICENSE_KEY not in text(driver), "the overview shows figures, not keys")
+    shoot(driver, "overview")
+    accessible(driver, "overview")
+    phone_width(driver, "overview")
+    step("the admin signed in and sees the overview")
+
+    driver.get(PANEL + "/licenses?status=generated")
+    check(LICENSE_KEY in text(driver), "the licenses list shows the license among those not activated")
+    driver.get(PANEL + "/licenses?status=suspended")
+    check(LICENSE_KEY not in text(driver), "the list filters by status")
+    driver.find_element(By.ID, "global-search").send_keys(LICENSE_KEY[:9])
+    driver.find_element(By.CSS_SELECTOR, "form.search button").click()
+    wait_for(driver, lambda d: LICENSE_KEY in text(d), "the global search to find the key")
+    shoot(driver, "licenses")
+    accessible(driver, "licenses")
+    step("the list searches and filters")
+
+    driver.get(license_page)
+    check(driver.find_element(By.ID, "license-status").text == "generated", "the license is not activated yet")
+    check("No device holds a seat" in driver.find_element(By.ID, "devices").text, "no device yet")
+    driver.execute_script("window.__same_page = true")
+    activated = client("/api/v1/fastrLicense/activate", {"licenseKey": LICENSE_KEY, "machineId": "browser-test-machine", "machineName": "Front desk"})
+    check(activated.status_code == 200, f"the client activated: {activated.status_code} {activated.text}")
+    wait_for(driver, lambda d: "Front desk" in d.find_element(By.ID, "devices").text, "the device to appear without a reload")
+    check(driver.execute_script("return window.__same_page === true"), "the page was not reloaded")
+    step("a device activated by a client appears on the license page without a reload")
+
+    driver.find_element(By.XPATH, "//form[contains(@action, '/suspend')]/button").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "license-status").text == "suspended", "the license to be suspended")
+    validated = client("/api/v1/fastrLicense/validate", {"licenseKey": LICENSE_KEY, "machineId": "browser-test-machine"})
+    check(validated.status_code >= 400 or validated.json().get("isValid") is False,
+          f"the client's next validate is refused: {validated.status_code} {validated.text}")
+    step(f"suspended in the panel, the client's validate is refused ({validated.status_code})")
+
+    check("verified" in driver.find_element(By.ID, "chain").get_attribute("class"), "the hash chain is verified")
+    timeline = driver.find_elements(By.CSS_SELECTOR, "ol.timeline li")
+    kinds = [item.find_element(By.CSS_SELECTOR, ".what").text for item in timeline]
+    check(kinds[:1] == ["LicenseGenerated"] and "LicenseActivated" in kinds and "LicenseSuspended" in kinds, f"the timeline: {kinds}")
+    check("staff member" in timeline[kinds.index("LicenseSuspended")].text, "the suspension names the staff member")
+    timeline[0].find_element(By.TAG_NAME, "a").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "state-at-status"), "the state at the first event")
+    check(driver.find_element(By.ID, "state-at-status").text == "generated", "at its first event the license was not activated")
+    shoot(driver, "license")
+    accessible(driver, "license")
+    phone_width(driver, "license")
+    step("the timeline shows every event with its actor, and the state at an earlier instant")
+
+    # A change posted without the session's form token is refused.
+    cookies = session_of(driver)
+    forged = requests.post(license_page + "/reinstate", data={}, cookies=cookies, timeout=10, allow_redirects=False)
+    check(forged.status_code == 403, f"a form without its CSRF token is refused: {forged.status_code}")
+    forged = requests.post(license_page + "/reinstate", data={"csrf": "x" * 43}, cookies=cookies, timeout=10, allow_redirects=False)
+    check(forged.status_code == 403, f"a form with a wrong CSRF token is refused: {forged.status_code}")
+    driver.get(license_page)
+    check(driver.find_element(By.ID, "license-status").text == "suspended", "the forged reinstate changed nothing")
+    step("a form without its CSRF token is refused and changes nothing")
+
+    driver.get(f"{PANEL}/licenses/{os.environ['KL_OTHER_LICENSE']}")
+    check("There is no such license" in text(driver), "another tenant's license is not found")
+    step("another tenant's license is not found")
+
+    driver.get(PANEL + "/")
+    driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    wait_for(driver, lambda d: d.current_url.endswith("/sign-in"), "sign-out to land on the sign-in page")
+    driver.get(license_page)
+    wait_for(driver, lambda d: d.current_url.endswith("/sign-in"), "the old session to be gone")
+    stale = requests.get(license_page, cookies=cookies, timeout=10, allow_redirects=False)
+    check(stale.status_code in (302, 303, 307), f"the signed-out session opens nothing: {stale.status_code}")
+    step("signed out, the session opens nothing")
+
+    accept_invitation(driver, os.environ["KL_VIEWER_INVITE"], viewer)
+    sign_in(driver, viewer, PASSWORD)
+    wait_for(driver, lambda d: "Overview" in text(d), "the viewer's overview")
+    driver.get(license_page)
+    check(not driver.find_elements(By.CSS_SELECTOR, "div.actions button"), "a viewer sees no action buttons")
+    csrf = driver.find_element(By.CSS_SELECTOR, "form.signout input[name=csrf]").get_attribute("value")
+    refused = requests.post(license_page + "/reinstate", data={"csrf": csrf}, cookies=session_of(driver), timeout=10, allow_redirects=False)
+    check(refused.status_code == 403, f"a viewer's change is refused: {refused.status_code}")
+    driver.get(license_page)
+    check(driver.find_element(By.ID, "license-status").text == "suspended", "the viewer changed nothing")
+    step("a viewer sees no buttons and its POSTs are 403")
+    driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    wait_for(driver, lambda d: d.current_url.endswith("/sign-in"), "the viewer's sign-out")
+
+    # Last, as it blocks this address: repeated wrong passwords earn a block.
+    blocked = False
+    for attempt in range(int(os.environ["KL_BLOCK_AFTER"]) + 2):
+        sign_in(driver, admin, f"wrong password {attempt}")
+        wait_for(driver, lambda d: "Wrong email or password" in text(d) or "Too many attempts" in text(d), "an answer to a sign-in")
+        if "Too many attempts" in text(driver):
+            blocked = True
+            break
+    check(blocked, "repeated wrong passwords block the address")
+    shoot(driver, "blocked")
+    step("repeated wrong passwords block the address")
+
+
+if __name__ == "__main__":
+    main()
