@@ -61,3 +61,35 @@ impl CatalogAggregate for Product {
         ]
     }
 }
+
+/// A product to create, its fields checked by the caller.
+pub struct NewProduct {
+    pub tenant_id: String,
+    pub name: String,
+    pub code: String,
+    pub features: Vec<String>,
+    pub key_format: keyledger_domain::KeyFormat,
+    pub policy: keyledger_domain::Policy,
+}
+
+/// Creates `new` under a fresh id, recorded with `metadata` at `at`: a
+/// taken code is [`crate::aggregates::CatalogError::Taken`].
+pub async fn create_product(
+    store: &ProductStore,
+    new: NewProduct,
+    metadata: &std::collections::HashMap<String, String>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<StoredProduct, ProductCommandError> {
+    let product_id = uuid::Uuid::new_v4().to_string();
+    let build = || ProductCommand::CreateProduct {
+        product_id: keyledger_domain::ProductId::trusted(product_id.clone()),
+        tenant_id: keyledger_domain::TenantId::trusted(new.tenant_id.clone()),
+        name: new.name.clone(),
+        code: new.code.clone(),
+        features: new.features.clone(),
+        key_format: new.key_format,
+        policy: new.policy.clone(),
+        at,
+    };
+    store.execute(&product_id, build, metadata).await
+}

@@ -78,6 +78,8 @@ pub fn page(signed: &Signed, title: &str, current: &str, content: Markup) -> Mar
                 ul {
                     (section("overview", "/", "Overview"))
                     (section("licenses", "/licenses", "Licenses"))
+                    (section("products", "/products", "Products"))
+                    (section("anomalies", "/anomalies", "Anomalies"))
                 }
             }
             form.search role="search" method="get" action=(config.path("/licenses")) {

@@ -9,10 +9,12 @@
 //! inline script, `X-Frame-Options: DENY` and `Cache-Control: no-store`
 //! ([`layout::secure`]).
 
+mod anomalies;
 mod assets;
 mod layout;
 mod licenses;
 mod overview;
+mod products;
 mod session;
 mod sign_in;
 
@@ -60,7 +62,10 @@ pub fn router(state: AppState, config: PanelConfig) -> Router {
         .route("/sign-in", get(sign_in::form).post(sign_in::submit))
         .route("/sign-out", post(sign_in::sign_out))
         .route("/invitation/{token}", get(sign_in::invitation_form).post(sign_in::accept_invitation))
-        .route("/licenses", get(licenses::list))
+        .route("/licenses", get(licenses::list).post(products::issue_license))
+        .route("/products", get(products::list).post(products::create))
+        .route("/anomalies", get(anomalies::list))
+        .route("/anomalies/{id}/resolve", post(anomalies::resolve))
         .route("/licenses/{id}", get(licenses::show))
         .route("/licenses/{id}/devices", get(licenses::devices_fragment))
         .route("/licenses/{id}/{action}", post(licenses::act))

@@ -33,6 +33,7 @@ async fn a_vendors_staff_run_licenses_from_the_panel_in_a_browser(backend: Backe
             reply.body["invitationPath"].as_str().unwrap().to_owned()
         }
     };
+    let hopper = hopping_license(&app, &tenant, &seller.key).await;
     let admin_invite = invite("ana@example.com", "admin").await;
     let viewer_invite = invite("vic@example.com", "viewer").await;
     let screenshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,6 +49,7 @@ async fn a_vendors_staff_run_licenses_from_the_panel_in_a_browser(backend: Backe
             ("KL_LICENSE_ID", license["id"].as_str().unwrap()),
             ("KL_LICENSE_KEY", license["licenseKey"].as_str().unwrap()),
             ("KL_OTHER_LICENSE", elsewhere["id"].as_str().unwrap()),
+            ("KL_HOPPER_KEY", &hopper),
             ("KL_ADMIN_INVITE", &admin_invite),
             ("KL_ADMIN_EMAIL", "ana@example.com"),
             ("KL_VIEWER_INVITE", &viewer_invite),
@@ -69,6 +71,34 @@ async fn a_vendors_staff_run_licenses_from_the_panel_in_a_browser(backend: Backe
     let suspended = suspended.unwrap_or_else(|| panic!("a suspension: {}", history.body));
     assert_eq!(suspended["metadata"]["api"], "panel", "{suspended}");
     assert!(suspended["metadata"]["actor_key_id"].as_str().unwrap().starts_with("staff:"), "{suspended}");
+}
+
+/// A license the anomaly detector suspended for hopping between machines:
+/// its key, once the anomaly is recorded.
+async fn hopping_license(app: &TestApp, tenant: &keyledger_tests::TestTenant, user_key: &str) -> String {
+    let settings = json!({"action": "suspend", "deviceLivedSecs": 0, "licenseHopping": {"maxMoves": 1}});
+    let reply =
+        app.request(reqwest::Method::PATCH, "/api/v1/anomaly-settings", Some(&tenant.admin_key), Some(settings)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let license = app.generate(user_key, json!({ "maxActivations": 1 })).await;
+    let key = license["licenseKey"].as_str().unwrap().to_owned();
+    let call = |path: &'static str, machine: String| {
+        let body = json!({ "licenseKey": key, "machineId": machine, "machineName": "m" });
+        async move { app.post(&format!("/api/v1/licenses/{path}"), None, body).await }
+    };
+    assert_eq!(call("activate", "hop-0".into()).await.status, StatusCode::OK);
+    for n in 1..=2 {
+        assert_eq!(call("deactivate", format!("hop-{}", n - 1)).await.status, StatusCode::OK);
+        assert_eq!(call("activate", format!("hop-{n}")).await.status, StatusCode::OK);
+    }
+    for _ in 0..200 {
+        let found = app.get("/api/v1/anomalies", Some(&tenant.admin_key)).await;
+        if found.body["anomalies"].as_array().is_some_and(|all| !all.is_empty()) {
+            return key;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the detector found no anomaly on the hopping license");
 }
 
 /// Invitations through the API: only the tenant's admin (or the operator)

@@ -5,12 +5,14 @@
 
 pub mod calls;
 pub mod detect;
+pub mod resolve;
 pub mod settings;
 pub mod store;
 pub mod surge;
 
 pub use calls::{Allowance, CallCounter, OverAllowance};
 pub use detect::{Detector, Finding, Observed};
+pub use resolve::{resolve, ResolveError};
 pub use settings::{Action, AnomalySettings, SettingsError};
 pub use store::{Anomaly, AnomalyFilter, AnomalyStats, AnomalyStore, AnomalyStoreError, Resolution, SettingsCache};
 pub use surge::{SurgeFinding, Surges};

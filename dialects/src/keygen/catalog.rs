@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Utc;
 use keyledger_app::aggregates::CatalogError;
-use keyledger_app::products::{ProductCommandError, StoredProduct};
+use keyledger_app::products::{create_product as create_product_in, NewProduct, ProductCommandError, StoredProduct};
 use keyledger_domain::{
     parse_code, parse_product_name, Policy, Product, ProductCommand, ProductError, Resurrection, MAX_HEARTBEAT_SECS,
     MIN_HEARTBEAT_SECS,
@@ -262,20 +262,17 @@ async fn create_product(
             let name = resource.text("name")?.ok_or_else(|| bad_field("/data/attributes/name", "name is required"))?;
             let name = parse_product_name(name).map_err(|e| bad_field("/data/attributes/name", format!("name {e}")))?;
             let code = product_code(resource.text("code")?, &name)?;
-            let product_id = uuid::Uuid::new_v4().to_string();
             let now = Utc::now();
             let metadata = event_metadata(&context, Some(&caller), &tenant_id, now);
-            let build = || ProductCommand::CreateProduct {
-                product_id: keyledger_domain::ProductId::trusted(product_id.clone()),
-                tenant_id: keyledger_domain::TenantId::trusted(tenant_id.clone()),
-                name: name.clone(),
-                code: code.clone(),
+            let new = NewProduct {
+                tenant_id: tenant_id.clone(),
+                name,
+                code,
                 features: Vec::new(),
                 key_format: Default::default(),
                 policy: Policy::default(),
-                at: now,
             };
-            let stored = state.products.execute(&product_id, build, &metadata).await.map_err(catalog_error)?;
+            let stored = create_product_in(&state.products, new, &metadata, now).await.map_err(catalog_error)?;
             Ok(document(StatusCode::CREATED, json!({ "data": product_resource(&stored.record) })))
         }
         .await,

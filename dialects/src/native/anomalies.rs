@@ -5,13 +5,11 @@
 
 use axum::extract::State;
 use axum::Json;
-use chrono::Utc;
-use keyledger_app::anomalies::{Anomaly, AnomalyFilter, Resolution};
-use keyledger_domain::{AnomalyKind, LicenseCommand, LicenseError};
+use keyledger_app::anomalies::{Anomaly, AnomalyFilter, ResolveError};
+use keyledger_domain::AnomalyKind;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use keyledger_app::service::CommandError;
 use keyledger_http::auth::{Caller, Role};
 use keyledger_http::error::{ApiError, ApiResult};
 use keyledger_http::extract::{JsonBody, PathParam, RequestContext};
@@ -231,32 +229,25 @@ async fn resolve_anomaly(
         }
         keyledger_domain::check_display_text(note).map_err(|e| ApiError::field("note", format!("note: {e}")))?;
     }
-    let store = state.anomaly_settings.store();
-    let anomaly = store.get(tenant_id, &id).await.map_err(ApiError::internal)?.ok_or_else(no_such_anomaly)?;
-    let already = || {
-        ApiError::bad_request("anomaly_resolved", "The anomaly is resolved already")
-            .with_status(axum::http::StatusCode::CONFLICT)
-    };
-    if anomaly.resolved_at.is_some() {
-        return Err(already());
-    }
-    let now = Utc::now();
-    let command = LicenseCommand::ResolveAnomaly { anomaly_id: id.clone(), note: note.clone(), at: now };
-    let metadata = keyledger_http::metadata::event_metadata(&context, Some(&caller), &anomaly.tenant_id, now);
-    match state.licenses.execute(&anomaly.license_id, command, metadata).await {
-        Ok(_) => {}
-        Err(CommandError::Refused(LicenseError::AnomalyNotOpen)) => return Err(already()),
-        Err(error) => return Err(error.into()),
-    }
-    // The detector records the resolution too when it reads the event;
-    // this makes the caller's next read see it.
-    let resolution = Resolution {
-        anomaly_id: id.clone(),
-        resolved_at: keyledger_app::webhooks::timestamp(now),
-        resolved_by: Some(caller.key_id.clone()),
+    let resolved = keyledger_app::anomalies::resolve(
+        &state.licenses,
+        state.anomaly_settings.store(),
+        tenant_id,
+        &id,
         note,
+        &caller.key_id,
+        |anomaly, at| keyledger_http::metadata::event_metadata(&context, Some(&caller), &anomaly.tenant_id, at),
+    )
+    .await;
+    let anomaly = match resolved {
+        Ok(anomaly) => anomaly,
+        Err(ResolveError::NotFound) => return Err(no_such_anomaly()),
+        Err(ResolveError::Resolved) => {
+            return Err(ApiError::bad_request("anomaly_resolved", "The anomaly is resolved already")
+                .with_status(axum::http::StatusCode::CONFLICT))
+        }
+        Err(ResolveError::Store(error)) => return Err(ApiError::internal(error)),
+        Err(ResolveError::Command(error)) => return Err(error.into()),
     };
-    store.record_resolved(&[resolution]).await.map_err(ApiError::internal)?;
-    let anomaly = store.get(tenant_id, &id).await.map_err(ApiError::internal)?.ok_or_else(no_such_anomaly)?;
     Ok(Json(render(&anomaly)))
 }

@@ -8,11 +8,11 @@ use axum::Json;
 use chrono::Utc;
 use keyledger_app::aggregates::NO_FILTER;
 use keyledger_app::products::StoredProduct;
+use keyledger_app::products::{create_product as create_product_in, NewProduct};
 use keyledger_domain::{parse_code, parse_features, parse_product_name, KeyFormat, Policy, Product, ProductCommand};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::audit::{query_params, QueryParams};
 use super::catalog::Kind;
@@ -132,20 +132,10 @@ async fn create_product(
         Some(fields) => super::policy::apply(&Policy::default(), fields)?,
         None => Policy::default(),
     };
-    let product_id = Uuid::new_v4().to_string();
     let now = Utc::now();
     let metadata = event_metadata(&context, Some(&caller), &tenant_id, now);
-    let build = || ProductCommand::CreateProduct {
-        product_id: keyledger_domain::ProductId::trusted(product_id.clone()),
-        tenant_id: keyledger_domain::TenantId::trusted(tenant_id.clone()),
-        name: name.clone(),
-        code: code.clone(),
-        features: features.clone(),
-        key_format,
-        policy: policy.clone(),
-        at: now,
-    };
-    let stored = state.products.execute(&product_id, build, &metadata).await?;
+    let new = NewProduct { tenant_id: tenant_id.clone(), name, code, features, key_format, policy };
+    let stored = create_product_in(&state.products, new, &metadata, now).await?;
     Ok((StatusCode::CREATED, Json(ProductResponse::new(&stored.record, stored.version))))
 }
 
