@@ -60,3 +60,36 @@ impl CatalogAggregate for Lead {
         ]
     }
 }
+
+/// Why a lead was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateLeadError {
+    #[error("numbering the lead failed")]
+    Serial(#[source] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] crate::aggregates::CatalogError<LeadError>),
+}
+
+/// Creates a lead of the tenant (its fields checked by the caller) under
+/// the next lead number, recorded with `metadata`.
+pub async fn create_lead(
+    store: &LeadStore,
+    serials: &crate::serials::Serials,
+    tenant_id: &str,
+    new: crate::lead_csv::NewLead,
+    metadata: &std::collections::HashMap<String, String>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Lead, CreateLeadError> {
+    let number = serials.next(tenant_id, crate::serials::SerialKind::Lead).await.map_err(CreateLeadError::Serial)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let command = || LeadCommand::Create {
+        id: id.clone(),
+        tenant_id: keyledger_domain::TenantId::trusted(tenant_id.to_owned()),
+        number,
+        name: new.name.clone(),
+        r#type: new.kind.clone(),
+        contacts: new.contacts.clone(),
+        at,
+    };
+    Ok(store.execute(&id, command, metadata).await?.record)
+}

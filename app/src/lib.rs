@@ -31,6 +31,7 @@ pub mod expiry;
 pub mod fingerprints;
 pub mod generation;
 pub mod history;
+pub mod lead_csv;
 pub mod leads;
 pub mod master;
 pub mod metadata;

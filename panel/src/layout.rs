@@ -80,6 +80,7 @@ pub fn page(signed: &Signed, title: &str, current: &str, content: Markup) -> Mar
                     (section("licenses", "/licenses", "Licenses"))
                     (section("products", "/products", "Products"))
                     (section("anomalies", "/anomalies", "Anomalies"))
+                    (section("leads", "/leads/", "Leads"))
                 }
             }
             form.search role="search" method="get" action=(config.path("/licenses")) {

@@ -12,6 +12,7 @@
 mod anomalies;
 mod assets;
 mod layout;
+mod leads;
 mod licenses;
 mod overview;
 mod products;
@@ -69,6 +70,19 @@ pub fn router(state: AppState, config: PanelConfig) -> Router {
         .route("/licenses/{id}", get(licenses::show))
         .route("/licenses/{id}/devices", get(licenses::devices_fragment))
         .route("/licenses/{id}/{action}", post(licenses::act))
+        .route("/leads", get(leads::list))
+        .route("/leads/", get(leads::list))
+        .route("/leads/create", get(leads::create_form).post(leads::create))
+        .route("/leads/edit/{id}", get(leads::edit_form))
+        .route("/leads/update/{id}", post(leads::update))
+        .route("/leads/delete/{id}", post(leads::delete))
+        .route("/leads/export", get(leads::export))
+        .route(
+            "/leads/import",
+            get(leads::import_form)
+                .post(leads::import)
+                .layer(axum::extract::DefaultBodyLimit::max(leads::MAX_IMPORT_BYTES)),
+        )
         .route("/assets/{file}", get(assets::serve))
         .layer(axum::middleware::map_response(layout::secure))
         .layer(Extension(config.clone()))

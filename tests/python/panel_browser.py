@@ -25,7 +25,12 @@ from pathlib import Path
 
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -73,9 +78,10 @@ def browser():
 
 def wait_for(driver, condition, what, seconds=15):
     try:
-        # htmx swaps fragments while the test reads them: a stale or
-        # missing element is read again at the next poll.
-        ignored = (StaleElementReferenceException, NoSuchElementException)
+        # htmx swaps fragments, and a form's answer replaces the page, while
+        # the test reads them: an element gone stale, missing or detached
+        # mid-read is read again at the next poll.
+        ignored = (StaleElementReferenceException, NoSuchElementException, WebDriverException)
         return WebDriverWait(driver, seconds, poll_frequency=0.2, ignored_exceptions=ignored).until(condition)
     except TimeoutException:
         raise SystemExit(f"FAILED: waited {seconds} s for {what}; the page was:\n{driver.page_source[:3000]}")
@@ -206,6 +212,47 @@ def run(driver):
     wait_for(driver, lambda d: d.find_elements(By.ID, "license-status"), "the reinstated license's page")
     check(driver.find_element(By.ID, "license-status").text != "suspended", "the hopper is reinstated")
     step("an anomaly is resolved and the license the detector suspended is reinstated")
+
+    # Leads: create, import (a bad file refused whole, by line), export,
+    # edit, delete: the document's HTML routes.
+    driver.get(PANEL + "/leads/")
+    check("No lead yet" in text(driver), "no lead at first")
+    driver.find_element(By.LINK_TEXT, "New lead").click()
+    driver.find_element(By.ID, "name").send_keys("North University")
+    driver.find_element(By.ID, "type").send_keys("university")
+    driver.find_element(By.ID, "contact_name").send_keys("Ana Reyes")
+    driver.find_element(By.ID, "contact_email").send_keys("ana.reyes@north.example")
+    driver.find_element(By.CSS_SELECTOR, "form.stack button").click()
+    wait_for(driver, lambda d: "North University" in d.find_element(By.ID, "leads").text, "the new lead in the list")
+    bad_csv = SHOTS / "bad-leads.csv"
+    bad_csv.write_text("name,type,contact_name,contact_email\nSouth College,university,Bo,bo@south.example\n,company,,\nWest Agency,government,Cy,not-an-email\n")
+    driver.find_element(By.LINK_TEXT, "Import CSV").click()
+    driver.find_element(By.ID, "csv").send_keys(str(bad_csv.resolve()))
+    driver.find_element(By.CSS_SELECTOR, "form.stack button").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "bad-rows"), "the bad rows listed")
+    bad_rows = driver.find_element(By.ID, "bad-rows").text
+    check("Line 3, name" in bad_rows and "Line 4, contact_email" in bad_rows and "Line 2" not in bad_rows, f"bad rows by line: {bad_rows}")
+    accessible(driver, "leads-import")
+    good_csv = SHOTS / "leads.csv"
+    good_csv.write_text("name,type,contact_name,contact_email\nSouth College,university,Bo,bo@south.example\n\"East, Ltd\",company,,\n")
+    driver.find_element(By.ID, "csv").send_keys(str(good_csv.resolve()))
+    driver.find_element(By.CSS_SELECTOR, "form.stack button").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "leads") and "East, Ltd" in d.find_element(By.ID, "leads").text, "the imported leads")
+    check("South College" in text(driver), "both rows imported")
+    exported = requests.get(PANEL + "/leads/export", cookies=session_of(driver), timeout=10)
+    check(exported.status_code == 200 and exported.text.startswith("id,name,type"), f"the export: {exported.status_code}")
+    check('"East, Ltd"' in exported.text and "ana.reyes@north.example" in exported.text, f"the export holds the leads: {exported.text}")
+    driver.find_element(By.XPATH, "//tr[td[text()='North University']]//a[text()='Edit']").click()
+    name = driver.find_element(By.ID, "name")
+    name.clear()
+    name.send_keys("North State University")
+    driver.find_element(By.CSS_SELECTOR, "form.stack button").click()
+    wait_for(driver, lambda d: "North State University" in d.find_element(By.ID, "leads").text, "the renamed lead")
+    driver.find_element(By.XPATH, "//tr[td[text()='South College']]//button").click()
+    wait_for(driver, lambda d: "South College" not in d.find_element(By.ID, "leads").text, "the deleted lead gone")
+    shoot(driver, "leads")
+    accessible(driver, "leads")
+    step("leads are created, imported (bad rows named by line, nothing half-imported), exported, edited and deleted")
 
     driver.get(PANEL + "/licenses?status=generated")
     check(LICENSE_KEY in text(driver), "the licenses list shows the license among those not activated")

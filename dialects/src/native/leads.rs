@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use keyledger_app::aggregates::CatalogError;
-use keyledger_app::serials::SerialKind;
-use keyledger_domain::{parse_lead_text, Activity, Contact, Lead, LeadCommand, LeadError, TenantId};
+use keyledger_app::lead_csv::{self, ImportError, NewLead};
+use keyledger_app::leads::CreateLeadError;
+use keyledger_domain::{parse_lead_text, Activity, Contact, Lead, LeadCommand, LeadError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa_axum::routes;
@@ -24,8 +25,6 @@ use keyledger_http::metadata::event_metadata;
 use keyledger_http::state::AppState;
 use keyledger_http::Routes;
 
-/// Rows one import takes at most.
-const MAX_IMPORT_ROWS: usize = 10_000;
 /// Leads a list or an export answers at most.
 const MAX_LISTED: i64 = 10_000;
 
@@ -157,21 +156,16 @@ async fn create(
     context: &RequestContext,
     caller: &Caller,
     tenant_id: &str,
-    (name, kind, contacts): (String, String, Vec<Contact>),
+    new: NewLead,
 ) -> ApiResult<Lead> {
-    let number = state.serials.next(tenant_id, SerialKind::Lead).await.map_err(ApiError::internal)?;
-    let id = uuid::Uuid::new_v4().to_string();
     let at = Utc::now();
-    let command = || LeadCommand::Create {
-        id: id.clone(),
-        tenant_id: TenantId::trusted(tenant_id.to_owned()),
-        number,
-        name: name.clone(),
-        r#type: kind.clone(),
-        contacts: contacts.clone(),
-        at,
-    };
-    change(state, context, caller, tenant_id, &id, command).await
+    let metadata = event_metadata(context, Some(caller), tenant_id, at);
+    keyledger_app::leads::create_lead(&state.leads, &state.serials, tenant_id, new, &metadata, at).await.map_err(
+        |error| match error {
+            CreateLeadError::Serial(error) => ApiError::internal(error),
+            CreateLeadError::Store(error) => lead_error(error),
+        },
+    )
 }
 
 #[utoipa::path(
@@ -201,7 +195,7 @@ async fn create_lead(
         .enumerate()
         .map(|(n, c)| contact(&format!("contacts[{n}]"), c))
         .collect::<ApiResult<Vec<_>>>()?;
-    let lead = create(&state, &context, &caller, &tenant_id, (name, kind, contacts)).await?;
+    let lead = create(&state, &context, &caller, &tenant_id, NewLead { name, kind, contacts }).await?;
     Ok((StatusCode::CREATED, Json(describe(&lead))))
 }
 
@@ -371,15 +365,6 @@ async fn convert_lead(
     Ok(Json(describe(&change(&state, &context, &caller, &tenant_id, &lead.id, command).await?)))
 }
 
-/// A CSV field, quoted when it must be.
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/leads/export",
@@ -390,65 +375,8 @@ fn csv_field(text: &str) -> String {
 )]
 async fn export_leads(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let tenant_id = caller.require_admin()?;
-    let mut out = String::from("id,name,type,contact_name,contact_email,converted\n");
-    for lead in tenant_leads(&state, tenant_id).await? {
-        let converted = if lead.converted_to.is_some() { "yes" } else { "no" };
-        let none = [Contact { name: String::new(), email: None }];
-        let contacts = if lead.contacts.is_empty() { &none[..] } else { &lead.contacts[..] };
-        for contact in contacts {
-            out.push_str(&format!(
-                "{},{},{},{},{},{converted}\n",
-                lead.number,
-                csv_field(&lead.name),
-                csv_field(&lead.r#type),
-                csv_field(&contact.name),
-                csv_field(contact.email.as_deref().unwrap_or_default()),
-            ));
-        }
-    }
+    let out = lead_csv::export(&tenant_leads(&state, tenant_id).await?);
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
-}
-
-/// The rows of a CSV text: fields split on commas, `"…"` quoting with
-/// `""` for a quote; None with the line where the quoting is broken.
-fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, usize> {
-    let mut rows = Vec::new();
-    let (mut row, mut field) = (Vec::new(), String::new());
-    let (mut quoted, mut line, mut row_line) = (false, 1, 1);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => {
-                if c == '\n' {
-                    line += 1;
-                }
-                field.push(c);
-            }
-            (false, '"') if field.is_empty() => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') => {}
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push((row_line, std::mem::take(&mut row)));
-                line += 1;
-                row_line = line;
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    if quoted {
-        return Err(row_line);
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push((row_line, row));
-    }
-    Ok(rows.into_iter().filter(|(_, row)| !(row.len() == 1 && row[0].trim().is_empty())).collect())
 }
 
 #[utoipa::path(
@@ -468,90 +396,10 @@ async fn import_leads(
 ) -> ApiResult<Json<Value>> {
     let tenant_id = caller.require_admin()?.to_owned();
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::field("body", "the CSV must be UTF-8"))?;
-    let rows =
-        parse_csv(text).map_err(|line| ApiError::field("body", format!("line {line}: a quote is not closed")))?;
-    let mut rows = rows.into_iter();
-    let header: Vec<String> =
-        rows.next().map(|(_, header)| header.iter().map(|h| h.trim().to_lowercase()).collect()).unwrap_or_default();
-    let column = |name: &str| header.iter().position(|h| h == name);
-    let (Some(name_at), Some(type_at)) = (column("name"), column("type")) else {
-        return Err(ApiError::field(
-            "body",
-            "the first line must name the columns: name,type[,contact_name,contact_email]",
-        ));
-    };
-    let (contact_at, email_at) = (column("contact_name"), column("contact_email"));
-    // Every row is checked before anything is written: nothing is
-    // half-imported.
-    let (mut leads, mut errors) = (Vec::<(String, String, Vec<Contact>)>::new(), Vec::new());
-    for (line, row) in rows {
-        let cell =
-            |at: Option<usize>| at.and_then(|at| row.get(at)).map(|value| value.trim()).filter(|v| !v.is_empty());
-        let mut bad =
-            |field: &str, message: String| errors.push(json!({ "line": line, "field": field, "message": message }));
-        let name = match cell(Some(name_at)).map(parse_lead_text) {
-            Some(Ok(name)) => Some(name),
-            Some(Err(why)) => {
-                bad("name", format!("name {why}"));
-                None
-            }
-            None => {
-                bad("name", "name is required".to_owned());
-                None
-            }
-        };
-        let kind = match cell(Some(type_at)).map(parse_lead_text) {
-            Some(Ok(kind)) => Some(kind),
-            Some(Err(why)) => {
-                bad("type", format!("type {why}"));
-                None
-            }
-            None => {
-                bad("type", "type is required".to_owned());
-                None
-            }
-        };
-        let mut contacts = Vec::new();
-        if let Some(contact_name) = cell(contact_at) {
-            let request =
-                ContactRequest { name: Some(contact_name.to_owned()), email: cell(email_at).map(str::to_owned) };
-            match contact("contact", &request) {
-                Ok(contact) => contacts.push(contact),
-                Err(error) => {
-                    bad(error.field.as_deref().unwrap_or("contact").trim_start_matches("contact."), error.message)
-                }
-            }
-        } else if cell(email_at).is_some() {
-            bad("contact_name", "a contact_email needs a contact_name".to_owned());
-        }
-        if let (Some(name), Some(kind)) = (name, kind) {
-            // Rows of one lead (the same name and type) gather its contacts.
-            match leads.iter_mut().find(|(n, k, _)| *n == name && *k == kind) {
-                Some(lead) => lead.2.extend(contacts),
-                None => leads.push((name, kind, contacts)),
-            }
-        }
-        if leads.len() + errors.len() > MAX_IMPORT_ROWS {
-            return Err(ApiError::field("body", format!("an import takes at most {MAX_IMPORT_ROWS} rows")));
-        }
-    }
-    if !errors.is_empty() {
-        // Each bad row by its line, in the message (the first 50).
-        let lines: Vec<String> = errors
-            .iter()
-            .take(50)
-            .map(|e| {
-                format!(
-                    "line {}: {} ({})",
-                    e["line"],
-                    e["message"].as_str().unwrap_or_default(),
-                    e["field"].as_str().unwrap_or_default()
-                )
-            })
-            .collect();
-        let message = format!("{} bad rows, nothing was imported: {}", errors.len(), lines.join("; "));
-        return Err(ApiError::bad_request("invalid_csv", message).with_field("body"));
-    }
+    let leads = lead_csv::check_import(text).map_err(|error| match &error {
+        ImportError::Unreadable(message) => ApiError::field("body", message.clone()),
+        ImportError::Rows(_) => ApiError::bad_request("invalid_csv", error.to_string()).with_field("body"),
+    })?;
     let imported = leads.len();
     for lead in leads {
         create(&state, &context, &caller, &tenant_id, lead).await?;
