@@ -14,6 +14,7 @@ mod dialects;
 mod lag;
 mod load;
 mod mixed;
+mod panel;
 mod replay;
 mod scenario;
 mod search;
@@ -61,6 +62,7 @@ pub enum Scenario {
     Webhooks,
     Dialects,
     Search,
+    Panel,
 }
 
 #[tokio::main]

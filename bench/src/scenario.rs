@@ -78,6 +78,7 @@ pub async fn run(options: Options) -> std::process::ExitCode {
         Scenario::Webhooks => crate::webhooks::run(&mut bench).await,
         Scenario::Dialects => crate::dialects::run(&mut bench).await,
         Scenario::Search => crate::search::run(&mut bench).await,
+        Scenario::Panel => crate::panel::run(&mut bench).await,
     };
     bench.drop_databases().await;
     match result {

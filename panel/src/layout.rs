@@ -78,6 +78,7 @@ pub fn page(signed: &Signed, title: &str, current: &str, content: Markup) -> Mar
                 ul {
                     (section("overview", "/", "Overview"))
                     (section("licenses", "/licenses", "Licenses"))
+                    (section("customers", "/customers", "Customers"))
                     (section("products", "/products", "Products"))
                     (section("anomalies", "/anomalies", "Anomalies"))
                     (section("leads", "/leads/", "Leads"))

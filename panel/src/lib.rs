@@ -11,6 +11,7 @@
 
 mod anomalies;
 mod assets;
+mod customers;
 mod layout;
 mod leads;
 mod licenses;
@@ -65,11 +66,14 @@ pub fn router(state: AppState, config: PanelConfig) -> Router {
         .route("/invitation/{token}", get(sign_in::invitation_form).post(sign_in::accept_invitation))
         .route("/licenses", get(licenses::list).post(products::issue_license))
         .route("/products", get(products::list).post(products::create))
+        .route("/customers", get(customers::list))
+        .route("/customers/{id}", get(customers::show))
         .route("/anomalies", get(anomalies::list))
         .route("/anomalies/{id}/resolve", post(anomalies::resolve))
         .route("/licenses/{id}", get(licenses::show))
         .route("/licenses/{id}/devices", get(licenses::devices_fragment))
         .route("/licenses/{id}/{action}", post(licenses::act))
+        .route("/licenses/{id}/devices/{device}/{action}", post(licenses::device_act))
         .route("/leads", get(leads::list))
         .route("/leads/", get(leads::list))
         .route("/leads/create", get(leads::create_form).post(leads::create))

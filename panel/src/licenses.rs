@@ -258,6 +258,14 @@ async fn tenant_license(state: &AppState, signed: &Signed, raw_id: &str) -> Resu
 fn devices(signed: &Signed, license: &License, now: DateTime<Utc>) -> Markup {
     let config = &signed.config;
     let fragment = config.path(&format!("/licenses/{}/devices", license.id));
+    let device_action = |device: &str, action: &str, label: &str, named: &str| {
+        html! {
+            form.inline method="post" action=(config.path(&format!("/licenses/{}/devices/{device}/{action}", license.id))) {
+                input type="hidden" name="csrf" value=(signed.session.csrf);
+                button type="submit" aria-label=(format!("{label} {named}")) { (label) }
+            }
+        }
+    };
     html! {
         div #devices hx-get=(fragment) hx-trigger="every 3s" hx-swap="outerHTML" {
             @if license.devices.is_empty() {
@@ -273,17 +281,40 @@ fn devices(signed: &Signed, license: &License, now: DateTime<Utc>) -> Markup {
                                 th scope="col" { "Activated" }
                                 th scope="col" { "Last seen" }
                                 th scope="col" { "Address" }
+                                @if signed.can_change() { th scope="col" { "Actions" } }
                             }
                         }
                         tbody {
                             @for device in &license.devices {
+                                @let id = device.id(&license.id).to_string();
                                 tr {
-                                    td { code { (device.id(&license.id)) } }
+                                    td { code { (id) } }
                                     td { (device.machine_name.as_str()) }
                                     td { (instant(device.activated_at)) }
                                     td { (instant(device.last_heartbeat_at)) " (" (ago(now - device.last_heartbeat_at)) ")" }
                                     td { (device.details.ip.as_ref().map(|ip| ip.to_string()).unwrap_or_default()) }
+                                    @if signed.can_change() {
+                                        td {
+                                            (device_action(&id, "deactivate", "Deactivate", device.machine_name.as_str()))
+                                            " "
+                                            (device_action(&id, "block", "Block", device.machine_name.as_str()))
+                                        }
+                                    }
                                 }
+                            }
+                        }
+                    }
+                }
+            }
+            @if !license.blocked.is_empty() {
+                h3 { "Blocked devices" }
+                ul #blocked {
+                    @for blocked in &license.blocked {
+                        @let id = keyledger_domain::device_id(&license.id, &blocked.machine).to_string();
+                        li {
+                            code { (id) } " blocked " (instant(blocked.blocked_at)) " "
+                            @if signed.can_change() {
+                                (device_action(&id, "unblock", "Unblock", &id))
                             }
                         }
                     }
@@ -391,7 +422,12 @@ pub async fn show(
                 div { dt { "Seats" } dd { (license.devices.len()) " of " (license.max_activations.get()) " taken" } }
                 div { dt { "Expires" } dd { (license.expires_at.map(instant).unwrap_or_else(|| "never".to_owned())) } }
                 div { dt { "Product" } dd { (license.product_id.as_ref().map(|id| id.as_str()).unwrap_or("none")) } }
-                div { dt { "Customer" } dd { (license.customer_id.as_ref().map(|id| id.as_str()).unwrap_or("none")) } }
+                div { dt { "Customer" } dd {
+                    @match &license.customer_id {
+                        Some(id) => a href=(config.path(&format!("/customers/{id}"))) { (id.as_str()) },
+                        None => "none",
+                    }
+                } }
                 div { dt { "Heartbeat" } dd { (license.policy.heartbeat_secs.map(|secs| format!("every {secs} s")).unwrap_or_else(|| "not required".to_owned())) } }
                 div { dt { "Created" } dd { (license.created_at.map(instant).unwrap_or_default()) } }
             }
@@ -402,6 +438,16 @@ pub async fn show(
                     } @else if status != LicenseStatus::Revoked {
                         (action("suspend", "Suspend"))
                     }
+                    @if !license.devices.is_empty() {
+                        (action("revoke", "Release every device"))
+                    }
+                }
+                form.filters #quick-edit method="post" action=(config.path(&format!("/licenses/{}/edit", license.id))) {
+                    input type="hidden" name="csrf" value=(signed.session.csrf);
+                    div { label for="seats" { "Seats" } input #seats type="number" min="1" name="seats" value=(license.max_activations.get()); }
+                    div { label for="expires" { "Expires on" } input #expires type="date" name="expires"
+                        value=(license.expires_at.map(|at| at.format("%Y-%m-%d").to_string()).unwrap_or_default()); }
+                    button type="submit" { "Save" }
                 }
             }
         }
@@ -472,36 +518,98 @@ fn local_instant(raw: &str) -> Option<DateTime<Utc>> {
         .map(|at| at.and_utc())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct ActionForm {
     #[serde(default)]
     csrf: String,
+    /// Quick edit: the seats.
+    #[serde(default)]
+    seats: String,
+    /// Quick edit: the expiry date (`YYYY-MM-DD`), blank to keep it.
+    #[serde(default)]
+    expires: String,
 }
 
-pub async fn act(
+/// The quick edit's command: seats and expiry, each checked.
+fn edit_command(form: &ActionForm, now: DateTime<Utc>) -> Result<LicenseCommand, String> {
+    let max_activations = match form.seats.trim() {
+        "" => None,
+        raw => Some(
+            raw.parse::<i64>()
+                .ok()
+                .and_then(|n| keyledger_domain::Seats::new(n).ok())
+                .ok_or("Seats: a number from 1 to 100000.")?,
+        ),
+    };
+    let expires_at = match form.expires.trim() {
+        "" => None,
+        raw => Some(
+            chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                .ok()
+                .and_then(|day| day.and_hms_opt(0, 0, 0))
+                .map(|at| at.and_utc())
+                .ok_or("Expires on: a date such as 2027-01-31.")?,
+        ),
+    };
+    Ok(LicenseCommand::EditLicense {
+        expires_at,
+        max_activations,
+        max_connections: None,
+        policy: None,
+        customer_id: None,
+        at: now,
+    })
+}
+
+/// Deactivates, blocks or unblocks one of the license's devices.
+pub async fn device_act(
     State(state): State<AppState>,
     signed: Signed,
     context: RequestContext,
-    Path((raw_id, action)): Path<(String, String)>,
+    Path((raw_id, device, action)): Path<(String, String, String)>,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    let csrf = form.map(|Form(form)| form.csrf).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&csrf) {
+    let form = form.map(|Form(form)| form).unwrap_or_default();
+    if let Err(refused) = signed.may_change(&form.csrf) {
         return refused;
     }
     let license = match tenant_license(&state, &signed, &raw_id).await {
         Ok(license) => license,
         Err(response) => return response,
     };
+    let held = license.devices.iter().map(|d| &d.machine);
+    let machine = held
+        .chain(license.blocked.iter().map(|b| &b.machine))
+        .find(|machine| keyledger_domain::device_id(&license.id, machine).to_string() == device)
+        .cloned();
+    let Some(machine) = machine else {
+        return problem(&signed.config, StatusCode::NOT_FOUND, "There is no such device on this license.");
+    };
     let now = Utc::now();
     let command = match action.as_str() {
-        "suspend" => LicenseCommand::SuspendLicense { reason: Some(format!("by {}", signed.session.email)), at: now },
-        "reinstate" => LicenseCommand::ReinstateLicense { at: now },
+        "deactivate" => LicenseCommand::DeactivateLicense { machine, enforce_transfer_limit: false, at: now },
+        "block" => LicenseCommand::BlockDevice { machine, at: now },
+        "unblock" => LicenseCommand::UnblockDevice { machine, at: now },
         _ => return problem(&signed.config, StatusCode::NOT_FOUND, "There is no such action."),
     };
+    run(&state, &signed, &context, &license, command).await
+}
+
+/// Runs a license command as the staff member, then shows the license.
+async fn run(
+    state: &AppState,
+    signed: &Signed,
+    context: &RequestContext,
+    license: &License,
+    command: LicenseCommand,
+) -> Response {
     let caller = signed.caller();
-    let metadata =
-        keyledger_http::metadata::event_metadata(&panel_context(&context), Some(&caller), &license.tenant_id, now);
+    let metadata = keyledger_http::metadata::event_metadata(
+        &panel_context(context),
+        Some(&caller),
+        &license.tenant_id,
+        Utc::now(),
+    );
     match state.licenses.execute(&license.id, command, metadata).await {
         Ok(_) => Redirect::to(&signed.config.path(&format!("/licenses/{}", license.id))).into_response(),
         Err(keyledger_app::CommandError::Refused(reason)) => {
@@ -512,4 +620,33 @@ pub async fn act(
             problem(&signed.config, StatusCode::SERVICE_UNAVAILABLE, "The change could not be made just now.")
         }
     }
+}
+
+pub async fn act(
+    State(state): State<AppState>,
+    signed: Signed,
+    context: RequestContext,
+    Path((raw_id, action)): Path<(String, String)>,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Response {
+    let form = form.map(|Form(form)| form).unwrap_or_default();
+    if let Err(refused) = signed.may_change(&form.csrf) {
+        return refused;
+    }
+    let license = match tenant_license(&state, &signed, &raw_id).await {
+        Ok(license) => license,
+        Err(response) => return response,
+    };
+    let now = Utc::now();
+    let command = match action.as_str() {
+        "suspend" => LicenseCommand::SuspendLicense { reason: Some(format!("by {}", signed.session.email)), at: now },
+        "reinstate" => LicenseCommand::ReinstateLicense { at: now },
+        "revoke" => LicenseCommand::RevokeLicense { at: now },
+        "edit" => match edit_command(&form, now) {
+            Ok(command) => command,
+            Err(message) => return problem(&signed.config, StatusCode::BAD_REQUEST, &message),
+        },
+        _ => return problem(&signed.config, StatusCode::NOT_FOUND, "There is no such action."),
+    };
+    run(&state, &signed, &context, &license, command).await
 }

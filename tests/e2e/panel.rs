@@ -21,7 +21,15 @@ async fn a_vendors_staff_run_licenses_from_the_panel_in_a_browser(backend: Backe
     let tenant = app.tenant("Acme").await;
     let other = app.tenant("Other").await;
     let seller = app.user(&tenant, "seller").await;
-    let license = app.generate(&seller.key, json!({ "maxActivations": 2 })).await;
+    let customer = app
+        .post(
+            "/api/v1/customers",
+            Some(&tenant.admin_key),
+            json!({ "name": "Northwind Traders", "email": "it@northwind.example" }),
+        )
+        .await;
+    assert_eq!(customer.status, StatusCode::CREATED, "{}", customer.body);
+    let license = app.generate(&seller.key, json!({ "maxActivations": 2, "customerId": customer.body["id"] })).await;
     let elsewhere = app.generate(&app.user(&other, "seller").await.key, json!({})).await;
     let invite = |email: &'static str, role: &'static str| {
         let app = &app;

@@ -213,6 +213,23 @@ def run(driver):
     check(driver.find_element(By.ID, "license-status").text != "suspended", "the hopper is reinstated")
     step("an anomaly is resolved and the license the detector suspended is reinstated")
 
+    # Customers: searched as the person types, and their page.
+    driver.get(PANEL + "/customers")
+    search = driver.find_element(By.ID, "customer-q")
+    search.send_keys("northw")
+    wait_for(driver, lambda d: "Northwind Traders" in d.find_element(By.ID, "customer-results").text, "the customer found as one types")
+    search.send_keys("zzz")
+    wait_for(driver, lambda d: "No customer matches" in d.find_element(By.ID, "customer-results").text, "no match")
+    search.clear()
+    search.send_keys("it@northwind")
+    wait_for(driver, lambda d: "Northwind Traders" in d.find_element(By.ID, "customer-results").text, "the customer found by email")
+    shoot(driver, "customers")
+    accessible(driver, "customers")
+    driver.find_element(By.LINK_TEXT, "Northwind Traders").click()
+    wait_for(driver, lambda d: LICENSE_KEY in text(d), "the customer's licenses")
+    accessible(driver, "customer")
+    step("customers are found as one types, with their licenses")
+
     # Leads: create, import (a bad file refused whole, by line), export,
     # edit, delete: the document's HTML routes.
     driver.get(PANEL + "/leads/")
@@ -274,6 +291,24 @@ def run(driver):
     wait_for(driver, lambda d: "Front desk" in d.find_element(By.ID, "devices").text, "the device to appear without a reload")
     check(driver.execute_script("return window.__same_page === true"), "the page was not reloaded")
     step("a device activated by a client appears on the license page without a reload")
+
+    # The device's own actions: block (it gives its seat up and can't come
+    # back), unblock, and the quick edit of seats and expiry.
+    driver.find_element(By.CSS_SELECTOR, "#devices button[aria-label^='Block']").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "blocked") and "No device holds a seat" in d.find_element(By.ID, "devices").text, "the device blocked")
+    blocked = client("/api/v1/fastrLicense/activate", {"licenseKey": LICENSE_KEY, "machineId": "browser-test-machine", "machineName": "Front desk"})
+    check(blocked.status_code >= 400 or blocked.json().get("isValid") is False, f"a blocked device can't activate: {blocked.status_code} {blocked.text}")
+    driver.find_element(By.CSS_SELECTOR, "#blocked button").click()
+    wait_for(driver, lambda d: not d.find_elements(By.ID, "blocked"), "the device unblocked")
+    again = client("/api/v1/fastrLicense/activate", {"licenseKey": LICENSE_KEY, "machineId": "browser-test-machine", "machineName": "Front desk"})
+    check(again.status_code == 200, f"the unblocked device activates again: {again.status_code} {again.text}")
+    seats = driver.find_element(By.ID, "seats")
+    seats.clear()
+    seats.send_keys("5")
+    driver.execute_script("document.getElementById('expires').value = '2031-01-31'")
+    driver.find_element(By.CSS_SELECTOR, "#quick-edit button").click()
+    wait_for(driver, lambda d: "1 of 5 taken" in text(d) and "2031-01-31" in text(d), "the quick edit saved")
+    step("a device is blocked and unblocked, and seats and expiry are edited, from the license's page")
 
     driver.find_element(By.XPATH, "//form[contains(@action, '/suspend')]/button").click()
     wait_for(driver, lambda d: d.find_element(By.ID, "license-status").text == "suspended", "the license to be suspended")
