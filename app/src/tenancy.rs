@@ -283,3 +283,23 @@ fn stored_key((id, tenant_id, user_id, role, name, secret_hash, created_at, revo
     let role = Role::from_stored(&role)?;
     Some(StoredKey { id, tenant_id, user_id, role, name, secret_hash, created_at, revoked: revoked_at.is_some() })
 }
+
+/// Revokes the tenant's API key `key_id`, and has this process drop its
+/// cached keys at once (the others drop them at their next poll of the
+/// directory's version, which the revocation bumped).
+pub async fn revoke_api_key(
+    tenancy: &TenancyStore,
+    directory: &crate::signing::Directory,
+    tenant_id: &str,
+    key_id: &str,
+) -> Result<Revocation, sqlx::Error> {
+    let revocation = tenancy.revoke_key(tenant_id, key_id).await?;
+    if revocation == Revocation::Revoked {
+        if let Err(error) = directory.changed_elsewhere().await {
+            let error = crate::client::error_chain(&error);
+            tracing::warn!(%error, "revoked key: this process's cache reloads at its next poll");
+        }
+        tracing::info!(tenant_id, key_id, "API key revoked");
+    }
+    Ok(revocation)
+}

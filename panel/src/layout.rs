@@ -81,7 +81,9 @@ pub fn page(signed: &Signed, title: &str, current: &str, content: Markup) -> Mar
                     (section("customers", "/customers", "Customers"))
                     (section("products", "/products", "Products"))
                     (section("anomalies", "/anomalies", "Anomalies"))
+                    (section("webhooks", "/webhooks", "Webhooks"))
                     (section("leads", "/leads/", "Leads"))
+                    (section("keys", "/keys", "Keys"))
                 }
             }
             form.search role="search" method="get" action=(config.path("/licenses")) {

@@ -12,6 +12,7 @@
 mod anomalies;
 mod assets;
 mod customers;
+mod keys;
 mod layout;
 mod leads;
 mod licenses;
@@ -19,6 +20,7 @@ mod overview;
 mod products;
 mod session;
 mod sign_in;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -69,6 +71,15 @@ pub fn router(state: AppState, config: PanelConfig) -> Router {
         .route("/customers", get(customers::list))
         .route("/customers/{id}", get(customers::show))
         .route("/anomalies", get(anomalies::list))
+        .route("/keys", get(keys::list))
+        .route("/keys/api", post(keys::issue))
+        .route("/keys/api/{id}/revoke", post(keys::revoke))
+        .route("/keys/signing/rotate", post(keys::rotate))
+        .route("/keys/signing/{kid}/retire", post(keys::retire))
+        .route("/webhooks", get(webhooks::list))
+        .route("/webhooks/{id}", get(webhooks::show))
+        .route("/webhooks/{id}/{action}", post(webhooks::act))
+        .route("/webhooks/{id}/deliveries/{delivery}/redeliver", post(webhooks::redeliver))
         .route("/anomalies/{id}/resolve", post(anomalies::resolve))
         .route("/licenses/{id}", get(licenses::show))
         .route("/licenses/{id}/devices", get(licenses::devices_fragment))

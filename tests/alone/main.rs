@@ -60,4 +60,3 @@ async fn postgres_a_tail_never_skips_an_event_that_commits_late() {
     let late_position = seen[0].position;
     assert!(early_positions.iter().all(|&p| p > late_position), "the late event had the lowest position");
 }
-

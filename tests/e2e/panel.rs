@@ -16,9 +16,19 @@ async fn a_vendors_staff_run_licenses_from_the_panel_in_a_browser(backend: Backe
         config.rate_limits = "on".to_owned();
         config.rate_limit_block_after = BLOCK_AFTER;
         config.rate_limit_block_base_secs = 60;
+        config.webhook_allow_private_networks = true;
     })
     .await;
     let tenant = app.tenant("Acme").await;
+    let receiver = keyledger_tests::receiver::Receiver::start(keyledger_tests::receiver::Behaviour::Accept).await;
+    let hook = app
+        .post(
+            "/api/v1/webhooks",
+            Some(&tenant.admin_key),
+            json!({ "url": receiver.url, "events": ["license.suspended"] }),
+        )
+        .await;
+    assert_eq!(hook.status, StatusCode::CREATED, "{}", hook.body);
     let other = app.tenant("Other").await;
     let seller = app.user(&tenant, "seller").await;
     let customer = app
@@ -58,6 +68,7 @@ async fn a_vendors_staff_run_licenses_from_the_panel_in_a_browser(backend: Backe
             ("KL_LICENSE_KEY", license["licenseKey"].as_str().unwrap()),
             ("KL_OTHER_LICENSE", elsewhere["id"].as_str().unwrap()),
             ("KL_HOPPER_KEY", &hopper),
+            ("KL_WEBHOOK_URL", &receiver.url),
             ("KL_ADMIN_INVITE", &admin_invite),
             ("KL_ADMIN_EMAIL", "ana@example.com"),
             ("KL_VIEWER_INVITE", &viewer_invite),
@@ -71,6 +82,15 @@ async fn a_vendors_staff_run_licenses_from_the_panel_in_a_browser(backend: Backe
     )
     .await;
     assert!(ok, "the browser test failed:\n{printed}");
+    // The test event sent from the panel reached the endpoint, and was sent
+    // again with the same webhook-id when redelivered.
+    let tests: Vec<String> = receiver
+        .received()
+        .iter()
+        .filter(|received| received.payload()["type"] == "webhook.test")
+        .map(|received| received.id().to_owned())
+        .collect();
+    assert!(tests.len() >= 2 && tests.iter().all(|id| *id == tests[0]), "a test and its redelivery: {tests:?}");
     // What the panel did is in the license's history, by the staff member.
     let history =
         app.get(&format!("/api/v1/licenses/{}/events", license["id"].as_str().unwrap()), Some(&tenant.admin_key)).await;

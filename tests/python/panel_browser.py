@@ -230,6 +230,53 @@ def run(driver):
     accessible(driver, "customer")
     step("customers are found as one types, with their licenses")
 
+    # Webhooks: the endpoint, a test sent and redelivered, the secret rotated.
+    driver.get(PANEL + "/webhooks")
+    webhook_url = os.environ["KL_WEBHOOK_URL"]
+    driver.find_element(By.LINK_TEXT, webhook_url).click()
+    driver.find_element(By.XPATH, "//form[contains(@action, '/test')]/button").click()
+    def delivered(d):
+        d.refresh()
+        return "webhook.test — succeeded" in d.find_element(By.ID, "deliveries").text
+    wait_for(driver, delivered, "the test delivery to succeed", seconds=30)
+    check("HTTP 2" in driver.find_element(By.ID, "deliveries").text, "the attempt's status is shown")
+    driver.find_element(By.XPATH, "//form[contains(@action, '/redeliver')]/button").click()
+    def redelivered(d):
+        d.refresh()
+        return d.find_element(By.ID, "deliveries").text.count("Attempt 2") >= 1
+    wait_for(driver, redelivered, "the redelivery's attempt", seconds=30)
+    shoot(driver, "webhook")
+    accessible(driver, "webhook")
+    driver.find_element(By.XPATH, "//form[contains(@action, '/rotate')]/button").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "new-secret"), "the new secret")
+    check(driver.find_element(By.ID, "new-secret").text.startswith("whsec_"), "a Standard Webhooks secret")
+    step("a webhook's test is sent and redelivered, its attempts shown, its secret rotated")
+
+    # Keys: an API key issued (shown once) and revoked; the signing key
+    # rotated and the old one retired.
+    driver.get(PANEL + "/keys")
+    driver.find_element(By.CSS_SELECTOR, "#role option[value='admin']").click()
+    driver.find_element(By.ID, "key-name").send_keys("panel test key")
+    driver.find_element(By.XPATH, "//form[.//input[@id='key-name']]//button").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "new-key"), "the new key shown once")
+    new_key = driver.find_element(By.ID, "new-key").text
+    check(new_key.startswith("klk_"), f"an API key: {new_key[:8]}")
+    works = requests.get(BASE + "/api/v1/signing-keys", headers={"Authorization": f"Bearer {new_key}"}, timeout=10)
+    check(works.status_code == 200, f"the new key works: {works.status_code}")
+    driver.get(PANEL + "/keys")
+    check(new_key not in driver.page_source, "the key is never shown again")
+    driver.find_element(By.CSS_SELECTOR, "button[aria-label='Revoke panel test key']").click()
+    wait_for(driver, lambda d: "panel test key" not in d.find_element(By.ID, "api-key-list").text, "the key revoked")
+    revoked = requests.get(BASE + "/api/v1/signing-keys", headers={"Authorization": f"Bearer {new_key}"}, timeout=10)
+    check(revoked.status_code == 401, f"the revoked key is refused: {revoked.status_code}")
+    driver.find_element(By.CSS_SELECTOR, "button[aria-label='Rotate the signing key']").click()
+    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#signing-key-list tbody tr")) == 2, "a second signing key")
+    driver.find_element(By.CSS_SELECTOR, "#signing-key-list button").click()
+    wait_for(driver, lambda d: "retired" in d.find_element(By.ID, "signing-key-list").text, "the old key retired")
+    shoot(driver, "keys")
+    accessible(driver, "keys")
+    step("an API key is issued, shown once and revoked; the signing key is rotated and the old one retired")
+
     # Leads: create, import (a bad file refused whole, by line), export,
     # edit, delete: the document's HTML routes.
     driver.get(PANEL + "/leads/")

@@ -880,3 +880,17 @@ pub fn payload(name: &str, at: &str, data: &Value) -> String {
     }
     serde_json::to_string(&Payload { data, timestamp: at, kind: name }).expect("a JSON value serialises")
 }
+
+impl WebhookStore {
+    /// Queues a `webhook.test` event to the tenant's endpoint, due now:
+    /// the delivery's id (`None` only if that fresh event was queued
+    /// already, which a new random id rules out).
+    pub async fn send_test(&self, tenant_id: &str, endpoint_id: &str) -> Result<Option<String>, WebhookError> {
+        let event_id = format!("test_{}", Uuid::new_v4().simple());
+        let now = timestamp(Utc::now());
+        let data =
+            json!({"webhookId": endpoint_id, "tenantId": tenant_id, "message": "A test delivery from keyledger"});
+        let body = payload(super::TEST_EVENT, &now, &data);
+        self.enqueue(tenant_id, endpoint_id, &event_id, super::TEST_EVENT, &body).await
+    }
+}

@@ -331,17 +331,9 @@ async fn revoke_key(
     } else {
         caller.require_admin()?.to_owned()
     };
-    match state.tenancy.revoke_key(&tenant_id, key_id).await.map_err(ApiError::internal)? {
-        Revocation::Revoked => {
-            // The revocation bumped the directory's version; this process
-            // drops its cached keys now, the others within their poll.
-            if let Err(error) = state.directory.changed_elsewhere().await {
-                let error = keyledger_app::client::error_chain(&error);
-                tracing::warn!(%error, "revoked key: this process's cache reloads at its next poll");
-            }
-            tracing::info!(tenant_id, key_id = %key_id, "API key revoked");
-            Ok(StatusCode::NO_CONTENT)
-        }
+    let revocation = keyledger_app::tenancy::revoke_api_key(&state.tenancy, &state.directory, &tenant_id, key_id);
+    match revocation.await.map_err(ApiError::internal)? {
+        Revocation::Revoked => Ok(StatusCode::NO_CONTENT),
         Revocation::NotFound => Err(no_such_key()),
         Revocation::LastAdmin => Err(ApiError::bad_request(
             "last_admin_key",

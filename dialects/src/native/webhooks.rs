@@ -7,9 +7,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use keyledger_app::webhooks::{
-    self, check_url, payload, DeliveryFilter, EndpointPatch, NewEndpoint, PayloadFormat, TEST_EVENT,
-};
+use keyledger_app::webhooks::{self, check_url, DeliveryFilter, EndpointPatch, NewEndpoint, PayloadFormat};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -387,13 +385,9 @@ async fn send_webhook_test(
         return Err(ApiError::bad_request("webhook_disabled", "This webhook is disabled; enable it first")
             .with_status(StatusCode::CONFLICT));
     }
-    let event_id = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let now = webhooks::timestamp(chrono::Utc::now());
-    let data = json!({"webhookId": endpoint.id, "tenantId": tenant_id, "message": "A test delivery from keyledger"});
-    let body = payload(TEST_EVENT, &now, &data);
     let delivery_id = state
         .webhooks
-        .enqueue(tenant_id, &endpoint.id, &event_id, TEST_EVENT, &body)
+        .send_test(tenant_id, &endpoint.id)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::internal("a fresh test event was already queued"))?;
