@@ -176,13 +176,43 @@ async fn list_products(
     credential: Result<Credential, ApiError>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    listed(&state, &raw_account, credential, query, product_resource).await
+}
+
+/// A page of the account's products, each shown by `render`.
+async fn listed(
+    state: &AppState,
+    raw_account: &str,
+    credential: Result<Credential, ApiError>,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    render: fn(&Product) -> Value,
+) -> Response {
     answer(
         async {
-            let (tenant_id, _) = account(&state, &raw_account).await?;
+            let (tenant_id, _) = account(state, raw_account).await?;
             admin(credential, &tenant_id)?;
-            let (products, count) = products_page(&state, &tenant_id, query).await?;
-            let data: Vec<Value> = products.iter().map(|stored| product_resource(&stored.record)).collect();
+            let (products, count) = products_page(state, &tenant_id, query).await?;
+            let data: Vec<Value> = products.iter().map(|stored| render(&stored.record)).collect();
             Ok(document(StatusCode::OK, json!({ "data": data, "meta": { "count": count } })))
+        }
+        .await,
+    )
+}
+
+/// One of the account's products, shown by `render`.
+async fn shown(
+    state: &AppState,
+    raw_account: &str,
+    product_id: &str,
+    credential: Result<Credential, ApiError>,
+    render: fn(&Product) -> Value,
+) -> Response {
+    answer(
+        async {
+            let (tenant_id, _) = account(state, raw_account).await?;
+            admin(credential, &tenant_id)?;
+            let stored = tenant_product(state, &tenant_id, product_id).await?;
+            Ok(document(StatusCode::OK, json!({ "data": render(&stored.record) })))
         }
         .await,
     )
@@ -203,15 +233,7 @@ async fn show_product(
     PathParams(raw_account, product_id): PathParams,
     credential: Result<Credential, ApiError>,
 ) -> Response {
-    answer(
-        async {
-            let (tenant_id, _) = account(&state, &raw_account).await?;
-            admin(credential, &tenant_id)?;
-            let stored = tenant_product(&state, &tenant_id, &product_id).await?;
-            Ok(document(StatusCode::OK, json!({ "data": product_resource(&stored.record) })))
-        }
-        .await,
-    )
+    shown(&state, &raw_account, &product_id, credential, product_resource).await
 }
 
 /// A product's code: the one given, or one made of its name (lower case,
@@ -295,16 +317,7 @@ async fn list_policies(
     credential: Result<Credential, ApiError>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    answer(
-        async {
-            let (tenant_id, _) = account(&state, &raw_account).await?;
-            admin(credential, &tenant_id)?;
-            let (products, count) = products_page(&state, &tenant_id, query).await?;
-            let data: Vec<Value> = products.iter().map(|stored| policy_resource(&stored.record)).collect();
-            Ok(document(StatusCode::OK, json!({ "data": data, "meta": { "count": count } })))
-        }
-        .await,
-    )
+    listed(&state, &raw_account, credential, query, policy_resource).await
 }
 
 #[utoipa::path(
@@ -322,15 +335,7 @@ async fn show_policy(
     PathParams(raw_account, policy_id): PathParams,
     credential: Result<Credential, ApiError>,
 ) -> Response {
-    answer(
-        async {
-            let (tenant_id, _) = account(&state, &raw_account).await?;
-            admin(credential, &tenant_id)?;
-            let stored = tenant_product(&state, &tenant_id, &policy_id).await?;
-            Ok(document(StatusCode::OK, json!({ "data": policy_resource(&stored.record) })))
-        }
-        .await,
-    )
+    shown(&state, &raw_account, &policy_id, credential, policy_resource).await
 }
 
 /// The policy a create asks for, from Keygen's attributes.
