@@ -42,7 +42,15 @@ pub struct ConsumerProbe {
     pub relay_enabled: bool,
     /// Past this lag (or this long failing) a consumer is unhealthy.
     pub max_lag: Duration,
+    /// The last answer of [`ConsumerHealth::unhealthy`] and when it was
+    /// made: pages and statistics that show it are asked for far more
+    /// often than health changes, and on PostgreSQL each answer reads
+    /// every consumer's lag from the log.
+    pub unhealthy_cache: Mutex<Option<(std::time::Instant, Vec<UnhealthyConsumer>)>>,
 }
+
+/// How long an answer of [`ConsumerHealth::unhealthy`] is reused.
+const UNHEALTHY_REUSED_FOR: Duration = Duration::from_secs(2);
 
 impl ConsumerProbe {
     /// Every consumer of this process, with the lag of those that follow
@@ -87,8 +95,13 @@ impl ConsumerProbe {
 impl ConsumerHealth for ConsumerProbe {
     fn unhealthy(&self) -> Pin<Box<dyn Future<Output = Result<Vec<UnhealthyConsumer>, EventLogError>> + Send + '_>> {
         Box::pin(async move {
+            if let Some((made, answer)) = &*self.unhealthy_cache.lock().unwrap_or_else(|p| p.into_inner()) {
+                if made.elapsed() < UNHEALTHY_REUSED_FOR {
+                    return Ok(answer.clone());
+                }
+            }
             let now = Utc::now();
-            Ok(self
+            let answer: Vec<UnhealthyConsumer> = self
                 .report()
                 .await?
                 .into_iter()
@@ -107,7 +120,10 @@ impl ConsumerHealth for ConsumerProbe {
                     };
                     UnhealthyConsumer { name: status.name.clone(), reason, since }
                 })
-                .collect())
+                .collect();
+            *self.unhealthy_cache.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((std::time::Instant::now(), answer.clone()));
+            Ok(answer)
         })
     }
 }

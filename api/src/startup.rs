@@ -381,6 +381,7 @@ impl Application {
             log: EventLog::new(db.clone()),
             relay_enabled: config.nats_url.is_some(),
             max_lag: std::time::Duration::from_secs(config.health_max_lag_secs.into()),
+            unhealthy_cache: Default::default(),
         });
         let app = AppState::new(Shared {
             client,
