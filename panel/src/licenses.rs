@@ -131,18 +131,32 @@ fn encode(value: &str) -> String {
         .collect()
 }
 
-/// The tenant's licenses a search and the filters keep, in no order.
-fn matching(state: &AppState, tenant_id: &str, filters: &Filters, now: DateTime<Utc>) -> Vec<Arc<License>> {
-    let found = if filters.q.is_empty() {
-        state.client.tenant_licenses_where(tenant_id, |license| filters.keeps(license, now))
-    } else {
-        let key_part = filters.q.to_ascii_uppercase();
-        let search = keyledger_projections::Search { tenant_id, key_part: Some(&key_part), customer_ids: &[] };
-        let mut found = state.client.search_licenses(&search, |_| false);
-        found.retain(|license| filters.keeps(license, now));
-        found
-    };
-    found
+/// Customers a search of the list matches at most, by name or email.
+const MATCHED_CUSTOMERS: i64 = 200;
+
+/// The tenant's licenses a search and the filters keep, in no order. A
+/// search matches part of a key, or a customer's name or email (their
+/// licenses), as the V2 dialect's global search does.
+async fn matching(
+    state: &AppState,
+    tenant_id: &str,
+    filters: &Filters,
+    now: DateTime<Utc>,
+) -> Result<Vec<Arc<License>>, keyledger_app::aggregates::CatalogError<keyledger_domain::CustomerError>> {
+    if filters.q.is_empty() {
+        return Ok(state.client.tenant_licenses_where(tenant_id, |license| filters.keeps(license, now)));
+    }
+    let pattern = keyledger_app::customers::search_pattern(&filters.q);
+    let customers = state
+        .customers
+        .page(tenant_id, 0, MATCHED_CUSTOMERS, keyledger_app::customers::SEARCH_FILTER, &pattern)
+        .await?;
+    let customer_ids: Vec<&str> = customers.iter().map(|customer| customer.record.id.as_str()).collect();
+    let key_part = filters.q.to_ascii_uppercase();
+    let search = keyledger_projections::Search { tenant_id, key_part: Some(&key_part), customer_ids: &customer_ids };
+    let mut found = state.client.search_licenses(&search, |_| false);
+    found.retain(|license| filters.keeps(license, now));
+    Ok(found)
 }
 
 /// The `page`th page of `found`, newest first. Only the licenses up to the
@@ -174,7 +188,13 @@ pub async fn list(
         Err(message) => return problem(config, StatusCode::BAD_REQUEST, &message),
     };
     let now = Utc::now();
-    let found = matching(&state, &signed.session.tenant_id, &filters, now);
+    let found = match matching(&state, &signed.session.tenant_id, &filters, now).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::error!(error = %error, "panel: searching licenses failed");
+            return problem(config, StatusCode::SERVICE_UNAVAILABLE, "Licenses can't be searched just now.");
+        }
+    };
     let total = found.len();
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let shown = newest_page(found, filters.page.min(pages));
@@ -185,7 +205,7 @@ pub async fn list(
     let content = html! {
         form.filters method="get" action=(config.path("/licenses")) {
             div {
-                label for="q" { "Key contains" }
+                label for="q" { "Key, customer or email contains" }
                 input #q type="search" name="q" value=(filters.q);
             }
             div {
