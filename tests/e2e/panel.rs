@@ -115,9 +115,12 @@ async fn hopping_license(app: &TestApp, tenant: &keyledger_tests::TestTenant, us
         async move { app.post(&format!("/api/v1/licenses/{path}"), None, body).await }
     };
     assert_eq!(call("activate", "hop-0".into()).await.status, StatusCode::OK);
+    // The detector may suspend the license as soon as the moves pass the
+    // threshold, between these calls: their answers are not the point,
+    // the anomaly below is.
     for n in 1..=2 {
-        assert_eq!(call("deactivate", format!("hop-{}", n - 1)).await.status, StatusCode::OK);
-        assert_eq!(call("activate", format!("hop-{n}")).await.status, StatusCode::OK);
+        call("deactivate", format!("hop-{}", n - 1)).await;
+        call("activate", format!("hop-{n}")).await;
     }
     for _ in 0..200 {
         let found = app.get("/api/v1/anomalies", Some(&tenant.admin_key)).await;
