@@ -10,9 +10,10 @@ use keyledger_eventlog::Database;
 use keyledger_workers::{
     AnomalyWorker, CallReporter, Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, FeedSource,
     HeartbeatSweeper, MemoryFollower, ProjectionRunner, Relay, RelayConfig, ResourceReleaser, Runtime, Spec, Step,
-    WebhookDispatcher, WebhookHandoff, WebhookSender, ANOMALY_DETECTOR, CALL_REPORTER, CHECKPOINTER, COMMIT_SIGNAL,
-    DETECTOR_ACK_WAIT, EXPIRY_SWEEPER, FOLLOWER_POLL, HEARTBEAT_SWEEPER, LICENSE_VIEW_RUNNER, MEMORY_FOLLOWER,
-    RELAY_CONSUMER, RELAY_POLL, RESOURCE_RELEASER, RUNNER_POLL, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
+    UsageWriter, WebhookDispatcher, WebhookHandoff, WebhookSender, ANOMALY_DETECTOR, CALL_REPORTER, CHECKPOINTER,
+    COMMIT_SIGNAL, DETECTOR_ACK_WAIT, EXPIRY_SWEEPER, FOLLOWER_POLL, HEARTBEAT_SWEEPER, LICENSE_VIEW_RUNNER,
+    MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RESOURCE_RELEASER, RUNNER_POLL, USAGE_WRITER, WEBHOOK_DISPATCHER,
+    WEBHOOK_SENDER,
 };
 
 use crate::limits::Limits;
@@ -21,6 +22,9 @@ use keyledger_app::signing::Directory;
 
 pub const DIRECTORY_REFRESH: &str = "directory-refresh";
 pub const BLOCK_FOLLOWER: &str = "address-blocks";
+/// How often the usage counted in memory is written: the panel's charts
+/// lag the calls by this much at most.
+const USAGE_WRITE_EVERY: Duration = Duration::from_secs(5);
 
 /// What runs besides the always-on consumers.
 #[derive(Debug, Clone)]
@@ -111,6 +115,11 @@ pub fn start(runtime: &mut Runtime, state: &OpsState, settings: Settings) {
     let (reports, licenses) = (state.call_reports.clone(), state.app.licenses.clone());
     runtime.spawn(Spec::periodic(CALL_REPORTER, Duration::from_secs(1)).woken_by(reports.signal()), move || {
         CallReporter::new(reports.clone(), licenses.clone())
+    });
+    // Not exclusive: each process writes the usage it counted.
+    let (counts, usage) = (state.usage_counts.clone(), state.app.usage.clone());
+    runtime.spawn(Spec::periodic(USAGE_WRITER, USAGE_WRITE_EVERY), move || {
+        UsageWriter::new(counts.clone(), usage.clone())
     });
     let directory = state.app.directory.clone();
     runtime

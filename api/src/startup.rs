@@ -350,6 +350,7 @@ impl Application {
         let anomaly_settings = Arc::new(SettingsCache::new(AnomalyStore::new(db.clone()), ANOMALY_SETTINGS_TTL));
         let call_counter: Arc<keyledger_app::anomalies::CallCounter> = Arc::default();
         let call_reports = keyledger_app::client::CallReports::default();
+        let usage_counts: Arc<keyledger_app::usage::UsageCounts> = Arc::default();
         let machine_secret: Arc<[u8]> = machine_secret.into_bytes().into();
         let token_ttl = chrono::Duration::seconds(config.token_ttl_secs.into());
         let heartbeat_interval = chrono::Duration::seconds(config.heartbeat_interval_secs.into());
@@ -366,6 +367,7 @@ impl Application {
                 anomaly_settings: anomaly_settings.clone(),
                 call_counter: call_counter.clone(),
                 call_reports: call_reports.clone(),
+                usage: usage_counts.clone(),
                 metrics: metrics.clone(),
             },
             keyledger_app::client::ClientSettings {
@@ -410,6 +412,7 @@ impl Application {
             consumer_health: consumers.clone(),
             fingerprints,
             staff: keyledger_app::staff::StaffStore::new(db.clone()),
+            usage: keyledger_app::usage::UsageStore::new(db.clone()),
         });
         let state = OpsState::new(Ops {
             app,
@@ -423,6 +426,7 @@ impl Application {
                 .map(|t| sha256_hex(t.trim()).into()),
             consumers,
             call_reports,
+            usage_counts,
             panel: panel.map(Arc::new),
         });
         let listener = TcpListener::bind(config.listen)

@@ -14,6 +14,8 @@
 //! - [`history`]: a license's state at an instant, replayed from its events.
 //! - [`staff`]: the admin panel's people, invitations and sessions.
 //! - [`generation`]: generating a license for a product at the version read.
+//! - [`switch`]: switching licenses off, on and deleting them, one or many.
+//! - [`usage`]: activations and validations per tenant per hour.
 //! - [`aggregates`]: the catalog's records (products, customers), each
 //!   with its own chain in the log and a view row written with its events.
 //!
@@ -44,8 +46,10 @@ pub mod service;
 pub mod signing;
 pub mod staff;
 mod sweep;
+pub mod switch;
 pub mod system_keys;
 pub mod tenancy;
+pub mod usage;
 pub mod webhooks;
 
 pub use metrics::Metrics;

@@ -192,6 +192,15 @@ impl License {
         }
     }
 
+    /// The expiry a renewal gives: the current expiry moved on by the
+    /// license's term (its expiry less its creation), so a renewal of an
+    /// expired license counts from when it expired. `None` for a license
+    /// that never expires.
+    pub fn renewed_expiry(&self) -> Option<DateTime<Utc>> {
+        let (expiry, created) = (self.expires_at?, self.created_at?);
+        Some(expiry + (expiry - created))
+    }
+
     /// Seed 000's validation: may `machine` run under this license at `now`?
     /// Checked in the order a support engineer would explain it.
     pub fn validate(&self, machine: &MachineHash, now: DateTime<Utc>) -> Result<&Device, LicenseError> {

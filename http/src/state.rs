@@ -81,6 +81,8 @@ pub struct Shared {
     pub consumer_health: Arc<dyn ConsumerHealth>,
     /// The admin panel's staff and their sessions.
     pub staff: keyledger_app::staff::StaffStore,
+    /// Activations and validations per tenant per hour (the panel's charts).
+    pub usage: keyledger_app::usage::UsageStore,
 }
 
 /// A background consumer that `/health` reports unhealthy.

@@ -4,11 +4,9 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use chrono::Utc;
 use keyledger_app::anomalies::{AnomalyFilter, ResolveError};
 use keyledger_domain::{AnomalyKind, LicenseStatus};
@@ -19,7 +17,7 @@ use maud::html;
 use serde::Deserialize;
 
 use crate::layout::{html_response, page, problem};
-use crate::session::{panel_context, Signed};
+use crate::session::{panel_context, Change, Signed};
 
 /// Anomalies a page lists at most.
 const LISTED: i64 = 200;
@@ -155,20 +153,17 @@ pub struct ResolveForm {
     note: String,
 }
 
+form_token!(ResolveForm);
+
 /// A note's longest length, as the API's.
 const MAX_NOTE: usize = 1000;
 
 pub async fn resolve(
     State(state): State<AppState>,
-    signed: Signed,
     context: RequestContext,
     Path(id): Path<String>,
-    form: Result<Form<ResolveForm>, FormRejection>,
+    Change { signed, form }: Change<ResolveForm>,
 ) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
     let config = &signed.config;
     let note = Some(form.note.trim().to_owned()).filter(|note| !note.is_empty());
     if let Some(note) = &note {

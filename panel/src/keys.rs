@@ -2,11 +2,9 @@
 //! signing keys (rotate; retire one that no longer signs). Only admins see
 //! this page's forms; a viewer sees the lists.
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use keyledger_app::signing::Retirement;
 use keyledger_app::tenancy::{revoke_api_key, Revocation, Role};
 use keyledger_domain::check_display_text;
@@ -14,26 +12,21 @@ use keyledger_http::state::AppState;
 use maud::html;
 use serde::Deserialize;
 
-use crate::layout::{html_response, page, problem};
-use crate::session::Signed;
+use crate::layout::{html_response, page, problem, unavailable};
+use crate::session::{Bare, Change, Signed};
 
 /// Longest key name, as the API's.
 const MAX_NAME: usize = 200;
-
-fn unavailable(signed: &Signed, error: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %error, "panel: keys");
-    problem(&signed.config, StatusCode::SERVICE_UNAVAILABLE, "Keys can't be read or changed just now.")
-}
 
 pub async fn list(State(state): State<AppState>, signed: Signed) -> Response {
     let tenant_id = signed.session.tenant_id.as_str();
     let api_keys = match state.tenancy.list_keys(tenant_id).await {
         Ok(keys) => keys,
-        Err(error) => return unavailable(&signed, &error),
+        Err(error) => return unavailable(&signed.config, "Reading or changing the keys", &error),
     };
     let signing = match state.directory.list(tenant_id).await {
         Ok(keys) => keys,
-        Err(error) => return unavailable(&signed, &error),
+        Err(error) => return unavailable(&signed.config, "Reading or changing the keys", &error),
     };
     let current = signing.iter().find(|key| key.retired_at.is_none()).map(|key| key.kid.clone());
     let config = &signed.config;
@@ -131,15 +124,9 @@ pub struct KeyForm {
     name: String,
 }
 
-pub async fn issue(
-    State(state): State<AppState>,
-    signed: Signed,
-    form: Result<Form<KeyForm>, FormRejection>,
-) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
+form_token!(KeyForm);
+
+pub async fn issue(State(state): State<AppState>, Change { signed, form }: Change<KeyForm>) -> Response {
     let config = &signed.config;
     let role = match form.role.as_str() {
         "admin" => Role::Admin,
@@ -154,7 +141,7 @@ pub async fn issue(
     let name = if name.is_empty() { format!("{} key", role.as_str()) } else { name.to_owned() };
     let key = match state.tenancy.create_key(&signed.session.tenant_id, role, &name).await {
         Ok(key) => key,
-        Err(error) => return unavailable(&signed, &error),
+        Err(error) => return unavailable(&signed.config, "Reading or changing the keys", &error),
     };
     tracing::info!(tenant_id = %signed.session.tenant_id, key_id = %key.id, role = role.as_str(), "API key issued in the panel");
     let content = html! {
@@ -165,22 +152,11 @@ pub async fn issue(
     html_response(StatusCode::OK, page(&signed, "New API key", "keys", content))
 }
 
-#[derive(Deserialize, Default)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn revoke(
     State(state): State<AppState>,
-    signed: Signed,
     Path(key_id): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Change { signed, .. }: Change<Bare>,
 ) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
     let config = &signed.config;
     match revoke_api_key(&state.tenancy, &state.directory, &signed.session.tenant_id, &key_id).await {
         Ok(Revocation::Revoked) => Redirect::to(&config.path("/keys")).into_response(),
@@ -190,38 +166,25 @@ pub async fn revoke(
             StatusCode::CONFLICT,
             "This is the tenant's last admin key; issue another admin key before revoking it.",
         ),
-        Err(error) => unavailable(&signed, &error),
+        Err(error) => unavailable(&signed.config, "Reading or changing the keys", &error),
     }
 }
 
-pub async fn rotate(
-    State(state): State<AppState>,
-    signed: Signed,
-    form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
+pub async fn rotate(State(state): State<AppState>, Change { signed, .. }: Change<Bare>) -> Response {
     match state.directory.rotate(&signed.session.tenant_id).await {
         Ok(key) => {
             tracing::info!(tenant_id = %signed.session.tenant_id, kid = %key.kid, "signing key rotated in the panel");
             Redirect::to(&signed.config.path("/keys")).into_response()
         }
-        Err(error) => unavailable(&signed, &error),
+        Err(error) => unavailable(&signed.config, "Reading or changing the keys", &error),
     }
 }
 
 pub async fn retire(
     State(state): State<AppState>,
-    signed: Signed,
     Path(kid): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Change { signed, .. }: Change<Bare>,
 ) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
     let config = &signed.config;
     // What it signed verifies for as long as a token lasts.
     let grace = state.client.token_ttl().to_std().unwrap_or_default();
@@ -231,6 +194,6 @@ pub async fn retire(
         Ok(Retirement::Current) => {
             problem(config, StatusCode::CONFLICT, "This key signs now; rotate to a new one before retiring it.")
         }
-        Err(error) => unavailable(&signed, &error),
+        Err(error) => unavailable(&signed.config, "Reading or changing the keys", &error),
     }
 }

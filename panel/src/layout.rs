@@ -128,3 +128,10 @@ pub fn problem(config: &PanelConfig, status: StatusCode, message: &str) -> Respo
     };
     html_response(status, bare(config, title, content))
 }
+
+/// A 503 for a read or change the stores failed, logged with its cause
+/// (which the page does not show).
+pub fn unavailable(config: &PanelConfig, what: &str, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %error, "panel: {what} failed");
+    problem(config, StatusCode::SERVICE_UNAVAILABLE, &format!("{what} is not possible just now."))
+}

@@ -6,11 +6,9 @@
 //! API's ([`keyledger_app::lead_csv`]).
 
 use axum::extract::multipart::Multipart;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use chrono::Utc;
 use keyledger_app::lead_csv::{self, ImportError, NewLead};
 use keyledger_app::leads::{create_lead, CreateLeadError};
@@ -22,23 +20,18 @@ use keyledger_http::state::AppState;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use crate::layout::{html_response, page, problem};
-use crate::session::{panel_context, Signed};
+use crate::layout::{html_response, page, problem, unavailable};
+use crate::session::{panel_context, Bare, Change, Signed};
 
 /// Leads a list shows at most.
 const MAX_LISTED: i64 = 10_000;
 /// The largest CSV an import takes.
 pub const MAX_IMPORT_BYTES: usize = 2 * 1024 * 1024;
 
-fn unavailable(signed: &Signed, what: &str, error: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %error, "panel: {what} failed");
-    problem(&signed.config, StatusCode::SERVICE_UNAVAILABLE, &format!("{what} is not possible just now."))
-}
-
 async fn tenant_leads(state: &AppState, signed: &Signed) -> Result<Vec<Lead>, Response> {
     match state.leads.list(&signed.session.tenant_id, None, MAX_LISTED, "TRUE", "").await {
         Ok(stored) => Ok(stored.into_iter().map(|stored| stored.record).collect()),
-        Err(error) => Err(unavailable(signed, "Reading the leads", &error)),
+        Err(error) => Err(unavailable(&signed.config, "Reading the leads", &error)),
     }
 }
 
@@ -48,7 +41,7 @@ async fn numbered(state: &AppState, signed: &Signed, raw: &str) -> Result<Lead, 
     match state.leads.by_number(&signed.session.tenant_id, number).await {
         Ok(Some(stored)) if !stored.record.deleted => Ok(stored.record),
         Ok(_) => Err(not_found()),
-        Err(error) => Err(unavailable(signed, "Reading the lead", &error)),
+        Err(error) => Err(unavailable(&signed.config, "Reading the lead", &error)),
     }
 }
 
@@ -126,6 +119,8 @@ pub struct LeadForm {
     contact_email: String,
 }
 
+form_token!(LeadForm);
+
 /// The lead form: for a new lead (with a first contact) or an edit.
 fn lead_form(signed: &Signed, action: &str, held: &LeadForm, new: bool, error: Option<&str>) -> Markup {
     html! {
@@ -178,14 +173,9 @@ pub async fn create_form(signed: Signed) -> Response {
 
 pub async fn create(
     State(state): State<AppState>,
-    signed: Signed,
     context: RequestContext,
-    form: Result<Form<LeadForm>, FormRejection>,
+    Change { signed, form }: Change<LeadForm>,
 ) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
     let new = match checked(&form) {
         Ok(new) => new,
         Err(message) => {
@@ -198,7 +188,7 @@ pub async fn create(
     let metadata = event_metadata(&panel_context(&context), Some(&signed.caller()), tenant_id, at);
     match create_lead(&state.leads, &state.serials, tenant_id, new, &metadata, at).await {
         Ok(_) => Redirect::to(&signed.config.path("/leads/")).into_response(),
-        Err(error) => unavailable(&signed, "Creating the lead", &error),
+        Err(error) => unavailable(&signed.config, "Creating the lead", &error),
     }
 }
 
@@ -228,21 +218,16 @@ async fn change(
         event_metadata(&panel_context(context), Some(&signed.caller()), &signed.session.tenant_id, Utc::now());
     match state.leads.execute(&lead.id, command, &metadata).await {
         Ok(_) => Ok(()),
-        Err(error) => Err(unavailable(signed, "Changing the lead", &error)),
+        Err(error) => Err(unavailable(&signed.config, "Changing the lead", &error)),
     }
 }
 
 pub async fn update(
     State(state): State<AppState>,
-    signed: Signed,
     context: RequestContext,
     Path(raw): Path<String>,
-    form: Result<Form<LeadForm>, FormRejection>,
+    Change { signed, form }: Change<LeadForm>,
 ) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
     let edit = LeadForm { contact_name: String::new(), contact_email: String::new(), ..form };
     let new = match checked(&edit) {
         Ok(new) => new,
@@ -259,23 +244,12 @@ pub async fn update(
     }
 }
 
-#[derive(Deserialize, Default)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn delete(
     State(state): State<AppState>,
-    signed: Signed,
     context: RequestContext,
     Path(raw): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Change { signed, .. }: Change<Bare>,
 ) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
     let at = Utc::now();
     match change(&state, &signed, &context, &raw, || LeadCommand::Delete { at }).await {
         Ok(()) => Redirect::to(&signed.config.path("/leads/")).into_response(),
@@ -382,7 +356,7 @@ pub async fn import(
                 CreateLeadError::Serial(error) => error,
                 CreateLeadError::Store(error) => error,
             };
-            return unavailable(&signed, "Importing the leads", error);
+            return unavailable(&signed.config, "Importing the leads", error);
         }
     }
     tracing::info!(count, "panel: leads imported");

@@ -9,8 +9,21 @@
 //! inline script, `X-Frame-Options: DENY` and `Cache-Control: no-store`
 //! ([`layout::secure`]).
 
+/// Forms whose token is their `csrf` field: see [`session::Change`].
+macro_rules! form_token {
+    ($($form:ty),+) => {
+        $(impl crate::session::FormToken for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })+
+    };
+}
+
 mod anomalies;
 mod assets;
+mod bulk;
+mod charts;
 mod customers;
 mod keys;
 mod layout;
@@ -67,6 +80,7 @@ pub fn router(state: AppState, config: PanelConfig) -> Router {
         .route("/sign-out", post(sign_in::sign_out))
         .route("/invitation/{token}", get(sign_in::invitation_form).post(sign_in::accept_invitation))
         .route("/licenses", get(licenses::list).post(products::issue_license))
+        .route("/licenses/bulk", post(bulk::run))
         .route("/products", get(products::list).post(products::create))
         .route("/customers", get(customers::list))
         .route("/customers/{id}", get(customers::show))

@@ -6,11 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use chrono::{DateTime, Utc};
 use keyledger_domain::{License, LicenseCommand, LicenseStatus};
 use keyledger_eventlog::LoggedEvent;
@@ -20,8 +18,8 @@ use keyledger_http::{dates, instant};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use crate::layout::{html_response, page, problem};
-use crate::session::{panel_context, Signed};
+use crate::layout::{html_response, page, problem, unavailable};
+use crate::session::{panel_context, Change, Signed};
 
 /// Licenses a page of the list shows.
 const PAGE_SIZE: usize = 50;
@@ -231,11 +229,24 @@ pub async fn list(
             button type="submit" { "Filter" }
         }
         p role="status" { (total) " licenses" @if pages > 1 { ", page " (filters.page) " of " (pages) } "." }
+        form #bulk method="post" action=(config.path("/licenses/bulk")) {
+        @if signed.can_change() {
+            input type="hidden" name="csrf" value=(signed.session.csrf);
+            fieldset.actions {
+                legend { "With the licenses ticked" }
+                button type="submit" name="action" value="activate" { "Activate" }
+                " "
+                button type="submit" name="action" value="deactivate" { "Deactivate" }
+                " "
+                button type="submit" name="action" value="delete" { "Delete" }
+            }
+        }
         div.scroll {
             table {
                 caption.visually-hidden { "Licenses" }
                 thead {
                     tr {
+                        @if signed.can_change() { th scope="col" { span.visually-hidden { "Select" } } }
                         th scope="col" { "Key" }
                         th scope="col" { "Status" }
                         th scope="col" { "Seats" }
@@ -245,10 +256,14 @@ pub async fn list(
                 }
                 tbody {
                     @for license in &shown {
+                        @let key = license.license_key.as_ref().map(|key| key.as_str()).unwrap_or("—");
                         tr {
+                            @if signed.can_change() {
+                                td { input type="checkbox" name="id" value=(license.id.as_str()) aria-label=(format!("Select {key}")); }
+                            }
                             td {
                                 a href=(config.path(&format!("/licenses/{}", license.id))) {
-                                    code { (license.license_key.as_ref().map(|key| key.as_str()).unwrap_or("—")) }
+                                    code { (key) }
                                 }
                             }
                             td { (status_name(license.status_at(now))) }
@@ -259,6 +274,7 @@ pub async fn list(
                     }
                 }
             }
+        }
         }
         nav.pages aria-label="Pages" {
             @if filters.page > 1 {
@@ -478,6 +494,17 @@ pub async fn show(
                     @if !license.devices.is_empty() {
                         (action("revoke", "Release every device"))
                     }
+                    @if license.expires_at.is_some() {
+                        (action("renew", "Renew"))
+                    }
+                    (action("delete", "Delete"))
+                }
+                @if !license.devices.is_empty() {
+                    form.filters #offline-token method="post" action=(config.path(&format!("/licenses/{}/token", license.id))) {
+                        input type="hidden" name="csrf" value=(signed.session.csrf);
+                        div { label for="machine" { "Machine id (offline token)" } input #machine type="text" name="machine" required maxlength="256"; }
+                        button type="submit" { "Issue token" }
+                    }
                 }
                 form.filters #quick-edit method="post" action=(config.path(&format!("/licenses/{}/edit", license.id))) {
                     input type="hidden" name="csrf" value=(signed.session.csrf);
@@ -565,7 +592,15 @@ pub struct ActionForm {
     /// Quick edit: the expiry date (`YYYY-MM-DD`), blank to keep it.
     #[serde(default)]
     expires: String,
+    /// An offline token: the machine id, as the client program names it.
+    #[serde(default)]
+    machine: String,
+    /// A deletion: `yes` once confirmed on the page that asks.
+    #[serde(default)]
+    confirm: String,
 }
+
+form_token!(ActionForm);
 
 /// The quick edit's command: seats and expiry, each checked.
 fn edit_command(form: &ActionForm, now: DateTime<Utc>) -> Result<LicenseCommand, String> {
@@ -601,15 +636,10 @@ fn edit_command(form: &ActionForm, now: DateTime<Utc>) -> Result<LicenseCommand,
 /// Deactivates, blocks or unblocks one of the license's devices.
 pub async fn device_act(
     State(state): State<AppState>,
-    signed: Signed,
     context: RequestContext,
     Path((raw_id, device, action)): Path<(String, String, String)>,
-    form: Result<Form<ActionForm>, FormRejection>,
+    Change { signed, form: _ }: Change<ActionForm>,
 ) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
     let license = match tenant_license(&state, &signed, &raw_id).await {
         Ok(license) => license,
         Err(response) => return response,
@@ -661,21 +691,36 @@ async fn run(
 
 pub async fn act(
     State(state): State<AppState>,
-    signed: Signed,
     context: RequestContext,
     Path((raw_id, action)): Path<(String, String)>,
-    form: Result<Form<ActionForm>, FormRejection>,
+    Change { signed, form }: Change<ActionForm>,
 ) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
     let license = match tenant_license(&state, &signed, &raw_id).await {
         Ok(license) => license,
         Err(response) => return response,
     };
     let now = Utc::now();
     let command = match action.as_str() {
+        "delete" if form.confirm == "yes" => return delete(&state, &signed, &context, &license).await,
+        "delete" => return confirm_deletion(&signed, &license),
+        "token" => return offline_token(&state, &signed, &license, &form.machine).await,
+        "renew" => match license.renewed_expiry() {
+            Some(expires_at) => LicenseCommand::EditLicense {
+                expires_at: Some(expires_at),
+                max_activations: None,
+                max_connections: None,
+                policy: None,
+                customer_id: None,
+                at: now,
+            },
+            None => {
+                return problem(
+                    &signed.config,
+                    StatusCode::CONFLICT,
+                    "This license never expires, so it has nothing to renew: set an expiry in the quick edit.",
+                )
+            }
+        },
         "suspend" => LicenseCommand::SuspendLicense { reason: Some(format!("by {}", signed.session.email)), at: now },
         "reinstate" => LicenseCommand::ReinstateLicense { at: now },
         "revoke" => LicenseCommand::RevokeLicense { at: now },
@@ -686,6 +731,79 @@ pub async fn act(
         _ => return problem(&signed.config, StatusCode::NOT_FOUND, "There is no such action."),
     };
     run(&state, &signed, &context, &license, command).await
+}
+
+/// Asks before a deletion (a page, so that it works without JavaScript).
+fn confirm_deletion(signed: &Signed, license: &License) -> Response {
+    let config = &signed.config;
+    let key = license.license_key.as_ref().map(|key| key.as_str()).unwrap_or_default();
+    let content = html! {
+        p { "Delete license " code { (key) } "? Its clients are refused from then on, and it leaves the lists. Its history stays in the log." }
+        form.inline method="post" action=(config.path(&format!("/licenses/{}/delete", license.id))) {
+            input type="hidden" name="csrf" value=(signed.session.csrf);
+            input type="hidden" name="confirm" value="yes";
+            button type="submit" { "Delete the license" }
+        }
+        " "
+        a href=(config.path(&format!("/licenses/{}", license.id))) { "Keep it" }
+    };
+    html_response(StatusCode::OK, page(signed, "Delete a license", "licenses", content))
+}
+
+/// Deletes the license (its resources let go), then shows the list.
+async fn delete(state: &AppState, signed: &Signed, context: &RequestContext, license: &License) -> Response {
+    let caller = signed.caller();
+    let context = panel_context(context);
+    let switch = keyledger_app::switch::Switch {
+        licenses: &state.licenses,
+        resources: &state.resources,
+        metadata: |at| keyledger_http::metadata::event_metadata(&context, Some(&caller), &license.tenant_id, at),
+    };
+    match switch.delete(license).await {
+        Ok(_) => Redirect::to(&signed.config.path("/licenses")).into_response(),
+        Err(keyledger_app::switch::SwitchError::License(keyledger_app::CommandError::Refused(reason))) => {
+            problem(&signed.config, StatusCode::CONFLICT, &format!("The license refused this: {reason}."))
+        }
+        Err(error) => unavailable(&signed.config, "Deleting the license", &error),
+    }
+}
+
+/// A fresh offline token for a machine that holds a seat, shown once: for
+/// a customer whose machine can't reach the server (they read out its
+/// machine id; support hands back the token).
+async fn offline_token(state: &AppState, signed: &Signed, license: &License, raw_machine: &str) -> Response {
+    let config = &signed.config;
+    let machine = match keyledger_app::client::parse_machine(Some(raw_machine.trim())) {
+        Ok(id) => state.client.machine(id),
+        Err(error) => return problem(config, StatusCode::BAD_REQUEST, &format!("Machine id: {error}.")),
+    };
+    let caller = signed.caller();
+    let now = Utc::now();
+    let signer = match state.client.signer_for(Some(&caller)).await {
+        Ok(signer) => signer,
+        Err(error) => return unavailable(config, "Signing a token", &error),
+    };
+    let machine_id = raw_machine.trim().to_owned();
+    match state.client.token(&signer, &license.id, &machine, &machine_id, now).await {
+        Ok((token, expires)) => {
+            tracing::info!(license_id = %license.id, staff_id = %signed.session.staff_id, "offline token issued in the panel");
+            let content = html! {
+                p role="status" { "An offline token for machine " code { (machine_id) } ", valid until " (instant(expires)) ". Copy it now: it is not kept." }
+                label for="token" { "Token" }
+                textarea #token readonly rows="8" { (token) }
+                p { a href=(config.path(&format!("/licenses/{}", license.id))) { "Back to the license" } }
+            };
+            html_response(StatusCode::OK, page(signed, "Offline token", "licenses", content))
+        }
+        Err(keyledger_app::client::ClientError::Refused(reason)) => problem(
+            config,
+            StatusCode::CONFLICT,
+            &format!(
+                "No token for this machine: {reason}. Only a machine that holds a seat of a usable license gets one."
+            ),
+        ),
+        Err(error) => unavailable(config, "Signing a token", &error),
+    }
 }
 
 #[cfg(test)]

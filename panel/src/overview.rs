@@ -5,12 +5,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use keyledger_app::anomalies::AnomalyFilter;
+use keyledger_app::usage::{buckets, Hour};
 use keyledger_http::state::AppState;
-use maud::html;
+use maud::{html, Markup};
 
-use crate::layout::{html_response, page, problem};
+use crate::charts::{bars, Bar};
+use crate::layout::{html_response, page, problem, unavailable};
 use crate::session::Signed;
 
 /// Anomalies listed at most.
@@ -40,6 +42,10 @@ pub async fn page_handler(State(state): State<AppState>, signed: Signed) -> Resp
         tracing::warn!(error = %error, "panel: reading the consumers' health failed");
         Vec::new()
     });
+    let charts = match usage_charts(&state, tenant_id, now).await {
+        Ok(charts) => charts,
+        Err(error) => return unavailable(&signed.config, "Reading the usage", &error),
+    };
     let config = &signed.config;
     let content = html! {
         section aria-labelledby="figures" {
@@ -50,6 +56,10 @@ pub async fn page_handler(State(state): State<AppState>, signed: Signed) -> Resp
                 div { dt { "Activations" } dd { (activations) } }
                 div { dt { "Heartbeats in the last minute" } dd { (heartbeats) } }
             }
+        }
+        section aria-labelledby="usage" {
+            h2 #usage { "Use" }
+            div.charts { (charts) }
         }
         section aria-labelledby="anomalies" {
             h2 #anomalies { "Unresolved anomalies" }
@@ -86,4 +96,33 @@ pub async fn page_handler(State(state): State<AppState>, signed: Signed) -> Resp
         }
     };
     html_response(StatusCode::OK, page(&signed, "Overview", "overview", content))
+}
+
+/// Activations and validations over the last day (by hour) and the last
+/// month (by day), from the usage the client calls count.
+async fn usage_charts(
+    state: &AppState,
+    tenant_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Markup, Box<dyn std::error::Error + Send + Sync>> {
+    const HOUR: i64 = 3600;
+    const DAY: i64 = 86_400;
+    let from = (now - chrono::Duration::days(30)).timestamp().div_euclid(DAY) * DAY;
+    let hours = state.usage.hours(tenant_id, from).await?;
+    let by_hour = buckets(&hours, now, HOUR, 24);
+    let by_day = buckets(&hours, now, DAY, 30);
+    let label = |start: i64, format: &str| {
+        DateTime::from_timestamp(start, 0).map(|at| at.format(format).to_string()).unwrap_or_default()
+    };
+    let series = |buckets: &[Hour], format: &str, value: fn(&Hour) -> i64| -> Vec<Bar> {
+        buckets.iter().map(|bucket| Bar { label: label(bucket.start, format), value: value(bucket) }).collect()
+    };
+    let activations = |hour: &Hour| hour.activations;
+    let validations = |hour: &Hour| hour.validations;
+    Ok(html! {
+        (bars("activations-day", "Activations, last 24 hours (UTC)", &series(&by_hour, "%H:00", activations)))
+        (bars("validations-day", "Validations, last 24 hours (UTC)", &series(&by_hour, "%H:00", validations)))
+        (bars("activations-month", "Activations, last 30 days", &series(&by_day, "%b %d", activations)))
+        (bars("validations-month", "Validations, last 30 days", &series(&by_day, "%b %d", validations)))
+    })
 }

@@ -2,11 +2,9 @@
 //! issue a license of one (generated as every dialect generates one,
 //! [`keyledger_app::generation`]).
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use chrono::{NaiveDate, Utc};
 use keyledger_app::aggregates::CatalogError;
 use keyledger_app::generation::{self, NewLicense};
@@ -21,7 +19,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use crate::layout::{html_response, page, problem};
-use crate::session::{panel_context, Signed};
+use crate::session::{panel_context, Change, Signed};
 
 /// Products listed at most (a tenant's catalog is small).
 const MAX_LISTED: i64 = 1000;
@@ -129,6 +127,8 @@ pub struct ProductForm {
     heartbeat: String,
 }
 
+form_token!(ProductForm);
+
 /// The product a form asks for, or what is wrong with it.
 fn checked_product(tenant_id: &str, form: &ProductForm) -> Result<NewProduct, String> {
     let name = parse_product_name(&form.name).map_err(|e| format!("Name: the name {e}."))?;
@@ -152,14 +152,9 @@ fn checked_product(tenant_id: &str, form: &ProductForm) -> Result<NewProduct, St
 
 pub async fn create(
     State(state): State<AppState>,
-    signed: Signed,
     context: RequestContext,
-    form: Result<Form<ProductForm>, FormRejection>,
+    Change { signed, form }: Change<ProductForm>,
 ) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
     let refuse = |status: StatusCode, message: &str, products: Vec<StoredProduct>| {
         html_response(status, products_page(&signed, &products, Some(message), &form))
     };
@@ -199,16 +194,13 @@ pub struct LicenseForm {
     expires: String,
 }
 
+form_token!(LicenseForm);
+
 pub async fn issue_license(
     State(state): State<AppState>,
-    signed: Signed,
     context: RequestContext,
-    form: Result<Form<LicenseForm>, FormRejection>,
+    Change { signed, form }: Change<LicenseForm>,
 ) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
     let config = &signed.config;
     let bad = |message: &str| problem(config, StatusCode::BAD_REQUEST, message);
     let Some(seats) = form.seats.trim().parse::<i64>().ok().and_then(|n| Seats::new(n).ok()) else {

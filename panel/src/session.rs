@@ -10,15 +10,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
 use chrono::Utc;
 use keyledger_app::staff::{csrf_matches, Session, StaffRole};
 use keyledger_http::auth::{Caller, Role};
 use keyledger_http::extract::RequestContext;
 use keyledger_http::state::AppState;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use crate::layout;
 use crate::PanelConfig;
@@ -133,5 +136,49 @@ impl FromRequestParts<AppState> for Signed {
                 ))
             }
         }
+    }
+}
+
+/// A form that carries the session's form token (CSRF) in its `csrf`
+/// field.
+pub trait FormToken {
+    fn csrf(&self) -> &str;
+}
+
+/// A form with no fields but its token: a button that changes something.
+#[derive(Deserialize, Default)]
+pub struct Bare {
+    #[serde(default)]
+    csrf: String,
+}
+
+impl FormToken for Bare {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// A change posted by a signed-in staff member who may make it: the
+/// extractor of every handler that changes something. The form's token
+/// must be the session's, and a viewer is refused, before the handler
+/// runs; a form that does not parse counts as one without its token.
+pub struct Change<F> {
+    pub signed: Signed,
+    pub form: F,
+}
+
+impl<F> FromRequest<AppState> for Change<F>
+where
+    F: DeserializeOwned + Default + FormToken + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let signed = Signed::from_request_parts(&mut parts, state).await?;
+        let request = Request::from_parts(parts, body);
+        let form = Form::<F>::from_request(request, state).await.map(|Form(form)| form).unwrap_or_default();
+        signed.may_change(form.csrf())?;
+        Ok(Change { signed, form })
     }
 }

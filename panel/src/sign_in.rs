@@ -22,7 +22,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use crate::layout::{bare, html_response, problem};
-use crate::session::{cookie, set_cookie, Signed, COOKIE, PRE_COOKIE};
+use crate::session::{cookie, set_cookie, Bare, FormToken, Signed, COOKIE, PRE_COOKIE};
 use crate::PanelConfig;
 
 #[derive(Deserialize)]
@@ -43,12 +43,6 @@ pub struct PasswordForm {
     confirm: String,
     #[serde(default)]
     form: String,
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// The pre-session form token of the request, or a new one to set.
@@ -150,10 +144,11 @@ pub async fn sign_out(
     State(state): State<AppState>,
     signed: Signed,
     headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    form: Result<Form<Bare>, FormRejection>,
 ) -> Response {
-    let csrf = form.map(|Form(form)| form.csrf).unwrap_or_default();
-    if !keyledger_app::staff::csrf_matches(&signed.session, &csrf) {
+    // A viewer may sign out too: only the token is checked.
+    let form = form.map(|Form(form)| form).unwrap_or_default();
+    if !keyledger_app::staff::csrf_matches(&signed.session, form.csrf()) {
         return problem(&signed.config, StatusCode::FORBIDDEN, "This form has expired. Reload the page and try again.");
     }
     if let Some(token) = cookie(&headers, COOKIE) {

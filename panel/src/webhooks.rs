@@ -3,29 +3,21 @@
 //! secret (the new secret shown once). Endpoints are created and changed
 //! through the API, which checks their URLs.
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use keyledger_app::webhooks::{DeliveryFilter, Endpoint, Redelivery};
 use keyledger_http::state::AppState;
 use maud::html;
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::layout::{html_response, page, problem};
-use crate::session::Signed;
+use crate::layout::{html_response, page, problem, unavailable};
+use crate::session::{Bare, Change, Signed};
 
 /// Deliveries an endpoint's page shows.
 const DELIVERIES: i64 = 50;
 /// How long the previous secret keeps signing after a rotation, as the API's.
 const ROTATION_OVERLAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-fn unavailable(signed: &Signed, error: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %error, "panel: webhooks");
-    problem(&signed.config, StatusCode::SERVICE_UNAVAILABLE, "Webhooks can't be read or changed just now.")
-}
 
 async fn endpoint(state: &AppState, signed: &Signed, raw: &str) -> Result<Endpoint, Response> {
     let not_found = || problem(&signed.config, StatusCode::NOT_FOUND, "There is no such webhook.");
@@ -33,7 +25,7 @@ async fn endpoint(state: &AppState, signed: &Signed, raw: &str) -> Result<Endpoi
     match state.webhooks.get(&signed.session.tenant_id, &id).await {
         Ok(Some(endpoint)) => Ok(endpoint),
         Ok(None) => Err(not_found()),
-        Err(error) => Err(unavailable(signed, &error)),
+        Err(error) => Err(unavailable(&signed.config, "Reading or changing the webhooks", &error)),
     }
 }
 
@@ -49,7 +41,7 @@ fn state_of(endpoint: &Endpoint) -> String {
 pub async fn list(State(state): State<AppState>, signed: Signed) -> Response {
     let endpoints = match state.webhooks.list(&signed.session.tenant_id).await {
         Ok(endpoints) => endpoints,
-        Err(error) => return unavailable(&signed, &error),
+        Err(error) => return unavailable(&signed.config, "Reading or changing the webhooks", &error),
     };
     let config = &signed.config;
     let content = html! {
@@ -89,7 +81,7 @@ pub async fn show(State(state): State<AppState>, signed: Signed, Path(raw): Path
     let filter = DeliveryFilter { status: None, event: None, after: None, limit: DELIVERIES };
     let deliveries = match state.webhooks.deliveries(&endpoint.id, &filter).await {
         Ok(deliveries) => deliveries,
-        Err(error) => return unavailable(&signed, &error),
+        Err(error) => return unavailable(&signed.config, "Reading or changing the webhooks", &error),
     };
     let config = &signed.config;
     let action = |path: &str, label: &str| {
@@ -151,23 +143,12 @@ pub async fn show(State(state): State<AppState>, signed: Signed, Path(raw): Path
     html_response(StatusCode::OK, page(&signed, "Webhook", "webhooks", content))
 }
 
-#[derive(Deserialize, Default)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// Send a test, rotate the secret, or redeliver one delivery.
 pub async fn act(
     State(state): State<AppState>,
-    signed: Signed,
     Path((raw, action)): Path<(String, String)>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Change { signed, .. }: Change<Bare>,
 ) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
     let endpoint = match endpoint(&state, &signed, &raw).await {
         Ok(endpoint) => endpoint,
         Err(response) => return response,
@@ -180,7 +161,7 @@ pub async fn act(
         }
         "test" => match state.webhooks.send_test(&signed.session.tenant_id, &endpoint.id).await {
             Ok(_) => back(),
-            Err(error) => unavailable(&signed, &error),
+            Err(error) => unavailable(&signed.config, "Reading or changing the webhooks", &error),
         },
         "rotate" => match state.webhooks.rotate_secret(&signed.session.tenant_id, &endpoint.id, ROTATION_OVERLAP).await
         {
@@ -195,7 +176,7 @@ pub async fn act(
                 html_response(StatusCode::OK, page(&signed, "New webhook secret", "webhooks", content))
             }
             Ok(None) => problem(config, StatusCode::NOT_FOUND, "There is no such webhook."),
-            Err(error) => unavailable(&signed, &error),
+            Err(error) => unavailable(&signed.config, "Reading or changing the webhooks", &error),
         },
         _ => problem(config, StatusCode::NOT_FOUND, "There is no such action."),
     }
@@ -203,14 +184,9 @@ pub async fn act(
 
 pub async fn redeliver(
     State(state): State<AppState>,
-    signed: Signed,
     Path((raw, delivery)): Path<(String, String)>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Change { signed, .. }: Change<Bare>,
 ) -> Response {
-    let form = form.map(|Form(form)| form).unwrap_or_default();
-    if let Err(refused) = signed.may_change(&form.csrf) {
-        return refused;
-    }
     let endpoint = match endpoint(&state, &signed, &raw).await {
         Ok(endpoint) => endpoint,
         Err(response) => return response,
@@ -227,6 +203,6 @@ pub async fn redeliver(
             StatusCode::CONFLICT,
             "An attempt of this delivery is under way; try again when it is done.",
         ),
-        Err(error) => unavailable(&signed, &error),
+        Err(error) => unavailable(&signed.config, "Reading or changing the webhooks", &error),
     }
 }

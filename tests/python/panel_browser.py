@@ -194,6 +194,7 @@ def run(driver):
     driver.find_element(By.ID, "seats").send_keys("3")
     driver.find_element(By.XPATH, "//form[.//select[@id='product']]//button").click()
     wait_for(driver, lambda d: d.find_elements(By.ID, "license-status"), "the new license's page")
+    new_license_page = driver.current_url
     check(driver.find_element(By.ID, "license-status").text == "generated", "the new license is not activated")
     check("0 of 3 taken" in text(driver), "the new license has three seats")
     step("a product and a license of it were created in the panel")
@@ -395,6 +396,68 @@ def run(driver):
     check("There is no such license" in text(driver), "another tenant's license is not found")
     step("another tenant's license is not found")
 
+    # The overview's charts count the client's activations and validations
+    # (written every few seconds), each an image with a text alternative.
+    def charted(d):
+        d.get(PANEL + "/")
+        day = d.find_element(By.ID, "validations-day-title").text
+        activations = d.find_element(By.ID, "activations-month-title").text
+        return "(0)" not in day and "(0)" not in activations
+    wait_for(driver, charted, "the charts to count the client's calls", seconds=30)
+    charts = driver.find_elements(By.CSS_SELECTOR, ".chart svg[role=img]")
+    check(len(charts) == 4, f"four charts: {len(charts)}")
+    check(all("in all" in chart.get_attribute("aria-label") for chart in charts[:1]), "a chart says what it shows")
+    shoot(driver, "overview-charts")
+    accessible(driver, "overview with charts")
+    step("the overview charts activations and validations over the last day and month")
+
+    # The license's own actions: reinstate, a fresh offline token for a
+    # machine holding a seat (refused for one that holds none), a renewal.
+    driver.get(license_page)
+    driver.find_element(By.XPATH, "//form[contains(@action, '/reinstate')]/button").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "license-status").text == "active", "the license reinstated")
+    driver.find_element(By.ID, "machine").send_keys("browser-test-machine")
+    driver.find_element(By.CSS_SELECTOR, "#offline-token button").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "token"), "the offline token")
+    token = driver.find_element(By.ID, "token").get_attribute("value").strip()
+    check(token.count(".") == 2 and len(token) > 100, f"a signed token (a JWS): {token[:20]}")
+    accessible(driver, "offline-token")
+    driver.get(license_page)
+    driver.find_element(By.ID, "machine").send_keys("a-machine-without-a-seat")
+    driver.find_element(By.CSS_SELECTOR, "#offline-token button").click()
+    wait_for(driver, lambda d: "No token for this machine" in text(d), "a machine without a seat refused")
+    driver.get(license_page)
+    driver.find_element(By.XPATH, "//form[contains(@action, '/renew')]/button").click()
+    wait_for(driver, lambda d: "2036-" in text(d) or "2035-" in text(d), "the renewal to move the expiry on by its term")
+    step("the license page reinstates, issues an offline token to a seated machine only, and renews")
+
+    # Bulk select on the list: switched off, off again (unchanged, said
+    # why), and on; then a license deleted after a confirmation.
+    def bulk(action):
+        driver.get(PANEL + "/licenses")
+        driver.find_element(By.CSS_SELECTOR, f"input[aria-label='Select {LICENSE_KEY}']").click()
+        driver.find_element(By.CSS_SELECTOR, f"#bulk button[value={action}]").click()
+        wait_for(driver, lambda d: d.find_elements(By.ID, "bulk-outcome"), f"the bulk {action}")
+        return driver.find_element(By.ID, "bulk-outcome").text, text(driver)
+    outcome, _ = bulk("deactivate")
+    check(outcome.startswith("1 licenses deactivated"), f"bulk deactivate: {outcome}")
+    accessible(driver, "bulk-outcome")
+    outcome, page = bulk("deactivate")
+    check(outcome.startswith("0 ") and "already suspended" in page, f"a second deactivate changes nothing: {outcome}")
+    outcome, _ = bulk("activate")
+    check(outcome.startswith("1 licenses activated"), f"bulk activate: {outcome}")
+    driver.get(license_page)
+    check(driver.find_element(By.ID, "license-status").text == "active", "the license is active again")
+    driver.get(new_license_page)
+    driver.find_element(By.XPATH, "//form[contains(@action, '/delete')]/button").click()
+    wait_for(driver, lambda d: "Delete the license" in text(d), "the deletion to be confirmed first")
+    accessible(driver, "delete-confirmation")
+    driver.find_element(By.XPATH, "//button[text()='Delete the license']").click()
+    wait_for(driver, lambda d: d.current_url.endswith("/licenses"), "the list after the deletion")
+    driver.get(new_license_page)
+    check("There is no such license" in text(driver), "the deleted license is gone")
+    step("licenses are switched off and on in bulk, and one is deleted after a confirmation")
+
     driver.get(PANEL + "/")
     driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
     wait_for(driver, lambda d: d.current_url.endswith("/sign-in"), "sign-out to land on the sign-in page")
@@ -409,11 +472,17 @@ def run(driver):
     wait_for(driver, lambda d: "Overview" in text(d), "the viewer's overview")
     driver.get(license_page)
     check(not driver.find_elements(By.CSS_SELECTOR, "div.actions button"), "a viewer sees no action buttons")
-    csrf = driver.find_element(By.CSS_SELECTOR, "form.signout input[name=csrf]").get_attribute("value")
-    refused = requests.post(license_page + "/reinstate", data={"csrf": csrf}, cookies=session_of(driver), timeout=10, allow_redirects=False)
-    check(refused.status_code == 403, f"a viewer's change is refused: {refused.status_code}")
+    check(not driver.find_elements(By.ID, "offline-token"), "a viewer is offered no token")
+    driver.get(PANEL + "/licenses")
+    check(LICENSE_KEY in text(driver) and not driver.find_elements(By.CSS_SELECTOR, "input[name=id]"), "a viewer has nothing to tick on the list")
     driver.get(license_page)
-    check(driver.find_element(By.ID, "license-status").text == "suspended", "the viewer changed nothing")
+    csrf = driver.find_element(By.CSS_SELECTOR, "form.signout input[name=csrf]").get_attribute("value")
+    refused = requests.post(license_page + "/suspend", data={"csrf": csrf}, cookies=session_of(driver), timeout=10, allow_redirects=False)
+    check(refused.status_code == 403, f"a viewer's change is refused: {refused.status_code}")
+    refused = requests.post(PANEL + "/licenses/bulk", data={"csrf": csrf, "action": "deactivate", "id": LICENSE_ID}, cookies=session_of(driver), timeout=10, allow_redirects=False)
+    check(refused.status_code == 403, f"a viewer's bulk change is refused: {refused.status_code}")
+    driver.get(license_page)
+    check(driver.find_element(By.ID, "license-status").text == "active", "the viewer changed nothing")
     step("a viewer sees no buttons and its POSTs are 403")
     driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
     wait_for(driver, lambda d: d.current_url.endswith("/sign-in"), "the viewer's sign-out")

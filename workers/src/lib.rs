@@ -21,6 +21,7 @@ mod projector;
 mod relay;
 mod resources;
 pub mod runtime;
+mod usage;
 mod webhooks;
 
 pub use anomalies::{AnomalyWorker, ANOMALY_DETECTOR, DETECTOR_ACK_WAIT};
@@ -36,6 +37,7 @@ pub use resources::{ResourceReleaser, RESOURCE_RELEASER};
 pub use runtime::{
     Consumer, ConsumerError, Runtime, Spec, State as ConsumerState, Status as ConsumerStatus, Statuses, Step,
 };
+pub use usage::{UsageWriter, USAGE_WRITER};
 pub use webhooks::{
     start_dispatching_at_end_if_new, Dispatcher as WebhookDispatcher, Handoff as WebhookHandoff,
     Sender as WebhookSender, ENDPOINT_IN_FLIGHT, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,

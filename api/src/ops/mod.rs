@@ -30,6 +30,8 @@ pub struct Ops {
     pub consumers: Arc<crate::consumers::ConsumerProbe>,
     /// Call-rate reports the client calls queue for the log.
     pub call_reports: keyledger_app::client::CallReports,
+    /// Usage counted by the client calls, written by the `usage` consumer.
+    pub usage_counts: std::sync::Arc<keyledger_app::usage::UsageCounts>,
     /// The admin panel's settings, when it is served.
     pub panel: Option<Arc<keyledger_panel::PanelConfig>>,
 }

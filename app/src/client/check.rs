@@ -55,6 +55,7 @@ impl ClientService {
         beat: Beat,
     ) -> Result<Result<Checked, LicenseError>, ClientError> {
         let now = Utc::now();
+        self.stores.usage.count(license.tenant_id.as_str(), crate::usage::Usage::Validation, now);
         let mut license = match self.confirmed_valid(license, &machine.hash, now).await? {
             Ok(license) => license,
             Err(LicenseError::HeartbeatDead) if license.policy.resurrection == Resurrection::Revive => {

@@ -161,6 +161,8 @@ pub struct ClientStores {
     pub anomaly_settings: Arc<SettingsCache>,
     pub call_counter: Arc<CallCounter>,
     pub call_reports: CallReports,
+    /// Activations and validations per tenant per hour, counted here.
+    pub usage: Arc<crate::usage::UsageCounts>,
     pub metrics: Arc<crate::Metrics>,
 }
 
@@ -396,14 +398,12 @@ impl ClientService {
             DeviceDetails { app_version, ip: None, user_agent: None }
         };
         let device_number = self.new_device_number(license, &machine.hash).await?;
-        let command = LicenseCommand::ActivateLicense {
-            machine: machine.hash.clone(),
-            machine_name,
-            details,
-            device_number,
-            at: Utc::now(),
-        };
-        self.execute(call, license, command).await
+        let at = Utc::now();
+        let command =
+            LicenseCommand::ActivateLicense { machine: machine.hash.clone(), machine_name, details, device_number, at };
+        let activated = self.execute(call, license, command).await?;
+        self.stores.usage.count(license.tenant_id.as_str(), crate::usage::Usage::Activation, at);
+        Ok(activated)
     }
 
     /// Releases the machine's seat (a transfer, counted by a transfer limit).

@@ -119,12 +119,12 @@ async fn renew(
             let (tenant_id, _) = account(&state, &raw_account).await?;
             let caller = admin(credential, &tenant_id)?;
             let license = license_by_id(&state, &tenant_id, &Credential::Admin(caller.clone()), &license_id).await?;
-            let (Some(expiry), Some(created)) = (license.expires_at, license.created_at) else {
+            let Some(renewed) = license.renewed_expiry() else {
                 return Err(ApiError::bad_request("NOT_RENEWABLE", "The license has no expiry to renew")
                     .with_status(StatusCode::UNPROCESSABLE_ENTITY));
             };
             let command = LicenseCommand::EditLicense {
-                expires_at: Some(expiry + (expiry - created)),
+                expires_at: Some(renewed),
                 max_activations: None,
                 max_connections: None,
                 policy: None,

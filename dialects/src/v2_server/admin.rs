@@ -8,7 +8,9 @@ use axum::response::Response;
 use chrono::Utc;
 use keyledger_app::client::Activation;
 use keyledger_app::generation::NewLicense;
+use keyledger_app::switch::{Bulk, Switch, SwitchError};
 use keyledger_domain::{License, LicenseCommand, LicenseStatus, Seats};
+use keyledger_http::metadata::event_metadata;
 use serde_json::{json, Value};
 
 use super::wire::{BulkRequest, GenerateRequest, QuickEditRequest, RegisterDeviceRequest};
@@ -232,47 +234,28 @@ async fn customer_stats(
     )
 }
 
-/// Suspends (`active` false) or reinstates (`active` true) the license;
-/// None when it already was so.
-async fn set_active(
-    state: &AppState,
-    context: &RequestContext,
-    caller: &Caller,
-    license: &License,
-    active: bool,
-) -> Result<Option<License>, ApiError> {
-    let suspended = license.status == LicenseStatus::Suspended;
-    if suspended != active {
-        return Ok(None);
+/// The switch of this caller's changes, through this dialect.
+fn switch<'a>(
+    state: &'a AppState,
+    context: &'a RequestContext,
+    caller: &'a Caller,
+    tenant_id: &'a str,
+) -> Switch<'a, impl Fn(chrono::DateTime<Utc>) -> std::collections::HashMap<String, String> + 'a> {
+    Switch {
+        licenses: &state.licenses,
+        resources: &state.resources,
+        metadata: move |at| event_metadata(context, Some(caller), tenant_id, at),
     }
-    let at = Utc::now();
-    let command = if active {
-        LicenseCommand::ReinstateLicense { at }
-    } else {
-        LicenseCommand::SuspendLicense { reason: Some("deactivated through the V2 License Server API".to_owned()), at }
-    };
-    let changed = execute_as(state, context, Some(caller), license, command).await?;
-    if !active {
-        release_resources(state, context, caller, &changed).await?;
-    }
-    Ok(Some(changed))
 }
 
-/// A suspended or deleted license lets its resources go.
-async fn release_resources(
-    state: &AppState,
-    context: &RequestContext,
-    caller: &Caller,
-    license: &License,
-) -> Result<(), ApiError> {
-    let pool = crate::native::resources::pool_of(state, &license.tenant_id).await?;
-    if pool.held_by(&license.id).next().is_none() {
-        return Ok(());
+/// Why a license is switched off through this dialect, in its events.
+const SWITCHED_OFF: &str = "deactivated through the V2 License Server API";
+
+fn switch_error(error: SwitchError) -> ApiError {
+    match error {
+        SwitchError::License(error) => error.into(),
+        SwitchError::Resources(error) => crate::native::resources::resource_error(error),
     }
-    let (license_id, at) = (license.id.to_string(), Utc::now());
-    let release = || keyledger_domain::ResourceCommand::ReleaseAll { license_id: license_id.clone(), at };
-    crate::native::resources::change_pool(state, context, caller, &license.tenant_id, release).await?;
-    Ok(())
 }
 
 #[utoipa::path(
@@ -296,30 +279,15 @@ async fn toggle(
             let SystemCaller(caller) = caller?;
             let license = license_numbered(&state, &caller, integer_id(&raw_id, "license_id")?).await?;
             let activate = license.status == LicenseStatus::Suspended;
-            set_active(&state, &context, &caller, &license, activate).await?;
+            switch(&state, &context, &caller, &license.tenant_id)
+                .set_active(&license, activate, SWITCHED_OFF)
+                .await
+                .map_err(switch_error)?;
             let message = if activate { "License activated successfully" } else { "License deactivated successfully" };
             Ok(json!({ "success": true, "is_active": activate, "message": message }))
         }
         .await,
     )
-}
-
-/// What a bulk operation does to one license.
-#[derive(Clone, Copy)]
-enum Bulk {
-    Activate,
-    Deactivate,
-    Delete,
-}
-
-impl Bulk {
-    fn past(self) -> &'static str {
-        match self {
-            Bulk::Activate => "activated",
-            Bulk::Deactivate => "deactivated",
-            Bulk::Delete => "deleted",
-        }
-    }
 }
 
 /// Runs `bulk` on each license named, one command each: the count of
@@ -350,17 +318,11 @@ async fn run_bulk(
             }
             Err(error) => return Err(error),
         };
-        let outcome = match bulk {
-            Bulk::Activate => set_active(state, context, caller, &license, true).await.map(|done| done.is_some()),
-            Bulk::Deactivate => set_active(state, context, caller, &license, false).await.map(|done| done.is_some()),
-            Bulk::Delete => {
-                let command = LicenseCommand::DeleteLicense { at: Utc::now() };
-                match execute_as(state, context, Some(caller), &license, command).await {
-                    Ok(deleted) => release_resources(state, context, caller, &deleted).await.map(|()| true),
-                    Err(error) => Err(error),
-                }
-            }
-        };
+        let outcome = switch(state, context, caller, &license.tenant_id)
+            .apply(&license, bulk, SWITCHED_OFF)
+            .await
+            .map(|done| done.is_some())
+            .map_err(switch_error);
         match outcome {
             Ok(true) => changed += 1,
             Ok(false) => {

@@ -565,6 +565,15 @@ fn extending_an_expired_license_renews_it() {
     assert!(license.validate(&machine(1), later).is_ok());
 }
 
+#[test]
+fn a_renewal_moves_the_expiry_on_by_the_term_from_the_expiry() {
+    let license = state(vec![generated()]);
+    let term = expiry() - license.created_at.unwrap();
+    assert_eq!(license.renewed_expiry(), Some(expiry() + term));
+    let perpetual = License { expires_at: None, ..license };
+    assert_eq!(perpetual.renewed_expiry(), None);
+}
+
 // --- validate (a query, not a command) ----------------------------------------------
 
 #[test]
