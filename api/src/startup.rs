@@ -313,7 +313,7 @@ impl Application {
         let webhooks = keyledger_app::webhooks::WebhookStore::new(db.clone(), Arc::new(master.clone()));
         let analytics = Arc::new(keyledger_app::analytics::AnalyticsTokens::new(db.clone(), master.clone()));
         let fingerprints = keyledger_app::fingerprints::FingerprintStore::new(db.clone(), master.clone());
-        let directory = Arc::new(Directory::open(db.clone(), master).await?);
+        let directory = Arc::new(Directory::open(db.clone(), master.clone()).await?);
         let retry_policy = config.retry_policy().map_err(StartupError::WebhookSettings)?;
         let panel = config.panel_config().map_err(StartupError::PanelSettings)?;
         if config.webhook_delivery == "on" && config.nats_url.is_none() {
@@ -411,7 +411,7 @@ impl Application {
             metrics,
             consumer_health: consumers.clone(),
             fingerprints,
-            staff: keyledger_app::staff::StaffStore::new(db.clone()),
+            staff: keyledger_app::staff::StaffStore::new(db.clone(), master.clone()),
             usage: keyledger_app::usage::UsageStore::new(db.clone()),
         });
         let state = OpsState::new(Ops {

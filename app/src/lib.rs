@@ -49,6 +49,7 @@ mod sweep;
 pub mod switch;
 pub mod system_keys;
 pub mod tenancy;
+pub mod totp;
 pub mod usage;
 pub mod webhooks;
 

@@ -4,14 +4,23 @@
 //! kept in the log's database, so any process serves it. Nothing here is
 //! kept in clear: invitation and session tokens as their SHA-256, the
 //! password as its argon2id hash.
+//!
+//! The operator signs in too, with the operator token, to manage tenants.
+//! An operator's session names no staff member: its `staff_id` is
+//! `operator:` and a fingerprint of the token it was opened with, so a
+//! server started with another token opens none of the old sessions.
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use keyledger_eventlog::{on_pool, Database};
 
+use crate::master::MasterKey;
 use crate::secret::{digests_match, random_token, sha256_hex};
+use crate::totp;
 
+/// How an operator session's `staff_id` begins.
+pub const OPERATOR_PREFIX: &str = "operator:";
 /// How long an invitation link may be used.
 pub const INVITATION_TTL: Duration = Duration::days(7);
 /// Shortest password accepted.
@@ -37,6 +46,10 @@ pub enum StaffRole {
     Admin,
     /// Sees everything of the tenant and changes nothing.
     Viewer,
+    /// The installation's operator, signed in with the operator token:
+    /// manages tenants, and runs any tenant it opens as its admin would.
+    /// Never a staff member's role ([`StaffRole::parse`] does not read it).
+    Operator,
 }
 
 impl StaffRole {
@@ -52,6 +65,7 @@ impl StaffRole {
         match self {
             Self::Admin => "admin",
             Self::Viewer => "viewer",
+            Self::Operator => "operator",
         }
     }
 }
@@ -96,6 +110,8 @@ pub struct SignedIn {
 #[derive(Clone)]
 pub struct StaffStore {
     db: Database,
+    /// Seals the TOTP secrets.
+    master: MasterKey,
 }
 
 fn stamp(at: DateTime<Utc>) -> String {
@@ -156,8 +172,8 @@ fn staff_of(row: StaffRow) -> Option<Staff> {
 }
 
 impl StaffStore {
-    pub fn new(db: Database) -> Self {
-        Self { db }
+    pub fn new(db: Database, master: MasterKey) -> Self {
+        Self { db, master }
     }
 
     /// Invites `email` to the tenant's panel with `role`: a new staff
@@ -261,12 +277,19 @@ impl StaffStore {
         &self,
         email: &str,
         password: &str,
+        code: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<SignedIn>, StaffError> {
-        const SQL: &str = "SELECT staff_id, tenant_id, email, role, password_hash, created_at FROM panel_staff \
-                           WHERE email = $1";
-        let row: Option<StaffRow> =
-            on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(email).fetch_optional(pool).await)?;
+        const SQL: &str = "SELECT staff_id, tenant_id, email, role, password_hash, created_at, totp_secret, \
+                           totp_last_step FROM panel_staff WHERE email = $1";
+        type Row = (String, String, String, String, Option<String>, String, Option<String>, Option<i64>);
+        let row: Option<Row> = on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(email).fetch_optional(pool).await)?;
+        let (row, totp_secret, last_step) = match row {
+            Some((id, tenant_id, email, role, hash, created_at, secret, last)) => {
+                (Some((id, tenant_id, email, role, hash, created_at)), secret, last)
+            }
+            None => (None, None, None),
+        };
         let hash = row.as_ref().and_then(|row| row.4.clone());
         let password = password.to_owned();
         let checked = hash.clone().unwrap_or_else(|| decoy_hash().to_owned());
@@ -275,7 +298,80 @@ impl StaffStore {
             .await
             .map_err(|e| StaffError::Hash(e.to_string()))?;
         let Some(staff) = row.and_then(staff_of).filter(|_| matches && hash.is_some()) else { return Ok(None) };
+        if let Some(sealed) = totp_secret {
+            if !self.take_code(&staff.id, &sealed, code, last_step, now).await? {
+                return Ok(None);
+            }
+        }
         self.begin(&staff, now).await.map(Some)
+    }
+
+    /// Whether `code` is a good code of the sealed secret, not used
+    /// before; it is marked used (one update that only a later step
+    /// passes, so two requests can't both use it).
+    async fn take_code(
+        &self,
+        staff_id: &str,
+        sealed: &str,
+        code: &str,
+        last_step: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StaffError> {
+        const USE: &str = "UPDATE panel_staff SET totp_last_step = $1 WHERE staff_id = $2 \
+                           AND (totp_last_step IS NULL OR totp_last_step < $1)";
+        let secret = self.master.open(sealed, &totp_context(staff_id)).map_err(|e| StaffError::Hash(e.to_string()))?;
+        let Some(step) = totp::verify(&secret, code, now, last_step) else { return Ok(false) };
+        let used = on_pool!(&self.db, pool => sqlx::query(USE).bind(step).bind(staff_id).execute(pool).await
+            .map(|done| done.rows_affected()))?;
+        Ok(used == 1)
+    }
+
+    /// Whether the staff member signs in with a code too.
+    pub async fn totp_enabled(&self, staff_id: &str) -> Result<bool, StaffError> {
+        const SQL: &str = "SELECT totp_secret FROM panel_staff WHERE staff_id = $1";
+        let secret: Option<Option<String>> =
+            on_pool!(&self.db, pool => sqlx::query_scalar(SQL).bind(staff_id).fetch_optional(pool).await)?;
+        Ok(secret.flatten().is_some())
+    }
+
+    /// Begins setting TOTP up: a new secret, kept (sealed) as pending
+    /// until a code from it is confirmed. Returns the secret, to show.
+    pub async fn totp_begin(&self, staff_id: &str) -> Result<[u8; totp::SECRET_BYTES], StaffError> {
+        const SQL: &str = "UPDATE panel_staff SET totp_pending = $1 WHERE staff_id = $2";
+        let secret = totp::new_secret();
+        let sealed = self.master.seal(&secret, &totp_context(staff_id));
+        on_pool!(&self.db, pool => sqlx::query(SQL).bind(&sealed).bind(staff_id).execute(pool).await.map(drop))?;
+        Ok(secret)
+    }
+
+    /// Turns TOTP on when `code` is a good code of the pending secret.
+    pub async fn totp_confirm(&self, staff_id: &str, code: &str, now: DateTime<Utc>) -> Result<bool, StaffError> {
+        const PENDING: &str = "SELECT totp_pending FROM panel_staff WHERE staff_id = $1";
+        const ENABLE: &str = "UPDATE panel_staff SET totp_secret = totp_pending, totp_pending = NULL, \
+                              totp_last_step = $1 WHERE staff_id = $2 AND totp_pending = $3";
+        let pending: Option<Option<String>> =
+            on_pool!(&self.db, pool => sqlx::query_scalar(PENDING).bind(staff_id).fetch_optional(pool).await)?;
+        let Some(sealed) = pending.flatten() else { return Ok(false) };
+        let secret = self.master.open(&sealed, &totp_context(staff_id)).map_err(|e| StaffError::Hash(e.to_string()))?;
+        let Some(step) = totp::verify(&secret, code, now, None) else { return Ok(false) };
+        let enabled = on_pool!(&self.db, pool => sqlx::query(ENABLE).bind(step).bind(staff_id).bind(&sealed)
+            .execute(pool).await.map(|done| done.rows_affected()))?;
+        Ok(enabled == 1)
+    }
+
+    /// Turns TOTP off when `code` is a good code of the current secret.
+    pub async fn totp_disable(&self, staff_id: &str, code: &str, now: DateTime<Utc>) -> Result<bool, StaffError> {
+        const SQL: &str = "SELECT totp_secret, totp_last_step FROM panel_staff WHERE staff_id = $1";
+        const DISABLE: &str = "UPDATE panel_staff SET totp_secret = NULL, totp_pending = NULL, \
+                               totp_last_step = NULL WHERE staff_id = $1";
+        let row: Option<(Option<String>, Option<i64>)> =
+            on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(staff_id).fetch_optional(pool).await)?;
+        let Some((Some(sealed), last_step)) = row else { return Ok(false) };
+        if !self.take_code(staff_id, &sealed, code, last_step, now).await? {
+            return Ok(false);
+        }
+        on_pool!(&self.db, pool => sqlx::query(DISABLE).bind(staff_id).execute(pool).await.map(drop))?;
+        Ok(true)
     }
 
     /// A new session for `staff`, with its own cookie and form tokens.
@@ -303,6 +399,28 @@ impl StaffStore {
         Ok(SignedIn { token, session })
     }
 
+    /// A new operator session, with `fingerprint` naming the operator
+    /// token it was opened with, in no tenant yet.
+    pub async fn begin_operator(&self, fingerprint: &str, now: DateTime<Utc>) -> Result<SignedIn, StaffError> {
+        let operator = Staff {
+            id: format!("{OPERATOR_PREFIX}{fingerprint}"),
+            tenant_id: String::new(),
+            email: "operator".to_owned(),
+            role: StaffRole::Operator,
+            active: true,
+            created_at: stamp(now),
+        };
+        self.begin(&operator, now).await
+    }
+
+    /// Points an operator's session at a tenant (the pages then show it).
+    pub async fn open_tenant(&self, token: &str, tenant_id: &str) -> Result<(), StaffError> {
+        const SQL: &str =
+            "UPDATE panel_sessions SET tenant_id = $1 WHERE session_hash = $2 AND staff_id LIKE 'operator:%'";
+        on_pool!(&self.db, pool => sqlx::query(SQL).bind(tenant_id).bind(sha256_hex(token)).execute(pool).await.map(drop))?;
+        Ok(())
+    }
+
     /// The session a cookie's token opens, if it was used within `idle`
     /// and began within `lifetime`; its last use is moved to `now`.
     pub async fn session(
@@ -312,16 +430,21 @@ impl StaffStore {
         lifetime: Duration,
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, StaffError> {
-        const SQL: &str = "SELECT s.staff_id, s.tenant_id, p.email, p.role, s.csrf, s.created_at, s.last_seen_at \
-                           FROM panel_sessions s JOIN panel_staff p ON p.staff_id = s.staff_id \
-                           WHERE s.session_hash = $1 AND p.password_hash IS NOT NULL";
+        const SQL: &str = "SELECT s.staff_id, s.tenant_id, COALESCE(p.email, 'operator'), \
+                           COALESCE(p.role, 'operator'), s.csrf, s.created_at, s.last_seen_at \
+                           FROM panel_sessions s LEFT JOIN panel_staff p ON p.staff_id = s.staff_id \
+                           WHERE s.session_hash = $1 AND (p.password_hash IS NOT NULL OR s.staff_id LIKE 'operator:%')";
         const TOUCH: &str = "UPDATE panel_sessions SET last_seen_at = $1 WHERE session_hash = $2";
         type Row = (String, String, String, String, String, String, String);
         let hash = sha256_hex(token);
         let row: Option<Row> = on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(&hash).fetch_optional(pool).await)?;
         let Some((staff_id, tenant_id, email, role, csrf, created_at, last_seen_at)) = row else { return Ok(None) };
-        let (Some(created), Some(seen), Some(role)) =
-            (parse_stamp(&created_at), parse_stamp(&last_seen_at), StaffRole::parse(&role))
+        let role = match role.as_str() {
+            "operator" if staff_id.starts_with(OPERATOR_PREFIX) => Some(StaffRole::Operator),
+            "operator" => None,
+            other => StaffRole::parse(other),
+        };
+        let (Some(created), Some(seen), Some(role)) = (parse_stamp(&created_at), parse_stamp(&last_seen_at), role)
         else {
             return Ok(None);
         };
@@ -341,6 +464,11 @@ impl StaffStore {
         on_pool!(&self.db, pool => sqlx::query(SQL).bind(sha256_hex(token)).execute(pool).await.map(drop))?;
         Ok(())
     }
+}
+
+/// What a staff member's TOTP secret is sealed to: its row.
+fn totp_context(staff_id: &str) -> String {
+    format!("panel-totp:{staff_id}")
 }
 
 /// Whether a form's token is the session's.

@@ -160,6 +160,14 @@ impl TenancyStore {
         Ok((tenant, key))
     }
 
+    /// Every tenant with when it was created, oldest first.
+    pub async fn tenants(&self) -> Result<Vec<(Tenant, String)>, sqlx::Error> {
+        const SQL: &str = "SELECT id, name, created_at FROM tenants ORDER BY created_at, id";
+        let rows: Vec<(String, String, String)> =
+            on_pool!(&self.db, pool => sqlx::query_as(SQL).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(|(id, name, created_at)| (Tenant { id, name }, created_at)).collect())
+    }
+
     pub async fn create_key(&self, tenant_id: &str, role: Role, name: &str) -> Result<IssuedKey, sqlx::Error> {
         let (key, secret_hash) = new_key(tenant_id, role, name);
         let created_at = now();

@@ -101,6 +101,18 @@ impl Authenticator {
         Ok(found)
     }
 
+    /// Whether `presented` is the operator token.
+    pub fn is_operator_token(&self, presented: &str) -> bool {
+        digests_match(&sha256_hex(presented), &self.operator_token_hash)
+    }
+
+    /// A fingerprint of the operator token, for what must end when it
+    /// changes (the panel's operator sessions); it does not reveal the
+    /// token, nor its hash.
+    pub fn operator_fingerprint(&self) -> String {
+        sha256_hex(&format!("panel-operator-session:{}", self.operator_token_hash))[..32].to_owned()
+    }
+
     pub async fn authenticate(&self, presented: &str) -> Result<Caller, ApiError> {
         let invalid = || ApiError::unauthorized("Invalid or revoked API key");
         if let Some(rest) = presented.strip_prefix(KEY_PREFIX) {

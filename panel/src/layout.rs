@@ -76,6 +76,10 @@ pub fn page(signed: &Signed, title: &str, current: &str, content: Markup) -> Mar
             a.brand href=(config.path("/")) { "keyledger" }
             nav aria-label="Sections" {
                 ul {
+                    @if signed.is_operator() {
+                        (section("tenants", "/tenants", "Tenants"))
+                    }
+                    @if !signed.session.tenant_id.is_empty() {
                     (section("overview", "/", "Overview"))
                     (section("licenses", "/licenses", "Licenses"))
                     (section("customers", "/customers", "Customers"))
@@ -84,15 +88,28 @@ pub fn page(signed: &Signed, title: &str, current: &str, content: Markup) -> Mar
                     (section("webhooks", "/webhooks", "Webhooks"))
                     (section("leads", "/leads/", "Leads"))
                     (section("keys", "/keys", "Keys"))
+                    }
+                    @if !signed.is_operator() {
+                        (section("account", "/account", "Account"))
+                    }
                 }
             }
-            form.search role="search" method="get" action=(config.path("/licenses")) {
-                label for="global-search" { "Search licenses" }
-                input #global-search type="search" name="q" placeholder="Key or customer";
-                button type="submit" { "Search" }
+            @if !signed.session.tenant_id.is_empty() {
+                form.search role="search" method="get" action=(config.path("/licenses")) {
+                    label for="global-search" { "Search licenses" }
+                    input #global-search type="search" name="q" placeholder="Key or customer";
+                    button type="submit" { "Search" }
+                }
             }
             form.signout method="post" action=(config.path("/sign-out")) {
-                span.who { (signed.session.email) " (" (signed.session.role.as_str()) ")" }
+                span.who {
+                    @if signed.is_operator() {
+                        "the operator"
+                        @if !signed.session.tenant_id.is_empty() { ", in tenant " code { (signed.session.tenant_id) } }
+                    } @else {
+                        (signed.session.email) " (" (signed.session.role.as_str()) ")"
+                    }
+                }
                 input type="hidden" name="csrf" value=(signed.session.csrf);
                 button type="submit" { "Sign out" }
             }

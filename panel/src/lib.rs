@@ -20,6 +20,7 @@ macro_rules! form_token {
     };
 }
 
+mod account;
 mod anomalies;
 mod assets;
 mod bulk;
@@ -33,6 +34,7 @@ mod overview;
 mod products;
 mod session;
 mod sign_in;
+mod tenants;
 mod webhooks;
 
 use std::sync::Arc;
@@ -78,6 +80,16 @@ pub fn router(state: AppState, config: PanelConfig) -> Router {
         .route("/", get(overview::page_handler))
         .route("/sign-in", get(sign_in::form).post(sign_in::submit))
         .route("/sign-out", post(sign_in::sign_out))
+        .route("/account", get(account::show))
+        .route("/account/totp", post(account::begin))
+        .route("/account/totp/confirm", post(account::confirm))
+        .route("/account/totp/disable", post(account::disable))
+        .route("/operator/sign-in", get(sign_in::operator_form).post(sign_in::operator_submit))
+        .route("/tenants", get(tenants::list).post(tenants::create))
+        .route("/tenants/{id}", get(tenants::show))
+        .route("/tenants/{id}/open", post(tenants::open))
+        .route("/tenants/{id}/staff", post(tenants::invite))
+        .route("/tenants/{id}/staff/{staff}/remove", post(tenants::remove_staff))
         .route("/invitation/{token}", get(sign_in::invitation_form).post(sign_in::accept_invitation))
         .route("/licenses", get(licenses::list).post(products::issue_license))
         .route("/licenses/bulk", post(bulk::run))

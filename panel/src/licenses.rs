@@ -401,6 +401,7 @@ fn actor(event: &LoggedEvent) -> String {
     let who = match (key.as_str(), role.as_str()) {
         ("", "") => "the license's client".to_owned(),
         (key, role) if key.starts_with("staff:") => format!("staff member {} ({role})", &key["staff:".len()..]),
+        ("operator", _) => "the operator".to_owned(),
         (key, role) => format!("key {key} ({role})"),
     };
     if api.is_empty() {

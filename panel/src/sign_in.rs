@@ -22,7 +22,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use crate::layout::{bare, html_response, problem};
-use crate::session::{cookie, set_cookie, Bare, FormToken, Signed, COOKIE, PRE_COOKIE};
+use crate::session::{cookie, set_cookie, Anyone, Bare, FormToken, COOKIE, PRE_COOKIE};
 use crate::PanelConfig;
 
 #[derive(Deserialize)]
@@ -31,6 +31,9 @@ pub struct SignInForm {
     email: String,
     #[serde(default)]
     password: String,
+    /// The TOTP code, for those who turned it on.
+    #[serde(default)]
+    code: String,
     #[serde(default)]
     form: String,
 }
@@ -83,8 +86,11 @@ fn sign_in_markup(config: &PanelConfig, token: &str, email: &str, error: Option<
             input #email type="email" name="email" value=(email) autocomplete="username" required;
             label for="password" { "Password" }
             input #password type="password" name="password" autocomplete="current-password" required;
+            label for="code" { "Authentication code (if you turned it on)" }
+            input #code type="text" name="code" inputmode="numeric" autocomplete="one-time-code" maxlength="8";
             button type="submit" { "Sign in" }
         }
+        p { a href=(config.path("/operator/sign-in")) { "Sign in as the operator" } }
     };
     bare(config, "Sign in", content)
 }
@@ -113,11 +119,12 @@ pub async fn submit(
     }
     let (token, _) = form_token(&headers);
     let refused = |email: &str| {
-        let markup = sign_in_markup(&config, &token, email, Some("Wrong email or password."), None);
+        let markup =
+            sign_in_markup(&config, &token, email, Some("Wrong email or password (or authentication code)."), None);
         html_response(StatusCode::UNAUTHORIZED, markup)
     };
     let Some(email) = normal_email(&form.email) else { return refused(form.email.trim()) };
-    let signed_in = match state.staff.sign_in(&email, &form.password, Utc::now()).await {
+    let signed_in = match state.staff.sign_in(&email, &form.password, &form.code, Utc::now()).await {
         Ok(Some(signed_in)) => signed_in,
         Ok(None) => return refused(&email),
         Err(error) => {
@@ -125,24 +132,97 @@ pub async fn submit(
             return problem(&config, StatusCode::SERVICE_UNAVAILABLE, "Signing in is not possible just now.");
         }
     };
-    // A session the browser held before is ended: signing in always
-    // begins a new one, so a session id planted before sign-in is useless.
-    if let Some(old) = cookie(&headers, COOKIE) {
+    begin_session(&state, &config, &headers, &signed_in.token, "/").await
+}
+
+/// The answer that begins a session: any session the browser held before
+/// is ended (signing in always begins a new one, so a session id planted
+/// before sign-in is useless), and the browser goes to `to`.
+async fn begin_session(state: &AppState, config: &PanelConfig, headers: &HeaderMap, token: &str, to: &str) -> Response {
+    if let Some(old) = cookie(headers, COOKIE) {
         if let Err(error) = state.staff.end(old).await {
             tracing::warn!(error = %error, "panel: ending the previous session failed");
         }
     }
-    let mut response = Redirect::to(&config.path("/")).into_response();
+    let mut response = Redirect::to(&config.path(to)).into_response();
     let lifetime = config.lifetime.num_seconds();
     let headers = response.headers_mut();
-    headers.append(header::SET_COOKIE, set_cookie(&config, COOKIE, &signed_in.token, Some(lifetime)));
-    headers.append(header::SET_COOKIE, set_cookie(&config, PRE_COOKIE, "", None));
+    headers.append(header::SET_COOKIE, set_cookie(config, COOKIE, token, Some(lifetime)));
+    headers.append(header::SET_COOKIE, set_cookie(config, PRE_COOKIE, "", None));
     response
+}
+
+#[derive(Deserialize)]
+pub struct OperatorForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    form: String,
+}
+
+fn operator_markup(config: &PanelConfig, form: &str, error: Option<&str>) -> Markup {
+    let content = html! {
+        p { "The operator manages the tenants of this installation, with the operator token it was started with." }
+        @if let Some(error) = error {
+            p.error role="alert" { (error) }
+        }
+        form.stack method="post" action=(config.path("/operator/sign-in")) {
+            input type="hidden" name="form" value=(form);
+            label for="operator-token" { "Operator token" }
+            input #operator-token type="password" name="token" autocomplete="current-password" required;
+            button type="submit" { "Sign in" }
+        }
+        p { a href=(config.path("/sign-in")) { "Staff sign in" } }
+    };
+    bare(config, "Operator sign in", content)
+}
+
+pub async fn operator_form(Extension(config): Extension<Arc<PanelConfig>>, headers: HeaderMap) -> Response {
+    let (token, new) = form_token(&headers);
+    form_page(&config, StatusCode::OK, &token, new, operator_markup(&config, &token, None))
+}
+
+/// Signs the operator in with the operator token. A wrong token answers
+/// 401, which counts toward the address's progressive block as a wrong
+/// password does.
+pub async fn operator_submit(
+    State(state): State<AppState>,
+    Extension(config): Extension<Arc<PanelConfig>>,
+    headers: HeaderMap,
+    form: Result<Form<OperatorForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return problem(&config, StatusCode::BAD_REQUEST, "The sign-in form was not sent as a form.");
+    };
+    if !form_matches(&headers, &form.form) {
+        return problem(
+            &config,
+            StatusCode::FORBIDDEN,
+            "This form has expired. Go back, reload the page and try again.",
+        );
+    }
+    if !state.auth.is_operator_token(form.token.trim()) {
+        let (token, _) = form_token(&headers);
+        return html_response(
+            StatusCode::UNAUTHORIZED,
+            operator_markup(&config, &token, Some("Wrong operator token.")),
+        );
+    }
+    match state.staff.begin_operator(&state.auth.operator_fingerprint(), Utc::now()).await {
+        Ok(signed_in) => {
+            tracing::info!("panel: the operator signed in");
+            begin_session(&state, &config, &headers, &signed_in.token, "/tenants").await
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "panel: signing the operator in failed");
+            problem(&config, StatusCode::SERVICE_UNAVAILABLE, "Signing in is not possible just now.")
+        }
+    }
 }
 
 pub async fn sign_out(
     State(state): State<AppState>,
-    signed: Signed,
+    Anyone(signed): Anyone,
     headers: HeaderMap,
     form: Result<Form<Bare>, FormRejection>,
 ) -> Response {

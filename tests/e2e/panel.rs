@@ -9,7 +9,7 @@ use serde_json::json;
 on_both_backends!(a_vendors_staff_run_licenses_from_the_panel_in_a_browser, staff_are_invited_through_the_api,);
 
 /// Wrong passwords after which the test's address is blocked.
-const BLOCK_AFTER: u32 = 4;
+const BLOCK_AFTER: u32 = 6;
 
 async fn a_vendors_staff_run_licenses_from_the_panel_in_a_browser(backend: Backend) {
     let app = TestApp::spawn_with(backend, |config| {
@@ -76,6 +76,8 @@ async fn a_vendors_staff_run_licenses_from_the_panel_in_a_browser(backend: Backe
             ("KL_BLOCK_AFTER", &BLOCK_AFTER.to_string()),
             ("KL_SCREENSHOTS", screenshots.to_str().unwrap()),
             ("KL_AXE", axe.to_str().unwrap()),
+            ("KL_OPERATOR_TOKEN", keyledger_tests::OPERATOR_TOKEN),
+            ("KL_TENANT_ID", &tenant.id),
             ("SE_OFFLINE", "true"),
             ("SE_AVOID_STATS", "true"),
         ],
@@ -99,6 +101,12 @@ async fn a_vendors_staff_run_licenses_from_the_panel_in_a_browser(backend: Backe
     let suspended = suspended.unwrap_or_else(|| panic!("a suspension: {}", history.body));
     assert_eq!(suspended["metadata"]["api"], "panel", "{suspended}");
     assert!(suspended["metadata"]["actor_key_id"].as_str().unwrap().starts_with("staff:"), "{suspended}");
+    let by_operator = history.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["type"] == "LicenseSuspended" && e["metadata"]["actor_key_id"] == "operator");
+    assert!(by_operator, "the operator's suspension, recorded as the operator's: {}", history.body);
 }
 
 /// A license the anomaly detector suspended for hopping between machines:

@@ -14,11 +14,17 @@ Usage: panel_browser.py  (everything comes in the environment)
   KL_BLOCK_AFTER     wrong passwords after which the address is blocked
   KL_SCREENSHOTS     a directory to save a screenshot of each page in
   KL_AXE             the path of axe.min.js (axe-core, vendored)
+  KL_OPERATOR_TOKEN  the server's operator token
+  KL_TENANT_ID       the id of the tenant of KL_LICENSE_ID
 
 Prints one line per step; exits non-zero at the first failure, naming it.
 """
+import base64
+import hashlib
+import hmac
 import json
 import os
+import struct
 import sys
 import time
 from pathlib import Path
@@ -120,11 +126,37 @@ def phone_width(driver, name):
     step(f"{name}: fits a phone's width")
 
 
-def sign_in(driver, email, password):
+def sign_in(driver, email, password, code=None):
     driver.get(PANEL + "/sign-in")
     driver.find_element(By.ID, "email").send_keys(email)
     driver.find_element(By.ID, "password").send_keys(password)
+    if code is not None:
+        driver.find_element(By.ID, "code").send_keys(code)
     driver.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
+
+
+def totp(secret, step):
+    """RFC 6238's code of a 30-second step, as an authenticator app makes it."""
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    mac = hmac.new(key, struct.pack(">q", step), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    return "%06d" % ((struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000)
+
+
+def set_up_totp(driver):
+    """Turns two-factor sign-in on from the account page: the secret and the step confirmed."""
+    driver.get(PANEL + "/account")
+    check(driver.find_element(By.ID, "totp-status").text == "off", "two-factor sign-in starts off")
+    driver.find_element(By.XPATH, "//form[contains(@action, '/account/totp')]/button").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "totp-secret"), "the new secret")
+    check(driver.find_elements(By.CSS_SELECTOR, "svg.qr[role=img]"), "a QR code of the secret")
+    accessible(driver, "totp-setup")
+    secret = driver.find_element(By.ID, "totp-secret").text.strip()
+    step = int(time.time()) // 30
+    driver.find_element(By.ID, "code").send_keys(totp(secret, step))
+    driver.find_element(By.XPATH, "//form[contains(@action, '/confirm')]/button").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "totp-status") and d.find_element(By.ID, "totp-status").text == "on", "two-factor sign-in on")
+    return secret, step
 
 
 def accept_invitation(driver, path, email):
@@ -176,6 +208,20 @@ def run(driver):
     accessible(driver, "overview")
     phone_width(driver, "overview")
     step("the admin signed in and sees the overview")
+
+    # Two-factor sign-in: turned on with a code from the new secret; then
+    # the password alone is refused and the password with a code is not.
+    secret, confirmed = set_up_totp(driver)
+    accessible(driver, "account")
+    driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    wait_for(driver, lambda d: d.current_url.endswith("/sign-in"), "the admin signed out")
+    sign_in(driver, admin, PASSWORD)
+    wait_for(driver, lambda d: "Wrong email or password" in text(d), "the password alone refused")
+    sign_in(driver, admin, PASSWORD, totp(secret, confirmed))
+    wait_for(driver, lambda d: "Wrong email or password" in text(d), "a code used already refused")
+    sign_in(driver, admin, PASSWORD, totp(secret, confirmed + 1))
+    wait_for(driver, lambda d: d.find_elements(By.TAG_NAME, "h1") and "Overview" in d.find_element(By.TAG_NAME, "h1").text, "the overview after a code")
+    step("with two-factor sign-in on, the password alone and a used code are refused, a fresh code signs in")
 
     # The catalog: a product, then a license of it, from the panel.
     driver.get(PANEL + "/products")
@@ -484,8 +530,53 @@ def run(driver):
     driver.get(license_page)
     check(driver.find_element(By.ID, "license-status").text == "active", "the viewer changed nothing")
     step("a viewer sees no buttons and its POSTs are 403")
+    # A viewer manages its own two-factor sign-in: on, then off with a code.
+    secret, confirmed = set_up_totp(driver)
+    driver.find_element(By.ID, "code").send_keys(totp(secret, confirmed + 1))
+    driver.find_element(By.XPATH, "//form[contains(@action, '/disable')]/button").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "totp-status") and d.find_element(By.ID, "totp-status").text == "off", "two-factor sign-in off")
+    step("a viewer turns two-factor sign-in on and off for itself")
     driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
     wait_for(driver, lambda d: d.current_url.endswith("/sign-in"), "the viewer's sign-out")
+
+    # The operator: signs in with the operator token, creates a tenant and
+    # invites its staff, then opens a tenant and acts in it as the operator.
+    driver.get(PANEL + "/operator/sign-in")
+    accessible(driver, "operator-sign-in")
+    driver.find_element(By.ID, "operator-token").send_keys("not the operator token at all")
+    driver.find_element(By.CSS_SELECTOR, "form.stack button").click()
+    wait_for(driver, lambda d: "Wrong operator token" in text(d), "a wrong operator token refused")
+    driver.find_element(By.ID, "operator-token").send_keys(os.environ["KL_OPERATOR_TOKEN"])
+    driver.find_element(By.CSS_SELECTOR, "form.stack button").click()
+    wait_for(driver, lambda d: d.current_url.endswith("/tenants"), "the tenants page")
+    driver.get(license_page)
+    wait_for(driver, lambda d: d.current_url.endswith("/tenants"), "a tenant's page to wait for a tenant to be opened")
+    driver.find_element(By.ID, "tenant-name").send_keys("Globex")
+    driver.find_element(By.XPATH, "//form[.//input[@id='tenant-name']]//button").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "new-admin-key"), "the new tenant's admin key")
+    admin_key = driver.find_element(By.ID, "new-admin-key").text
+    works = requests.get(BASE + "/api/v1/signing-keys", headers={"Authorization": f"Bearer {admin_key}"}, timeout=10)
+    check(works.status_code == 200, f"the new tenant's admin key works: {works.status_code}")
+    driver.find_element(By.LINK_TEXT, "Invite the tenant's staff").click()
+    driver.find_element(By.ID, "email").send_keys("gil@globex.example")
+    driver.find_element(By.XPATH, "//form[.//input[@id='email']]//button").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "invitation-link"), "the invitation link")
+    check("/invitation/" in driver.find_element(By.ID, "invitation-link").text, "a one-time link")
+    driver.get(PANEL + "/tenants")
+    check("Globex" in driver.find_element(By.ID, "tenant-list").text, "the new tenant is listed")
+    shoot(driver, "tenants")
+    accessible(driver, "tenants")
+    driver.find_element(By.XPATH, f"//form[contains(@action, '/tenants/{os.environ['KL_TENANT_ID']}/open')]/button").click()
+    wait_for(driver, lambda d: "Overview" in text(d), "the opened tenant's overview")
+    driver.get(license_page)
+    driver.find_element(By.XPATH, "//form[contains(@action, '/suspend')]/button").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "license-status").text == "suspended", "suspended by the operator")
+    check("by the operator" in driver.find_element(By.CSS_SELECTOR, "ol.timeline").text, "the timeline names the operator")
+    driver.find_element(By.XPATH, "//form[contains(@action, '/reinstate')]/button").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "license-status").text == "active", "reinstated by the operator")
+    driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    wait_for(driver, lambda d: d.current_url.endswith("/sign-in"), "the operator's sign-out")
+    step("the operator signs in with its token, creates a tenant, invites its staff, and acts in a tenant it opens")
 
     # Last, as it blocks this address: repeated wrong passwords earn a block.
     blocked = False
