@@ -51,6 +51,7 @@ pub use release::{
     STABLE,
 };
 pub use resource::{
+    check_resource_text,
     Resource, ResourceCommand, ResourceError, ResourceEvent, ResourcePool, ResourceStatus, MAX_RESOURCE_TEXT,
 };
 pub use text::{check_display_text, TextError};

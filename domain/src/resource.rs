@@ -13,6 +13,16 @@ use crate::TenantId;
 /// Longest type and identifier.
 pub const MAX_RESOURCE_TEXT: usize = 100;
 
+/// Checks a resource's type or identifier: 1 to [`MAX_RESOURCE_TEXT`]
+/// characters that can be shown as they are. The message completes "type
+/// …" or "identifier …".
+pub fn check_resource_text(value: &str) -> Result<(), String> {
+    if value.trim().is_empty() || value.chars().count() > MAX_RESOURCE_TEXT {
+        return Err(format!("must be 1 to {MAX_RESOURCE_TEXT} characters"));
+    }
+    crate::check_display_text(value).map_err(|e| e.to_string())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceStatus {

@@ -1,5 +1,7 @@
-//! Keys: the tenant's API keys (a new one shown once, revoke) and its
-//! signing keys (rotate; retire one that no longer signs). Only admins see
+//! Keys: the tenant's API keys (a new one shown once, revoke), its system
+//! key (the V2 License Server's `X-API-Key`: issued anew, shown once,
+//! replacing the old), and its signing keys (rotate; retire one that no
+//! longer signs). Only admins see
 //! this page's forms; a viewer sees the lists.
 
 use axum::extract::{Path, State};
@@ -7,13 +9,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use keyledger_app::signing::Retirement;
 use keyledger_app::tenancy::{revoke_api_key, Revocation, Role};
+use chrono::Utc;
 use keyledger_domain::check_display_text;
+use keyledger_http::extract::RequestContext;
+use keyledger_http::metadata::event_metadata;
 use keyledger_http::state::AppState;
 use maud::html;
 use serde::Deserialize;
 
 use crate::layout::{html_response, page, problem, unavailable};
-use crate::session::{Bare, Change, Signed};
+use crate::session::{panel_context, Bare, Change, Signed};
 
 /// Longest key name, as the API's.
 const MAX_NAME: usize = 200;
@@ -26,6 +31,10 @@ pub async fn list(State(state): State<AppState>, signed: Signed) -> Response {
     };
     let signing = match state.directory.list(tenant_id).await {
         Ok(keys) => keys,
+        Err(error) => return unavailable(&signed.config, "Reading or changing the keys", &error),
+    };
+    let system_key = match state.system_keys.current_id(tenant_id).await {
+        Ok(id) => id,
         Err(error) => return unavailable(&signed.config, "Reading or changing the keys", &error),
     };
     let current = signing.iter().find(|key| key.retired_at.is_none()).map(|key| key.kid.clone());
@@ -110,8 +119,47 @@ pub async fn list(State(state): State<AppState>, signed: Signed) -> Response {
                 (post("/keys/signing/rotate".to_owned(), "Rotate the signing key".to_owned(), "Rotate the signing key".to_owned()))
             }
         }
+        section aria-labelledby="system-key" {
+            h2 #system-key { "System key" }
+            p #system-key-id {
+                @match &system_key {
+                    Some(id) => { "The tenant's system key is " code { (id) } "." }
+                    None => { "The tenant has no system key." }
+                }
+            }
+            @if signed.can_change() {
+                (post("/keys/system".to_owned(), "Issue a new system key".to_owned(), "Issue a new system key, replacing the current one".to_owned()))
+            }
+        }
     };
     html_response(StatusCode::OK, page(&signed, "Keys", "keys", content))
+}
+
+/// Issues the tenant's system key anew: the old one stops working.
+pub async fn issue_system(
+    State(state): State<AppState>,
+    context: RequestContext,
+    Change { signed, .. }: Change<Bare>,
+) -> Response {
+    let config = &signed.config;
+    let tenant_id = signed.session.tenant_id.as_str();
+    let metadata = event_metadata(&panel_context(&context), Some(&signed.caller()), tenant_id, Utc::now());
+    let issued = match state.system_keys.issue(tenant_id, &metadata).await {
+        Ok(issued) => issued,
+        Err(error) => return unavailable(config, "Issuing the system key", &error),
+    };
+    // Every process drops its cache of keys: the replaced key stops
+    // working here at once, elsewhere within the directory's poll.
+    if let Err(error) = state.directory.changed().await {
+        return unavailable(config, "Issuing the system key", &error);
+    }
+    tracing::info!(tenant_id, key_id = %issued.id, "system key issued in the panel");
+    let content = html! {
+        p role="status" { "The new system key, shown once: copy it now. keyledger keeps only its hash, and the previous key no longer works." }
+        p { code #new-system-key { (issued.key) } }
+        p { a href=(config.path("/keys")) { "Back to the keys" } }
+    };
+    html_response(StatusCode::CREATED, page(&signed, "New system key", "keys", content))
 }
 
 #[derive(Deserialize, Default)]

@@ -78,12 +78,14 @@ pub fn page(signed: &Signed, title: &str, current: &str, content: Markup) -> Mar
                 ul {
                     @if signed.is_operator() {
                         (section("tenants", "/tenants", "Tenants"))
+                        (section("audit", "/audit", "Audit"))
                     }
                     @if !signed.session.tenant_id.is_empty() {
                     (section("overview", "/", "Overview"))
                     (section("licenses", "/licenses", "Licenses"))
                     (section("customers", "/customers", "Customers"))
                     (section("products", "/products", "Products"))
+                    (section("resources", "/resources", "Resources"))
                     (section("anomalies", "/anomalies", "Anomalies"))
                     (section("webhooks", "/webhooks", "Webhooks"))
                     (section("leads", "/leads/", "Leads"))

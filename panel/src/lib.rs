@@ -31,7 +31,9 @@ mod layout;
 mod leads;
 mod licenses;
 mod overview;
+mod product;
 mod products;
+mod resources;
 mod session;
 mod sign_in;
 mod tenants;
@@ -86,6 +88,9 @@ pub fn router(state: AppState, config: PanelConfig) -> Router {
         .route("/account/totp/disable", post(account::disable))
         .route("/operator/sign-in", get(sign_in::operator_form).post(sign_in::operator_submit))
         .route("/tenants", get(tenants::list).post(tenants::create))
+        .route("/audit", get(tenants::audit))
+        .route("/audit/checkpoints", post(tenants::sign_checkpoint))
+        .route("/audit/checkpoints/{position}", get(tenants::download_checkpoint))
         .route("/tenants/{id}", get(tenants::show))
         .route("/tenants/{id}/open", post(tenants::open))
         .route("/tenants/{id}/staff", post(tenants::invite))
@@ -94,15 +99,21 @@ pub fn router(state: AppState, config: PanelConfig) -> Router {
         .route("/licenses", get(licenses::list).post(products::issue_license))
         .route("/licenses/bulk", post(bulk::run))
         .route("/products", get(products::list).post(products::create))
+        .route("/products/{id}", get(product::show))
+        .route("/products/{id}/{what}", post(product::change))
+        .route("/resources", get(resources::list).post(resources::create))
+        .route("/resources/{id}/retire", post(resources::retire))
+        .route("/licenses/{id}/resources/{action}", post(resources::for_license))
         .route("/customers", get(customers::list))
         .route("/customers/{id}", get(customers::show))
         .route("/anomalies", get(anomalies::list))
         .route("/keys", get(keys::list))
         .route("/keys/api", post(keys::issue))
+        .route("/keys/system", post(keys::issue_system))
         .route("/keys/api/{id}/revoke", post(keys::revoke))
         .route("/keys/signing/rotate", post(keys::rotate))
         .route("/keys/signing/{kid}/retire", post(keys::retire))
-        .route("/webhooks", get(webhooks::list))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
         .route("/webhooks/{id}", get(webhooks::show))
         .route("/webhooks/{id}/{action}", post(webhooks::act))
         .route("/webhooks/{id}/deliveries/{delivery}/redeliver", post(webhooks::redeliver))

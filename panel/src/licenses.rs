@@ -290,7 +290,7 @@ pub async fn list(
 
 /// The tenant's license with this id, read from the log; anything else
 /// (another tenant's, deleted, malformed) is not found.
-async fn tenant_license(state: &AppState, signed: &Signed, raw_id: &str) -> Result<License, Response> {
+pub(crate) async fn tenant_license(state: &AppState, signed: &Signed, raw_id: &str) -> Result<License, Response> {
     let not_found = || problem(&signed.config, StatusCode::NOT_FOUND, "There is no such license.");
     let id = uuid::Uuid::parse_str(raw_id.trim()).map_err(|_| not_found())?.to_string();
     match state.licenses.load(&id).await {
@@ -434,6 +434,10 @@ pub async fn show(
             None => return problem(config, StatusCode::BAD_REQUEST, &format!("at {}", dates::EXPECTED)),
         },
     };
+    let pool = match crate::resources::pool(&state, &signed).await {
+        Ok(pool) => pool,
+        Err(response) => return response,
+    };
     let (events, verified) =
         match tokio::join!(state.log.history(&license.id, 0, TIMELINE), state.log.verify(Some(&license.id))) {
             (Ok(events), Ok(report)) => (events, report.broken.is_empty()),
@@ -519,6 +523,10 @@ pub async fn show(
         section aria-labelledby="devices-title" {
             h2 #devices-title { "Devices" }
             (devices(&signed, &license, now))
+        }
+        section aria-labelledby="resources-title" {
+            h2 #resources-title { "Resources" }
+            (crate::resources::license_section(&signed, &pool, &license))
         }
         section aria-labelledby="history" {
             h2 #history { "History" }

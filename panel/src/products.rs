@@ -58,7 +58,7 @@ fn products_page(signed: &Signed, products: &[StoredProduct], error: Option<&str
                         @for stored in products {
                             @let product = &stored.record;
                             tr {
-                                td { (product.name) }
+                                td { a href=(config.path(&format!("/products/{}", product.id))) { (product.name) } }
                                 td { code { (product.code) } }
                                 td { (product.features.join(", ")) }
                                 td { (product.policy.heartbeat_secs.map(|secs| format!("every {secs} s")).unwrap_or_else(|| "not required".to_owned())) }

@@ -249,3 +249,87 @@ pub async fn open(
         Err(error) => unavailable(config, "Opening the tenant", &error),
     }
 }
+
+/// Checkpoints the audit page lists.
+const CHECKPOINTS: i64 = 20;
+
+/// The log's signed checkpoints (they cover every tenant, so they are the
+/// operator's): the newest, one signed now on request, and a download
+/// of them as JSON for an auditor to keep.
+pub async fn audit(State(state): State<AppState>, Operator(signed): Operator) -> Response {
+    let config = &signed.config;
+    let checkpoints = match state.checkpoints.list(CHECKPOINTS).await {
+        Ok(checkpoints) => checkpoints,
+        Err(error) => return unavailable(config, "Reading the checkpoints", &error),
+    };
+    let content = html! {
+        p { "Each checkpoint is signed with the key " code #audit-key { (state.checkpoints.public_key_hex()) } ". Keep one outside the system; "
+            code { "keyledger audit verify --checkpoint FILE --public-key KEY" } " tells whether the log still holds what it covers." }
+        form.inline method="post" action=(config.path("/audit/checkpoints")) {
+            input type="hidden" name="csrf" value=(signed.session.csrf);
+            button type="submit" { "Sign a checkpoint now" }
+        }
+        @if checkpoints.is_empty() {
+            p { "No checkpoint yet." }
+        } @else {
+            div.scroll {
+                table #checkpoints {
+                    thead { tr { th scope="col" { "Signed" } th scope="col" { "Position" } th scope="col" { "Licenses" } th scope="col" { "Events" } th scope="col" { "Heads digest" } th scope="col" { "File" } } }
+                    tbody {
+                        @for checkpoint in &checkpoints {
+                            tr {
+                                td { (checkpoint.body.created_at) }
+                                td { (checkpoint.body.cursor.position) }
+                                td { (checkpoint.body.licenses) }
+                                td { (checkpoint.body.events) }
+                                td { code { (checkpoint.body.heads_digest.chars().take(16).collect::<String>()) "…" } }
+                                td { a href=(config.path(&format!("/audit/checkpoints/{}", checkpoint.body.cursor.position))) { "Download" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    html_response(StatusCode::OK, page(&signed, "Audit checkpoints", "audit", content))
+}
+
+/// Checkpoints a download looks among.
+const DOWNLOADABLE: i64 = 1000;
+
+/// One checkpoint (by the log position it covers) as a file, the shape
+/// `keyledger audit verify --checkpoint` reads.
+pub async fn download_checkpoint(
+    State(state): State<AppState>,
+    Operator(signed): Operator,
+    Path(raw_position): Path<String>,
+) -> Response {
+    let config = &signed.config;
+    let not_found = || problem(config, StatusCode::NOT_FOUND, "There is no such checkpoint.");
+    let Ok(position) = raw_position.trim().parse::<i64>() else { return not_found() };
+    let checkpoints = match state.checkpoints.list(DOWNLOADABLE).await {
+        Ok(checkpoints) => checkpoints,
+        Err(error) => return unavailable(config, "Reading the checkpoints", &error),
+    };
+    let Some(checkpoint) = checkpoints.iter().find(|checkpoint| checkpoint.body.cursor.position == position) else {
+        return not_found();
+    };
+    let disposition = format!("attachment; filename=\"keyledger-checkpoint-{position}.json\"");
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json".to_owned()), (axum::http::header::CONTENT_DISPOSITION, disposition)],
+        serde_json::to_string_pretty(checkpoint).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+pub async fn sign_checkpoint(
+    State(state): State<AppState>,
+    OperatorChange { signed, .. }: OperatorChange<Bare>,
+) -> Response {
+    let config = &signed.config;
+    match state.checkpoints.create(Utc::now()).await {
+        Ok(Some(_)) => Redirect::to(&config.path("/audit")).into_response(),
+        Ok(None) => problem(config, StatusCode::CONFLICT, "The log has no events to checkpoint yet."),
+        Err(error) => unavailable(config, "Signing a checkpoint", &error),
+    }
+}

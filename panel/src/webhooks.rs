@@ -1,14 +1,16 @@
 //! Webhooks: the tenant's endpoints; an endpoint's delivery log with
 //! each attempt's status and response; redeliver, send a test, rotate the
-//! secret (the new secret shown once). Endpoints are created and changed
-//! through the API, which checks their URLs.
+//! secret (the new secret shown once); create an endpoint (its secret
+//! shown once), switch it off and on, delete it. Fields are checked as the
+//! API checks them ([`keyledger_app::webhooks::fields`]).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use keyledger_app::webhooks::{DeliveryFilter, Endpoint, Redelivery};
+use keyledger_app::webhooks::{fields, DeliveryFilter, Endpoint, EndpointPatch, NewEndpoint, PayloadFormat, Redelivery};
 use keyledger_http::state::AppState;
 use maud::html;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::layout::{html_response, page, problem, unavailable};
@@ -46,7 +48,7 @@ pub async fn list(State(state): State<AppState>, signed: Signed) -> Response {
     let config = &signed.config;
     let content = html! {
         @if endpoints.is_empty() {
-            p { "No webhook endpoint. Create one with " code { "POST /api/v1/webhooks" } "." }
+            p { "No webhook endpoint yet." }
         } @else {
             div.scroll {
                 table #webhooks {
@@ -65,8 +67,91 @@ pub async fn list(State(state): State<AppState>, signed: Signed) -> Response {
                 }
             }
         }
+        @if signed.can_change() {
+            section aria-labelledby="new-webhook" {
+                h2 #new-webhook { "New endpoint" }
+                form.filters method="post" action=(config.path("/webhooks")) {
+                    input type="hidden" name="csrf" value=(signed.session.csrf);
+                    div { label for="url" { "URL" } input #url type="url" name="url" required placeholder="https://example.com/hooks"; }
+                    div { label for="events" { "Events (comma-separated)" } input #events type="text" name="events" value="*"; }
+                    div { label for="description" { "Description" } input #description type="text" name="description" maxlength="500"; }
+                    div {
+                        label for="format" { "Payload" }
+                        select #format name="format" {
+                            option value="keyledger" { "keyledger" }
+                            option value="v2-server" { "V2 License Server" }
+                        }
+                    }
+                    button type="submit" { "Create endpoint" }
+                }
+            }
+        }
     };
     html_response(StatusCode::OK, page(&signed, "Webhooks", "webhooks", content))
+}
+
+#[derive(Deserialize, Default)]
+pub struct EndpointForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    events: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    format: String,
+    /// A deletion: `yes` once confirmed on the page that asks.
+    #[serde(default)]
+    confirm: String,
+}
+
+form_token!(EndpointForm);
+
+/// Creates an endpoint; its signing secret is shown once.
+pub async fn create(State(state): State<AppState>, Change { signed, form }: Change<EndpointForm>) -> Response {
+    let config = &signed.config;
+    let events: Vec<String> =
+        form.events.split(',').map(str::trim).filter(|event| !event.is_empty()).map(str::to_owned).collect();
+    let payload_format = match form.format.trim() {
+        "" => PayloadFormat::default(),
+        raw => match PayloadFormat::parse(raw) {
+            Some(format) => format,
+            None => return problem(config, StatusCode::BAD_REQUEST, "Payload: keyledger or V2 License Server."),
+        },
+    };
+    let checked = async {
+        Ok::<_, fields::FieldError>(NewEndpoint {
+            url: fields::checked_url(form.url.trim(), state.webhooks.allow_private).await?,
+            events: fields::checked_events(events)?,
+            description: fields::checked_description(form.description.trim().to_owned())?,
+            enabled: true,
+            payload_format,
+        })
+    };
+    let new = match checked.await {
+        Ok(new) => new,
+        Err(error) => return problem(config, StatusCode::BAD_REQUEST, &format!("{}.", error.message)),
+    };
+    let max = state.webhooks.max_endpoints;
+    match state.webhooks.create(&signed.session.tenant_id, new, max).await {
+        Ok(Some((endpoint, secret))) => {
+            tracing::info!(webhook = %endpoint.id, "webhook endpoint created in the panel");
+            let content = html! {
+                p role="status" { "The endpoint " code { (endpoint.url) } " is created. Its signing secret, shown once: keep it where your receiver reads it." }
+                p { code #new-secret { (secret) } }
+                p { a href=(config.path(&format!("/webhooks/{}", endpoint.id))) { "To the endpoint" } }
+            };
+            html_response(StatusCode::CREATED, page(&signed, "New webhook endpoint", "webhooks", content))
+        }
+        Ok(None) => problem(
+            config,
+            StatusCode::CONFLICT,
+            &format!("The tenant has {max} webhook endpoints, the most it may have."),
+        ),
+        Err(error) => unavailable(config, "Creating the webhook", &error),
+    }
 }
 
 fn text<'a>(value: &'a Value, name: &str) -> &'a str {
@@ -101,8 +186,10 @@ pub async fn show(State(state): State<AppState>, signed: Signed, Path(raw): Path
         }
         @if signed.can_change() {
             div.actions {
-                @if endpoint.enabled { (action("test", "Send a test")) }
+                @if endpoint.enabled { (action("test", "Send a test")) (action("disable", "Switch off")) }
+                @else { (action("enable", "Switch on")) }
                 (action("rotate", "Rotate the secret"))
+                (action("delete", "Delete"))
             }
         }
         h2 { "Deliveries" }
@@ -147,7 +234,7 @@ pub async fn show(State(state): State<AppState>, signed: Signed, Path(raw): Path
 pub async fn act(
     State(state): State<AppState>,
     Path((raw, action)): Path<(String, String)>,
-    Change { signed, .. }: Change<Bare>,
+    Change { signed, form }: Change<EndpointForm>,
 ) -> Response {
     let endpoint = match endpoint(&state, &signed, &raw).await {
         Ok(endpoint) => endpoint,
@@ -178,6 +265,32 @@ pub async fn act(
             Ok(None) => problem(config, StatusCode::NOT_FOUND, "There is no such webhook."),
             Err(error) => unavailable(&signed.config, "Reading or changing the webhooks", &error),
         },
+        "enable" | "disable" => {
+            let patch = EndpointPatch { enabled: Some(action == "enable"), ..EndpointPatch::default() };
+            match state.webhooks.update(&signed.session.tenant_id, &endpoint.id, patch).await {
+                Ok(_) => back(),
+                Err(error) => unavailable(&signed.config, "Reading or changing the webhooks", &error),
+            }
+        }
+        "delete" if form.confirm == "yes" => {
+            match state.webhooks.delete(&signed.session.tenant_id, &endpoint.id).await {
+                Ok(_) => Redirect::to(&config.path("/webhooks")).into_response(),
+                Err(error) => unavailable(&signed.config, "Reading or changing the webhooks", &error),
+            }
+        }
+        "delete" => {
+            let content = html! {
+                p { "Delete the endpoint " code { (endpoint.url) } "? Its queued deliveries and their log go with it." }
+                form.inline method="post" action=(config.path(&format!("/webhooks/{}/delete", endpoint.id))) {
+                    input type="hidden" name="csrf" value=(signed.session.csrf);
+                    input type="hidden" name="confirm" value="yes";
+                    button type="submit" { "Delete the endpoint" }
+                }
+                " "
+                a href=(config.path(&format!("/webhooks/{}", endpoint.id))) { "Keep it" }
+            };
+            html_response(StatusCode::OK, page(&signed, "Delete a webhook endpoint", "webhooks", content))
+        }
         _ => problem(config, StatusCode::NOT_FOUND, "There is no such action."),
     }
 }

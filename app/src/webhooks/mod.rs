@@ -3,6 +3,7 @@
 //! queue of deliveries with its retry policy. The consumers that fill and
 //! drain the queue are in `keyledger_workers`.
 
+pub mod fields;
 pub mod names;
 pub mod policy;
 pub mod safety;

@@ -117,10 +117,7 @@ async fn create_resource(
     let kind = request.r#type.ok_or_else(|| ApiError::field("type", "type is required"))?;
     let identifier = request.identifier.ok_or_else(|| ApiError::field("identifier", "identifier is required"))?;
     for (field, value) in [("type", &kind), ("identifier", &identifier)] {
-        if value.trim().is_empty() || value.chars().count() > keyledger_domain::MAX_RESOURCE_TEXT {
-            return Err(ApiError::field(field, format!("{field} must be 1 to 100 characters")));
-        }
-        keyledger_domain::check_display_text(value).map_err(|e| ApiError::field(field, format!("{field} {e}")))?;
+        keyledger_domain::check_resource_text(value).map_err(|e| ApiError::field(field, format!("{field} {e}")))?;
     }
     let at = Utc::now();
     let command = || ResourceCommand::Create {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use keyledger_app::webhooks::{self, check_url, DeliveryFilter, EndpointPatch, NewEndpoint, PayloadFormat};
+use keyledger_app::webhooks::{self, fields, DeliveryFilter, EndpointPatch, NewEndpoint, PayloadFormat};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -20,8 +20,6 @@ use utoipa_axum::routes;
 
 /// How long the old secret keeps signing after a rotation.
 const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
-const MAX_PATTERNS: usize = 50;
-const MAX_DESCRIPTION: usize = 500;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -77,41 +75,19 @@ fn parse_id(raw: &str, field: &str) -> ApiResult<String> {
 }
 
 async fn checked_url(state: &AppState, raw: &str) -> ApiResult<String> {
-    let allow_private = state.webhooks.allow_private;
-    let url = check_url(raw, allow_private).map_err(|e| ApiError::field("url", e.to_string()))?;
-    webhooks::safety::check_resolved(&url, allow_private).await.map_err(|e| ApiError::field("url", e.to_string()))?;
-    Ok(url.to_string())
+    fields::checked_url(raw, state.webhooks.allow_private).await.map_err(field_error)
 }
 
 fn checked_events(events: Vec<String>) -> ApiResult<Vec<String>> {
-    if events.is_empty() || events.len() > MAX_PATTERNS {
-        return Err(ApiError::field("events", format!("events must list 1 to {MAX_PATTERNS} event names")));
-    }
-    let mut kept: Vec<String> = Vec::new();
-    for (index, pattern) in events.into_iter().enumerate() {
-        if !webhooks::valid_pattern(&pattern) {
-            return Err(ApiError::field(
-                &format!("events[{index}]"),
-                format!("{pattern:?} is not an event name, a prefix such as \"license.*\", or \"*\"; see the README for the names"),
-            ));
-        }
-        if !kept.contains(&pattern) {
-            kept.push(pattern);
-        }
-    }
-    Ok(kept)
+    fields::checked_events(events).map_err(field_error)
 }
 
 fn checked_description(description: String) -> ApiResult<String> {
-    if description.chars().count() > MAX_DESCRIPTION {
-        return Err(ApiError::field(
-            "description",
-            format!("description must be at most {MAX_DESCRIPTION} characters"),
-        ));
-    }
-    keyledger_domain::check_display_text(&description)
-        .map_err(|e| ApiError::field("description", format!("description: {e}")))?;
-    Ok(description)
+    fields::checked_description(description).map_err(field_error)
+}
+
+fn field_error(error: fields::FieldError) -> ApiError {
+    ApiError::field(&error.field, error.message)
 }
 
 /// The endpoint `raw_id` of the caller's tenant; another tenant's is a 404.
