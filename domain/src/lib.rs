@@ -51,8 +51,8 @@ pub use release::{
     STABLE,
 };
 pub use resource::{
-    check_resource_text,
-    Resource, ResourceCommand, ResourceError, ResourceEvent, ResourcePool, ResourceStatus, MAX_RESOURCE_TEXT,
+    check_resource_text, Resource, ResourceCommand, ResourceError, ResourceEvent, ResourcePool, ResourceStatus,
+    MAX_RESOURCE_TEXT,
 };
 pub use text::{check_display_text, TextError};
 pub use values::{LicenseStatus, LicenseType, Seats, ValueError};

@@ -7,9 +7,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
 use keyledger_app::signing::Retirement;
 use keyledger_app::tenancy::{revoke_api_key, Revocation, Role};
-use chrono::Utc;
 use keyledger_domain::check_display_text;
 use keyledger_http::extract::RequestContext;
 use keyledger_http::metadata::event_metadata;

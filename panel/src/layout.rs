@@ -90,6 +90,7 @@ pub fn page(signed: &Signed, title: &str, current: &str, content: Markup) -> Mar
                     (section("webhooks", "/webhooks", "Webhooks"))
                     (section("leads", "/leads/", "Leads"))
                     (section("keys", "/keys", "Keys"))
+                    (section("staff", "/staff", "Staff"))
                     }
                     @if !signed.is_operator() {
                         (section("account", "/account", "Account"))

@@ -36,6 +36,7 @@ mod products;
 mod resources;
 mod session;
 mod sign_in;
+mod staff;
 mod tenants;
 mod webhooks;
 
@@ -107,6 +108,8 @@ pub fn router(state: AppState, config: PanelConfig) -> Router {
         .route("/customers", get(customers::list))
         .route("/customers/{id}", get(customers::show))
         .route("/anomalies", get(anomalies::list))
+        .route("/staff", get(staff::list).post(staff::invite))
+        .route("/staff/{id}/remove", post(staff::remove))
         .route("/keys", get(keys::list))
         .route("/keys/api", post(keys::issue))
         .route("/keys/system", post(keys::issue_system))

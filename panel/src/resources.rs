@@ -202,8 +202,12 @@ pub async fn create(
     }
     let tenant_id = TenantId::trusted(signed.session.tenant_id.clone());
     let at = Utc::now();
-    let command =
-        || ResourceCommand::Create { tenant_id: tenant_id.clone(), r#type: kind.clone(), identifier: identifier.clone(), at };
+    let command = || ResourceCommand::Create {
+        tenant_id: tenant_id.clone(),
+        r#type: kind.clone(),
+        identifier: identifier.clone(),
+        at,
+    };
     change_pool(&state, &signed, &context, command, "/resources".to_owned()).await
 }
 

@@ -10,7 +10,7 @@ use chrono::Utc;
 use keyledger_app::staff::{normal_email, StaffRole, INVITATION_TTL};
 use keyledger_http::instant;
 use keyledger_http::state::AppState;
-use maud::html;
+use maud::{html, Markup};
 use serde::Deserialize;
 
 use crate::layout::{html_response, page, problem, unavailable};
@@ -127,19 +127,33 @@ pub async fn show(State(state): State<AppState>, Operator(signed): Operator, Pat
             input type="hidden" name="csrf" value=(signed.session.csrf);
             button type="submit" { "Open this tenant" }
         }
-        section aria-labelledby="invite" {
-            h2 #invite { "Invite staff" }
-            form.filters method="post" action=(config.path(&format!("/tenants/{}/staff", tenant.id))) {
-                input type="hidden" name="csrf" value=(signed.session.csrf);
-                div { label for="email" { "Email" } input #email type="email" name="email" required; }
-                div {
-                    label for="role" { "Role" }
-                    select #role name="role" {
-                        option value="admin" { "Admin" }
-                        option value="viewer" { "Viewer" }
+        (staff_sections(&signed, &staff, &config.path(&format!("/tenants/{}/staff", tenant.id))))
+    };
+    html_response(StatusCode::OK, page(&signed, &format!("Tenant {}", tenant.name), "tenants", content))
+}
+
+/// A tenant's staff with a form to invite more: `base` is where the
+/// forms post (`…/staff`, `…/staff/{id}/remove`). Only those who may
+/// change see the forms.
+pub fn staff_sections(signed: &Signed, staff: &[keyledger_app::staff::Staff], base: &str) -> Markup {
+    let yourself = |member: &keyledger_app::staff::Staff| member.id == signed.session.staff_id;
+    html! {
+        @if signed.can_change() {
+            section aria-labelledby="invite" {
+                h2 #invite { "Invite staff" }
+                p { "The invitation is a one-time link, shown once on the next page, for you to pass on: keyledger sends no mail." }
+                form.filters method="post" action=(base) {
+                    input type="hidden" name="csrf" value=(signed.session.csrf);
+                    div { label for="email" { "Email" } input #email type="email" name="email" required; }
+                    div {
+                        label for="role" { "Role" }
+                        select #role name="role" {
+                            option value="admin" { "Admin" }
+                            option value="viewer" { "Viewer" }
+                        }
                     }
+                    button type="submit" { "Invite" }
                 }
-                button type="submit" { "Invite" }
             }
         }
         section aria-labelledby="staff-title" {
@@ -148,22 +162,71 @@ pub async fn show(State(state): State<AppState>, Operator(signed): Operator, Pat
                 p { "No one yet." }
             } @else {
                 ul #staff-list {
-                    @for member in &staff {
+                    @for member in staff {
                         li {
                             (member.email) " (" (member.role.as_str()) ")"
                             @if !member.active { " — invited" }
-                            " "
-                            form.inline method="post" action=(config.path(&format!("/tenants/{}/staff/{}/remove", tenant.id, member.id))) {
-                                input type="hidden" name="csrf" value=(signed.session.csrf);
-                                button type="submit" aria-label=(format!("Remove {}", member.email)) { "Remove" }
+                            @if yourself(member) { " — you" }
+                            @if signed.can_change() && !yourself(member) {
+                                " "
+                                form.inline method="post" action=(format!("{base}/{}/remove", member.id)) {
+                                    input type="hidden" name="csrf" value=(signed.session.csrf);
+                                    button type="submit" aria-label=(format!("Remove {}", member.email)) { "Remove" }
+                                }
                             }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// Invites `form`'s person into the tenant; the page shows the link once
+/// and leads back to `back`.
+pub async fn invite_into(
+    state: &AppState,
+    signed: &Signed,
+    tenant_id: &str,
+    form: &InviteForm,
+    back: &str,
+) -> Response {
+    let config = &signed.config;
+    let Some(email) = normal_email(&form.email) else {
+        return problem(config, StatusCode::BAD_REQUEST, "Email: an address such as ana@example.com.");
     };
-    html_response(StatusCode::OK, page(&signed, &format!("Tenant {}", tenant.name), "tenants", content))
+    let Some(role) = StaffRole::parse(form.role.trim()) else {
+        return problem(config, StatusCode::BAD_REQUEST, "Role: admin or viewer.");
+    };
+    let now = Utc::now();
+    let invitation = match state.staff.invite(tenant_id, &email, role, now).await {
+        Ok(Some(invitation)) => invitation,
+        Ok(None) => {
+            return problem(config, StatusCode::CONFLICT, "This email is taken: it signs in to a panel already.")
+        }
+        Err(error) => return unavailable(config, "Inviting", &error),
+    };
+    tracing::info!(tenant_id, staff_id = %invitation.staff.id, "panel: staff invited");
+    let link = config.path(&format!("/invitation/{}", invitation.token));
+    let content = html! {
+        p role="status" { "Send this one-time link to " strong { (email) } ". It works once, until " (instant(now + INVITATION_TTL)) "; keyledger keeps only its hash." }
+        p { code #invitation-link { (link) } }
+        p { a href=(config.path(back)) { "Back" } }
+    };
+    html_response(StatusCode::CREATED, page(signed, "Invitation", "staff", content))
+}
+
+/// Removes a staff member of the tenant (their sessions end with them).
+pub async fn remove_from(state: &AppState, signed: &Signed, tenant_id: &str, staff_id: &str, back: &str) -> Response {
+    let config = &signed.config;
+    if staff_id == signed.session.staff_id {
+        return problem(config, StatusCode::CONFLICT, "You can't remove yourself; ask another admin.");
+    }
+    match state.staff.remove(tenant_id, staff_id.trim()).await {
+        Ok(true) => Redirect::to(&config.path(back)).into_response(),
+        Ok(false) => problem(config, StatusCode::NOT_FOUND, "There is no such staff member."),
+        Err(error) => unavailable(config, "Removing the staff member", &error),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -183,32 +246,11 @@ pub async fn invite(
     Path(raw_id): Path<String>,
     OperatorChange { signed, form }: OperatorChange<InviteForm>,
 ) -> Response {
-    let config = &signed.config;
     let tenant = match tenant(&state, &signed, &raw_id).await {
         Ok(tenant) => tenant,
         Err(response) => return response,
     };
-    let Some(email) = normal_email(&form.email) else {
-        return problem(config, StatusCode::BAD_REQUEST, "Email: an address such as ana@example.com.");
-    };
-    let Some(role) = StaffRole::parse(form.role.trim()) else {
-        return problem(config, StatusCode::BAD_REQUEST, "Role: admin or viewer.");
-    };
-    let now = Utc::now();
-    let invitation = match state.staff.invite(&tenant.id, &email, role, now).await {
-        Ok(Some(invitation)) => invitation,
-        Ok(None) => {
-            return problem(config, StatusCode::CONFLICT, "This email is taken: it signs in to a panel already.")
-        }
-        Err(error) => return unavailable(config, "Inviting", &error),
-    };
-    let link = config.path(&format!("/invitation/{}", invitation.token));
-    let content = html! {
-        p role="status" { "Send this one-time link to " strong { (email) } ". It works once, until " (instant(now + INVITATION_TTL)) "; keyledger keeps only its hash." }
-        p { code #invitation-link { (link) } }
-        p { a href=(config.path(&format!("/tenants/{}", tenant.id))) { "Back to the tenant" } }
-    };
-    html_response(StatusCode::CREATED, page(&signed, "Invitation", "tenants", content))
+    invite_into(&state, &signed, &tenant.id, &form, &format!("/tenants/{}", tenant.id)).await
 }
 
 pub async fn remove_staff(
@@ -216,16 +258,11 @@ pub async fn remove_staff(
     Path((raw_id, staff_id)): Path<(String, String)>,
     OperatorChange { signed, .. }: OperatorChange<Bare>,
 ) -> Response {
-    let config = &signed.config;
     let tenant = match tenant(&state, &signed, &raw_id).await {
         Ok(tenant) => tenant,
         Err(response) => return response,
     };
-    match state.staff.remove(&tenant.id, staff_id.trim()).await {
-        Ok(true) => Redirect::to(&config.path(&format!("/tenants/{}", tenant.id))).into_response(),
-        Ok(false) => problem(config, StatusCode::NOT_FOUND, "There is no such staff member."),
-        Err(error) => unavailable(config, "Removing the staff member", &error),
-    }
+    remove_from(&state, &signed, &tenant.id, &staff_id, &format!("/tenants/{}", tenant.id)).await
 }
 
 /// Points the operator's session at the tenant: the other pages then show
@@ -316,7 +353,10 @@ pub async fn download_checkpoint(
     };
     let disposition = format!("attachment; filename=\"keyledger-checkpoint-{position}.json\"");
     (
-        [(axum::http::header::CONTENT_TYPE, "application/json".to_owned()), (axum::http::header::CONTENT_DISPOSITION, disposition)],
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
         serde_json::to_string_pretty(checkpoint).unwrap_or_default(),
     )
         .into_response()

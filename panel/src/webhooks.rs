@@ -7,7 +7,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use keyledger_app::webhooks::{fields, DeliveryFilter, Endpoint, EndpointPatch, NewEndpoint, PayloadFormat, Redelivery};
+use keyledger_app::webhooks::{
+    fields, DeliveryFilter, Endpoint, EndpointPatch, NewEndpoint, PayloadFormat, Redelivery,
+};
 use keyledger_http::state::AppState;
 use maud::html;
 use serde::Deserialize;

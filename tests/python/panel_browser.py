@@ -408,6 +408,21 @@ def run(driver):
     check(system_key not in driver.page_source, "the system key is never shown again")
     step("a system key is issued from the panel and works with the V2 License Server API")
 
+    driver.get(PANEL + "/staff")
+    check("ana@example.com" in driver.find_element(By.ID, "staff-list").text, "the admin sees the staff")
+    driver.find_element(By.ID, "email").send_keys("sam@example.com")
+    driver.find_element(By.CSS_SELECTOR, "#role option[value='viewer']").click()
+    driver.find_element(By.XPATH, "//form[.//input[@id='email']]//button").click()
+    wait_for(driver, lambda d: d.find_elements(By.ID, "invitation-link"), "the invitation link")
+    link = driver.find_element(By.ID, "invitation-link").text
+    check(requests.get(BASE + link, timeout=10).status_code == 200, "the link opens the invitation")
+    driver.get(PANEL + "/staff")
+    accessible(driver, "staff")
+    driver.find_element(By.CSS_SELECTOR, "button[aria-label='Remove sam@example.com']").click()
+    wait_for(driver, lambda d: "sam@example.com" not in d.find_element(By.ID, "staff-list").text, "the invited person removed")
+    check(requests.get(BASE + link, timeout=10).status_code == 404, "the removed person's invitation no longer opens")
+    step("an admin invites staff from the panel (the link shown once) and removes them")
+
     # Leads: create, import (a bad file refused whole, by line), export,
     # edit, delete: the document's HTML routes.
     driver.get(PANEL + "/leads/")
