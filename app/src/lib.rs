@@ -40,6 +40,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod products;
 pub mod resources;
+pub mod search;
 pub mod secret;
 pub mod serials;
 pub mod service;

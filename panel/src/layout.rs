@@ -98,9 +98,9 @@ pub fn page(signed: &Signed, title: &str, current: &str, content: Markup) -> Mar
                 }
             }
             @if !signed.session.tenant_id.is_empty() {
-                form.search role="search" method="get" action=(config.path("/licenses")) {
-                    label for="global-search" { "Search licenses" }
-                    input #global-search type="search" name="q" placeholder="Key or customer";
+                form.search role="search" method="get" action=(config.path("/search")) {
+                    label for="global-search" { "Search licenses, customers and devices" }
+                    input #global-search type="search" name="q" minlength="2" placeholder="Key, customer or device";
                     button type="submit" { "Search" }
                 }
             }

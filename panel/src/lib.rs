@@ -34,6 +34,7 @@ mod overview;
 mod product;
 mod products;
 mod resources;
+mod search;
 mod session;
 mod sign_in;
 mod staff;
@@ -105,6 +106,7 @@ pub fn router(state: AppState, config: PanelConfig) -> Router {
         .route("/resources", get(resources::list).post(resources::create))
         .route("/resources/{id}/retire", post(resources::retire))
         .route("/licenses/{id}/resources/{action}", post(resources::for_license))
+        .route("/search", get(search::results))
         .route("/customers", get(customers::list))
         .route("/customers/{id}", get(customers::show))
         .route("/anomalies", get(anomalies::list))

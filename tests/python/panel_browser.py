@@ -468,12 +468,15 @@ def run(driver):
     check(LICENSE_KEY in text(driver), "the licenses list shows the license among those not activated")
     driver.get(PANEL + "/licenses?status=suspended")
     check(LICENSE_KEY not in text(driver), "the list filters by status")
-    driver.find_element(By.ID, "global-search").send_keys(LICENSE_KEY[:9])
-    driver.find_element(By.CSS_SELECTOR, "form.search button").click()
-    wait_for(driver, lambda d: LICENSE_KEY in text(d), "the global search to find the key")
+    driver.get(PANEL + "/licenses?q=" + LICENSE_KEY[:9])
+    check(LICENSE_KEY in text(driver), "the list searches by part of a key")
     shoot(driver, "licenses")
     accessible(driver, "licenses")
-    step("the list searches and filters")
+    driver.find_element(By.ID, "global-search").send_keys(LICENSE_KEY[:9])
+    driver.find_element(By.CSS_SELECTOR, "form.search button").click()
+    wait_for(driver, lambda d: LICENSE_KEY in d.find_element(By.XPATH, "//section[@aria-labelledby='found-licenses']").text, "the global search to find the key")
+    accessible(driver, "search")
+    step("the list searches and filters; the global search finds a key")
 
     driver.get(license_page)
     check(driver.find_element(By.ID, "license-status").text == "generated", "the license is not activated yet")
@@ -484,6 +487,12 @@ def run(driver):
     wait_for(driver, lambda d: "Front desk" in d.find_element(By.ID, "devices").text, "the device to appear without a reload")
     check(driver.execute_script("return window.__same_page === true"), "the page was not reloaded")
     step("a device activated by a client appears on the license page without a reload")
+    driver.find_element(By.ID, "global-search").send_keys("front d")
+    driver.find_element(By.CSS_SELECTOR, "form.search button").click()
+    wait_for(driver, lambda d: "Front desk" in d.find_element(By.XPATH, "//section[@aria-labelledby='found-devices']").text, "the global search to find the device")
+    shoot(driver, "search")
+    driver.get(license_page)
+    step("the global search finds the device by its name")
 
     # The device's own actions: block (it gives its seat up and can't come
     # back), unblock, and the quick edit of seats and expiry.

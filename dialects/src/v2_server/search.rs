@@ -1,13 +1,9 @@
 //! The V2 License Server's global search: customers by name or email,
 //! licenses by key or customer, devices by machine name or hardware hash
-//! prefix; case-insensitive, parts of words, the caller's tenant only.
-//!
-//! Customers are searched in their view (an index-backed `LIKE` over the
-//! folded name and email); licenses and devices in the process's
-//! validation view, which holds every license: one pass over the tenant's
-//! licenses, the same on both backends, with no search index to keep.
+//! prefix; case-insensitive, parts of words, the caller's tenant only
+//! ([`keyledger_app::search`], which the panel's search box uses too).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::response::Response;
@@ -23,19 +19,12 @@ use keyledger_http::state::AppState;
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
-/// Customers matched by name or email that licenses are looked up by.
-const MAX_MATCHED_CUSTOMERS: i64 = 1000;
 
 pub fn routes() -> keyledger_http::Routes {
     keyledger_http::Routes::new().add(routes!(global_search))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Customer,
-    License,
-    Device,
-}
+use keyledger_app::search::Kind;
 
 fn status_text(license: &License) -> &'static str {
     match license.status_at(Utc::now()) {
@@ -96,107 +85,44 @@ async fn global_search(
 }
 
 async fn search(state: &AppState, tenant_id: &str, q: &str, kinds: &[Kind], limit: usize) -> Result<Value, ApiError> {
-    let mut results = Vec::new();
-    let mut total = 0usize;
-    // Customers whose name or email matches: shown, and their licenses too.
-    let pattern = keyledger_app::customers::search_pattern(q);
-    let customers = state
-        .customers
-        .page(tenant_id, 0, MAX_MATCHED_CUSTOMERS, keyledger_app::customers::SEARCH_FILTER, &pattern)
+    let found = keyledger_app::search::search(&state.customers, &state.client, tenant_id, q, kinds)
         .await
         .map_err(ApiError::internal)?;
-    if kinds.contains(&Kind::Customer) {
-        total += customers.len();
-        for customer in customers.iter().take(limit) {
-            let fields = &customer.record.fields;
-            let number = customer.record.number;
-            results.push(json!({
-                "type": "customer",
-                "id": number,
-                "title": fields.name.as_deref().or(fields.email.as_deref()),
-                "subtitle": fields.email,
-                "url": number.map(|n| format!("/customer/edit/{n}")),
-            }));
-        }
+    let total = found.customers.len() + found.licenses.len() + found.devices.len();
+    let mut results = Vec::new();
+    for customer in found.customers.iter().take(limit) {
+        let fields = &customer.record.fields;
+        let number = customer.record.number;
+        results.push(json!({
+            "type": "customer",
+            "id": number,
+            "title": fields.name.as_deref().or(fields.email.as_deref()),
+            "subtitle": fields.email,
+            "url": number.map(|n| format!("/customer/edit/{n}")),
+        }));
     }
-    if !kinds.contains(&Kind::License) && !kinds.contains(&Kind::Device) {
-        return Ok(json!({ "results": results, "total": total }));
-    }
-    let matched_customers: HashSet<&str> = customers.iter().map(|c| c.record.id.as_str()).collect();
-    // Keys are upper case ASCII and machine names mostly ASCII: compared
-    // without making a lower-case copy of each.
-    let upper = q.to_ascii_uppercase();
-    let hex_like = q.bytes().all(|b| b.is_ascii_hexdigit());
-    let wants_licenses = kinds.contains(&Kind::License);
-    let wants_devices = kinds.contains(&Kind::Device);
-    let key_matches = |license: &License| {
-        license.license_key.as_ref().is_some_and(|key| key.as_str().contains(upper.as_str()))
-            || license.customer_id.as_ref().is_some_and(|id| matched_customers.contains(id.as_str()))
-    };
-    let device_matches = |device: &keyledger_domain::Device| {
-        contains_ignoring_case(device.machine_name.as_str(), q)
-            || (hex_like && device.machine.hex().as_str().starts_with(q))
-    };
-    let customer_ids: Vec<&str> = if wants_licenses { matched_customers.iter().copied().collect() } else { Vec::new() };
-    let search = keyledger_projections::Search {
-        tenant_id,
-        key_part: wants_licenses.then_some(upper.as_str()),
-        customer_ids: &customer_ids,
-    };
-    let mut licenses =
-        state.client.search_licenses(&search, |license| wants_devices && license.devices.iter().any(device_matches));
-    licenses.sort_by_key(|license| license.number);
     let mut names: HashMap<String, Option<String>> = HashMap::new();
-    if kinds.contains(&Kind::License) {
-        for license in &licenses {
-            if !key_matches(license) {
-                continue;
-            }
-            total += 1;
-            if results.len() >= limit {
-                continue;
-            }
-            let customer = customer_name(state, &mut names, license).await?;
-            let status = status_text(license);
-            results.push(json!({
-                "type": "license",
-                "id": license.number,
-                "title": license.license_key.as_ref().map(|key| key.as_str()),
-                "subtitle": match customer { Some(name) => format!("{name} - {status}"), None => status.to_owned() },
-                "url": license.number.map(|n| format!("/license/edit/{n}")),
-            }));
-        }
+    for license in found.licenses.iter().take(limit.saturating_sub(results.len())) {
+        let customer = customer_name(state, &mut names, license).await?;
+        let status = status_text(license);
+        results.push(json!({
+            "type": "license",
+            "id": license.number,
+            "title": license.license_key.as_ref().map(|key| key.as_str()),
+            "subtitle": match customer { Some(name) => format!("{name} - {status}"), None => status.to_owned() },
+            "url": license.number.map(|n| format!("/license/edit/{n}")),
+        }));
     }
-    if kinds.contains(&Kind::Device) {
-        for license in &licenses {
-            for device in &license.devices {
-                if !device_matches(device) {
-                    continue;
-                }
-                total += 1;
-                if results.len() >= limit {
-                    continue;
-                }
-                results.push(json!({
-                    "type": "device",
-                    "id": device.number,
-                    "title": device.machine_name.as_str(),
-                    "subtitle": license.license_key.as_ref().map(|key| key.as_str()),
-                    "url": license.number.map(|n| format!("/license/edit/{n}")),
-                }));
-            }
-        }
+    for (license, device) in found.devices.iter().take(limit.saturating_sub(results.len())) {
+        results.push(json!({
+            "type": "device",
+            "id": device.number,
+            "title": device.machine_name.as_str(),
+            "subtitle": license.license_key.as_ref().map(|key| key.as_str()),
+            "url": license.number.map(|n| format!("/license/edit/{n}")),
+        }));
     }
     Ok(json!({ "results": results, "total": total }))
-}
-
-/// Whether `text` holds `needle` (lower case), in any case.
-fn contains_ignoring_case(text: &str, needle: &str) -> bool {
-    if text.is_ascii() && needle.is_ascii() {
-        let (text, needle) = (text.as_bytes(), needle.as_bytes());
-        return needle.is_empty() || text.windows(needle.len()).any(|window| window.eq_ignore_ascii_case(needle));
-    }
-    text.to_lowercase().contains(needle)
 }
 
 /// The license's customer's name, read once a search.
