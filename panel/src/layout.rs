@@ -155,3 +155,29 @@ pub fn unavailable(config: &PanelConfig, what: &str, error: &dyn std::fmt::Displ
     tracing::error!(error = %error, "panel: {what} failed");
     problem(config, StatusCode::SERVICE_UNAVAILABLE, &format!("{what} is not possible just now."))
 }
+
+/// A page that asks before something that can't be undone (so that it
+/// works without JavaScript): `question`, a button that posts `action`
+/// again with `confirm=yes`, and a way back to `back`.
+pub fn confirm(
+    signed: &Signed,
+    title: &str,
+    section: &str,
+    question: Markup,
+    action: &str,
+    button: &str,
+    back: &str,
+) -> Response {
+    let config = &signed.config;
+    let content = html! {
+        p { (question) }
+        form.inline method="post" action=(config.path(action)) {
+            input type="hidden" name="csrf" value=(signed.session.csrf);
+            input type="hidden" name="confirm" value="yes";
+            button type="submit" { (button) }
+        }
+        " "
+        a href=(config.path(back)) { "Keep it" }
+    };
+    html_response(StatusCode::OK, page(signed, title, section, content))
+}

@@ -742,21 +742,22 @@ pub async fn act(
     run(&state, &signed, &context, &license, command).await
 }
 
-/// Asks before a deletion (a page, so that it works without JavaScript).
+/// Asks before a deletion.
 fn confirm_deletion(signed: &Signed, license: &License) -> Response {
-    let config = &signed.config;
     let key = license.license_key.as_ref().map(|key| key.as_str()).unwrap_or_default();
-    let content = html! {
-        p { "Delete license " code { (key) } "? Its clients are refused from then on, and it leaves the lists. Its history stays in the log." }
-        form.inline method="post" action=(config.path(&format!("/licenses/{}/delete", license.id))) {
-            input type="hidden" name="csrf" value=(signed.session.csrf);
-            input type="hidden" name="confirm" value="yes";
-            button type="submit" { "Delete the license" }
-        }
-        " "
-        a href=(config.path(&format!("/licenses/{}", license.id))) { "Keep it" }
+    let question = html! {
+        "Delete license " code { (key) } "? Its clients are refused from then on, and it leaves the lists. Its history stays in the log."
     };
-    html_response(StatusCode::OK, page(signed, "Delete a license", "licenses", content))
+    let page = format!("/licenses/{}", license.id);
+    crate::layout::confirm(
+        signed,
+        "Delete a license",
+        "licenses",
+        question,
+        &format!("{page}/delete"),
+        "Delete the license",
+        &page,
+    )
 }
 
 /// Deletes the license (its resources let go), then shows the list.

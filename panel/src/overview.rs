@@ -21,15 +21,7 @@ const ANOMALIES: i64 = 20;
 pub async fn page_handler(State(state): State<AppState>, signed: Signed) -> Response {
     let tenant_id = signed.session.tenant_id.as_str();
     let now = Utc::now();
-    let licenses = state.client.tenant_licenses_where(tenant_id, |license| !license.deleted);
-    let active = licenses.iter().filter(|license| license.ensure_usable(now).is_ok()).count();
-    let activations: usize = licenses.iter().map(|license| license.devices.len()).sum();
-    let minute_ago = now - chrono::Duration::minutes(1);
-    let heartbeats = licenses
-        .iter()
-        .flat_map(|license| &license.devices)
-        .filter(|device| device.last_heartbeat_at >= minute_ago)
-        .count();
+    let figures = state.client.live_figures(tenant_id, now);
     let filter = AnomalyFilter { resolved: Some(false), limit: ANOMALIES, ..AnomalyFilter::default() };
     let anomalies = match state.anomaly_settings.store().list(Some(tenant_id), &filter).await {
         Ok(anomalies) => anomalies,
@@ -51,10 +43,11 @@ pub async fn page_handler(State(state): State<AppState>, signed: Signed) -> Resp
         section aria-labelledby="figures" {
             h2 #figures { "Now" }
             dl.figures {
-                div { dt { "Licenses" } dd { (licenses.len()) } }
-                div { dt { "Usable now" } dd { (active) } }
-                div { dt { "Activations" } dd { (activations) } }
-                div { dt { "Heartbeats in the last minute" } dd { (heartbeats) } }
+                div { dt { "Licenses" } dd { (figures.licenses) } }
+                div { dt { "Usable now" } dd { (figures.usable) } }
+                div { dt { "Activations" } dd { (figures.activations) } }
+                div { dt { "Active sessions" } dd { (figures.active_sessions) } }
+                div { dt { "Heartbeats in the last minute" } dd { (figures.heartbeats_last_minute) } }
             }
         }
         section aria-labelledby="usage" {

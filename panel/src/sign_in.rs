@@ -67,6 +67,43 @@ fn form_page(config: &PanelConfig, status: StatusCode, token: &str, new: bool, m
     response
 }
 
+/// A form posted before there is a session: its own token (the
+/// double-submitted cookie's) must be in it.
+fn checked_form<F: PreSession>(
+    config: &PanelConfig,
+    headers: &HeaderMap,
+    form: Result<Form<F>, FormRejection>,
+) -> Result<F, Response> {
+    let Ok(Form(form)) = form else {
+        return Err(problem(config, StatusCode::BAD_REQUEST, "The form was not sent as a form."));
+    };
+    if !form_matches(headers, form.token()) {
+        return Err(problem(
+            config,
+            StatusCode::FORBIDDEN,
+            "This form has expired. Go back, reload the page and try again.",
+        ));
+    }
+    Ok(form)
+}
+
+/// A form of the pages before sign-in, with its `form` token field.
+trait PreSession {
+    fn token(&self) -> &str;
+}
+
+macro_rules! pre_session {
+    ($($form:ty),+) => {
+        $(impl PreSession for $form {
+            fn token(&self) -> &str {
+                &self.form
+            }
+        })+
+    };
+}
+
+pre_session!(SignInForm, PasswordForm, OperatorForm);
+
 /// Whether a posted form carries the token of its cookie.
 fn form_matches(headers: &HeaderMap, given: &str) -> bool {
     cookie(headers, PRE_COOKIE).is_some_and(|expected| !given.is_empty() && digests_match(expected, given))
@@ -107,16 +144,10 @@ pub async fn submit(
     headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return problem(&config, StatusCode::BAD_REQUEST, "The sign-in form was not sent as a form.");
+    let form = match checked_form(&config, &headers, form) {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if !form_matches(&headers, &form.form) {
-        return problem(
-            &config,
-            StatusCode::FORBIDDEN,
-            "This form has expired. Go back, reload the page and try again.",
-        );
-    }
     let (token, _) = form_token(&headers);
     let refused = |email: &str| {
         let markup =
@@ -191,16 +222,10 @@ pub async fn operator_submit(
     headers: HeaderMap,
     form: Result<Form<OperatorForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return problem(&config, StatusCode::BAD_REQUEST, "The sign-in form was not sent as a form.");
+    let form = match checked_form(&config, &headers, form) {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if !form_matches(&headers, &form.form) {
-        return problem(
-            &config,
-            StatusCode::FORBIDDEN,
-            "This form has expired. Go back, reload the page and try again.",
-        );
-    }
     if !state.auth.is_operator_token(form.token.trim()) {
         let (token, _) = form_token(&headers);
         return html_response(
@@ -302,16 +327,10 @@ pub async fn accept_invitation(
     headers: HeaderMap,
     form: Result<Form<PasswordForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return problem(&config, StatusCode::BAD_REQUEST, "The form was not sent as a form.");
+    let form = match checked_form(&config, &headers, form) {
+        Ok(form) => form,
+        Err(refused) => return refused,
     };
-    if !form_matches(&headers, &form.form) {
-        return problem(
-            &config,
-            StatusCode::FORBIDDEN,
-            "This form has expired. Go back, reload the page and try again.",
-        );
-    }
     let now = Utc::now();
     let staff = match state.staff.invited(&token, now).await {
         Ok(Some(staff)) => staff,

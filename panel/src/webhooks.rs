@@ -281,17 +281,19 @@ pub async fn act(
             }
         }
         "delete" => {
-            let content = html! {
-                p { "Delete the endpoint " code { (endpoint.url) } "? Its queued deliveries and their log go with it." }
-                form.inline method="post" action=(config.path(&format!("/webhooks/{}/delete", endpoint.id))) {
-                    input type="hidden" name="csrf" value=(signed.session.csrf);
-                    input type="hidden" name="confirm" value="yes";
-                    button type="submit" { "Delete the endpoint" }
-                }
-                " "
-                a href=(config.path(&format!("/webhooks/{}", endpoint.id))) { "Keep it" }
+            let question = html! {
+                "Delete the endpoint " code { (endpoint.url) } "? Its queued deliveries and their log go with it."
             };
-            html_response(StatusCode::OK, page(&signed, "Delete a webhook endpoint", "webhooks", content))
+            let page = format!("/webhooks/{}", endpoint.id);
+            crate::layout::confirm(
+                &signed,
+                "Delete a webhook endpoint",
+                "webhooks",
+                question,
+                &format!("{page}/delete"),
+                "Delete the endpoint",
+                &page,
+            )
         }
         _ => problem(config, StatusCode::NOT_FOUND, "There is no such action."),
     }

@@ -89,6 +89,21 @@ impl From<CommandError> for ClientError {
     }
 }
 
+/// A tenant's figures at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveFigures {
+    /// Licenses not deleted.
+    pub licenses: usize,
+    /// Licenses a client may use now.
+    pub usable: usize,
+    /// Devices holding seats.
+    pub activations: usize,
+    /// Devices seen within the heartbeat interval.
+    pub active_sessions: usize,
+    /// Devices whose heartbeat was recorded in the last minute.
+    pub heartbeats_last_minute: usize,
+}
+
 /// The request a client call came in: where from, and who presented a
 /// key (None: anonymous).
 #[derive(Debug, Clone, Copy)]
@@ -193,6 +208,25 @@ impl ClientService {
     /// included), for statistics.
     pub fn tenant_licenses(&self, tenant_id: &str) -> Vec<Arc<License>> {
         self.stores.memory.licenses_of_tenant(tenant_id)
+    }
+
+    /// The tenant's live figures now (the V2 dialect's live statistics,
+    /// the panel's overview), from this process's validation view.
+    pub fn live_figures(&self, tenant_id: &str, now: chrono::DateTime<Utc>) -> LiveFigures {
+        let licenses = self.tenant_licenses_where(tenant_id, |license| !license.deleted);
+        let devices = || licenses.iter().flat_map(|license| &license.devices);
+        // A device in use validates or heartbeats at least once per
+        // heartbeat interval, and each such call is recorded at most once
+        // per interval: seen within it is in use.
+        let session_since = now - self.settings.heartbeat_interval;
+        let minute_ago = now - Duration::minutes(1);
+        LiveFigures {
+            licenses: licenses.len(),
+            usable: licenses.iter().filter(|license| license.ensure_usable(now).is_ok()).count(),
+            activations: devices().count(),
+            active_sessions: devices().filter(|device| device.last_heartbeat_at >= session_since).count(),
+            heartbeats_last_minute: devices().filter(|device| device.last_heartbeat_at >= minute_ago).count(),
+        }
     }
 
     /// The tenant's licenses that pass `keep`, without copying the others

@@ -8,9 +8,8 @@ use axum::http::request::Parts;
 use axum::response::Response;
 use chrono::Utc;
 use keyledger_app::anomalies::AnomalyFilter;
-use keyledger_domain::{AnomalyKind, License};
+use keyledger_domain::AnomalyKind;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 use super::SystemCaller;
 use keyledger_http::auth::Role;
@@ -114,21 +113,6 @@ impl FromRequestParts<AppState> for StatsCaller {
     }
 }
 
-/// The tenant's live licenses, as this process holds them.
-fn live_licenses(state: &AppState, tenant_id: &str) -> Vec<Arc<License>> {
-    let mut licenses = state.client.tenant_licenses(tenant_id);
-    licenses.retain(|license| !license.deleted);
-    licenses
-}
-
-/// Devices seen within the heartbeat window: a device in use validates or
-/// heartbeats at least that often, and each such call is recorded at most
-/// once per window.
-fn active_sessions(state: &AppState, licenses: &[Arc<License>]) -> usize {
-    let since = Utc::now() - state.client.heartbeat_interval();
-    licenses.iter().flat_map(|license| &license.devices).filter(|device| device.last_heartbeat_at >= since).count()
-}
-
 #[utoipa::path(
     get,
     path = "/api/sessions/active-count",
@@ -142,8 +126,7 @@ async fn active_count(State(state): State<AppState>, caller: Result<StatsCaller,
     answer(
         async {
             let caller = caller?;
-            let licenses = live_licenses(&state, caller.tenant()?);
-            Ok(json!({ "count": active_sessions(&state, &licenses) }))
+            Ok(json!({ "count": state.client.live_figures(caller.tenant()?, Utc::now()).active_sessions }))
         }
         .await,
     )
@@ -164,15 +147,7 @@ async fn live_stats(State(state): State<AppState>, caller: Result<StatsCaller, A
             let caller = caller?;
             let tenant_id = caller.tenant()?;
             let now = Utc::now();
-            let licenses = live_licenses(&state, tenant_id);
-            let active = licenses.iter().filter(|license| license.ensure_usable(now).is_ok()).count();
-            let activations: usize = licenses.iter().map(|license| license.devices.len()).sum();
-            let minute_ago = now - chrono::Duration::minutes(1);
-            let heartbeats = licenses
-                .iter()
-                .flat_map(|license| &license.devices)
-                .filter(|device| device.last_heartbeat_at >= minute_ago)
-                .count();
+            let figures = state.client.live_figures(tenant_id, now);
             let filter = AnomalyFilter { resolved: Some(false), limit: ALERTS, ..AnomalyFilter::default() };
             let anomalies =
                 state.anomaly_settings.store().list(Some(tenant_id), &filter).await.map_err(ApiError::internal)?;
@@ -198,10 +173,10 @@ async fn live_stats(State(state): State<AppState>, caller: Result<StatsCaller, A
             Ok(json!({
                 "timestamp": instant(now),
                 "metrics": {
-                    "active_licenses": active,
-                    "total_activations": activations,
-                    "active_sessions": active_sessions(&state, &licenses),
-                    "heartbeats_per_minute": heartbeats,
+                    "active_licenses": figures.usable,
+                    "total_activations": figures.activations,
+                    "active_sessions": figures.active_sessions,
+                    "heartbeats_per_minute": figures.heartbeats_last_minute,
                 },
                 "alerts": alerts,
             }))
