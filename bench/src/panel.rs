@@ -101,6 +101,7 @@ pub(crate) async fn run(bench: &mut Bench) -> Result<Value, String> {
         ("licenses, active only", "/admin/licenses?status=active".to_owned()),
         ("licenses, a key search", format!("/admin/licenses?q={}", &key[5..9])),
         ("a license", format!("/admin/licenses/{id}")),
+        ("the search box", format!("/admin/search?q={}", &key[5..9])),
         ("customers", "/admin/customers".to_owned()),
         ("anomalies", "/admin/anomalies".to_owned()),
     ];

@@ -109,6 +109,7 @@ def accessible(driver, name):
     summary = [(v["id"], v["help"], [n.get("target") for n in v.get("nodes", [])][:3]) for v in violations]
     check(not violations, f"{name}: accessibility violations {summary}")
     step(f"{name}: axe-core finds no serious violation")
+    phone_width(driver, name)
 
 
 def shoot(driver, name):
@@ -162,6 +163,7 @@ def set_up_totp(driver):
 def accept_invitation(driver, path, email):
     driver.get(PANEL + path)
     check(email in text(driver), f"the invitation names {email}")
+    accessible(driver, "invitation")
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.ID, "confirm").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "form.stack button[type=submit]").click()
@@ -206,7 +208,6 @@ def run(driver):
     check(LICENSE_KEY not in text(driver), "the overview shows figures, not keys")
     shoot(driver, "overview")
     accessible(driver, "overview")
-    phone_width(driver, "overview")
     step("the admin signed in and sees the overview")
 
     # Two-factor sign-in: turned on with a code from the new secret; then
@@ -354,6 +355,7 @@ def run(driver):
 
     # A second endpoint: created (secret shown once), switched off, deleted.
     driver.get(PANEL + "/webhooks")
+    accessible(driver, "webhooks")
     driver.find_element(By.ID, "url").send_keys("http://127.0.0.1:9/not-a-webhook")
     driver.find_element(By.ID, "events").clear()
     driver.find_element(By.ID, "events").send_keys("license.nonsense.event")
@@ -529,7 +531,6 @@ def run(driver):
     check(driver.find_element(By.ID, "state-at-status").text == "generated", "at its first event the license was not activated")
     shoot(driver, "license")
     accessible(driver, "license")
-    phone_width(driver, "license")
     step("the timeline shows every event with its actor, and the state at an earlier instant")
 
     # A change posted without the session's form token is refused.
@@ -661,7 +662,9 @@ def run(driver):
     admin_key = driver.find_element(By.ID, "new-admin-key").text
     works = requests.get(BASE + "/api/v1/signing-keys", headers={"Authorization": f"Bearer {admin_key}"}, timeout=10)
     check(works.status_code == 200, f"the new tenant's admin key works: {works.status_code}")
+    accessible(driver, "new-tenant")
     driver.find_element(By.LINK_TEXT, "Invite the tenant's staff").click()
+    accessible(driver, "tenant")
     driver.find_element(By.ID, "email").send_keys("gil@globex.example")
     driver.find_element(By.XPATH, "//form[.//input[@id='email']]//button").click()
     wait_for(driver, lambda d: d.find_elements(By.ID, "invitation-link"), "the invitation link")
