@@ -5,7 +5,10 @@
 //!   signed shape (sorted `data`, Ed25519 signature), no storage.
 //! - `select`: the same plus one primary-key SELECT, a naive
 //!   database-backed validate.
-//! - `insert`: the same plus one single-row INSERT, the floor of a write.
+//! - `insert`: the same plus one single-row INSERT of a random text key
+//!   and a JSON payload, a naive database-backed write.
+//! - `smallest-insert`: the same plus the smallest durable write: one row
+//!   of a serial key and three short columns, the floor of a write.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +24,19 @@ pub enum Kind {
     Static,
     Select,
     Insert,
+    SmallestInsert,
+}
+
+impl Kind {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Static => "static",
+            Kind::Select => "select",
+            Kind::Insert => "insert",
+            Kind::SmallestInsert => "smallest-insert",
+        }
+    }
 }
 
 struct Baseline {
@@ -52,6 +68,10 @@ async fn prepare(url: &str) -> Db {
     const CREATE_LICENSES: &str =
         "CREATE TABLE IF NOT EXISTS bench_licenses (id BIGINT PRIMARY KEY, payload TEXT NOT NULL)";
     const CREATE_WRITES: &str = "CREATE TABLE IF NOT EXISTS bench_writes (id TEXT PRIMARY KEY, payload TEXT NOT NULL)";
+    const CREATE_SMALL_PG: &str =
+        "CREATE TABLE IF NOT EXISTS bench_small_writes (id BIGSERIAL PRIMARY KEY, a TEXT NOT NULL, b TEXT NOT NULL, c TEXT NOT NULL)";
+    const CREATE_SMALL_SQLITE: &str =
+        "CREATE TABLE IF NOT EXISTS bench_small_writes (id INTEGER PRIMARY KEY, a TEXT NOT NULL, b TEXT NOT NULL, c TEXT NOT NULL)";
     let payload = json!({"expiresAt": "2027-04-22T10:00:00Z", "licenseType": 1, "maxConnections": 10}).to_string();
     if url.starts_with("postgres") {
         // Not pinged before each query, as keyledger's pool isn't: the
@@ -64,6 +84,7 @@ async fn prepare(url: &str) -> Db {
             .expect("connect");
         sqlx::query(CREATE_LICENSES).execute(&pool).await.unwrap();
         sqlx::query(CREATE_WRITES).execute(&pool).await.unwrap();
+        sqlx::query(CREATE_SMALL_PG).execute(&pool).await.unwrap();
         sqlx::query("INSERT INTO bench_licenses SELECT g, $1 FROM generate_series(1, $2) g ON CONFLICT DO NOTHING")
             .bind(&payload)
             .bind(ROWS)
@@ -82,6 +103,7 @@ async fn prepare(url: &str) -> Db {
         let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(16).connect_with(options).await.unwrap();
         sqlx::query(CREATE_LICENSES).execute(&pool).await.unwrap();
         sqlx::query(CREATE_WRITES).execute(&pool).await.unwrap();
+        sqlx::query(CREATE_SMALL_SQLITE).execute(&pool).await.unwrap();
         sqlx::query(
             "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < $2)
              INSERT OR IGNORE INTO bench_licenses SELECT n, $1 FROM g",
@@ -103,6 +125,8 @@ async fn answer(State(baseline): State<Arc<Baseline>>, Json(body): Json<Value>) 
         (Some(Db::Sqlite(pool)), Kind::Select) => select(pool, row).await,
         (Some(Db::Postgres(pool)), Kind::Insert) => insert(pool, &machine).await,
         (Some(Db::Sqlite(pool)), Kind::Insert) => insert(pool, &machine).await,
+        (Some(Db::Postgres(pool)), Kind::SmallestInsert) => smallest_insert(pool, &machine).await,
+        (Some(Db::Sqlite(pool)), Kind::SmallestInsert) => smallest_insert(pool, &machine).await,
         _ => json!({"expiresAt": "2027-04-22T10:00:00Z", "licenseType": 1, "maxConnections": 10}).to_string(),
     };
     let mut data: Value = serde_json::from_str(&payload).unwrap_or_default();
@@ -143,4 +167,23 @@ where
         .execute(&mut *connection)
         .await;
     payload
+}
+
+/// One row of a serial key and three short columns: nothing to check for
+/// uniqueness but the key the database makes.
+async fn smallest_insert<'e, DB: sqlx::Database>(pool: &'e sqlx::Pool<DB>, machine: &str) -> String
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    let short: String = machine.chars().take(16).collect();
+    let mut connection = pool.acquire().await.expect("connection");
+    let _ = sqlx::query("INSERT INTO bench_small_writes (a, b, c) VALUES ($1, $2, $3)")
+        .bind(short)
+        .bind("1".to_owned())
+        .bind("x".to_owned())
+        .execute(&mut *connection)
+        .await;
+    json!({"expiresAt": "2027-04-22T10:00:00Z", "licenseType": 1, "maxConnections": 10}).to_string()
 }

@@ -43,6 +43,25 @@ impl FormToken for BulkForm {
     }
 }
 
+/// Asks before deleting the ticked licenses (a page, so that it works
+/// without JavaScript): the same form again, confirmed.
+fn confirm_deletion(signed: &crate::session::Signed, ids: &[&str]) -> Response {
+    let config = &signed.config;
+    let content = html! {
+        p { "Delete " (ids.len()) " licenses? Their clients are refused from then on, and they leave the lists. Their history stays in the log." }
+        form.inline method="post" action=(config.path("/licenses/bulk")) {
+            input type="hidden" name="csrf" value=(signed.session.csrf);
+            input type="hidden" name="action" value="delete";
+            input type="hidden" name="confirm" value="yes";
+            @for id in ids { input type="hidden" name="id" value=(id); }
+            button type="submit" { "Delete the licenses" }
+        }
+        " "
+        a href=(config.path("/licenses")) { "Keep them" }
+    };
+    html_response(StatusCode::OK, page(signed, "Delete licenses", "licenses", content))
+}
+
 /// Why a ticked license was left as it was.
 enum Unchanged {
     NotFound,
@@ -69,6 +88,9 @@ pub async fn run(
             StatusCode::BAD_REQUEST,
             &format!("Tick from 1 to {MAX_BULK} licenses, then choose what to do to them."),
         );
+    }
+    if bulk == Bulk::Delete && form.value("confirm") != "yes" {
+        return confirm_deletion(&signed, &ids);
     }
     let tenant_id = signed.session.tenant_id.as_str();
     let caller = signed.caller();
