@@ -168,6 +168,14 @@ impl TenancyStore {
         Ok(rows.into_iter().map(|(id, name, created_at)| (Tenant { id, name }, created_at)).collect())
     }
 
+    /// The tenant with this id, if there is one.
+    pub async fn tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, sqlx::Error> {
+        const SQL: &str = "SELECT id, name FROM tenants WHERE id = $1";
+        let row: Option<(String, String)> =
+            on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(tenant_id).fetch_optional(pool).await)?;
+        Ok(row.map(|(id, name)| Tenant { id, name }))
+    }
+
     pub async fn create_key(&self, tenant_id: &str, role: Role, name: &str) -> Result<IssuedKey, sqlx::Error> {
         let (key, secret_hash) = new_key(tenant_id, role, name);
         let created_at = now();

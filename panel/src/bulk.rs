@@ -106,9 +106,7 @@ pub async fn run(
     for id in ids {
         let license = match uuid::Uuid::parse_str(id) {
             Ok(_) => match state.licenses.load(id).await {
-                Ok((license, _, _)) if license.tenant_id == tenant_id && license.exists() && !license.deleted => {
-                    license
-                }
+                Ok((license, _, _)) if crate::licenses::shown_in(&license, tenant_id) => license,
                 Ok(_) => {
                     unchanged.push((id.to_owned(), Unchanged::NotFound));
                     continue;

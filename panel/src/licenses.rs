@@ -288,17 +288,19 @@ pub async fn list(
     html_response(StatusCode::OK, page(&signed, "Licenses", "licenses", content))
 }
 
+/// Whether the panel of `tenant_id` shows the license: its own, existing
+/// and not deleted.
+pub(crate) fn shown_in(license: &License, tenant_id: &str) -> bool {
+    license.tenant_id == tenant_id && license.exists() && !license.deleted
+}
+
 /// The tenant's license with this id, read from the log; anything else
 /// (another tenant's, deleted, malformed) is not found.
 pub(crate) async fn tenant_license(state: &AppState, signed: &Signed, raw_id: &str) -> Result<License, Response> {
     let not_found = || problem(&signed.config, StatusCode::NOT_FOUND, "There is no such license.");
     let id = uuid::Uuid::parse_str(raw_id.trim()).map_err(|_| not_found())?.to_string();
     match state.licenses.load(&id).await {
-        Ok((license, _, _))
-            if license.tenant_id == signed.session.tenant_id.as_str() && license.exists() && !license.deleted =>
-        {
-            Ok(license)
-        }
+        Ok((license, _, _)) if shown_in(&license, &signed.session.tenant_id) => Ok(license),
         Ok(_) => Err(not_found()),
         Err(error) => {
             tracing::error!(error = %error, "panel: loading a license failed");

@@ -18,13 +18,9 @@ use crate::session::{cookie, Bare, Operator, OperatorChange, Signed, COOKIE};
 
 /// The tenant with this id, or a 404 page.
 async fn tenant(state: &AppState, signed: &Signed, raw_id: &str) -> Result<keyledger_app::tenancy::Tenant, Response> {
-    let id = raw_id.trim();
-    match state.tenancy.tenants().await {
-        Ok(tenants) => tenants
-            .into_iter()
-            .map(|(tenant, _)| tenant)
-            .find(|tenant| tenant.id == id)
-            .ok_or_else(|| problem(&signed.config, StatusCode::NOT_FOUND, "There is no such tenant.")),
+    match state.tenancy.tenant(raw_id.trim()).await {
+        Ok(Some(tenant)) => Ok(tenant),
+        Ok(None) => Err(problem(&signed.config, StatusCode::NOT_FOUND, "There is no such tenant.")),
         Err(error) => Err(unavailable(&signed.config, "Reading the tenants", &error)),
     }
 }
