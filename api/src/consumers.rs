@@ -36,6 +36,8 @@ pub struct ConsumerReport {
 /// dialects read it.
 pub struct ConsumerProbe {
     pub statuses: Arc<Statuses>,
+    /// This process's validation view, loaded in the background at start.
+    pub validation_view: Arc<keyledger_projections::MemoryView>,
     pub follower_progress: Arc<Mutex<Cursor>>,
     pub log: EventLog,
     /// Whether this process runs a NATS relay (whose lag is reported).

@@ -20,6 +20,7 @@ mod limits;
 mod metrics;
 mod openapi;
 mod ops;
+mod progress;
 mod router;
 mod screen;
 mod server;

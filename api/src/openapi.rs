@@ -22,14 +22,27 @@ pub struct ServiceStatus {
 
 #[derive(ToSchema)]
 #[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
 pub struct Health {
-    /// healthy or unhealthy.
+    /// healthy, unhealthy, or loading (right after a start, until the
+    /// validation view holds every license).
     status: String,
     /// sqlite or postgres.
     store: String,
     /// This process's background consumers.
     consumers: Vec<ConsumerHealth>,
+    validation_view: ValidationViewHealth,
     timestamp: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ValidationViewHealth {
+    /// Whether it is still being loaded after a start (validate answers
+    /// meanwhile, from the read model where the view lacks a license).
+    loading: bool,
+    /// Licenses it holds.
+    licenses: u64,
 }
 
 #[derive(ToSchema)]

@@ -70,8 +70,9 @@ pub async fn search(
             key_part: wants_licenses.then_some(upper.as_str()),
             customer_ids: &customer_ids,
         };
-        let mut licenses =
-            client.search_licenses(&search, |license| wants_devices && license.devices.iter().any(device_matches));
+        let mut licenses = client
+            .search_licenses(&search, |license| wants_devices && license.devices.iter().any(device_matches))
+            .await;
         licenses.sort_by_key(|license| license.number);
         if wants_devices {
             for license in &licenses {

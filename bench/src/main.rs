@@ -16,6 +16,7 @@ mod load;
 mod mixed;
 mod panel;
 mod replay;
+mod scale;
 mod scenario;
 mod search;
 mod webhooks;
@@ -37,6 +38,9 @@ pub const BASELINE: &str = "__baseline";
 /// The first argument that makes this binary rebuild keyledger's read
 /// models and print how long the rebuild took.
 pub const REBUILD_KEYLEDGER: &str = "__rebuild-keyledger";
+/// The first argument that makes this binary run `keyledger audit verify`
+/// over the whole log and print how long it took.
+pub const VERIFY_KEYLEDGER: &str = "__verify-keyledger";
 
 /// A baseline server's own arguments.
 #[derive(Parser)]
@@ -63,6 +67,7 @@ pub enum Scenario {
     Dialects,
     Search,
     Panel,
+    Scale,
 }
 
 #[tokio::main]
@@ -82,6 +87,16 @@ async fn main() -> std::process::ExitCode {
             let licenses = keyledger_api::rebuild_projections(&config, None).await.expect("rebuild");
             let seconds = started.elapsed().as_secs_f64();
             println!("{}", serde_json::json!({"licenses": licenses, "seconds": seconds}));
+        }
+        Some(VERIFY_KEYLEDGER) => {
+            let config = keyledger_api::Cli::parse_from(["keyledger"]).config;
+            let started = std::time::Instant::now();
+            let (report, _) = keyledger_api::verify_log(&config, None, None).await.expect("verify");
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "{}",
+                serde_json::json!({"events": report.events, "licenses": report.licenses, "broken": report.broken.len(), "seconds": seconds})
+            );
         }
         Some(BASELINE) => {
             let BaselineArgs { kind, listen, database_url } = BaselineArgs::parse_from(&args[1..]);

@@ -102,7 +102,7 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
 
 /// Rebuilds the read models in a process of its own, which times the
 /// rebuild itself (not its start-up).
-async fn rebuild(bench: &Bench, database_url: &str) -> Result<Value, String> {
+pub(crate) async fn rebuild(bench: &Bench, database_url: &str) -> Result<Value, String> {
     let output = Command::new(this_binary())
         .arg(REBUILD_KEYLEDGER)
         .env("KEYLEDGER_DATA_DIR", bench.dir.path().join("keyledger-data"))
@@ -119,7 +119,7 @@ async fn rebuild(bench: &Bench, database_url: &str) -> Result<Value, String> {
     serde_json::from_slice(&output.stdout).map_err(|e| format!("rebuild's report: {e}"))
 }
 
-async fn count_events(database_url: &str) -> Result<i64, String> {
+pub(crate) async fn count_events(database_url: &str) -> Result<i64, String> {
     const SQL: &str = "SELECT COUNT(*) FROM events";
     if database_url.starts_with("postgres") {
         let pool = sqlx::PgPool::connect(database_url).await.map_err(|e| e.to_string())?;

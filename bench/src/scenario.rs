@@ -79,6 +79,7 @@ pub async fn run(options: Options) -> std::process::ExitCode {
         Scenario::Dialects => crate::dialects::run(&mut bench).await,
         Scenario::Search => crate::search::run(&mut bench).await,
         Scenario::Panel => crate::panel::run(&mut bench).await,
+        Scenario::Scale => crate::scale::run(&mut bench).await,
     };
     bench.drop_databases().await;
     match result {
@@ -143,6 +144,19 @@ impl Bench {
     /// A keyledger server on an existing database: a second process, or a
     /// restart.
     pub(crate) async fn keyledger_on(&self, database_url: &str, extra_env: &[(&str, &str)]) -> Result<Served, String> {
+        let (command, addr) = self.keyledger_command(database_url, extra_env);
+        self.start(command, addr, "/health").await
+    }
+
+    /// A keyledger server on an existing database, spawned and not waited
+    /// for: for timing its start-up.
+    pub(crate) fn keyledger_spawned(&self, database_url: &str, extra_env: &[(&str, &str)]) -> Result<Served, String> {
+        let (mut command, addr) = self.keyledger_command(database_url, extra_env);
+        let child = command.stdout(Stdio::null()).kill_on_drop(true).spawn().map_err(|e| e.to_string())?;
+        Ok(Served { child, base: format!("http://{addr}"), addr })
+    }
+
+    fn keyledger_command(&self, database_url: &str, extra_env: &[(&str, &str)]) -> (Command, SocketAddr) {
         let addr = free_addr();
         let mut command = Command::new(this_binary());
         command
@@ -162,7 +176,7 @@ impl Bench {
         for (name, value) in extra_env {
             command.env(name, value);
         }
-        self.start(command, addr, "/health").await
+        (command, addr)
     }
 
     pub(crate) async fn baseline(&mut self, kind: baseline::Kind) -> Result<Served, String> {

@@ -3,7 +3,8 @@
 //! so editing, removing or reordering a stored event breaks every hash
 //! after it.
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// What the hash covers: everything a reader is told about the event
@@ -22,26 +23,82 @@ pub struct ChainedContent<'a> {
 /// first event of a license chains to the empty string. serde_json writes
 /// object keys sorted, so the JSON text is canonical.
 pub fn chain_hash(previous_hash: &str, content: &ChainedContent<'_>) -> String {
-    let canonical = json!({
-        "aggregate_id": content.aggregate_id,
-        "sequence": content.sequence,
-        "event_id": content.event_id,
-        "event_type": content.event_type,
-        "event_version": content.event_version,
-        "payload": content.payload,
-        "metadata": content.metadata,
-    })
-    .to_string();
     let mut digest = Sha256::new();
     digest.update(previous_hash.as_bytes());
     digest.update(b"\n");
-    digest.update(canonical.as_bytes());
+    // Written straight into the digest: no copy of the payload, no text.
+    serde_json::to_writer(DigestWriter(&mut digest), &Canonical::of(content))
+        .expect("JSON values and strings always serialise");
     hex::encode(digest.finalize())
+}
+
+/// The content as the canonical JSON object, its keys in sorted order as
+/// serde_json's own maps write theirs (the order is the hash's contract:
+/// see the test against a `json!` object).
+#[derive(Serialize)]
+struct Canonical<'a> {
+    aggregate_id: &'a str,
+    event_id: &'a str,
+    event_type: &'a str,
+    event_version: &'a str,
+    metadata: &'a Value,
+    payload: &'a Value,
+    sequence: i64,
+}
+
+impl<'a> Canonical<'a> {
+    fn of(content: &ChainedContent<'a>) -> Self {
+        Self {
+            aggregate_id: content.aggregate_id,
+            event_id: content.event_id,
+            event_type: content.event_type,
+            event_version: content.event_version,
+            metadata: content.metadata,
+            payload: content.payload,
+            sequence: content.sequence,
+        }
+    }
+}
+
+struct DigestWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for DigestWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_canonical_text_is_a_json_object_with_sorted_keys() {
+        let payload = json!({"LicenseActivated": {"machine": "m", "activated_at": "2026-01-01T00:00:00Z", "details": {"z": 1, "a": [1, {"y": null, "b": "\u{e9}\\"}]}}});
+        let metadata = json!({"actor_role": "user", "actor_key_id": "k"});
+        let content = content(&payload, &metadata);
+        let expected = json!({
+            "aggregate_id": content.aggregate_id,
+            "sequence": content.sequence,
+            "event_id": content.event_id,
+            "event_type": content.event_type,
+            "event_version": content.event_version,
+            "payload": content.payload,
+            "metadata": content.metadata,
+        })
+        .to_string();
+        assert_eq!(serde_json::to_string(&Canonical::of(&content)).unwrap(), expected);
+        let mut digest = Sha256::new();
+        digest.update(b"prev\n");
+        digest.update(expected.as_bytes());
+        assert_eq!(chain_hash("prev", &content), hex::encode(digest.finalize()));
+    }
 
     fn content<'a>(payload: &'a Value, metadata: &'a Value) -> ChainedContent<'a> {
         ChainedContent {

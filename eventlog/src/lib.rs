@@ -12,23 +12,26 @@ mod checkpoint;
 mod commits;
 mod database;
 mod group_commit;
+mod key_order;
 mod log;
 mod repository;
 mod secrets;
 mod snapshot;
 mod tail_cache;
+mod verify;
 
 pub use checkpoint::{CheckpointBody, CheckpointCheck, CheckpointCursor, Checkpoints, SignedCheckpoint};
 pub use commits::{commits, committed_elsewhere, local_commits, COMMITS_CHANNEL};
 pub use database::{Backend, Database, EventLogError};
+pub use key_order::{KeyRange, StoredEvent};
 pub use log::write_turn;
 pub use log::{
-    AppendError, BrokenChain, ChainBreak, Cursor, EventLog, Guard, LoggedEvent, NewEvent, PayloadOnly, ProjectedRow,
-    SqlValue, VerifyReport, AGGREGATE_TYPE, CUSTOMER_AGGREGATE, ENVELOPE_VERSION, PRODUCT_AGGREGATE,
-    SAVE_CHECKPOINT_SQL, TENANT_AGGREGATE,
+    AppendError, BatchedAppend, Cursor, EventLog, Guard, LoggedEvent, NewEvent, PayloadOnly, ProjectedRow, SqlValue,
+    AGGREGATE_TYPE, CUSTOMER_AGGREGATE, ENVELOPE_VERSION, PRODUCT_AGGREGATE, SAVE_CHECKPOINT_SQL, TENANT_AGGREGATE,
 };
 pub use repository::LogRepository;
 pub use snapshot::{Loaded, Snapshots, SNAPSHOT_EVERY, SNAPSHOT_FORMAT};
+pub use verify::{BrokenChain, ChainBreak, VerifyReport};
 
 use cqrs_es::persist::PersistedEventStore;
 use keyledger_domain::License;

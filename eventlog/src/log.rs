@@ -170,42 +170,6 @@ pub struct NewEvent<'a> {
     pub metadata: &'a Value,
 }
 
-/// What went wrong with one license's chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum ChainBreak {
-    /// The sequence jumps: events were removed or renumbered.
-    Gap { expected: i64, found: i64 },
-    /// The stored hash does not match the content and the previous hash:
-    /// the event was edited or moved.
-    HashMismatch { sequence: i64 },
-    /// Global positions do not rise with the sequence: events were
-    /// reordered in the log.
-    PositionOutOfOrder { sequence: i64 },
-    /// A license asked for by id has no events at all.
-    NoEvents,
-}
-
-/// The first broken link of a license's chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BrokenChain {
-    pub aggregate_type: String,
-    /// The aggregate's id.
-    pub license_id: String,
-    #[serde(flatten)]
-    pub first_break: ChainBreak,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct VerifyReport {
-    /// License chains checked.
-    pub licenses: usize,
-    /// Chains of other aggregates (products) checked.
-    pub other_chains: usize,
-    pub events: usize,
-    pub broken: Vec<BrokenChain>,
-}
-
 /// Another aggregate a command was decided on, at the version it was
 /// decided on: its last event's sequence (0 before its first).
 #[derive(Debug, Clone)]
@@ -261,6 +225,10 @@ const PREVIOUS_HASH: &str = "SELECT hash FROM events WHERE aggregate_type = $1 A
 impl EventLog {
     pub fn new(db: Database) -> Self {
         Self { db, group: Arc::new(GroupCommit::new()), tail_cache: Arc::default() }
+    }
+
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Appends one command's events to a license, looking up the hash the
@@ -342,17 +310,10 @@ impl EventLog {
         projected: Option<&ProjectedRow>,
         lock: Lock<'_>,
     ) -> Result<Vec<String>, AppendError> {
-        let Some(first) = events.first() else { return Ok(Vec::new()) };
-        let mut previous = previous_hash.to_owned();
-        let identified: Vec<(String, String)> = events
-            .iter()
-            .map(|event| {
-                let (event_id, hash) = identify(&previous, event);
-                previous.clone_from(&hash);
-                (event_id, hash)
-            })
-            .collect();
-        let last_hash = identified.last().map(|(_, hash)| hash.as_str()).unwrap_or_default();
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let identified = identify_all(events, previous_hash);
         let appended = match &self.db {
             Database::Postgres(pool) => {
                 let command = group_commit::Command::new(events, &identified, previous_hash, projected);
@@ -376,35 +337,8 @@ impl EventLog {
                         return Err(AppendError::GuardMoved);
                     }
                 }
-                let mut appended = 0;
-                for (index, (event, (event_id, hash))) in events.iter().zip(&identified).enumerate() {
-                    if appended < index {
-                        break; // The guard turned the first event away.
-                    }
-                    let guard = if index == 0 { SQLITE_CHAIN_GUARD } else { "" };
-                    let sql = format!(
-                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash, position)
-                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT COALESCE(MAX(position), 0) + 1 FROM events){guard}"
-                    );
-                    let mut query = bind_event(sqlx::query(&sql), event, event_id, hash);
-                    if index == 0 {
-                        query = query.bind(first.sequence - 1).bind(previous_hash);
-                    }
-                    let done = query.execute(&mut *tx).await?;
-                    appended += done.rows_affected() as usize;
-                }
+                let appended = sqlite_write(&mut tx, events, &identified, previous_hash, projected).await?;
                 if appended == events.len() {
-                    if let Some(row) = projected {
-                        let placeholders =
-                            (1..=row.values.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
-                        let sql = format!("{} VALUES ({placeholders}) {}", row.insert_into, row.on_conflict);
-                        let query = row.values.iter().fold(sqlx::query(&sql), |query, value| match value {
-                            SqlValue::Text(text) => query.bind(text.as_str()),
-                            SqlValue::Int(number) => query.bind(*number),
-                            SqlValue::AppendedHash => query.bind(last_hash),
-                        });
-                        query.execute(&mut *tx).await?;
-                    }
                     tx.commit().await?;
                 } else {
                     // Roll back while this process's turn is still held, so
@@ -419,6 +353,44 @@ impl EventLog {
         }
         crate::commits::committed_here();
         Ok(identified.into_iter().map(|(_, hash)| hash).collect())
+    }
+
+    /// Appends many commands' events, each to an aggregate of its own, as
+    /// [`EventLog::append_after`] would one by one: for bulk loading (the
+    /// `scale` bench's million licenses). On SQLite the batch is one
+    /// transaction, all or nothing; on PostgreSQL each command goes
+    /// through group commit at once, whole or not at all.
+    pub async fn append_batch(&self, commands: &[BatchedAppend<'_>]) -> Result<(), AppendError> {
+        match &self.db {
+            Database::Postgres(_) => {
+                let appends = commands.iter().map(|command| {
+                    self.append_after(&command.events, command.previous_hash, command.projected.as_ref())
+                });
+                futures::future::try_join_all(appends).await?;
+            }
+            Database::Sqlite(pool) => {
+                let _turn = SQLITE_WRITES.lock().await;
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                for command in commands {
+                    let identified = identify_all(&command.events, command.previous_hash);
+                    let appended = sqlite_write(
+                        &mut tx,
+                        &command.events,
+                        &identified,
+                        command.previous_hash,
+                        command.projected.as_ref(),
+                    )
+                    .await?;
+                    if appended != command.events.len() {
+                        tx.rollback().await?;
+                        return Err(AppendError::Conflict);
+                    }
+                }
+                tx.commit().await?;
+                crate::commits::committed_here();
+            }
+        }
+        Ok(())
     }
 
     /// Up to `limit` events after `after`, in the order every reader
@@ -568,35 +540,6 @@ impl EventLog {
             }
         };
         Ok(events)
-    }
-
-    /// Recomputes every chain of every aggregate (or one license's) from
-    /// the stored rows and reports the first broken link of each broken
-    /// chain.
-    pub async fn verify(&self, license_id: Option<&str>) -> Result<VerifyReport, EventLogError> {
-        let chains: Vec<(String, String)> = match license_id {
-            Some(id) => vec![(AGGREGATE_TYPE.to_owned(), id.to_owned())],
-            None => {
-                const SQL: &str = "SELECT DISTINCT aggregate_type, aggregate_id FROM events
-                                    ORDER BY aggregate_type, aggregate_id";
-                crate::on_pool!(&self.db, pool => sqlx::query_as(SQL).fetch_all(pool).await)?
-            }
-        };
-        let mut report = VerifyReport::default();
-        for (aggregate_type, id) in chains {
-            let events = self.aggregate_history(&aggregate_type, &id, i64::MIN, i64::MAX).await?;
-            if aggregate_type == AGGREGATE_TYPE {
-                report.licenses += 1;
-            } else {
-                report.other_chains += 1;
-            }
-            report.events += events.len();
-            let first_break = if events.is_empty() { Some(ChainBreak::NoEvents) } else { first_break(&events) };
-            if let Some(first_break) = first_break {
-                report.broken.push(BrokenChain { aggregate_type, license_id: id, first_break });
-            }
-        }
-        Ok(report)
     }
 }
 
@@ -852,35 +795,70 @@ fn identify(previous: &str, event: &NewEvent<'_>) -> (String, String) {
 
 /// The first link where a license's stored events stop agreeing with
 /// their chain, walking in sequence order from 1.
-fn first_break(events: &[LoggedEvent]) -> Option<ChainBreak> {
-    let mut previous = String::new();
-    for (index, event) in events.iter().enumerate() {
-        let expected = index as i64 + 1;
-        if event.sequence != expected {
-            return Some(ChainBreak::Gap { expected, found: event.sequence });
+/// Each event's id and chain hash, the first chained to `previous_hash`.
+fn identify_all(events: &[NewEvent<'_>], previous_hash: &str) -> Vec<(String, String)> {
+    let mut previous = previous_hash.to_owned();
+    events
+        .iter()
+        .map(|event| {
+            let (event_id, hash) = identify(&previous, event);
+            previous.clone_from(&hash);
+            (event_id, hash)
+        })
+        .collect()
+}
+
+/// One command's append in [`EventLog::append_batch`].
+pub struct BatchedAppend<'a> {
+    pub events: Vec<NewEvent<'a>>,
+    /// The hash the first event chains to; empty before an aggregate's first.
+    pub previous_hash: &'a str,
+    pub projected: Option<ProjectedRow>,
+}
+
+/// Writes one command's events (each with its id and hash) and its
+/// projected row in a SQLite transaction holding the write lock; returns
+/// how many events were written, fewer than all when the chain guard
+/// turned the first away (then nothing else was written).
+async fn sqlite_write(
+    tx: &mut sqlx::SqliteConnection,
+    events: &[NewEvent<'_>],
+    identified: &[(String, String)],
+    previous_hash: &str,
+    projected: Option<&ProjectedRow>,
+) -> Result<usize, sqlx::Error> {
+    let Some(first) = events.first() else { return Ok(0) };
+    let last_hash = identified.last().map(|(_, hash)| hash.as_str()).unwrap_or_default();
+    let mut appended = 0;
+    for (index, (event, (event_id, hash))) in events.iter().zip(identified).enumerate() {
+        if appended < index {
+            break; // The guard turned the first event away.
         }
-        let recomputed = chain_hash(
-            &previous,
-            &ChainedContent {
-                aggregate_id: &event.license_id,
-                sequence: event.sequence,
-                event_id: &event.event_id,
-                event_type: &event.event_type,
-                event_version: &event.event_version,
-                payload: &event.payload,
-                metadata: &event.metadata,
-            },
+        let guard = if index == 0 { SQLITE_CHAIN_GUARD } else { "" };
+        let sql = format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, event_id, hash, position)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT COALESCE(MAX(position), 0) + 1 FROM events){guard}"
         );
-        if recomputed != event.hash {
-            return Some(ChainBreak::HashMismatch { sequence: event.sequence });
+        let mut query = bind_event(sqlx::query(&sql), event, event_id, hash);
+        if index == 0 {
+            query = query.bind(first.sequence - 1).bind(previous_hash);
         }
-        // Each append waits for the one before to commit, so positions rise.
-        if index > 0 && event.position <= events[index - 1].position {
-            return Some(ChainBreak::PositionOutOfOrder { sequence: event.sequence });
-        }
-        previous = recomputed;
+        let done = query.execute(&mut *tx).await?;
+        appended += done.rows_affected() as usize;
     }
-    None
+    if appended == events.len() {
+        if let Some(row) = projected {
+            let placeholders = (1..=row.values.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("{} VALUES ({placeholders}) {}", row.insert_into, row.on_conflict);
+            let query = row.values.iter().fold(sqlx::query(&sql), |query, value| match value {
+                SqlValue::Text(text) => query.bind(text.as_str()),
+                SqlValue::Int(number) => query.bind(*number),
+                SqlValue::AppendedHash => query.bind(last_hash),
+            });
+            query.execute(&mut *tx).await?;
+        }
+    }
+    Ok(appended)
 }
 
 /// The tail's rows after `after` on the database itself: see

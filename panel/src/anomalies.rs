@@ -51,11 +51,14 @@ pub async fn list(
         }
     };
     let now = Utc::now();
-    let suspended = state.client.tenant_licenses_where(tenant_id, |license| {
-        !license.deleted
-            && license.status_at(now) == LicenseStatus::Suspended
-            && license.suspension_reason.as_deref().is_some_and(|reason| reason.starts_with("anomaly: "))
-    });
+    let suspended = state
+        .client
+        .tenant_licenses_where(tenant_id, |license| {
+            !license.deleted
+                && license.status_at(now) == LicenseStatus::Suspended
+                && license.suspension_reason.as_deref().is_some_and(|reason| reason.starts_with("anomaly: "))
+        })
+        .await;
     let kinds = AnomalyKind::ALL.iter().map(|kind| kind.as_str());
     let content = html! {
         form.filters method="get" action=(config.path("/anomalies")) {

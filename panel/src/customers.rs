@@ -105,9 +105,12 @@ pub async fn show(State(state): State<AppState>, signed: Signed, Path(raw_id): P
         }
     };
     let now = Utc::now();
-    let mut licenses = state.client.tenant_licenses_where(&signed.session.tenant_id, |license| {
-        !license.deleted && license.customer_id.as_ref().is_some_and(|customer| customer.as_str() == id)
-    });
+    let mut licenses = state
+        .client
+        .tenant_licenses_where(&signed.session.tenant_id, |license| {
+            !license.deleted && license.customer_id.as_ref().is_some_and(|customer| customer.as_str() == id)
+        })
+        .await;
     licenses.sort_by(|a, b| b.created_at.cmp(&a.created_at));
     let usable = licenses.iter().filter(|license| license.ensure_usable(now).is_ok()).count();
     let devices: usize = licenses.iter().map(|license| license.devices.len()).sum();

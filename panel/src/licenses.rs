@@ -142,7 +142,7 @@ async fn matching(
     now: DateTime<Utc>,
 ) -> Result<Vec<Arc<License>>, keyledger_app::aggregates::CatalogError<keyledger_domain::CustomerError>> {
     if filters.q.is_empty() {
-        return Ok(state.client.tenant_licenses_where(tenant_id, |license| filters.keeps(license, now)));
+        return Ok(state.client.tenant_licenses_where(tenant_id, |license| filters.keeps(license, now)).await);
     }
     let pattern = keyledger_app::customers::search_pattern(&filters.q);
     let customers = state
@@ -152,7 +152,7 @@ async fn matching(
     let customer_ids: Vec<&str> = customers.iter().map(|customer| customer.record.id.as_str()).collect();
     let key_part = filters.q.to_ascii_uppercase();
     let search = keyledger_projections::Search { tenant_id, key_part: Some(&key_part), customer_ids: &customer_ids };
-    let mut found = state.client.search_licenses(&search, |_| false);
+    let mut found = state.client.search_licenses(&search, |_| false).await;
     found.retain(|license| filters.keeps(license, now));
     Ok(found)
 }

@@ -21,7 +21,7 @@ const ANOMALIES: i64 = 20;
 pub async fn page_handler(State(state): State<AppState>, signed: Signed) -> Response {
     let tenant_id = signed.session.tenant_id.as_str();
     let now = Utc::now();
-    let figures = state.client.live_figures(tenant_id, now);
+    let figures = state.client.live_figures(tenant_id, now).await;
     let filter = AnomalyFilter { resolved: Some(false), limit: ANOMALIES, ..AnomalyFilter::default() };
     let anomalies = match state.anomaly_settings.store().list(Some(tenant_id), &filter).await {
         Ok(anomalies) => anomalies,

@@ -9,7 +9,10 @@
 //! in version, whichever way it arrives.
 
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+
+use tokio::sync::Notify;
 
 use hashbrown::hash_table::{self, HashTable};
 
@@ -187,9 +190,45 @@ fn parse_uuid(text: &str) -> Option<u128> {
 #[derive(Default)]
 pub struct MemoryView {
     maps: RwLock<Maps>,
+    /// Set while a process's start-up loads the view in the background:
+    /// lookups by key or id that miss are asked of the store meanwhile,
+    /// but a listing of a tenant's licenses must wait for the whole view.
+    loading: AtomicBool,
+    loaded: Notify,
 }
 
 impl MemoryView {
+    /// Marks the view as being loaded: [`MemoryView::wait_loaded`] waits
+    /// from now until [`MemoryView::finish_loading`].
+    pub fn begin_loading(&self) {
+        self.loading.store(true, Ordering::SeqCst);
+    }
+
+    pub fn finish_loading(&self) {
+        self.loading.store(false, Ordering::SeqCst);
+        self.loaded.notify_waiters();
+    }
+
+    pub fn is_loading(&self) -> bool {
+        self.loading.load(Ordering::SeqCst)
+    }
+
+    /// Returns once the view holds every license (at once, unless a
+    /// start-up is still loading it).
+    pub async fn wait_loaded(&self) {
+        loop {
+            let notified = self.loaded.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the flag is read, so a finish in between
+            // is not missed.
+            notified.as_mut().enable();
+            if !self.is_loading() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     pub fn get(&self, license_id: &str) -> Option<Entry> {
         self.read().find_by_id(license_id).map(|entry| Entry::clone(entry))
     }
@@ -321,6 +360,28 @@ mod tests {
             policy: Default::default(),
         });
         license
+    }
+
+    #[tokio::test]
+    async fn listings_wait_while_the_view_loads_and_go_on_when_it_is_whole() {
+        let view = Arc::new(MemoryView::default());
+        tokio::time::timeout(std::time::Duration::from_secs(1), view.wait_loaded())
+            .await
+            .expect("a view nobody loads is whole");
+        view.begin_loading();
+        assert!(view.is_loading());
+        let waiter = tokio::spawn({
+            let view = view.clone();
+            async move { view.wait_loaded().await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!waiter.is_finished(), "a listing waits while the view loads");
+        view.finish_loading();
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("the wait ends when loading does")
+            .unwrap();
+        assert!(!view.is_loading());
     }
 
     #[test]

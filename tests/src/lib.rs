@@ -218,6 +218,9 @@ impl TestApp {
         let database_url = config.database_url();
         let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
         let app = Application::build(config).await.expect("server starts");
+        // As a balancer waits for `/health`: tests that look at how a
+        // license was found (memory or store) need the whole view.
+        app.validation_view_loaded().await;
         let base = format!("{scheme}://{}", app.local_addr());
         let (signal, stopped) = tokio::sync::oneshot::channel::<()>();
         let server_database = database.clone();

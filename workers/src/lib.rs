@@ -29,7 +29,7 @@ pub use call_reports::{CallReporter, CALL_REPORTER};
 pub use commit_signal::{CommitSignal, COMMIT_SIGNAL};
 pub use feed::{AnyFeed, Feed, FeedError, NatsFeed, Source as FeedSource, TailFeed};
 pub use lease::Lease;
-pub use memory_follower::{MemoryFollower, FOLLOWER_POLL, MEMORY_FOLLOWER};
+pub use memory_follower::{load_views, MemoryFollower, FOLLOWER_POLL, MEMORY_FOLLOWER};
 pub use periodic::{Checkpointer, ExpirySweeper, HeartbeatSweeper, CHECKPOINTER, EXPIRY_SWEEPER, HEARTBEAT_SWEEPER};
 pub use projector::{ProjectionRunner, ProjectorError, LICENSE_VIEW_RUNNER, RUNNER_POLL};
 pub use relay::{Relay, RelayConfig, RELAY_CONSUMER, RELAY_POLL, SUBJECT_PREFIX};

@@ -50,16 +50,16 @@ impl MemoryFollower {
     /// Loads every license into memory and sets where to follow the tail
     /// from (taken before loading, so nothing falls in between).
     pub async fn warm(&self) -> Result<(), ProjectorError> {
+        self.follow_from_end().await?;
+        load_views(&self.views, &self.memory).await
+    }
+
+    /// Sets the follower to take up the tail at the log's end as it is
+    /// now: every event after this is applied to the view by following,
+    /// every license before it by [`load_views`], which may run at the same
+    /// time (the view never moves a license back to an older version).
+    pub async fn follow_from_end(&self) -> Result<(), ProjectorError> {
         let from = self.log.end_cursor().await?.unwrap_or(Cursor::START);
-        let mut after = String::new();
-        loop {
-            let page = self.views.page(&after, PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.license.id.to_string();
-            for view in page {
-                self.memory.put(view.license, view.version, view.last_hash.as_deref());
-            }
-        }
         *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = from;
         Ok(())
     }
@@ -125,6 +125,21 @@ impl MemoryFollower {
         }
         Ok(())
     }
+}
+
+/// Puts every license of the read model into the view, page by page, in
+/// the order of their ids.
+pub async fn load_views(views: &LicenseViews, memory: &MemoryView) -> Result<(), ProjectorError> {
+    let mut after = String::new();
+    loop {
+        let page = views.page(&after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.license.id.to_string();
+        for view in page {
+            memory.put(view.license, view.version, view.last_hash.as_deref());
+        }
+    }
+    Ok(())
 }
 
 /// Run by every process on the consumer runtime, woken by commits.

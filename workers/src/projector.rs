@@ -10,11 +10,14 @@
 //! two writers never undo each other.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use futures::TryStreamExt;
 
 use cqrs_es::Aggregate;
 use keyledger_domain::{License, LicenseEvent};
-use keyledger_eventlog::{Database, EventLog, PayloadOnly, Snapshots};
+use keyledger_eventlog::{Database, EventLog, KeyRange, PayloadOnly, Snapshots};
 use keyledger_projections::{LicenseViews, Versioned};
 
 use crate::runtime::{Consumer, ConsumerError, Step};
@@ -22,13 +25,10 @@ use crate::runtime::{Consumer, ConsumerError, Step};
 /// The runner's checkpoint and lease name.
 pub const LICENSE_VIEW_RUNNER: &str = "projection:license_view";
 const BATCH: i64 = 500;
-const REBUILD_BATCH: i64 = 5_000;
-/// How long a rebuild waits for a transaction open elsewhere on the
-/// database cluster to let the tail reach what was committed before it.
-const REBUILD_MAX_WAIT: Duration = Duration::from_secs(300);
-const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// Licenses a rebuild folds before writing their rows (one transaction).
+const REBUILD_WRITE_EVERY: usize = 2_000;
 /// How long an idle runner waits for the tail when no commit woke it.
-pub const RUNNER_POLL: Duration = IDLE_WAIT;
+pub const RUNNER_POLL: Duration = Duration::from_millis(50);
 
 /// A license as the runner will write it: its state, version and the
 /// chain hash of that version's event, when known.
@@ -57,8 +57,6 @@ pub enum ProjectorError {
     /// A gap in a license's chain, found while replaying the tail.
     #[error("the events of license {license_id} jump from {from} to {to}; run `keyledger audit verify`")]
     Gap { license_id: String, from: i64, to: i64 },
-    #[error("a transaction open on the database cluster for over {0:?} keeps the log's tail from the events committed before the rebuild began; end it and retry")]
-    HeldBack(Duration),
 }
 
 impl ProjectionRunner {
@@ -101,52 +99,95 @@ impl ProjectionRunner {
         Ok(events.len())
     }
 
-    /// Rebuilds `license_view` by replaying the whole tail from position
-    /// 0, then points the runner just past the replay. Rows are rewritten in
-    /// place (a running server keeps answering) and never moved back past
-    /// a newer version written meanwhile. Holds each license's state in
-    /// memory until the end, about a kilobyte a license. Returns how many
-    /// licenses it rebuilt.
+    /// Rebuilds `license_view` by replaying every license's events from
+    /// the first, then points the runner at what a tail could read when
+    /// the rebuild began. Rows are rewritten in place (a running server
+    /// keeps answering) and never moved back past a newer version written
+    /// meanwhile. Returns how many licenses it rebuilt.
     pub async fn rebuild(&self) -> Result<usize, ProjectorError> {
-        let mut states: HashMap<String, (License, i64, String)> = HashMap::new();
-        let mut cursor = keyledger_eventlog::Cursor::START;
-        // Everything committed before the rebuild began must be replayed,
-        // even what a transaction open elsewhere keeps from the tail for now.
-        let target = self.log.committed_end().await?.unwrap_or(cursor);
-        let waiting_since = std::time::Instant::now();
-        loop {
-            let events = self.log.tail_payloads(cursor, REBUILD_BATCH).await?;
-            let Some(last) = events.last() else {
-                if cursor >= target {
-                    break;
-                }
-                if waiting_since.elapsed() > REBUILD_MAX_WAIT {
-                    return Err(ProjectorError::HeldBack(REBUILD_MAX_WAIT));
-                }
-                tokio::time::sleep(IDLE_WAIT).await;
-                continue;
-            };
-            cursor = last.cursor;
-            for event in events.iter().filter(|event| event.is_license()) {
-                let (license, version, hash) = states.entry(event.license_id.clone()).or_default();
-                if event.sequence != *version + 1 {
-                    return Err(ProjectorError::Gap {
-                        license_id: event.license_id.clone(),
-                        from: *version,
-                        to: event.sequence,
-                    });
-                }
-                license.apply(decode(event)?);
-                *version = event.sequence;
-                hash.clone_from(&event.hash);
-            }
-        }
-        let rows: Vec<Versioned<'_>> =
-            states.values().map(|(license, version, hash)| (license, *version, Some(hash.as_str()))).collect();
-        self.views.rewrite_all(&rows).await?;
+        self.rebuild_counting(&AtomicU64::new(0)).await
+    }
+
+    /// As [`ProjectionRunner::rebuild`], adding each event replayed to
+    /// `replayed` as it goes, for a progress bar.
+    ///
+    /// The log is read chain by chain in key ranges at once
+    /// ([`EventLog::in_key_order`]), each license folded as its events
+    /// stream past and written with others in batches, so memory stays
+    /// flat. Each read sees every event committed before it began, even
+    /// one a transaction open elsewhere keeps from the tail: nothing
+    /// waits for the tail. The runner goes on from the tail's end as it
+    /// was before the reads, so what they saw past it (or did not see) it
+    /// looks at again, finding the rows current where the rebuild wrote
+    /// them.
+    pub async fn rebuild_counting(&self, replayed: &AtomicU64) -> Result<usize, ProjectorError> {
+        let resume_at = self.log.end_cursor().await?.unwrap_or(keyledger_eventlog::Cursor::START);
+        let ranges = KeyRange::for_this_machine();
+        let rebuilt =
+            futures::future::try_join_all(ranges.iter().map(|range| self.rebuild_range(range, replayed))).await?;
         self.views.remove_orphans().await?;
-        self.log.save_checkpoint(LICENSE_VIEW_RUNNER, cursor).await?;
-        Ok(states.len())
+        self.log.save_checkpoint(LICENSE_VIEW_RUNNER, resume_at).await?;
+        Ok(rebuilt.into_iter().sum())
+    }
+
+    /// Replays the licenses of one key range; returns how many.
+    async fn rebuild_range(&self, range: &KeyRange, replayed: &AtomicU64) -> Result<usize, ProjectorError> {
+        let mut events = self.log.in_key_order(range);
+        let mut folded: Vec<(License, i64, String)> = Vec::with_capacity(REBUILD_WRITE_EVERY);
+        let mut current: Option<(License, i64, String)> = None;
+        let mut current_id = String::new();
+        let mut licenses = 0;
+        let mut unreported = 0;
+        while let Some(event) = events.try_next().await? {
+            unreported += 1;
+            if unreported == 1_000 {
+                replayed.fetch_add(unreported, Ordering::Relaxed);
+                unreported = 0;
+            }
+            // Other aggregates' events (products) are not this model's.
+            if !event.is_license() {
+                continue;
+            }
+            if current.is_none() || current_id != event.aggregate_id {
+                if let Some(done) = current.take() {
+                    folded.push(done);
+                    licenses += 1;
+                    if folded.len() == REBUILD_WRITE_EVERY {
+                        self.write_folded(&mut folded).await?;
+                    }
+                }
+                current_id.clone_from(&event.aggregate_id);
+            }
+            let (license, version, hash) = current.get_or_insert_with(Default::default);
+            if event.sequence != *version + 1 {
+                return Err(ProjectorError::Gap { license_id: event.aggregate_id, from: *version, to: event.sequence });
+            }
+            let decoded: LicenseEvent = serde_json::from_str(&event.payload).map_err(|source| {
+                let kind = event.aggregate_type.to_lowercase();
+                let event =
+                    format!("event {} of {kind} {} (position {})", event.sequence, event.aggregate_id, event.position);
+                ProjectorError::Undecodable { event, source }
+            })?;
+            license.apply(decoded);
+            *version = event.sequence;
+            *hash = event.hash;
+        }
+        replayed.fetch_add(unreported, Ordering::Relaxed);
+        if let Some(done) = current.take() {
+            folded.push(done);
+            licenses += 1;
+        }
+        self.write_folded(&mut folded).await?;
+        Ok(licenses)
+    }
+
+    /// Writes the folded licenses' rows and empties the batch.
+    async fn write_folded(&self, folded: &mut Vec<(License, i64, String)>) -> Result<(), ProjectorError> {
+        let rows: Vec<Versioned<'_>> =
+            folded.iter().map(|(license, version, hash)| (license, *version, Some(hash.as_str()))).collect();
+        self.views.rewrite_all(&rows).await?;
+        folded.clear();
+        Ok(())
     }
 
     async fn project(

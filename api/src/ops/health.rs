@@ -34,14 +34,15 @@ async fn status() -> Json<Value> {
     }))
 }
 
-/// Healthy if the store answers a query and every background consumer is
-/// up and no further behind than `KEYLEDGER_HEALTH_MAX_LAG_SECS`.
+/// Healthy if the store answers a query, every background consumer is up
+/// and no further behind than `KEYLEDGER_HEALTH_MAX_LAG_SECS`, and the
+/// validation view has finished loading since the start.
 #[utoipa::path(
     get,
     path = "/health",
     tag = "service",
     summary = "Health: whether the store answers and the background consumers keep up",
-    responses((status = 200, description = "Healthy", body = crate::openapi::Health), (status = 503, description = "The store does not answer, or a consumer is down or behind", body = crate::openapi::Health), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error))
+    responses((status = 200, description = "Healthy", body = crate::openapi::Health), (status = 503, description = "The store does not answer, a consumer is down or behind, or the validation view is still loading after a start", body = crate::openapi::Health), (status = "default", description = "An error: a JSON body with a stable `code`", body = crate::openapi::Error))
 )]
 async fn health(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
     let store = match state.db.backend() {
@@ -52,7 +53,11 @@ async fn health(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
         Ok(()) => state.consumers.report().await,
         Err(error) => Err(error),
     };
+    let view = &state.consumers.validation_view;
+    let loading = view.is_loading();
     let (status, word, consumers) = match consumers {
+        // Serving, but a listing would wait: not ready for a balancer.
+        Ok(consumers) if loading => (StatusCode::SERVICE_UNAVAILABLE, "loading", json!(consumers)),
         Ok(consumers) if consumers.iter().all(|c| c.healthy) => (StatusCode::OK, "healthy", json!(consumers)),
         Ok(consumers) => {
             let down: Vec<&str> = consumers.iter().filter(|c| !c.healthy).map(|c| c.status.name.as_str()).collect();
@@ -65,6 +70,12 @@ async fn health(State(state): State<OpsState>) -> (StatusCode, Json<Value>) {
             (StatusCode::SERVICE_UNAVAILABLE, "unhealthy", json!(statuses))
         }
     };
-    let body = json!({ "status": word, "store": store, "consumers": consumers, "timestamp": instant(Utc::now()) });
+    let body = json!({
+        "status": word,
+        "store": store,
+        "consumers": consumers,
+        "validationView": {"loading": loading, "licenses": view.len()},
+        "timestamp": instant(Utc::now()),
+    });
     (status, Json(body))
 }

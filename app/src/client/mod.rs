@@ -206,14 +206,15 @@ pub fn parse_machine(raw: Option<&str>) -> Result<MachineId, ClientError> {
 impl ClientService {
     /// The tenant's licenses as this process holds them (deleted ones
     /// included), for statistics.
-    pub fn tenant_licenses(&self, tenant_id: &str) -> Vec<Arc<License>> {
+    pub async fn tenant_licenses(&self, tenant_id: &str) -> Vec<Arc<License>> {
+        self.stores.memory.wait_loaded().await;
         self.stores.memory.licenses_of_tenant(tenant_id)
     }
 
     /// The tenant's live figures now (the V2 dialect's live statistics,
     /// the panel's overview), from this process's validation view.
-    pub fn live_figures(&self, tenant_id: &str, now: chrono::DateTime<Utc>) -> LiveFigures {
-        let licenses = self.tenant_licenses_where(tenant_id, |license| !license.deleted);
+    pub async fn live_figures(&self, tenant_id: &str, now: chrono::DateTime<Utc>) -> LiveFigures {
+        let licenses = self.tenant_licenses_where(tenant_id, |license| !license.deleted).await;
         let devices = || licenses.iter().flat_map(|license| &license.devices);
         // A device in use validates or heartbeats at least once per
         // heartbeat interval, and each such call is recorded at most once
@@ -230,18 +231,24 @@ impl ClientService {
     }
 
     /// The tenant's licenses that pass `keep`, without copying the others
-    /// out of the view.
-    pub fn tenant_licenses_where(&self, tenant_id: &str, keep: impl FnMut(&License) -> bool) -> Vec<Arc<License>> {
+    /// out of the view. Right after a start, waits until the view is whole.
+    pub async fn tenant_licenses_where(
+        &self,
+        tenant_id: &str,
+        keep: impl FnMut(&License) -> bool,
+    ) -> Vec<Arc<License>> {
+        self.stores.memory.wait_loaded().await;
         self.stores.memory.tenant_licenses_where(tenant_id, keep)
     }
 
     /// The tenant's licenses a search finds (see
     /// [`keyledger_projections::MemoryView::search`]).
-    pub fn search_licenses(
+    pub async fn search_licenses(
         &self,
         search: &keyledger_projections::Search<'_>,
         devices: impl FnMut(&License) -> bool,
     ) -> Vec<Arc<License>> {
+        self.stores.memory.wait_loaded().await;
         self.stores.memory.search(search, devices)
     }
 

@@ -100,7 +100,7 @@ async fn list(
             admin(credential, &tenant_id)?;
             let Query(query) = query.map_err(|e| ApiError::bad_request("PARAMETER_INVALID", e.body_text()))?;
             let (size, page) = super::body::page(&query)?;
-            let mut licenses = state.client.tenant_licenses_where(&tenant_id, |license| !license.deleted);
+            let mut licenses = state.client.tenant_licenses_where(&tenant_id, |license| !license.deleted).await;
             licenses.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
             let count = licenses.len();
             let now = Utc::now();

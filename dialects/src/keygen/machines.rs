@@ -64,11 +64,14 @@ pub(super) async fn find(
         Credential::License(key) => licensed(state, tenant_id, key).await?.license,
         Credential::Admin(caller) => {
             admin_of(caller, tenant_id)?;
-            let mut found = state.client.tenant_licenses_where(tenant_id, |license| {
-                !license.deleted
-                    && (license.devices.iter().any(|d| holds(license, d))
-                        || license.past_devices.iter().any(|d| d.culled && holds(license, d)))
-            });
+            let mut found = state
+                .client
+                .tenant_licenses_where(tenant_id, |license| {
+                    !license.deleted
+                        && (license.devices.iter().any(|d| holds(license, d))
+                            || license.past_devices.iter().any(|d| d.culled && holds(license, d)))
+                })
+                .await;
             if found.len() > 1 {
                 // One fingerprint on several licenses: the id says which.
                 return Err(bad_field(

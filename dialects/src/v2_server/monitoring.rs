@@ -126,7 +126,7 @@ async fn active_count(State(state): State<AppState>, caller: Result<StatsCaller,
     answer(
         async {
             let caller = caller?;
-            Ok(json!({ "count": state.client.live_figures(caller.tenant()?, Utc::now()).active_sessions }))
+            Ok(json!({ "count": state.client.live_figures(caller.tenant()?, Utc::now()).await.active_sessions }))
         }
         .await,
     )
@@ -147,7 +147,7 @@ async fn live_stats(State(state): State<AppState>, caller: Result<StatsCaller, A
             let caller = caller?;
             let tenant_id = caller.tenant()?;
             let now = Utc::now();
-            let figures = state.client.live_figures(tenant_id, now);
+            let figures = state.client.live_figures(tenant_id, now).await;
             let filter = AnomalyFilter { resolved: Some(false), limit: ALERTS, ..AnomalyFilter::default() };
             let anomalies =
                 state.anomaly_settings.store().list(Some(tenant_id), &filter).await.map_err(ApiError::internal)?;
