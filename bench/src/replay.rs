@@ -108,6 +108,7 @@ pub(crate) async fn rebuild(bench: &Bench, database_url: &str) -> Result<Value, 
         .env("KEYLEDGER_DATA_DIR", bench.dir.path().join("keyledger-data"))
         .env("KEYLEDGER_DATABASE_URL", database_url)
         .env("KEYLEDGER_OPERATOR_TOKEN", OPERATOR)
+        .env("KEYLEDGER_MASTER_KEY", crate::scenario::MASTER_KEY)
         .env("KEYLEDGER_RATE_LIMITS", "off")
         .env("KEYLEDGER_LOG", "warn")
         .output()

@@ -13,6 +13,9 @@ use crate::load::{self, Report};
 use crate::{baseline, this_binary, Scenario};
 
 pub(crate) const OPERATOR: &str = "bench-operator-token-0123456789";
+/// Every keyledger process of a run seals and opens its keys with this,
+/// so a database kept by one run (`--keep-database`) opens in another.
+pub(crate) const MASTER_KEY: &str = "6b65796c65646765722d62656e63682d6d61737465722d6b65792d3031323334";
 
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "keyledger-bench", about = "Throughput and latency of keyledger against raw baselines, in one run")]
@@ -40,6 +43,14 @@ pub struct Options {
     /// license) to rebuild from.
     #[arg(long, default_value_t = 100_000)]
     pub(crate) events: usize,
+    /// scale: measure the data set already in this database (one an
+    /// earlier run kept) instead of building one.
+    #[arg(long)]
+    pub(crate) reuse_database: Option<String>,
+    /// Keep the PostgreSQL databases (and the SQLite files) this run made,
+    /// and print where they are.
+    #[arg(long)]
+    pub(crate) keep_database: bool,
     /// Also write the JSON report to this file.
     #[arg(long)]
     pub(crate) json: Option<std::path::PathBuf>,
@@ -82,6 +93,11 @@ pub async fn run(options: Options) -> std::process::ExitCode {
         Scenario::Scale => crate::scale::run(&mut bench).await,
     };
     bench.drop_databases().await;
+    if bench.options.keep_database {
+        // The SQLite files live in the run's directory: keep it too.
+        let kept = std::mem::replace(&mut bench.dir, tempfile::tempdir().expect("temp dir"));
+        eprintln!("kept: {} and the databases {:?}", kept.keep().display(), bench.databases);
+    }
     match result {
         Ok(report) => {
             let text = serde_json::to_string_pretty(&report).expect("report serialises");
@@ -130,6 +146,9 @@ impl Bench {
     }
 
     async fn drop_databases(&self) {
+        if self.options.keep_database {
+            return;
+        }
         let Ok(admin) = sqlx::PgPool::connect(&self.options.postgres_admin_url).await else { return };
         for db_name in &self.databases {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(&admin).await;
@@ -165,6 +184,7 @@ impl Bench {
             .env("KEYLEDGER_DATA_DIR", self.dir.path().join("keyledger-data"))
             .env("KEYLEDGER_DATABASE_URL", database_url)
             .env("KEYLEDGER_OPERATOR_TOKEN", OPERATOR)
+            .env("KEYLEDGER_MASTER_KEY", MASTER_KEY)
             // One address sends the whole load; a scenario that measures
             // the limits turns them on with its extra variables. For the
             // same reason the cap on one address's open connections is

@@ -408,7 +408,10 @@ HAVING v.version IS NULL OR MAX(e.sequence) > v.version";
 
     /// Removes rows of licenses that have no events (there should be none).
     pub async fn remove_orphans(&self) -> Result<(), ProjectionError> {
-        const SQL: &str = "DELETE FROM license_view WHERE license_id NOT IN (SELECT aggregate_id FROM events WHERE aggregate_type = 'License')";
+        // NOT EXISTS, an anti-join on the events' key: PostgreSQL runs a
+        // NOT IN over more ids than fit its work_mem row by row.
+        const SQL: &str = "DELETE FROM license_view WHERE NOT EXISTS
+            (SELECT 1 FROM events WHERE aggregate_type = 'License' AND aggregate_id = license_view.license_id)";
         on_pool!(&self.db, pool => sqlx::query(SQL).execute(pool).await.map(drop))?;
         Ok(())
     }
