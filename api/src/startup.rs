@@ -251,7 +251,12 @@ pub async fn rebuild_projections(config: &Config, name: Option<&str>) -> Result<
     if let Some(name) = name.filter(|name| !READ_MODELS.contains(name)) {
         return Err(StartupError::UnknownReadModel(name.to_owned()));
     }
-    let core = Core::open(config).await?;
+    // The rebuild streams on connections while it writes on others: a
+    // process of its own, it takes at least four whatever the server's
+    // setting (see `KeyRange::for_this_machine`).
+    let mut config = config.clone();
+    config.db_max_connections = config.db_max_connections.max(4);
+    let core = Core::open(&config).await?;
     let total = match EventLog::new(core.db.clone()).end_cursor().await {
         Ok(end) => end.map_or(0, |end| end.position.max(0) as u64),
         Err(error) => {

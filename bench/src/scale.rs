@@ -266,11 +266,7 @@ type Template = (String, String, Value, Value);
 type LicenseEvents<'t> = (Vec<(&'t Template, Value)>, ProjectedRow);
 
 /// One license's ten events (each beside its template) and its view row.
-fn license_events<'t>(
-    templates: &'t [Template; 3],
-    id: &str,
-    key: &str,
-) -> Result<LicenseEvents<'t>, String> {
+fn license_events<'t>(templates: &'t [Template; 3], id: &str, key: &str) -> Result<LicenseEvents<'t>, String> {
     let mut payloads = Vec::with_capacity(EVENTS_PER_LICENSE);
     let mut generated = templates[0].2.clone();
     generated["LicenseGenerated"]["license_id"] = json!(id);

@@ -120,6 +120,11 @@ impl Database {
         }
     }
 
+    /// The most connections the pool opens at once.
+    pub fn max_connections(&self) -> u32 {
+        on_pool!(self, pool => pool.options().get_max_connections())
+    }
+
     pub fn backend(&self) -> Backend {
         match self {
             Self::Postgres(_) => Backend::Postgres,

@@ -34,9 +34,12 @@ impl KeyRange {
     }
 
     /// As many ranges as read well at once here: two a core, so one
-    /// range's wait on the database overlaps another's work.
-    pub fn for_this_machine() -> Vec<KeyRange> {
-        Self::split(std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2))
+    /// range's wait on the database overlaps another's work, and no more
+    /// than `connections`, the pool's connections the reads may hold
+    /// together (each range holds one while it streams).
+    pub fn for_this_machine(connections: u32) -> Vec<KeyRange> {
+        let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2);
+        Self::split(cores.min(connections as usize).max(1))
     }
 }
 

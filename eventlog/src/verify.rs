@@ -89,7 +89,7 @@ impl EventLog {
             chain.finish(&mut report);
             return Ok(report);
         }
-        let ranges = KeyRange::for_this_machine();
+        let ranges = KeyRange::for_this_machine(self.database().max_connections());
         let reports =
             futures::future::try_join_all(ranges.iter().map(|range| self.verify_range(range, checked))).await?;
         let mut report = VerifyReport::default();

@@ -35,6 +35,7 @@ pub const RUNNER_POLL: Duration = Duration::from_millis(50);
 type Projected = (License, i64, Option<String>);
 
 pub struct ProjectionRunner {
+    db: Database,
     log: EventLog,
     views: LicenseViews,
     snapshots: Snapshots,
@@ -57,11 +58,19 @@ pub enum ProjectorError {
     /// A gap in a license's chain, found while replaying the tail.
     #[error("the events of license {license_id} jump from {from} to {to}; run `keyledger audit verify`")]
     Gap { license_id: String, from: i64, to: i64 },
+    /// A rebuild streams on one connection while it writes on another.
+    #[error("a rebuild needs a pool of at least two database connections (KEYLEDGER_DB_MAX_CONNECTIONS)")]
+    PoolTooSmall,
 }
 
 impl ProjectionRunner {
     pub fn new(db: Database) -> Self {
-        Self { log: EventLog::new(db.clone()), views: LicenseViews::new(db.clone()), snapshots: Snapshots::new(db) }
+        Self {
+            log: EventLog::new(db.clone()),
+            views: LicenseViews::new(db.clone()),
+            snapshots: Snapshots::new(db.clone()),
+            db,
+        }
     }
 
     /// Reads the tail through `log`, sharing the newest stretch of it with
@@ -122,7 +131,12 @@ impl ProjectionRunner {
     /// them.
     pub async fn rebuild_counting(&self, replayed: &AtomicU64) -> Result<usize, ProjectorError> {
         let resume_at = self.log.end_cursor().await?.unwrap_or(keyledger_eventlog::Cursor::START);
-        let ranges = KeyRange::for_this_machine();
+        // Half the pool: each range holds a connection while it streams
+        // and takes another to write its rows.
+        let ranges = KeyRange::for_this_machine(self.db.max_connections() / 2);
+        if self.db.max_connections() < 2 {
+            return Err(ProjectorError::PoolTooSmall);
+        }
         let rebuilt =
             futures::future::try_join_all(ranges.iter().map(|range| self.rebuild_range(range, replayed))).await?;
         self.views.remove_orphans().await?;
