@@ -10,7 +10,7 @@ use keyledger_eventlog::Database;
 use keyledger_workers::{
     AnomalyWorker, CallReporter, Checkpointer, CommitSignal, Consumer, ConsumerError, ExpirySweeper, FeedSource,
     HeartbeatSweeper, MemoryFollower, ProjectionRunner, Relay, RelayConfig, ResourceReleaser, Runtime, Spec, Step,
-    UsageWriter, WebhookDispatcher, WebhookHandoff, WebhookSender, ANOMALY_DETECTOR, CALL_REPORTER, CHECKPOINTER,
+    UsageWriter, WebhookDispatcher, WebhookLanes, WebhookSender, ANOMALY_DETECTOR, CALL_REPORTER, CHECKPOINTER,
     COMMIT_SIGNAL, DETECTOR_ACK_WAIT, EXPIRY_SWEEPER, FOLLOWER_POLL, HEARTBEAT_SWEEPER, LICENSE_VIEW_RUNNER,
     MEMORY_FOLLOWER, RELAY_CONSUMER, RELAY_POLL, RESOURCE_RELEASER, RUNNER_POLL, USAGE_WRITER, WEBHOOK_DISPATCHER,
     WEBHOOK_SENDER,
@@ -154,18 +154,21 @@ impl Consumer for BlockFollower {
 /// The webhook dispatcher (one per database) and sender (every process).
 fn start_webhooks(runtime: &mut Runtime, state: &OpsState, settings: &Settings) {
     let source = feed_source(state, settings, DISPATCH_ACK_WAIT);
-    let handoff = WebhookHandoff::default();
+    let lanes = WebhookLanes::default();
     let (store, log, policy) = (state.app.webhooks.store.clone(), state.app.log.clone(), settings.retry_policy.clone());
+    let (allow_private, metrics) = (state.app.webhooks.allow_private, state.app.metrics.clone());
     runtime.spawn(Spec::follower(WEBHOOK_DISPATCHER, RUNNER_POLL).exclusive().gathering(FAN_OUT_GATHER), {
-        let handoff = handoff.clone();
-        move || WebhookDispatcher::new(source.clone(), store.clone(), log.clone(), handoff.clone(), &policy)
+        let (lanes, metrics) = (lanes.clone(), metrics.clone());
+        move || {
+            let (source, store, log) = (source.clone(), store.clone(), log.clone());
+            WebhookDispatcher::new(source, store, log, policy.clone(), allow_private, metrics.clone(), lanes.clone())
+                .expect("the webhook HTTP client builds")
+        }
     });
-    let (store, policy, allow_private) =
-        (state.app.webhooks.store.clone(), settings.retry_policy.clone(), state.app.webhooks.allow_private);
-    let metrics = state.app.metrics.clone();
+    let (store, policy) = (state.app.webhooks.store.clone(), settings.retry_policy.clone());
     let sender = Spec::periodic(WEBHOOK_SENDER, SENDER_POLL).woken_by(keyledger_app::webhooks::queued());
     runtime.spawn(sender, move || {
-        WebhookSender::new(store.clone(), policy.clone(), allow_private, metrics.clone(), handoff.clone())
+        WebhookSender::new(store.clone(), policy.clone(), allow_private, metrics.clone(), lanes.clone())
             .expect("the webhook HTTP client builds")
     });
 }

@@ -32,6 +32,7 @@ on_both_backends!(
     a_tenants_endpoints_are_capped,
     a_never_answering_endpoint_holds_up_only_itself,
     an_endpoint_may_ask_for_the_v2_server_documents_payload,
+    a_successful_delivery_is_no_row_and_the_log_lists_every_delivery,
 );
 
 /// Short retries for tests; deliveries to loopback allowed.
@@ -736,4 +737,106 @@ async fn an_endpoint_may_ask_for_the_v2_server_documents_payload(backend: Backen
     Receiver::verify_with_standardwebhooks(&received, &[&secret]).await;
     let native = native.wait_until("the native delivery", 20, |r| !r.is_empty()).await;
     assert_eq!(native[0].payload()["type"], "license.activated", "the other endpoint keeps keyledger's payload");
+}
+
+/// Counts rows of `sql` (which binds the endpoint's id).
+async fn rows(app: &TestApp, sql: &'static str, endpoint: &str) -> i64 {
+    keyledger_eventlog::on_pool!(&app.db, pool => sqlx::query_scalar::<_, i64>(sql).bind(endpoint).fetch_one(pool).await)
+        .unwrap()
+}
+
+/// Every page of an endpoint's delivery log, `limit` at a time.
+async fn whole_log(app: &TestApp, tenant: &TestTenant, webhook: &str, query: &str, limit: usize) -> Vec<Value> {
+    let mut all: Vec<Value> = Vec::new();
+    let mut after = String::new();
+    loop {
+        let path = format!("/api/v1/webhooks/{webhook}/deliveries?limit={limit}{query}{after}");
+        let page = app.get(&path, Some(&tenant.admin_key)).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let deliveries = page.body["deliveries"].as_array().unwrap().clone();
+        assert!(deliveries.len() <= limit);
+        all.extend(deliveries);
+        match page.body["nextAfter"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => return all,
+        }
+    }
+}
+
+/// Deliveries that succeed at once are recorded a batch to a row: the
+/// healthy endpoint gets no delivery row at all, while the failing one
+/// beside it gets exactly one row per failed delivery. The log lists both
+/// kinds alike, page by page, newest first, each once; a delivery kept in
+/// a batch is redelivered with its `webhook-id` and still listed once.
+async fn a_successful_delivery_is_no_row_and_the_log_lists_every_delivery(backend: Backend) {
+    const EVENTS: usize = 12;
+    let app = app_with_webhooks(backend).await;
+    let (healthy, failing) = (Receiver::start(Behaviour::Accept).await, Receiver::start(Behaviour::Status(500)).await);
+    let tenant = app.tenant("Acme").await;
+    let (ok_hook, _) = create_webhook(&app, &tenant, &healthy.url, json!(["license.activated"])).await;
+    let (failing_hook, _) = create_webhook(&app, &tenant, &failing.url, json!(["license.activated"])).await;
+    activations(&app, &tenant, EVENTS).await;
+    let received = healthy.wait_until("every activation", 20, |r| r.len() >= EVENTS).await;
+    let sent: HashSet<String> = received.iter().map(|r| r.id().to_owned()).collect();
+    assert_eq!(sent.len(), EVENTS);
+
+    let batched = "SELECT COUNT(*) FROM webhook_delivery_batches WHERE endpoint_id = $1";
+    eventually("the healthy endpoint's batches to be recorded", Duration::from_secs(20), || async {
+        (rows(&app, batched, &ok_hook).await > 0).then_some(())
+    })
+    .await;
+    let own_rows = "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1";
+    assert_eq!(rows(&app, own_rows, &ok_hook).await, 0, "a delivery that succeeded at once has no row of its own");
+    eventually("a row for each failed delivery", Duration::from_secs(20), || async {
+        (rows(&app, own_rows, &failing_hook).await == EVENTS as i64).then_some(())
+    })
+    .await;
+
+    let log = eventually_result("the whole log of the healthy endpoint", Duration::from_secs(20), || async {
+        let log = whole_log(&app, &tenant, &ok_hook, "", 5).await;
+        if log.len() == EVENTS {
+            Ok(log)
+        } else {
+            Err(format!("{} of {EVENTS} listed", log.len()))
+        }
+    })
+    .await;
+    let listed: HashSet<String> = log.iter().map(|d| d["webhookId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(listed, sent, "each delivery listed once, under its webhook-id");
+    let ids: HashSet<&str> = log.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), EVENTS);
+    for pair in log.windows(2) {
+        let key = |d: &Value| (d["createdAt"].as_str().unwrap().to_owned(), d["id"].as_str().unwrap().to_owned());
+        assert!(key(&pair[0]) > key(&pair[1]), "newest first: {} then {}", pair[0], pair[1]);
+    }
+    for delivery in &log {
+        assert_eq!(delivery["status"], "succeeded", "{delivery}");
+        assert_eq!(delivery["attemptCount"], 1, "{delivery}");
+        assert_eq!(delivery["attempts"][0]["statusCode"], 200, "{delivery}");
+    }
+    assert_eq!(whole_log(&app, &tenant, &ok_hook, "&status=succeeded", 50).await.len(), EVENTS);
+    assert!(whole_log(&app, &tenant, &ok_hook, "&status=pending", 50).await.is_empty());
+    assert!(whole_log(&app, &tenant, &ok_hook, "&event=license.revoked", 50).await.is_empty());
+
+    // A batch's delivery, redelivered: sent again with its webhook-id, and
+    // listed once, in its place, with both attempts.
+    let chosen = &log[EVENTS / 2];
+    let (id, webhook_id) = (chosen["id"].as_str().unwrap(), chosen["webhookId"].as_str().unwrap());
+    let path = format!("/api/v1/webhooks/{ok_hook}/deliveries/{id}/redeliver");
+    let again = app.post(&path, Some(&tenant.admin_key), json!({})).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.body);
+    let received = healthy.wait_until("the redelivery", 20, |r| r.len() > EVENTS).await;
+    assert_eq!(received[EVENTS].id(), webhook_id);
+    let relisted = eventually_result("the redelivery to be recorded", Duration::from_secs(20), || async {
+        let log = whole_log(&app, &tenant, &ok_hook, "", 5).await;
+        let entry = log.iter().find(|d| d["id"] == id).cloned();
+        match entry {
+            Some(entry) if entry["attemptCount"] == 2 && entry["status"] == "succeeded" => Ok(log),
+            _ => Err(format!("{entry:?}")),
+        }
+    })
+    .await;
+    assert_eq!(relisted.len(), EVENTS, "the redelivered one is listed once");
+    let position = relisted.iter().position(|d| d["id"] == id);
+    assert_eq!(position, Some(EVENTS / 2), "in its place");
 }

@@ -39,6 +39,6 @@ pub use runtime::{
 };
 pub use usage::{UsageWriter, USAGE_WRITER};
 pub use webhooks::{
-    start_dispatching_at_end_if_new, Dispatcher as WebhookDispatcher, Handoff as WebhookHandoff,
-    Sender as WebhookSender, ENDPOINT_IN_FLIGHT, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
+    start_dispatching_at_end_if_new, Dispatcher as WebhookDispatcher, Lanes as WebhookLanes, Sender as WebhookSender,
+    ENDPOINT_IN_FLIGHT, WEBHOOK_DISPATCHER, WEBHOOK_SENDER,
 };

@@ -46,17 +46,17 @@ pub fn queued_unclaimed() -> u64 {
 }
 
 /// Wakes this process's sender for deliveries queued unclaimed.
-fn announce_unclaimed() {
+pub(super) fn announce_unclaimed() {
     QUEUED_UNCLAIMED.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     announce();
 }
 
 /// Where a delivery goes and the keys that sign it.
-type Target = (String, Vec<Vec<u8>>);
+pub type Target = (String, Vec<Vec<u8>>);
 
 /// Rows one multi-row statement writes at most: well under both
 /// backends' limits on bound parameters.
-const ROWS_PER_STATEMENT: usize = 500;
+pub(super) const ROWS_PER_STATEMENT: usize = 500;
 
 /// How much of an endpoint's answer the delivery log keeps.
 pub const ATTEMPT_BODY_LIMIT: usize = 2048;
@@ -240,7 +240,7 @@ fn after(duration: Duration) -> DateTime<Utc> {
 
 #[derive(Clone)]
 pub struct WebhookStore {
-    db: Database,
+    pub(super) db: Database,
     master: Arc<MasterKey>,
 }
 
@@ -429,39 +429,6 @@ impl WebhookStore {
         Ok((recorded > 0).then_some(id))
     }
 
-    /// Records deliveries, due now, in one transaction; a delivery of an
-    /// event to an endpoint that is recorded already (a feed handing an
-    /// event over again) is left as it is. Returns how many are new.
-    pub async fn enqueue_many(&self, deliveries: Vec<NewDelivery>) -> Result<u64, WebhookError> {
-        let rows: Vec<(String, NewDelivery)> =
-            deliveries.into_iter().map(|delivery| (Uuid::new_v4().to_string(), delivery)).collect();
-        let inserted = self.insert_deliveries(&rows, None).await?;
-        Ok(inserted.len() as u64)
-    }
-
-    /// Records deliveries already claimed for `lease` by the caller, who
-    /// sends them without claiming them from the queue; returns those
-    /// recorded now (not those recorded before), ready to send. If the
-    /// caller never sends one, its claim runs out and any sender takes it.
-    pub async fn enqueue_claimed(
-        &self,
-        deliveries: Vec<NewDelivery>,
-        lease: Duration,
-    ) -> Result<Vec<Claimed>, WebhookError> {
-        let now = timestamp(Utc::now());
-        let until = timestamp(after(lease));
-        let rows: Vec<(String, NewDelivery)> =
-            deliveries.into_iter().map(|delivery| (Uuid::new_v4().to_string(), delivery)).collect();
-        let inserted: std::collections::HashSet<String> =
-            self.insert_deliveries(&rows, Some(&until)).await?.into_iter().collect();
-        let rows = rows
-            .into_iter()
-            .filter(|(id, _)| inserted.contains(id))
-            .map(|(id, d)| (id, d.endpoint_id, d.event_id, d.event_type, d.payload, 0))
-            .collect();
-        self.claimed_from(rows, &until, &now).await
-    }
-
     /// Inserts deliveries (claimed until `claim`, when given); answers the
     /// ids of those inserted, leaving out any already recorded.
     async fn insert_deliveries(
@@ -628,7 +595,7 @@ impl WebhookStore {
 
     /// An endpoint's URL and signing keys: the current secret's, and the
     /// previous one's while a rotation's overlap lasts.
-    async fn target(&self, endpoint_id: &str, now: &str) -> Result<Option<Target>, WebhookError> {
+    pub async fn target(&self, endpoint_id: &str, now: &str) -> Result<Option<Target>, WebhookError> {
         const SQL: &str = "SELECT url, secret, previous_secret, previous_until FROM webhook_endpoints WHERE id = $1";
         let row: Option<(String, String, Option<String>, Option<String>)> =
             on_pool!(&self.db, pool => sqlx::query_as(SQL).bind(endpoint_id).fetch_optional(pool).await)?;
@@ -668,11 +635,15 @@ impl WebhookStore {
         let rows: Vec<Row> = attempts
             .iter()
             .map(|(claimed, attempt)| {
-                let (status, next_at) = next_step(claimed, attempt, policy);
+                let (status, next_at) = next_step(claimed.attempts, attempt, policy);
                 let number = i64::from(claimed.attempts) + 1;
                 Row { claimed, attempt, number, at: timestamp(attempt.at), status, next_at }
             })
             .collect();
+        let endpoints = endpoint_statements(
+            attempts.iter().map(|(claimed, attempt)| (claimed.endpoint_id.as_str(), *attempt)),
+            policy,
+        );
         let _turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
@@ -707,29 +678,8 @@ impl WebhookStore {
                 insert.push(" ON CONFLICT DO NOTHING");
                 insert.build().execute(&mut *tx).await?;
             }
-            // Each endpoint once per batch, by what its attempts came to:
-            // one 410 disables it, one success ends its failure streak.
-            let mut outcomes: Vec<(&str, &Attempt)> = Vec::new();
-            for (claimed, attempt) in attempts {
-                let rank = |outcome: &Outcome| match outcome {
-                    Outcome::Gone => 2,
-                    Outcome::Delivered => 1,
-                    Outcome::Failed { .. } => 0,
-                };
-                match outcomes.iter_mut().find(|(endpoint, _)| *endpoint == claimed.endpoint_id) {
-                    Some(kept) if rank(&attempt.outcome) > rank(&kept.1.outcome) => kept.1 = attempt,
-                    Some(_) => {}
-                    None => outcomes.push((&claimed.endpoint_id, attempt)),
-                }
-            }
-            for (endpoint_id, attempt) in outcomes {
-                let at = timestamp(attempt.at);
-                let cutoff = timestamp(attempt.at - chrono::Duration::from_std(policy.disable_after).unwrap_or_default());
-                for (sql, params) in endpoint_updates(&attempt.outcome) {
-                    let values = [endpoint_id, at.as_str(), cutoff.as_str()];
-                    let query = values[..*params].iter().fold(sqlx::query(sql), |query, value| query.bind(*value));
-                    query.execute(&mut *tx).await?;
-                }
+            for (sql, values) in &endpoints {
+                values.iter().fold(sqlx::query(sql), |query, value| query.bind(value.as_str())).execute(&mut *tx).await?;
             }
             tx.commit().await
         })?;
@@ -762,86 +712,53 @@ impl WebhookStore {
         }
         Ok(released)
     }
-
-    /// A page of an endpoint's deliveries, newest first, each with its
-    /// attempts.
-    pub async fn deliveries(&self, endpoint_id: &str, filter: &DeliveryFilter) -> Result<Vec<Value>, WebhookError> {
-        let mut sql = "SELECT id, event_id, event_type, status, attempts, next_attempt_at, created_at, updated_at
-                         FROM webhook_deliveries WHERE endpoint_id = $1
-                          AND ($2 = '' OR status = $2) AND ($3 = '' OR event_type = $3)"
-            .to_owned();
-        if filter.after.is_some() {
-            sql.push_str(" AND (created_at, id) < (SELECT created_at, id FROM webhook_deliveries WHERE id = $4)");
-        } else {
-            sql.push_str(" AND $4 = ''");
-        }
-        sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT $5");
-        type Row = (String, String, String, String, i64, String, String, String);
-        let rows: Vec<Row> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
-            .bind(endpoint_id)
-            .bind(filter.status.as_deref().unwrap_or_default())
-            .bind(filter.event.as_deref().unwrap_or_default())
-            .bind(filter.after.as_deref().unwrap_or_default())
-            .bind(filter.limit)
-            .fetch_all(pool).await)?;
-        let mut page = Vec::with_capacity(rows.len());
-        for (id, event_id, event_type, status, attempts, next_attempt_at, created_at, updated_at) in rows {
-            const ATTEMPTS: &str = "SELECT attempt, attempted_at, status_code, latency_ms, error, response_body
-                                      FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt";
-            type AttemptRow = (i64, String, Option<i64>, i64, Option<String>, String);
-            let tries: Vec<AttemptRow> =
-                on_pool!(&self.db, pool => sqlx::query_as(ATTEMPTS).bind(&id).fetch_all(pool).await)?;
-            let tries: Vec<Value> = tries
-                .into_iter()
-                .map(|(attempt, attempted_at, status_code, latency_ms, error, response_body)| {
-                    json!({"attempt": attempt, "attemptedAt": attempted_at, "statusCode": status_code,
-                           "latencyMs": latency_ms, "error": error, "responseBody": response_body})
-                })
-                .collect();
-            let next = (status == "pending").then_some(next_attempt_at);
-            page.push(json!({
-                "id": id, "webhookId": event_id, "event": event_type, "status": status, "attemptCount": attempts,
-                "nextAttemptAt": next, "createdAt": created_at, "updatedAt": updated_at, "attempts": tries,
-            }));
-        }
-        Ok(page)
-    }
-
-    /// Queues a delivery again, due now, with the same `webhook-id`.
-    pub async fn redeliver(&self, endpoint_id: &str, delivery_id: &str) -> Result<Redelivery, WebhookError> {
-        // Not while an attempt is under way: that attempt's outcome would
-        // overwrite the redelivery, and two would be in flight at once.
-        const SQL: &str = "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, updated_at = $3,
-                                  claimed_until = NULL
-                            WHERE endpoint_id = $1 AND id = $2 AND (claimed_until IS NULL OR claimed_until < $3)";
-        const EXISTS: &str = "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND id = $2";
-        let now = timestamp(Utc::now());
-        let _turn = write_turn(&self.db).await;
-        let done = on_pool!(&self.db, pool => sqlx::query(SQL)
-            .bind(endpoint_id).bind(delivery_id).bind(&now)
-            .execute(pool).await.map(|d| d.rows_affected()))?;
-        if done > 0 {
-            announce_unclaimed();
-            return Ok(Redelivery::Queued);
-        }
-        let exists: i64 = on_pool!(&self.db, pool => sqlx::query_scalar(EXISTS).bind(endpoint_id).bind(delivery_id).fetch_one(pool).await)?;
-        Ok(if exists > 0 { Redelivery::InFlight } else { Redelivery::NotFound })
-    }
 }
 
 /// A delivery's status and next attempt time after `attempt`.
-fn next_step(claimed: &Claimed, attempt: &Attempt, policy: &RetryPolicy) -> (&'static str, String) {
+pub(super) fn next_step(attempts_before: u32, attempt: &Attempt, policy: &RetryPolicy) -> (&'static str, String) {
     let at = timestamp(attempt.at);
     match &attempt.outcome {
         Outcome::Delivered => ("succeeded", at),
         // The endpoint is disabled with it: the delivery waits with the
         // others queued for it, and re-enabling the endpoint sends it.
         Outcome::Gone => ("pending", at),
-        Outcome::Failed { retry_after } => match policy.next_wait(claimed.attempts + 1, *retry_after) {
+        Outcome::Failed { retry_after } => match policy.next_wait(attempts_before + 1, *retry_after) {
             Some(wait) => ("pending", timestamp(attempt.at + chrono::Duration::from_std(wait).unwrap_or_default())),
             None => ("failed", at),
         },
     }
+}
+
+/// What a batch's attempts do to their endpoints: each endpoint once, by
+/// what its attempts came to (one 410 disables it, one success ends its
+/// failure streak), as statements with the values they bind.
+pub(super) fn endpoint_statements<'a>(
+    attempts: impl Iterator<Item = (&'a str, &'a Attempt)>,
+    policy: &RetryPolicy,
+) -> Vec<(&'static str, Vec<String>)> {
+    let rank = |outcome: &Outcome| match outcome {
+        Outcome::Gone => 2,
+        Outcome::Delivered => 1,
+        Outcome::Failed { .. } => 0,
+    };
+    let mut outcomes: Vec<(&str, &Attempt)> = Vec::new();
+    for (endpoint_id, attempt) in attempts {
+        match outcomes.iter_mut().find(|(endpoint, _)| *endpoint == endpoint_id) {
+            Some(kept) if rank(&attempt.outcome) > rank(&kept.1.outcome) => kept.1 = attempt,
+            Some(_) => {}
+            None => outcomes.push((endpoint_id, attempt)),
+        }
+    }
+    let mut statements = Vec::new();
+    for (endpoint_id, attempt) in outcomes {
+        let at = timestamp(attempt.at);
+        let cutoff = timestamp(attempt.at - chrono::Duration::from_std(policy.disable_after).unwrap_or_default());
+        for (sql, params) in endpoint_updates(&attempt.outcome) {
+            let values = [endpoint_id.to_owned(), at.clone(), cutoff.clone()];
+            statements.push((*sql, values[..*params].to_vec()));
+        }
+    }
+    statements
 }
 
 /// What an attempt's outcome does to its endpoint: statements, each with
