@@ -11,6 +11,7 @@ mod baseline;
 mod calibrate;
 mod cpu;
 mod dialects;
+mod fan_out;
 mod lag;
 mod load;
 mod mixed;
