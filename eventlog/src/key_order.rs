@@ -63,6 +63,13 @@ impl StoredEvent {
         self.aggregate_type == AGGREGATE_TYPE
     }
 
+    /// Where the event is in the log, for error messages (as
+    /// [`LoggedEvent::describe`](crate::LoggedEvent::describe) says it).
+    pub fn describe(&self) -> String {
+        let kind = self.aggregate_type.to_lowercase();
+        format!("event {} of {kind} {} (position {})", self.sequence, self.aggregate_id, self.position)
+    }
+
     /// Whether `other` is of the same aggregate.
     pub fn same_chain(&self, other: &StoredEvent) -> bool {
         self.aggregate_id == other.aggregate_id && self.aggregate_type == other.aggregate_type
@@ -108,28 +115,20 @@ impl EventLog {
             (Some(_), Some(_)) => 3,
         };
         let bounds = [range.from.as_deref(), range.to.as_deref()];
-        match self.database() {
-            Database::Postgres(pool) => {
-                let mut query = sqlx::query(POSTGRES[shape]);
-                if shape != 0 {
-                    query = query.bind(AGGREGATE_TYPE);
-                }
-                for bound in bounds.into_iter().flatten() {
-                    query = query.bind(bound);
-                }
-                query.fetch(pool).map_err(EventLogError::from).and_then(|row| async move { stored(&row) }).boxed()
+        let sql = match self.database() {
+            Database::Postgres(_) => POSTGRES[shape],
+            Database::Sqlite(_) => SQLITE[shape],
+        };
+        crate::on_pool!(self.database(), pool => {
+            let mut query = sqlx::query(sql);
+            if shape != 0 {
+                query = query.bind(AGGREGATE_TYPE);
             }
-            Database::Sqlite(pool) => {
-                let mut query = sqlx::query(SQLITE[shape]);
-                if shape != 0 {
-                    query = query.bind(AGGREGATE_TYPE);
-                }
-                for bound in bounds.into_iter().flatten() {
-                    query = query.bind(bound);
-                }
-                query.fetch(pool).map_err(EventLogError::from).and_then(|row| async move { stored(&row) }).boxed()
+            for bound in bounds.into_iter().flatten() {
+                query = query.bind(bound);
             }
-        }
+            query.fetch(pool).map_err(EventLogError::from).and_then(|row| async move { stored(&row) }).boxed()
+        })
     }
 }
 

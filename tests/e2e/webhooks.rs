@@ -474,13 +474,14 @@ async fn shutdown_finishes_the_deliveries_in_flight(backend: Backend) {
     assert_eq!(status, "succeeded", "the attempt was recorded before the process ended");
 }
 
-/// SIGTERM with more deliveries waiting in the process than its sender
-/// has under way: those in flight are finished, and the ones waiting are
-/// handed back to the queue at once (no claim left on them), for any
-/// process to send, instead of waiting for their claims to run out. A
-/// process with delivery off writes the events first, so the delivering
-/// one finds them all at once: its four lanes take at most 4 × 64 of them,
-/// and the receiver holds those for seconds.
+/// SIGTERM with more deliveries waiting than the process has under way:
+/// those in flight are finished and recorded, and none is left claimed, so
+/// any process sends the rest at once instead of waiting for claims to run
+/// out. A process with delivery off writes the events first, so the
+/// delivering one finds them all at once; the receiver holds each attempt
+/// for seconds, so the dispatcher's batches end with their attempts under
+/// way (claimed rows) and the rest queued as rows, and the endpoint's 16
+/// lanes (shared by the dispatcher and the sender) bound what is sent.
 async fn shutdown_hands_back_the_deliveries_not_yet_sent(backend: Backend) {
     const EVENTS: usize = 400;
     let quiet = TestApp::spawn_with(backend, |config| {

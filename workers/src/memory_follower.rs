@@ -25,7 +25,6 @@ pub const FOLLOWER_POLL: Duration = Duration::from_millis(20);
 
 pub struct MemoryFollower {
     log: EventLog,
-    views: LicenseViews,
     snapshots: Snapshots,
     memory: Arc<MemoryView>,
     progress: Arc<std::sync::Mutex<Cursor>>,
@@ -33,25 +32,12 @@ pub struct MemoryFollower {
 
 impl MemoryFollower {
     pub fn new(db: Database, memory: Arc<MemoryView>) -> Self {
-        Self {
-            log: EventLog::new(db.clone()),
-            views: LicenseViews::new(db.clone()),
-            snapshots: Snapshots::new(db),
-            memory,
-            progress: Arc::default(),
-        }
+        Self { log: EventLog::new(db.clone()), snapshots: Snapshots::new(db), memory, progress: Arc::default() }
     }
 
     /// Where the follower has got to in the tail, for reporting its lag.
     pub fn progress(&self) -> Arc<std::sync::Mutex<Cursor>> {
         self.progress.clone()
-    }
-
-    /// Loads every license into memory and sets where to follow the tail
-    /// from (taken before loading, so nothing falls in between).
-    pub async fn warm(&self) -> Result<(), ProjectorError> {
-        self.follow_from_end().await?;
-        load_views(&self.views, &self.memory).await
     }
 
     /// Sets the follower to take up the tail at the log's end as it is

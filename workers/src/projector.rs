@@ -176,12 +176,8 @@ impl ProjectionRunner {
             if event.sequence != *version + 1 {
                 return Err(ProjectorError::Gap { license_id: event.aggregate_id, from: *version, to: event.sequence });
             }
-            let decoded: LicenseEvent = serde_json::from_str(&event.payload).map_err(|source| {
-                let kind = event.aggregate_type.to_lowercase();
-                let event =
-                    format!("event {} of {kind} {} (position {})", event.sequence, event.aggregate_id, event.position);
-                ProjectorError::Undecodable { event, source }
-            })?;
+            let decoded: LicenseEvent = serde_json::from_str(&event.payload)
+                .map_err(|source| ProjectorError::Undecodable { event: event.describe(), source })?;
             license.apply(decoded);
             *version = event.sequence;
             *hash = event.hash;

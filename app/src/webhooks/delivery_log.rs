@@ -232,7 +232,7 @@ impl WebhookStore {
         let queued = on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(INSERT)
-                .bind(delivery_id).bind(endpoint_id).bind(&item.webhook_id).bind(&item.event).bind(&item.payload)
+                .bind(delivery_id).bind(endpoint_id).bind(&item.webhook_id).bind(&item.event).bind(item.payload.get())
                 .bind(&now).bind(&created_at)
                 .execute(&mut *tx).await?.rows_affected();
             let queued = if inserted > 0 {

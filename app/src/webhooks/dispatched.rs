@@ -51,12 +51,20 @@ pub struct Dispatched {
 pub(super) struct BatchItem {
     pub webhook_id: String,
     pub event: String,
-    /// The exact body the attempt sent, for a redelivery.
-    pub payload: String,
+    /// The exact body the attempt sent, for a redelivery: kept as the JSON
+    /// it is, not as a string of it (which would escape every quote).
+    pub payload: Box<serde_json::value::RawValue>,
     pub attempted_at: String,
     pub status_code: Option<u16>,
     pub latency_ms: i64,
     pub response_body: String,
+}
+
+/// A delivery's body as the JSON value it is; a body that is not JSON
+/// (none is: every format writes JSON) is kept as a JSON string of it.
+fn body_as_json(payload: &str) -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string(payload.to_owned())
+        .unwrap_or_else(|_| serde_json::value::to_raw_value(payload).expect("a string serialises"))
 }
 
 /// Marks a delivery id as naming an item of a batch row (bytes 9 and 10).
@@ -128,7 +136,7 @@ impl WebhookStore {
                 let item = BatchItem {
                     webhook_id: delivery.event_id.clone(),
                     event: delivery.event_type.clone(),
-                    payload: delivery.payload.clone(),
+                    payload: body_as_json(&delivery.payload),
                     attempted_at: timestamp(attempt.at),
                     status_code: attempt.status_code,
                     latency_ms: i64::try_from(attempt.latency.as_millis()).unwrap_or(i64::MAX),

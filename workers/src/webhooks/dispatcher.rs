@@ -28,9 +28,11 @@ const DISPATCH_BATCH: usize = 200;
 /// How long a batch's first attempts may take before the batch is
 /// recorded without them: an attempt still under way then gets a claimed
 /// row and is recorded when it ends, one not started (its endpoint's
-/// lanes were all taken) a row due now for any sender. So a slow endpoint
-/// holds up the others' batches by this much at most.
-const BATCH_WAIT: Duration = Duration::from_millis(250);
+/// lanes were all taken) a row due now for any sender. A batch does not
+/// wait for an endpoint that still has attempts under way from an
+/// earlier batch, so a slow endpoint holds up the others' batches by this
+/// much once, not at every batch.
+const BATCH_WAIT: Duration = Duration::from_secs(1);
 
 /// An attempt the dispatcher has under way.
 enum InFlight {
@@ -351,11 +353,22 @@ impl Dispatcher {
                 }
             }
         }
+        // Endpoints still busy with earlier batches' attempts: slow ones,
+        // which this batch does not wait for.
+        let slow: std::collections::HashSet<String> = self
+            .attempting
+            .values()
+            .filter(|(_, in_flight)| matches!(in_flight, InFlight::Carried(_)))
+            .map(|(endpoint, _)| endpoint.clone())
+            .collect();
         let deadline = tokio::time::Instant::now() + BATCH_WAIT;
         let mut carried_ended = Vec::new();
         loop {
             self.start_queued(&deliveries, &targets, &mut queues, &mut progress);
-            if !self.attempting.values().any(|(_, in_flight)| matches!(in_flight, InFlight::Fresh(_))) {
+            let waited_for = |(endpoint, in_flight): &(String, InFlight)| {
+                matches!(in_flight, InFlight::Fresh(_)) && !slow.contains(endpoint)
+            };
+            if !self.attempting.values().any(waited_for) {
                 break;
             }
             let ended = tokio::select! {
