@@ -8,21 +8,23 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// What the hash covers: everything a reader is told about the event
-/// except its global position, which the database assigns.
-pub struct ChainedContent<'a> {
+/// except its global position, which the database assigns. The payload
+/// and metadata are JSON values, or (`J` = `RawValue`) JSON text already in
+/// canonical form, written as it is.
+pub struct ChainedContent<'a, J: ?Sized = Value> {
     pub aggregate_id: &'a str,
     pub sequence: i64,
     pub event_id: &'a str,
     pub event_type: &'a str,
     pub event_version: &'a str,
-    pub payload: &'a Value,
-    pub metadata: &'a Value,
+    pub payload: &'a J,
+    pub metadata: &'a J,
 }
 
 /// `hex(SHA-256(previous_hash || "\n" || canonical JSON of content))`; the
 /// first event of a license chains to the empty string. serde_json writes
 /// object keys sorted, so the JSON text is canonical.
-pub fn chain_hash(previous_hash: &str, content: &ChainedContent<'_>) -> String {
+pub fn chain_hash<J: Serialize + ?Sized>(previous_hash: &str, content: &ChainedContent<'_, J>) -> String {
     let mut digest = Sha256::new();
     digest.update(previous_hash.as_bytes());
     digest.update(b"\n");
@@ -36,18 +38,18 @@ pub fn chain_hash(previous_hash: &str, content: &ChainedContent<'_>) -> String {
 /// serde_json's own maps write theirs (the order is the hash's contract:
 /// see the test against a `json!` object).
 #[derive(Serialize)]
-struct Canonical<'a> {
+struct Canonical<'a, J: ?Sized> {
     aggregate_id: &'a str,
     event_id: &'a str,
     event_type: &'a str,
     event_version: &'a str,
-    metadata: &'a Value,
-    payload: &'a Value,
+    metadata: &'a J,
+    payload: &'a J,
     sequence: i64,
 }
 
-impl<'a> Canonical<'a> {
-    fn of(content: &ChainedContent<'a>) -> Self {
+impl<'a, J: ?Sized> Canonical<'a, J> {
+    fn of(content: &ChainedContent<'a, J>) -> Self {
         Self {
             aggregate_id: content.aggregate_id,
             event_id: content.event_id,

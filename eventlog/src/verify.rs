@@ -105,6 +105,7 @@ impl EventLog {
     /// The chains of one key range, checked one after another as their
     /// events stream past.
     async fn verify_range(&self, range: &KeyRange, checked: &AtomicU64) -> Result<VerifyReport, EventLogError> {
+        let text_is_canonical = matches!(self.database(), crate::Database::Sqlite(_));
         let mut events = self.in_key_order(range);
         let mut report = VerifyReport::default();
         let mut chain: Option<ChainCheck> = None;
@@ -119,7 +120,9 @@ impl EventLog {
                     chain.insert(ChainCheck::new(&event.aggregate_type, &event.aggregate_id))
                 }
             };
-            chain.check(event.sequence, event.position, &event.hash, |previous| stored_hash(previous, &event))?;
+            chain.check(event.sequence, event.position, &event.hash, |previous| {
+                stored_hash(previous, &event, text_is_canonical)
+            })?;
             // The shared counter is touched once per thousand events.
             unreported += 1;
             if unreported == 1_000 {
@@ -135,8 +138,40 @@ impl EventLog {
     }
 }
 
-/// The chain hash `event` should have after `previous`.
-fn stored_hash(previous: &str, event: &StoredEvent) -> Result<String, EventLogError> {
+/// The chain hash `event` should have after `previous`. Where the stored
+/// text is already canonical JSON (`text_is_canonical`: SQLite keeps
+/// serde_json's own compact, key-sorted text), it is hashed as it is,
+/// without building a tree of it; only when that does not give the stored
+/// hash is it parsed and written out canonically. Sound either way: text
+/// that hashes to the stored hash is byte for byte the canonical text the
+/// hash was made of.
+fn stored_hash(previous: &str, event: &StoredEvent, text_is_canonical: bool) -> Result<String, EventLogError> {
+    if text_is_canonical {
+        let raw = |text| serde_json::from_str::<&serde_json::value::RawValue>(text).ok();
+        if let (Some(payload), Some(metadata)) = (raw(&event.payload), raw(&event.metadata)) {
+            let hash = chain_hash(
+                previous,
+                &ChainedContent {
+                    aggregate_id: &event.aggregate_id,
+                    sequence: event.sequence,
+                    event_id: &event.event_id,
+                    event_type: &event.event_type,
+                    event_version: &event.event_version,
+                    payload,
+                    metadata,
+                },
+            );
+            if hash == event.hash {
+                return Ok(hash);
+            }
+        }
+    }
+    parsed_hash(previous, event)
+}
+
+/// The chain hash `event` should have after `previous`, from its payload
+/// and metadata parsed and written out canonically.
+fn parsed_hash(previous: &str, event: &StoredEvent) -> Result<String, EventLogError> {
     let json = |what: &str, text: &str| -> Result<Value, EventLogError> {
         serde_json::from_str(text).map_err(|error| {
             EventLogError::Corrupt(format!(
@@ -236,5 +271,53 @@ impl ChainCheck {
                 first_break,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stored(payload: &str, metadata: &str, hash: &str) -> StoredEvent {
+        StoredEvent {
+            position: 7,
+            event_id: "e-1".into(),
+            aggregate_type: AGGREGATE_TYPE.into(),
+            aggregate_id: "lic-1".into(),
+            sequence: 1,
+            event_type: "LicenseActivated".into(),
+            event_version: "1".into(),
+            payload: payload.into(),
+            metadata: metadata.into(),
+            hash: hash.into(),
+        }
+    }
+
+    /// The hash the log gave the event: over its values, canonically.
+    fn hash_of(payload: &Value, metadata: &Value) -> String {
+        let event = stored(&payload.to_string(), &metadata.to_string(), "");
+        parsed_hash("prev", &event).unwrap()
+    }
+
+    #[test]
+    fn canonical_text_is_hashed_as_it_is_and_any_other_text_is_parsed() {
+        let payload = json!({"zeta": [1, 2, {"b": null, "a": "x\"y"}], "alpha": 1.5, "unicode": "é"});
+        let metadata = json!({"occurred_at": "2026-12-07T00:00:00Z"});
+        let hash = hash_of(&payload, &metadata);
+
+        // serde_json's own text (what SQLite keeps) takes the short way.
+        let canonical = stored(&payload.to_string(), &metadata.to_string(), &hash);
+        assert_eq!(stored_hash("prev", &canonical, true).unwrap(), hash);
+        // The same values written otherwise (as PostgreSQL's jsonb prints
+        // them) are parsed, and still give the hash.
+        let spaced = r#"{"alpha": 1.5, "unicode": "\u00e9", "zeta": [1, 2, {"a": "x\"y", "b": null}]}"#;
+        let other = stored(spaced, r#"{ "occurred_at" : "2026-12-07T00:00:00Z" }"#, &hash);
+        assert_eq!(stored_hash("prev", &other, true).unwrap(), hash);
+        assert_eq!(stored_hash("prev", &other, false).unwrap(), hash);
+        // An edit is caught either way.
+        let edited = stored(&payload.to_string().replace("1.5", "2.5"), &metadata.to_string(), &hash);
+        assert_ne!(stored_hash("prev", &edited, true).unwrap(), hash);
+        assert_ne!(stored_hash("other", &canonical, true).unwrap(), hash);
     }
 }
