@@ -210,6 +210,7 @@ async fn one_run(
     let healthy_endpoints = if failing == "one" { ENDPOINTS - 1 } else { ENDPOINTS };
     let expected = activations * healthy_endpoints;
     let server = bench.keyledger_on(database_url, delivering_env).await?;
+    eprintln!("fan-out run {failing:?}: delivering process {:?}", server.child.id());
     let started = Instant::now();
     while receiver.healthy(&prefix).0 < expected && started.elapsed() < DRAIN {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -140,7 +140,7 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
         let per = |n: i64| n as f64 / successful.max(1) as f64;
         (per(webhook_after - webhook), per(all_after - all))
     });
-    let fan_out_backlog = (count / 10).clamp(1, 10_000);
+    let fan_out_backlog = (count / 7).clamp(1, 20_000);
     let fan_out = crate::fan_out::run(
         bench,
         &database_url,
