@@ -149,18 +149,7 @@ fn stored_hash(previous: &str, event: &StoredEvent, text_is_canonical: bool) -> 
     if text_is_canonical {
         let raw = |text| serde_json::from_str::<&serde_json::value::RawValue>(text).ok();
         if let (Some(payload), Some(metadata)) = (raw(&event.payload), raw(&event.metadata)) {
-            let hash = chain_hash(
-                previous,
-                &ChainedContent {
-                    aggregate_id: &event.aggregate_id,
-                    sequence: event.sequence,
-                    event_id: &event.event_id,
-                    event_type: &event.event_type,
-                    event_version: &event.event_version,
-                    payload,
-                    metadata,
-                },
-            );
+            let hash = chain_hash(previous, &content(event, payload, metadata));
             if hash == event.hash {
                 return Ok(hash);
             }
@@ -181,18 +170,21 @@ fn parsed_hash(previous: &str, event: &StoredEvent) -> Result<String, EventLogEr
         })
     };
     let (payload, metadata) = (json("payload", &event.payload)?, json("metadata", &event.metadata)?);
-    Ok(chain_hash(
-        previous,
-        &ChainedContent {
-            aggregate_id: &event.aggregate_id,
-            sequence: event.sequence,
-            event_id: &event.event_id,
-            event_type: &event.event_type,
-            event_version: &event.event_version,
-            payload: &payload,
-            metadata: &metadata,
-        },
-    ))
+    Ok(chain_hash(previous, &content(event, &payload, &metadata)))
+}
+
+/// What the chain hash of `event` covers, with its payload and metadata
+/// as given (parsed values, or text already canonical).
+fn content<'a, J: ?Sized>(event: &'a StoredEvent, payload: &'a J, metadata: &'a J) -> ChainedContent<'a, J> {
+    ChainedContent {
+        aggregate_id: &event.aggregate_id,
+        sequence: event.sequence,
+        event_id: &event.event_id,
+        event_type: &event.event_type,
+        event_version: &event.event_version,
+        payload,
+        metadata,
+    }
 }
 
 /// One chain's check, fed its events in sequence order: it keeps only the
