@@ -34,20 +34,19 @@ impl WebhookStore {
             },
             None => None,
         };
-        let mut page = self.row_deliveries(endpoint_id, filter, after.as_ref()).await?;
+        // (whether it has a row, the delivery): a row takes the place of
+        // the batch item it was made from by a redelivery.
+        let mut page: Vec<(bool, Value)> =
+            self.row_deliveries(endpoint_id, filter, after.as_ref()).await?.into_iter().map(|d| (true, d)).collect();
         if filter.status.as_deref().is_none_or(|status| status == "succeeded") {
-            page.extend(self.batch_deliveries(endpoint_id, filter, after.as_ref()).await?);
+            let items = self.batch_deliveries(endpoint_id, filter, after.as_ref()).await?;
+            page.extend(items.into_iter().map(|d| (false, d)));
         }
         // Newest first, a row before the item it replaces; then one of each.
-        let is_row = |delivery: &Value| delivery["fromRow"] == true;
-        page.sort_by(|a, b| sort_key(b).cmp(&sort_key(a)).then_with(|| is_row(b).cmp(&is_row(a))));
-        page.dedup_by(|later, earlier| later["id"] == earlier["id"]);
+        page.sort_by(|(a_row, a), (b_row, b)| sort_key(b).cmp(&sort_key(a)).then_with(|| b_row.cmp(a_row)));
+        page.dedup_by(|(_, later), (_, earlier)| later["id"] == earlier["id"]);
         page.truncate(usize::try_from(filter.limit).unwrap_or(0));
-        for delivery in &mut page {
-            if let Some(fields) = delivery.as_object_mut() {
-                fields.remove("fromRow");
-            }
-        }
+        let page = page.into_iter().map(|(_, delivery)| delivery).collect();
         Ok(page)
     }
 
@@ -126,7 +125,6 @@ impl WebhookStore {
             page.push(json!({
                 "id": id, "webhookId": event_id, "event": event_type, "status": status, "attemptCount": attempts,
                 "nextAttemptAt": next, "createdAt": created_at, "updatedAt": updated_at, "attempts": tries,
-                "fromRow": true,
             }));
         }
         Ok(page)

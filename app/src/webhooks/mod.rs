@@ -18,7 +18,7 @@ pub use names::{matches, valid_pattern, webhook_name, TEST_EVENT};
 pub use policy::{Outcome, RetryPolicy};
 pub use safety::{check_url, SafeResolver, UrlError};
 pub use store::{
-    announce, payload, queued, queued_unclaimed, timestamp, Attempt, Claimed, DeliveryFilter, Endpoint, EndpointPatch,
+    payload, queued, queued_unclaimed, timestamp, Attempt, Claimed, DeliveryFilter, Endpoint, EndpointPatch,
     NewDelivery, NewEndpoint, PayloadFormat, Redelivery, Subscriber, Target, WebhookError, WebhookStore,
     ATTEMPT_BODY_LIMIT,
 };

@@ -1,11 +1,13 @@
-//! Webhook endpoints and the durable queue of their deliveries.
+//! Webhook endpoints and the durable queue of the deliveries that have
+//! rows: those whose first attempt failed, outlived its batch or was not
+//! made (see [`super::dispatched`]), redeliveries and test events.
 //!
-//! A delivery is a row before its first attempt; attempts claim due rows
-//! for a lease (`claimed_until`), so several processes on one database
-//! share the work and no attempt is sent by two at once (on PostgreSQL the
-//! claim skips rows another claim holds locked). A process that dies
-//! mid-attempt leaves its claim to expire, and the row is tried again: the
-//! guarantee is at least once, with the same `webhook-id` every time.
+//! Attempts claim due rows for a lease (`claimed_until`), so several
+//! processes on one database share the work and no attempt is sent by two
+//! at once (on PostgreSQL the claim skips rows another claim holds
+//! locked). A process that dies mid-attempt leaves its claim to expire,
+//! and the row is tried again: the guarantee is at least once, with the
+//! same `webhook-id` every time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +23,8 @@ use super::signature;
 use crate::client::error_chain;
 use crate::master::MasterKey;
 
-/// Changes whenever this process queued a delivery, so the sender need
-/// not wait for its next poll.
+/// Changes whenever this process queued a delivery row, so the sender
+/// need not wait for its next poll.
 static QUEUED: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
     std::sync::LazyLock::new(|| tokio::sync::watch::channel(0).0);
 
@@ -30,15 +32,9 @@ pub fn queued() -> tokio::sync::watch::Receiver<u64> {
     QUEUED.subscribe()
 }
 
-/// Wakes this process's sender: deliveries are waiting for it.
-pub fn announce() {
-    QUEUED.send_modify(|n| *n = n.wrapping_add(1));
-}
-
-/// Counts the times this process queued deliveries unclaimed, for any
-/// sender to claim from the table (as opposed to handing them over in
-/// memory): a sender that found the table empty asks it again at once
-/// only when this has moved.
+/// Counts the times this process queued delivery rows for any sender to
+/// claim: a sender that found the table empty asks it again at once only
+/// when this has moved.
 static QUEUED_UNCLAIMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 pub fn queued_unclaimed() -> u64 {
@@ -48,7 +44,7 @@ pub fn queued_unclaimed() -> u64 {
 /// Wakes this process's sender for deliveries queued unclaimed.
 pub(super) fn announce_unclaimed() {
     QUEUED_UNCLAIMED.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    announce();
+    QUEUED.send_modify(|n| *n = n.wrapping_add(1));
 }
 
 /// Where a delivery goes and the keys that sign it.
@@ -417,58 +413,20 @@ impl WebhookStore {
         event_type: &str,
         payload: &str,
     ) -> Result<Option<String>, WebhookError> {
-        let delivery = NewDelivery {
-            tenant_id: tenant_id.to_owned(),
-            endpoint_id: endpoint_id.to_owned(),
-            event_id: event_id.to_owned(),
-            event_type: event_type.to_owned(),
-            payload: payload.to_owned(),
-        };
+        const SQL: &str = "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, claimed_until, created_at, updated_at)
+                           VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, NULL, $7, $7)
+                           ON CONFLICT (endpoint_id, event_id) DO NOTHING";
         let id = Uuid::new_v4().to_string();
-        let recorded = self.insert_deliveries(&[(id.clone(), delivery)], None).await?.len() as u64;
-        Ok((recorded > 0).then_some(id))
-    }
-
-    /// Inserts deliveries (claimed until `claim`, when given); answers the
-    /// ids of those inserted, leaving out any already recorded.
-    async fn insert_deliveries(
-        &self,
-        rows: &[(String, NewDelivery)],
-        claim: Option<&str>,
-    ) -> Result<Vec<String>, WebhookError> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = Utc::now();
-        // A microsecond apart, so the log lists a batch's deliveries in
-        // the order of their events.
-        let stamped: Vec<(String, &String, &NewDelivery)> = (0..)
-            .zip(rows)
-            .map(|(offset, (id, row))| (timestamp(now + chrono::Duration::microseconds(offset)), id, row))
-            .collect();
+        let now = timestamp(Utc::now());
         let _turn = write_turn(&self.db).await;
-        let inserted = on_pool!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
-            let mut inserted: Vec<String> = Vec::new();
-            for chunk in stamped.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, claimed_until, created_at, updated_at) ",
-                );
-                insert.push_values(chunk, |mut values, (at, id, row)| {
-                    values.push_bind(*id).push_bind(&row.endpoint_id).push_bind(&row.tenant_id).push_bind(&row.event_id)
-                        .push_bind(&row.event_type).push_bind(&row.payload).push_bind("pending").push_bind(0_i64)
-                        .push_bind(at).push_bind(claim).push_bind(at).push_bind(at);
-                });
-                insert.push(" ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING id");
-                let ids: Vec<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
-                inserted.extend(ids);
-            }
-            tx.commit().await.map(|()| inserted)
-        })?;
-        if !inserted.is_empty() && claim.is_none() {
-            announce_unclaimed();
+        let inserted = on_pool!(&self.db, pool => sqlx::query(SQL)
+            .bind(&id).bind(endpoint_id).bind(tenant_id).bind(event_id).bind(event_type).bind(payload).bind(&now)
+            .execute(pool).await.map(|done| done.rows_affected()))?;
+        if inserted == 0 {
+            return Ok(None);
         }
-        Ok(inserted)
+        announce_unclaimed();
+        Ok(Some(id))
     }
 
     /// Claims up to `limit` due deliveries of enabled endpoints for
@@ -486,10 +444,10 @@ impl WebhookStore {
 
     /// Claims up to `limit` deliveries whose claim ran out before their
     /// attempt was recorded (the process that held them died, or lost its
-    /// database mid-attempt), oldest claim first. Their index holds every
-    /// delivery sent straight from the dispatcher until a vacuum, so this
-    /// is a heavier query than [`WebhookStore::claim_due`]: senders run it
-    /// every few seconds, not at every wake-up.
+    /// database mid-attempt), oldest claim first. Their index keeps every
+    /// claimed row's entry until a vacuum, so this is a heavier query than
+    /// [`WebhookStore::claim_due`]: senders run it every few seconds, not
+    /// at every wake-up.
     pub async fn claim_expired(
         &self,
         limit: i64,

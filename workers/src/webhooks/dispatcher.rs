@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
 use super::attempt::{attempt, Request};
-use super::{http_client, observe, unfinished, Lanes, CLAIM_MARGIN, IN_FLIGHT, WEBHOOK_DISPATCHER};
+use super::{http_client, joined, observe, Joined, Lanes, CLAIM_MARGIN, IN_FLIGHT, WEBHOOK_DISPATCHER};
 use crate::feed::{flush, AnyFeed, Feed, Source};
 use crate::runtime::{Consumer, ConsumerError, Step};
 
@@ -376,10 +376,7 @@ impl Dispatcher {
                 _ = tokio::time::sleep_until(deadline) => break,
             };
             let Some(ended) = ended else { break };
-            let (id, attempt) = match ended {
-                Ok(ended) => ended,
-                Err(error) => (error.id(), unfinished(&error)),
-            };
+            let (id, attempt) = joined(ended);
             let Some((endpoint, in_flight)) = self.attempting.remove(&id) else { continue };
             self.lanes.give_back(&endpoint);
             match in_flight {
@@ -459,14 +456,8 @@ impl Dispatcher {
 
     /// The delivery an ended task attempted, if it outlived its batch and
     /// is this dispatcher's to record, with its attempt.
-    fn ended(
-        &mut self,
-        ended: Result<(tokio::task::Id, Attempt), tokio::task::JoinError>,
-    ) -> Option<(Claimed, Attempt)> {
-        let (id, attempt) = match ended {
-            Ok(ended) => ended,
-            Err(error) => (error.id(), unfinished(&error)),
-        };
+    fn ended(&mut self, ended: Joined) -> Option<(Claimed, Attempt)> {
+        let (id, attempt) = joined(ended);
         let (endpoint, in_flight) = self.attempting.remove(&id)?;
         self.lanes.give_back(&endpoint);
         match in_flight {

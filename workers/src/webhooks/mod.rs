@@ -112,14 +112,23 @@ fn observe(metrics: &keyledger_app::Metrics, delivery: &str, endpoint: &str, att
     }
 }
 
-/// A failed attempt for a task that did not finish (it panicked).
-fn unfinished(error: &tokio::task::JoinError) -> Attempt {
-    Attempt {
-        at: chrono::Utc::now(),
-        status_code: None,
-        latency: Duration::ZERO,
-        error: Some(format!("the attempt did not finish: {error}")),
-        response_body: String::new(),
-        outcome: Outcome::Failed { retry_after: None },
+/// An attempt task's id and what it came to: a task that did not finish
+/// (it panicked) is a failed attempt, retried on the schedule.
+type Joined = Result<(tokio::task::Id, Attempt), tokio::task::JoinError>;
+
+fn joined(ended: Joined) -> (tokio::task::Id, Attempt) {
+    match ended {
+        Ok(ended) => ended,
+        Err(error) => {
+            let failed = Attempt {
+                at: chrono::Utc::now(),
+                status_code: None,
+                latency: Duration::ZERO,
+                error: Some(format!("the attempt did not finish: {error}")),
+                response_body: String::new(),
+                outcome: Outcome::Failed { retry_after: None },
+            };
+            (error.id(), failed)
+        }
     }
 }

@@ -9,7 +9,7 @@ use keyledger_app::webhooks::{timestamp, Attempt, Claimed, RetryPolicy, WebhookS
 use tokio::task::JoinSet;
 
 use super::attempt::{attempt, Request};
-use super::{http_client, observe, unfinished, Lanes, CLAIM_MARGIN, IN_FLIGHT};
+use super::{http_client, joined, observe, Joined, Lanes, CLAIM_MARGIN, IN_FLIGHT};
 use crate::runtime::{Consumer, ConsumerError, Step};
 
 /// Most deliveries a sender claims from the queue at a time.
@@ -203,19 +203,9 @@ impl Sender {
         done.into_iter().filter_map(|ended| self.ended(ended)).collect()
     }
 
-    /// The delivery an ended task attempted, with its attempt: a task that
-    /// panicked is a failed attempt, retried on the schedule.
-    fn ended(
-        &mut self,
-        ended: Result<(tokio::task::Id, Attempt), tokio::task::JoinError>,
-    ) -> Option<(Claimed, Attempt)> {
-        let (id, attempt) = match ended {
-            Ok((id, attempt)) => (id, attempt),
-            Err(error) => {
-                let failed = unfinished(&error);
-                (error.id(), failed)
-            }
-        };
+    /// The delivery an ended task attempted, with its attempt.
+    fn ended(&mut self, ended: Joined) -> Option<(Claimed, Attempt)> {
+        let (id, attempt) = joined(ended);
         let delivery = self.attempting.remove(&id)?;
         self.lanes.give_back(&delivery.endpoint_id);
         Some((delivery, attempt))
