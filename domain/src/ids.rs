@@ -4,8 +4,14 @@
 //! a UUID in its canonical lower-case form when it comes from outside:
 //! [`parse`](LicenseId::parse) once at the edge, and the value is trusted
 //! from then on.
+//!
+//! Ids are held as `Box<str>`, or as `Arc<str>` for those many licenses
+//! share (tenant, owner, product): the validation view keeps one copy of
+//! each of those for all its licenses (a million licenses would otherwise
+//! hold a million copies of their tenant's id).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,24 +23,24 @@ pub struct IdError {
 }
 
 macro_rules! typed_id {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $store:ty) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name($store);
 
         impl $name {
             /// A UUID from a request, in its canonical form.
             pub fn parse(raw: &str) -> Result<Self, IdError> {
                 uuid::Uuid::parse_str(raw)
-                    .map(|id| Self(id.to_string()))
+                    .map(|id| Self(<$store>::from(id.to_string())))
                     .map_err(|_| IdError { what: $what })
             }
 
             /// An id read back from the store or the log, which only ever
             /// holds ids that were parsed or made here.
             pub fn trusted(id: impl Into<String>) -> Self {
-                Self(id.into())
+                Self(<$store>::from(id.into()))
             }
 
             pub fn as_str(&self) -> &str {
@@ -42,7 +48,7 @@ macro_rules! typed_id {
             }
 
             pub fn into_string(self) -> String {
-                self.0
+                String::from(&*self.0)
             }
         }
 
@@ -74,43 +80,43 @@ macro_rules! typed_id {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.into_string()
             }
         }
 
         impl PartialEq<str> for $name {
             fn eq(&self, other: &str) -> bool {
-                self.0 == other
+                &*self.0 == other
             }
         }
 
         impl PartialEq<&str> for $name {
             fn eq(&self, other: &&str) -> bool {
-                self.0 == *other
+                &*self.0 == *other
             }
         }
 
         impl PartialEq<String> for $name {
             fn eq(&self, other: &String) -> bool {
-                &self.0 == other
+                &*self.0 == other.as_str()
             }
         }
 
         impl PartialEq<$name> for str {
             fn eq(&self, other: &$name) -> bool {
-                self == other.0
+                self == &*other.0
             }
         }
 
         impl PartialEq<$name> for &str {
             fn eq(&self, other: &$name) -> bool {
-                *self == other.0
+                *self == &*other.0
             }
         }
 
         impl PartialEq<$name> for String {
             fn eq(&self, other: &$name) -> bool {
-                *self == other.0
+                self.as_str() == &*other.0
             }
         }
     };
@@ -119,33 +125,39 @@ macro_rules! typed_id {
 typed_id!(
     /// A license's id (not its key).
     LicenseId,
-    "licenseId"
+    "licenseId",
+    Box<str>
 );
 typed_id!(
     /// A tenant's id: the vendor a license, product or customer belongs to.
     TenantId,
-    "tenantId"
+    "tenantId",
+    Arc<str>
 );
 typed_id!(
     /// The id of the user who owns a license.
     OwnerId,
-    "ownerId"
+    "ownerId",
+    Arc<str>
 );
 typed_id!(
     /// A product's id.
     ProductId,
-    "productId"
+    "productId",
+    Arc<str>
 );
 typed_id!(
     /// A customer's id.
     CustomerId,
-    "customerId"
+    "customerId",
+    Box<str>
 );
 typed_id!(
     /// A device's id: derived from its license's id and its machine's hash
     /// (`device_id`), stable across the machine's re-activations.
     DeviceId,
-    "deviceId"
+    "deviceId",
+    Box<str>
 );
 
 #[cfg(test)]

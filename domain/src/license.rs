@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
+use thin_vec::ThinVec;
 
 use crate::device::{BlockedMachine, Device, MAX_PAST_DEVICES};
 use crate::{
@@ -34,8 +35,8 @@ pub struct License {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product_id: Option<ProductId>,
     /// Feature codes of its own, beside its product's.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub features: Vec<String>,
+    #[serde(default, skip_serializing_if = "ThinVec::is_empty")]
+    pub features: ThinVec<String>,
     /// The customer it was sold to, if one is named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<CustomerId>,
@@ -48,30 +49,30 @@ pub struct License {
     pub max_activations: Seats,
     pub max_connections: Option<u32>,
     /// The devices holding seats now.
-    pub devices: Vec<Device>,
+    pub devices: ThinVec<Device>,
     /// Devices that gave their seats up, newest last, at most
     /// [`MAX_PAST_DEVICES`]; a device activated again moves back.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub past_devices: Vec<Device>,
+    #[serde(default, skip_serializing_if = "ThinVec::is_empty")]
+    pub past_devices: ThinVec<Device>,
     /// Machines an administrator blocked: they can't activate, validate
     /// or heartbeat this license until unblocked.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub blocked: Vec<BlockedMachine>,
+    #[serde(default, skip_serializing_if = "ThinVec::is_empty")]
+    pub blocked: ThinVec<BlockedMachine>,
     #[serde(default, skip_serializing_if = "Policy::is_default")]
     pub policy: Policy,
     /// When its recent deactivations happened, oldest first: as many as
     /// the transfer limit counts, none without one.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub transfers: Vec<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "ThinVec::is_empty")]
+    pub transfers: ThinVec<DateTime<Utc>>,
     /// The status to return to on reinstatement.
     pub status_before_suspension: Option<LicenseStatus>,
     pub suspension_reason: Option<String>,
     /// Anomalies recorded and not yet resolved.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub open_anomalies: Vec<OpenAnomaly>,
+    #[serde(default, skip_serializing_if = "ThinVec::is_empty")]
+    pub open_anomalies: ThinVec<OpenAnomaly>,
     /// The last recorded finding of each kind.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub anomaly_marks: Vec<AnomalyMark>,
+    #[serde(default, skip_serializing_if = "ThinVec::is_empty")]
+    pub anomaly_marks: ThinVec<AnomalyMark>,
     /// When a detector last suspended it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_suspended_at: Option<DateTime<Utc>>,
@@ -303,7 +304,7 @@ impl Aggregate for License {
                     expires_at,
                     expires_after_activation_secs,
                     product_id,
-                    features,
+                    features: features.into(),
                     customer_id,
                     number,
                     max_activations,

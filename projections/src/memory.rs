@@ -16,7 +16,9 @@ use tokio::sync::Notify;
 
 use hashbrown::hash_table::{self, HashTable};
 
-use keyledger_domain::{License, LicenseKey};
+use std::collections::HashSet;
+
+use keyledger_domain::{License, LicenseKey, OwnerId, ProductId, TenantId};
 
 /// A license as of `version`.
 #[derive(Debug, Clone)]
@@ -27,8 +29,6 @@ pub struct Entry {
     /// it: a command can then be decided and appended from this entry
     /// alone (the append checks it against the log).
     pub last_hash: Option<[u8; 32]>,
-    /// The license's place in `Maps::rows`, the same in every version.
-    row: u32,
 }
 
 impl Entry {
@@ -37,35 +37,66 @@ impl Entry {
     }
 }
 
-/// Each license is one shared entry found from two hash tables, by id and
-/// by key. The tables hold only a pointer each (9 bytes a slot with the
-/// control byte): a table of a million entries has two million slots, so
-/// keys and entries stored in the slots themselves cost over 200 bytes a
-/// license. Hashes are keyed per process, so no one can choose ids or
-/// keys that collide.
+/// Each license is one row, found from two hash tables, by id and by key.
+/// The tables hold only the row's index (5 bytes a slot with the control
+/// byte): a table of a million licenses has two million slots, so keys or
+/// pointers stored in the slots themselves cost tens of bytes a license
+/// more. Hashes are keyed per process, so no one can choose ids or keys
+/// that collide.
 #[derive(Default)]
 struct Maps {
-    by_id: HashTable<Arc<Entry>>,
-    by_key: HashTable<Arc<Entry>>,
-    /// Every license's searchable fields, one row each in the order they
-    /// were first put (licenses are never taken out): a scan of a tenant's
-    /// licenses reads this vector in order instead of following three
-    /// pointers per license (entry, license, tenant id). 64 bytes a
-    /// license.
+    by_id: HashTable<u32>,
+    by_key: HashTable<u32>,
+    /// Every license, one row each in the order they were first put
+    /// (licenses are never taken out): a scan of a tenant's licenses reads
+    /// this vector in order, comparing the row's own fields before it
+    /// opens a license.
     rows: Vec<Row>,
     hasher: RandomState,
+    /// One copy of each tenant's, owner's and product's id for all the
+    /// licenses that name it.
+    shared: SharedIds,
+}
+
+/// Ids many licenses hold, each kept once.
+#[derive(Default)]
+struct SharedIds {
+    tenants: HashSet<TenantId>,
+    owners: HashSet<OwnerId>,
+    products: HashSet<ProductId>,
+}
+
+impl SharedIds {
+    fn share(&mut self, license: &mut License) {
+        fn one<T: Clone + Eq + std::hash::Hash>(kept: &mut HashSet<T>, id: &mut T) {
+            match kept.get(id) {
+                Some(held) => *id = held.clone(),
+                None => {
+                    kept.insert(id.clone());
+                }
+            }
+        }
+        one(&mut self.tenants, &mut license.tenant_id);
+        one(&mut self.owners, &mut license.owner_id);
+        if let Some(product) = license.product_id.as_mut() {
+            one(&mut self.products, product);
+        }
+    }
 }
 
 /// The longest license key (`XXXXX-XXXXX-XXXXX-XXXXX-XXXXX`).
 const MAX_KEY_LEN: usize = 29;
 
-/// What a scan of a tenant's licenses looks at first. The hashes may
-/// collide; a license they select is checked against its own fields.
+/// A license as of `version`, and what a scan of a tenant's licenses looks
+/// at first. The hashes may collide; a license they select is checked
+/// against its own fields. About 100 bytes.
 struct Row {
-    entry: Arc<Entry>,
+    license: Arc<License>,
+    version: i64,
     tenant: u64,
     /// The customer's id hashed; 0 for none.
     customer: u64,
+    last_hash: Option<[u8; 32]>,
     key: [u8; MAX_KEY_LEN],
     key_len: u8,
     deleted: bool,
@@ -73,8 +104,7 @@ struct Row {
 }
 
 impl Row {
-    fn new(hasher: &RandomState, entry: Arc<Entry>) -> Self {
-        let license = &entry.license;
+    fn new(hasher: &RandomState, license: Arc<License>, version: i64, last_hash: Option<[u8; 32]>) -> Self {
         let mut key = [0u8; MAX_KEY_LEN];
         let text = license.license_key.as_ref().map_or("", |key| key.as_str()).as_bytes();
         let key_len = text.len().min(MAX_KEY_LEN);
@@ -86,12 +116,18 @@ impl Row {
             key_len: key_len as u8,
             deleted: license.deleted,
             has_devices: !license.devices.is_empty(),
-            entry,
+            license,
+            version,
+            last_hash,
         }
     }
 
     fn key(&self) -> &[u8] {
         &self.key[..usize::from(self.key_len)]
+    }
+
+    fn entry(&self) -> Entry {
+        Entry { license: self.license.clone(), version: self.version, last_hash: self.last_hash }
     }
 }
 
@@ -113,48 +149,60 @@ impl Maps {
         self.hasher.hash_one(key.packed())
     }
 
-    fn find_by_id(&self, license_id: &str) -> Option<&Arc<Entry>> {
-        self.by_id.find(self.id_hash(license_id), |entry| entry.license.id == license_id)
+    fn find_by_id(&self, license_id: &str) -> Option<u32> {
+        let rows = &self.rows;
+        self.by_id.find(self.id_hash(license_id), |&row| rows[row as usize].license.id == license_id).copied()
     }
 
-    /// Puts `entry` in both tables, in place of what it replaces.
-    fn insert(&mut self, entry: Arc<Entry>, key: &LicenseKey) {
-        let row = Row::new(&self.hasher, entry.clone());
-        match self.rows.get_mut(entry.row as usize) {
-            Some(held) => *held = row,
-            None => self.rows.push(row),
-        }
-        let Maps { by_id, by_key, hasher, .. } = self;
-        let id_hash = hasher.hash_one(id_slot(&entry.license.id));
-        let replaced = match by_id.entry(
-            id_hash,
-            |held| held.license.id == entry.license.id,
-            |held| hasher.hash_one(id_slot(&held.license.id)),
-        ) {
-            hash_table::Entry::Occupied(mut held) => Some(std::mem::replace(held.get_mut(), entry.clone())),
-            hash_table::Entry::Vacant(slot) => {
-                slot.insert(entry.clone());
-                None
+    fn find_by_key(&self, key: &LicenseKey) -> Option<&Row> {
+        let rows = &self.rows;
+        let found =
+            self.by_key.find(self.key_hash(key), |&row| rows[row as usize].license.license_key.as_ref() == Some(key));
+        found.map(|&row| &rows[row as usize])
+    }
+
+    /// Puts `row` in place of the row `held` (the same license's), or as
+    /// a new license, and files it under its key.
+    fn insert(&mut self, held: Option<u32>, row: Row, key: &LicenseKey) {
+        let Maps { by_id, by_key, rows, hasher, .. } = self;
+        let key_hash = |rows: &[Row], index: &u32| {
+            hasher.hash_one(rows[*index as usize].license.license_key.as_ref().map_or(0, LicenseKey::packed))
+        };
+        let index = match held {
+            Some(index) => {
+                let old = std::mem::replace(&mut rows[index as usize], row);
+                match old.license.license_key.as_ref() {
+                    Some(old_key) if old_key == key => return, // filed under its key already
+                    Some(old_key) => {
+                        let found = by_key.find_entry(hasher.hash_one(old_key.packed()), |&held| held == index);
+                        if let Ok(found) = found {
+                            found.remove();
+                        }
+                    }
+                    None => {}
+                }
+                index
+            }
+            None => {
+                let index = u32::try_from(rows.len()).expect("fewer than 4 billion licenses in one process");
+                let id_hash = hasher.hash_one(id_slot(&row.license.id));
+                rows.push(row);
+                let rows = &*rows;
+                by_id.insert_unique(id_hash, index, |held| hasher.hash_one(id_slot(&rows[*held as usize].license.id)));
+                index
             }
         };
-        let rehash_key =
-            |held: &Arc<Entry>| hasher.hash_one(held.license.license_key.as_ref().map_or(0, LicenseKey::packed));
-        if let Some(old_key) = replaced.as_ref().and_then(|old| old.license.license_key.as_ref()) {
-            if old_key != key {
-                let old = replaced.as_ref().expect("replaced");
-                if let Ok(found) = by_key.find_entry(hasher.hash_one(old_key.packed()), |held| Arc::ptr_eq(held, old)) {
-                    found.remove();
-                }
-            }
-        }
+        let rows = &*rows;
         match by_key.entry(
             hasher.hash_one(key.packed()),
-            |held| held.license.license_key.as_ref() == Some(key),
-            rehash_key,
+            |&held| rows[held as usize].license.license_key.as_ref() == Some(key),
+            |held| key_hash(rows, held),
         ) {
-            hash_table::Entry::Occupied(mut held) => *held.get_mut() = entry,
+            // Keys are unique: another license's key taken over would be
+            // a log that gave two licenses one key, and the newest wins.
+            hash_table::Entry::Occupied(mut held) => *held.get_mut() = index,
             hash_table::Entry::Vacant(slot) => {
-                slot.insert(entry);
+                slot.insert(index);
             }
         }
     }
@@ -230,13 +278,12 @@ impl MemoryView {
     }
 
     pub fn get(&self, license_id: &str) -> Option<Entry> {
-        self.read().find_by_id(license_id).map(|entry| Entry::clone(entry))
+        let maps = self.read();
+        maps.find_by_id(license_id).map(|row| maps.rows[row as usize].entry())
     }
 
     pub fn get_by_key(&self, key: &LicenseKey) -> Option<Entry> {
-        let maps = self.read();
-        let found = maps.by_key.find(maps.key_hash(key), |entry| entry.license.license_key.as_ref() == Some(key));
-        found.map(|entry| Entry::clone(entry))
+        self.read().find_by_key(key).map(Row::entry)
     }
 
     /// Records `license` as of `version` unless a newer version is there;
@@ -248,25 +295,22 @@ impl MemoryView {
             hex::decode_to_slice(hash, &mut bytes).ok().map(|()| bytes)
         });
         let mut maps = self.maps.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(held) = maps.find_by_id(&license.id) {
+        let held = maps.find_by_id(&license.id);
+        if let Some(index) = held {
+            let held = &mut maps.rows[index as usize];
             if held.version > version {
                 return;
             }
             if held.version == version {
                 // Same state; keep whichever hash is known.
-                if held.last_hash.is_none() && last_hash.is_some() {
-                    let learned = Arc::new(Entry { last_hash, ..Entry::clone(held) });
-                    maps.insert(learned, &key);
-                }
+                held.last_hash = held.last_hash.or(last_hash);
                 return;
             }
         }
-        let row = match maps.find_by_id(&license.id) {
-            Some(held) => held.row,
-            None => u32::try_from(maps.rows.len()).expect("fewer than 4 billion licenses in one process"),
-        };
         license.shrink_to_fit();
-        maps.insert(Arc::new(Entry { license: Arc::new(license), version, last_hash, row }), &key);
+        maps.shared.share(&mut license);
+        let row = Row::new(&maps.hasher, Arc::new(license), version, last_hash);
+        maps.insert(held, row, &key);
     }
 
     pub fn len(&self) -> usize {
@@ -288,7 +332,7 @@ impl MemoryView {
         maps.rows
             .iter()
             .filter(|row| row.tenant == tenant)
-            .map(|row| &row.entry.license)
+            .map(|row| &row.license)
             .filter(|license| license.tenant_id == tenant_id && keep(license))
             .cloned()
             .collect()
@@ -311,12 +355,12 @@ impl MemoryView {
             .iter()
             .filter(|row| row.tenant == tenant && !row.deleted)
             .filter(|row| {
-                let license = &row.entry.license;
+                let license = &row.license;
                 needle.is_some_and(|needle| row.key().windows(needle.len()).any(|part| part == needle))
                     || (row.customer != 0 && customers.contains(&row.customer) && of_customer(license))
                     || (row.has_devices && devices(license))
             })
-            .map(|row| &row.entry.license)
+            .map(|row| &row.license)
             .filter(|license| license.tenant_id == search.tenant_id)
             .cloned()
             .collect()
@@ -422,6 +466,20 @@ mod tests {
         assert!(view.get_by_key(&keys[7]).is_none(), "the old key no longer answers");
         assert_eq!(view.get_by_key(&new_key).unwrap().version, 2);
         assert_eq!(view.len(), 2000);
+    }
+
+    #[test]
+    fn licenses_of_one_tenant_share_one_copy_of_its_ids() {
+        let view = MemoryView::default();
+        view.put(license("l1", "ABCD-EFGH-JKMN-2345", 1), 1, None);
+        view.put(license("l2", "WXYZ-EFGH-PQRS-6789", 1), 1, None);
+        let (one, two) = (view.get("l1").unwrap().license, view.get("l2").unwrap().license);
+        assert_eq!(one.tenant_id.as_str().as_ptr(), two.tenant_id.as_str().as_ptr(), "one tenant id");
+        assert_eq!(one.owner_id.as_str().as_ptr(), two.owner_id.as_str().as_ptr(), "one owner id");
+        // A new version of a license is shared the same way.
+        view.put(license("l1", "ABCD-EFGH-JKMN-2345", 3), 2, None);
+        let newer = view.get("l1").unwrap().license;
+        assert_eq!(newer.tenant_id.as_str().as_ptr(), two.tenant_id.as_str().as_ptr());
     }
 
     #[test]

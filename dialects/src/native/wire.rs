@@ -203,7 +203,7 @@ impl LicenseResponse {
             policy: PolicyResponse::new(&license.policy),
             number: license.number,
             product_id: license.product_id.clone().map(String::from),
-            features: license.features.clone(),
+            features: license.features.to_vec(),
             customer_id: license.customer_id.clone().map(String::from),
         }
     }

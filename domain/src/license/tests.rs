@@ -1185,7 +1185,7 @@ fn a_device_that_comes_back_keeps_its_number() {
 fn entitlements_are_the_product_and_the_features_of_license_and_product() {
     let mut license = state(vec![generated()]);
     license.product_id = Some(ProductId::trusted("p-1"));
-    license.features = vec!["beta".into()];
+    license.features = thin_vec::thin_vec!["beta".into()];
     let product_features = ["export".to_owned()];
     let need = |features: &[&str]| features.iter().map(|f| f.to_string()).collect::<Vec<_>>();
     assert_eq!(license.check_entitlements(Some("p-1"), &need(&["beta", "export"]), &product_features), Ok(()));
