@@ -8,6 +8,7 @@
 //! against the log when the view said no. An entry only ever moves forward
 //! in version, whichever way it arrives.
 
+use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -15,8 +16,6 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
 use hashbrown::hash_table::{self, HashTable};
-
-use std::collections::HashSet;
 
 use keyledger_domain::{License, LicenseKey, OwnerId, ProductId, TenantId};
 
