@@ -9,7 +9,7 @@
 //!   log and delivers the backlog: its rate is the whole pipeline's
 //!   (dispatcher, queue, sender). The baseline POSTs the same kind of signed payload to the
 //!   same receiver with the same HTTP client settings (no redirects, the
-//!   same timeout, 64 at a time, as the sender sends) and no queue.
+//!   same timeout, 64 at a time) and no queue.
 //! - Latency: activations open-loop at 80% of the delivery rate just
 //!   measured; each activation is timed from its HTTP acknowledgement (the
 //!   commit) to the arrival of its event's first attempt.
@@ -31,7 +31,9 @@ use crate::scenario::{generate_with_ids, post, print_table, Bench, OPERATOR};
 const LOAD_SHARE: f64 = 0.8;
 /// How long deliveries are waited for after the load stops.
 const DRAIN: Duration = Duration::from_secs(60);
-/// The sender's concurrency, which the baseline matches.
+/// Connections of the raw POST loop. A keyledger process sends at most
+/// `ENDPOINT_IN_FLIGHT` (16) attempts at once to one endpoint, so the
+/// backlog's single endpoint gets 16 at most.
 const BASELINE_CONCURRENCY: usize = 64;
 
 /// First arrival of each license's activation, and every arrival's time.
@@ -80,9 +82,32 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     // The same database in a process that delivers: it finds the backlog
     // and delivers it as fast as its pipeline goes.
     let writes_before = crate::fan_out::row_writes(&database_url).await?;
+    let spawned_at = Instant::now();
     let server = bench.keyledger_on(&database_url, &env("on")).await?;
+    let loaded_at = Instant::now();
     let machine = MachineCpu::start(server.child.id());
     let drained = wait_for(&arrivals, backlog).await;
+    // Whether the backlog went out while the process was still loading its
+    // validation view (which would take the drain's CPU): /health answers
+    // only once it is loaded, and the dispatcher starts at once.
+    let timeline = {
+        let arrivals = arrivals.lock().expect("lock");
+        let since_start =
+            |at: Option<&Instant>| at.map_or(0.0, |at| at.saturating_duration_since(spawned_at).as_secs_f64());
+        json!({
+            "loaded_s": (loaded_at - spawned_at).as_secs_f64(),
+            "first_delivery_s": since_start(arrivals.all.iter().min()),
+            "last_delivery_s": since_start(arrivals.all.iter().max()),
+            "delivered_while_loading": arrivals.all.iter().filter(|at| **at < loaded_at).count(),
+        })
+    };
+    eprintln!(
+        "the delivering process: loaded {:.2} s after its start; the backlog's first delivery arrived at {:.2} s, its last at {:.2} s ({} while it was loading)",
+        timeline["loaded_s"].as_f64().unwrap_or_default(),
+        timeline["first_delivery_s"].as_f64().unwrap_or_default(),
+        timeline["last_delivery_s"].as_f64().unwrap_or_default(),
+        timeline["delivered_while_loading"]
+    );
     let delivery_cpu = machine.per(drained as u64);
     let delivery = {
         let arrivals = arrivals.lock().expect("lock");
@@ -184,6 +209,7 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
         "cpu_us_per_activation": {"workers_off": quiet_cpu, "workers_on": producing_cpu},
         "cpu_us_per_delivery": delivery_cpu,
         "cpu_us_per_raw_post": post_cpu,
+        "delivering_process": timeline,
         "undelivered": undelivered,
         "row_writes_per_delivery": writes_per_delivery.map(|(webhook, all)| json!({"webhook_tables": webhook, "all_tables": all})),
         "fan_out": fan_out,
