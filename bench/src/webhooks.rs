@@ -87,38 +87,33 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     let loaded_at = Instant::now();
     let machine = MachineCpu::start(server.child.id());
     let drained = wait_for(&arrivals, backlog).await;
+    let delivery_cpu = machine.per(drained as u64);
+    let (first, last, while_loading, delivered) = {
+        let arrivals = arrivals.lock().expect("lock");
+        let while_loading = arrivals.all.iter().filter(|at| **at < loaded_at).count();
+        (arrivals.all.iter().min().copied(), arrivals.all.iter().max().copied(), while_loading, arrivals.first.len())
+    };
     // Whether the backlog went out while the process was still loading its
     // validation view (which would take the drain's CPU): /health answers
     // only once it is loaded, and the dispatcher starts at once.
-    let timeline = {
-        let arrivals = arrivals.lock().expect("lock");
-        let since_start =
-            |at: Option<&Instant>| at.map_or(0.0, |at| at.saturating_duration_since(spawned_at).as_secs_f64());
-        json!({
-            "loaded_s": (loaded_at - spawned_at).as_secs_f64(),
-            "first_delivery_s": since_start(arrivals.all.iter().min()),
-            "last_delivery_s": since_start(arrivals.all.iter().max()),
-            "delivered_while_loading": arrivals.all.iter().filter(|at| **at < loaded_at).count(),
-        })
-    };
+    let since_start = |at: Option<Instant>| at.map_or(0.0, |at| at.saturating_duration_since(spawned_at).as_secs_f64());
+    let loaded_s = (loaded_at - spawned_at).as_secs_f64();
     eprintln!(
-        "the delivering process: loaded {:.2} s after its start; the backlog's first delivery arrived at {:.2} s, its last at {:.2} s ({} while it was loading)",
-        timeline["loaded_s"].as_f64().unwrap_or_default(),
-        timeline["first_delivery_s"].as_f64().unwrap_or_default(),
-        timeline["last_delivery_s"].as_f64().unwrap_or_default(),
-        timeline["delivered_while_loading"]
+        "the delivering process: loaded {loaded_s:.2} s after its start; the backlog's first delivery arrived at {:.2} s, its last at {:.2} s ({while_loading} while it was loading)",
+        since_start(first),
+        since_start(last),
     );
-    let delivery_cpu = machine.per(drained as u64);
+    let timeline = json!({
+        "loaded_s": loaded_s, "first_delivery_s": since_start(first), "last_delivery_s": since_start(last),
+        "delivered_while_loading": while_loading,
+    });
     let delivery = {
-        let arrivals = arrivals.lock().expect("lock");
-        let (first, last) = (arrivals.all.iter().min().copied(), arrivals.all.iter().max().copied());
         let seconds = match (first, last) {
             (Some(first), Some(last)) if last > first => (last - first).as_secs_f64(),
             _ => 0.0,
         };
-        let delivered = arrivals.first.len() as u64;
         let mut report = load::report("keyledger: webhook deliveries", 0, seconds, Vec::new(), 0, None);
-        report.requests = delivered;
+        report.requests = delivered as u64;
         report.throughput = if seconds > 0.0 { delivered as f64 / seconds } else { 0.0 };
         report
     };
