@@ -223,7 +223,7 @@ pub async fn verify_log(
         let total = log.end_cursor().await?.map_or(0, |end| end.position.max(0) as u64);
         let checked = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let progress = crate::progress::Progress::show("verifying", total, checked.clone());
-        let report = log.verify_counting(license_id, &checked).await;
+        let report = log.verify_counting(license_id, checked.clone()).await;
         progress.finish();
         let report = report?;
         let check = match checkpoint {
@@ -267,7 +267,7 @@ pub async fn rebuild_projections(config: &Config, name: Option<&str>) -> Result<
     let replayed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let progress = crate::progress::Progress::show("rebuilding", total, replayed.clone());
     let rebuilt =
-        ProjectionRunner::new(core.db.clone()).rebuild_counting(&replayed).await.map_err(StartupError::Rebuild);
+        ProjectionRunner::new(core.db.clone()).rebuild_counting(replayed.clone()).await.map_err(StartupError::Rebuild);
     progress.finish();
     core.db.close().await;
     rebuilt

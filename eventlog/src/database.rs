@@ -27,6 +27,13 @@ pub enum EventLogError {
     /// error is behind it.
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A read of the SQLite file outside the pool (see `sqlite_file`).
+    #[error("{what}")]
+    SqliteFile {
+        what: String,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("stored data does not decode: {what}")]
     Undecodable {
         what: String,
@@ -39,6 +46,10 @@ pub enum EventLogError {
         #[source]
         source: serde_json::Error,
     },
+    /// A task reading part of the log panicked or was cancelled, so what
+    /// it read is incomplete.
+    #[error("a reader of part of the log stopped before its end")]
+    Stopped(#[source] tokio::task::JoinError),
     /// One failure met by every reader of the tail's shared window.
     #[error(transparent)]
     Shared(std::sync::Arc<EventLogError>),

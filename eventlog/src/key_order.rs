@@ -17,8 +17,8 @@ use crate::{Database, EventLog, EventLogError, AGGREGATE_TYPE};
 /// last range as their type's name sorts before or after `License`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyRange {
-    from: Option<String>,
-    to: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
 }
 
 impl KeyRange {
@@ -100,13 +100,15 @@ macro_rules! four_ranges {
 const POSTGRES: [&str; 4] = four_ranges!(
     "position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload::text AS payload, metadata::text AS metadata, hash"
 );
-const SQLITE: [&str; 4] = four_ranges!(
+pub(crate) const SQLITE: [&str; 4] = four_ranges!(
     "position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, hash"
 );
 
 impl EventLog {
     /// Every event in `range`, chain by chain, each chain in sequence
-    /// order; streamed from one query, so memory stays flat.
+    /// order; streamed from one query, so memory stays flat. A SQLite
+    /// log with a file is read from the file on a thread of its own (see
+    /// `sqlite_file`).
     pub fn in_key_order<'a>(&'a self, range: &'a KeyRange) -> BoxStream<'a, Result<StoredEvent, EventLogError>> {
         let shape = match (&range.from, &range.to) {
             (None, None) => 0,
@@ -117,7 +119,13 @@ impl EventLog {
         let bounds = [range.from.as_deref(), range.to.as_deref()];
         let sql = match self.database() {
             Database::Postgres(_) => POSTGRES[shape],
-            Database::Sqlite(_) => SQLITE[shape],
+            Database::Sqlite(pool) => {
+                if let Some(file) = crate::sqlite_file::database_file(pool) {
+                    let bounds = bounds.into_iter().flatten().map(str::to_owned).collect();
+                    return crate::sqlite_file::stream(file, SQLITE[shape], bounds);
+                }
+                SQLITE[shape]
+            }
         };
         crate::on_pool!(self.database(), pool => {
             let mut query = sqlx::query(sql);
@@ -132,7 +140,7 @@ impl EventLog {
     }
 }
 
-fn stored<'r, R>(row: &'r R) -> Result<StoredEvent, EventLogError>
+pub(crate) fn stored<'r, R>(row: &'r R) -> Result<StoredEvent, EventLogError>
 where
     R: Row,
     &'static str: sqlx::ColumnIndex<R>,

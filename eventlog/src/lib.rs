@@ -17,6 +17,7 @@ mod log;
 mod repository;
 mod secrets;
 mod snapshot;
+mod sqlite_file;
 mod tail_cache;
 mod verify;
 

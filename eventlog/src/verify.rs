@@ -6,6 +6,7 @@
 //! which keeps every core busy hashing.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use serde::Serialize;
@@ -55,7 +56,7 @@ impl EventLog {
     /// the stored rows and reports the first broken link of each broken
     /// chain, in the order of the aggregates' types and ids.
     pub async fn verify(&self, license_id: Option<&str>) -> Result<VerifyReport, EventLogError> {
-        self.verify_counting(license_id, &AtomicU64::new(0)).await
+        self.verify_counting(license_id, Arc::default()).await
     }
 
     /// As [`EventLog::verify`], adding each event checked to `checked` as
@@ -63,7 +64,7 @@ impl EventLog {
     pub async fn verify_counting(
         &self,
         license_id: Option<&str>,
-        checked: &AtomicU64,
+        checked: Arc<AtomicU64>,
     ) -> Result<VerifyReport, EventLogError> {
         if let Some(id) = license_id {
             let events = self.aggregate_history(AGGREGATE_TYPE, id, i64::MIN, i64::MAX).await?;
@@ -89,11 +90,16 @@ impl EventLog {
             chain.finish(&mut report);
             return Ok(report);
         }
+        // Each range a task of its own, so the ranges' hashing spreads
+        // over the cores (a join of them in one task would hash on one).
         let ranges = KeyRange::for_this_machine(self.database().max_connections());
-        let reports =
-            futures::future::try_join_all(ranges.iter().map(|range| self.verify_range(range, checked))).await?;
+        let tasks = ranges.into_iter().map(|range| {
+            let (log, checked) = (self.clone(), checked.clone());
+            tokio::spawn(async move { log.verify_range(&range, &checked).await })
+        });
         let mut report = VerifyReport::default();
-        for part in reports {
+        for part in futures::future::try_join_all(tasks).await.map_err(EventLogError::Stopped)? {
+            let part = part?;
             report.licenses += part.licenses;
             report.other_chains += part.other_chains;
             report.events += part.events;

@@ -11,13 +11,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
 
 use cqrs_es::Aggregate;
 use keyledger_domain::{License, LicenseEvent};
-use keyledger_eventlog::{Database, EventLog, KeyRange, PayloadOnly, Snapshots};
+use keyledger_eventlog::{Database, EventLog, EventLogError, KeyRange, PayloadOnly, Snapshots};
 use keyledger_projections::{LicenseViews, Versioned};
 
 use crate::runtime::{Consumer, ConsumerError, Step};
@@ -34,6 +35,7 @@ pub const RUNNER_POLL: Duration = Duration::from_millis(50);
 /// chain hash of that version's event, when known.
 type Projected = (License, i64, Option<String>);
 
+#[derive(Clone)]
 pub struct ProjectionRunner {
     db: Database,
     log: EventLog,
@@ -114,7 +116,7 @@ impl ProjectionRunner {
     /// keeps answering) and never moved back past a newer version written
     /// meanwhile. Returns how many licenses it rebuilt.
     pub async fn rebuild(&self) -> Result<usize, ProjectorError> {
-        self.rebuild_counting(&AtomicU64::new(0)).await
+        self.rebuild_counting(Arc::default()).await
     }
 
     /// As [`ProjectionRunner::rebuild`], adding each event replayed to
@@ -129,7 +131,7 @@ impl ProjectionRunner {
     /// was before the reads, so what they saw past it (or did not see) it
     /// looks at again, finding the rows current where the rebuild wrote
     /// them.
-    pub async fn rebuild_counting(&self, replayed: &AtomicU64) -> Result<usize, ProjectorError> {
+    pub async fn rebuild_counting(&self, replayed: Arc<AtomicU64>) -> Result<usize, ProjectorError> {
         let resume_at = self.log.end_cursor().await?.unwrap_or(keyledger_eventlog::Cursor::START);
         // Half the pool: each range holds a connection while it streams
         // and takes another to write its rows.
@@ -137,8 +139,16 @@ impl ProjectionRunner {
         if self.db.max_connections() < 2 {
             return Err(ProjectorError::PoolTooSmall);
         }
-        let rebuilt =
-            futures::future::try_join_all(ranges.iter().map(|range| self.rebuild_range(range, replayed))).await?;
+        // Each range a task of its own, so the ranges' folding spreads
+        // over the cores (a join of them in one task would fold on one).
+        let tasks = ranges.into_iter().map(|range| {
+            let (runner, replayed) = (self.clone(), replayed.clone());
+            tokio::spawn(async move { runner.rebuild_range(&range, &replayed).await })
+        });
+        let mut rebuilt = Vec::new();
+        for licenses in futures::future::try_join_all(tasks).await.map_err(EventLogError::Stopped)? {
+            rebuilt.push(licenses?);
+        }
         self.views.remove_orphans().await?;
         self.log.save_checkpoint(LICENSE_VIEW_RUNNER, resume_at).await?;
         Ok(rebuilt.into_iter().sum())
