@@ -244,19 +244,22 @@ async fn a_flood_from_a_hundred_thousand_addresses_stays_in_bounded_memory() {
     .await;
     let client = reqwest::Client::new();
     let sent = std::sync::atomic::AtomicU32::new(0);
+    let started = std::time::Instant::now();
+    // The flood calls the service status (`/`), a public endpoint that,
+    // unlike `/health`, asks the store nothing, so the flood is quick.
     let workers = (0..32u32).map(|worker| {
         let (client, base, sent) = (client.clone(), app.base.clone(), &sent);
         async move {
             for i in (worker..100_000).step_by(32) {
                 let address = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
-                let response =
-                    client.get(format!("{base}/health")).header("x-forwarded-for", address).send().await.unwrap();
+                let response = client.get(format!("{base}/")).header("x-forwarded-for", address).send().await.unwrap();
                 assert!(response.status().is_success() || response.status() == StatusCode::TOO_MANY_REQUESTS);
                 sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     });
     join_all(workers).await;
+    let flood_took = started.elapsed();
     assert_eq!(sent.into_inner(), 100_000);
     // The table is full of the flood's callers, yet a new client is served
     // from a full budget of its own.
@@ -283,7 +286,16 @@ async fn a_flood_from_a_hundred_thousand_addresses_stays_in_bounded_memory() {
         .find(|s| s[0] == "keyledger_rate_limit_evicted_callers")
         .map(|s| s[2].as_f64().unwrap())
         .expect("the evicted-callers gauge");
-    assert!(evicted >= 90_000.0, "{evicted} callers evicted to make room");
+    // A caller leaves the table either evicted to make room or swept once
+    // its bucket has refilled, a minute after its last call. In a flood
+    // that takes under a minute nothing has refilled, so all but the cap
+    // were evicted; on a machine so loaded that the flood stalled past a
+    // minute, the table's callers at the stall were swept instead.
+    if flood_took < Duration::from_secs(60) {
+        assert!(evicted >= 90_000.0, "{evicted} callers evicted to make room in {flood_took:?}");
+    } else {
+        assert!(evicted >= 50_000.0, "{evicted} callers evicted to make room in {flood_took:?}");
+    }
 }
 
 /// Valid calls over the budget are slowed, never blocked; a block earned
