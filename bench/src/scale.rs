@@ -61,10 +61,18 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
     consumers_kept_up(&database_url).await?;
     let events = count_events(&database_url).await?;
     let count = count_licenses(&database_url).await?;
+    // A rebuild over an intact view writes no row; one over a view whose
+    // every row is stale (a changed fold, say) rewrites them all. The
+    // target is held against the second.
+    let intact = rebuild(bench, &database_url).await?;
+    let intact_seconds = intact["seconds"].as_f64().ok_or("the rebuild reported no duration")?;
+    let intact_rate = events as f64 / intact_seconds.max(f64::EPSILON);
+    eprintln!("rebuild over the intact view: {intact_seconds:.1} s, {intact_rate:.0} events/s");
+    every_view_row_stale(&database_url).await?;
     let rebuild = rebuild(bench, &database_url).await?;
     let rebuild_seconds = rebuild["seconds"].as_f64().ok_or("the rebuild reported no duration")?;
     let rebuild_rate = events as f64 / rebuild_seconds.max(f64::EPSILON);
-    eprintln!("rebuild: {rebuild_seconds:.1} s, {rebuild_rate:.0} events/s (target >= 100,000)");
+    eprintln!("rebuild, every row rewritten: {rebuild_seconds:.1} s, {rebuild_rate:.0} events/s (target >= 100,000)");
 
     let verify = verify(bench, &database_url).await?;
     let verify_seconds = verify["seconds"].as_f64().ok_or("verify reported no duration")?;
@@ -94,6 +102,7 @@ pub async fn run(bench: &mut Bench) -> Result<Value, String> {
         "build_seconds": build_seconds,
         "database": if bench.options.keep_database { Some(&database_url) } else { None },
         "rebuild": {"seconds": rebuild_seconds, "events_per_second": rebuild_rate},
+        "rebuild_over_intact_view": {"seconds": intact_seconds, "events_per_second": intact_rate},
         "verify": verify,
         "restart": {"first_validate_seconds": restart.first_validate, "view_loaded_seconds": restart.ready},
         "resident_bytes": rss,
@@ -135,11 +144,32 @@ async fn consumers_kept_up(database_url: &str) -> Result<(), String> {
     let log = EventLog::new(db.clone());
     let end = log.end_cursor().await.map_err(|e| e.to_string())?.unwrap_or_default();
     const SQL: &str = "SELECT name FROM consumer_checkpoints";
-    let names: Vec<String> = keyledger_eventlog::on_pool!(&db, pool => sqlx::query_scalar(SQL).fetch_all(pool).await)
-        .map_err(|e| e.to_string())?;
+    let mut names: Vec<String> =
+        keyledger_eventlog::on_pool!(&db, pool => sqlx::query_scalar(SQL).fetch_all(pool).await)
+            .map_err(|e| e.to_string())?;
+    // And the tail's consumers that have saved no position yet (a kept
+    // data set measured once had no row for the anomaly detector, which
+    // then read all ten million events while memory was measured).
+    use keyledger_workers::{ANOMALY_DETECTOR, LICENSE_VIEW_RUNNER, RESOURCE_RELEASER, WEBHOOK_DISPATCHER};
+    for name in [LICENSE_VIEW_RUNNER, WEBHOOK_DISPATCHER, ANOMALY_DETECTOR, RESOURCE_RELEASER] {
+        if !names.iter().any(|saved| saved == name) {
+            names.push(name.to_owned());
+        }
+    }
     for name in names {
         log.save_checkpoint(&name, end).await.map_err(|e| e.to_string())?;
     }
+    db.close().await;
+    Ok(())
+}
+
+/// Makes every `license_view` row differ from what a rebuild writes (its
+/// last hash emptied), so the next rebuild rewrites every row.
+async fn every_view_row_stale(database_url: &str) -> Result<(), String> {
+    let db = Database::connect(database_url, 2).await.map_err(|e| e.to_string())?;
+    const SQL: &str = "UPDATE license_view SET last_hash = ''";
+    keyledger_eventlog::on_pool!(&db, pool => sqlx::query(SQL).execute(pool).await.map(drop))
+        .map_err(|e| e.to_string())?;
     db.close().await;
     Ok(())
 }

@@ -5,6 +5,8 @@
 //! verify` and `projections rebuild` read it so, in several key ranges at
 //! once (chains are independent), which keeps every core busy.
 
+use std::future::Future;
+
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use sqlx::Row;
@@ -41,6 +43,42 @@ impl KeyRange {
         let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2);
         Self::split(cores.min(connections as usize).max(1))
     }
+
+    /// Which of the four key-order statements reads this range (open,
+    /// from only, to only, both), and its bounds in the order they bind.
+    pub(crate) fn shape_and_bounds(&self) -> (usize, Vec<&str>) {
+        let shape = match (&self.from, &self.to) {
+            (None, None) => 0,
+            (Some(_), None) => 1,
+            (None, Some(_)) => 2,
+            (Some(_), Some(_)) => 3,
+        };
+        (shape, [self.from.as_deref(), self.to.as_deref()].into_iter().flatten().collect())
+    }
+}
+
+/// Runs `work` on every range at once, each range a task of its own so
+/// their CPU work (hashing, folding) spreads over the cores, and gives
+/// the results in the ranges' order. The first error ends the others.
+pub async fn each_range<T, E, F, Fut>(ranges: Vec<KeyRange>, work: F) -> Result<Vec<T>, E>
+where
+    F: Fn(KeyRange) -> Fut,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: From<EventLogError> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut results: Vec<Option<T>> = ranges.iter().map(|_| None).collect();
+    for (n, range) in ranges.into_iter().enumerate() {
+        let running = work(range);
+        tasks.spawn(async move { (n, running.await) });
+    }
+    // Dropping the set on an early return aborts the ranges still running.
+    while let Some(joined) = tasks.join_next().await {
+        let (n, result) = joined.map_err(|error| E::from(EventLogError::Stopped(error)))?;
+        results[n] = Some(result?);
+    }
+    Ok(results.into_iter().flatten().collect())
 }
 
 /// An event as stored, its payload and metadata as JSON text.
@@ -110,21 +148,16 @@ impl EventLog {
     /// log with a file is read from the file on a thread of its own (see
     /// `sqlite_file`).
     pub fn in_key_order<'a>(&'a self, range: &'a KeyRange) -> BoxStream<'a, Result<StoredEvent, EventLogError>> {
-        let shape = match (&range.from, &range.to) {
-            (None, None) => 0,
-            (Some(_), None) => 1,
-            (None, Some(_)) => 2,
-            (Some(_), Some(_)) => 3,
-        };
-        let bounds = [range.from.as_deref(), range.to.as_deref()];
+        let (shape, bounds) = range.shape_and_bounds();
         let sql = match self.database() {
             Database::Postgres(_) => POSTGRES[shape],
             Database::Sqlite(pool) => {
+                let sql = SQLITE[shape];
                 if let Some(file) = crate::sqlite_file::database_file(pool) {
-                    let bounds = bounds.into_iter().flatten().map(str::to_owned).collect();
-                    return crate::sqlite_file::stream(file, SQLITE[shape], bounds);
+                    let bounds = bounds.into_iter().map(str::to_owned).collect();
+                    return crate::sqlite_file::stream(file, sql, bounds);
                 }
-                SQLITE[shape]
+                sql
             }
         };
         crate::on_pool!(self.database(), pool => {
@@ -132,7 +165,7 @@ impl EventLog {
             if shape != 0 {
                 query = query.bind(AGGREGATE_TYPE);
             }
-            for bound in bounds.into_iter().flatten() {
+            for bound in bounds {
                 query = query.bind(bound);
             }
             query.fetch(pool).map_err(EventLogError::from).and_then(|row| async move { stored(&row) }).boxed()

@@ -24,7 +24,7 @@ mod verify;
 pub use checkpoint::{CheckpointBody, CheckpointCheck, CheckpointCursor, Checkpoints, SignedCheckpoint};
 pub use commits::{commits, committed_elsewhere, local_commits, COMMITS_CHANNEL};
 pub use database::{Backend, Database, EventLogError};
-pub use key_order::{KeyRange, StoredEvent};
+pub use key_order::{each_range, KeyRange, StoredEvent};
 pub use log::write_turn;
 pub use log::{
     AppendError, BatchedAppend, Cursor, EventLog, Guard, LoggedEvent, NewEvent, PayloadOnly, ProjectedRow, SqlValue,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::chain::{chain_hash, ChainedContent};
-use crate::{EventLog, EventLogError, KeyRange, StoredEvent, AGGREGATE_TYPE};
+use crate::{each_range, EventLog, EventLogError, KeyRange, StoredEvent, AGGREGATE_TYPE};
 
 /// What went wrong with one license's chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -90,16 +90,14 @@ impl EventLog {
             chain.finish(&mut report);
             return Ok(report);
         }
-        // Each range a task of its own, so the ranges' hashing spreads
-        // over the cores (a join of them in one task would hash on one).
         let ranges = KeyRange::for_this_machine(self.database().max_connections());
-        let tasks = ranges.into_iter().map(|range| {
+        let parts = each_range(ranges, |range| {
             let (log, checked) = (self.clone(), checked.clone());
-            tokio::spawn(async move { log.verify_range(&range, &checked).await })
-        });
+            async move { log.verify_range(&range, &checked).await }
+        })
+        .await?;
         let mut report = VerifyReport::default();
-        for part in futures::future::try_join_all(tasks).await.map_err(EventLogError::Stopped)? {
-            let part = part?;
+        for part in parts {
             report.licenses += part.licenses;
             report.other_chains += part.other_chains;
             report.events += part.events;

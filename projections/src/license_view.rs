@@ -43,16 +43,53 @@ pub struct LicenseViews {
 
 const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state, last_hash, state_format, cull_at, customer_id, number, deleted)";
 
-/// Writes a row unless the stored one is newer. `{newer}` is `<` for live
-/// updates (a concurrent writer's newer state wins) and `<=` for a rebuild
-/// (the same version is rewritten, which mends a damaged row).
+/// Writes a row where the stored one is to be replaced; see [`Replacing`].
 const ON_CONFLICT: &str = "
 ON CONFLICT (license_id) DO UPDATE
    SET owner_id = excluded.owner_id, license_key = excluded.license_key, version = excluded.version,
        expires_at = excluded.expires_at, expiry_recorded = excluded.expiry_recorded, state = excluded.state,
        last_hash = excluded.last_hash, state_format = excluded.state_format, cull_at = excluded.cull_at,
        customer_id = excluded.customer_id, number = excluded.number, deleted = excluded.deleted
- WHERE license_view.version {newer} excluded.version";
+ WHERE ";
+
+/// Which stored rows an upsert replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replacing {
+    /// Only older versions: a live update, where a concurrent writer's
+    /// newer state wins.
+    Older,
+    /// Older versions, and the same version where any column it sets
+    /// differs: a rebuild, which so mends a damaged row, while a row that
+    /// is already right is not written at all (no page in SQLite's
+    /// write-ahead log, no dead tuple in PostgreSQL).
+    OlderOrDiffering,
+}
+
+impl Replacing {
+    fn condition(self) -> &'static str {
+        match self {
+            Replacing::Older => "license_view.version < excluded.version",
+            Replacing::OlderOrDiffering => {
+                "license_view.version < excluded.version OR (license_view.version = excluded.version AND (
+           license_view.owner_id IS DISTINCT FROM excluded.owner_id
+        OR license_view.license_key IS DISTINCT FROM excluded.license_key
+        OR license_view.expires_at IS DISTINCT FROM excluded.expires_at
+        OR license_view.expiry_recorded IS DISTINCT FROM excluded.expiry_recorded
+        OR license_view.state IS DISTINCT FROM excluded.state
+        OR license_view.last_hash IS DISTINCT FROM excluded.last_hash
+        OR license_view.state_format IS DISTINCT FROM excluded.state_format
+        OR license_view.cull_at IS DISTINCT FROM excluded.cull_at
+        OR license_view.customer_id IS DISTINCT FROM excluded.customer_id
+        OR license_view.number IS DISTINCT FROM excluded.number
+        OR license_view.deleted IS DISTINCT FROM excluded.deleted))"
+            }
+        }
+    }
+
+    fn on_conflict(self) -> String {
+        format!("{ON_CONFLICT}{}", self.condition())
+    }
+}
 
 /// Rows per multi-row upsert on PostgreSQL: 15 parameters each, well under
 /// its limit on parameters in one statement. SQLite runs a prepared
@@ -70,8 +107,8 @@ impl LicenseViews {
     }
 }
 
-/// An upsert of `rows` rows; see [`ON_CONFLICT`] for `newer`.
-fn multi_row_upsert(rows: usize, newer: &str) -> String {
+/// An upsert of `rows` rows, replacing what `replacing` says.
+fn multi_row_upsert(rows: usize, replacing: Replacing) -> String {
     let values: Vec<String> = (0..rows)
         .map(|row| {
             let first = row * COLUMN_COUNT;
@@ -79,7 +116,7 @@ fn multi_row_upsert(rows: usize, newer: &str) -> String {
             format!("({})", placeholders.join(", "))
         })
         .collect();
-    format!("{INSERT_INTO} VALUES {} {}", values.join(", "), ON_CONFLICT.replace("{newer}", newer))
+    format!("{INSERT_INTO} VALUES {} {}", values.join(", "), replacing.on_conflict())
 }
 
 const COLUMNS: &str = "SELECT license_id, version, state, last_hash, state_format FROM license_view";
@@ -95,7 +132,7 @@ impl LicenseViews {
     /// Records `license` as of `version` unless a newer version is already
     /// there.
     pub async fn apply(&self, license: &License, version: i64, last_hash: Option<&str>) -> Result<(), ProjectionError> {
-        self.upsert((license, version, last_hash), "<").await
+        self.upsert((license, version, last_hash), Replacing::Older).await
     }
 
     /// Records `license` as of `version`, overwriting a row of the same
@@ -106,12 +143,12 @@ impl LicenseViews {
         version: i64,
         last_hash: Option<&str>,
     ) -> Result<(), ProjectionError> {
-        self.upsert((license, version, last_hash), "<=").await
+        self.upsert((license, version, last_hash), Replacing::OlderOrDiffering).await
     }
 
-    async fn upsert(&self, license: Versioned<'_>, newer: &str) -> Result<(), ProjectionError> {
+    async fn upsert(&self, license: Versioned<'_>, replacing: Replacing) -> Result<(), ProjectionError> {
         let row = ViewRow::new(license)?;
-        let sql = multi_row_upsert(1, newer);
+        let sql = multi_row_upsert(1, replacing);
         let _turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => row.bind(sqlx::query(&sql)).execute(pool).await.map(drop))?;
         Ok(())
@@ -131,7 +168,7 @@ impl LicenseViews {
         let _turn = write_turn(&self.db).await;
         on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
-            self.upsert_rows(&mut tx, &rows, "<").await?;
+            self.upsert_rows(&mut tx, &rows, Replacing::Older).await?;
             sqlx::query(SAVE_CHECKPOINT_SQL)
                 .bind(consumer)
                 .bind(cursor.txid)
@@ -186,19 +223,19 @@ impl LicenseViews {
         let rows = sorted_rows(licenses)?;
         for rows in rows.chunks(2_000) {
             let mut tx = connection.begin().await?;
-            self.upsert_rows(&mut tx, rows, "<=").await?;
+            self.upsert_rows(&mut tx, rows, Replacing::OlderOrDiffering).await?;
             tx.commit().await?;
         }
         Ok(())
     }
 
-    /// Upserts `rows` in `tx`, a multi-row statement at a time; see
-    /// [`ON_CONFLICT`] for `newer`.
+    /// Upserts `rows` in `tx`, a multi-row statement at a time, replacing
+    /// what `replacing` says.
     async fn upsert_rows<DB>(
         &self,
         tx: &mut sqlx::Transaction<'_, DB>,
         rows: &[ViewRow],
-        newer: &str,
+        replacing: Replacing,
     ) -> Result<(), ProjectionError>
     where
         DB: sqlx::Database,
@@ -209,7 +246,7 @@ impl LicenseViews {
         for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     {
         for chunk in rows.chunks(self.rows_per_statement()) {
-            let sql = multi_row_upsert(chunk.len(), newer);
+            let sql = multi_row_upsert(chunk.len(), replacing);
             chunk.iter().fold(sqlx::query(&sql), |query, row| row.bind(query)).execute(&mut **tx).await?;
         }
         Ok(())
@@ -258,7 +295,7 @@ impl LicenseViews {
                 SqlValue::Int(row.number),
                 SqlValue::Int(row.deleted),
             ],
-            on_conflict: ON_CONFLICT.replace("{newer}", "<"),
+            on_conflict: Replacing::Older.on_conflict(),
         })
     }
 

@@ -18,7 +18,7 @@ use futures::TryStreamExt;
 
 use cqrs_es::Aggregate;
 use keyledger_domain::{License, LicenseEvent};
-use keyledger_eventlog::{Database, EventLog, EventLogError, KeyRange, PayloadOnly, Snapshots};
+use keyledger_eventlog::{each_range, Database, EventLog, KeyRange, PayloadOnly, Snapshots};
 use keyledger_projections::{LicenseViews, Versioned};
 
 use crate::runtime::{Consumer, ConsumerError, Step};
@@ -139,16 +139,11 @@ impl ProjectionRunner {
         if self.db.max_connections() < 2 {
             return Err(ProjectorError::PoolTooSmall);
         }
-        // Each range a task of its own, so the ranges' folding spreads
-        // over the cores (a join of them in one task would fold on one).
-        let tasks = ranges.into_iter().map(|range| {
+        let rebuilt = each_range(ranges, |range| {
             let (runner, replayed) = (self.clone(), replayed.clone());
-            tokio::spawn(async move { runner.rebuild_range(&range, &replayed).await })
-        });
-        let mut rebuilt = Vec::new();
-        for licenses in futures::future::try_join_all(tasks).await.map_err(EventLogError::Stopped)? {
-            rebuilt.push(licenses?);
-        }
+            async move { runner.rebuild_range(&range, &replayed).await }
+        })
+        .await?;
         self.views.remove_orphans().await?;
         self.log.save_checkpoint(LICENSE_VIEW_RUNNER, resume_at).await?;
         Ok(rebuilt.into_iter().sum())
