@@ -2,6 +2,7 @@
 //! by owner.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use keyledger_domain::{License, LicenseKey};
@@ -43,14 +44,22 @@ pub struct LicenseViews {
 
 const INSERT_INTO: &str = "INSERT INTO license_view (license_id, tenant_id, owner_id, license_key, version, created_at, expires_at, expiry_recorded, state, last_hash, state_format, cull_at, customer_id, number, deleted)";
 
-/// Writes a row where the stored one is to be replaced; see [`Replacing`].
-const ON_CONFLICT: &str = "
-ON CONFLICT (license_id) DO UPDATE
-   SET owner_id = excluded.owner_id, license_key = excluded.license_key, version = excluded.version,
-       expires_at = excluded.expires_at, expiry_recorded = excluded.expiry_recorded, state = excluded.state,
-       last_hash = excluded.last_hash, state_format = excluded.state_format, cull_at = excluded.cull_at,
-       customer_id = excluded.customer_id, number = excluded.number, deleted = excluded.deleted
- WHERE ";
+/// The columns an upsert sets on a row already there (all but the id and
+/// the columns fixed at generation).
+const SET_COLUMNS: [&str; 12] = [
+    "owner_id",
+    "license_key",
+    "version",
+    "expires_at",
+    "expiry_recorded",
+    "state",
+    "last_hash",
+    "state_format",
+    "cull_at",
+    "customer_id",
+    "number",
+    "deleted",
+];
 
 /// Which stored rows an upsert replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,28 +75,30 @@ enum Replacing {
 }
 
 impl Replacing {
-    fn condition(self) -> &'static str {
-        match self {
-            Replacing::Older => "license_view.version < excluded.version",
-            Replacing::OlderOrDiffering => {
-                "license_view.version < excluded.version OR (license_view.version = excluded.version AND (
-           license_view.owner_id IS DISTINCT FROM excluded.owner_id
-        OR license_view.license_key IS DISTINCT FROM excluded.license_key
-        OR license_view.expires_at IS DISTINCT FROM excluded.expires_at
-        OR license_view.expiry_recorded IS DISTINCT FROM excluded.expiry_recorded
-        OR license_view.state IS DISTINCT FROM excluded.state
-        OR license_view.last_hash IS DISTINCT FROM excluded.last_hash
-        OR license_view.state_format IS DISTINCT FROM excluded.state_format
-        OR license_view.cull_at IS DISTINCT FROM excluded.cull_at
-        OR license_view.customer_id IS DISTINCT FROM excluded.customer_id
-        OR license_view.number IS DISTINCT FROM excluded.number
-        OR license_view.deleted IS DISTINCT FROM excluded.deleted))"
-            }
-        }
+    /// The `ON CONFLICT` clause, written once per kind (the append path
+    /// takes one with every write).
+    fn on_conflict(self) -> &'static str {
+        static CLAUSES: LazyLock<[String; 2]> =
+            LazyLock::new(|| [Replacing::Older.clause(), Replacing::OlderOrDiffering.clause()]);
+        &CLAUSES[self as usize]
     }
 
-    fn on_conflict(self) -> String {
-        format!("{ON_CONFLICT}{}", self.condition())
+    /// Every column of [`SET_COLUMNS`] set where the stored row is to be
+    /// replaced.
+    fn clause(self) -> String {
+        let set: Vec<String> = SET_COLUMNS.iter().map(|column| format!("{column} = excluded.{column}")).collect();
+        let older = "license_view.version < excluded.version";
+        let condition = match self {
+            Replacing::Older => older.to_owned(),
+            Replacing::OlderOrDiffering => {
+                let differing: Vec<String> = SET_COLUMNS
+                    .iter()
+                    .map(|column| format!("license_view.{column} IS DISTINCT FROM excluded.{column}"))
+                    .collect();
+                format!("{older} OR (license_view.version = excluded.version AND ({}))", differing.join(" OR "))
+            }
+        };
+        format!("ON CONFLICT (license_id) DO UPDATE SET {} WHERE {condition}", set.join(", "))
     }
 }
 
@@ -295,7 +306,7 @@ impl LicenseViews {
                 SqlValue::Int(row.number),
                 SqlValue::Int(row.deleted),
             ],
-            on_conflict: Replacing::Older.on_conflict(),
+            on_conflict: Replacing::Older.on_conflict().to_owned(),
         })
     }
 
