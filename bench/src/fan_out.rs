@@ -76,6 +76,9 @@ struct Run {
     seconds: f64,
     /// The failing endpoint's deliveries, and its rows of its own.
     failures: usize,
+    /// Attempts the failing endpoint received by the drain's end: its
+    /// first attempts and the retries that came due meanwhile.
+    failing_arrivals: usize,
     failing_rows: i64,
     healthy_rows: i64,
 }
@@ -147,8 +150,8 @@ pub(crate) async fn run(
         ENDPOINT_IN = ENDPOINTS,
     );
     eprintln!(
-        "the failing endpoint: {} first attempts failed, {} rows of its own (target: equal); the healthy endpoints: {} rows",
-        failing.failures, failing.failing_rows, failing.healthy_rows
+        "the failing endpoint: {} first attempts failed, {} rows of its own (target: equal), {} attempts received by the drain's end (retries included); the healthy endpoints: {} rows",
+        failing.failures, failing.failing_rows, failing.failing_arrivals, failing.healthy_rows
     );
     Ok(json!({
         "endpoints": ENDPOINTS,
@@ -157,6 +160,7 @@ pub(crate) async fn run(
         "one_failing_healthy_per_endpoint": failing.per_endpoint,
         "healthy_rate_ratio": ratio,
         "failing_deliveries": failing.failures,
+        "failing_attempts_received": failing.failing_arrivals,
         "failing_rows": failing.failing_rows,
         "healthy_rows": failing.healthy_rows,
         "targets_met": {
@@ -222,6 +226,9 @@ async fn one_run(
         // The last batch's records are written after its attempts end.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // Arrivals at the failing endpoint, retries included: a retry comes
+    // due 5 s after its first attempt, within a drain longer than that.
+    let failing_arrivals = receiver.failures(&failing_name);
     let (delivered, span) = receiver.healthy(&prefix);
     let seconds = span.map_or(0.0, |(first, last)| (last - first).as_secs_f64());
     let per_endpoint = if seconds > 0.0 { delivered as f64 / seconds / healthy_endpoints as f64 } else { 0.0 };
@@ -236,6 +243,14 @@ async fn one_run(
     }
     drop(server);
     let failures = if failing == "one" { activations } else { 0 };
-    let run = Run { per_endpoint, healthy_deliveries: delivered, seconds, failures, failing_rows, healthy_rows };
+    let run = Run {
+        per_endpoint,
+        healthy_deliveries: delivered,
+        seconds,
+        failures,
+        failing_arrivals,
+        failing_rows,
+        healthy_rows,
+    };
     Ok((run, endpoints))
 }

@@ -61,6 +61,15 @@ const SET_COLUMNS: [&str; 12] = [
     "deleted",
 ];
 
+/// The columns of [`SET_COLUMNS`] that one of SQLite's indexes on
+/// `license_view` covers, in its key or its `WHERE`. SQLite rewrites an
+/// index's entry for every updated row whose `SET` names one of the
+/// index's columns, whether or not the value changed; a rebuild that finds
+/// them equal leaves them out (see [`Replacing::OutsideIndexes`]).
+/// [`ViewRow::indexed`] gives them in this order.
+const INDEXED_SET_COLUMNS: [&str; 7] =
+    ["owner_id", "license_key", "expires_at", "expiry_recorded", "cull_at", "customer_id", "number"];
+
 /// Which stored rows an upsert replaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Replacing {
@@ -72,26 +81,38 @@ enum Replacing {
     /// is already right is not written at all (no page in SQLite's
     /// write-ahead log, no dead tuple in PostgreSQL).
     OlderOrDiffering,
+    /// As `OlderOrDiffering`, setting only the columns no index covers:
+    /// for rows whose indexed columns are known to be equal already, as a
+    /// SQLite rebuild finds by reading them first. Each such row then
+    /// costs its table page, not also a page of each of seven indexes.
+    OutsideIndexes,
 }
 
 impl Replacing {
     /// The `ON CONFLICT` clause, written once per kind (the append path
     /// takes one with every write).
     fn on_conflict(self) -> &'static str {
-        static CLAUSES: LazyLock<[String; 2]> =
-            LazyLock::new(|| [Replacing::Older.clause(), Replacing::OlderOrDiffering.clause()]);
+        static CLAUSES: LazyLock<[String; 3]> = LazyLock::new(|| {
+            [Replacing::Older.clause(), Replacing::OlderOrDiffering.clause(), Replacing::OutsideIndexes.clause()]
+        });
         &CLAUSES[self as usize]
     }
 
-    /// Every column of [`SET_COLUMNS`] set where the stored row is to be
-    /// replaced.
+    /// The columns of [`SET_COLUMNS`] this kind sets, set where the
+    /// stored row is to be replaced.
     fn clause(self) -> String {
-        let set: Vec<String> = SET_COLUMNS.iter().map(|column| format!("{column} = excluded.{column}")).collect();
+        let columns: Vec<&str> = match self {
+            Replacing::Older | Replacing::OlderOrDiffering => SET_COLUMNS.to_vec(),
+            Replacing::OutsideIndexes => {
+                SET_COLUMNS.into_iter().filter(|column| !INDEXED_SET_COLUMNS.contains(column)).collect()
+            }
+        };
+        let set: Vec<String> = columns.iter().map(|column| format!("{column} = excluded.{column}")).collect();
         let older = "license_view.version < excluded.version";
         let condition = match self {
             Replacing::Older => older.to_owned(),
-            Replacing::OlderOrDiffering => {
-                let differing: Vec<String> = SET_COLUMNS
+            Replacing::OlderOrDiffering | Replacing::OutsideIndexes => {
+                let differing: Vec<String> = columns
                     .iter()
                     .map(|column| format!("license_view.{column} IS DISTINCT FROM excluded.{column}"))
                     .collect();
@@ -210,13 +231,16 @@ impl LicenseViews {
                 // connection gets 64 MiB while it does, and gives it back.
                 let mut connection = pool.acquire().await?;
                 sqlx::query("PRAGMA cache_size = -65536").execute(&mut *connection).await?;
-                let rewritten = self.rewrite_on(&mut connection, licenses).await;
+                let rewritten = self.rewrite_on_sqlite(&mut connection, licenses).await;
                 sqlx::query("PRAGMA cache_size = -2000").execute(&mut *connection).await?;
                 rewritten
             }
         }
     }
 
+    /// Upserts `licenses` a few thousand rows a transaction, setting every
+    /// column that differs (PostgreSQL compares indexed columns' values
+    /// itself, and touches no index where none changed).
     async fn rewrite_on<DB>(
         &self,
         connection: &mut sqlx::pool::PoolConnection<DB>,
@@ -235,6 +259,47 @@ impl LicenseViews {
         for rows in rows.chunks(2_000) {
             let mut tx = connection.begin().await?;
             self.upsert_rows(&mut tx, rows, Replacing::OlderOrDiffering).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// As [`Self::rewrite_on`], for SQLite: each batch first reads the
+    /// stored rows' indexed columns, and the rows where those are equal
+    /// (in a rebuild, nearly all) are upserted setting the other columns
+    /// only ([`Replacing::OutsideIndexes`]). The read and the writes share
+    /// a transaction, so what was read is what the writes meet.
+    async fn rewrite_on_sqlite(
+        &self,
+        connection: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+        licenses: &[Versioned<'_>],
+    ) -> Result<(), ProjectionError> {
+        use sqlx::Connection;
+        let mut rows = sorted_rows(licenses)?;
+        let select = format!(
+            "SELECT license_id, {} FROM license_view WHERE license_id BETWEEN $1 AND $2",
+            INDEXED_SET_COLUMNS.join(", ")
+        );
+        while !rows.is_empty() {
+            let batch: Vec<ViewRow> = rows.drain(..rows.len().min(2_000)).collect();
+            let (first, last) = (&batch[0].license_id, &batch[batch.len() - 1].license_id);
+            let mut tx = connection.begin().await?;
+            let stored: HashMap<String, Indexed> =
+                sqlx::query_as::<_, (String, String, String, String, i64, String, String, i64)>(&select)
+                    .bind(first)
+                    .bind(last)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|(id, owner, key, expires, recorded, cull, customer, number)| {
+                        (id, (owner, key, expires, recorded, cull, customer, number))
+                    })
+                    .collect();
+            let (unchanged, changed): (Vec<ViewRow>, Vec<ViewRow>) = batch
+                .into_iter()
+                .partition(|row| stored.get(&row.license_id).is_some_and(|held| row.indexed_equal(held)));
+            self.upsert_rows(&mut tx, &unchanged, Replacing::OutsideIndexes).await?;
+            self.upsert_rows(&mut tx, &changed, Replacing::OlderOrDiffering).await?;
             tx.commit().await?;
         }
         Ok(())
@@ -500,7 +565,25 @@ struct ViewRow {
     last_hash: Option<String>,
 }
 
+/// A stored row's [`INDEXED_SET_COLUMNS`], in that order.
+type Indexed = (String, String, String, i64, String, String, i64);
+
 impl ViewRow {
+    /// Whether `stored` holds this row's [`INDEXED_SET_COLUMNS`].
+    fn indexed_equal(&self, stored: &Indexed) -> bool {
+        let (owner, key, expires, recorded, cull, customer, number) = stored;
+        (owner, key, expires, *recorded, cull, customer, *number)
+            == (
+                &self.owner_id,
+                &self.license_key,
+                &self.expires_at,
+                self.expiry_recorded,
+                &self.cull_at,
+                &self.customer_id,
+                self.number,
+            )
+    }
+
     fn new((license, version, last_hash): Versioned<'_>) -> Result<Self, ProjectionError> {
         let key = license.license_key.as_ref().ok_or_else(|| ProjectionError::NotGenerated(license.id.to_string()))?;
         let state = serde_json::to_string(license)
@@ -565,4 +648,46 @@ fn decode((license_id, version, state, last_hash, format): Row) -> Result<Licens
     // A state folded under older rules is fine to read, not to decide on.
     let last_hash = last_hash.filter(|_| format == Some(SNAPSHOT_FORMAT));
     Ok(LicenseView { version, license, last_hash })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{INDEXED_SET_COLUMNS, SET_COLUMNS};
+
+    /// Every column an upsert sets that one of SQLite's indexes on
+    /// `license_view` covers, in its key or its `WHERE`, or that is
+    /// declared UNIQUE, as the migrations create them.
+    fn indexed_by_the_migrations() -> Vec<&'static str> {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite");
+        let mut sql = String::new();
+        for file in std::fs::read_dir(&folder).expect("the SQLite migrations") {
+            sql += &std::fs::read_to_string(file.expect("a migration").path()).expect("readable");
+        }
+        let indexes: Vec<&str> = sql
+            .split(';')
+            .filter(|statement| statement.contains("ON license_view") && statement.contains("CREATE"))
+            .collect();
+        assert!(indexes.len() >= 6, "the view's indexes are found: {indexes:?}");
+        let named = |column: &str| {
+            indexes
+                .iter()
+                .any(|index| index.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|word| word == column))
+        };
+        // A column declared UNIQUE has an index of its own.
+        let unique = |column: &str| {
+            sql.split(';').filter(|statement| statement.contains("CREATE TABLE license_view")).any(|table| {
+                table.lines().any(|line| line.contains("UNIQUE") && line.split_whitespace().next() == Some(column))
+            })
+        };
+        SET_COLUMNS.into_iter().filter(|column| named(column) || unique(column)).collect()
+    }
+
+    #[test]
+    fn the_columns_left_out_of_a_rebuilds_narrow_upsert_are_those_the_indexes_name() {
+        let mut indexed = INDEXED_SET_COLUMNS.to_vec();
+        indexed.sort_unstable();
+        let mut found = indexed_by_the_migrations();
+        found.sort_unstable();
+        assert_eq!(indexed, found);
+    }
 }
