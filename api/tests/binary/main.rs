@@ -3,6 +3,7 @@
 
 mod crash;
 mod data_files;
+mod rebuild;
 mod webhooks;
 
 use std::process::{Child, Command, Stdio};
