@@ -283,7 +283,10 @@ impl LicenseViews {
         while !rows.is_empty() {
             let batch: Vec<ViewRow> = rows.drain(..rows.len().min(2_000)).collect();
             let (first, last) = (&batch[0].license_id, &batch[batch.len() - 1].license_id);
-            let mut tx = connection.begin().await?;
+            // IMMEDIATE: the write lock before the read, so no other
+            // process commits between them (a deferred transaction's first
+            // write would then fail with SQLITE_BUSY_SNAPSHOT, not wait).
+            let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
             let stored: HashMap<String, Indexed> =
                 sqlx::query_as::<_, (String, String, String, String, i64, String, String, i64)>(&select)
                     .bind(first)

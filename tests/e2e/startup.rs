@@ -375,6 +375,46 @@ async fn a_rebuild_writes_only_the_rows_that_differ(backend: Backend) {
     }
 }
 
+/// A SQLite rebuild reads each batch's indexed columns before it writes
+/// the batch: while another connection (another process, as a running
+/// server is) commits writes to the same file all along, each batch still
+/// gets its turn to write instead of failing for the commit that came
+/// between its read and its write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_rebuild_beside_another_writer_mends_every_row() {
+    let Licensed { app, user, .. } = Licensed::new(Backend::Sqlite, json!({})).await;
+    for _ in 0..99 {
+        app.generate(&user.key, json!({})).await;
+    }
+    let rows = view_rows(&app).await;
+    assert_eq!(rows.len(), 100);
+    let other = sqlx::SqlitePool::connect(&app.database_url).await.expect("a second pool on the file");
+    sqlx::query("CREATE TABLE other_writes (n integer)").execute(&other).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (other, stop) = (other.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut commits = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sqlx::query("INSERT INTO other_writes VALUES (1)").execute(&other).await.expect("the other writer");
+                commits += 1;
+            }
+            commits
+        })
+    };
+    for round in 0..10 {
+        on_pool!(&app.db, pool => sqlx::query("UPDATE license_view SET last_hash = ''").execute(pool).await.map(drop))
+            .expect("damage");
+        rebuild_projections(&app.config(), Some("license_view"))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        assert_eq!(view_rows(&app).await, rows, "round {round}: every row mended");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let commits = writer.await.unwrap();
+    assert!(commits > 10, "the other writer committed all along: {commits}");
+}
+
 #[tokio::test]
 async fn the_operator_token_is_generated_once_into_a_private_file() {
     let data_dir = tempfile::tempdir().unwrap();
