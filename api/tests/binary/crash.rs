@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{keyledger, post, start, OPERATOR};
+use super::{keyledger, post, start, tenant_keys};
 
 pub async fn fresh_database(backend: &str, data_dir: &std::path::Path) -> String {
     if backend == "sqlite" {
@@ -34,10 +34,7 @@ async fn crash_mid_load_loses_no_acknowledged_write(backend: &str) {
     let client = reqwest::Client::new();
     let base = server.base.clone();
 
-    let (_, tenant) = post(&client, format!("{base}/api/v1/tenants"), Some(OPERATOR), json!({"name": "Acme"})).await;
-    let admin = tenant["adminKey"].as_str().unwrap().to_owned();
-    let (_, user) = post(&client, format!("{base}/api/v1/api-keys"), Some(&admin), json!({"role": "user"})).await;
-    let user = user["key"].as_str().unwrap().to_owned();
+    let (_, user) = tenant_keys(&client, &base).await;
     let mut keys = Vec::new();
     for _ in 0..5 {
         let (_, license) =

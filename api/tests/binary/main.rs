@@ -71,3 +71,13 @@ pub async fn post(client: &reqwest::Client, url: String, key: Option<&str>, body
         Err(_) => (0, Value::Null), // the server died under us
     }
 }
+
+/// A new tenant on the server at `base`: its admin key and a user key.
+pub async fn tenant_keys(client: &reqwest::Client, base: &str) -> (String, String) {
+    let body = serde_json::json!({"name": "Acme"});
+    let (_, tenant) = post(client, format!("{base}/api/v1/tenants"), Some(OPERATOR), body).await;
+    let admin = tenant["adminKey"].as_str().expect("a tenant's admin key").to_owned();
+    let body = serde_json::json!({"role": "user"});
+    let (_, user) = post(client, format!("{base}/api/v1/api-keys"), Some(&admin), body).await;
+    (admin, user["key"].as_str().expect("a user key").to_owned())
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::crash::fresh_database;
-use super::{keyledger, post, start, OPERATOR};
+use super::{keyledger, post, start, tenant_keys};
 
 /// Licenses generated: enough that every key range of the rebuild (two
 /// to sixteen, by the machine's cores) has rows.
@@ -84,10 +84,7 @@ async fn a_rebuild_killed_part_way_leaves_every_row_as_it_was_or_rebuilt(backend
     let mut server = start(data_dir.path(), &database_url).await;
     let client = reqwest::Client::new();
     let base = server.base.clone();
-    let (_, tenant) = post(&client, format!("{base}/api/v1/tenants"), Some(OPERATOR), json!({"name": "Acme"})).await;
-    let admin = tenant["adminKey"].as_str().unwrap().to_owned();
-    let (_, user) = post(&client, format!("{base}/api/v1/api-keys"), Some(&admin), json!({"role": "user"})).await;
-    let user = user["key"].as_str().unwrap().to_owned();
+    let (_, user) = tenant_keys(&client, &base).await;
     for _ in 0..LICENSES {
         let (status, _) = post(&client, format!("{base}/api/v1/licenses/generate"), Some(&user), json!({})).await;
         assert_eq!(status, 200);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use serde_json::json;
 
-use super::{keyledger, post, start_command, OPERATOR};
+use super::{keyledger, post, start_command, tenant_keys};
 
 /// A receiver that takes its time, so the kill lands mid-delivery.
 async fn slow_receiver(ids: Arc<Mutex<Vec<String>>>) -> String {
@@ -48,13 +48,10 @@ async fn a_kill_9_mid_delivery_loses_no_webhook(backend: &str) {
     let mut first = start_command(server(data_dir.path(), &database_url)).await;
     let client = reqwest::Client::new();
     let base = first.base.clone();
-    let (_, tenant) = post(&client, format!("{base}/api/v1/tenants"), Some(OPERATOR), json!({"name": "Acme"})).await;
-    let admin = tenant["adminKey"].as_str().unwrap().to_owned();
+    let (admin, user) = tenant_keys(&client, &base).await;
     let hook = json!({"url": url, "events": ["license.activated"]});
     let (status, _) = post(&client, format!("{base}/api/v1/webhooks"), Some(&admin), hook).await;
     assert_eq!(status, 201);
-    let (_, user) = post(&client, format!("{base}/api/v1/api-keys"), Some(&admin), json!({"role": "user"})).await;
-    let user = user["key"].as_str().unwrap().to_owned();
     let (_, license) =
         post(&client, format!("{base}/api/v1/licenses/generate"), Some(&user), json!({"maxActivations": 1000})).await;
     let key = license["licenseKey"].as_str().unwrap().to_owned();
