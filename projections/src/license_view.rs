@@ -129,6 +129,8 @@ impl Replacing {
 /// position one at a time, so it gets few rows per statement.
 const ROWS_PER_STATEMENT: usize = 200;
 const SQLITE_ROWS_PER_STATEMENT: usize = 8;
+/// Rows a rebuild writes a transaction.
+const ROWS_PER_TRANSACTION: usize = 2_000;
 
 impl LicenseViews {
     fn rows_per_statement(&self) -> usize {
@@ -219,7 +221,7 @@ impl LicenseViews {
         match &self.db {
             Database::Postgres(pool) => {
                 let mut connection = pool.acquire().await?;
-                self.rewrite_on(&mut connection, licenses).await
+                self.rewrite_on_postgres(&mut connection, licenses).await
             }
             Database::Sqlite(pool) => {
                 // This process's other writers wait for the whole rewrite;
@@ -238,25 +240,17 @@ impl LicenseViews {
         }
     }
 
-    /// Upserts `licenses` a few thousand rows a transaction, setting every
-    /// column that differs (PostgreSQL compares indexed columns' values
-    /// itself, and touches no index where none changed).
-    async fn rewrite_on<DB>(
+    /// Upserts `licenses` [`ROWS_PER_TRANSACTION`] rows a transaction,
+    /// setting every column where one differs (PostgreSQL compares indexed
+    /// columns' values itself, and touches no index where none changed).
+    async fn rewrite_on_postgres(
         &self,
-        connection: &mut sqlx::pool::PoolConnection<DB>,
+        connection: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
         licenses: &[Versioned<'_>],
-    ) -> Result<(), ProjectionError>
-    where
-        DB: sqlx::Database,
-        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-        for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-        for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-        for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-        for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    {
+    ) -> Result<(), ProjectionError> {
         use sqlx::Connection;
         let rows = sorted_rows(licenses)?;
-        for rows in rows.chunks(2_000) {
+        for rows in rows.chunks(ROWS_PER_TRANSACTION) {
             let mut tx = connection.begin().await?;
             self.upsert_rows(&mut tx, rows, Replacing::OlderOrDiffering).await?;
             tx.commit().await?;
@@ -264,7 +258,7 @@ impl LicenseViews {
         Ok(())
     }
 
-    /// As [`Self::rewrite_on`], for SQLite: each batch first reads the
+    /// As [`Self::rewrite_on_postgres`], for SQLite: each batch first reads the
     /// stored rows' indexed columns, and the rows where those are equal
     /// (in a rebuild, nearly all) are upserted setting the other columns
     /// only ([`Replacing::OutsideIndexes`]). The read and the writes share
@@ -281,7 +275,7 @@ impl LicenseViews {
             INDEXED_SET_COLUMNS.join(", ")
         );
         while !rows.is_empty() {
-            let batch: Vec<ViewRow> = rows.drain(..rows.len().min(2_000)).collect();
+            let batch: Vec<ViewRow> = rows.drain(..rows.len().min(ROWS_PER_TRANSACTION)).collect();
             let (first, last) = (&batch[0].license_id, &batch[batch.len() - 1].license_id);
             // IMMEDIATE: the write lock before the read, so no other
             // process commits between them (a deferred transaction's first

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{keyledger, post, start, tenant_keys};
+use super::{fresh_server, keyledger, post, start, Fresh};
 
 pub async fn fresh_database(backend: &str, data_dir: &std::path::Path) -> String {
     if backend == "sqlite" {
@@ -28,13 +28,8 @@ pub async fn fresh_database(backend: &str, data_dir: &std::path::Path) -> String
 }
 
 async fn crash_mid_load_loses_no_acknowledged_write(backend: &str) {
-    let data_dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database(backend, data_dir.path()).await;
-    let mut server = start(data_dir.path(), &database_url).await;
-    let client = reqwest::Client::new();
+    let Fresh { data_dir, database_url, mut server, client, user } = fresh_server(backend).await;
     let base = server.base.clone();
-
-    let (_, user) = tenant_keys(&client, &base).await;
     let mut keys = Vec::new();
     for _ in 0..5 {
         let (_, license) =

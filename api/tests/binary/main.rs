@@ -81,3 +81,23 @@ pub async fn tenant_keys(client: &reqwest::Client, base: &str) -> (String, Strin
     let (_, user) = post(client, format!("{base}/api/v1/api-keys"), Some(&admin), body).await;
     (admin, user["key"].as_str().expect("a user key").to_owned())
 }
+
+/// A server on a fresh database of `backend` in a data directory of its
+/// own, with a tenant: what the crash tests start from.
+pub struct Fresh {
+    pub data_dir: tempfile::TempDir,
+    pub database_url: String,
+    pub server: Server,
+    pub client: reqwest::Client,
+    /// A user key of the tenant.
+    pub user: String,
+}
+
+pub async fn fresh_server(backend: &str) -> Fresh {
+    let data_dir = tempfile::tempdir().unwrap();
+    let database_url = crash::fresh_database(backend, data_dir.path()).await;
+    let server = start(data_dir.path(), &database_url).await;
+    let client = reqwest::Client::new();
+    let (_, user) = tenant_keys(&client, &server.base).await;
+    Fresh { data_dir, database_url, server, client, user }
+}

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::crash::fresh_database;
-use super::{keyledger, post, start, tenant_keys};
+use super::{fresh_server, keyledger, post, Fresh};
 
 /// Licenses generated: enough that every key range of the rebuild (two
 /// to sixteen, by the machine's cores) has rows.
@@ -79,12 +78,8 @@ async fn rows(database_url: &str) -> Vec<Row> {
 }
 
 async fn a_rebuild_killed_part_way_leaves_every_row_as_it_was_or_rebuilt(backend: &str) {
-    let data_dir = tempfile::tempdir().unwrap();
-    let database_url = fresh_database(backend, data_dir.path()).await;
-    let mut server = start(data_dir.path(), &database_url).await;
-    let client = reqwest::Client::new();
+    let Fresh { data_dir, database_url, mut server, client, user } = fresh_server(backend).await;
     let base = server.base.clone();
-    let (_, user) = tenant_keys(&client, &base).await;
     for _ in 0..LICENSES {
         let (status, _) = post(&client, format!("{base}/api/v1/licenses/generate"), Some(&user), json!({})).await;
         assert_eq!(status, 200);
