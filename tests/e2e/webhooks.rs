@@ -33,6 +33,7 @@ on_both_backends!(
     a_never_answering_endpoint_holds_up_only_itself,
     an_endpoint_may_ask_for_the_v2_server_documents_payload,
     a_successful_delivery_is_no_row_and_the_log_lists_every_delivery,
+    a_delivery_row_from_before_first_attempts_were_kept_in_it_lists_its_attempts,
 );
 
 /// Short retries for tests; deliveries to loopback allowed.
@@ -793,6 +794,26 @@ async fn a_successful_delivery_is_no_row_and_the_log_lists_every_delivery(backen
     })
     .await;
 
+    // One row a failure: its first attempt is kept in that row, not in a
+    // row of `webhook_attempts` beside it, and the log shows it.
+    let first_attempt_rows = "SELECT COUNT(*) FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
+                               WHERE d.endpoint_id = $1 AND a.attempt = 1";
+    assert_eq!(rows(&app, first_attempt_rows, &failing_hook).await, 0);
+    let failed = whole_log(&app, &tenant, &failing_hook, "", 5).await;
+    assert_eq!(failed.len(), EVENTS);
+    for delivery in &failed {
+        assert_eq!(delivery["status"], "pending", "{delivery}");
+        let first = &delivery["attempts"][0];
+        assert_eq!(first["attempt"], 1, "{delivery}");
+        assert_eq!(first["statusCode"], 500, "{delivery}");
+        assert!(first["error"].as_str().is_some_and(|error| error.contains("500")), "{delivery}");
+        assert!(first["attemptedAt"].is_string() && first["latencyMs"].is_i64(), "{delivery}");
+        let numbers: Vec<i64> =
+            delivery["attempts"].as_array().unwrap().iter().map(|a| a["attempt"].as_i64().unwrap()).collect();
+        let expected: Vec<i64> = (1..=delivery["attemptCount"].as_i64().unwrap()).collect();
+        assert_eq!(numbers, expected, "every attempt listed once, in order: {delivery}");
+    }
+
     let log = eventually_result("the whole log of the healthy endpoint", Duration::from_secs(20), || async {
         let log = whole_log(&app, &tenant, &ok_hook, "", 5).await;
         if log.len() == EVENTS {
@@ -838,6 +859,49 @@ async fn a_successful_delivery_is_no_row_and_the_log_lists_every_delivery(backen
     })
     .await;
     assert_eq!(relisted.len(), EVENTS, "the redelivered one is listed once");
+    let entry = relisted.iter().find(|d| d["id"] == id).unwrap();
+    let numbers: Vec<&Value> = entry["attempts"].as_array().unwrap().iter().map(|a| &a["attempt"]).collect();
+    assert_eq!(numbers, [&json!(1), &json!(2)], "the batch's attempt, then the redelivery's: {entry}");
+    assert_eq!(entry["attempts"][0]["statusCode"], 200, "{entry}");
     let position = relisted.iter().position(|d| d["id"] == id);
     assert_eq!(position, Some(EVENTS / 2), "in its place");
+}
+
+/// A delivery row written before a row kept its own first attempt has
+/// that attempt in `webhook_attempts`: the log lists it with the later
+/// ones, and a page of such rows reads them all.
+async fn a_delivery_row_from_before_first_attempts_were_kept_in_it_lists_its_attempts(backend: Backend) {
+    let app = app_with_webhooks(backend).await;
+    let receiver = Receiver::start(Behaviour::Accept).await;
+    let tenant = app.tenant("Acme").await;
+    let (webhook, _) = create_webhook(&app, &tenant, &receiver.url, json!(["license.revoked"])).await;
+    // Two rows as the earlier schema wrote them, given up after their
+    // attempts (so no sender takes them meanwhile).
+    for (n, attempts) in [(1, 2_i64), (2, 1)] {
+        let id = format!("00000000-0000-4000-8000-00000000000{n}");
+        let at = format!("2026-01-0{n}T00:00:00.000000Z");
+        keyledger_eventlog::on_pool!(&app.db, pool => {
+            sqlx::query("INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, claimed_until, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, 'license.revoked', '{}', 'failed', $5, $6, NULL, $6, $6)")
+                .bind(&id).bind(&webhook).bind(&tenant.id).bind(format!("event-{n}")).bind(attempts).bind(&at)
+                .execute(pool).await.unwrap();
+            for attempt in 1..=attempts {
+                sqlx::query("INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error, response_body)
+                             VALUES ($1, $2, $3, 503, 7, 'the endpoint answered 503', 'busy')")
+                    .bind(&id).bind(attempt).bind(&at).execute(pool).await.unwrap();
+            }
+        });
+    }
+    let log = whole_log(&app, &tenant, &webhook, "", 10).await;
+    assert_eq!(log.len(), 2, "{log:?}");
+    for (delivery, attempts) in log.iter().zip([1, 2]) {
+        let listed = delivery["attempts"].as_array().unwrap();
+        assert_eq!(listed.len(), attempts, "{delivery}");
+        for (n, attempt) in listed.iter().enumerate() {
+            assert_eq!(attempt["attempt"], n as i64 + 1, "{delivery}");
+            assert_eq!(attempt["statusCode"], 503, "{delivery}");
+            assert_eq!(attempt["error"], "the endpoint answered 503", "{delivery}");
+            assert_eq!(attempt["responseBody"], "busy", "{delivery}");
+        }
+    }
 }

@@ -6,11 +6,13 @@
 //! `(createdAt, id)`; a page is the two merged, a row taking the place of
 //! the batch item it was made from by a redelivery.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use keyledger_eventlog::{on_pool, write_turn};
 use serde_json::{json, Value};
 
-use super::dispatched::{item_id, parse_item_id, BatchItem};
+use super::dispatched::{item_id, parse_item_id, BatchItem, LoggedAttempt};
 use super::store::{announce_unclaimed, timestamp, DeliveryFilter, Redelivery, WebhookError, WebhookStore};
 
 /// Batch rows read at a time while a page is filled.
@@ -87,7 +89,8 @@ impl WebhookStore {
         filter: &DeliveryFilter,
         after: Option<&Position>,
     ) -> Result<Vec<Value>, WebhookError> {
-        let mut sql = "SELECT id, event_id, event_type, status, attempts, next_attempt_at, created_at, updated_at
+        let mut sql = "SELECT id, event_id, event_type, status, attempts, next_attempt_at, created_at, updated_at,
+                              first_attempt
                          FROM webhook_deliveries WHERE endpoint_id = $1
                           AND ($2 = '' OR status = $2) AND ($3 = '' OR event_type = $3)"
             .to_owned();
@@ -97,7 +100,7 @@ impl WebhookStore {
             sql.push_str(" AND $4 = '' AND $5 = ''");
         }
         sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT $6");
-        type Row = (String, String, String, String, i64, String, String, String);
+        type Row = (String, String, String, String, i64, String, String, String, Option<String>);
         let (after_at, after_id) = after.map_or(("", ""), |(at, id)| (at.as_str(), id.as_str()));
         let rows: Vec<Row> = on_pool!(&self.db, pool => sqlx::query_as(&sql)
             .bind(endpoint_id)
@@ -107,20 +110,20 @@ impl WebhookStore {
             .bind(after_id)
             .bind(filter.limit)
             .fetch_all(pool).await)?;
+        let ids: Vec<&str> = rows.iter().map(|row| row.0.as_str()).collect();
+        let mut later = self.later_attempts(&ids).await?;
         let mut page = Vec::with_capacity(rows.len());
-        for (id, event_id, event_type, status, attempts, next_attempt_at, created_at, updated_at) in rows {
-            const ATTEMPTS: &str = "SELECT attempt, attempted_at, status_code, latency_ms, error, response_body
-                                      FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt";
-            type AttemptRow = (i64, String, Option<i64>, i64, Option<String>, String);
-            let tries: Vec<AttemptRow> =
-                on_pool!(&self.db, pool => sqlx::query_as(ATTEMPTS).bind(&id).fetch_all(pool).await)?;
-            let tries: Vec<Value> = tries
-                .into_iter()
-                .map(|(attempt, attempted_at, status_code, latency_ms, error, response_body)| {
-                    json!({"attempt": attempt, "attemptedAt": attempted_at, "statusCode": status_code,
-                           "latencyMs": latency_ms, "error": error, "responseBody": response_body})
-                })
-                .collect();
+        for (id, event_id, event_type, status, attempts, next_attempt_at, created_at, updated_at, first) in rows {
+            // The first attempt is in the row (a failure since 0030) or,
+            // for older rows, among the rest.
+            let first = first.and_then(|first| match serde_json::from_str::<LoggedAttempt>(&first) {
+                Ok(first) => Some(first),
+                Err(error) => {
+                    tracing::error!(delivery = %id, %error, "a webhook delivery's first attempt does not parse; left out of the log");
+                    None
+                }
+            });
+            let tries: Vec<LoggedAttempt> = first.into_iter().chain(later.remove(&id).unwrap_or_default()).collect();
             let next = (status == "pending").then_some(next_attempt_at);
             page.push(json!({
                 "id": id, "webhookId": event_id, "event": event_type, "status": status, "attemptCount": attempts,
@@ -128,6 +131,30 @@ impl WebhookStore {
             }));
         }
         Ok(page)
+    }
+
+    /// The attempts kept in `webhook_attempts` of the deliveries `ids`, in
+    /// order, read in one query.
+    async fn later_attempts(&self, ids: &[&str]) -> Result<HashMap<String, Vec<LoggedAttempt>>, WebhookError> {
+        let mut attempts: HashMap<String, Vec<LoggedAttempt>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(attempts);
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT delivery_id, attempt, attempted_at, status_code, latency_ms, error, response_body
+               FROM webhook_attempts WHERE delivery_id IN ({}) ORDER BY delivery_id, attempt",
+            placeholders.join(", ")
+        );
+        type AttemptRow = (String, i64, String, Option<i64>, i64, Option<String>, String);
+        let rows: Vec<AttemptRow> = on_pool!(&self.db, pool => {
+            ids.iter().fold(sqlx::query_as(&sql), |query, id| query.bind(*id)).fetch_all(pool).await
+        })?;
+        for (delivery_id, attempt, attempted_at, status_code, latency_ms, error, response_body) in rows {
+            let attempt = LoggedAttempt { attempt, attempted_at, status_code, latency_ms, error, response_body };
+            attempts.entry(delivery_id).or_default().push(attempt);
+        }
+        Ok(attempts)
     }
 
     /// Up to a page of the deliveries that succeeded at their first
@@ -170,14 +197,11 @@ impl WebhookStore {
                     if later || filter.event.as_deref().is_some_and(|event| event != item.event) {
                         continue;
                     }
-                    let attempt = json!({
-                        "attempt": 1, "attemptedAt": item.attempted_at, "statusCode": item.status_code,
-                        "latencyMs": item.latency_ms, "error": null, "responseBody": item.response_body,
-                    });
+                    let attempt = item.first_attempt();
                     page.push(json!({
                         "id": id, "webhookId": item.webhook_id, "event": item.event, "status": "succeeded",
                         "attemptCount": 1, "nextAttemptAt": null, "createdAt": created_at,
-                        "updatedAt": item.attempted_at, "attempts": [attempt],
+                        "updatedAt": attempt.attempted_at, "attempts": [attempt],
                     }));
                 }
                 before = Some((created_at, batch));
@@ -216,28 +240,22 @@ impl WebhookStore {
         let Some((created_at, item)) = self.batch_item(endpoint_id, batch, index).await? else {
             return Ok(Redelivery::NotFound);
         };
-        // The row, due now, and the item's attempt as its first, in one
-        // transaction. A row of the same event for this endpoint (sent
-        // twice, once failing) is queued instead.
-        const INSERT: &str = "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, claimed_until, created_at, updated_at)
-                              SELECT $1, $2, tenant_id, $3, $4, $5, 'pending', 1, $6, NULL, $7, $6
+        // The row, due now, with the item's attempt as its first. A row of
+        // the same event for this endpoint (sent twice, once failing) is
+        // queued instead, in the same transaction.
+        const INSERT: &str = "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, claimed_until, created_at, updated_at, first_attempt)
+                              SELECT $1, $2, tenant_id, $3, $4, $5, 'pending', 1, $6, NULL, $7, $6, $8
                                 FROM webhook_endpoints WHERE id = $2
                               ON CONFLICT DO NOTHING";
-        const ATTEMPT: &str = "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error, response_body)
-                               VALUES ($1, 1, $2, $3, $4, NULL, $5)";
         const SAME_EVENT: &str = "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3, updated_at = $3
                                    WHERE endpoint_id = $1 AND event_id = $2 AND (claimed_until IS NULL OR claimed_until < $3)";
         let queued = on_pool!(&self.db, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(INSERT)
                 .bind(delivery_id).bind(endpoint_id).bind(&item.webhook_id).bind(&item.event).bind(item.payload.get())
-                .bind(&now).bind(&created_at)
+                .bind(&now).bind(&created_at).bind(item.first_attempt().to_json())
                 .execute(&mut *tx).await?.rows_affected();
             let queued = if inserted > 0 {
-                sqlx::query(ATTEMPT)
-                    .bind(delivery_id).bind(&item.attempted_at).bind(item.status_code.map(i64::from))
-                    .bind(item.latency_ms).bind(&item.response_body)
-                    .execute(&mut *tx).await?;
                 1
             } else {
                 sqlx::query(SAME_EVENT).bind(endpoint_id).bind(&item.webhook_id).bind(&now)

@@ -11,7 +11,8 @@
 //! - the deliveries that succeeded at their first attempt, as one row per
 //!   endpoint in `webhook_delivery_batches`;
 //! - a delivery whose first attempt failed, as a row of its own in
-//!   `webhook_deliveries` with its attempt and its retry schedule;
+//!   `webhook_deliveries` carrying that attempt (`first_attempt`) and its
+//!   retry schedule: one row a failure;
 //! - a delivery whose attempt is still under way when the batch is
 //!   recorded, as a row claimed by the dispatcher, which records the
 //!   attempt when it ends (if the process dies first, the claim runs out
@@ -60,6 +61,20 @@ pub(super) struct BatchItem {
     pub response_body: String,
 }
 
+impl BatchItem {
+    /// The item's attempt, its first and only one, as the log shows it.
+    pub fn first_attempt(&self) -> LoggedAttempt {
+        LoggedAttempt {
+            attempt: 1,
+            attempted_at: self.attempted_at.clone(),
+            status_code: self.status_code.map(i64::from),
+            latency_ms: self.latency_ms,
+            error: None,
+            response_body: self.response_body.clone(),
+        }
+    }
+}
+
 /// A delivery's body as the JSON value it is; a body that is not JSON
 /// (none is: every format writes JSON) is kept as a JSON string of it.
 fn body_as_json(payload: &str) -> Box<serde_json::value::RawValue> {
@@ -69,6 +84,37 @@ fn body_as_json(payload: &str) -> Box<serde_json::value::RawValue> {
 
 /// Marks a delivery id as naming an item of a batch row (bytes 9 and 10).
 const ITEM_MARK: [u8; 2] = *b"kl";
+
+/// An attempt as the delivery log shows it, and as a delivery's row keeps
+/// its first attempt (`first_attempt`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LoggedAttempt {
+    pub attempt: i64,
+    pub attempted_at: String,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub response_body: String,
+}
+
+impl LoggedAttempt {
+    /// Attempt `number` of a delivery, as `attempt` came to.
+    pub fn of(number: i64, attempt: &Attempt) -> Self {
+        LoggedAttempt {
+            attempt: number,
+            attempted_at: timestamp(attempt.at),
+            status_code: attempt.status_code.map(i64::from),
+            latency_ms: i64::try_from(attempt.latency.as_millis()).unwrap_or(i64::MAX),
+            error: attempt.error.clone(),
+            response_body: attempt.response_body.clone(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an attempt serialises")
+    }
+}
 
 /// The delivery id of item `index` of batch `batch`: a UUID (version 8,
 /// which random ids never have) holding both, so the delivery log and a
@@ -107,8 +153,8 @@ struct Row<'a> {
     claimed_until: Option<&'a str>,
     created_at: String,
     updated_at: String,
-    /// Its first attempt, when it failed.
-    attempt: Option<&'a Attempt>,
+    /// Its first attempt, when it failed, as `first_attempt` keeps it.
+    first_attempt: Option<String>,
 }
 
 impl WebhookStore {
@@ -158,7 +204,7 @@ impl WebhookStore {
                 claimed_until: None,
                 created_at: stamp(rows.len()),
                 updated_at: timestamp(attempt.at),
-                attempt: Some(attempt),
+                first_attempt: Some(LoggedAttempt::of(1, attempt).to_json()),
             });
         }
         let under_way_from = rows.len();
@@ -178,7 +224,7 @@ impl WebhookStore {
                 claimed_until,
                 created_at: at.clone(),
                 updated_at: at,
-                attempt: None,
+                first_attempt: None,
             });
         }
         let batches: Vec<(&str, String)> = batches
@@ -204,33 +250,18 @@ impl WebhookStore {
             let mut inserted: HashSet<String> = HashSet::new();
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, claimed_until, created_at, updated_at) ",
+                    "INSERT INTO webhook_deliveries (id, endpoint_id, tenant_id, event_id, event_type, payload, status, attempts, next_attempt_at, claimed_until, created_at, updated_at, first_attempt) ",
                 );
                 insert.push_values(chunk, |mut values, row| {
                     let d = row.delivery;
                     values.push_bind(&row.id).push_bind(&d.endpoint_id).push_bind(&d.tenant_id).push_bind(&d.event_id)
                         .push_bind(&d.event_type).push_bind(&d.payload).push_bind(row.status).push_bind(row.attempts)
                         .push_bind(&row.next_attempt_at).push_bind(row.claimed_until).push_bind(&row.created_at)
-                        .push_bind(&row.updated_at);
+                        .push_bind(&row.updated_at).push_bind(&row.first_attempt);
                 });
                 insert.push(" ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING id");
                 let ids: Vec<String> = insert.build_query_scalar().fetch_all(&mut *tx).await?;
                 inserted.extend(ids);
-            }
-            let failed: Vec<&Row> =
-                rows.iter().filter(|row| row.attempt.is_some() && inserted.contains(&row.id)).collect();
-            for chunk in failed.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error, response_body) ",
-                );
-                insert.push_values(chunk, |mut values, row| {
-                    let attempt = row.attempt.expect("only rows with an attempt");
-                    let latency_ms = i64::try_from(attempt.latency.as_millis()).unwrap_or(i64::MAX);
-                    values.push_bind(&row.id).push_bind(1_i64).push_bind(timestamp(attempt.at))
-                        .push_bind(attempt.status_code.map(i64::from)).push_bind(latency_ms)
-                        .push_bind(&attempt.error).push_bind(&attempt.response_body);
-                });
-                insert.build().execute(&mut *tx).await?;
             }
             for (sql, values) in &endpoints {
                 values.iter().fold(sqlx::query(sql), |query, value| query.bind(value.as_str())).execute(&mut *tx).await?;
