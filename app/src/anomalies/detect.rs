@@ -15,6 +15,17 @@ use keyledger_domain::{AnomalyEvidence, AnomalyKind, LicenseEvent, MachineHash};
 
 use super::settings::AnomalySettings;
 
+/// Makes room for one more element of a `Vec` or `VecDeque`, doubling
+/// from one rather than from the four a first growth would take: most
+/// licenses hold one or two of each.
+macro_rules! grow_by_doubling {
+    ($collection:expr) => {
+        if $collection.len() == $collection.capacity() {
+            $collection.reserve_exact($collection.len().max(1));
+        }
+    };
+}
+
 /// Seats freed and not yet taken that a license remembers: more than this
 /// and the oldest is forgotten.
 const MAX_FREED: usize = 64;
@@ -71,7 +82,7 @@ impl Finding {
 #[derive(Debug, Clone)]
 struct Move {
     at: DateTime<Utc>,
-    event_ids: [String; 2],
+    event_ids: [Id; 2],
     to: MachineHash,
     /// The machine that freed the seat had used it ([`Bound::lived`]).
     from_used: bool,
@@ -80,24 +91,25 @@ struct Move {
 #[derive(Debug, Clone)]
 struct Activation {
     at: DateTime<Utc>,
-    event_id: String,
-    address: String,
-    network: String,
+    event_id: Id,
+    address: Box<str>,
 }
 
-/// A machine holding a seat: since when, and whether it sent a heartbeat.
+/// A machine holding a seat that has not been seen to use it yet: since
+/// when, and the activation that bound it. A machine is used once it sends
+/// a heartbeat or has held its seat for `lived_secs`, and is then no
+/// longer remembered: freeing a seat the detector does not remember counts
+/// as freeing a used one.
 #[derive(Debug, Clone)]
 struct Bound {
     since: DateTime<Utc>,
-    heartbeat: bool,
-    /// The activation that bound it.
-    activation: String,
+    activation: Id,
 }
 
 impl Bound {
-    /// Used: it sent a heartbeat, or held its seat for `lived_secs`.
+    /// Held its seat for `lived_secs` by `until`.
     fn lived(&self, until: DateTime<Utc>, lived_secs: u32) -> bool {
-        self.heartbeat || until - self.since >= window(lived_secs)
+        until - self.since >= window(lived_secs)
     }
 }
 
@@ -117,32 +129,71 @@ struct Run {
     last_window: DateTime<Utc>,
     window_secs: u32,
     windows: u32,
-    event_ids: VecDeque<String>,
+    event_ids: VecDeque<Id>,
 }
 
-/// What the detectors remember of one license.
-#[derive(Debug, Clone, Default)]
+/// What the detectors remember of one license. The detector tracks every
+/// license with an event in the last hour (a fleet sending hourly
+/// heartbeats: every license), so a license whose recent events call for
+/// nothing more is these few bytes alone.
+#[derive(Debug, Clone)]
 struct Track {
     last_sequence: i64,
-    last_event_at: Option<DateTime<Utc>>,
+    last_event_at: DateTime<Utc>,
+    /// None while there is nothing more to remember.
+    recent: Option<Box<Recent>>,
+}
+
+/// What the detectors remember of a license's recent events: each part
+/// only for as long as a detector's window may look back at it.
+#[derive(Debug, Clone, Default)]
+struct Recent {
     /// Machines whose seats were freed and not yet taken, with the event
     /// that freed each, when, and whether the machine had used its seat.
-    freed: VecDeque<(MachineHash, String, DateTime<Utc>, bool)>,
-    /// Machines holding seats now.
-    bound: HashMap<MachineHash, Bound>,
+    freed: VecDeque<(MachineHash, Id, DateTime<Utc>, bool)>,
+    /// Machines holding seats that have not been seen to use them.
+    bound: Vec<(MachineHash, Bound)>,
     /// Activations whose machine let its seat go without using it, by
     /// event id (within the activations remembered).
-    churned: HashSet<String>,
+    churned: HashSet<Id>,
     moves: VecDeque<Move>,
     activations: VecDeque<Activation>,
     runs: HashMap<MachineHash, Run>,
-    open: HashSet<AnomalyKind>,
+    open: Vec<AnomalyKind>,
+}
+
+/// A license's or an event's id as the detector keeps it: the 16 bytes of
+/// a UUID in its usual lowercase text (every id keyledger makes), other
+/// text as it is. It gives back the same text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Id {
+    Uuid([u8; 16]),
+    Text(Box<str>),
+}
+
+impl Id {
+    fn of(id: &str) -> Self {
+        // Only the one text form maps to the bytes, so two different ids
+        // never share them and the text comes back as it was.
+        let canonical = id.len() == 36 && !id.bytes().any(|b| b.is_ascii_uppercase());
+        match uuid::Uuid::try_parse(id) {
+            Ok(uuid) if canonical => Id::Uuid(uuid.into_bytes()),
+            _ => Id::Text(id.into()),
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Id::Uuid(bytes) => uuid::Uuid::from_bytes(*bytes).hyphenated().to_string(),
+            Id::Text(text) => text.to_string(),
+        }
+    }
 }
 
 /// Every tracked license's recent history.
 #[derive(Debug, Default)]
 pub struct Detector {
-    licenses: HashMap<String, Track>,
+    licenses: HashMap<Id, Track>,
     /// The newest event time seen: the detector's clock.
     newest: Option<DateTime<Utc>>,
 }
@@ -152,7 +203,7 @@ impl Detector {
     /// tracked. An untracked license's earlier events must be observed
     /// (with `live` false) before its next one.
     pub fn last_sequence(&self, license_id: &str) -> Option<i64> {
-        self.licenses.get(license_id).map(|track| track.last_sequence)
+        self.licenses.get(&Id::of(license_id)).map(|track| track.last_sequence)
     }
 
     /// The newest event time seen: the detectors' clock.
@@ -170,7 +221,8 @@ impl Detector {
     pub fn forget_idle(&mut self, idle: Duration) {
         let Some(newest) = self.newest else { return };
         let before = newest - idle;
-        self.licenses.retain(|_, track| track.last_event_at.is_some_and(|at| at >= before));
+        self.licenses.retain(|_, track| track.last_event_at >= before);
+        self.licenses.shrink_to_fit();
     }
 
     /// Takes one event into account and returns what it makes pass a
@@ -178,31 +230,59 @@ impl Detector {
     /// false (a license's history read to catch up), nothing is found:
     /// that history was examined when it happened.
     pub fn observe(&mut self, observed: Observed<'_>, settings: &AnomalySettings, live: bool) -> Vec<Finding> {
-        let track = self.licenses.entry(observed.license_id.to_owned()).or_default();
+        let track = self.licenses.entry(Id::of(observed.license_id)).or_insert_with(|| Track {
+            last_sequence: 0,
+            last_event_at: observed.occurred_at,
+            recent: None,
+        });
         if observed.sequence <= track.last_sequence {
             return Vec::new();
         }
         track.last_sequence = observed.sequence;
-        track.last_event_at = Some(observed.occurred_at);
+        track.last_event_at = observed.occurred_at;
         self.newest = self.newest.max(Some(observed.occurred_at));
-        let found = track.take(&observed, settings);
-        if !live {
+        if track.recent.is_none() && !remembered(observed.event) {
             return Vec::new();
         }
+        let recent = track.recent.get_or_insert_with(Box::default);
+        let found = recent.take(&observed, settings);
+        recent.forget_past(observed.occurred_at, settings);
+        let found: Vec<Finding> = if live {
+            found
+                .into_iter()
+                .filter(|(kind, _, _)| recent.open_now(*kind))
+                .map(|(kind, evidence, suspendable)| Finding {
+                    license_id: observed.license_id.to_owned(),
+                    kind,
+                    evidence,
+                    trigger_event_id: observed.event_id.to_owned(),
+                    trigger_sequence: observed.sequence,
+                    occurred_at: observed.occurred_at,
+                    suspendable,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if recent.is_empty() {
+            track.recent = None;
+        }
         found
-            .into_iter()
-            .filter(|(kind, _, _)| track.open.insert(*kind))
-            .map(|(kind, evidence, suspendable)| Finding {
-                license_id: observed.license_id.to_owned(),
-                kind,
-                evidence,
-                trigger_event_id: observed.event_id.to_owned(),
-                trigger_sequence: observed.sequence,
-                occurred_at: observed.occurred_at,
-                suspendable,
-            })
-            .collect()
     }
+}
+
+/// Whether an event leaves anything to remember for a license that has
+/// nothing remembered: a heartbeat, say, does not (its machine is not
+/// remembered, so it is used already).
+fn remembered(event: &LicenseEvent) -> bool {
+    matches!(
+        event,
+        LicenseEvent::LicenseActivated { .. }
+            | LicenseEvent::LicenseDeactivated { .. }
+            | LicenseEvent::LicenseRevoked { .. }
+            | LicenseEvent::LicenseCallRateExceeded { .. }
+            | LicenseEvent::AnomalyDetected { .. }
+    )
 }
 
 fn window(secs: u32) -> Duration {
@@ -212,7 +292,51 @@ fn window(secs: u32) -> Duration {
 /// A threshold passed: its kind, its evidence, and whether it may suspend.
 type Found = (AnomalyKind, AnomalyEvidence, bool);
 
-impl Track {
+impl Recent {
+    fn is_empty(&self) -> bool {
+        self.freed.is_empty()
+            && self.bound.is_empty()
+            && self.churned.is_empty()
+            && self.moves.is_empty()
+            && self.activations.is_empty()
+            && self.runs.is_empty()
+            && self.open.is_empty()
+    }
+
+    /// Marks an anomaly of `kind` open; false if one was open already.
+    fn open_now(&mut self, kind: AnomalyKind) -> bool {
+        if self.open.contains(&kind) {
+            return false;
+        }
+        self.open.push(kind);
+        true
+    }
+
+    /// Forgets what no detector's window can look back at from `now`
+    /// (event time): machines that have held their seats long enough to
+    /// count as used, and freed seats, moves and activations older than
+    /// their windows. Each detector forgets the same again before it
+    /// counts, so this changes no finding; it only keeps a license that
+    /// has gone quiet from holding on to them.
+    fn forget_past(&mut self, now: DateTime<Utc>, settings: &AnomalySettings) {
+        let lived = settings.device_lived_secs;
+        self.bound.retain(|(_, bound)| !bound.lived(now, lived));
+        let hopping = now - window(settings.license_hopping.window_secs);
+        self.freed.retain(|(_, _, freed_at, _)| *freed_at >= hopping);
+        while self.moves.front().is_some_and(|m| m.at < hopping) {
+            self.moves.pop_front();
+        }
+        let networks = now - window(settings.unusual_activation_pattern.window_secs);
+        while self.activations.front().is_some_and(|a| a.at < networks) {
+            if let Some(forgotten) = self.activations.pop_front() {
+                self.churned.remove(&forgotten.event_id);
+            }
+        }
+        if self.activations.is_empty() {
+            self.churned = HashSet::new();
+        }
+    }
+
     fn take(&mut self, observed: &Observed<'_>, settings: &AnomalySettings) -> Vec<Found> {
         let at = observed.occurred_at;
         let mut found = Vec::new();
@@ -225,18 +349,24 @@ impl Track {
                     // The same machine came back: its seat did not move.
                     self.freed.remove(position);
                 } else if let Some((_, freed_by, _, from_used)) = self.freed.pop_front() {
-                    let event_ids = [freed_by, observed.event_id.to_owned()];
+                    let event_ids = [freed_by, Id::of(observed.event_id)];
                     self.moves.push_back(Move { at, event_ids, to: machine.clone(), from_used });
                     found.extend(self.hopping(at, settings));
                 }
-                let bound = Bound { since: at, heartbeat: false, activation: observed.event_id.to_owned() };
-                self.bound.insert(machine.clone(), bound);
+                let bound = Bound { since: at, activation: Id::of(observed.event_id) };
+                match self.bound.iter_mut().find(|(bound, _)| bound == machine) {
+                    Some((_, held)) => *held = bound,
+                    None => {
+                        grow_by_doubling!(self.bound);
+                        self.bound.push((machine.clone(), bound));
+                    }
+                }
                 if let Some(address) = observed.client_ip {
+                    grow_by_doubling!(self.activations);
                     self.activations.push_back(Activation {
                         at,
-                        event_id: observed.event_id.to_owned(),
-                        address: address.to_owned(),
-                        network: network(address),
+                        event_id: Id::of(observed.event_id),
+                        address: address.into(),
                     });
                     if self.activations.len() > MAX_ACTIVATIONS {
                         if let Some(forgotten) = self.activations.pop_front() {
@@ -246,10 +376,10 @@ impl Track {
                     found.extend(self.networks(at, settings));
                 }
             }
+            // A heartbeat uses the seat: the machine need not be
+            // remembered any longer.
             LicenseEvent::HeartbeatRecorded { machine, .. } => {
-                if let Some(bound) = self.bound.get_mut(machine) {
-                    bound.heartbeat = true;
-                }
+                self.unbind(machine);
             }
             LicenseEvent::LicenseDeactivated { machine, .. } => {
                 self.free([machine], observed.event_id, at, settings.device_lived_secs)
@@ -258,22 +388,26 @@ impl Track {
                 self.free(released_machines, observed.event_id, at, settings.device_lived_secs)
             }
             LicenseEvent::DeviceCulled { machine, .. } => {
-                self.bound.remove(machine);
+                self.unbind(machine);
             }
             LicenseEvent::LicenseCallRateExceeded { machine, window_started_at, window_secs, windows, .. } => {
                 let run = ReportedRun { last_window: *window_started_at, window_secs: *window_secs, windows: *windows };
                 found.extend(self.call_rate(machine, run, observed.event_id, settings));
             }
             LicenseEvent::AnomalyDetected { kind, .. } => {
-                self.open.insert(*kind);
+                self.open_now(*kind);
             }
-            LicenseEvent::AnomalyResolved { kind, .. } => {
-                self.open.remove(kind);
-            }
+            LicenseEvent::AnomalyResolved { kind, .. } => self.open.retain(|open| open != kind),
             _ => {}
         }
         found.retain(|(kind, _, _)| !self.open.contains(kind));
         found
+    }
+
+    /// Forgets the machine's seat, answering what was remembered of it.
+    fn unbind(&mut self, machine: &MachineHash) -> Option<Bound> {
+        let position = self.bound.iter().position(|(bound, _)| bound == machine)?;
+        Some(self.bound.swap_remove(position).1)
     }
 
     fn free<'m>(
@@ -284,7 +418,7 @@ impl Track {
         lived_secs: u32,
     ) {
         for machine in machines {
-            let used = match self.bound.remove(machine) {
+            let used = match self.unbind(machine) {
                 Some(bound) => {
                     let used = bound.lived(at, lived_secs);
                     if !used {
@@ -296,7 +430,8 @@ impl Track {
                 // its seat for a while.
                 None => true,
             };
-            self.freed.push_back((machine.clone(), event_id.to_owned(), at, used));
+            grow_by_doubling!(self.freed);
+            self.freed.push_back((machine.clone(), Id::of(event_id), at, used));
         }
         while self.freed.len() > MAX_FREED {
             self.freed.pop_front();
@@ -316,7 +451,7 @@ impl Track {
             return None;
         }
         let evidence = AnomalyEvidence {
-            event_ids: self.moves.iter().flat_map(|m| m.event_ids.iter().cloned()).collect(),
+            event_ids: self.moves.iter().flat_map(|m| m.event_ids.iter().map(Id::text)).collect(),
             count: self.moves.len() as u32,
             threshold: rule.max_moves,
             window_started_at: since,
@@ -343,18 +478,18 @@ impl Track {
         if self.open.contains(&AnomalyKind::UnusualActivationPattern) || !rule.enabled {
             return None;
         }
-        let networks: HashSet<&str> = self.activations.iter().map(|a| a.network.as_str()).collect();
+        let networks: HashSet<String> = self.activations.iter().map(|a| network(&a.address)).collect();
         if networks.len() as u32 <= rule.max_networks {
             return None;
         }
         let (mut seen, mut addresses) = (HashSet::new(), Vec::new());
         for activation in &self.activations {
-            if seen.insert(activation.address.as_str()) {
-                addresses.push(activation.address.clone());
+            if seen.insert(&*activation.address) {
+                addresses.push(activation.address.to_string());
             }
         }
         let evidence = AnomalyEvidence {
-            event_ids: self.activations.iter().map(|a| a.event_id.clone()).collect(),
+            event_ids: self.activations.iter().map(|a| a.event_id.text()).collect(),
             count: networks.len() as u32,
             threshold: rule.max_networks,
             window_started_at: since,
@@ -363,11 +498,11 @@ impl Track {
             machines: Vec::new(),
             trailing_per_hour: None,
         };
-        let used: HashSet<&str> = self
+        let used: HashSet<String> = self
             .activations
             .iter()
             .filter(|a| !self.churned.contains(&a.event_id))
-            .map(|a| a.network.as_str())
+            .map(|a| network(&a.address))
             .collect();
         Some((AnomalyKind::UnusualActivationPattern, evidence, used.len() as u32 > rule.max_networks))
     }
@@ -405,7 +540,7 @@ impl Track {
             *run = Run { first_window, last_window, window_secs, windows, event_ids: VecDeque::new() };
         }
         run.last_window = last_window;
-        run.event_ids.push_back(event_id.to_owned());
+        run.event_ids.push_back(Id::of(event_id));
         while run.event_ids.len() > rule.sustained_windows.max(1) as usize {
             run.event_ids.pop_front();
         }
@@ -416,7 +551,7 @@ impl Track {
             return None;
         }
         let evidence = AnomalyEvidence {
-            event_ids: run.event_ids.iter().cloned().collect(),
+            event_ids: run.event_ids.iter().map(Id::text).collect(),
             count: run.windows,
             threshold: rule.sustained_windows.saturating_sub(1),
             window_started_at: run.first_window,
