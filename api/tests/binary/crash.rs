@@ -4,14 +4,13 @@
 //! chain holds. On both backends (PostgreSQL at `KEYLEDGER_TEST_DATABASE_URL`,
 //! default `postgres://postgres@127.0.0.1:5432/postgres`).
 
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{fresh_server, keyledger, post, start, Fresh};
+use super::{fresh_server, post, run_to_end, start, Fresh};
 
 pub async fn fresh_database(backend: &str, data_dir: &std::path::Path) -> String {
     if backend == "sqlite" {
@@ -122,15 +121,9 @@ async fn crash_mid_load_loses_no_acknowledged_write(backend: &str) {
     let mut server = server;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    let rebuilt = keyledger(data_dir.path(), &database_url)
-        .args(["projections", "rebuild"])
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(rebuilt.status.success(), "rebuild failed: {}", String::from_utf8_lossy(&rebuilt.stderr));
+    run_to_end(data_dir.path(), &database_url, &["projections", "rebuild"], "rebuild failed");
     assert_eq!(db_rows().await, live, "the live read model differs from a rebuild");
-    let verified = keyledger(data_dir.path(), &database_url).args(["audit", "verify"]).status().unwrap();
-    assert!(verified.success(), "a hash chain broke in the crash");
+    run_to_end(data_dir.path(), &database_url, &["audit", "verify"], "a hash chain broke in the crash");
 }
 
 /// The machine names of every LicenseActivated event in the log.

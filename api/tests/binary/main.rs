@@ -24,6 +24,13 @@ pub fn keyledger(data_dir: &std::path::Path, database_url: &str) -> Command {
     configure(command, data_dir, database_url)
 }
 
+/// Runs a `keyledger` command to its end; a failure panics with `failed`
+/// and what the command wrote to stderr.
+pub fn run_to_end(data_dir: &std::path::Path, database_url: &str, args: &[&str], failed: &str) {
+    let output = keyledger(data_dir, database_url).args(args).stderr(Stdio::piped()).output().unwrap();
+    assert!(output.status.success(), "{failed}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
 /// The settings every test server gets: its data, its database, quiet logs.
 pub fn configure(mut command: Command, data_dir: &std::path::Path, database_url: &str) -> Command {
     command

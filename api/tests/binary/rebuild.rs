@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{fresh_server, keyledger, post, Fresh};
+use super::{fresh_server, keyledger, post, run_to_end, Fresh};
 
 /// Licenses generated: enough that every key range of the rebuild (two
 /// to sixteen, by the machine's cores) has rows.
@@ -127,15 +127,9 @@ async fn a_rebuild_killed_part_way_leaves_every_row_as_it_was_or_rebuilt(backend
     eprintln!("{backend}: killed the rebuild with {rebuilt} rows rebuilt and {as_it_was} as they were");
 
     execute(&database_url, if backend == "sqlite" { FAST_WRITES_SQLITE } else { FAST_WRITES }).await;
-    let finished = keyledger(data_dir.path(), &database_url)
-        .args(["projections", "rebuild"])
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(finished.status.success(), "rebuild failed: {}", String::from_utf8_lossy(&finished.stderr));
+    run_to_end(data_dir.path(), &database_url, &["projections", "rebuild"], "rebuild failed");
     assert_eq!(rows(&database_url).await, original, "the second rebuild finished the first one's work");
-    let verified = keyledger(data_dir.path(), &database_url).args(["audit", "verify"]).status().unwrap();
-    assert!(verified.success(), "a hash chain broke");
+    run_to_end(data_dir.path(), &database_url, &["audit", "verify"], "a hash chain broke");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -222,7 +222,12 @@ impl Detector {
         let Some(newest) = self.newest else { return };
         let before = newest - idle;
         self.licenses.retain(|_, track| track.last_event_at >= before);
-        self.licenses.shrink_to_fit();
+        // Gives memory back after a busy stretch, but only once the map is
+        // mostly empty: shrinking rehashes every entry, and a map near its
+        // size would grow and shrink again and again.
+        if self.licenses.capacity() > 4 * self.licenses.len().max(1024) {
+            self.licenses.shrink_to_fit();
+        }
     }
 
     /// Takes one event into account and returns what it makes pass a
